@@ -1,0 +1,32 @@
+"""alm_jax: the AiLive Mixer in JAX/Flax."""
+import setuptools
+
+setuptools.setup(
+    name="alm_jax",
+    version="0.1.0",
+    description="AiLive Mixer: zero-latency deep-learning automatic mixing of live multitrack audio, in JAX/Flax.",
+    packages=setuptools.find_packages(include=["alm_jax", "alm_jax.*"]),
+    package_data={"alm_jax": ["data/*.json"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "jax>=0.10.2,<0.11",
+        "flax>=0.12.8,<0.13",
+        "optax>=0.2.8,<0.3",
+        "orbax-checkpoint>=0.12.8,<0.13",
+        "numpy>=2.0,<3",
+        "scipy>=1.13",
+        "soundfile>=0.13",
+        "tensorflow-cpu>=2.21,<2.22",
+        "tensorflow-datasets>=4.9.10,<4.10",
+        "absl-py>=2.1",
+        "ml-collections>=1.1,<1.2",
+        "chex>=0.1.90",
+        "pyyaml>=6.0",
+        "pyroomacoustics>=0.10,<0.11",
+        "pyloudnorm>=0.2",
+        "matplotlib>=3.9",
+        "tqdm>=4.66",
+        "pytest>=8",
+    ],
+    extras_require={"torch": ["torch>=2.9"]},
+)
