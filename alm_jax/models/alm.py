@@ -1,0 +1,132 @@
+"""The AiLive Mixer (ALM): per-channel gains per F2 frame, applied with zero latency.
+
+    audio [b, c, n] --F1 frames--> log-mel -> embedding -> encoder 1 (channels)   (F1 rate)
+                     --F2 frames--> RMS -> projection + PReLU with the embedding
+                                    -> encoder 2 (channels) -> GRU (time)
+                                    -> encoder 3 (channels) -> MLP -> gain >= 0   (F2 rate)
+    mix = sum_c gain[c, t - 1] * audio[c, frame t]     (zero-latency mode)
+
+Every network is shared across channels and no layer sees a channel index, so
+any channel count and order works; padded channels are masked out of attention
+and out of the mix.
+
+The stages are separate methods (`embed`, `condition`, `recur`, `head`) so the
+streaming mixer runs exactly the same computation one F2 frame at a time.
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from alm_jax import checks
+from alm_jax import frames
+from alm_jax import frontend
+from alm_jax.models import embeddings
+from alm_jax.models import layers
+
+
+def compute_dtype(model_config):
+  return jnp.dtype(model_config.get('dtype', 'float32'))
+
+
+class AiLiveMixer(nn.Module):
+  """The AiLive Mixer.
+
+  Attributes:
+    config: `config.model` as a FrozenConfigDict (see configs/mr.py).
+  """
+  config: ml_collections.FrozenConfigDict
+
+  def setup(self):
+    cfg = self.config
+    dtype = compute_dtype(cfg)
+    self.frame_spec = frames.FrameSpec.from_config(cfg)
+    self.frontend_spec = frontend.FrontendSpec.from_config(cfg)
+    self.embedding = embeddings.build_embedding(cfg.embedding, dtype)
+    enc = dict(num_layers=cfg.encoder.num_layers, num_heads=cfg.encoder.num_heads,
+               mlp_dim=cfg.encoder.mlp_dim, dropout=cfg.encoder.dropout, dtype=dtype)
+    self.embed_proj = nn.Dense(cfg.d_model, dtype=dtype)
+    self.encoder1 = layers.ChannelEncoder(**enc)
+    self.rms_proj = nn.Dense(cfg.d_model, dtype=dtype)
+    self.rms_act = nn.PReLU(negative_slope_init=0.25)
+    self.encoder2 = layers.ChannelEncoder(**enc)
+    self.gru = layers.TimeGRU(cfg.gru_hidden, dtype=dtype)
+    self.encoder3 = layers.ChannelEncoder(**enc)
+    self.mlp = layers.PReLUMLP(tuple(cfg.mlp_dims) + (1,), dtype=dtype)
+
+  # ---- F1 rate -------------------------------------------------------------
+
+  def embed(self, f1_frames, channel_mask, deterministic: bool = True):
+    """F1 frames [b, c, g, f1] -> channel-contextual embeddings [b, c, g, d_model]."""
+    patches = frontend.log_mel(f1_frames, self.frontend_spec)  # [b, c, g, 96, 64]
+    lead = patches.shape[:-2]
+    e = self.embedding(patches.reshape((-1,) + patches.shape[-2:]))
+    e = self.embed_proj(e.reshape(lead + e.shape[-1:]))
+    return self.encoder1(e, channel_mask, deterministic)
+
+  # ---- F2 rate -------------------------------------------------------------
+
+  def condition(self, emb, rms, channel_mask, deterministic: bool = True):
+    """Embeddings [b, c, t, d] and F2-frame RMS [b, c, t] -> encoder 2 output [b, c, t, d]."""
+    floor = self.config.rms_floor_db
+    # Level in dB, scaled to about [-1, 0]: raw RMS spans orders of magnitude.
+    level = jnp.maximum(20.0 * jnp.log10(rms), floor) / -floor
+    x = jnp.concatenate([emb, level[..., None].astype(emb.dtype)], axis=-1)
+    x = self.rms_act(self.rms_proj(x))
+    return self.encoder2(x, channel_mask, deterministic)
+
+  def recur(self, carry, x):
+    """GRU over frames: carry [b, c, h], x [b, c, t, d] -> (carry, [b, c, t, h])."""
+    return self.gru(carry, x)
+
+  def head(self, y, channel_mask, deterministic: bool = True):
+    """GRU output [b, c, t, h] -> predicted gains [b, c, t] (float32, >= 0, 0 on masked channels)."""
+    y = self.encoder3(y, channel_mask, deterministic)
+    g = self.mlp(y)[..., 0].astype(jnp.float32)
+    if self.config.gain_activation == 'softplus':
+      g = jax.nn.softplus(g)
+    elif self.config.gain_activation == 'relu':
+      g = jax.nn.relu(g)
+    else:
+      raise ValueError(f'Unknown config.model.gain_activation {self.config.gain_activation!r}.')
+    return jnp.where(channel_mask[..., None], g, 0.0)
+
+  def initial_carry(self, batch: int, channels: int):
+    return jnp.zeros((batch, channels, self.config.gru_hidden), jnp.float32)
+
+  # ---- whole signals -------------------------------------------------------
+
+  def __call__(self, audio, channel_mask, train: bool = False):
+    """Mixes whole signals.
+
+    Args:
+      audio: [batch, channels, samples] at config.sample_rate.
+      channel_mask: [batch, channels] bool, False for padded channels.
+      train: enables dropout (needs a 'dropout' rng).
+    Returns:
+      dict with `pred_gains` [b, c, t] (gain predicted on each F2 frame),
+      `gains` [b, c, t] (gain applied to each F2 frame: `pred_gains` shifted by
+      one frame in zero-latency mode) and `mix` [b, t * f2].
+    """
+    spec = self.frame_spec
+    checks.check_shapes(audio.shape, channel_mask.shape, spec.f1)
+    channel_mask = channel_mask.astype(bool)
+    audio = audio.astype(jnp.float32)
+    deterministic = not train
+    b, c, _ = audio.shape
+
+    emb = self.embed(frames.f1_frames(audio, spec), channel_mask, deterministic)  # [b, c, g, d]
+    t = spec.num_f2_frames(audio.shape[-1])
+    emb = jnp.take(emb, frames.f1_index(t, spec), axis=2)  # [b, c, t, d]
+    rms = frames.frame_rms(frames.f2_frames(audio, spec))  # [b, c, t]
+    x = self.condition(emb, rms, channel_mask, deterministic)
+    _, y = self.recur(self.initial_carry(b, c), x)
+    pred = self.head(y, channel_mask, deterministic)
+    gains = (frames.zero_latency_shift(pred, self.config.initial_gain)
+             if self.config.zero_latency else pred)
+    gains = jnp.where(channel_mask[..., None], gains, 0.0)
+    return {'pred_gains': pred, 'gains': gains,
+            'mix': frames.apply_gains(audio, gains, channel_mask, spec)}

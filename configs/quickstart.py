@@ -1,0 +1,102 @@
+"""Quickstart: a small ALM-MR trained on the embedded synthetic dataset, minutes on 2 CPU cores.
+
+    python -m alm_jax.main --config=configs/quickstart.py --workdir=/tmp/alm_quickstart
+
+Needs no download: the `synthetic_live` dataset is generated on first use.
+"""
+import ml_collections
+
+
+def get_config():
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  # ---- model: ALM-MR framing, small networks --------------------------------
+  model = config.model = ml_collections.ConfigDict()
+  model.name = 'alm'
+  model.sample_rate = 44100
+  model.f1_ms = 975.0
+  model.f2_ms = 50.0
+  model.f1_stride = 6
+  model.max_channels = 6
+  model.zero_latency = True
+  model.initial_gain = 1.0
+  model.d_model = 32
+  model.rms_floor_db = -100.0
+
+  model.frontend = ml_collections.ConfigDict()
+  model.frontend.sample_rate = 16000
+  model.frontend.window_ms = 25.0
+  model.frontend.hop_ms = 10.0
+  model.frontend.n_fft = 512
+  model.frontend.n_mels = 64
+  model.frontend.fmin = 125.0
+  model.frontend.fmax = 7500.0
+  model.frontend.log_offset = 0.01
+  model.frontend.patch_frames = 96
+  model.frontend.resample_zero_crossings = 16
+  model.frontend.resample_rolloff = 0.945
+
+  model.embedding = ml_collections.ConfigDict()
+  model.embedding.name = 'small'
+  model.embedding.dim = 32
+  model.embedding.weights = ''
+  model.embedding.fc2_relu = False
+  model.embedding.small_features = (8, 16, 32)
+
+  model.encoder = ml_collections.ConfigDict()
+  model.encoder.num_layers = 1
+  model.encoder.num_heads = 2
+  model.encoder.mlp_dim = 64
+  model.encoder.dropout = 0.0
+
+  model.gru_hidden = 32
+  model.mlp_dims = (16, 8)
+  model.gain_activation = 'softplus'
+
+  # ---- loss ----------------------------------------------------------------
+  loss = config.loss = ml_collections.ConfigDict()
+  loss.fft_sizes = (512, 1024, 4096)
+  loss.win_lengths = (440, 884, 3528)
+  loss.hop_fraction = 0.25
+  loss.w_sc = 1.0
+  loss.w_log_mag = 1.0
+  loss.eps = 1e-8
+
+  # ---- data ----------------------------------------------------------------
+  data = config.data = ml_collections.ConfigDict()
+  data.name = 'synthetic_live'
+  data.data_dir = ''
+  data.manual_dir = ''
+  data.max_raw_tracks = 6
+  data.segment_seconds = 4.0
+  data.eval_segment_seconds = 4.0
+  data.silence_db = -60.0
+  data.shuffle_seed = 0
+  data.bleed = ml_collections.ConfigDict()
+  data.bleed.enabled = True
+  data.bleed.bank_size = 32
+  data.bleed.cache_dir = ''
+  data.bleed.severity_db = (-30.0, -6.0)
+  data.levels = ml_collections.ConfigDict()
+  data.levels.enabled = True
+  data.levels.pre_bleed_db = (-12.0, 12.0)
+  data.levels.post_bleed_db = (-12.0, 12.0)
+
+  # ---- training --------------------------------------------------------------
+  train = config.train = ml_collections.ConfigDict()
+  train.batch_size = 4
+  train.num_epochs = 60
+  train.steps_per_epoch = -1
+  train.learning_rate = 1e-3
+  train.lr_boundaries_epochs = (40,)
+  train.lr_decay = 0.1
+  train.weight_decay = 1e-2
+  train.freeze_embedding_epochs = 0
+  train.grad_clip_norm = 0.0
+  train.log_every_steps = 10
+  train.eval_every_steps = 100
+  train.checkpoint_every_steps = 100
+  train.keep_checkpoints = 2
+  train.compute_dtype = 'float32'
+  return config

@@ -1,0 +1,38 @@
+"""Shared test fixtures: tiny configs so the suite stays fast on 2 CPU cores."""
+
+import importlib.util
+import os
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load_config(name: str):
+  """configs/<name>.py's get_config()."""
+  path = REPO / 'configs' / f'{name}.py'
+  spec = importlib.util.spec_from_file_location(f'configs_{name}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def shrink_model(config):
+  """Shrinks config.model in place to a tiny network with the real frame sizes."""
+  m = config.model
+  m.embedding.name = 'small'
+  m.embedding.dim = 16
+  m.embedding.small_features = (4, 8)
+  m.d_model = 16
+  m.encoder.mlp_dim = 32
+  m.encoder.dropout = 0.0
+  m.gru_hidden = 16
+  m.mlp_dims = (8, 4)
+  return config
+
+
+@pytest.fixture
+def tiny_config():
+  """tiny_config('mr' | 'sr') -> a full config with a tiny model."""
+  return lambda name='mr': shrink_model(load_config(name))
