@@ -1,0 +1,357 @@
+"""Objective mix metrics for evaluation and validation.
+
+All functions except `mr_stft_distance` are host-side NumPy: they accept NumPy or JAX arrays (JAX arrays
+are copied to the host, a sync, so call them at evaluation/logging steps, never inside a jitted step),
+compute in float64 and return NumPy float64 values. `mr_stft_distance` runs the training loss
+(`alm_jax.losses`) under jit and returns NumPy float32.
+
+Layouts: audio is [..., samples] ([channels, samples] for `integrated_loudness`), gains are
+[..., channels, frames] linear amplitude, masks are bool [..., channels].
+
+Non-finite results are part of the contract, not errors: a signal whose every 400 ms block lies below
+−70 LUFS has loudness −inf, an estimate identical to its reference has SI-SDR +inf; summary code must
+handle them (e.g. `si_sdr(..., max_db=...)`, or report counts of non-finite values). NaN or Inf *inputs*
+raise ValueError.
+"""
+
+from typing import Optional, Sequence
+
+import numpy as np
+from scipy import signal as sps
+
+# ---- ITU-R BS.1770-4 loudness ---------------------------------------------
+
+# Analog prototypes of the K-weighting stages, fitted so that the bilinear transform at 48 kHz reproduces
+# the coefficients tabulated in BS.1770 (to ~1e-8); they give the same filter at any other rate.
+_SHELF_F0 = 1681.974450955533
+_SHELF_GAIN_DB = 3.999843853973347
+_SHELF_Q = 0.7071752369554196
+_SHELF_VB_EXPONENT = 0.4996667741545416
+_HIGHPASS_F0 = 38.13547087602444
+_HIGHPASS_Q = 0.5003270373238773
+
+_BLOCK_SECONDS = 0.4
+_BLOCK_STEP = 0.25  # 75 % overlap
+_ABSOLUTE_GATE_LUFS = -70.0
+_RELATIVE_GATE_LU = -10.0
+_LOUDNESS_OFFSET = -0.691
+
+
+def k_weighting_coefficients(rate: int):
+  """BS.1770 K-weighting at `rate` Hz: ((b_shelf, a_shelf), (b_highpass, a_highpass)), float64 [3] each."""
+  rate = _check_rate(rate)
+  k = np.tan(np.pi * _SHELF_F0 / rate)
+  vh = 10.0 ** (_SHELF_GAIN_DB / 20.0)
+  vb = vh ** _SHELF_VB_EXPONENT
+  a0 = 1.0 + k / _SHELF_Q + k * k
+  b_shelf = np.array([vh + vb * k / _SHELF_Q + k * k, 2.0 * (k * k - vh), vh - vb * k / _SHELF_Q + k * k]) / a0
+  a_shelf = np.array([a0, 2.0 * (k * k - 1.0), 1.0 - k / _SHELF_Q + k * k]) / a0
+  k = np.tan(np.pi * _HIGHPASS_F0 / rate)
+  a0 = 1.0 + k / _HIGHPASS_Q + k * k
+  b_hp = np.array([1.0, -2.0, 1.0])
+  a_hp = np.array([a0, 2.0 * (k * k - 1.0), 1.0 - k / _HIGHPASS_Q + k * k]) / a0
+  return (b_shelf, a_shelf), (b_hp, a_hp)
+
+
+def k_weight(x, rate: int) -> np.ndarray:
+  """K-weighted signal: [..., samples] -> float64 [..., samples] (zero initial filter state)."""
+  x = _as_float64(x, 'audio')
+  (bs, as_), (bh, ah) = k_weighting_coefficients(rate)
+  return sps.lfilter(bh, ah, sps.lfilter(bs, as_, x, axis=-1), axis=-1)
+
+
+def block_loudness(x, rate: int, channel_weights: Optional[Sequence[float]] = None):
+  """Per-channel mean square of the K-weighted signal in each 400 ms gating block.
+
+  Args:
+    x: [samples] mono or [channels, samples].
+    rate: sample rate in Hz.
+    channel_weights: G_i per channel (default 1.0 each; BS.1770 uses 1.41 for the surround channels).
+
+  Returns:
+    (z [channels, blocks] float64, weights [channels] float64). Blocks start every 100 ms; only whole
+    blocks are used (blocks j = 0 .. floor((T − 0.4 s) / 0.1 s)).
+  """
+  x = _as_float64(x, 'audio')
+  if x.ndim == 1:
+    x = x[None]
+  if x.ndim != 2 or x.shape[0] == 0:
+    raise ValueError(f'Loudness needs audio [samples] or [channels, samples], got shape {x.shape}.')
+  rate = _check_rate(rate)
+  block = int(round(_BLOCK_SECONDS * rate))
+  step = int(round(_BLOCK_SECONDS * _BLOCK_STEP * rate))
+  if x.shape[1] < block:
+    raise ValueError(f'Integrated loudness needs at least one 400 ms block ({block} samples at {rate} Hz), '
+                     f'got {x.shape[1]} samples; measure a longer excerpt.')
+  if channel_weights is None:
+    weights = np.ones(x.shape[0])
+  else:
+    weights = np.asarray(channel_weights, np.float64)
+    if weights.shape != (x.shape[0],):
+      raise ValueError(f'channel_weights has shape {weights.shape}, need one weight per channel '
+                       f'({x.shape[0]}).')
+  energy = np.square(k_weight(x, rate))
+  cumulative = np.concatenate([np.zeros((x.shape[0], 1)), np.cumsum(energy, axis=-1)], axis=-1)
+  starts = np.arange(0, x.shape[1] - block + 1, step)
+  z = (cumulative[:, starts + block] - cumulative[:, starts]) / block
+  # Differences of a running sum can come out a rounding error below zero in silent blocks.
+  z = np.maximum(z, 0.0)
+  return z, weights
+
+
+def integrated_loudness(x, rate: int, channel_weights: Optional[Sequence[float]] = None) -> float:
+  """Integrated (gated) loudness in LUFS, ITU-R BS.1770-4.
+
+  K-weighting, 400 ms blocks with 75 % overlap, absolute gate −70 LUFS, relative gate −10 LU.
+
+  Args:
+    x: [samples] mono or [channels, samples] audio (full scale = 1.0).
+    rate: sample rate in Hz (any rate above ~3.4 kHz; the filters are derived for it).
+    channel_weights: optional G_i per channel (default 1.0).
+
+  Returns:
+    float LUFS; −inf when no block passes the absolute gate (silence). A full-scale 997 Hz sine in one
+    channel reads −3.01 LUFS.
+  """
+  z, weights = block_loudness(x, rate, channel_weights)
+  with np.errstate(divide='ignore'):
+    block_lufs = _LOUDNESS_OFFSET + 10.0 * np.log10(weights @ z)
+  above_absolute = block_lufs > _ABSOLUTE_GATE_LUFS
+  if not np.any(above_absolute):
+    return float('-inf')
+  relative_gate = (_LOUDNESS_OFFSET + 10.0 * np.log10(weights @ z[:, above_absolute].mean(axis=1))
+                   + _RELATIVE_GATE_LU)
+  gated = above_absolute & (block_lufs > relative_gate)
+  return float(_LOUDNESS_OFFSET + 10.0 * np.log10(weights @ z[:, gated].mean(axis=1)))
+
+
+def loudness_difference(mix, target, rate: int) -> float:
+  """Integrated loudness of `mix` minus that of `target`, in LU (positive: the mix is louder).
+
+  Args:
+    mix, target: [samples] or [channels, samples] each (channel counts may differ, e.g. a mono mix
+      against a stereo reference mix).
+    rate: sample rate in Hz.
+
+  Returns:
+    float LU; ±inf when exactly one of them is silent (below the absolute gate), nan when both are.
+  """
+  mix_lufs = integrated_loudness(mix, rate)
+  target_lufs = integrated_loudness(target, rate)
+  if np.isinf(mix_lufs) and np.isinf(target_lufs):
+    return float('nan')
+  return float(mix_lufs - target_lufs)
+
+
+# ---- SI-SDR -------------------------------------------------------------------
+
+
+def si_sdr(estimate, reference, *, zero_mean: bool = True, max_db: Optional[float] = None,
+           silent_reference: str = 'nan'):
+  """Scale-invariant signal-to-distortion ratio in dB (Le Roux et al., 2019), over the last axis.
+
+  SI-SDR = 10 log10(‖α s‖² / ‖α s − ŝ‖²) with α = ⟨ŝ, s⟩ / ‖s‖² (after removing the means if
+  zero_mean).
+
+  Args:
+    estimate: [..., samples] (the mix).
+    reference: [..., samples] (the target mix), same shape.
+    zero_mean: subtract each signal's mean first (the usual definition).
+    max_db: if given, results are clamped to at most this value (turns +inf into max_db, for means).
+    silent_reference: what an all-zero (after mean removal) reference gives: 'nan' (default, so padding
+      examples of a batch do not abort an evaluation; mask them out) or 'raise' (ValueError).
+
+  Returns:
+    float64 [...] dB (a Python-compatible NumPy scalar for 1-D inputs). An estimate identical to its
+    reference gives +inf (exactly: the residual is exactly zero); a silent estimate against a
+    non-silent reference gives −inf.
+  """
+  est = _as_float64(estimate, 'estimate')
+  ref = _as_float64(reference, 'reference')
+  if est.shape != ref.shape or est.ndim == 0:
+    raise ValueError(f'SI-SDR needs estimate and reference of the same shape [..., samples], got '
+                     f'{est.shape} and {ref.shape}; trim both to the same length.')
+  if zero_mean:
+    est = est - est.mean(axis=-1, keepdims=True)
+    ref = ref - ref.mean(axis=-1, keepdims=True)
+  ref_energy = np.sum(ref * ref, axis=-1)
+  silent = ref_energy == 0.0
+  if silent_reference == 'raise':
+    if np.any(silent):
+      raise ValueError(f'SI-SDR is undefined for a silent reference ({int(np.sum(silent))} of '
+                       f'{silent.size} references are all zero); drop or mask those examples.')
+  elif silent_reference != 'nan':
+    raise ValueError(f"silent_reference must be 'nan' or 'raise', got {silent_reference!r}.")
+  alpha = np.sum(est * ref, axis=-1) / np.where(silent, 1.0, ref_energy)
+  projection = alpha[..., None] * ref
+  signal_energy = np.sum(projection * projection, axis=-1)
+  noise_energy = np.sum(np.square(projection - est), axis=-1)
+  with np.errstate(divide='ignore', invalid='ignore'):
+    db = 10.0 * np.log10(signal_energy / noise_energy)
+  # 0 / 0 here only occurs for a silent estimate (α = 0, residual = 0): no signal at all, −inf.
+  db = np.where((signal_energy == 0.0) & (noise_energy == 0.0), -np.inf, db)
+  db = np.where(silent, np.nan, db)
+  if max_db is not None:
+    db = np.minimum(db, max_db)  # NaN stays NaN
+  return db[()] if db.ndim == 0 else db
+
+
+# ---- gains ------------------------------------------------------------------
+
+
+def gains_to_db(gains, floor_db: float = -120.0) -> np.ndarray:
+  """Linear amplitude gains -> dB, floored at floor_db (a muted channel is floor_db, not −inf)."""
+  g = _as_float64(gains, 'gains')
+  if np.any(g < 0):
+    raise ValueError('Gains must be non-negative linear amplitudes; got negative values.')
+  return 20.0 * np.log10(np.maximum(g, 10.0 ** (floor_db / 20.0)))
+
+
+def gain_smoothness_db_per_s(gains, frame_seconds: float, channel_mask=None, *,
+                             floor_db: float = -120.0):
+  """Mean absolute gain change in dB per second (the "jumps" the paper criticises in DMC).
+
+  mean over active channels and frame transitions of |g_dB[t+1] − g_dB[t]| / frame_seconds.
+
+  Args:
+    gains: [..., channels, frames] linear gains, one per frame of `frame_seconds`.
+    frame_seconds: frame duration in seconds (F2 = 0.05 s for ALM-MR).
+    channel_mask: bool [..., channels], False for padding channels (default: all active).
+    floor_db: gains are floored at this level before taking the log.
+
+  Returns:
+    float64 [...] dB/s; 0 for constant gains; nan for an example with no active channel.
+  """
+  db = gains_to_db(gains, floor_db)
+  if db.ndim < 2 or db.shape[-1] < 2:
+    raise ValueError(f'Gain smoothness needs gains [..., channels, frames] with >= 2 frames, got {db.shape}.')
+  if frame_seconds <= 0:
+    raise ValueError(f'frame_seconds must be positive, got {frame_seconds}.')
+  mask = _channel_mask(channel_mask, db.shape[:-1])
+  per_channel = np.mean(np.abs(np.diff(db, axis=-1)), axis=-1) / frame_seconds
+  return _masked_channel_mean(per_channel, mask)
+
+
+def balance_error_db(gains, target_gains, channel_mask=None, *, per_channel: bool = False,
+                     floor_db: float = -120.0):
+  """Level balance error against a target balance, in dB.
+
+  Each side's balance is its channel gains in dB minus their mean over the active channels (so an
+  overall level offset is not an error). Time-varying gains are summarised by their mean in dB.
+
+  Args:
+    gains: [..., channels] or [..., channels, frames] linear gains of the system.
+    target_gains: [..., channels] or [..., channels, frames] linear target gains (e.g. the dataset's
+      mixing coefficients).
+    channel_mask: bool [..., channels] (default: all active). It fixes which axis is channels: an array
+      with one more dimension than the mask has a trailing frames axis. Without a mask, arrays of equal
+      rank are read as [..., channels]; pass the mask when both are [..., channels, frames].
+    per_channel: return the signed per-channel errors instead of their mean absolute value.
+    floor_db: gains are floored at this level before taking the log.
+
+  Returns:
+    per_channel=False: float64 [...] mean |error| over active channels (nan if none is active).
+    per_channel=True: float64 [..., channels] signed error (system − target), nan at inactive channels.
+  """
+  pred_db = gains_to_db(gains, floor_db)
+  target_db = gains_to_db(target_gains, floor_db)
+  if channel_mask is not None:
+    channel_shape = np.shape(channel_mask)
+  elif abs(pred_db.ndim - target_db.ndim) == 1:
+    # One side is time-varying: the other one's shape is [..., channels].
+    channel_shape = min(pred_db.shape, target_db.shape, key=len)
+  else:
+    # Equal ranks without a mask are read as static gains [..., channels].
+    channel_shape = pred_db.shape
+  pred_db = _time_mean(pred_db, channel_shape, 'gains')
+  target_db = _time_mean(target_db, channel_shape, 'target_gains')
+  if pred_db.shape != target_db.shape:
+    raise ValueError(f'gains and target_gains disagree on [..., channels]: {pred_db.shape} vs '
+                     f'{target_db.shape}.')
+  mask = _channel_mask(channel_mask, pred_db.shape)
+  pred_rel = pred_db - _masked_channel_mean(pred_db, mask)[..., None]
+  target_rel = target_db - _masked_channel_mean(target_db, mask)[..., None]
+  error = np.where(mask, pred_rel - target_rel, np.nan)
+  if per_channel:
+    return error
+  return _masked_channel_mean(np.abs(np.where(mask, error, 0.0)), mask)
+
+
+# ---- mix-level ----------------------------------------------------------------
+
+
+def clipping_fraction(mix, threshold: float = 1.0):
+  """Fraction of samples with |mix| > threshold, over the last axis: [..., samples] -> float64 [...]."""
+  x = _as_float64(mix, 'mix')
+  if x.ndim == 0 or x.shape[-1] == 0:
+    raise ValueError(f'clipping_fraction needs audio [..., samples] with samples > 0, got {x.shape}.')
+  frac = np.mean(np.abs(x) > threshold, axis=-1)
+  return frac[()] if frac.ndim == 0 else frac
+
+
+def mr_stft_distance(mix, target, loss_config):
+  """The training loss as a metric: multi-resolution STFT distance of `mix` to `target`.
+
+  Args:
+    mix, target: [samples] or [b, samples], same shape.
+    loss_config: `config.loss`.
+
+  Returns:
+    float32 [] for 1-D inputs, [b] otherwise (0 for identical signals). Compiled once per input shape.
+  """
+  from alm_jax import losses  # JAX is only needed by this metric
+
+  mix = _as_float64(mix, 'mix').astype(np.float32)
+  target = _as_float64(target, 'target').astype(np.float32)
+  if mix.shape != target.shape or mix.ndim not in (1, 2):
+    raise ValueError(f'mr_stft_distance needs mix and target of the same shape [samples] or [b, samples], '
+                     f'got {mix.shape} and {target.shape}.')
+  single = mix.ndim == 1
+  if single:
+    mix, target = mix[None], target[None]
+  out = np.asarray(losses.mr_stft_loss_jit(mix, target, loss_config))
+  return out[0] if single else out
+
+
+# ---- helpers ------------------------------------------------------------------
+
+
+def _as_float64(x, name: str) -> np.ndarray:
+  arr = np.asarray(x, dtype=np.float64)
+  if not np.all(np.isfinite(arr)):
+    raise ValueError(f'{name} contains NaN or Inf ({int(np.sum(~np.isfinite(arr)))} values); the model or '
+                     'the audio file produced non-finite samples.')
+  return arr
+
+
+def _check_rate(rate) -> int:
+  if int(rate) != rate or rate <= 2 * _SHELF_F0:
+    raise ValueError(f'Sample rate must be an integer above {2 * _SHELF_F0:.0f} Hz for K-weighting, '
+                     f'got {rate}.')
+  return int(rate)
+
+
+def _channel_mask(channel_mask, shape) -> np.ndarray:
+  if channel_mask is None:
+    return np.ones(shape, bool)
+  mask = np.asarray(channel_mask, bool)
+  if mask.shape != tuple(shape):
+    raise ValueError(f'channel_mask has shape {mask.shape}, expected {tuple(shape)} ([..., channels]).')
+  return mask
+
+
+def _masked_channel_mean(values, mask):
+  count = mask.sum(axis=-1)
+  total = np.sum(np.where(mask, values, 0.0), axis=-1)
+  with np.errstate(invalid='ignore', divide='ignore'):
+    out = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+  return out[()] if out.ndim == 0 else out
+
+
+def _time_mean(db, channel_shape, name):
+  if db.shape == tuple(channel_shape):
+    return db
+  if db.ndim == len(channel_shape) + 1 and db.shape[:-1] == tuple(channel_shape):
+    return db.mean(axis=-1)
+  raise ValueError(f'{name} has shape {db.shape}; expected [..., channels] = {tuple(channel_shape)} or '
+                   '[..., channels, frames].')

@@ -1,0 +1,193 @@
+"""Tests for alm_jax.metrics on signals with known answers, and BS.1770 loudness against pyloudnorm."""
+
+import numpy as np
+import pyloudnorm
+import pytest
+
+from alm_jax import metrics
+from conftest import load_config
+
+RATE = 44100
+
+
+def _sine(freq, seconds, rate=RATE, amplitude=1.0):
+  t = np.arange(int(round(seconds * rate))) / rate
+  return amplitude * np.sin(2 * np.pi * freq * t)
+
+
+def _music_like(seconds, rate=RATE, seed=0):
+  """Stereo noise with a loud section, a quiet section (−40 dB) and a silent gap, [2, samples]."""
+  rng = np.random.default_rng(seed)
+  n = int(round(seconds * rate))
+  x = 0.1 * rng.standard_normal((2, n))
+  x[1] *= 0.5
+  x[:, n // 3:n // 2] *= 0.01
+  x[:, n // 2:n // 2 + rate] = 0.0
+  return x
+
+
+# ---- loudness -------------------------------------------------------------
+
+
+def test_k_weighting_matches_bs1770_table_at_48k():
+  (b_shelf, a_shelf), (b_hp, a_hp) = metrics.k_weighting_coefficients(48000)
+  np.testing.assert_allclose(b_shelf, [1.53512485958697, -2.69169618940638, 1.19839281085285], atol=1e-8)
+  np.testing.assert_allclose(a_shelf, [1.0, -1.69065929318241, 0.73248077421585], atol=1e-8)
+  np.testing.assert_allclose(b_hp, [1.0, -2.0, 1.0])
+  np.testing.assert_allclose(a_hp, [1.0, -1.99004745483398, 0.99007225036621], atol=1e-8)
+
+
+@pytest.mark.parametrize('rate', [48000, 44100])
+def test_full_scale_997hz_sine_is_minus_3_01_lufs(rate):
+  assert metrics.integrated_loudness(_sine(997.0, 3.0, rate), rate) == pytest.approx(-3.01, abs=0.01)
+  # The same sine in the left channel of a stereo pair with a silent right channel reads the same.
+  stereo = np.stack([_sine(997.0, 3.0, rate), np.zeros(3 * rate)])
+  assert metrics.integrated_loudness(stereo, rate) == pytest.approx(-3.01, abs=0.01)
+
+
+def test_6db_gain_gives_6_lu_difference():
+  x = _music_like(6.0)
+  gain = 10.0**(6.0 / 20.0)
+  assert metrics.loudness_difference(gain * x, x, RATE) == pytest.approx(6.0, abs=1e-6)
+  assert metrics.loudness_difference(x, gain * x, RATE) == pytest.approx(-6.0, abs=1e-6)
+
+
+@pytest.mark.parametrize('rate', [44100, 48000])
+def test_agrees_with_pyloudnorm(rate):
+  x = _music_like(6.0, rate)
+  ours = metrics.integrated_loudness(x, rate)
+  # pyloudnorm's 'DeMan' filters are the same BS.1770 analog prototypes as ours: gating must agree exactly.
+  same_filters = pyloudnorm.Meter(rate, filter_class='DeMan').integrated_loudness(x.T.copy())
+  assert ours == pytest.approx(same_filters, abs=1e-6)
+  # Its default 'K-weighting' approximates the filters (−3.05 LUFS for the 997 Hz sine): close, not equal.
+  default = pyloudnorm.Meter(rate).integrated_loudness(x.T.copy())
+  assert ours == pytest.approx(default, abs=0.1)
+
+
+def test_relative_gate_removes_quiet_passages():
+  loud = _sine(997.0, 4.0)
+  followed_by_silence = np.concatenate([loud, np.zeros(4 * RATE)])  # removed by the absolute gate
+  followed_by_quiet = np.concatenate([loud, 0.01 * _sine(997.0, 4.0)])  # −40 dB: only the relative gate
+  silence_lufs = metrics.integrated_loudness(followed_by_silence, RATE)
+  assert metrics.integrated_loudness(followed_by_quiet, RATE) == pytest.approx(silence_lufs, abs=0.01)
+  # Ungated, the quiet half would pull the mean 3 dB down; gated it costs only the boundary blocks.
+  assert silence_lufs == pytest.approx(metrics.integrated_loudness(loud, RATE), abs=0.3)
+
+
+def test_loudness_of_silence_and_bad_input():
+  silence = np.zeros(RATE)
+  assert metrics.integrated_loudness(silence, RATE) == float('-inf')
+  assert np.isnan(metrics.loudness_difference(silence, silence, RATE))
+  assert metrics.loudness_difference(_sine(997.0, 1.0), silence, RATE) == float('inf')
+  with pytest.raises(ValueError, match='400 ms'):
+    metrics.integrated_loudness(np.ones(1000), RATE)
+  with pytest.raises(ValueError, match='NaN'):
+    metrics.integrated_loudness(np.full(RATE, np.nan), RATE)
+  with pytest.raises(ValueError, match='Sample rate'):
+    metrics.integrated_loudness(np.ones(RATE), 3000)
+
+
+# ---- SI-SDR ----------------------------------------------------------------
+
+
+def test_si_sdr_known_answers():
+  ref = _sine(441.0, 1.0)
+  orthogonal = np.cos(2 * np.pi * 441.0 * np.arange(RATE) / RATE)  # whole periods: exactly orthogonal
+  assert metrics.si_sdr(ref, ref) == np.inf
+  assert metrics.si_sdr(ref, ref, max_db=100.0) == 100.0
+  assert metrics.si_sdr(0.25 * ref, ref) > 100.0  # scale invariant
+  assert metrics.si_sdr(ref + 0.1 * orthogonal, ref) == pytest.approx(20.0, abs=1e-6)
+  assert metrics.si_sdr(ref + orthogonal, ref) == pytest.approx(0.0, abs=1e-6)
+  assert metrics.si_sdr(np.zeros(RATE), ref) == -np.inf
+  # Batched over leading axes, a DC offset ignored with zero_mean.
+  batch = metrics.si_sdr(np.stack([ref + 0.1 * orthogonal + 3.0, ref]), np.stack([ref, ref]))
+  np.testing.assert_allclose(batch, [20.0, np.inf])
+
+
+def test_si_sdr_silent_reference_and_bad_input():
+  ref = _sine(441.0, 0.1)
+  out = metrics.si_sdr(np.stack([ref, ref]), np.stack([ref, np.zeros_like(ref)]))
+  assert out[0] == np.inf and np.isnan(out[1])
+  with pytest.raises(ValueError, match='silent reference'):
+    metrics.si_sdr(ref, np.zeros_like(ref), silent_reference='raise')
+  with pytest.raises(ValueError, match='same shape'):
+    metrics.si_sdr(ref, ref[:-1])
+  with pytest.raises(ValueError, match='NaN'):
+    metrics.si_sdr(np.full_like(ref, np.nan), ref)
+
+
+# ---- gains -------------------------------------------------------------------
+
+
+def test_gain_smoothness_known_answers():
+  frame = 0.05
+  constant = np.full((3, 40), 0.7)
+  assert metrics.gain_smoothness_db_per_s(constant, frame) == 0.0
+  # One 6.02 dB step over 39 transitions, on every channel.
+  step = np.ones((2, 40))
+  step[:, 20:] = 0.5
+  expected = 20 * np.log10(2.0) / 39 / frame
+  assert metrics.gain_smoothness_db_per_s(step, frame) == pytest.approx(expected, rel=1e-9)
+  # A 1 dB-per-frame ramp: 20 dB/s at 50 ms frames.
+  ramp = 10.0**(np.arange(40) / 20.0)[None]
+  assert metrics.gain_smoothness_db_per_s(ramp, frame) == pytest.approx(20.0, rel=1e-9)
+  # Inactive channels do not count; batched [b, c, t] with a [b, c] mask; no active channel: nan.
+  jumpy = np.abs(np.random.default_rng(0).standard_normal(40)) + 0.1
+  gains = np.stack([np.stack([constant[0], jumpy]), np.stack([ramp[0], ramp[0]])])
+  mask = np.array([[True, False], [False, False]])
+  out = metrics.gain_smoothness_db_per_s(gains, frame, mask)
+  assert out[0] == 0.0 and np.isnan(out[1])
+  # A muted channel is floored, not −inf: finite, and its fade-out counted at most down to the floor.
+  muted = np.ones((1, 40))
+  muted[:, 20:] = 0.0
+  assert metrics.gain_smoothness_db_per_s(muted, frame) == pytest.approx(120.0 / 39 / frame)
+  with pytest.raises(ValueError, match='2 frames'):
+    metrics.gain_smoothness_db_per_s(np.ones((2, 1)), frame)
+  with pytest.raises(ValueError, match='non-negative'):
+    metrics.gain_smoothness_db_per_s(-np.ones((2, 4)), frame)
+
+
+def test_balance_error_known_answers():
+  target = np.array([1.0, 0.5, 0.25, 2.0])
+  # A global level change keeps the balance.
+  assert metrics.balance_error_db(3.0 * target, target) == pytest.approx(0.0, abs=1e-12)
+  # One channel of four 6 dB too loud: +4.5 dB there, −1.5 dB elsewhere once the mean is removed.
+  louder = target.copy()
+  louder[0] *= 10.0**(6.0 / 20.0)
+  np.testing.assert_allclose(metrics.balance_error_db(louder, target, per_channel=True),
+                             [4.5, -1.5, -1.5, -1.5], atol=1e-12)
+  assert metrics.balance_error_db(louder, target) == pytest.approx(2.25)
+  # A masked channel is ignored (nan per channel), even when wildly off.
+  wrong = louder.copy()
+  wrong[3] = 1e-3
+  mask = np.array([True, True, True, False])
+  per_channel = metrics.balance_error_db(wrong, target, mask, per_channel=True)
+  np.testing.assert_allclose(per_channel[:3], [4.0, -2.0, -2.0], atol=1e-12)
+  assert np.isnan(per_channel[3])
+  # Time-varying gains [c, t] are averaged in dB: a ±3 dB wobble around the target balance is no error.
+  wobble = target[:, None] * 10.0**(3.0 * np.array([1.0, -1.0] * 10) / 20.0)[None]
+  assert metrics.balance_error_db(wobble, target) == pytest.approx(0.0, abs=1e-12)
+  assert metrics.balance_error_db(wobble, target[:, None] * np.ones(20), np.ones(4, bool)) == pytest.approx(
+      0.0, abs=1e-12)
+
+
+# ---- mix-level ----------------------------------------------------------------
+
+
+def test_clipping_fraction():
+  mix = np.array([0.0, 0.5, 1.0, -1.0, 1.5, -2.0, 0.99, 1.01])
+  assert metrics.clipping_fraction(mix) == pytest.approx(3 / 8)  # exactly ±1 is not clipped
+  np.testing.assert_allclose(metrics.clipping_fraction(np.stack([mix, np.zeros(8)])), [3 / 8, 0.0])
+  assert metrics.clipping_fraction(mix, threshold=0.9) == pytest.approx(6 / 8)
+
+
+def test_mr_stft_distance():
+  config = load_config('mr').loss
+  rng = np.random.default_rng(0)
+  target = 0.1 * rng.standard_normal((2, 5000)).astype(np.float32)
+  out = metrics.mr_stft_distance(target, target, config)
+  assert out.shape == (2,) and np.all(np.abs(out) < 1e-6)
+  doubled = metrics.mr_stft_distance(2.0 * target, target, config)
+  np.testing.assert_allclose(doubled, 1.0 + np.log(2.0), rtol=1e-3)
+  single = metrics.mr_stft_distance(2.0 * target[0], target[0], config)
+  assert np.ndim(single) == 0 and single == pytest.approx(doubled[0], rel=1e-5)
