@@ -18,6 +18,7 @@ setuptools.setup(
         "soundfile>=0.13",
         "tensorflow-cpu>=2.21,<2.22",
         "tensorflow-datasets>=4.9.10,<4.10",
+        "importlib-resources>=6.0",  # needed by tfds' builder code paths (etils.epath), not pulled in
         "absl-py>=2.1",
         "ml-collections>=1.1,<1.2",
         "chex>=0.1.90",

@@ -71,11 +71,25 @@ def get_config():
   data.eval_segment_seconds = 20.0
   data.silence_db = -60.0
   data.shuffle_seed = 0
+  data.eval_segments_per_song = 1  # evaluation windows per song (evenly spaced, non-silent)
+  data.on_error = 'raise'  # medleydb build: 'raise' on a bad song, or 'skip' it with a warning
+  data.resample = True  # medleydb build: resample non-44.1 kHz files (else they are bad input)
+  data.prefetch = 2  # training batches built ahead in a background thread (0: inline)
   data.bleed = ml_collections.ConfigDict()
   data.bleed.enabled = True
   data.bleed.bank_size = 256
   data.bleed.cache_dir = ''  # '' = <workdir>/rir_bank
   data.bleed.severity_db = (-30.0, -6.0)
+  data.bleed.seed = 0  # the RIR bank's seed (independent of config.seed)
+  data.bleed.rir_seconds = 0.2  # impulse responses cut (with a fade) to this length
+  data.bleed.rt60 = (0.2, 0.8)  # s, uniform
+  data.bleed.room_min = (4.0, 4.0, 2.5)  # m (length, width, height), uniform per side
+  data.bleed.room_max = (15.0, 12.0, 5.0)
+  data.bleed.mic_distance = (0.03, 0.3)  # m from each close mic to its source
+  data.bleed.min_source_spacing = 1.0  # m between sources
+  data.bleed.max_order = 12  # image-source order cap
+  data.bleed.backend = 'numpy'  # 'numpy' (scipy.fft, input pipeline) | 'jax' (jit, default device)
+  data.bleed.workers = 1  # scipy.fft threads per convolution
   data.levels = ml_collections.ConfigDict()
   data.levels.enabled = True
   data.levels.pre_bleed_db = (-12.0, 12.0)

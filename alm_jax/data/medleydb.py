@@ -1,0 +1,381 @@
+"""`medleydb`: a tfds builder for a manual download of MedleyDB V1/V2.
+
+    python -c "
+    import tensorflow_datasets as tfds
+    from alm_jax.data import medleydb
+    b = medleydb.Medleydb(max_raw_tracks=8)                  # config 'max_raw_8'
+    b.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir='/data/MedleyDB'))"
+
+(or set config.data.manual_dir: the input pipeline prepares it on first use).
+
+Layout read (see MANUAL_DOWNLOAD_INSTRUCTIONS):
+    <manual_dir>/Audio/<TrackId>/<TrackId>_MIX.wav
+    <manual_dir>/Audio/<TrackId>/<TrackId>_RAW/<TrackId>_RAW_SS_RR.wav
+    <manual_dir>/Audio/<TrackId>/<TrackId>_STEMS/...           (not read)
+    <TrackId>_METADATA.yaml in Audio/<TrackId>/ or in a Metadata/ folder
+V1 and V2 may also sit side by side as <manual_dir>/<any>/Audio (and .../Metadata).
+
+Every file name comes from the YAML (`mix_filename`, `raw_dir`, and each
+`stems.SXX.raw.RYY.filename`), never from the naming convention: one V1 song maps
+R01 to `..._RAW_01_03.wav`. Channels are ordered by stem key, then raw key.
+
+A song is kept when it has at most `max_raw_tracks` raw files (the paper: 8).
+Each example holds the raw tracks (mono; stereo raw files are averaged) as int16
+[channels, samples] with per-channel scales, the mono downmix of the mix, the
+song id, one instrument per channel, `has_bleed`, and the sample rate, always
+44.1 kHz: a file at another rate is resampled with scipy.signal.resample_poly
+(see alm_jax.audio_io) unless the builder is made with `resample=False`
+(config.data.resample), when it is bad input. tfds shards the records by size.
+A split left with no song is not declared (tfds refuses empty splits).
+
+Bad input -- a missing manual dir or Audio/ folder, a missing or unparsable YAML,
+raw files missing from or extra to the YAML, a song with zero raw tracks, an
+unreadable WAV, unequal raw/mix lengths, a wrong sample rate -- raises
+MedleyDBError naming the file and the fix (`on_error='raise'`, the default), or
+is logged and the song skipped (`on_error='skip'`). No song is ever written with
+a missing or misaligned track.
+
+Splits: medleydb_splits.json (next to this file) lists every MedleyDB V1 (122)
+and V2 (74) song id -- from the track lists of the official `medleydb` Python
+package -- in 'train', 'validation' or 'test', by `split_of(song_id)`: u = the
+first 8 bytes of sha256('medleydb-split:' + id) as a fraction of 2^64; train if
+u < edges[0], validation if u < edges[1], else test, where the edges stored in
+the file are the 70 % and 85 % quantiles of u over the 196 listed songs. So the
+listed songs split exactly 137 / 30 / 29, and a song absent from the file (other
+MedleyDB-format data) still gets a split that depends only on its id. The ids
+with <= 8 raw files cannot be listed here without the dataset's metadata; a hash
+keeps about the same 70 / 15 / 15 proportions for any subset, so the paper's 43
+songs give about 30 / 6-7 / 6-7 (the paper used 35 train / 8 validation and no
+test). The exact counts of a build are logged and stored in its dataset_info.
+Songs of one artist can fall in different splits.
+"""
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+
+from absl import logging
+import numpy as np
+import tensorflow_datasets as tfds
+import yaml
+
+from alm_jax import audio_io
+from alm_jax.data import common
+
+SPLITS_FILE = os.path.join(os.path.dirname(__file__), 'medleydb_splits.json')
+SPLITS = ('train', 'validation', 'test')
+
+MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+MedleyDB cannot be downloaded by code. Request access to MedleyDB V1 and V2 at
+https://medleydb.weebly.com/ (Zenodo records 1649325 and 1715175), download the
+archives, and extract them into one folder, e.g. /data/MedleyDB, so that
+    /data/MedleyDB/Audio/<TrackId>/<TrackId>_MIX.wav
+    /data/MedleyDB/Audio/<TrackId>/<TrackId>_RAW/<TrackId>_RAW_01_01.wav ...
+    /data/MedleyDB/Audio/<TrackId>/<TrackId>_METADATA.yaml
+(V1 and V2 may instead be /data/MedleyDB/V1/Audio and /data/MedleyDB/V2/Audio).
+If the YAML files are not inside the track folders, put them in
+/data/MedleyDB/Metadata/ (they are also in the medleydb repository,
+github.com/marl/medleydb, under medleydb/data/Metadata/). Then point
+config.data.manual_dir (or tfds's --manual_dir) at /data/MedleyDB.
+"""
+
+
+class MedleyDBError(ValueError):
+  """A song or the manual download is unusable; the message names the file and the fix."""
+
+
+@dataclasses.dataclass
+class MedleydbConfig(tfds.core.BuilderConfig):
+  """Selects the songs: those with at most `max_raw_tracks` raw files."""
+  max_raw_tracks: int = 8
+
+
+def config_for(max_raw_tracks: int = 8) -> MedleydbConfig:
+  if int(max_raw_tracks) < 1:
+    raise ValueError(f'max_raw_tracks must be >= 1, got {max_raw_tracks}.')
+  return MedleydbConfig(name=f'max_raw_{int(max_raw_tracks)}',
+                        description=f'Songs with at most {int(max_raw_tracks)} raw tracks.',
+                        max_raw_tracks=int(max_raw_tracks))
+
+
+# ---- splits ---------------------------------------------------------------------
+
+
+def hash_fraction(song_id: str) -> float:
+  """u in [0, 1): the first 8 bytes of sha256('medleydb-split:' + id) over 2^64."""
+  digest = hashlib.sha256(f'medleydb-split:{song_id}'.encode()).digest()
+  return int.from_bytes(digest[:8], 'big') / 2.0 ** 64
+
+
+@functools.lru_cache(maxsize=1)
+def _split_file() -> dict:
+  with open(SPLITS_FILE) as f:
+    return json.load(f)
+
+
+def split_of(song_id: str) -> str:
+  """The split of a song id by the hash rule (see module docstring)."""
+  lo, hi = _split_file()['edges']
+  u = hash_fraction(song_id)
+  return SPLITS[0] if u < lo else SPLITS[1] if u < hi else SPLITS[2]
+
+
+@functools.lru_cache(maxsize=1)
+def listed_splits() -> dict[str, str]:
+  """song id -> split, from medleydb_splits.json."""
+  splits = _split_file()['splits']
+  return {song: split for split in SPLITS for song in splits[split]}
+
+
+def assign_split(song_id: str) -> str:
+  return listed_splits().get(song_id) or split_of(song_id)
+
+
+# ---- finding and checking songs ------------------------------------------------------
+
+
+def _subdirs(path):
+  return sorted(e.path for e in os.scandir(path) if e.is_dir() and not e.name.startswith('.'))
+
+
+def find_songs(manual_dir: str) -> dict[str, tuple[str, str | None]]:
+  """TrackId -> (song folder, metadata YAML path or None) for every song under manual_dir."""
+  if not os.path.isdir(manual_dir):
+    raise MedleyDBError(f'The MedleyDB manual dir {manual_dir} does not exist.\n'
+                        + MANUAL_DOWNLOAD_INSTRUCTIONS)
+  roots = [manual_dir] + _subdirs(manual_dir)
+  audio_roots = [os.path.join(r, 'Audio') for r in roots if os.path.isdir(os.path.join(r, 'Audio'))]
+  meta_roots = [os.path.join(r, 'Metadata') for r in roots
+                if os.path.isdir(os.path.join(r, 'Metadata'))]
+  if not audio_roots:
+    raise MedleyDBError(f'No Audio/ folder in the MedleyDB manual dir {manual_dir} (nor one level '
+                        'below it).\n' + MANUAL_DOWNLOAD_INSTRUCTIONS)
+  songs = {}
+  for root in audio_roots:
+    for song_dir in _subdirs(root):
+      song_id = os.path.basename(song_dir)
+      if song_id in songs:
+        raise MedleyDBError(f'Song {song_id} appears twice: {songs[song_id][0]} and {song_dir}. '
+                            'Keep one copy.')
+      candidates = [os.path.join(song_dir, f'{song_id}_METADATA.yaml')]
+      candidates += [os.path.join(m, f'{song_id}_METADATA.yaml') for m in meta_roots]
+      songs[song_id] = (song_dir, next((c for c in candidates if os.path.isfile(c)), None))
+  return songs
+
+
+def read_metadata(song_id: str, yaml_path: str | None) -> dict:
+  if yaml_path is None:
+    raise MedleyDBError(f'No metadata for song {song_id}: expected {song_id}_METADATA.yaml in its '
+                        'track folder or in a Metadata/ folder. Copy it from the MedleyDB '
+                        'download or from github.com/marl/medleydb (medleydb/data/Metadata/).')
+  try:
+    with open(yaml_path) as f:
+      meta = yaml.safe_load(f)
+  except (OSError, yaml.YAMLError) as e:
+    raise MedleyDBError(f'Cannot parse {yaml_path}: {e}. Restore the file from the MedleyDB '
+                        'download.') from e
+  if not isinstance(meta, dict):
+    raise MedleyDBError(f'{yaml_path} is not a MedleyDB metadata mapping; restore it from the '
+                        'MedleyDB download.')
+  return meta
+
+
+def _yes(value) -> bool:
+  # The YAML quotes 'yes'/'no', but an unquoted yes parses as a YAML 1.1 bool.
+  if isinstance(value, bool):
+    return value
+  return str(value).strip().lower() in ('yes', 'true', '1')
+
+
+def _instrument(value) -> str:
+  if isinstance(value, (list, tuple)):
+    return '/'.join(str(v) for v in value)
+  return '' if value is None else str(value)
+
+
+def raw_tracks(song_id: str, meta: dict, yaml_path: str) -> list[tuple[str, str]]:
+  """[(raw file name, instrument)] in stem-key, raw-key order, names from the YAML."""
+  stems = meta.get('stems') or {}
+  if not isinstance(stems, dict):
+    raise MedleyDBError(f'{yaml_path}: `stems` is not a mapping; restore the file.')
+  tracks = []
+  for stem_key in sorted(stems):
+    raws = (stems[stem_key] or {}).get('raw') or {}
+    for raw_key in sorted(raws):
+      entry = raws[raw_key] or {}
+      name = entry.get('filename')
+      if not name:
+        raise MedleyDBError(f'{yaml_path}: stems.{stem_key}.raw.{raw_key} has no filename; '
+                            'restore the file.')
+      tracks.append((str(name), _instrument(entry.get('instrument'))))
+  return tracks
+
+
+def _require(meta, key, yaml_path):
+  value = meta.get(key)
+  if not value:
+    raise MedleyDBError(f'{yaml_path} has no `{key}`; restore the file from the MedleyDB download.')
+  return str(value)
+
+
+def _read_mono(path: str, resample: bool) -> np.ndarray:
+  try:
+    audio, _ = audio_io.read_audio(path, common.SAMPLE_RATE,
+                                   on_rate_mismatch='resample' if resample else 'error')
+  except (OSError, ValueError) as e:
+    raise MedleyDBError(str(e)) from e
+  return audio_io.to_mono(audio)
+
+
+def load_song(song_id: str, song_dir: str, yaml_path: str | None, max_raw_tracks: int = 8,
+              resample: bool = True) -> dict | None:
+  """One example dict (common.features), or None when the song has too many raw tracks."""
+  meta = read_metadata(song_id, yaml_path)
+  tracks = raw_tracks(song_id, meta, yaml_path)
+  if not tracks:
+    raise MedleyDBError(f'Song {song_id} has zero raw tracks in {yaml_path}; nothing to mix. '
+                        'Remove the song or restore its metadata.')
+  if len(tracks) > max_raw_tracks:
+    logging.info('medleydb: skipping %s (%d raw tracks > max_raw_tracks=%d).', song_id,
+                 len(tracks), max_raw_tracks)
+    return None
+  raw_dir = os.path.join(song_dir, _require(meta, 'raw_dir', yaml_path))
+  if not os.path.isdir(raw_dir):
+    raise MedleyDBError(f'Raw folder {raw_dir} (raw_dir in {yaml_path}) is missing; extract the '
+                        'song completely.')
+  listed = [name for name, _ in tracks]
+  if len(set(listed)) != len(listed):
+    raise MedleyDBError(f'{yaml_path} lists a raw file twice; restore the file.')
+  on_disk = {n for n in os.listdir(raw_dir)
+             if not n.startswith('.') and n.lower().endswith(('.wav', '.flac', '.aif', '.aiff'))}
+  missing = sorted(set(listed) - on_disk)
+  extra = sorted(on_disk - set(listed))
+  if missing:
+    raise MedleyDBError(f'Song {song_id}: raw files listed in {yaml_path} are missing from '
+                        f'{raw_dir}: {missing}. Extract the song completely.')
+  if extra:
+    raise MedleyDBError(f'Song {song_id}: {raw_dir} holds raw files not listed in {yaml_path}: '
+                        f'{extra}. Remove them or restore the metadata, so no track is mixed in '
+                        'unnoticed.')
+  raws, scales, lengths = [], [], {}
+  for name in listed:
+    path = os.path.join(raw_dir, name)
+    x = _read_mono(path, resample)
+    q, s = common.quantize(x)
+    raws.append(q)
+    scales.append(s)
+    lengths[name] = x.shape[-1]
+  if len(set(lengths.values())) > 1:
+    raise MedleyDBError(f'Song {song_id}: raw tracks in {raw_dir} have unequal lengths '
+                        f'{lengths}; re-export them from one session so they stay aligned.')
+  mix_path = os.path.join(song_dir, _require(meta, 'mix_filename', yaml_path))
+  mix = _read_mono(mix_path, resample)
+  n = next(iter(lengths.values()))
+  if mix.shape[-1] != n:
+    raise MedleyDBError(f'Song {song_id}: the mix {mix_path} has {mix.shape[-1]} samples but the '
+                        f'raw tracks have {n}; the mix must be aligned with its raw tracks.')
+  mix_q, mix_scale = common.quantize(mix)
+  return {
+      'song_id': song_id,
+      'raw': np.stack(raws),
+      'raw_scale': np.asarray(scales, np.float32),
+      'mix': mix_q,
+      'mix_scale': np.float32(mix_scale),
+      'instruments': [inst for _, inst in tracks],
+      'raw_files': listed,
+      'has_bleed': _yes(meta.get('has_bleed', 'no')),
+      'sample_rate': common.SAMPLE_RATE,
+      'genre': str(meta.get('genre') or ''),
+  }
+
+
+# ---- the builder -------------------------------------------------------------------
+
+
+class Medleydb(tfds.core.GeneratorBasedBuilder):
+  """MedleyDB V1/V2 multitracks with their human mixes, from a manual download."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+  BUILDER_CONFIGS = [config_for(8)]
+  DEFAULT_CONFIG_NAME = 'max_raw_8'
+
+  def __init__(self, *, max_raw_tracks: int | None = None, on_error: str = 'raise',
+               resample: bool = True, config=None, **kwargs):
+    """As any tfds builder, plus:
+
+    Args:
+      max_raw_tracks: builds the config 'max_raw_<n>' (instead of `config`).
+      on_error: 'raise' a MedleyDBError on a bad song, or 'skip' it with a warning.
+      resample: resample files not at 44.1 kHz (else they are bad input).
+    """
+    if on_error not in ('raise', 'skip'):
+      raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}.")
+    if max_raw_tracks is not None:
+      if config is not None:
+        raise ValueError('Give either `config` or `max_raw_tracks`, not both.')
+      config = config_for(max_raw_tracks)
+    self._on_error = on_error
+    self._resample = bool(resample)
+    super().__init__(config=config, **kwargs)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return self.dataset_info_from_configs(
+        description='MedleyDB V1/V2 raw multitracks and mono mixes (see alm_jax.data.medleydb).',
+        features=common.features(),
+        homepage='https://medleydb.weebly.com/',
+    )
+
+  def _split_generators(self, dl_manager):
+    try:
+      manual_dir = os.fspath(dl_manager.manual_dir)
+    except AssertionError as e:  # tfds' own check: missing or empty manual dir
+      raise MedleyDBError(f'MedleyDB manual dir missing or empty ({e}).\n'
+                          + MANUAL_DOWNLOAD_INSTRUCTIONS) from e
+    songs = find_songs(manual_dir)
+    if not songs:
+      raise MedleyDBError(f'No song folders under the Audio/ folder(s) of {manual_dir}.\n'
+                          + MANUAL_DOWNLOAD_INSTRUCTIONS)
+    # Count raw tracks from the YAML first (cheap): tfds refuses empty splits, so
+    # a split whose songs are all filtered out must not be declared at all.
+    limit = self.builder_config.max_raw_tracks
+    by_split = {s: [] for s in SPLITS}
+    for song_id in sorted(songs):
+      song_dir, yaml_path = songs[song_id]
+      try:
+        count = len(raw_tracks(song_id, read_metadata(song_id, yaml_path), yaml_path))
+      except MedleyDBError as e:
+        if self._on_error != 'skip':
+          raise
+        logging.warning('medleydb: skipping song %s: %s', song_id, e)
+        continue
+      if count <= limit:
+        by_split[assign_split(song_id)].append((song_id, song_dir, yaml_path))
+    logging.info('medleydb: %s songs with <= %d raw tracks (of %d found).',
+                 {s: len(v) for s, v in by_split.items()}, limit, len(songs))
+    if not any(by_split.values()):
+      raise MedleyDBError(f'No song under {manual_dir} has at most {limit} raw tracks; raise '
+                          'max_raw_tracks (config.data.max_raw_tracks).')
+    return {s: self._generate_examples(s, v) for s, v in by_split.items() if v}
+
+  def _generate_examples(self, split, songs):
+    limit = self.builder_config.max_raw_tracks
+    yielded = 0
+    for song_id, song_dir, yaml_path in songs:
+      try:
+        example = load_song(song_id, song_dir, yaml_path, limit, self._resample)
+      except MedleyDBError as e:
+        if self._on_error != 'skip':
+          raise
+        logging.warning('medleydb: skipping song %s: %s', song_id, e)
+        continue
+      if example is not None:
+        yielded += 1
+        yield song_id, example
+    if not yielded:
+      raise MedleyDBError(f'Every song of the {split!r} split was skipped as bad input (see the '
+                          'warnings above); fix those songs, or remove them from the manual dir.')

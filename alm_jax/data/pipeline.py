@@ -1,0 +1,417 @@
+"""The input pipeline: fixed-shape numpy batches of random song segments, with bleed.
+
+    it = make_train_iterator(config, start_step=s)       # endless; batch of step s first
+    batch = next(it)   # {'audio': f32 [b, C, S], 'channel_mask': bool [b, C],
+                       #  'target': f32 [b, S], 'bleed_severity': f32 [b]}
+    evals = make_eval_batches(config, 'validation')      # list; + 'example_mask', 'song_id'
+
+b = config.train.batch_size // process_count, C = config.model.max_channels,
+S = round(config.data.segment_seconds * 44100) (eval: eval_segment_seconds).
+
+Data: the tfds dataset config.data.name ('synthetic_live[/config]' is generated
+on first use; 'medleydb' is prepared from config.data.manual_dir on first use)
+in config.data.data_dir ('' = tfds' default). Each process keeps its songs in
+memory as int16 (alm_jax.data.common), so a step costs no disk reads. Multi-host
+runs should prepare the dataset once beforehand (e.g. call `num_train_songs` on
+one host), rather than let every process generate it at the same time.
+
+Training stream, deterministic in (config.seed, config.data.shuffle_seed, step,
+process_index), so a run resumed at step s continues the same sequence:
+  - an epoch is steps_per_epoch(config) steps (config.train.steps_per_epoch, or
+    ceil(train songs / batch size)); process p owns every P-th slice of the
+    training songs (tfds.even_splits) and, each epoch, walks a fresh random
+    permutation of them (cycled to fill its b slots per step), so every song
+    gives one random segment per epoch;
+  - a segment starts at a random sample; if the target mix is below
+    config.data.silence_db dBFS RMS there, up to 9 more starts are tried and the
+    loudest kept; songs shorter than S are zero-padded at the end;
+  - channels are shuffled, then bleed and input levels are drawn
+    (alm_jax.data.bleed; config.data.bleed.enabled / config.data.levels.enabled
+    switch them off), using `rir_seconds` of audio before the segment so the
+    room's tail is there from its first sample. The target mix is never touched;
+  - channels past the song's count are zero with channel_mask False.
+Batches are built in a background thread, `config.data.prefetch` ahead.
+
+Evaluation: per song of the split, `config.data.eval_segments_per_song`
+non-overlapping windows (evenly spaced among the non-silent ones; 1 = the middle
+one), with bleed and levels drawn from (seed, split, song, window), so every
+evaluation sees identical inputs. Batches are padded to the global batch size
+with copies of a real example (example_mask False, song_id '').
+"""
+
+import dataclasses
+import math
+import os
+import queue
+import threading
+
+from absl import logging
+import numpy as np
+import tensorflow_datasets as tfds
+
+from alm_jax.data import bleed
+from alm_jax.data import common
+from alm_jax.data import medleydb
+from alm_jax.data import synthetic  # pylint: disable=unused-import  (registers the builder)
+
+_TRAIN, _ORDER, _EVAL = 0, 1, 2  # rng stream tags
+_SILENCE_TRIES = 10
+_SPLIT_IDS = {'train': 0, 'validation': 1, 'test': 2}
+
+
+@dataclasses.dataclass(frozen=True)
+class Song:
+  song_id: str
+  raw: np.ndarray        # int16 [c, n]
+  raw_scale: np.ndarray  # float32 [c]
+  mix: np.ndarray        # int16 [n]
+  mix_scale: float
+  instruments: tuple
+
+  @property
+  def num_channels(self) -> int:
+    return self.raw.shape[0]
+
+  @property
+  def num_samples(self) -> int:
+    return self.raw.shape[1]
+
+  def raw_segment(self, start: int, length: int) -> np.ndarray:
+    """float32 [c, length] from sample `start` (may be negative or run past the end: zeros)."""
+    return common.dequantize(_window(self.raw, start, length), self.raw_scale)
+
+  def mix_segment(self, start: int, length: int) -> np.ndarray:
+    """float32 [length], zero outside the song."""
+    return common.dequantize(_window(self.mix, start, length), self.mix_scale)
+
+
+def _window(x: np.ndarray, start: int, length: int) -> np.ndarray:
+  n = x.shape[-1]
+  lo, hi = max(start, 0), min(start + length, n)
+  if lo == start and hi == start + length:
+    return x[..., lo:hi]
+  out = np.zeros(x.shape[:-1] + (length,), x.dtype)
+  if hi > lo:
+    out[..., lo - start:hi - start] = x[..., lo:hi]
+  return out
+
+
+# ---- datasets -------------------------------------------------------------------------
+
+
+def segment_samples(seconds: float) -> int:
+  return int(round(float(seconds) * common.SAMPLE_RATE))
+
+
+def get_builder(config):
+  """The tfds builder named by config.data.name (not necessarily prepared)."""
+  name = str(config.data.name)
+  data_dir = str(config.data.data_dir) or None
+  if name.split('/')[0] == 'medleydb':
+    return medleydb.Medleydb(data_dir=data_dir, max_raw_tracks=int(config.data.max_raw_tracks),
+                             on_error=str(config.data.get('on_error', 'raise')),
+                             resample=bool(config.data.get('resample', True)))
+  try:
+    return tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError as e:
+    raise ValueError(f"Unknown dataset config.data.name={name!r}: use 'synthetic_live' or "
+                     "'medleydb' (or a registered tfds builder with the features of "
+                     'alm_jax.data.common).') from e
+
+
+def prepared_builder(config):
+  """get_builder(config), generated/prepared first if needed."""
+  builder = get_builder(config)
+  if builder.is_prepared():
+    return builder
+  if builder.name == 'medleydb':
+    manual_dir = str(config.data.manual_dir)
+    if not manual_dir:
+      raise medleydb.MedleyDBError(
+          f'MedleyDB is not prepared in {builder.data_dir}. Set config.data.manual_dir to the '
+          'folder holding its Audio/ folder (it is read once), or config.data.data_dir to where '
+          'it was prepared.\n' + medleydb.MANUAL_DOWNLOAD_INSTRUCTIONS)
+    download_config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+  else:
+    download_config = None
+  logging.info('Preparing %s in %s.', builder.info.full_name, builder.data_dir)
+  builder.download_and_prepare(download_config=download_config)
+  return builder
+
+
+def _split_size(builder, split: str) -> int:
+  try:
+    return int(builder.info.splits[split].num_examples)
+  except (KeyError, ValueError) as e:
+    raise ValueError(f'{builder.info.full_name} has no {split!r} split (it has '
+                     f'{sorted(builder.info.splits.keys())}).') from e
+
+
+_SONGS: dict = {}
+
+
+def load_songs(config, split: str, process_index: int = 0, process_count: int = 1) -> list[Song]:
+  """This process's songs of `split`, sorted by id, kept in memory (cached per process)."""
+  builder = prepared_builder(config)
+  key = (builder.info.full_name, str(builder.data_dir), split, process_index, process_count)
+  if key not in _SONGS:
+    _SONGS[key] = _read_songs(builder, split, process_index, process_count)
+  songs = _SONGS[key]
+  cmax = int(config.model.max_channels)
+  for s in songs:
+    if s.num_channels > cmax:
+      raise ValueError(f'Song {s.song_id} of {builder.info.full_name} has {s.num_channels} '
+                       f'channels, more than config.model.max_channels={cmax}; raise it or lower '
+                       'config.data.max_raw_tracks.')
+  return songs
+
+
+def _read_songs(builder, split: str, process_index: int, process_count: int) -> list[Song]:
+  n = _split_size(builder, split)
+  if n == 0:
+    return []
+  if n >= process_count:
+    sub = tfds.even_splits(split, n=process_count)[process_index]
+  else:  # more processes than songs: each process takes one song, some twice
+    sub = f'{split}[{process_index % n}:{process_index % n + 1}]'
+  songs = []
+  for ex in tfds.as_numpy(builder.as_dataset(split=sub, shuffle_files=False)):
+    song = Song(song_id=ex['song_id'].decode(), raw=ex['raw'], raw_scale=ex['raw_scale'],
+                mix=ex['mix'], mix_scale=float(ex['mix_scale']),
+                instruments=tuple(i.decode() for i in ex['instruments']))
+    if song.num_channels == 0:
+      raise ValueError(f'Song {song.song_id} of {builder.info.full_name} has no channels; '
+                       'rebuild the dataset.')
+    songs.append(song)
+  songs.sort(key=lambda s: s.song_id)
+  logging.info('Loaded %d %s songs of %s (process %d of %d).', len(songs), split,
+               builder.info.full_name, process_index, process_count)
+  return songs
+
+
+def num_train_songs(config) -> int:
+  """Songs in the training split (all processes together)."""
+  return _split_size(prepared_builder(config), 'train')
+
+
+def steps_per_epoch(config, num_songs: int | None = None) -> int:
+  spe = int(config.train.steps_per_epoch)
+  if spe > 0:
+    return spe
+  n = num_train_songs(config) if num_songs is None else num_songs
+  return max(1, math.ceil(n / int(config.train.batch_size)))
+
+
+def local_batch_size(config, process_count: int) -> int:
+  bsz = int(config.train.batch_size)
+  if bsz % process_count:
+    raise ValueError(f'config.train.batch_size={bsz} is not divisible by the {process_count} '
+                     'processes; make it a multiple.')
+  return bsz // process_count
+
+
+def _bank_dir(config, workdir) -> str:
+  if config.data.bleed.get('cache_dir', ''):
+    return str(config.data.bleed.cache_dir)
+  if workdir:
+    return os.path.join(workdir, 'rir_bank')
+  root = str(config.data.data_dir) or os.environ.get('TFDS_DATA_DIR') or tfds.core.constants.DATA_DIR
+  return os.path.join(root, 'alm_jax_rir_bank')
+
+
+# ---- examples --------------------------------------------------------------------------
+
+
+def _rms_db(x: np.ndarray) -> float:
+  ms = float(np.mean(np.square(x, dtype=np.float64))) if x.size else 0.0
+  return 10 * math.log10(ms) if ms > 0 else -math.inf
+
+
+def _random_start(song: Song, length: int, rng, silence_db: float) -> int:
+  span = song.num_samples - length
+  if span <= 0:
+    return 0
+  best, best_db = 0, -math.inf
+  for _ in range(_SILENCE_TRIES):
+    start = int(rng.integers(0, span + 1))
+    level = _rms_db(song.mix_segment(start, length))
+    if level >= silence_db:
+      return start
+    if level > best_db:
+      best, best_db = start, level
+  return best
+
+
+def _eval_starts(song: Song, length: int, count: int, silence_db: float) -> list[int]:
+  windows = max(1, song.num_samples // length)
+  starts = [w * length for w in range(windows)]
+  loud = [s for s in starts if _rms_db(song.mix_segment(s, length)) >= silence_db] or starts
+  picks = np.unique(np.round(np.linspace(0, len(loud) - 1, min(count, len(loud)) + 2)[1:-1]))
+  return [loud[int(i)] for i in picks]
+
+
+class _Maker:
+  """Builds examples: segment, channel shuffle, bleed and levels, padding."""
+
+  def __init__(self, config, workdir):
+    self.cmax = int(config.model.max_channels)
+    self.settings = bleed.Settings.from_config(config)
+    self.bank = bleed.bank_for_config(config, _bank_dir(config, workdir))
+    self.preroll = self.bank.rirs.shape[-1] if self.bank is not None else 0
+
+  def batch(self, picks, length: int) -> dict:
+    """picks: [(song, start, rng)] -> the batch arrays."""
+    bsz = len(picks)
+    audio = np.zeros((bsz, self.cmax, length), np.float32)
+    mask = np.zeros((bsz, self.cmax), bool)
+    target = np.zeros((bsz, length), np.float32)
+    severity = np.zeros((bsz,), np.float32)
+    draws, sources = [], []
+    for e, (song, start, rng) in enumerate(picks):
+      c = song.num_channels
+      # Draw order (channel permutation, then bleed.draw's) is replayed by
+      # alm_jax.evaluate to name channels: keep it stable.
+      x = song.raw_segment(start - self.preroll, length + self.preroll)[rng.permutation(c)]
+      d = bleed.draw(rng, c, self.bank, self.settings)
+      draws.append(d)
+      sources.append(x)
+      mask[e, :c] = True
+      target[e] = song.mix_segment(start, length)
+      severity[e] = d.severity_db
+    if self.settings.backend == 'jax' and self.bank is not None:
+      full = np.zeros((bsz, self.cmax, length + self.preroll), np.float32)
+      for e, x in enumerate(sources):
+        full[e, :x.shape[0]] = x
+      audio[:] = bleed.apply_batch_jax(full, draws, max(self.preroll, 1))[:, :, self.preroll:]
+    else:
+      for e, (x, d) in enumerate(zip(sources, draws)):
+        audio[e, :x.shape[0]] = bleed.apply_numpy(x, d, self.settings.workers)[:, self.preroll:]
+    return {'audio': audio, 'channel_mask': mask, 'target': target, 'bleed_severity': severity}
+
+
+# ---- training stream --------------------------------------------------------------------
+
+
+def _epoch_order(seed, epoch: int, process_index: int, num_songs: int, slots: int) -> np.ndarray:
+  rng = np.random.default_rng(seed + [_ORDER, epoch, process_index])
+  reps = -(-slots // num_songs)
+  return np.concatenate([rng.permutation(num_songs) for _ in range(reps)])[:slots]
+
+
+def make_train_iterator(config, *, start_step: int = 0, process_index: int = 0,
+                        process_count: int = 1, workdir: str | None = None):
+  """Endless iterator of training batches, the batch of `start_step` first (module docstring)."""
+  bsz = local_batch_size(config, process_count)
+  songs = load_songs(config, 'train', process_index, process_count)
+  if not songs:
+    raise ValueError(f'The training split of {config.data.name!r} has no songs; check '
+                     'config.data (dataset name, max_raw_tracks, manual_dir).')
+  spe = steps_per_epoch(config)
+  length = segment_samples(config.data.segment_seconds)
+  maker = _Maker(config, workdir)
+  seed = [int(config.seed), int(config.data.shuffle_seed)]
+  silence_db = float(config.data.silence_db)
+
+  def batches():
+    step, order_epoch, order = int(start_step), None, None
+    while True:
+      epoch, k = divmod(step, spe)
+      if epoch != order_epoch:
+        order, order_epoch = _epoch_order(seed, epoch, process_index, len(songs), spe * bsz), epoch
+      picks = []
+      for e, i in enumerate(order[k * bsz:(k + 1) * bsz]):
+        rng = np.random.default_rng(seed + [_TRAIN, step, process_index, e])
+        song = songs[int(i)]
+        picks.append((song, _random_start(song, length, rng, silence_db), rng))
+      yield maker.batch(picks, length)
+      step += 1
+
+  return _Prefetch(batches(), int(config.data.get('prefetch', 2)))
+
+
+class _Prefetch:
+  """Runs a generator in a daemon thread, `size` items ahead; re-raises its errors."""
+
+  _DONE = object()
+
+  def __init__(self, gen, size: int):
+    self._gen = gen
+    if size <= 0:
+      self._queue = None
+      return
+    self._queue = queue.Queue(maxsize=size)
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._run, daemon=True, name='alm_input_pipeline')
+    self._thread.start()
+
+  def _run(self):
+    try:
+      for item in self._gen:
+        while not self._stop.is_set():
+          try:
+            self._queue.put(item, timeout=0.1)
+            break
+          except queue.Full:
+            continue
+        if self._stop.is_set():
+          return
+    except BaseException as e:  # pylint: disable=broad-except  (handed to the consumer)
+      self._queue.put((self._DONE, e))
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    if self._queue is None:
+      return next(self._gen)
+    item = self._queue.get()
+    if isinstance(item, tuple) and len(item) == 2 and item[0] is self._DONE:
+      raise item[1]
+    return item
+
+  def close(self):
+    if self._queue is not None:
+      self._stop.set()
+      self._thread.join(timeout=5)
+
+  def __del__(self):
+    try:
+      self.close()
+    except Exception:  # pylint: disable=broad-except
+      pass
+
+
+# ---- evaluation ---------------------------------------------------------------------------
+
+
+def make_eval_batches(config, split: str, *, process_index: int = 0, process_count: int = 1,
+                      workdir: str | None = None) -> list[dict]:
+  """Fixed evaluation batches of `split` for this process (module docstring); [] if no songs."""
+  bsz = local_batch_size(config, process_count)
+  global_bsz = bsz * process_count
+  songs = load_songs(config, split)
+  length = segment_samples(config.data.eval_segment_seconds)
+  count = int(config.data.get('eval_segments_per_song', 1))
+  silence_db = float(config.data.silence_db)
+  seed = [int(config.seed), int(config.data.shuffle_seed)]
+  split_id = _SPLIT_IDS.get(split, 3)
+  examples = []
+  for si, song in enumerate(songs):
+    for w, start in enumerate(_eval_starts(song, length, count, silence_db)):
+      examples.append((song, start, [_EVAL, split_id, si, w]))
+  if not examples:
+    return []
+  maker = _Maker(config, workdir)
+  out = []
+  for j in range(-(-len(examples) // global_bsz)):
+    chunk = examples[j * global_bsz:(j + 1) * global_bsz]
+    real = chunk[process_index * bsz:(process_index + 1) * bsz]
+    # Padding repeats a real example: an all-zero target would make the
+    # spectral-convergence loss NaN, and NaN * 0 still poisons a masked mean.
+    padded = real + [chunk[0]] * (bsz - len(real))
+    picks = [(song, start, np.random.default_rng(seed + key)) for song, start, key in padded]
+    batch = maker.batch(picks, length)
+    batch['example_mask'] = np.arange(bsz) < len(real)
+    batch['song_id'] = [s.song_id for s, _, _ in real] + [''] * (bsz - len(real))
+    out.append(batch)
+  return out

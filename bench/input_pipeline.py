@@ -1,0 +1,192 @@
+"""Is the input pipeline the bottleneck? Prints its throughput next to the training step's.
+
+    python bench/input_pipeline.py                                   # quickstart, as configured
+    python bench/input_pipeline.py --config=configs/mr.py --model=shrunk \
+        --dataset=synthetic_live --batches=4 --steps=2                # MR data path, tiny model
+
+Rates are seconds of multitrack audio (one example = segment_seconds of all its
+channels) per wall-clock second; "ch-s/s" counts each channel separately.
+  input pipeline     make_train_iterator with prefetch off: segment, bleed, levels
+  bleed conv         the overlap-add convolution alone on the batch shape, numpy/scipy
+                     per example vs one jitted JAX call (all c x c paths)
+  train step         a jitted forward + backward of build_model(config) on the same
+                     batch shape, loss = alm_jax.losses.multi_resolution_stft_loss
+                     (or an L2 on the mix where that module is missing)
+The pipeline keeps up when its rate exceeds the train step's; with prefetch the two
+overlap, so the step time is max(pipeline, train step) on separate cores.
+CPU time per batch is printed too: on a shared machine it is the steadier number.
+"""
+
+import argparse
+import importlib.util
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+
+def load_config(path):
+  spec = importlib.util.spec_from_file_location('bench_config', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def shrink_model(config):
+  """A tiny network with the real frame sizes (as tests/conftest.py)."""
+  m = config.model
+  m.embedding.name = 'small'
+  m.embedding.dim = 16
+  m.embedding.small_features = (4, 8)
+  m.d_model = 16
+  m.encoder.mlp_dim = 32
+  m.encoder.dropout = 0.0
+  m.gru_hidden = 16
+  m.mlp_dims = (8, 4)
+
+
+def timed(fn, repeats):
+  """(wall s, cpu s) per call, after one warm-up call."""
+  fn()
+  wall, cpu = time.perf_counter(), time.process_time()
+  for _ in range(repeats):
+    fn()
+  return (time.perf_counter() - wall) / repeats, (time.process_time() - cpu) / repeats
+
+
+def bench_pipeline(config, batches, workdir):
+  from alm_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  config.data.prefetch = 0
+  start = time.perf_counter()
+  it = pipeline.make_train_iterator(config, workdir=workdir)
+  first = next(it)
+  setup = time.perf_counter() - start
+  return first, setup, timed(lambda: next(it), batches)
+
+
+def bench_convolution(config, batch, repeats):
+  import jax  # pylint: disable=g-import-not-at-top
+  from alm_jax.data import bleed  # pylint: disable=g-import-not-at-top
+  bank = bleed.bank_for_config(config, config.data.bleed.cache_dir)
+  if bank is None:
+    return None
+  settings = bleed.Settings.from_config(config)
+  rng = np.random.default_rng(0)
+  counts = batch['channel_mask'].sum(axis=1)
+  taps = bank.rirs.shape[-1]
+  draws = [bleed.draw(rng, int(c), bank, settings) for c in counts]
+  audio = batch['audio']
+
+  def numpy_batch():
+    for e, d in enumerate(draws):
+      bleed.apply_numpy(audio[e, :counts[e]], d)
+
+  def jax_batch():
+    jax.block_until_ready(bleed.apply_batch_jax(audio, draws, taps))
+
+  return timed(numpy_batch, repeats), timed(jax_batch, repeats)
+
+
+def bench_train_step(config, batch, steps):
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from alm_jax.models import build_model  # pylint: disable=g-import-not-at-top
+  try:
+    from alm_jax.losses import multi_resolution_stft_loss  # pylint: disable=g-import-not-at-top
+    loss_name = 'MR-STFT'
+  except ImportError:
+    multi_resolution_stft_loss, loss_name = None, 'L2'
+  model = build_model(config)
+  audio, mask, target = (jnp.asarray(batch[k]) for k in ('audio', 'channel_mask', 'target'))
+  params = model.init({'params': jax.random.key(0), 'dropout': jax.random.key(1)}, audio, mask)
+
+  def loss_fn(p, key):
+    mix = model.apply(p, audio, mask, train=True, rngs={'dropout': key})['mix']
+    tgt = target[:, :mix.shape[-1]]
+    if multi_resolution_stft_loss is not None:
+      return jnp.mean(multi_resolution_stft_loss(mix, tgt, config.loss))
+    return jnp.mean((mix - tgt) ** 2)
+
+  step = jax.jit(jax.value_and_grad(loss_fn))
+  key = jax.random.key(2)
+  compile_start = time.perf_counter()
+  jax.block_until_ready(step(params, key))
+  compile_s = time.perf_counter() - compile_start
+  return loss_name, compile_s, timed(lambda: jax.block_until_ready(step(params, key)), steps)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--config', default=os.path.join(REPO, 'configs', 'quickstart.py'))
+  parser.add_argument('--model', choices=('config', 'shrunk'), default='config',
+                      help="'shrunk': tiny network, real frame sizes (for CPU runs of MR/SR)")
+  parser.add_argument('--dataset', default='', help="override config.data.name, e.g. "
+                      "'synthetic_live' to time MR/SR shapes without MedleyDB")
+  parser.add_argument('--data_dir', default='', help='override config.data.data_dir')
+  parser.add_argument('--batch_size', type=int, default=0)
+  parser.add_argument('--segment_seconds', type=float, default=0.0)
+  parser.add_argument('--bank_size', type=int, default=0,
+                      help='override config.data.bleed.bank_size (timing does not depend on it)')
+  parser.add_argument('--batches', type=int, default=10, help='pipeline batches timed')
+  parser.add_argument('--steps', type=int, default=5, help='train steps timed')
+  parser.add_argument('--no_train', action='store_true', help='skip the train step')
+  args = parser.parse_args()
+
+  config = load_config(args.config)
+  if args.model == 'shrunk':
+    shrink_model(config)
+  if args.dataset:
+    config.data.name = args.dataset
+  if args.data_dir:
+    config.data.data_dir = args.data_dir
+  if args.batch_size:
+    config.train.batch_size = args.batch_size
+  if args.segment_seconds:
+    config.data.segment_seconds = args.segment_seconds
+  if args.bank_size:
+    config.data.bleed.bank_size = args.bank_size
+  workdir = tempfile.mkdtemp(prefix='bench_input_')
+  if not config.data.bleed.cache_dir:
+    # Reuse one bank across runs rather than re-simulating it in every temp workdir.
+    config.data.bleed.cache_dir = os.path.join(
+        config.data.data_dir or os.path.expanduser('~/tensorflow_datasets'), 'alm_jax_rir_bank')
+
+  b, seg = int(config.train.batch_size), float(config.data.segment_seconds)
+  first, setup_s, (pipe_wall, pipe_cpu) = bench_pipeline(config, args.batches, workdir)
+  channels = int(first['channel_mask'].sum())
+  rows = [('input pipeline (bleed: %s)' % (config.data.bleed.backend if config.data.bleed.enabled
+                                           else 'off'), pipe_wall, pipe_cpu)]
+  conv = bench_convolution(config, first, max(2, args.batches // 2))
+  if conv is not None:
+    rows.append(('  bleed conv, numpy/scipy', *conv[0]))
+    rows.append(('  bleed conv, JAX jit', *conv[1]))
+  train = None
+  if not args.no_train:
+    train = bench_train_step(config, first, args.steps)
+    rows.append((f'train step fwd+bwd ({config.model.embedding.name}, {train[0]} loss)',
+                 *train[2]))
+
+  import jax  # pylint: disable=g-import-not-at-top
+  print(f'\nconfig {os.path.basename(args.config)} (model: {args.model}), data '
+        f'{config.data.name}, batch {b} x {config.model.max_channels} ch max '
+        f'({channels} active) x {seg:g} s; device {jax.devices()[0].platform}, '
+        f'{os.cpu_count()} CPUs; pipeline setup (load songs, RIR bank) {setup_s:.1f} s'
+        + (f'; train step compile {train[1]:.1f} s' if train else ''))
+  print(f'{"stage":52s} {"s/batch":>9s} {"cpu s/batch":>11s} {"audio s/s":>10s} '
+        f'{"ch-s/s":>9s}')
+  for name, wall, cpu in rows:
+    print(f'{name:52s} {wall:9.3f} {cpu:11.3f} {b * seg / wall:10.1f} '
+          f'{channels * seg / wall:9.1f}')
+  if train is not None:
+    verdict = 'is NOT' if pipe_wall < train[2][0] else 'IS'
+    print(f'\nThe input pipeline {verdict} the bottleneck: it makes a batch in {pipe_wall:.3f} s, '
+          f'the train step uses one in {train[2][0]:.3f} s.')
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,193 @@
+"""Tests for alm_jax/data/pipeline.py on the tiny synthetic dataset."""
+
+import itertools
+
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+
+from alm_jax.data import bleed
+from alm_jax.data import common
+from alm_jax.data import medleydb
+from alm_jax.data import pipeline
+from conftest import load_config
+
+SEG = 2.0
+S = int(SEG * common.SAMPLE_RATE)
+
+
+@pytest.fixture(scope='module')
+def dirs(tmp_path_factory):
+  return str(tmp_path_factory.mktemp('tfds')), str(tmp_path_factory.mktemp('work'))
+
+
+@pytest.fixture
+def config(dirs):
+  """Quickstart data settings on synthetic_live/tiny (4/2/2 songs of 3-5 s, 3-6 channels)."""
+  c = load_config('quickstart')
+  c.data.name = 'synthetic_live/tiny'
+  c.data.data_dir = dirs[0]
+  c.data.bleed.cache_dir = dirs[1]
+  c.data.segment_seconds = c.data.eval_segment_seconds = SEG
+  c.data.bleed.bank_size = 4
+  c.data.bleed.rir_seconds = 0.02
+  c.data.bleed.max_order = 2
+  c.data.bleed.room_max = (6.0, 6.0, 3.0)
+  c.train.batch_size = 4
+  return c
+
+
+def take(config, n, **kwargs):
+  it = pipeline.make_train_iterator(config, **kwargs)
+  out = list(itertools.islice(it, n))
+  it.close()
+  return out
+
+
+def identify(songs, target):
+  """(song, start) whose mix segment is exactly `target`."""
+  for song in songs:
+    q = np.round(target[:32] / (song.mix_scale / 32767)).astype(np.int16)
+    hits = np.flatnonzero(np.all(sliding_window_view(song.mix, 32) == q, axis=1))
+    for start in hits:
+      if np.array_equal(song.mix_segment(int(start), target.size), target):
+        return song, int(start)
+  raise AssertionError('target is not a segment of any song mix')
+
+
+def test_batches_have_the_interface_shapes(config):
+  assert pipeline.num_train_songs(config) == 4
+  batch = take(config, 1)[0]
+  assert set(batch) == {'audio', 'channel_mask', 'target', 'bleed_severity'}
+  assert batch['audio'].shape == (4, 6, S) and batch['audio'].dtype == np.float32
+  assert batch['channel_mask'].shape == (4, 6) and batch['channel_mask'].dtype == bool
+  assert batch['target'].shape == (4, S) and batch['bleed_severity'].shape == (4,)
+  songs = pipeline.load_songs(config, 'train')
+  counts = batch['channel_mask'].sum(axis=1)
+  for e in range(4):
+    assert np.all(batch['channel_mask'][e, :counts[e]])  # active channels first
+    assert np.all(batch['audio'][e, counts[e]:] == 0)
+    song, _ = identify(songs, batch['target'][e])
+    assert counts[e] == song.num_channels
+  assert np.all((batch['bleed_severity'] >= -30) & (batch['bleed_severity'] <= -6))
+  assert np.isfinite(batch['audio']).all()
+
+
+def test_stream_is_deterministic_and_resumable(config):
+  first = take(config, 4)
+  resumed = take(config, 2, start_step=2)
+  for a, b in zip(first[2:], resumed):
+    for k in a:
+      np.testing.assert_array_equal(a[k], b[k])
+  config.seed = 1
+  other = take(config, 1)[0]
+  assert not np.array_equal(other['audio'], first[0]['audio'])
+
+
+def test_every_song_once_per_epoch_and_target_untouched(config):
+  songs = pipeline.load_songs(config, 'train')
+  assert pipeline.steps_per_epoch(config) == 1  # 4 songs, batch 4
+  for batch in take(config, 3):
+    seen = [identify(songs, t)[0].song_id for t in batch['target']]
+    assert sorted(seen) == sorted(s.song_id for s in songs)
+
+
+def test_switches_give_clean_inputs(config):
+  config.data.bleed.enabled = False
+  config.data.levels.enabled = False
+  songs = pipeline.load_songs(config, 'train')
+  batch = take(config, 1)[0]
+  np.testing.assert_array_equal(batch['bleed_severity'], bleed.BLEED_OFF_DB)
+  for e in range(4):
+    song, start = identify(songs, batch['target'][e])
+    raw = song.raw_segment(start, S)
+    c = song.num_channels
+    # Exactly the raw tracks, in some order.
+    order = [int(np.flatnonzero([np.array_equal(a, r) for r in raw])[0])
+             for a in batch['audio'][e, :c]]
+    assert sorted(order) == list(range(c))
+  config.data.levels.enabled = True
+  batch = take(config, 1)[0]
+  for e in range(4):
+    song, start = identify(songs, batch['target'][e])
+    raw = song.raw_segment(start, S)
+    for a in batch['audio'][e, :song.num_channels]:  # a scaled copy of one raw track
+      ratios = [np.dot(a, r) / np.dot(r, r) for r in raw]
+      j = int(np.argmax(np.abs(np.array([np.corrcoef(a, r)[0, 1] for r in raw]))))
+      np.testing.assert_allclose(a, ratios[j] * raw[j], atol=1e-4 * np.abs(a).max())
+      assert 10 ** (-24 / 20) - 1e-6 <= ratios[j] <= 10 ** (24 / 20) + 1e-6
+
+
+def test_silent_segments_are_skipped():
+  n = 10 * common.SAMPLE_RATE
+  mix = np.zeros(n, np.int16)
+  mix[-S:] = 1000  # only the last segment is audible
+  song = pipeline.Song('s', np.zeros((1, n), np.int16), np.zeros(1, np.float32), mix, 1.0, ('x',))
+  hits = [pipeline._random_start(song, S, np.random.default_rng(i), -60.0) for i in range(20)]
+  assert sum(h > n - 2 * S for h in hits) >= 15  # a random start would manage ~2
+  silent = pipeline.Song('z', song.raw, song.raw_scale, np.zeros(n, np.int16), 1.0, ('x',))
+  assert 0 <= pipeline._random_start(silent, S, np.random.default_rng(0), -60.0) <= n - S
+  short = pipeline.Song('t', song.raw[:, :100], song.raw_scale, mix[:100], 1.0, ('x',))
+  assert pipeline._random_start(short, S, np.random.default_rng(0), -60.0) == 0
+  assert short.mix_segment(0, S).shape == (S,) and short.raw_segment(-5, S).shape == (1, S)
+
+
+def test_process_sharding(config):
+  config.train.batch_size = 4
+  ids = [[s.song_id for s in pipeline.load_songs(config, 'train', p, 2)] for p in range(2)]
+  assert not set(ids[0]) & set(ids[1])
+  assert sorted(ids[0] + ids[1]) == sorted(s.song_id for s in pipeline.load_songs(config, 'train'))
+  b0 = take(config, 1, process_index=0, process_count=2)[0]
+  b1 = take(config, 1, process_index=1, process_count=2)[0]
+  assert b0['audio'].shape == (2, 6, S)
+  assert not np.array_equal(b0['target'], b1['target'])
+  config.train.batch_size = 3
+  with pytest.raises(ValueError, match='divisible'):
+    pipeline.make_train_iterator(config, process_count=2)
+
+
+def test_eval_batches_are_fixed_and_padded(config):
+  evals = pipeline.make_eval_batches(config, 'validation')
+  assert len(evals) == 1
+  batch = evals[0]
+  assert set(batch) == {'audio', 'channel_mask', 'target', 'bleed_severity', 'example_mask',
+                        'song_id'}
+  assert batch['audio'].shape == (4, 6, S)
+  np.testing.assert_array_equal(batch['example_mask'], [True, True, False, False])
+  assert batch['song_id'] == ['synthetic_validation_000', 'synthetic_validation_001', '', '']
+  assert np.abs(batch['target'][2:]).max() > 0  # padding copies a real example
+  again = pipeline.make_eval_batches(config, 'validation')[0]
+  np.testing.assert_array_equal(batch['audio'], again['audio'])
+  halves = [pipeline.make_eval_batches(config, 'validation', process_index=p, process_count=2)
+            for p in range(2)]
+  assert [len(h) for h in halves] == [1, 1]
+  np.testing.assert_array_equal(halves[0][0]['example_mask'], [True, True])
+  np.testing.assert_array_equal(halves[1][0]['example_mask'], [False, False])
+  np.testing.assert_array_equal(halves[0][0]['audio'], batch['audio'][:2])
+  config.data.eval_segments_per_song = 3
+  more = pipeline.make_eval_batches(config, 'test')
+  assert sum(b['example_mask'].sum() for b in more) >= 2
+
+
+def test_jax_backend_matches_numpy(config):
+  ref = take(config, 1)[0]
+  config.data.bleed.backend = 'jax'
+  got = take(config, 1)[0]
+  np.testing.assert_allclose(got['audio'], ref['audio'], atol=1e-4 * np.abs(ref['audio']).max())
+  np.testing.assert_array_equal(got['target'], ref['target'])
+
+
+def test_bad_configs(config, tmp_path):
+  config.model.max_channels = 3
+  with pytest.raises(ValueError, match='max_channels'):
+    pipeline.make_train_iterator(config)
+  config.model.max_channels = 6
+  with pytest.raises(ValueError, match="no 'holdout' split"):
+    pipeline.make_eval_batches(config, 'holdout')
+  config.data.name = 'no_such_dataset'
+  with pytest.raises(ValueError, match='Unknown dataset'):
+    pipeline.num_train_songs(config)
+  config.data.name = 'medleydb'
+  config.data.data_dir = str(tmp_path)
+  with pytest.raises(medleydb.MedleyDBError, match='manual_dir'):
+    pipeline.num_train_songs(config)
