@@ -4,7 +4,12 @@ import importlib.util
 import os
 import pathlib
 
+import jax
 import pytest
+
+# Threefry's unrolled hash makes every init and dropout compile 2-3x slower on
+# CPU; tests need reproducible randomness, not that generator in particular.
+jax.config.update('jax_default_prng_impl', 'unsafe_rbg')
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
