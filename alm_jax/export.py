@@ -1,0 +1,262 @@
+r"""Exports a trained mixer as a TensorFlow SavedModel (jax2tf, native serialization).
+
+    python -m alm_jax.export --checkpoint=WORKDIR_OR_STEP_DIR --output=EXPORT_DIR
+    python -m alm_jax.export --checkpoint=... --output=EXPORT_DIR --streaming --block_size=441
+
+Offline model (`serving_default`):
+  inputs  `audio` float32 [batch, channels, samples] and `channel_mask` bool
+          [batch, channels]; batch, channels and samples are all dynamic
+          (1 <= channels <= config.model.max_channels, enforced at call time;
+          samples >= 1, any value);
+  outputs `mix` float32 [batch, samples] and `gains` float32
+          [batch, channels, ceil(samples / f2)].
+  Inside, the audio is padded with silence to a whole number of F1 hops
+  (`stride * f2` samples) and mixed in one chunk by `alm_jax.mix.mix_whole`,
+  so the outputs equal `alm_jax.mix.mix_arrays` (and, on the whole F2 frames,
+  the model's own call). Padding inside keeps `samples` free: the framing
+  needs a whole number of hops, which a symbolic `samples` alone cannot
+  promise.
+
+Streaming model (`--streaming`, needs `alm_jax.streaming`): the step function
+for a fixed block size with explicit state tensors, dynamic batch and channels;
+signatures `init_state(channel_mask)` and `step(block, channel_mask, <state...>)`
+(see docs/inference.md).
+
+The parameters are `tf.Variable`s passed to the converted function, not
+constants baked into the graph: they live in the SavedModel's variables files
+(the graph proto has a 2 GB limit) and can be read or replaced from TF.
+"""
+
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+from typing import Sequence
+
+from absl import logging
+import jax
+
+from alm_jax import mix
+
+
+def _tf():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return tf
+
+
+def _jax2tf():
+  from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
+  return jax2tf
+
+
+def _variables_module(params):
+  """A tf.Module owning the parameters as variables.
+
+  Returns:
+    (module, param_vars): param_vars is the parameter tree of tf.Variables for
+    the converted functions to close over. The module tracks them as a flat
+    list, because the dict wrapper tf.Module puts around attributes is not a
+    pytree jax2tf can flatten.
+  """
+  tf = _tf()
+  param_vars = tf.nest.map_structure(tf.Variable, jax.device_get(params))
+  module = tf.Module()
+  module.param_list = tf.nest.flatten(param_vars)
+  return module, param_vars
+
+
+def offline_signature(config, params, platforms: Sequence[str] = ('cpu',)):
+  """Builds the converted offline mixer.
+
+  Returns:
+    (module, tf.function) where the function takes (audio, channel_mask) and
+    returns {'mix', 'gains'}; module holds the variables.
+  """
+  tf = _tf()
+  jax2tf = _jax2tf()
+  max_channels = int(config.model.max_channels)
+
+  def serve(p, audio, channel_mask):
+    return mix.mix_whole(config, p, audio, channel_mask)
+
+  converted = jax2tf.convert(
+      serve,
+      polymorphic_shapes=[None, '(b, c, n)', '(b, c)'],
+      polymorphic_constraints=[f'c <= {max_channels}'],
+      native_serialization_platforms=tuple(platforms),
+      with_gradient=False)
+  module, param_vars = _variables_module(params)
+
+  @tf.function(autograph=False, input_signature=[
+      tf.TensorSpec([None, None, None], tf.float32, name='audio'),
+      tf.TensorSpec([None, None], tf.bool, name='channel_mask')])
+  def serving(audio, channel_mask):
+    return converted(param_vars, audio, channel_mask)
+
+  module.serving = serving
+  return module, serving
+
+
+def streaming_signatures(config, params, block_size: int, platforms: Sequence[str] = ('cpu',)):
+  """Builds the converted streaming step and init_state.
+
+  The state is a dict of arrays (from `alm_jax.streaming.init_state`); in TF
+  each array is one tensor named `state_<key>`: `init_state` returns them,
+  `step` takes them (next to `block` and `channel_mask`) and returns the new
+  ones under the same names, next to `out` and `gains`.
+
+  Returns:
+    (module, init_fn, step_fn, state_keys).
+  """
+  from alm_jax import streaming  # pylint: disable=g-import-not-at-top
+  tf = _tf()
+  jax2tf = _jax2tf()
+  max_channels = int(config.model.max_channels)
+
+  # State shapes for a symbolic batch and channel count: each state array's
+  # leading axes are found by evaluating init_state at two sizes.
+  probe_a = jax.eval_shape(lambda: streaming.init_state(config, 2, 3))
+  probe_b = jax.eval_shape(lambda: streaming.init_state(config, 5, 7))
+  keys = sorted(probe_a)
+
+  def poly_dims(key):
+    sa, sb = probe_a[key].shape, probe_b[key].shape
+    dims = []
+    for da, db in zip(sa, sb):
+      if da == db:
+        dims.append(int(da))
+      elif (da, db) == (2, 5):
+        dims.append('b')
+      elif (da, db) == (3, 7):
+        dims.append('c')
+      else:
+        raise ValueError(f'State {key!r} has a dimension that is neither batch, channels nor '
+                         f'constant ({sa} at b=2, c=3; {sb} at b=5, c=7); cannot export it.')
+    return dims
+
+  state_dims = {k: poly_dims(k) for k in keys}
+  state_poly = {k: '(' + ', '.join(map(str, d)) + ')' for k, d in state_dims.items()}
+  step = streaming.make_step(config)
+
+  def init_fn(channel_mask):
+    b, c = channel_mask.shape
+    return streaming.init_state(config, b, c)
+
+  def step_fn(p, block, channel_mask, state):
+    # The streaming step takes the variables dict, as model.apply does.
+    new_state, out, gains = step({'params': p}, state, block, channel_mask)
+    return {'out': out, 'gains': gains, **{f'state_{k}': new_state[k] for k in keys}}
+
+  common = dict(polymorphic_constraints=[f'c <= {max_channels}'],
+                native_serialization_platforms=tuple(platforms), with_gradient=False)
+  init_converted = jax2tf.convert(init_fn, polymorphic_shapes=['(b, c)'], **common)
+  step_converted = jax2tf.convert(
+      step_fn, polymorphic_shapes=[None, f'(b, c, {block_size})', '(b, c)', state_poly], **common)
+
+  module, param_vars = _variables_module(params)
+
+  @tf.function(autograph=False, input_signature=[
+      tf.TensorSpec([None, None], tf.bool, name='channel_mask')])
+  def init_state(channel_mask):
+    state = init_converted(channel_mask)
+    return {f'state_{k}': state[k] for k in keys}
+
+  def spec(key):
+    shape = [None if isinstance(d, str) else d for d in state_dims[key]]
+    return tf.TensorSpec(shape, tf.dtypes.as_dtype(probe_a[key].dtype), name=f'state_{key}')
+
+  signature = ([tf.TensorSpec([None, None, block_size], tf.float32, name='block'),
+                tf.TensorSpec([None, None], tf.bool, name='channel_mask')]
+               + [spec(k) for k in keys])
+
+  @tf.function(autograph=False, input_signature=signature)
+  def step_tf(block, channel_mask, *state):
+    return step_converted(param_vars, block, channel_mask, dict(zip(keys, state)))
+
+  module.init_state = init_state
+  module.step = step_tf
+  return module, init_state, step_tf, keys
+
+
+def _save_atomically(module, signatures, output):
+  """Writes the SavedModel next to `output`, then renames it into place."""
+  tf = _tf()
+  output = pathlib.Path(output)
+  output.parent.mkdir(parents=True, exist_ok=True)
+  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f'.tmp-{output.name}-', dir=output.parent))
+  try:
+    tf.saved_model.save(module, os.fspath(tmp), signatures=signatures)
+    if output.exists():
+      shutil.rmtree(output)
+    os.replace(tmp, output)
+  finally:
+    if tmp.exists():
+      shutil.rmtree(tmp, ignore_errors=True)
+  return output
+
+
+def export_offline(config, params, output, platforms: Sequence[str] = ('cpu',)):
+  """Writes the offline mixer SavedModel (signature `serving_default`) to `output`."""
+  module, serving = offline_signature(config, params, platforms)
+  return _save_atomically(module, {'serving_default': serving}, output)
+
+
+def export_streaming(config, params, output, block_size: int,
+                     platforms: Sequence[str] = ('cpu',)):
+  """Writes the streaming SavedModel (signatures `init_state` and `step`) to `output`."""
+  module, init_state, step, _ = streaming_signatures(config, params, block_size, platforms)
+  return _save_atomically(module, {'init_state': init_state, 'step': step,
+                                   'serving_default': step}, output)
+
+
+def run(f) -> int:
+  """Runs the CLI with parsed flags `f` (see `define_flags`); returns the exit status."""
+  from alm_jax import checkpoints  # pylint: disable=g-import-not-at-top
+
+  if f.streaming and f.block_size < 1:
+    print(f'error: --block_size must be >= 1, got {f.block_size}.', file=sys.stderr)
+    return 2
+  platforms = tuple(f.platforms)
+  try:
+    config, params, step = checkpoints.restore_params(f.checkpoint)
+    if f.streaming:
+      path = export_streaming(config, params, f.output, f.block_size, platforms)
+    else:
+      path = export_offline(config, params, f.output, platforms)
+  except (FileNotFoundError, mix.UnsupportedModelError, NotImplementedError) as e:
+    # NotImplementedError: alm_jax.streaming refuses models it cannot stream.
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  logging.info('Exported %s (step %d) to %s.', f.checkpoint, step, path)
+  print(path)
+  return 0
+
+
+def define_flags(flag_values):
+  """Defines the CLI flags on `flag_values` (absl FlagValues)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  kw = dict(flag_values=flag_values)
+  flags.DEFINE_string('checkpoint', None, 'Training workdir (latest step) or one step directory.',
+                      required=True, **kw)
+  flags.DEFINE_string('output', None, 'SavedModel folder to write (replaced if it exists).',
+                      required=True, **kw)
+  flags.DEFINE_boolean('streaming', False, 'Export the streaming step function instead of the '
+                       'offline mixer.', **kw)
+  flags.DEFINE_integer('block_size', 441, 'Samples per block of the streaming step (--streaming).',
+                       **kw)
+  flags.DEFINE_list('platforms', ['cpu'], "Platforms the serialized computation is lowered for, "
+                    "e.g. 'cpu,cuda'.", **kw)
+
+
+def main(argv):
+  del argv
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  return run(flags.FLAGS)
+
+
+if __name__ == '__main__':
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from absl import flags as absl_flags  # pylint: disable=g-import-not-at-top
+  define_flags(absl_flags.FLAGS)
+  app.run(main)

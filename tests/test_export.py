@@ -1,0 +1,125 @@
+"""SavedModel export: the reloaded TF functions match the JAX mixer (offline and streaming)."""
+
+import types
+
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from alm_jax import checkpoints
+from alm_jax import export
+from alm_jax import frames
+from alm_jax import mix
+from alm_jax.models import build_model
+from conftest import load_config, shrink_model
+
+SR = 44100
+BLOCK = 4410  # two F2 frames per streaming block
+
+
+def _random_params(model, spec, seed=1):
+  """Random parameters of the model's shapes (cheaper than compiling `model.init`)."""
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 2, spec.f1)),
+                          jnp.ones((1, 2), bool))['params']
+  rng = np.random.default_rng(seed)
+
+  def draw(path, leaf):
+    name = jax.tree_util.keystr(path[-1:])
+    if 'scale' in name:
+      return np.ones(leaf.shape, np.float32)
+    if 'negative_slope' in name:
+      return np.full(leaf.shape, 0.25, np.float32)
+    fan_in = int(np.prod(leaf.shape[:-1])) if len(leaf.shape) > 1 else 400
+    return (rng.normal(size=leaf.shape) / np.sqrt(fan_in)).astype(np.float32)
+
+  return jax.tree_util.tree_map_with_path(draw, shapes)
+
+
+def _run_cli(*args):
+  fv = flags.FlagValues()
+  export.define_flags(fv)
+  fv(['export'] + list(args))
+  return export.run(fv)
+
+
+@pytest.fixture(scope='module')
+def exported(tmp_path_factory):
+  """A checkpoint of a tiny MR model, exported through the CLI both ways, and a JAX reference."""
+  root = tmp_path_factory.mktemp('export')
+  config = shrink_model(load_config('mr'))
+  spec = frames.FrameSpec.from_config(config.model)
+  params = _random_params(build_model(config), spec)
+  manager = checkpoints.open_manager(str(root / 'run'), config)
+  checkpoints.save_state(manager, 7, types.SimpleNamespace(
+      params=params, opt_state={'count': np.zeros((), np.int32)}))
+  manager.wait_until_finished()
+  manager.close()
+  assert _run_cli(f'--checkpoint={root / "run"}', f'--output={root / "offline"}') == 0
+  assert _run_cli(f'--checkpoint={root / "run" / "checkpoints" / "7"}',
+                  f'--output={root / "streaming"}', '--streaming', f'--block_size={BLOCK}') == 0
+
+  rng = np.random.default_rng(0)
+  n = int(1.5 * SR)
+  t = np.arange(n) / SR
+  audio = (rng.normal(size=(3, 5, n)) * 0.2 * (1.2 + np.sin(2 * np.pi * rng.uniform(
+      0.3, 1.5, (3, 5, 1)) * t))).astype(np.float32)
+  mask = np.array([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [1, 0, 1, 0, 1]], bool)
+  ref = mix.mix_arrays(config, params, audio, mask)
+  return types.SimpleNamespace(root=root, config=config, params=params, audio=audio, mask=mask,
+                               ref=ref)
+
+
+def test_offline_savedmodel_matches_jax_at_two_batch_sizes_and_channel_counts(exported):
+  e = exported
+  loaded = tf.saved_model.load(str(e.root / 'offline'))
+  serve = loaded.signatures['serving_default']
+  # The parameters are variables, not constants folded into the graph.
+  leaves = jax.tree.leaves(e.params)
+  assert len(serve.variables) == len(leaves)
+  assert sorted(v.shape.num_elements() for v in serve.variables) == sorted(x.size for x in leaves)
+
+  out = serve(audio=tf.constant(e.audio), channel_mask=tf.constant(e.mask))
+  np.testing.assert_allclose(out['mix'].numpy(), e.ref['mix'], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(out['gains'].numpy(), e.ref['gains'], rtol=1e-5, atol=1e-6)
+
+  # Another batch size, channel count and length (not a whole F2 frame): the
+  # first song's active channels, a prefix of it (causal, so a prefix of its mix).
+  n = 30001
+  out = serve(audio=tf.constant(e.audio[:1, :2, :n]), channel_mask=tf.ones((1, 2), tf.bool))
+  assert out['mix'].shape == (1, n) and out['gains'].shape == (1, 2, -(-n // 2205))
+  np.testing.assert_allclose(out['mix'].numpy(), e.ref['mix'][:1, :n], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(out['gains'].numpy(), e.ref['gains'][:1, :2, :-(-n // 2205)],
+                             rtol=1e-5, atol=1e-6)
+
+  with pytest.raises(tf.errors.InvalidArgumentError, match='c <= 8'):
+    serve(audio=tf.zeros((1, 9, 3000)), channel_mask=tf.ones((1, 9), tf.bool))
+
+
+def test_streaming_savedmodel_matches_offline_mix(exported):
+  e = exported
+  loaded = tf.saved_model.load(str(e.root / 'streaming'))
+  init, step = loaded.signatures['init_state'], loaded.signatures['step']
+  mask = tf.constant(e.mask)
+  state = init(channel_mask=mask)
+  assert all(k.startswith('state_') for k in state)
+  outs = []
+  num_blocks = 4  # 8 F2 frames: crosses the second F1 frame (frame 6)
+  for i in range(num_blocks):
+    block = tf.constant(e.audio[..., i * BLOCK:(i + 1) * BLOCK])
+    result = step(block=block, channel_mask=mask, **state)
+    state = {k: v for k, v in result.items() if k.startswith('state_')}
+    outs.append(result['out'].numpy())
+    # The gains in force after the block: those of the next F2 frame.
+    np.testing.assert_allclose(result['gains'].numpy(), e.ref['gains'][..., 2 * (i + 1)],
+                               rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(np.concatenate(outs, axis=-1), e.ref['mix'][:, :num_blocks * BLOCK],
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_cli_refuses_a_missing_checkpoint(tmp_path, capsys):
+  assert _run_cli(f'--checkpoint={tmp_path / "nothing"}', f'--output={tmp_path / "out"}') == 2
+  assert 'No checkpoint' in capsys.readouterr().err
+  assert not (tmp_path / 'out').exists()
