@@ -18,8 +18,11 @@ plain sum of the inputs), and DIR receives:
 Same inputs for every system: the segments, channel orders, bleed and input
 levels come from `alm_jax.data.pipeline.make_eval_batches`, which draws them
 from (seed, split, song, window) only, so all systems hear identical audio and
-reruns reproduce it. The data settings are those of --data_config, or else of
-the first checkpoint's saved config.
+reruns reproduce it. The batches' metadata says which raw track each channel
+holds, the input level applied to it and (synthetic_live) its designed gain in
+the target mix: these name the channels in the gain plots and give the target
+balance. The data settings are those of --data_config, or else of the first
+checkpoint's saved config.
 
 How each system mixes (no output normalisation, ever):
   * RAW: the sum of the input channels (gains 1).
@@ -60,8 +63,9 @@ METRICS = (  # (csv column, summary heading, format)
     ('clipping_fraction', 'Clipping (fraction)', '{:.2e}'),
     ('balance_error_db', 'Balance error (dB)', '{:.2f}'),
 )
-CSV_COLUMNS = ('song_id', 'segment', 'num_channels', 'seconds', 'bleed_severity_db', 'system',
-               'step') + tuple(m[0] for m in METRICS) + ('audio', 'gain_plot')
+CSV_COLUMNS = ('song_id', 'segment', 'start_seconds', 'num_channels', 'seconds',
+               'bleed_severity_db', 'system', 'step') + tuple(m[0] for m in METRICS) + (
+                   'audio', 'gain_plot')
 OUTPUT_FILES = ('metrics.csv', 'summary.md', 'bleed_robustness.png', 'bleed_robustness.csv',
                 'index.html')
 OUTPUT_DIRS = ('audio', 'gains')
@@ -190,10 +194,11 @@ class Example:
     audio: float32 [channels, samples], the pipeline's inputs (bleed and levels applied).
     target: float32 [samples], the target mix.
     bleed_severity_db: the simulated severity (bleed.BLEED_OFF_DB when none).
-    channel_names: one label per channel.
+    channel_names: one label per channel ('2: bass').
     target_gains: float64 [channels] linear gains that turn each input channel's
       own source into its level in the target mix, or None when the dataset does
       not know them (MedleyDB).
+    start_seconds: where the segment starts in the song.
   """
   song_id: str
   segment: int
@@ -202,10 +207,24 @@ class Example:
   bleed_severity_db: float
   channel_names: list
   target_gains: Optional[np.ndarray]
+  start_seconds: float = 0.0
 
   @property
   def key(self) -> str:
     return f'{slugify(self.song_id)}_seg{self.segment:02d}'
+
+  @property
+  def span(self) -> str:
+    """'0:12.0-0:32.0': where the segment lies in the song."""
+    end = self.start_seconds + self.audio.shape[-1] / _data_rate()
+    return f'{_clock(self.start_seconds)}–{_clock(end)}'
+
+
+def _clock(seconds: float) -> str:
+  minutes, rest = divmod(max(float(seconds), 0.0), 60.0)
+  if rest >= 59.95:  # would print as 60.0
+    minutes, rest = minutes + 1, 0.0
+  return f'{int(minutes)}:{rest:04.1f}'
 
 
 def eval_data_config(config, split: str, *, segment_seconds: Optional[float] = None,
@@ -242,98 +261,49 @@ def eval_data_config(config, split: str, *, segment_seconds: Optional[float] = N
 def load_examples(config, split: str, *, workdir: Optional[str] = None) -> list[Example]:
   """The examples of `split` under `config` (see `eval_data_config`), in pipeline order.
 
+  Channel names, target gains and segment starts come from the batches'
+  metadata (alm_jax.data.pipeline): which raw track each shuffled channel
+  holds, the input level applied to it, and the dataset's designed mix gains.
+
   Raises:
     EvaluationError: the split has no songs.
   """
   from alm_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  songs = pipeline.load_songs(config, split)
+  lengths = {s.song_id: s.num_samples for s in pipeline.load_songs(config, split)}
   batches = pipeline.make_eval_batches(config, split, workdir=workdir)
   if not batches:
     raise EvaluationError(f'The {split!r} split of {config.data.name!r} has no songs to evaluate; '
                           'check config.data (name, data_dir, max_raw_tracks) and --split.')
-  index = {s.song_id: i for i, s in enumerate(songs)}
-  mix_gains = _designed_mix_gains(config, split)
   examples, windows = [], {}
   for batch in batches:
     for e in np.flatnonzero(batch['example_mask']):
       song_id = batch['song_id'][e]
-      song = songs[index[song_id]]
       c = int(np.sum(batch['channel_mask'][e]))
-      n = min(batch['audio'].shape[-1], song.num_samples)  # a song shorter than the window
+      n = min(batch['audio'].shape[-1], lengths[song_id])  # a song shorter than the window
       w = windows.get(song_id, 0)
       windows[song_id] = w + 1
-      audio = np.asarray(batch['audio'][e, :c, :n], np.float32)
-      target = np.asarray(batch['target'][e, :n], np.float32)
-      severity = float(batch['bleed_severity'][e])
-      names, target_gains = _channel_identities(config, split, index[song_id], w, song, audio,
-                                                target, severity, mix_gains.get(song_id))
-      examples.append(Example(song_id, w, audio, target, severity, names, target_gains))
+      names = [f'{i + 1}: {name}' if name else f'ch{i + 1}'
+               for i, name in enumerate(batch['instruments'][e][:c])]
+      examples.append(Example(
+          song_id, w, np.asarray(batch['audio'][e, :c, :n], np.float32),
+          np.asarray(batch['target'][e, :n], np.float32), float(batch['bleed_severity'][e]),
+          names, input_target_gains(batch['target_gains'][e, :c], batch['input_gain_db'][e, :c]),
+          float(batch['segment_start'][e])))
   return examples
 
 
-def _designed_mix_gains(config, split: str) -> dict:
-  """song_id -> the dataset's mixing gains float64 [channels], when it stores them (synthetic_live)."""
-  from alm_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  builder = pipeline.prepared_builder(config)
-  if 'mix_gains' not in builder.info.features:
-    return {}
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  out = {}
-  for ex in tfds.as_numpy(builder.as_dataset(split=split, shuffle_files=False)):
-    out[ex['song_id'].decode()] = np.asarray(ex['mix_gains'], np.float64)
-  return out
+def input_target_gains(track_gains, input_gain_db) -> Optional[np.ndarray]:
+  """Ideal gains of the input channels: float64 [c], or None where a track's gain is unknown.
 
-
-def _channel_identities(config, split, song_index, window, song, audio, target, severity,
-                        mix_gains):
-  """(channel names, target gains or None) of one evaluation example.
-
-  The batch does not say which source each (shuffled) channel holds nor which
-  input levels were drawn, so the pipeline's evaluation draw is replayed: the
-  same generator, seeded with the same (seed, split, song, window) key, drawing
-  in the same order (channel permutation, pre- and post-bleed levels, severity).
-  The replay is only trusted when it reproduces the batch: the drawn severity
-  must equal the reported one, or (without bleed) the target gains must rebuild
-  the target mix from the inputs. Otherwise channels are named 'ch1'.. and the
-  balance is left out, with a warning.
+  A channel's own source reaches the input at input_gain_db (pre- plus
+  post-bleed level) and the target mix at track_gains, so the gain that puts it
+  at its target level is their ratio. Without bleed, sum_i gain_i * input_i is
+  then the target mix.
   """
-  from alm_jax.data import bleed  # pylint: disable=g-import-not-at-top
-  from alm_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  c = audio.shape[0]
-  generic = [f'ch{i + 1}' for i in range(c)]
-  try:
-    settings = bleed.Settings.from_config(config)
-    key = [pipeline._EVAL, pipeline._SPLIT_IDS.get(split, 3), song_index, window]  # pylint: disable=protected-access
-    rng = np.random.default_rng([int(config.seed), int(config.data.shuffle_seed)] + key)
-    perm = rng.permutation(song.num_channels)
-    pre_db = rng.uniform(*settings.pre_bleed_db, size=c)
-    post_db = rng.uniform(*settings.post_bleed_db, size=c)
-    drawn_severity = float(rng.uniform(*settings.severity_db))
-  except (AttributeError, TypeError, ValueError) as e:
-    logging.warning('Cannot replay the evaluation draw of %s (%s): channels unnamed, no balance.',
-                    song.song_id, e)
-    return generic, None
-  if not settings.levels:
-    pre_db, post_db = np.zeros(c), np.zeros(c)
-  target_gains = None
-  if mix_gains is not None and len(mix_gains) == song.num_channels:
-    target_gains = mix_gains[perm] / 10.0 ** ((pre_db + post_db) / 20.0)
-  if severity != bleed.BLEED_OFF_DB:
-    verified = abs(drawn_severity - severity) <= 1e-3
-  elif target_gains is not None:
-    rebuilt = target_gains @ audio.astype(np.float64)
-    # int16 storage of the tracks and of the mix leaves ~1e-4 of relative error.
-    verified = np.linalg.norm(rebuilt - target) <= 1e-2 * max(np.linalg.norm(target), 1e-12)
-  else:
-    verified = c == 1
-  if not verified:
-    logging.warning('The replayed evaluation draw of %s does not reproduce the pipeline\'s batch '
-                    '(has alm_jax.data.pipeline changed how it draws?): channels unnamed, no '
-                    'balance error.', song.song_id)
-    return generic, None
-  names = [f'{i + 1}: {song.instruments[p]}' if p < len(song.instruments) else generic[i]
-           for i, p in enumerate(perm)]
-  return names, target_gains
+  track_gains = np.asarray(track_gains, np.float64)
+  if not np.isfinite(track_gains).all():
+    return None
+  return track_gains / 10.0 ** (np.asarray(input_gain_db, np.float64) / 20.0)
 
 
 # ---------------------------------------------------------------------------
@@ -629,8 +599,10 @@ def evaluate(systems: Sequence[System], data_config, split: str, output: str, *,
       plot_file = f'gains/{ex.key}/{slugs[system.name]}.png'
       _write_listening_wav(os.path.join(output, audio_file), mix, rate)
       plots.plot_gains(gains, frame_seconds, ex.channel_names, os.path.join(output, plot_file),
-                       scale='db', title=f'{system.name}: {ex.song_id} segment {ex.segment}')
-      row = {'song_id': ex.song_id, 'segment': ex.segment, 'num_channels': ex.audio.shape[0],
+                       scale='db', title=f'{system.name}: {ex.song_id} segment {ex.segment} '
+                                         f'({ex.span})')
+      row = {'song_id': ex.song_id, 'segment': ex.segment, 'start_seconds': ex.start_seconds,
+             'num_channels': ex.audio.shape[0],
              'seconds': ex.audio.shape[1] / rate, 'bleed_severity_db': ex.bleed_severity_db,
              'system': system.name, 'step': system.step if system.step is not None else '',
              'mr_stft': float(dist), 'audio': audio_file, 'gain_plot': plot_file, '_example': ei}
@@ -643,7 +615,8 @@ def evaluate(systems: Sequence[System], data_config, split: str, output: str, *,
     severity = ('no bleed' if ex.bleed_severity_db == _bleed_off_db()
                 else f'bleed {ex.bleed_severity_db:.1f} dB')
     page_rows.append(listening_page.Row(
-        title=ex.song_id, details=[f'segment {ex.segment}', f'{ex.audio.shape[1] / rate:.1f} s, '
+        title=ex.song_id, details=[f'segment {ex.segment}: {ex.span}',
+                                   f'{ex.audio.shape[1] / rate:.1f} s, '
                                    f'{ex.audio.shape[0]} channels', severity],
         cells=cells))
 

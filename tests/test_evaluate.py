@@ -58,6 +58,20 @@ def test_segment_metrics_of_a_perfect_mix():
   assert evaluate._format_value(math.nan) == ''
 
 
+def test_input_target_gains():
+  # A track at 2x in the target, reaching the input 6.02 dB up: gain 1; one at 1x, 20 dB down: 10.
+  np.testing.assert_allclose(evaluate.input_target_gains([2.0, 1.0], [20 * math.log10(2), -20.0]),
+                             [1.0, 10.0])
+  assert evaluate.input_target_gains([2.0, math.nan], [0.0, 0.0]) is None  # MedleyDB
+
+
+def test_segment_span_labels():
+  ex = evaluate.Example('s', 1, np.zeros((2, 20 * common.SAMPLE_RATE)), None, -20.0, [], None,
+                        start_seconds=59.96)
+  assert ex.span == '1:00.0–1:20.0'
+  assert evaluate._clock(0.0) == '0:00.0' and evaluate._clock(125.34) == '2:05.3'
+
+
 def test_severity_bins():
   labels, index = evaluate.severity_bins([-29.0, -7.0, -18.5, bleed.BLEED_OFF_DB], (-30, -6), 4)
   assert labels == ['no bleed', '-30..-24 dB', '-24..-18 dB', '-18..-12 dB', '-12..-6 dB']
@@ -182,9 +196,11 @@ def test_writes_every_output(evaluated, dirs):
   assert len(songs) == 2 and len(rows) == len(songs) * 2  # songs x (RAW, ALM-MR)
   assert sorted({r['system'] for r in rows}) == ['ALM-MR', 'RAW']
   assert {r['song_id'] for r in rows} == {s.song_id for s in songs}
+  lengths = {s.song_id: s.num_samples / common.SAMPLE_RATE for s in songs}
   for r in rows:
     for m, _, _ in evaluate.METRICS:
       assert math.isfinite(float(r[m])), (m, r)  # balance too: synthetic_live knows its levels
+    assert 0 <= float(r['start_seconds']) <= lengths[r['song_id']] - SEG + 1e-4
     assert -30 <= float(r['bleed_severity_db']) <= -6
     assert float(r['seconds']) == pytest.approx(SEG)
     assert float(r['clipping_fraction']) >= 0 and float(r['mr_stft']) > 0
@@ -210,8 +226,12 @@ def test_listening_page_is_well_formed(evaluated):
   # One player per segment for TARGET, RAW and the checkpoint; one gain plot per system.
   assert parser.tags.count('audio') == 3 * len(rows) // 2
   assert parser.tags.count('img') == len(rows)
+  with open(os.path.join(out, 'index.html'), encoding='utf-8') as f:
+    page = f.read()
   for r in rows:
     assert r['audio'] in parser.links and r['gain_plot'] in parser.links
+    # Segments are labelled with where they lie in the song.
+    assert f"segment {r['segment']}: {evaluate._clock(float(r['start_seconds']))}–" in page
   import soundfile as sf  # pylint: disable=g-import-not-at-top
   info = sf.info(os.path.join(out, rows[0]['audio']))
   assert info.samplerate == common.SAMPLE_RATE and info.frames == int(SEG * common.SAMPLE_RATE)
@@ -270,13 +290,20 @@ def test_whole_songs_without_bleed(dirs):
 
 
 def test_target_gains_rebuild_the_target(dirs):
-  """The replayed draw names each shuffled channel and its level: sum of g * input = target."""
+  """The batches' metadata names each shuffled channel and its level: sum of g * input = target."""
   c = evaluate.eval_data_config(tiny_config(dirs), 'test', segment_seconds=1.0, segments_per_song=2)
   c.data.bleed.enabled = False
   examples = evaluate.load_examples(c, 'test')
-  assert any(ex.segment == 1 for ex in examples)  # the replay keys each window separately
+  assert any(ex.segment == 1 for ex in examples)
+  starts = [(ex.song_id, round(ex.start_seconds)) for ex in examples]
+  assert len(set(starts)) == len(starts)  # each window of a song starts elsewhere
+  songs = {s.song_id: s for s in pipeline.load_songs(c, 'test')}
   for ex in examples:
-    assert ex.target_gains is not None and not ex.channel_names[0].startswith('ch')
+    instruments = sorted(name.split(': ', 1)[1] for name in ex.channel_names)
+    assert instruments == sorted(songs[ex.song_id].instruments)
+    # 1 s windows start on whole seconds.
+    assert ex.start_seconds == pytest.approx(round(ex.start_seconds), abs=1e-5)
+    assert ex.target_gains is not None
     rebuilt = ex.target_gains @ ex.audio.astype(np.float64)
     np.testing.assert_allclose(rebuilt, ex.target, atol=2e-3 * np.abs(ex.target).max())
 

@@ -1,5 +1,6 @@
 """Tests for alm_jax/data/pipeline.py on the tiny synthetic dataset."""
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -14,6 +15,8 @@ from conftest import load_config
 
 SEG = 2.0
 S = int(SEG * common.SAMPLE_RATE)
+KEYS = {'audio', 'channel_mask', 'target', 'bleed_severity'}
+METADATA = {'channel_source', 'input_gain_db', 'target_gains', 'segment_start', 'instruments'}
 
 
 @pytest.fixture(scope='module')
@@ -55,10 +58,40 @@ def identify(songs, target):
   raise AssertionError('target is not a segment of any song mix')
 
 
+def check_metadata(batch, songs):
+  """Each example's metadata describes its arrays; returns [(song, start)] per example."""
+  bsz, cmax = batch['channel_mask'].shape
+  for key, dtype in (('channel_source', np.int32), ('input_gain_db', np.float32),
+                     ('target_gains', np.float32)):
+    assert batch[key].shape == (bsz, cmax) and batch[key].dtype == dtype, key
+  assert batch['segment_start'].shape == (bsz,) and batch['segment_start'].dtype == np.float32
+  assert len(batch['instruments']) == bsz
+  found = []
+  for e in range(bsz):
+    song, start = identify(songs, batch['target'][e])
+    found.append((song, start))
+    c = song.num_channels
+    src = batch['channel_source'][e]
+    assert sorted(src[:c].tolist()) == list(range(c)) and np.all(src[c:] == -1)
+    np.testing.assert_array_equal(batch['channel_mask'][e], src >= 0)
+    assert batch['instruments'][e] == [song.instruments[p] for p in src[:c]] + [''] * (cmax - c)
+    assert round(float(batch['segment_start'][e]) * common.SAMPLE_RATE) == start
+    # The designed gains, applied to the clean tracks in channel order, are the target mix
+    # (up to the int16 storage of tracks and mix).
+    clean = song.raw_segment(start, S)[src[:c]].astype(np.float64)
+    gains = batch['target_gains'][e]
+    np.testing.assert_allclose(gains[:c] @ clean, batch['target'][e],
+                               atol=2e-3 * np.abs(batch['target'][e]).max())
+    np.testing.assert_array_equal(gains[c:], 0)
+    np.testing.assert_array_equal(batch['input_gain_db'][e, c:], 0)
+    assert np.all(np.abs(batch['input_gain_db'][e, :c]) <= 24 + 1e-4)
+  return found
+
+
 def test_batches_have_the_interface_shapes(config):
   assert pipeline.num_train_songs(config) == 4
   batch = take(config, 1)[0]
-  assert set(batch) == {'audio', 'channel_mask', 'target', 'bleed_severity'}
+  assert set(batch) == KEYS  # the training loop sends every array to the device
   assert batch['audio'].shape == (4, 6, S) and batch['audio'].dtype == np.float32
   assert batch['channel_mask'].shape == (4, 6) and batch['channel_mask'].dtype == bool
   assert batch['target'].shape == (4, S) and batch['bleed_severity'].shape == (4,)
@@ -107,10 +140,15 @@ def test_switches_give_clean_inputs(config):
              for a in batch['audio'][e, :c]]
     assert sorted(order) == list(range(c))
   config.data.levels.enabled = True
-  batch = take(config, 1)[0]
-  for e in range(4):
-    song, start = identify(songs, batch['target'][e])
+  batch = take(config, 1, metadata=True)[0]
+  for e, (song, start) in enumerate(check_metadata(batch, songs)):
     raw = song.raw_segment(start, S)
+    c = song.num_channels
+    # Without bleed each input is its own track at exactly the reported level.
+    level = 10.0 ** (batch['input_gain_db'][e, :c] / 20)
+    np.testing.assert_allclose(batch['audio'][e, :c],
+                               level[:, None] * raw[batch['channel_source'][e, :c]],
+                               rtol=1e-5, atol=1e-7)
     for a in batch['audio'][e, :song.num_channels]:  # a scaled copy of one raw track
       ratios = [np.dot(a, r) / np.dot(r, r) for r in raw]
       j = int(np.argmax(np.abs(np.array([np.corrcoef(a, r)[0, 1] for r in raw]))))
@@ -150,8 +188,7 @@ def test_eval_batches_are_fixed_and_padded(config):
   evals = pipeline.make_eval_batches(config, 'validation')
   assert len(evals) == 1
   batch = evals[0]
-  assert set(batch) == {'audio', 'channel_mask', 'target', 'bleed_severity', 'example_mask',
-                        'song_id'}
+  assert set(batch) == KEYS | METADATA | {'example_mask', 'song_id'}
   assert batch['audio'].shape == (4, 6, S)
   np.testing.assert_array_equal(batch['example_mask'], [True, True, False, False])
   assert batch['song_id'] == ['synthetic_validation_000', 'synthetic_validation_001', '', '']
@@ -164,9 +201,37 @@ def test_eval_batches_are_fixed_and_padded(config):
   np.testing.assert_array_equal(halves[0][0]['example_mask'], [True, True])
   np.testing.assert_array_equal(halves[1][0]['example_mask'], [False, False])
   np.testing.assert_array_equal(halves[0][0]['audio'], batch['audio'][:2])
+  songs = pipeline.load_songs(config, 'validation')
+  found = check_metadata(batch, songs)
+  assert [s.song_id for s, _ in found[:2]] == batch['song_id'][:2]
+  # Padding examples copy a real one, metadata included.
+  np.testing.assert_array_equal(batch['channel_source'][2], batch['channel_source'][0])
+  assert batch['instruments'][2] == batch['instruments'][0]
   config.data.eval_segments_per_song = 3
   more = pipeline.make_eval_batches(config, 'test')
   assert sum(b['example_mask'].sum() for b in more) >= 2
+
+
+def test_train_metadata_is_optional_and_changes_nothing(config):
+  plain, = take(config, 1)
+  rich, = take(config, 1, metadata=True)
+  assert set(rich) == KEYS | METADATA
+  for k in KEYS:
+    np.testing.assert_array_equal(plain[k], rich[k])
+  check_metadata(rich, pipeline.load_songs(config, 'train'))
+
+
+def test_unknown_mix_gains_are_nan(config):
+  """A dataset without designed gains (MedleyDB) gets NaN on its channels."""
+  config.data.bleed.enabled = False
+  song = pipeline.load_songs(config, 'validation')[0]
+  assert song.mix_gains is not None and song.mix_gains.shape == (song.num_channels,)
+  unknown = dataclasses.replace(song, mix_gains=None)
+  batch = pipeline._Maker(config, None).batch([(unknown, 0, np.random.default_rng(0))], S)
+  c = song.num_channels
+  assert np.isnan(batch['target_gains'][0, :c]).all()
+  np.testing.assert_array_equal(batch['target_gains'][0, c:], 0)
+  assert np.isfinite(batch['input_gain_db']).all()
 
 
 def test_jax_backend_matches_numpy(config):

@@ -4,6 +4,7 @@
     batch = next(it)   # {'audio': f32 [b, C, S], 'channel_mask': bool [b, C],
                        #  'target': f32 [b, S], 'bleed_severity': f32 [b]}
     evals = make_eval_batches(config, 'validation')      # list; + 'example_mask', 'song_id'
+                                                         #   and the metadata below
 
 b = config.train.batch_size // process_count, C = config.model.max_channels,
 S = round(config.data.segment_seconds * 44100) (eval: eval_segment_seconds).
@@ -32,11 +33,35 @@ process_index), so a run resumed at step s continues the same sequence:
   - channels past the song's count are zero with channel_mask False.
 Batches are built in a background thread, `config.data.prefetch` ahead.
 
+Metadata (every evaluation batch; training batches only with
+`make_train_iterator(..., metadata=True)`, so the arrays a training step
+receives stay the four above) says what each example is made of:
+  'channel_source'  int32 [b, C]    which of the song's raw tracks (index into its
+                                    `raw` / `instruments`) each channel slot holds;
+                                    -1 for padding channels
+  'input_gain_db'   float32 [b, C]  the input level applied to the channel's own
+                                    source: pre-bleed + post-bleed level (dB), i.e.
+                                    the direct path of input i is
+                                    10^(input_gain_db[i] / 20) * track[channel_source[i]]
+                                    (the bleed responses are normalised to a direct
+                                    peak of 1); 0 with levels off and on padding channels
+  'target_gains'    float32 [b, C]  the designed linear gain of the channel's clean
+                                    track in the target mix (target = sum_i
+                                    target_gains[i] * track[channel_source[i]]) where
+                                    the dataset stores it (synthetic_live's
+                                    `mix_gains`), NaN where it does not (MedleyDB);
+                                    0 on padding channels
+  'segment_start'   float32 [b]     where the segment starts in the song, seconds
+  'instruments'     list of b lists of C str: each slot's instrument ('' for padding)
+The gain that turns input i into its share of the target (no bleed: exactly) is
+target_gains[i] / 10^(input_gain_db[i] / 20).
+
 Evaluation: per song of the split, `config.data.eval_segments_per_song`
 non-overlapping windows (evenly spaced among the non-silent ones; 1 = the middle
 one), with bleed and levels drawn from (seed, split, song, window), so every
 evaluation sees identical inputs. Batches are padded to the global batch size
-with copies of a real example (example_mask False, song_id '').
+with copies of a real example (example_mask False, song_id '', the copied
+example's metadata).
 """
 
 import dataclasses
@@ -44,6 +69,7 @@ import math
 import os
 import queue
 import threading
+from typing import Optional
 
 from absl import logging
 import numpy as np
@@ -67,6 +93,7 @@ class Song:
   mix: np.ndarray        # int16 [n]
   mix_scale: float
   instruments: tuple
+  mix_gains: Optional[np.ndarray] = None  # float32 [c]: mix = sum_c mix_gains[c] * raw track c
 
   @property
   def num_channels(self) -> int:
@@ -178,10 +205,18 @@ def _read_songs(builder, split: str, process_index: int, process_count: int) -> 
   for ex in tfds.as_numpy(builder.as_dataset(split=sub, shuffle_files=False)):
     song = Song(song_id=ex['song_id'].decode(), raw=ex['raw'], raw_scale=ex['raw_scale'],
                 mix=ex['mix'], mix_scale=float(ex['mix_scale']),
-                instruments=tuple(i.decode() for i in ex['instruments']))
+                instruments=tuple(i.decode() for i in ex['instruments']),
+                mix_gains=(np.asarray(ex['mix_gains'], np.float32) if 'mix_gains' in ex
+                           else None))
     if song.num_channels == 0:
       raise ValueError(f'Song {song.song_id} of {builder.info.full_name} has no channels; '
                        'rebuild the dataset.')
+    for name, n in (('instruments', len(song.instruments)),
+                    ('mix_gains', None if song.mix_gains is None else song.mix_gains.size)):
+      if n is not None and n != song.num_channels:
+        raise ValueError(f'Song {song.song_id} of {builder.info.full_name} has {n} {name} for '
+                         f'{song.num_channels} raw tracks; rebuild the dataset (delete it from '
+                         f'{builder.data_dir}).')
     songs.append(song)
   songs.sort(key=lambda s: s.song_id)
   logging.info('Loaded %d %s songs of %s (process %d of %d).', len(songs), split,
@@ -259,25 +294,36 @@ class _Maker:
     self.bank = bleed.bank_for_config(config, _bank_dir(config, workdir))
     self.preroll = self.bank.rirs.shape[-1] if self.bank is not None else 0
 
-  def batch(self, picks, length: int) -> dict:
-    """picks: [(song, start, rng)] -> the batch arrays."""
+  def batch(self, picks, length: int, metadata: bool = True) -> dict:
+    """picks: [(song, start, rng)] -> the batch arrays, plus the metadata (module docstring)."""
     bsz = len(picks)
     audio = np.zeros((bsz, self.cmax, length), np.float32)
     mask = np.zeros((bsz, self.cmax), bool)
     target = np.zeros((bsz, length), np.float32)
     severity = np.zeros((bsz,), np.float32)
-    draws, sources = [], []
+    source = np.full((bsz, self.cmax), -1, np.int32)
+    gain_db = np.zeros((bsz, self.cmax), np.float32)
+    target_gains = np.zeros((bsz, self.cmax), np.float32)
+    starts = np.array([start for _, start, _ in picks], np.float64)
+    draws, sources, instruments = [], [], []
     for e, (song, start, rng) in enumerate(picks):
       c = song.num_channels
-      # Draw order (channel permutation, then bleed.draw's) is replayed by
-      # alm_jax.evaluate to name channels: keep it stable.
-      x = song.raw_segment(start - self.preroll, length + self.preroll)[rng.permutation(c)]
+      # Draw order (channel permutation, then bleed.draw's) is part of what a seed
+      # means: changing it changes every stream, so resumed runs and repeated
+      # evaluations would no longer see the same data.
+      perm = rng.permutation(c)
+      x = song.raw_segment(start - self.preroll, length + self.preroll)[perm]
       d = bleed.draw(rng, c, self.bank, self.settings)
       draws.append(d)
       sources.append(x)
       mask[e, :c] = True
       target[e] = song.mix_segment(start, length)
       severity[e] = d.severity_db
+      source[e, :c] = perm
+      gain_db[e, :c] = 20 * (np.log10(d.pre_gain.astype(np.float64))
+                             + np.log10(d.post_gain.astype(np.float64)))
+      target_gains[e, :c] = song.mix_gains[perm] if song.mix_gains is not None else np.nan
+      instruments.append([song.instruments[p] for p in perm] + [''] * (self.cmax - c))
     if self.settings.backend == 'jax' and self.bank is not None:
       full = np.zeros((bsz, self.cmax, length + self.preroll), np.float32)
       for e, x in enumerate(sources):
@@ -286,7 +332,16 @@ class _Maker:
     else:
       for e, (x, d) in enumerate(zip(sources, draws)):
         audio[e, :x.shape[0]] = bleed.apply_numpy(x, d, self.settings.workers)[:, self.preroll:]
-    return {'audio': audio, 'channel_mask': mask, 'target': target, 'bleed_severity': severity}
+    out = {'audio': audio, 'channel_mask': mask, 'target': target, 'bleed_severity': severity}
+    if metadata:
+      out.update({
+          'channel_source': source,
+          'input_gain_db': gain_db,
+          'target_gains': target_gains,
+          'segment_start': (starts / common.SAMPLE_RATE).astype(np.float32),
+          'instruments': instruments,
+      })
+    return out
 
 
 # ---- training stream --------------------------------------------------------------------
@@ -299,8 +354,13 @@ def _epoch_order(seed, epoch: int, process_index: int, num_songs: int, slots: in
 
 
 def make_train_iterator(config, *, start_step: int = 0, process_index: int = 0,
-                        process_count: int = 1, workdir: str | None = None):
-  """Endless iterator of training batches, the batch of `start_step` first (module docstring)."""
+                        process_count: int = 1, workdir: str | None = None,
+                        metadata: bool = False):
+  """Endless iterator of training batches, the batch of `start_step` first (module docstring).
+
+  metadata: also yield the per-example metadata (module docstring). Off by
+  default: the training loop hands every array of a batch to the device.
+  """
   bsz = local_batch_size(config, process_count)
   songs = load_songs(config, 'train', process_index, process_count)
   if not songs:
@@ -323,7 +383,7 @@ def make_train_iterator(config, *, start_step: int = 0, process_index: int = 0,
         rng = np.random.default_rng(seed + [_TRAIN, step, process_index, e])
         song = songs[int(i)]
         picks.append((song, _random_start(song, length, rng, silence_db), rng))
-      yield maker.batch(picks, length)
+      yield maker.batch(picks, length, metadata)
       step += 1
 
   return _Prefetch(batches(), int(config.data.get('prefetch', 2)))
@@ -386,7 +446,10 @@ class _Prefetch:
 
 def make_eval_batches(config, split: str, *, process_index: int = 0, process_count: int = 1,
                       workdir: str | None = None) -> list[dict]:
-  """Fixed evaluation batches of `split` for this process (module docstring); [] if no songs."""
+  """Fixed evaluation batches of `split` for this process, with metadata (module docstring).
+
+  Returns [] if the split has no songs.
+  """
   bsz = local_batch_size(config, process_count)
   global_bsz = bsz * process_count
   songs = load_songs(config, split)
