@@ -1,0 +1,270 @@
+"""The streaming mixer against the offline zero-latency mixer, and its causality, sample by sample."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from alm_jax import frames
+from alm_jax import frontend
+from alm_jax import streaming
+from alm_jax.models import build_model
+from alm_jax.models import embeddings
+from conftest import load_config, shrink_model
+
+SR = 44100
+# A single sample, the MR hop, and an odd size spanning one or two MR
+# boundaries at ever-changing offsets: every way a block can meet the F2 grid.
+# Each size is one compile.
+MIXED_SIZES = (3000, 1, 2205)
+
+
+def _song(num_samples, seed):
+  """[1, 3, n] test audio whose channel levels swell and fade, so the predicted gains move."""
+  rng = np.random.default_rng(seed)
+  t = np.arange(num_samples) / SR
+  envelopes = np.stack([0.3 * (1.1 + np.sin(2 * np.pi * 0.7 * t)),
+                        0.5 * np.ones_like(t),  # the masked channel: loud, must not leak
+                        0.05 * np.exp(3.0 * np.minimum(t, 1.5))])
+  noise = rng.normal(size=(3, num_samples))
+  tone = np.sin(2 * np.pi * np.array([[220.0], [330.0], [1250.0]]) * t)
+  return ((noise * 0.5 + tone) * envelopes)[None].astype(np.float32)
+
+
+MASK = np.array([[True, False, True]])
+
+
+def _random_params(model, audio, seed):
+  """Random parameters of the right shapes, without compiling `model.init` (~15 s of CPU)."""
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.asarray(audio), jnp.asarray(MASK))
+  rng = np.random.default_rng(seed)
+
+  def draw(path, leaf):
+    name = jax.tree_util.keystr(path)
+    if leaf.ndim >= 2:  # kernels: fan-in scaling keeps activations O(1)
+      return rng.normal(size=leaf.shape) / np.sqrt(np.prod(leaf.shape[:-1]))
+    base = 1.0 if 'scale' in name else 0.25 if 'negative_slope' in name else 0.0
+    return base + 0.1 * rng.normal(size=leaf.shape)
+
+  return jax.tree_util.tree_map_with_path(
+      lambda path, leaf: jnp.asarray(draw(path, leaf), leaf.dtype), shapes)
+
+
+class Setup:
+  """A tiny model, its params, a song and the offline result, built once per config."""
+
+  def __init__(self, name, seconds, seed):
+    self.config = shrink_model(load_config(name))
+    self.model = build_model(self.config)
+    self.spec = frames.FrameSpec.from_config(self.config.model)
+    self.audio = _song(int(seconds * SR), seed)
+    self.params = _random_params(self.model, self.audio, seed)
+    self.offline = jax.jit(self.model.apply)
+    self.ref = self.run_offline(self.audio)
+
+  def run_offline(self, audio):
+    return jax.tree.map(np.asarray, self.offline(self.params, jnp.asarray(audio), jnp.asarray(MASK)))
+
+  def stream(self, audio, sizes, spread=True):
+    """Streams `audio` in blocks cycling through `sizes`, up to the last whole block.
+
+    Returns (mix [samples streamed], gains after each block [blocks, c],
+    samples streamed after each block [blocks]).
+    """
+    mixer = streaming.StreamingMixer(self.config, self.params, 1, audio.shape[1], MASK,
+                                     spread=spread)
+    outs, gains, ends = [], [], []
+    i, j = 0, 0
+    # A shorter last block would cost one more compile.
+    while i + sizes[j % len(sizes)] <= audio.shape[-1]:
+      size = sizes[j % len(sizes)]
+      outs.append(mixer.process(audio[0, :, i:i + size]))
+      i += size
+      j += 1
+      gains.append(mixer.gains[0].copy())
+      ends.append(i)
+    return np.concatenate(outs), np.array(gains), np.array(ends)
+
+
+@pytest.fixture(scope='module')
+def mr():
+  return Setup('mr', 2.2, 0)
+
+
+@pytest.fixture(scope='module')
+def sr():
+  return Setup('sr', 2.4, 1)
+
+
+def _check_against_offline(setup, mix, gains, ends):
+  t = setup.ref['gains'].shape[-1]
+  f2 = setup.spec.f2
+  ref_mix = setup.ref['mix'][0]
+  assert ref_mix.shape == (t * f2,) and len(mix) > (t - 2) * f2
+  m = min(len(mix), t * f2)
+  np.testing.assert_allclose(mix[:m], ref_mix[:m], rtol=1e-5, atol=1e-6)
+  # The gains in force after a block are those predicted on the last F2 frame
+  # it completed (initial_gain before the first one completes).
+  done = ends // f2
+  pred = np.concatenate([np.where(MASK[0], setup.config.model.initial_gain, 0.0)[None],
+                         setup.ref['pred_gains'][0].T], axis=0)  # [t + 1, c]
+  keep = done <= t
+  np.testing.assert_allclose(gains[keep], pred[done[keep]], rtol=1e-5, atol=1e-6)
+
+
+def test_mr_stream_equals_offline_for_every_block_size(mr):
+  # The test is only meaningful if the gains move more than the tolerance.
+  active = mr.ref['gains'][0, MASK[0]]
+  assert np.ptp(active, axis=-1).min() > 1e-3
+  mix, gains, ends = mr.stream(mr.audio, MIXED_SIZES)
+  _check_against_offline(mr, mix, gains, ends)
+  mix2, gains2, ends2 = mr.stream(mr.audio, (2205,))
+  _check_against_offline(mr, mix2, gains2, ends2)
+  assert not gains[:, 1].any(), 'the masked channel must get gain 0'
+
+
+def test_mr_unspread_front_end_equals_offline(mr):
+  mix, gains, ends = mr.stream(mr.audio, (2205,), spread=False)
+  _check_against_offline(mr, mix, gains, ends)
+
+
+def test_sr_stream_equals_offline(sr):
+  # SR frames (42998 samples) are not a multiple of these block sizes, so
+  # boundaries fall inside blocks at a different offset every time.
+  mix, gains, ends = sr.stream(sr.audio, (4410,))
+  assert sr.ref['gains'].shape[-1] == 2
+  _check_against_offline(sr, mix, gains, ends)
+
+
+@pytest.mark.parametrize('where', ['group_start_last', 'group_start_next', 'mid_frame',
+                                   'frame_last', 'frame_first'])
+def test_mr_causality_sample_by_sample(mr, where):
+  f2, stride = mr.spec.f2, mr.spec.stride
+  n = {
+      'group_start_last': (stride + 1) * f2 - 1,  # last sample of F2 frame 6: the F1 frame of group 1
+      'group_start_next': (stride + 1) * f2,  # first sample after that embedding boundary
+      'mid_frame': 9 * f2 + 777,
+      'frame_last': 11 * f2 - 1,
+      'frame_first': 11 * f2,
+  }[where]
+  sizes = (3000,)  # every n above falls inside a block, not on a block edge
+  assert n % 3000 not in (0, 2999)
+  base_mix, base_gains, base_ends = mr.stream(mr.audio, sizes)
+  bumped = mr.audio.copy()
+  bumped[0, :, n:] += np.float32(0.7) * np.sign(np.random.default_rng(n).normal(size=(3, 1)))
+  mix, gains, ends = mr.stream(bumped, sizes)
+
+  # Nothing before n can see the change, bit for bit.
+  np.testing.assert_array_equal(mix[:n], base_mix[:n])
+  np.testing.assert_array_equal(gains[ends <= n], base_gains[base_ends <= n])
+  # Sample n is mixed with the gains of its F2 frame, all predicted before n.
+  t = n // f2
+  in_force = np.where(MASK[0], mr.ref['gains'][0, :, t], 0.0)
+  np.testing.assert_allclose(mix[n], np.dot(in_force, bumped[0, :, n]), rtol=1e-5, atol=1e-6)
+  # ... while the change does reach the gains of the following frames.
+  later = mr.run_offline(bumped)['gains'][0][MASK[0], t + 1:]
+  assert np.abs(later - mr.ref['gains'][0][MASK[0], t + 1:]).max() > 1e-4
+
+
+def test_mixer_keeps_state_per_instance_and_resets(mr):
+  a = streaming.StreamingMixer(mr.config, mr.params, 1, 3, MASK)
+  first = a.process(mr.audio[0, :, :2205])
+  a.process(mr.audio[0, :, 2205:4410])
+  a.reset()
+  np.testing.assert_array_equal(a.process(mr.audio[0, :, :2205]), first)
+  np.testing.assert_allclose(first, mr.ref['mix'][0, :2205], rtol=1e-5, atol=1e-6)
+
+
+def test_bad_blocks_fail_clearly(mr):
+  mixer = streaming.StreamingMixer(mr.config, mr.params, 1, 3, MASK)
+  block = mr.audio[0, :, :1000].copy()
+  block[2, 17] = np.nan
+  with pytest.raises(ValueError, match='NaN'):
+    mixer.process(block)
+  with pytest.raises(ValueError, match='shape'):
+    mixer.process(mr.audio[0, :2, :1000])
+  with pytest.raises(ValueError, match='every channel masked'):
+    streaming.StreamingMixer(mr.config, mr.params, 1, 3, np.zeros((1, 3), bool))
+  with pytest.raises(ValueError, match='max_channels'):
+    streaming.init_state(mr.config, 1, mr.config.model.max_channels + 1)
+  step = streaming.make_step(mr.config)
+  state = streaming.init_state(mr.config, 1, 3, spread=False)
+  with pytest.raises(ValueError, match='spread'):
+    jax.eval_shape(step, mr.params, state, jnp.zeros((1, 3, 64)), jnp.ones((1, 3), bool))
+
+
+def test_state_is_flat_and_zero_latency_start(tiny_config):
+  config = tiny_config('mr')
+  state = streaming.init_state(config, 2, 4)
+  assert all(isinstance(v, jnp.ndarray) for v in state.values())
+  spec = frames.FrameSpec.from_config(config.model)
+  assert state['ring'].shape == (2, 4, spec.f1 + spec.f2) and not state['ring'].any()
+  np.testing.assert_array_equal(state['gain'], config.model.initial_gain)
+  assert {'patch', 'net0', 'net1'} <= set(state)
+  assert 'patch' not in streaming.init_state(config, 2, 4, spread=False)
+
+
+def test_plan_works_ahead_only_on_arrived_inputs(tiny_config):
+  config = tiny_config('mr')
+  spec, fs = frames.FrameSpec.from_config(config.model), frontend.FrontendSpec.from_config(config.model)
+  plan = streaming.make_plan(config.model)
+  assert (plan.mel_rows, plan.mel_chunk, plan.net_heights) == (89, 18, (96, 48))
+  mel_done = 0
+  net_done = [0] * len(plan.net_heights)
+  for k, r0 in enumerate(plan.mel_starts, start=1):
+    assert r0 >= 0
+    # Every log-mel row computed on phase k reads only samples that have arrived ...
+    avail = spec.f1 - (spec.stride - k) * spec.f2
+    assert streaming._row_input_end(r0 + plan.mel_chunk - 1, fs) <= avail  # pylint: disable=protected-access
+    assert r0 <= mel_done  # ... and the chunks leave no gap.
+    mel_done = r0 + plan.mel_chunk
+    ready = mel_done
+    for i, h in enumerate(plan.net_heights):
+      start, chunk = plan.net_starts[k - 1][i], plan.net_chunks[i]
+      # Pooled row p reads conv rows 2p, 2p + 1, which read input rows up to 2p + 2.
+      correct = min(start + chunk, (ready - 1) // 2 if ready < h else h // 2)
+      assert start <= net_done[i]
+      net_done[i] = max(net_done[i], correct)
+      ready = net_done[i]
+  assert mel_done == plan.mel_rows and tuple(net_done) == plan.net_rows
+  # SR has one boundary per group: nothing to do ahead; VGGish spreads its front end only.
+  assert streaming.make_plan(tiny_config('sr').model).mel_rows == 0
+  vggish = load_config('mr').model
+  assert streaming.make_plan(vggish).mel_rows == 89 and not streaming.make_plan(vggish).net_heights
+
+
+def test_row_wise_small_embedding_equals_the_module(tiny_config):
+  """The conv layers computed in row slabs (as the step does ahead) give SmallEmbedding's output."""
+  config = tiny_config('mr')
+  module = embeddings.build_embedding(config.model.embedding)
+  patch = jnp.asarray(np.random.default_rng(3).normal(size=(2, 96, 64)), jnp.float32)
+  shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), patch)['params']
+  rng = np.random.default_rng(4)
+  params = jax.tree.map(lambda s: jnp.asarray(0.3 * rng.normal(size=s.shape), jnp.float32), shapes)
+
+  @jax.jit
+  def both(params, patch, split_at):
+    x = streaming._small_input(patch[None], jnp.float32)  # pylint: disable=protected-access
+    for i in range(len(config.model.embedding.small_features)):
+      half = x.shape[2] // 2
+      split = half // 3  # two slabs of different sizes, the second from a traced row
+      x = jnp.concatenate([
+          streaming._conv_pool_rows(params[f'conv{i + 1}'], x, 0, split, jnp.float32),  # pylint: disable=protected-access
+          streaming._conv_pool_rows(params[f'conv{i + 1}'], x, split_at * split, half - split,  # pylint: disable=protected-access
+                                    jnp.float32)], axis=2)
+    feat = jnp.mean(x[0], axis=(1, 2)) @ params['fc']['kernel'] + params['fc']['bias']
+    return feat, module.apply({'params': params}, patch)
+
+  feat, want = both(params, patch, jnp.int32(1))
+  np.testing.assert_allclose(feat, want, rtol=1e-5, atol=1e-5)
+
+
+def test_refuses_models_it_cannot_stream(tiny_config):
+  config = tiny_config('mr')
+  config.model.zero_latency = False
+  with pytest.raises(ValueError, match='zero_latency'):
+    streaming.make_step(config)
+  config = tiny_config('mr')
+  config.model.name = 'dmc'
+  with pytest.raises(NotImplementedError, match="'dmc'"):
+    streaming.init_state(config, 1, 2)
