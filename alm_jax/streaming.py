@@ -393,22 +393,6 @@ def _conv_pool_rows(layer, x, p0, num_rows: int, dtype):
   return y.reshape(b, c, num_rows, w // 2, fout)
 
 
-def _embed_patches(module, patches, channel_mask):
-  """`AiLiveMixer.embed` after its front end: log-mel [b, c, g, 96, 64] -> [b, c, g, d_model].
-
-  Mirrors `embed` line for line (the tests compare the streamed mix with the
-  offline one, so a divergence fails them).
-  """
-  lead = patches.shape[:-2]
-  e = module.embedding(patches.reshape((-1,) + patches.shape[-2:]))
-  return _project(module, e.reshape(lead + e.shape[-1:]), channel_mask)
-
-
-def _project(module, e, channel_mask):
-  """`AiLiveMixer.embed` after the embedding network: [b, c, g, dim] -> [b, c, g, d_model]."""
-  return module.encoder1(module.embed_proj(e), channel_mask, True)
-
-
 # ---------------------------------------------------------------------------
 # Step
 # ---------------------------------------------------------------------------
@@ -508,7 +492,7 @@ def make_step(config, *, spread: bool = True):
       tail = _log_mel_rows(frame_reader(end - f1), pre, rows_total - pre, tail_blocks, fs, f1)
       work['patch'] = jax.lax.dynamic_update_slice_in_dim(work['patch'], tail, pre, axis=2)
       if not plan.net_heights:
-        e = apply(work['patch'][:, :, None], mask, method=_embed_patches)
+        e = apply(work['patch'][:, :, None], mask, method=model.embed_patches)
         return e[:, :, 0].astype(jnp.float32), work
       for i, h in enumerate(plan.net_heights):
         r = plan.net_rows[i]
@@ -517,7 +501,7 @@ def make_step(config, *, spread: bool = True):
             work[f'net{i}'], rows.astype(jnp.float32), r, axis=2)
       feat = jnp.mean(work[f'net{len(layers) - 1}'].astype(dtype), axis=(2, 3))
       feat = feat @ fc['kernel'].astype(dtype) + fc['bias'].astype(dtype)  # [b, c, dim]
-      e = apply(feat[:, :, None], mask, method=_project)
+      e = apply(feat[:, :, None], mask, method=model.contextualize)
       return e[:, :, 0].astype(jnp.float32), work
 
     def work_ahead(emb, work, end, phase):

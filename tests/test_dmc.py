@@ -273,7 +273,7 @@ def test_chunked_mixer_matches_whole_call():
 
 def test_segment_model_refuses_chunked_mixing():
   config = _tiny('dmc_og')
-  with pytest.raises(ValueError, match='per segment'):
+  with pytest.raises(ValueError, match='per-segment'):
     jax.eval_shape(functools.partial(mix.mix_whole, config), _setup('dmc_og')[2],
                    jax.ShapeDtypeStruct((1, 2, F1), jnp.float32), jax.ShapeDtypeStruct((1, 2), jnp.bool_))
 

@@ -62,10 +62,17 @@ class AiLiveMixer(nn.Module):
   def embed(self, f1_frames, channel_mask, deterministic: bool = True):
     """F1 frames [b, c, g, f1] -> channel-contextual embeddings [b, c, g, d_model]."""
     patches = frontend.log_mel(f1_frames, self.frontend_spec)  # [b, c, g, 96, 64]
+    return self.embed_patches(patches, channel_mask, deterministic)
+
+  def embed_patches(self, patches, channel_mask, deterministic: bool = True):
+    """Log-mel patches [b, c, g, 96, 64] -> [b, c, g, d_model] (`embed` after its front end)."""
     lead = patches.shape[:-2]
     e = self.embedding(patches.reshape((-1,) + patches.shape[-2:]))
-    e = self.embed_proj(e.reshape(lead + e.shape[-1:]))
-    return self.encoder1(e, channel_mask, deterministic)
+    return self.contextualize(e.reshape(lead + e.shape[-1:]), channel_mask, deterministic)
+
+  def contextualize(self, e, channel_mask, deterministic: bool = True):
+    """Embedding-network outputs [b, c, g, dim] -> projected, encoder 1 over channels [b, c, g, d_model]."""
+    return self.encoder1(self.embed_proj(e), channel_mask, deterministic)
 
   # ---- F2 rate -------------------------------------------------------------
 
