@@ -104,11 +104,11 @@ def get_config():
   train.lr_boundaries_epochs = (100, 1000, 2500)
   train.lr_decay = 0.1
   train.weight_decay = 1e-2
-  train.freeze_embedding_epochs = 100
+  train.freeze_embedding_epochs = 100  # params['embedding'] not updated before this epoch
   train.grad_clip_norm = 0.0  # 0 disables
-  train.log_every_steps = 50
-  train.eval_every_steps = 1000
-  train.checkpoint_every_steps = 1000
+  train.log_every_steps = 50  # metrics to the host, console and TensorBoard
+  train.eval_every_steps = 1000  # validation (and at the last step); <= 0: none
+  train.checkpoint_every_steps = 1000  # async orbax saves (and at the last step)
   train.keep_checkpoints = 3
   train.compute_dtype = 'float32'  # 'bfloat16' on GPU/TPU; parameters and loss stay float32
   return config

@@ -12,6 +12,7 @@ def build_model(config):
   parameters are always float32.
   """
   model_config = ml_collections.ConfigDict(config.model)
+  model_config.unlock()  # the copy of a locked config (main.py's --config flag) is locked too
   model_config.dtype = config.get('train', {}).get('compute_dtype', 'float32')
   frozen = ml_collections.FrozenConfigDict(model_config)
   name = frozen.name

@@ -1,0 +1,107 @@
+r"""Trains or evaluates a mixer.
+
+    python -m alm_jax.main --config=configs/mr.py --workdir=/tmp/alm_mr
+    python -m alm_jax.main --config=configs/quickstart.py --workdir=/tmp/qs \
+        --config.train.batch_size=8
+    python -m alm_jax.main --config=configs/mr.py --workdir=/tmp/alm_mr --mode=eval
+
+`--mode=train` resumes from the latest checkpoint in the workdir (see
+`alm_jax.checkpoints` for the resume order); `--mode=eval` evaluates the latest
+checkpoint on the validation split.
+
+Multi-process runs (TPU pods, GPU clusters, several CPU processes):
+`jax.distributed.initialize()` is called when `--multiprocess` or
+`--coordinator_address` is given, or when the environment says the job has
+several processes: JAX_COORDINATOR_ADDRESS is set, SLURM runs more than one
+task (SLURM_NTASKS > 1), Open MPI more than one rank (OMPI_COMM_WORLD_SIZE > 1),
+or a Cloud TPU slice has several hosts (TPU_WORKER_HOSTNAMES lists more than
+one). The coordinator address, process count and process index come from
+--coordinator_address / --num_processes / --process_id, else from
+JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID, else from JAX's
+cluster auto-detection. On a single machine none of these is set and JAX runs
+as one process over all local devices. Every process runs the same command;
+each reads its own shard of the data, process 0 alone writes logs and
+config.json, and all take part in checkpoint saves.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).', lock_config=True)
+flags.DEFINE_string('workdir', None, 'Folder for config.json, checkpoints and TensorBoard events.')
+flags.DEFINE_enum('mode', 'train', ['train', 'eval'], 'train (resumes if possible) or eval.')
+flags.DEFINE_bool('multiprocess', False,
+                  'Call jax.distributed.initialize() (auto-detected for SLURM, Open MPI, TPU pods and '
+                  'JAX_COORDINATOR_ADDRESS).')
+flags.DEFINE_string('coordinator_address', None, 'host:port of process 0 (multi-process only).')
+flags.DEFINE_integer('num_processes', None, 'Number of processes (multi-process only).')
+flags.DEFINE_integer('process_id', None, 'This process\'s index (multi-process only).')
+
+
+def multiprocess_requested(environ=None) -> bool:
+  """Whether this process is one of several (see the module doc for the signals)."""
+  env = os.environ if environ is None else environ
+
+  def more_than_one(key):
+    try:
+      return int(env.get(key, '1')) > 1
+    except ValueError:
+      return False
+
+  tpu_hosts = [h for h in env.get('TPU_WORKER_HOSTNAMES', '').split(',') if h]
+  return bool(env.get('JAX_COORDINATOR_ADDRESS') or more_than_one('SLURM_NTASKS')
+              or more_than_one('OMPI_COMM_WORLD_SIZE') or len(tpu_hosts) > 1)
+
+
+def _initialize_distributed():
+  import jax  # pylint: disable=g-import-not-at-top
+  kwargs = {}
+  if FLAGS.coordinator_address:
+    kwargs['coordinator_address'] = FLAGS.coordinator_address
+  # Flags first, then the environment; whatever is unset, JAX detects from the
+  # cluster (SLURM, Open MPI, Cloud TPU, ...).
+  for key, flag in (('num_processes', FLAGS.num_processes), ('process_id', FLAGS.process_id)):
+    value = flag if flag is not None else os.environ.get(f'JAX_{key.upper()}')
+    if value is not None:
+      kwargs[key] = int(value)
+  jax.distributed.initialize(**kwargs)
+  logging.info('Process %d of %d', jax.process_index(), jax.process_count())
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if FLAGS.config is None or FLAGS.workdir is None:
+    raise app.UsageError('Give --config=configs/<name>.py and --workdir=<folder>.')
+
+  # TF only feeds the input pipeline: keep it off the accelerators JAX owns.
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.set_visible_devices([], 'GPU')
+
+  if FLAGS.multiprocess or FLAGS.coordinator_address or multiprocess_requested():
+    _initialize_distributed()
+
+  import jax  # pylint: disable=g-import-not-at-top
+  from alm_jax import train  # pylint: disable=g-import-not-at-top
+  logging.info('JAX devices: %s', jax.devices())
+  config = FLAGS.config
+  if FLAGS.mode == 'train':
+    try:
+      train.train_and_evaluate(config, FLAGS.workdir)
+    except train.NonFiniteLossError as e:
+      raise SystemExit(f'error: {e}') from e
+  else:
+    results = train.evaluate_checkpoint(config, FLAGS.workdir)
+    if jax.process_index() == 0:
+      print('validation at step {step}: '.format(**results) + ', '.join(
+          f'{k}={v:.5g}' for k, v in sorted(results.items()) if k != 'step'))
+
+
+if __name__ == '__main__':
+  flags.mark_flags_as_required(['config', 'workdir'])
+  app.run(main)

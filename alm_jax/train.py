@@ -1,0 +1,607 @@
+"""Training and evaluation loop: one jitted update, data-parallel over every device.
+
+    from alm_jax import train
+    train.train_and_evaluate(config, workdir)        # what `python -m alm_jax.main` runs
+
+The model comes from `alm_jax.models.build_model(config)` and nothing here looks
+at which model it is: the ALM and the DMC baseline train through the same code.
+
+Steps are counted in optimiser updates. The checkpoint of step `s` holds the
+state after `s` updates, and update `s + 1` reads the training batch at
+iterator position `s`; the input pipeline is deterministic in (seed, position),
+so a resumed run continues the stream exactly where the saved one stopped.
+Logged train metrics at step `s` belong to update `s` (the loss of the
+parameters *before* that update, as usual).
+
+Epochs: the training data are random segments of the training songs, so an
+"epoch" is `steps_per_epoch` updates, by default ceil(train songs / batch size)
+as in the paper's recipe; learning-rate boundaries and the embedding freeze are
+given in epochs and converted to steps here.
+"""
+
+import dataclasses
+import functools
+import math
+import os
+import time
+from typing import Any, Callable, NamedTuple
+
+from absl import logging
+from flax import struct
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from alm_jax import checkpoints
+from alm_jax import frames
+from alm_jax import losses
+from alm_jax import sharding
+from alm_jax.models import build_model
+
+# Top-level parameter sub-tree that is frozen for the first
+# `config.train.freeze_embedding_epochs` epochs (the pretrained audio embedding).
+EMBEDDING_KEY = 'embedding'
+# For programs that run once (initialisation) on the CPU, where XLA's backend
+# optimisations of the many small random-initialiser kernels take longer than they save.
+_FAST_COMPILE = {'xla_backend_optimization_level': 0}
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The loss or the gradient became NaN/Inf; training stopped before saving that state."""
+
+
+class TrainState(struct.PyTreeNode):
+  """Everything a training step reads and writes.
+
+  Only `step`, `params` and `opt_state` are arrays (and checkpointed); the model,
+  the optimiser and the loss settings are static, so they are part of the
+  compiled program rather than of its inputs.
+  """
+  step: jax.Array  # int32 [], optimiser updates done
+  params: Any
+  opt_state: Any
+  model: nn.Module = struct.field(pytree_node=False)
+  tx: optax.GradientTransformation = struct.field(pytree_node=False)
+  loss_spec: losses.MRSTFTSpec = struct.field(pytree_node=False)
+
+
+# ---- schedule and optimiser ------------------------------------------------
+
+
+def steps_per_epoch(config, num_train_songs: Callable | None = None) -> int:
+  """`config.train.steps_per_epoch`, or ceil(training songs / batch size) when it is -1."""
+  spe = int(config.train.steps_per_epoch)
+  if spe > 0:
+    return spe
+  if num_train_songs is None:
+    from alm_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+    num_train_songs = pipeline.num_train_songs
+  songs = int(num_train_songs(config))
+  if songs <= 0:
+    raise ValueError(f'The training split of {config.data.name!r} has no songs; check the dataset '
+                     '(config.data) or set config.train.steps_per_epoch.')
+  return math.ceil(songs / int(config.train.batch_size))
+
+
+def total_steps(config, spe: int) -> int:
+  return int(config.train.num_epochs) * spe
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerSpec:
+  """The optimiser settings in steps (hashable, so equal configs share one optimiser and one compile)."""
+  learning_rate: float
+  boundaries_and_scales: tuple[tuple[int, float], ...]  # (step, lr factor from that step on)
+  weight_decay: float
+  freeze_steps: int  # updates with params['embedding'] frozen
+  grad_clip_norm: float  # 0: no clipping
+
+  @classmethod
+  def from_config(cls, config, spe: int) -> 'OptimizerSpec':
+    tc = config.train
+    boundaries = {}
+    for epoch in tc.lr_boundaries_epochs:
+      step = int(round(float(epoch) * spe))
+      boundaries[step] = boundaries.get(step, 1.0) * float(tc.lr_decay)
+    return cls(learning_rate=float(tc.learning_rate),
+               boundaries_and_scales=tuple(sorted(boundaries.items())),
+               weight_decay=float(tc.weight_decay),
+               freeze_steps=int(round(float(tc.freeze_embedding_epochs) * spe)),
+               grad_clip_norm=float(tc.grad_clip_norm))
+
+  def schedule(self) -> optax.Schedule:
+    """lr × lr_decay at each boundary (update counts from 0)."""
+    return optax.piecewise_constant_schedule(self.learning_rate,
+                                             dict(self.boundaries_and_scales) or None)
+
+
+def learning_rate_schedule(config, spe: int) -> optax.Schedule:
+  """lr × lr_decay at each of `lr_boundaries_epochs` (converted to update counts)."""
+  return OptimizerSpec.from_config(config, spe).schedule()
+
+
+class DelayedState(NamedTuple):
+  count: jax.Array  # int32 [], updates seen
+  inner: optax.OptState
+
+
+def start_after(inner: optax.GradientTransformation, num_steps: int) -> optax.GradientTransformation:
+  """`inner`, switched off for the first `num_steps` updates.
+
+  While off it outputs zero updates and leaves `inner`'s state untouched, so
+  Adam's moments and bias correction start fresh when the parameters thaw, as
+  for a PyTorch parameter with requires_grad=False. The switch is a `lax.cond`
+  on a counter in the optimiser state: one compiled step serves both phases.
+  """
+
+  def init_fn(params):
+    return DelayedState(jnp.zeros([], jnp.int32), inner.init(params))
+
+  def update_fn(updates, state, params=None):
+
+    def run(_):
+      return inner.update(updates, state.inner, params)
+
+    def skip(_):
+      return jax.tree.map(jnp.zeros_like, updates), state.inner
+
+    new_updates, new_inner = jax.lax.cond(state.count >= num_steps, run, skip, None)
+    return new_updates, DelayedState(optax.safe_increment(state.count), new_inner)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _embedding_labels(params):
+  return {k: jax.tree.map(lambda _, k=k: 'delayed' if k == EMBEDDING_KEY else 'trained', v)
+          for k, v in params.items()}
+
+
+def make_optimizer(config, spe: int) -> optax.GradientTransformation:
+  """AdamW (decoupled weight decay, as torch.optim.AdamW) with the embedding frozen at first.
+
+  chain: [zero frozen grads] -> [clip by global norm] -> Adam + weight decay
+  (delayed for params['embedding']) -> × learning-rate schedule. Frozen
+  gradients are zeroed before clipping so they do not count in the global norm.
+  """
+  return optimizer_from_spec(OptimizerSpec.from_config(config, spe))
+
+
+@functools.lru_cache(maxsize=None)
+def optimizer_from_spec(spec: OptimizerSpec) -> optax.GradientTransformation:
+  # Cached: the optimiser is a static part of TrainState, so an equal object
+  # lets jit reuse the compiled step when the same config trains again in-process.
+  adamw = optax.chain(optax.scale_by_adam(), optax.add_decayed_weights(spec.weight_decay))
+  if spec.freeze_steps > 0:
+    adamw = optax.multi_transform(
+        {'delayed': start_after(adamw, spec.freeze_steps), 'trained': adamw}, _embedding_labels)
+  return optax.chain(gradient_clipping(spec), adamw,
+                     optax.scale_by_learning_rate(spec.schedule()))
+
+
+def gradient_clipping(spec: OptimizerSpec) -> optax.GradientTransformation:
+  """Clips by global norm (if spec.grad_clip_norm > 0), frozen gradients zeroed first.
+
+  Zeroing first keeps the gradients of the frozen embedding out of the norm, as
+  in PyTorch, where frozen parameters have no gradient at all.
+  """
+  if spec.grad_clip_norm <= 0:
+    return optax.identity()
+  clip = optax.clip_by_global_norm(spec.grad_clip_norm)
+  if spec.freeze_steps <= 0:
+    return clip
+  zero_frozen = optax.multi_transform(
+      {'delayed': start_after(optax.identity(), spec.freeze_steps), 'trained': optax.identity()},
+      _embedding_labels)
+  return optax.chain(zero_frozen, clip)
+
+
+# ---- state -----------------------------------------------------------------
+
+
+def init_params(rng, model: nn.Module):
+  """Fresh parameters of `model` (traceable).
+
+  The model is run on the smallest input it accepts, one F1 frame of every
+  channel ([1, max_channels, f1]); parameter shapes do not depend on the length.
+  """
+  spec = frames.FrameSpec.from_config(model.config)
+  c = int(model.config.max_channels)
+  audio, mask = jnp.zeros((1, c, spec.f1), jnp.float32), jnp.ones((1, c), bool)
+  return model.init({'params': rng, 'dropout': rng}, audio, mask, train=False)['params']
+
+
+def abstract_params(config):
+  """Parameter shapes and dtypes of `build_model(config)`, computed without running it."""
+  model = build_model(checkpoints.without_init_only(config))
+  return jax.eval_shape(functools.partial(init_params, model=model), jax.random.key(0))
+
+
+def create_train_state(rng, model: nn.Module, tx: optax.GradientTransformation,
+                       loss_spec: losses.MRSTFTSpec) -> TrainState:
+  """Fresh state (traceable, with model, tx and loss_spec static)."""
+  params = init_params(rng, model)
+  return TrainState(step=jnp.zeros([], jnp.int32), params=params, opt_state=tx.init(params),
+                    model=model, tx=tx, loss_spec=loss_spec)
+
+
+def load_pretrained_embedding(config, params):
+  """params with params['embedding'] replaced by the VGGish weights at config.model.embedding.weights."""
+  from alm_jax.models import vggish_weights  # pylint: disable=g-import-not-at-top
+  logging.info('Loading pretrained embedding weights from %s', config.model.embedding.weights)
+  # load_vggish_params + merge_into_model_params, with the config checks.
+  return vggish_weights.load_pretrained_embedding(params, config)
+
+
+# ---- steps -----------------------------------------------------------------
+
+
+def mix_loss(mix, target, loss_spec):
+  """Per-example multi-resolution STFT loss [b] of mix [b, n] against target [b, >= n].
+
+  The model mixes whole F2 frames only (n = frames × f2), so the target is cut
+  to the mix's length. The loss is computed in float32 whatever the compute dtype.
+  """
+  n = mix.shape[-1]
+  if target.shape[-1] < n:
+    raise ValueError(f'target has {target.shape[-1]} samples, fewer than the mix ({n}).')
+  return losses.multi_resolution_stft_loss(mix.astype(jnp.float32),
+                                           target[:, :n].astype(jnp.float32), loss_spec)
+
+
+def train_step(state: TrainState, batch, rng):
+  """One AdamW update on one global batch.
+
+  Zero-latency training (the gain predicted on F2 frame t applied to frame
+  t + 1 before the loss) needs nothing here: with config.model.zero_latency the
+  model's `mix` is already made with the shifted gains (see
+  `alm_jax.models.alm`), so the loss is taken on `out['mix']` for any model.
+
+  Args:
+    state: the TrainState (donated by the caller's jit).
+    batch: dict with 'audio' [b, C, S], 'channel_mask' [b, C] bool,
+      'target' [b, S] and optionally 'example_mask' [b] bool (False for padding
+      examples, left out of the loss).
+    rng: base PRNG key; the dropout key is folded with the step, so a resumed
+      run draws the same dropout masks as an uninterrupted one.
+  Returns:
+    (new state, metrics) with float32 scalars 'loss' (before the update) and
+    'grad_norm'.
+  """
+  dropout_rng = jax.random.fold_in(rng, state.step)
+
+  def loss_fn(params):
+    out = state.model.apply({'params': params}, batch['audio'], batch['channel_mask'], train=True,
+                            rngs={'dropout': dropout_rng})
+    per_example = mix_loss(out['mix'], batch['target'], state.loss_spec)
+    return losses.masked_mean(per_example, batch.get('example_mask'))
+
+  loss, grads = jax.value_and_grad(loss_fn)(state.params)
+  updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics = {'loss': loss, 'grad_norm': optax.global_norm(grads)}
+  return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def eval_step(params, batch, model: nn.Module, loss_spec: losses.MRSTFTSpec):
+  """The model on one validation batch, per example.
+
+  Returns:
+    dict with 'loss' [b] (the training loss), 'mix' [b, n] float32 and
+    'gains' [b, c, t] (the applied gains), all sharded like the batch.
+  """
+  out = model.apply({'params': params}, batch['audio'], batch['channel_mask'], train=False)
+  mix = out['mix'].astype(jnp.float32)
+  return {'loss': mix_loss(mix, batch['target'], loss_spec), 'mix': mix,
+          'gains': out['gains'].astype(jnp.float32)}
+
+
+def example_metrics(out, batch, config) -> dict[str, np.ndarray]:
+  """Per-example objective metrics [b] (host NumPy, `alm_jax.metrics`) of one validation batch.
+
+  Args:
+    out: `eval_step`'s output as NumPy arrays.
+    batch: the batch's 'target' [b, S] and 'channel_mask' [b, C] as NumPy
+      arrays, and, when the pipeline provides them, 'target_gains' and
+      'input_gain_db' [b, C] (for the balance error against the ideal gains).
+    config: the full config (sample rate, F2 frame length).
+  """
+  from alm_jax import metrics  # pylint: disable=g-import-not-at-top
+  mix = out['mix']
+  target = batch['target'][:, :mix.shape[-1]]
+  rate = int(config.model.sample_rate)
+  f2_seconds = frames.FrameSpec.from_config(config.model).f2 / rate
+  result = {
+      # Capped so that one perfect example does not make the mean +inf.
+      'si_sdr_db': metrics.si_sdr(mix, target, max_db=100.0),
+      'loudness_diff_lu': np.array([metrics.loudness_difference(m, t, rate)
+                                    for m, t in zip(mix, target)]),
+      'clipping_fraction': metrics.clipping_fraction(mix),
+  }
+  if out['gains'].shape[-1] >= 2:
+    result['gain_change_db_per_s'] = metrics.gain_smoothness_db_per_s(
+        out['gains'], f2_seconds, batch['channel_mask'])
+  if 'target_gains' in batch and 'input_gain_db' in batch:
+    # The gain that turns each input back into its share of the target mix
+    # (exact without bleed); NaN where the dataset does not know it (MedleyDB).
+    ideal = batch['target_gains'] / 10.0 ** (batch['input_gain_db'] / 20.0)
+    mask = batch['channel_mask'].astype(bool)
+    known = np.all(np.isfinite(np.where(mask, ideal, 0.0)), axis=-1)
+    safe = np.where(mask & np.isfinite(ideal), np.maximum(ideal, 0.0), 1.0)
+    error = metrics.balance_error_db(out['gains'], safe, mask)
+    result['balance_error_db'] = np.where(known, error, np.nan)
+  return result
+
+
+def _to_host(tree):
+  """Global (possibly multi-process) arrays -> full NumPy arrays on every process."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    return multihost_utils.process_allgather(tree, tiled=True)
+  return jax.device_get(tree)
+
+
+def evaluate(eval_fn, params, batches, mesh, config) -> dict[str, float]:
+  """Means over the real validation examples of the loss and the objective metrics.
+
+  Non-finite metric values (e.g. the loudness of a silent segment) are left out
+  of that metric's mean; how many were left out is reported as '<name>_nonfinite'.
+  A metric with no finite value at all (e.g. the balance error on a dataset
+  without known mixing gains) is not reported.
+  """
+  values = {}
+  for local in batches:
+    batch = sharding.global_batch(local, mesh)
+    out = _to_host(eval_fn(params, batch))
+    host = _to_host({k: batch[k] for k in ('target', 'channel_mask', 'target_gains',
+                                           'input_gain_db') if k in batch})
+    mask = np.ones(out['loss'].shape, bool)
+    if 'example_mask' in batch:
+      mask = np.asarray(_to_host(batch['example_mask']), bool)
+    per_example = {'loss': out['loss'], **example_metrics(out, host, config)}
+    for k, v in per_example.items():
+      values.setdefault(k, []).append(np.asarray(v, np.float64)[mask])
+  if not values:
+    raise ValueError('The validation split has no batches; check config.data.')
+  results = {}
+  for k, v in values.items():
+    v = np.concatenate(v)
+    finite = np.isfinite(v)
+    if k == 'loss':
+      results[k] = float(np.mean(v))  # a NaN loss must show
+    elif finite.any():  # metrics the data cannot support (all NaN) are left out
+      results[k] = float(np.mean(v[finite]))
+      if not finite.all():
+        results[f'{k}_nonfinite'] = float(np.sum(~finite))
+  return results
+
+
+# ---- logging ---------------------------------------------------------------
+
+
+class MetricWriter:
+  """Scalars to TensorBoard event files and the console; a no-op except on process 0.
+
+  Written with TF's core summary ops and the scalar plugin's metadata, so the
+  `tensorboard` package is needed only to view the files, not to write them.
+  """
+
+  def __init__(self, logdir: str, enabled: bool = True):
+    self._writer = None
+    if enabled:
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+      from tensorflow.core.framework import summary_pb2  # pylint: disable=g-import-not-at-top
+      self._tf = tf
+      self._metadata = summary_pb2.SummaryMetadata(
+          plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name='scalars'),
+          data_class=summary_pb2.DATA_CLASS_SCALAR).SerializeToString()
+      self._writer = tf.summary.create_file_writer(logdir)
+
+  def write(self, step: int, scalars: dict[str, float]):
+    if self._writer is None:
+      return
+    logging.info('step %d: %s', step, ', '.join(f'{k}={v:.5g}' for k, v in sorted(scalars.items())))
+    tf = self._tf
+    with self._writer.as_default():
+      for k, v in scalars.items():
+        tf.summary.write(k, tf.constant(v, tf.float32), step=step, metadata=self._metadata)
+    self._writer.flush()
+
+  def close(self):
+    if self._writer is not None:
+      self._writer.close()
+
+
+def _check_finite(fetched, workdir, last_saved):
+  """Raises NonFiniteLossError at the first step whose loss or gradient is NaN/Inf."""
+  for step, m in fetched:
+    if not (np.isfinite(m['loss']) and np.isfinite(m['grad_norm'])):
+      kept = (f'the last good checkpoint (step {last_saved}) in {checkpoints.checkpoint_dir(workdir)} '
+              'is intact' if last_saved is not None else 'no checkpoint had been saved yet')
+      raise NonFiniteLossError(
+          f'Training stopped: non-finite loss or gradient at step {step} (loss={m["loss"]}, '
+          f'grad_norm={m["grad_norm"]}); the state after it was not saved and {kept}. Lower '
+          'config.train.learning_rate, set config.train.grad_clip_norm, or check the data.')
+
+
+# ---- the loop --------------------------------------------------------------
+
+
+def _data_functions(make_train_iterator, make_eval_batches):
+  if make_train_iterator is None or make_eval_batches is None:
+    from alm_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+    make_train_iterator = make_train_iterator or pipeline.make_train_iterator
+    make_eval_batches = make_eval_batches or pipeline.make_eval_batches
+  return make_train_iterator, make_eval_batches
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       make_train_iterator: Callable | None = None,
+                       make_eval_batches: Callable | None = None,
+                       num_train_songs: Callable | None = None) -> TrainState:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint.
+
+  Resume order: the latest checkpoint in WORKDIR/checkpoints (parameters,
+  optimiser state, step); else a fresh initialisation with the pretrained
+  embedding from config.model.embedding.weights when set; else a fresh
+  initialisation from config.seed.
+
+  Args:
+    config: the full config (configs/*.py).
+    workdir: output folder: config.json, checkpoints/, TensorBoard events.
+    make_train_iterator, make_eval_batches, num_train_songs: the input
+      pipeline's functions (default: `alm_jax.data.pipeline`'s); tests pass
+      their own with the same signatures.
+  Returns:
+    The final TrainState.
+  Raises:
+    NonFiniteLossError: the loss or a gradient became NaN/Inf.
+  """
+  make_train_iterator, make_eval_batches = _data_functions(make_train_iterator, make_eval_batches)
+  tc = config.train
+  process_index, process_count = jax.process_index(), jax.process_count()
+  is_writer = process_index == 0
+
+  # ---- mesh, schedule ------------------------------------------------------
+  mesh = sharding.make_mesh()
+  sharding.check_batch_size(int(tc.batch_size), mesh, process_count)
+  spe = steps_per_epoch(config, num_train_songs)
+  num_steps = total_steps(config, spe)
+  schedule = learning_rate_schedule(config, spe)
+  logging.info('%d devices, %d processes; %d steps per epoch, %d steps in all.',
+               mesh.devices.size, process_count, spe, num_steps)
+
+  # ---- state: resume, pretrained embedding, or fresh -------------------------
+  manager = checkpoints.open_manager(workdir, config)
+  rng = jax.random.key(int(config.seed))
+  init_rng, dropout_rng = jax.random.split(rng)
+  statics = (build_model(checkpoints.without_init_only(config)), make_optimizer(config, spe),
+             losses.MRSTFTSpec.from_config(config.loss))
+  abstract = jax.eval_shape(functools.partial(create_train_state, model=statics[0], tx=statics[1],
+                                               loss_spec=statics[2]), init_rng)
+  repl = sharding.replicated(mesh)
+  state_sharding = jax.tree.map(lambda _: repl, abstract)
+  latest = manager.latest_step()
+  if latest is not None:
+    logging.info('Resuming from checkpoint step %d in %s', latest, workdir)
+    state = checkpoints.restore_state(manager, abstract, state_sharding, latest)
+  else:
+    # Runs once: XLA's backend optimisations would cost more compile time than they save.
+    fast = _FAST_COMPILE if jax.default_backend() == 'cpu' else None
+    state = jax.jit(create_train_state, static_argnums=(1, 2, 3), out_shardings=state_sharding,
+                    compiler_options=fast)(init_rng, *statics)
+    if config.model.embedding.get('weights', ''):
+      params = load_pretrained_embedding(config, jax.device_get(state.params))
+      state = state.replace(params=jax.device_put(params, state_sharding.params))
+  start_step = int(jax.device_get(state.step))
+
+  # ---- compiled steps (each compiled once) ----------------------------------
+  batch_sharding = sharding.data_sharding(mesh)
+  p_train_step = jax.jit(train_step, in_shardings=(state_sharding, batch_sharding, repl),
+                         out_shardings=(state_sharding, repl), donate_argnums=(0,))
+  jit_eval_step = jax.jit(eval_step, static_argnums=(2, 3),
+                          in_shardings=(state_sharding.params, batch_sharding),
+                          out_shardings=batch_sharding)
+  p_eval_step = lambda params, batch: jit_eval_step(params, batch, state.model, state.loss_spec)
+  dropout_rng = jax.device_put(dropout_rng, repl)
+
+  # ---- data -----------------------------------------------------------------
+  data_kwargs = dict(process_index=process_index, process_count=process_count, workdir=workdir)
+  train_iter = iter(make_train_iterator(config, start_step=start_step, **data_kwargs))
+  eval_batches = None  # built at the first evaluation
+
+  def validate(step):
+    nonlocal eval_batches
+    if eval_batches is None:
+      eval_batches = make_eval_batches(config, 'validation', **data_kwargs)
+    results = evaluate(p_eval_step, state.params, eval_batches, mesh, config)
+    writer.write(step, {f'validation/{k}': v for k, v in results.items()})
+    return results
+
+  # ---- loop -----------------------------------------------------------------
+  writer = MetricWriter(workdir, enabled=is_writer)
+  from tqdm import auto as tqdm  # pylint: disable=g-import-not-at-top
+  bar = tqdm.tqdm(total=num_steps, initial=start_step, disable=not is_writer, unit='step',
+                  dynamic_ncols=True)
+  last_saved = latest
+  eval_every = int(tc.eval_every_steps)  # <= 0: no validation at all
+  pending, window = [], []  # device metrics not yet fetched; fetched ones not yet logged
+  first_loss = last_loss = last_validation = None
+  try:
+    if eval_every > 0 and start_step == 0:
+      last_validation = validate(0)  # where a fresh run starts from
+    window_start = time.time()
+    for step in range(start_step + 1, num_steps + 1):
+      batch = sharding.global_batch(next(train_iter), mesh)
+      state, metrics = p_train_step(state, batch, dropout_rng)
+      pending.append((step, metrics))
+      bar.update(1)
+      is_last = step == num_steps
+      log_now = step % int(tc.log_every_steps) == 0 or is_last
+      save_now = step % int(tc.checkpoint_every_steps) == 0 or is_last
+      eval_now = eval_every > 0 and (step % eval_every == 0 or is_last)
+      if not (log_now or save_now or eval_now):
+        continue
+      # The only host syncs: at log, evaluation and checkpoint steps.
+      fetched = [(s, jax.device_get(m)) for s, m in pending]
+      pending = []
+      _check_finite(fetched, workdir, last_saved)
+      window.extend(fetched)
+      if log_now:
+        elapsed = time.time() - window_start
+        scalars = {f'train/{k}': float(np.mean([m[k] for _, m in window])) for k in window[0][1]}
+        scalars['train/learning_rate'] = float(schedule(step - 1))
+        scalars['train/steps_per_second'] = len(window) / max(elapsed, 1e-9)
+        writer.write(step, scalars)
+        bar.set_postfix(loss=f'{scalars["train/loss"]:.4f}')
+        first_loss = scalars['train/loss'] if first_loss is None else first_loss
+        last_loss = scalars['train/loss']
+        window, window_start = [], time.time()
+      if eval_now:
+        last_validation = validate(step)
+      if save_now and last_saved != step:
+        checkpoints.save_state(manager, step, state)
+        last_saved = step
+  finally:
+    if hasattr(train_iter, 'close'):  # stops the pipeline's prefetch thread
+      train_iter.close()
+    bar.close()
+    writer.close()
+    manager.wait_until_finished()
+    manager.close()
+  if is_writer and last_loss is not None:
+    logging.info('Done: step %d in %s; train loss %.4f (first logged %.4f)%s.', num_steps, workdir,
+                 last_loss, first_loss,
+                 '' if last_validation is None else
+                 f', validation loss {last_validation["loss"]:.4f}')
+  return state
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *,
+                        make_eval_batches: Callable | None = None) -> dict[str, float]:
+  """Evaluates the latest checkpoint in `workdir` on the validation split.
+
+  The metrics go to the console and to TensorBoard under WORKDIR/eval.
+  """
+  _, make_eval_batches = _data_functions(lambda *a, **k: None, make_eval_batches)
+  saved_config, params, step = checkpoints.restore_params(workdir, config)
+  del saved_config
+  mesh = sharding.make_mesh()
+  repl = sharding.replicated(mesh)
+  params = jax.device_put(params, repl)
+  model = build_model(checkpoints.without_init_only(config))
+  loss_spec = losses.MRSTFTSpec.from_config(config.loss)
+  jit_eval_step = jax.jit(eval_step, static_argnums=(2, 3),
+                          in_shardings=(jax.tree.map(lambda _: repl, params),
+                                        sharding.data_sharding(mesh)),
+                          out_shardings=sharding.data_sharding(mesh))
+  p_eval_step = lambda params, batch: jit_eval_step(params, batch, model, loss_spec)
+  batches = make_eval_batches(config, 'validation', process_index=jax.process_index(),
+                              process_count=jax.process_count(), workdir=workdir)
+  results = evaluate(p_eval_step, params, batches, mesh, config)
+  writer = MetricWriter(os.path.join(workdir, 'eval'), enabled=jax.process_index() == 0)
+  writer.write(step, {f'validation/{k}': v for k, v in results.items()})
+  writer.close()
+  return {'step': step, **results}

@@ -1,0 +1,116 @@
+"""Tests for alm_jax/checkpoints.py: exact resume, the resume order, restore_params and its errors."""
+
+import json
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from alm_jax import checkpoints
+from alm_jax import train
+from tiny_training import FakeData, tiny_train_config
+
+
+@pytest.fixture(scope='module')
+def data_dirs(tmp_path_factory):
+  root = tmp_path_factory.getbasetemp() / 'alm_train_data'  # shared with test_train.py
+  return str(root / 'tfds'), str(root / 'rir_bank')
+
+
+@pytest.fixture(scope='module')
+def runs(data_dirs, tmp_path_factory):
+  """ALM-MR on the real pipeline: 4 steps straight, and 2 steps + restart + 2 steps."""
+  root = tmp_path_factory.mktemp('resume')
+  config = tiny_train_config('mr', *data_dirs)
+  config.train.checkpoint_every_steps = 2
+  straight, split = str(root / 'straight'), str(root / 'split')
+  config.train.num_epochs = 4
+  final_straight = train.train_and_evaluate(config, straight)
+  config.train.num_epochs = 2
+  train.train_and_evaluate(config, split)
+  config.train.num_epochs = 4
+  final_split = train.train_and_evaluate(config, split)
+  return config, straight, split, final_straight, final_split
+
+
+def _max_abs_diff(a, b):
+  return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_resumed_run_equals_straight_run(runs):
+  _, _, _, straight, split = runs
+  assert int(straight.step) == int(split.step) == 4
+  assert _max_abs_diff(straight.params, split.params) <= 1e-6
+  assert _max_abs_diff(straight.opt_state, split.opt_state) <= 1e-6
+
+
+def test_restore_params_from_workdir_and_step_dir(runs):
+  config, straight, _, final, _ = runs
+  saved_config, params, step = checkpoints.restore_params(straight)
+  assert step == 4
+  assert saved_config.model.d_model == config.model.d_model
+  assert _max_abs_diff(params, final.params) == 0.0
+  _, params2, step2 = checkpoints.restore_params(os.path.join(straight, 'checkpoints', '2'))
+  assert step2 == 2 and _max_abs_diff(params2, params) > 0.0
+  # With a config to check against.
+  checkpoints.restore_params(straight, config)
+  other = tiny_train_config('mr', '', '')
+  other.model.gru_hidden = 24
+  with pytest.raises(ValueError, match=r'model.gru_hidden: 16 -> 24'):
+    checkpoints.restore_params(straight, other)
+
+
+def test_restore_params_errors(runs, tmp_path):
+  _, straight, _, _, _ = runs
+  with pytest.raises(FileNotFoundError, match='No checkpoint at'):
+    checkpoints.restore_params(str(tmp_path / 'nowhere'))
+  with pytest.raises(FileNotFoundError, match='No step 3 checkpoint'):
+    checkpoints.restore_params(os.path.join(straight, 'checkpoints', '3'))
+  # A config.json that does not describe the saved parameters.
+  broken = tmp_path / 'broken'
+  shutil.copytree(straight, broken)
+  saved = json.loads((broken / 'config.json').read_text())
+  saved['model']['gru_hidden'] = 24
+  (broken / 'config.json').write_text(json.dumps(saved))
+  with pytest.raises(ValueError, match=r'does not match the model of the config: .* has shape \('):
+    checkpoints.restore_params(str(broken))
+
+
+def test_restart_with_a_different_model_is_refused(runs):
+  config, straight, _, _, _ = runs
+  changed = config.copy_and_resolve_references()
+  changed.model.d_model = 32
+  with pytest.raises(ValueError, match=r'model.d_model: 16 -> 32.*fresh --workdir'):
+    train.train_and_evaluate(changed, straight)
+  # The weights path only matters for a fresh start: not a model change.
+  assert checkpoints.model_differences(
+      config.model, {**config.model.to_dict(), 'embedding': {
+          **config.model.embedding.to_dict(), 'weights': '/elsewhere.ckpt'}}) == []
+
+
+def test_resume_order_checkpoint_then_pretrained_weights(tmp_path, monkeypatch):
+  """A fresh run loads config.model.embedding.weights; a restart takes the checkpoint instead."""
+  from alm_jax.models import vggish_weights  # pylint: disable=g-import-not-at-top
+  calls = []
+
+  def fake_load(params, config):
+    calls.append(config.model.embedding.weights)
+    return {**params, 'embedding': jax.tree.map(lambda x: np.full(x.shape, 0.5, x.dtype),
+                                                params['embedding'])}
+
+  monkeypatch.setattr(vggish_weights, 'load_pretrained_embedding', fake_load)
+  config = tiny_train_config('mr', '', '')
+  config.model.embedding.weights = '/pretrained/vggish_model.ckpt'
+  config.train.num_epochs = 1  # one step, inside the frozen epoch
+  data = FakeData()
+  kw = dict(make_train_iterator=data.make_train_iterator, make_eval_batches=data.make_eval_batches)
+  state = train.train_and_evaluate(config, str(tmp_path), **kw)
+  assert calls == ['/pretrained/vggish_model.ckpt']
+  assert all(np.all(np.asarray(x) == 0.5) for x in jax.tree.leaves(state.params['embedding']))
+  config.train.num_epochs = 2
+  state = train.train_and_evaluate(config, str(tmp_path), **kw)
+  assert calls == ['/pretrained/vggish_model.ckpt']  # resumed from the checkpoint, not reloaded
+  assert int(state.step) == 2

@@ -1,0 +1,85 @@
+"""Tiny training configs and fake data shared by the training tests.
+
+Every test that trains uses `tiny_train_config`: the same tiny model, optimiser
+and batch shape, so jit reuses one compiled training step across tests in the
+same process (compilation dominates their run time on CPU).
+"""
+
+import numpy as np
+
+from conftest import load_config, shrink_model
+
+SEGMENT_SECONDS = 2.0
+CHANNELS = 6  # synthetic_live has 3-6 channels per song
+BATCH = 2
+
+
+def tiny_train_config(name: str, data_dir: str, bank_dir: str):
+  """configs/<name>.py with a tiny model on synthetic_live/tiny; one step per epoch."""
+  c = shrink_model(load_config(name))
+  c.model.max_channels = CHANNELS
+  d = c.data
+  d.name = 'synthetic_live/tiny'
+  d.data_dir = data_dir
+  d.segment_seconds = d.eval_segment_seconds = SEGMENT_SECONDS
+  d.bleed.cache_dir = bank_dir
+  d.bleed.bank_size = 4
+  d.bleed.rir_seconds = 0.02
+  d.bleed.max_order = 2
+  d.bleed.room_max = (6.0, 6.0, 3.0)
+  t = c.train
+  t.batch_size = BATCH
+  t.steps_per_epoch = 1
+  t.num_epochs = 4
+  t.learning_rate = 1e-2  # large, so that a few steps visibly fit one batch
+  t.lr_boundaries_epochs = (1000,)
+  t.freeze_embedding_epochs = 1  # the frozen phase runs, and ends
+  t.grad_clip_norm = 0.0
+  t.log_every_steps = 1
+  t.eval_every_steps = 100  # and at the last step
+  t.checkpoint_every_steps = 1
+  t.keep_checkpoints = 2
+  return c
+
+
+def fake_batch(config, seed: int) -> dict:
+  """A batch of the pipeline's interface: noise with moving levels, target = a fixed mix of it."""
+  rng = np.random.default_rng(seed)
+  b, c = int(config.train.batch_size), int(config.model.max_channels)
+  s = int(round(config.data.segment_seconds * 44100))
+  hop = 4410
+  env = np.repeat(rng.uniform(0.02, 0.3, (b, c, s // hop + 1)), hop, axis=-1)[..., :s]
+  audio = (rng.standard_normal((b, c, s)) * env).astype(np.float32)
+  mask = np.ones((b, c), bool)
+  mask[:, c // 2:] = False  # some padded channels
+  audio[~mask] = 0.0
+  gains = np.linspace(0.2, 1.5, c)[None, :, None]
+  target = (audio * gains).sum(axis=1).astype(np.float32)
+  return {'audio': audio, 'channel_mask': mask, 'target': target,
+          'bleed_severity': np.full((b,), -20.0, np.float32)}
+
+
+class FakeData:
+  """make_train_iterator / make_eval_batches stand-ins; `poison` = iterator positions given NaN audio."""
+
+  def __init__(self, same_batch: bool = False, poison=()):
+    self.same_batch = same_batch
+    self.poison = set(poison)
+
+  def make_train_iterator(self, config, *, start_step=0, process_index=0, process_count=1,
+                          workdir=None):
+    del process_index, process_count, workdir
+    step = start_step
+    while True:
+      batch = fake_batch(config, 0 if self.same_batch else step)
+      if step in self.poison:
+        batch['audio'][0, 0, :100] = np.nan
+      yield batch
+      step += 1
+
+  def make_eval_batches(self, config, split, *, process_index=0, process_count=1, workdir=None):
+    del split, process_index, process_count, workdir
+    batch = fake_batch(config, 10_000)
+    batch['example_mask'] = np.arange(len(batch['audio'])) < len(batch['audio']) - 1
+    batch['song_id'] = ['a'] * (len(batch['audio']) - 1) + ['']
+    return [batch]
