@@ -28,6 +28,7 @@ setuptools.setup(
         "matplotlib>=3.9",
         "tqdm>=4.66",
         "pytest>=8",
+        "pytest-xdist>=3.6",
     ],
     extras_require={"torch": ["torch>=2.9"]},
 )
