@@ -96,7 +96,10 @@ def main(argv):
     except train.NonFiniteLossError as e:
       raise SystemExit(f'error: {e}') from e
   else:
-    results = train.evaluate_checkpoint(config, FLAGS.workdir)
+    try:
+      results = train.evaluate_checkpoint(config, FLAGS.workdir)
+    except FileNotFoundError as e:  # no checkpoint yet: a usage problem, not a crash
+      raise SystemExit(f'error: {e}') from e
     if jax.process_index() == 0:
       print('validation at step {step}: '.format(**results) + ', '.join(
           f'{k}={v:.5g}' for k, v in sorted(results.items()) if k != 'step'))

@@ -251,6 +251,15 @@ def mix_loss(mix, target, loss_spec):
                                            target[:, :n].astype(jnp.float32), loss_spec)
 
 
+# The batch entries a step reads; the pipeline may add metadata the device never needs.
+MODEL_INPUTS = ('audio', 'channel_mask', 'target', 'example_mask')
+
+
+def model_inputs(local_batch: dict, mesh) -> dict:
+  """This process's numpy batch -> the global arrays of the step's inputs (MODEL_INPUTS)."""
+  return sharding.global_batch({k: local_batch[k] for k in MODEL_INPUTS if k in local_batch}, mesh)
+
+
 def train_step(state: TrainState, batch, rng):
   """One AdamW update on one global batch.
 
@@ -353,13 +362,13 @@ def evaluate(eval_fn, params, batches, mesh, config) -> dict[str, float]:
   """
   values = {}
   for local in batches:
-    batch = sharding.global_batch(local, mesh)
-    out = _to_host(eval_fn(params, batch))
-    host = _to_host({k: batch[k] for k in ('target', 'channel_mask', 'target_gains',
-                                           'input_gain_db') if k in batch})
-    mask = np.ones(out['loss'].shape, bool)
-    if 'example_mask' in batch:
-      mask = np.asarray(_to_host(batch['example_mask']), bool)
+    out = _to_host(eval_fn(params, model_inputs(local, mesh)))
+    # The metadata the metrics need, for the whole global batch on every process.
+    host = {k: local[k] for k in ('target', 'channel_mask', 'target_gains', 'input_gain_db',
+                                  'example_mask') if k in local}
+    if jax.process_count() > 1:
+      host = _to_host(sharding.global_batch(host, mesh))
+    mask = np.asarray(host.get('example_mask', np.ones(out['loss'].shape, bool)), bool)
     per_example = {'loss': out['loss'], **example_metrics(out, host, config)}
     for k, v in per_example.items():
       values.setdefault(k, []).append(np.asarray(v, np.float64)[mask])
@@ -534,7 +543,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       last_validation = validate(0)  # where a fresh run starts from
     window_start = time.time()
     for step in range(start_step + 1, num_steps + 1):
-      batch = sharding.global_batch(next(train_iter), mesh)
+      batch = model_inputs(next(train_iter), mesh)
       state, metrics = p_train_step(state, batch, dropout_rng)
       pending.append((step, metrics))
       bar.update(1)

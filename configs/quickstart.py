@@ -104,8 +104,8 @@ def get_config():
   train.batch_size = 4
   train.num_epochs = 25
   train.steps_per_epoch = -1
-  train.learning_rate = 3e-3  # higher than the paper's 1e-3: few steps, small model
-  train.lr_boundaries_epochs = (17,)
+  train.learning_rate = 1e-3
+  train.lr_boundaries_epochs = ()  # no decay in so short a run
   train.lr_decay = 0.1
   train.weight_decay = 1e-2
   train.freeze_embedding_epochs = 0  # params['embedding'] not updated before this epoch

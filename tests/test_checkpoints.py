@@ -10,13 +10,14 @@ import pytest
 
 from alm_jax import checkpoints
 from alm_jax import train
-from tiny_training import FakeData, tiny_train_config
+from tiny_training import SAME_WORKER, FakeData, shared_data_dirs, tiny_train_config
+
+pytestmark = SAME_WORKER
 
 
 @pytest.fixture(scope='module')
 def data_dirs(tmp_path_factory):
-  root = tmp_path_factory.getbasetemp() / 'alm_train_data'  # shared with test_train.py
-  return str(root / 'tfds'), str(root / 'rir_bank')
+  return shared_data_dirs(tmp_path_factory)
 
 
 @pytest.fixture(scope='module')

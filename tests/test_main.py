@@ -11,13 +11,12 @@ import pytest
 from alm_jax import checkpoints
 from alm_jax import main
 from conftest import REPO, load_config
-from tiny_training import tiny_train_config
+from tiny_training import SAME_WORKER, shared_data_dirs, tiny_train_config
 
 
 @pytest.fixture(scope='module')
 def data_dirs(tmp_path_factory):
-  root = tmp_path_factory.getbasetemp() / 'alm_train_data'  # shared with test_train.py
-  return str(root / 'tfds'), str(root / 'rir_bank')
+  return shared_data_dirs(tmp_path_factory)
 
 
 def _leaves(d, prefix='config.'):
@@ -56,6 +55,7 @@ def _main(argv, config_updates):
     flags.FLAGS.unparse_flags()
 
 
+@SAME_WORKER
 def test_quickstart_trains_then_evaluates(data_dirs, tmp_path, capsys):
   wanted = tiny_train_config('quickstart', *data_dirs)
   wanted.train.num_epochs = 2

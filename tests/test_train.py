@@ -16,14 +16,12 @@ import tensorflow as tf
 
 from alm_jax import checkpoints
 from alm_jax import train
-from tiny_training import FakeData, tiny_train_config
+from tiny_training import SAME_WORKER, FakeData, shared_data_dirs, tiny_train_config
 
 
 @pytest.fixture(scope='module')
 def data_dirs(tmp_path_factory):
-  """tfds data_dir and RIR bank folder, shared by the training test modules of a session."""
-  root = tmp_path_factory.getbasetemp() / 'alm_train_data'
-  return str(root / 'tfds'), str(root / 'rir_bank')
+  return shared_data_dirs(tmp_path_factory)
 
 
 def read_scalars(workdir):
@@ -109,7 +107,7 @@ def test_steps_per_epoch():
 # ---- training ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize('name', ['mr', 'sr'])
+@pytest.mark.parametrize('name', [pytest.param('mr', marks=SAME_WORKER), 'sr'])
 def test_smoke_train_and_resume(name, data_dirs, tmp_path):
   """Two steps on the real pipeline (synthetic_live), then a restart that continues to step 3."""
   config = tiny_train_config(name, *data_dirs)
@@ -136,6 +134,7 @@ def test_smoke_train_and_resume(name, data_dirs, tmp_path):
   manager.close()
 
 
+@SAME_WORKER
 def test_loss_falls_when_overfitting_one_batch(tmp_path):
   config = tiny_train_config('mr', '', '')
   config.train.num_epochs = 8
@@ -147,6 +146,7 @@ def test_loss_falls_when_overfitting_one_batch(tmp_path):
   assert last < 0.5 * first, loss
 
 
+@SAME_WORKER
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   config = tiny_train_config('mr', '', '')
   config.train.log_every_steps = 100  # the check still runs at every checkpoint step

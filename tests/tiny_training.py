@@ -5,9 +5,17 @@ and batch shape, so jit reuses one compiled training step across tests in the
 same process (compilation dominates their run time on CPU).
 """
 
+import fcntl
+import os
+
 import numpy as np
+import pytest
 
 from conftest import load_config, shrink_model
+
+# Tests that train the tiny ALM-MR share one compiled step when they run in the same
+# process; under `pytest -n 2 --dist loadgroup` this mark keeps them on one worker.
+SAME_WORKER = pytest.mark.xdist_group('alm_tiny_mr')
 
 SEGMENT_SECONDS = 2.0
 CHANNELS = 6  # synthetic_live has 3-6 channels per song
@@ -83,3 +91,25 @@ class FakeData:
     batch['example_mask'] = np.arange(len(batch['audio'])) < len(batch['audio']) - 1
     batch['song_id'] = ['a'] * (len(batch['audio']) - 1) + ['']
     return [batch]
+
+
+def shared_data_dirs(tmp_path_factory):
+  """(tfds data_dir, RIR bank dir) with synthetic_live/tiny and the bank prepared.
+
+  Shared by every training test of a session, xdist workers included (their
+  common temp folder, with a lock so that one worker builds and the others wait).
+  """
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get('PYTEST_XDIST_WORKER'):
+    root = root.parent
+  root = root / 'alm_train_data'
+  root.mkdir(parents=True, exist_ok=True)
+  dirs = (str(root / 'tfds'), str(root / 'rir_bank'))
+  from alm_jax.data import bleed  # pylint: disable=g-import-not-at-top
+  from alm_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  with open(root / 'lock', 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    config = tiny_train_config('mr', *dirs)
+    pipeline.prepared_builder(config)
+    bleed.bank_for_config(config, dirs[1])
+  return dirs

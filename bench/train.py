@@ -1,0 +1,256 @@
+r"""Training speed: steps/s and seconds of audio per second, compile time apart.
+
+    python bench/train.py                                  # cpu shape, ALM-MR and ALM-SR, f32 and bf16
+    python bench/train.py --shapes=paper --dtypes=float32 --steps=2 --time_limit=1800
+    python bench/train.py --json=bench/results/train_cpu.json
+
+Each case (model x shape x compute dtype) runs in its own child process (fresh
+JAX, its own peak memory, killed at --time_limit seconds) and times
+`alm_jax.train.train_step` — forward, backward and AdamW on one global batch,
+jitted with the state donated, as `alm_jax.train.train_and_evaluate` runs it —
+on random audio of the batch's shape (speed does not depend on the values):
+
+  compile   lowering + XLA compilation of the step (once per run);
+  step      wall time per step after compilation (median over the steps run,
+            each ended with block_until_ready), --steps steps or fewer when the
+            time limit comes first;
+  rates     steps/s, seconds of multitrack audio per second (batch x segment
+            / step time; x 8 for channel-seconds), achieved GFLOP/s from XLA's
+            cost analysis (bench/flops.py, GRU loop corrected) and its fraction
+            of this machine's measured float32 matmul peak.
+
+Shapes:
+  paper     the config as is: batch 4, 8 channels, 20 s segments, VGGish (the
+            paper's recipe); ALM-MR's step needs ~46 GB of XLA buffers in
+            float32 (bench/flops.py), more than a small machine has: such a
+            case is reported as skipped, not run;
+  paper_b1  the same with batch 1 (a quarter of a paper step; the audio rate is
+            comparable, the per-step figures are not);
+  cpu       the small CNN embedding (config's small_features), batch 4, 8
+            channels, 4 s segments: the other networks at the paper's sizes.
+The input pipeline is not part of these timings (bench/input_pipeline.py
+measures it). On a shared machine the load average is printed: numbers
+measured under load are lower bounds.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(BENCH)
+MODELS = {'alm_mr': 'mr', 'alm_sr': 'sr'}
+SHAPES = {'paper': {}, 'paper_b1': {'batch': 1},
+          'cpu': {'embedding': 'small', 'batch': 4, 'seconds': 4.0}}
+
+
+def child(args) -> None:
+  """Runs one case in this process; prints one JSON line per stage."""
+  started = time.perf_counter()
+  sys.path.insert(0, REPO)
+  sys.path.insert(0, BENCH)
+  import resource  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import flops  # pylint: disable=g-import-not-at-top  (bench/flops.py)
+  from alm_jax import losses  # pylint: disable=g-import-not-at-top
+  from alm_jax import train  # pylint: disable=g-import-not-at-top
+  from alm_jax.models import build_model  # pylint: disable=g-import-not-at-top
+
+  def emit(**kw):
+    kw['peak_rss_gb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    print(json.dumps(kw), flush=True)
+
+  shape = SHAPES[args.shape]
+  config = flops.load_config(MODELS[args.model])
+  config.train.compute_dtype = args.dtype
+  if 'embedding' in shape:
+    config.model.embedding.name = shape['embedding']
+  config.train.batch_size = shape.get('batch', int(config.train.batch_size))
+  config.data.segment_seconds = shape.get('seconds', float(config.data.segment_seconds))
+  b, c, n = flops.shapes(config)
+  rate = int(config.model.sample_rate)
+  emit(stage='config', batch=b, channels=c, segment_s=n / rate,
+       embedding=str(config.model.embedding.name))
+
+  rng = np.random.default_rng(0)
+  batch = {'audio': (0.1 * rng.standard_normal((b, c, n))).astype(np.float32),
+           'channel_mask': np.ones((b, c), bool)}
+  batch['target'] = batch['audio'].sum(1)
+  model = build_model(config)
+  tx = train.make_optimizer(config, 1)
+  loss_spec = losses.MRSTFTSpec.from_config(config.loss)
+  state = jax.jit(train.create_train_state, static_argnums=(1, 2, 3))(
+      jax.random.key(0), model, tx, loss_spec)
+  key = jax.random.key(1)
+
+  t0 = time.perf_counter()
+  step_fn = jax.jit(train.train_step, donate_argnums=(0,))
+  compiled = step_fn.lower(state, batch, key).compile()
+  compile_s = time.perf_counter() - t0
+  cost = flops.train_step_cost(config, compiled=compiled)
+  need = cost['buffer_bytes']
+  avail = _mem_available()
+  emit(stage='compiled', compile_s=compile_s, gflop_per_step=cost['flops'] / 1e9,
+       buffers_gb=need / 1e9, available_gb=avail / 1e9)
+  if avail and need > 0.75 * avail:  # a shared machine: leave room for others
+    emit(stage='skipped', reason=f'needs {need / 1e9:.1f} GB of XLA buffers, '
+         f'{avail / 1e9:.1f} GB available')
+    return
+
+  times = []
+  deadline = started + args.step_budget  # the parent kills this process at its time limit
+  for _ in range(args.steps):
+    t = time.perf_counter()
+    state, metrics = compiled(state, batch, key)
+    jax.block_until_ready((state, metrics))
+    times.append(time.perf_counter() - t)
+    emit(stage='step', step_s=times[-1], loss=float(metrics['loss']))
+    if time.perf_counter() + times[-1] > deadline:
+      break
+  emit(stage='done', step_s=float(np.median(times)), steps=len(times))
+
+
+def _mem_available() -> float:
+  try:
+    with open('/proc/meminfo') as f:
+      for line in f:
+        if line.startswith('MemAvailable:'):
+          return float(line.split()[1]) * 1024
+  except OSError:
+    pass
+  return 0.0
+
+
+def run_case(model, shape, dtype, args) -> dict:
+  """Runs one case in a child process; returns what it reported before ending or timing out."""
+  cmd = [sys.executable, os.path.abspath(__file__), '--child', f'--model={model}',
+         f'--shape={shape}', f'--dtype={dtype}', f'--steps={args.steps}',
+         f'--step_budget={args.time_limit}']
+  result = {'model': model, 'shape': shape, 'dtype': dtype}
+  t0 = time.perf_counter()
+  proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  lines = []
+  try:
+    out, err = proc.communicate(timeout=args.time_limit)
+  except subprocess.TimeoutExpired:
+    proc.kill()
+    out, err = proc.communicate()
+    result['timeout_s'] = args.time_limit
+  for line in out.splitlines():
+    if line.startswith('{'):
+      lines.append(json.loads(line))
+  for event in lines:
+    stage = event.pop('stage')
+    if stage == 'step':
+      result.setdefault('step_times', []).append(event['step_s'])
+      result['peak_rss_gb'] = event['peak_rss_gb']
+    else:
+      result.update(event)
+  result['wall_s'] = time.perf_counter() - t0
+  if proc.returncode not in (0, None) and 'timeout_s' not in result:
+    result['error'] = err.strip().splitlines()[-1] if err.strip() else f'exit {proc.returncode}'
+  if 'step_times' in result and 'step_s' not in result:  # timed out after some steps
+    result['step_s'] = sorted(result['step_times'])[len(result['step_times']) // 2]
+  if 'step_s' in result:
+    audio = result['batch'] * result['segment_s']
+    result['steps_per_s'] = 1.0 / result['step_s']
+    result['audio_s_per_s'] = audio / result['step_s']
+    result['channel_s_per_s'] = result['audio_s_per_s'] * result['channels']
+    result['gflop_per_s'] = result['gflop_per_step'] / result['step_s']
+  return result
+
+
+def _fmt(v, spec):
+  return format(v, spec) if isinstance(v, (int, float)) else str(v)
+
+
+def print_table(results, peak_flops, machine):
+  print()
+  print(f'Machine: {machine}')
+  print(f'CPU float32 matmul peak (measured, best of before and after): {peak_flops / 1e9:.1f} GFLOP/s')
+  head = (f'{"model":<7} {"shape":<6} {"dtype":<9} {"emb":<7} {"b x ch x s":<11} {"compile s":>9} '
+          f'{"step s":>8} {"steps/s":>8} {"s-audio/s":>10} {"ch-s/s":>8} {"GFLOP/step":>11} '
+          f'{"GFLOP/s":>8} {"% peak":>7} {"RSS GB":>7}  note')
+  print(head)
+  for r in results:
+    shape = (f'{r["batch"]}x{r["channels"]}x{r["segment_s"]:.0f}' if 'batch' in r else '-')
+    note = ''
+    if 'error' in r:
+      note = f'error: {r["error"][:60]}'
+    elif 'reason' in r:
+      note = f'skipped: {r["reason"]}'
+    elif 'timeout_s' in r:
+      note = (f'time limit {r["timeout_s"]} s reached' +
+              (f' after {len(r.get("step_times", []))} step(s)' if 'step_times' in r
+               else (' during the first step' if 'compile_s' in r else ' while compiling')))
+    elif r.get('steps', 0):
+      note = f'{r["steps"]} step(s) timed'
+    pct = (100 * r['gflop_per_s'] * 1e9 / peak_flops) if 'gflop_per_s' in r else '-'
+    print(f'{r["model"]:<7} {r["shape"]:<6} {r["dtype"]:<9} {r.get("embedding", "-"):<7} '
+          f'{shape:<11} {_fmt(r.get("compile_s", "-"), ".1f"):>9} {_fmt(r.get("step_s", "-"), ".3f"):>8} '
+          f'{_fmt(r.get("steps_per_s", "-"), ".3f"):>8} {_fmt(r.get("audio_s_per_s", "-"), ".2f"):>10} '
+          f'{_fmt(r.get("channel_s_per_s", "-"), ".1f"):>8} '
+          f'{_fmt(r.get("gflop_per_step", "-"), ".1f"):>11} {_fmt(r.get("gflop_per_s", "-"), ".1f"):>8} '
+          f'{_fmt(pct, ".1f"):>7} {_fmt(r.get("peak_rss_gb", "-"), ".2f"):>7}  {note}')
+  print('(s-audio/s: seconds of 8-channel audio trained on per second; ch-s/s counts each '
+        'channel; GFLOP from XLA cost analysis; % peak: achieved / measured matmul peak)')
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--models', default='alm_mr,alm_sr')
+  p.add_argument('--shapes', default='cpu', help='comma list of paper, paper_b1, cpu')
+  p.add_argument('--dtypes', default='float32,bfloat16')
+  p.add_argument('--steps', type=int, default=5, help='steps timed per case (at most)')
+  p.add_argument('--time_limit', type=int, default=900, help='seconds per case, compile included')
+  p.add_argument('--json', default='')
+  p.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
+  p.add_argument('--model', help=argparse.SUPPRESS)
+  p.add_argument('--shape', help=argparse.SUPPRESS)
+  p.add_argument('--dtype', help=argparse.SUPPRESS)
+  p.add_argument('--step_budget', type=float, default=900, help=argparse.SUPPRESS)
+  args = p.parse_args()
+  if args.child:
+    child(args)
+    return
+  sys.path.insert(0, REPO)
+  sys.path.insert(0, BENCH)
+  import flops  # pylint: disable=g-import-not-at-top
+  models = [m for m in args.models.split(',') if m]
+  shapes = [s for s in args.shapes.split(',') if s]
+  dtypes = [d for d in args.dtypes.split(',') if d]
+  for m in models:
+    if m not in MODELS:
+      p.error(f'unknown model {m!r}; choose from {list(MODELS)}')
+  for s in shapes:
+    if s not in SHAPES:
+      p.error(f'unknown shape {s!r}; choose from {list(SHAPES)}')
+  peak = flops.cpu_matmul_peak()
+  machine = flops.machine()
+  results = []
+  for shape in shapes:
+    for model in models:
+      for dtype in dtypes:
+        r = run_case(model, shape, dtype, args)
+        results.append(r)
+        print(f'{model} {shape} {dtype}: ' + ', '.join(
+            f'{k}={_fmt(v, ".3g")}' for k, v in r.items()
+            if k in ('compile_s', 'step_s', 'audio_s_per_s', 'error', 'reason', 'timeout_s')),
+              flush=True)
+  machine_end = flops.machine()
+  # On a shared machine the matmul peak measured under load is too low: keep the best.
+  peak = max(peak, flops.cpu_matmul_peak())
+  print_table(results, peak, f'{machine} (at the end: {machine_end.rsplit(";", 1)[-1].strip()})')
+  if args.json:
+    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+    with open(args.json, 'w') as f:
+      json.dump({'machine': machine, 'machine_end': machine_end, 'cpu_peak_flops': peak,
+                 'results': results}, f, indent=1)
+
+
+if __name__ == '__main__':
+  main()
