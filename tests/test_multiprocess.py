@@ -5,8 +5,9 @@ and the venv's python that record what they were asked to run, so the
 commands each TPU worker or SLURM task would execute are checked without a
 cluster. The 2-process training test (slow: two JAX processes compiling on 2
 CPU cores take minutes) runs `launch/local_multiprocess.sh` — the same
-`python -m alm_jax.main` code path as a pod or a cluster — and compares the
-result with a single process on the same global batch.
+`python -m alm_jax.main` code path as a pod or a cluster — compares the
+result with a single process on the same global batch, then evaluates the
+checkpoint with 2 processes (`--mode=eval`).
 """
 
 import ast
@@ -238,6 +239,14 @@ def test_two_processes_match_one_process(tmp_path_factory, tmp_path):
   scalars = _read_scalars(str(workdir))
   assert sorted(scalars['train/loss']) == [1, 2]
   assert 'validation/loss' in scalars
+
+  # --mode=eval with 2 processes: the validation figures of the end of training.
+  r = subprocess.run(cmd + ['--mode=eval'], cwd=REPO, env=env, capture_output=True, text=True,
+                     timeout=1200)
+  assert r.returncode == 0, r.stderr[-3000:]
+  line = next(l for l in r.stdout.splitlines() if l.startswith('validation at step 2: '))
+  figures = dict(kv.split('=') for kv in line.split(': ', 1)[1].split(', '))
+  np.testing.assert_allclose(float(figures['loss']), scalars['validation/loss'][2], rtol=1e-4)
 
   # One process, same global batch: update 2 from checkpoint 1 on the concatenation
   # of both processes' batches at iterator position 1.
