@@ -514,7 +514,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                           in_shardings=(state_sharding.params, batch_sharding),
                           out_shardings=batch_sharding)
   p_eval_step = lambda params, batch: jit_eval_step(params, batch, state.model, state.loss_spec)
-  dropout_rng = jax.device_put(dropout_rng, repl)
+  # Keys cannot be device_put across processes; move their raw data instead.
+  dropout_rng = jax.random.wrap_key_data(jax.device_put(jax.random.key_data(dropout_rng), repl))
 
   # ---- data -----------------------------------------------------------------
   data_kwargs = dict(process_index=process_index, process_count=process_count, workdir=workdir)
@@ -599,7 +600,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *,
   del saved_config
   mesh = sharding.make_mesh()
   repl = sharding.replicated(mesh)
-  params = jax.device_put(params, repl)
+  params = jax.device_put(jax.device_get(params), repl)  # restored params sit on one local device
   model = build_model(checkpoints.without_init_only(config))
   loss_spec = losses.MRSTFTSpec.from_config(config.loss)
   jit_eval_step = jax.jit(eval_step, static_argnums=(2, 3),
