@@ -17,6 +17,15 @@ Offline model (`serving_default`):
   needs a whole number of hops, which a symbolic `samples` alone cannot
   promise.
 
+Per-segment models (DMC-OG, `model.dmc_per_frame = False`) export the same
+signature with the same shapes, computed by `alm_jax.mix.mix_segments_whole`:
+the audio is completed with silence to whole segments (the training segment,
+`config.data.segment_seconds`, or `--segment_seconds`, fixed at export time),
+every segment is mixed with one gain per channel computed from that whole
+segment (non-causal, as published) and the outputs are cut back to `samples`;
+`gains` repeats each segment's gain on its F2 frames. They have no streaming
+export: a gain that depends on the end of its segment cannot be applied live.
+
 Streaming model (`--streaming`, needs `alm_jax.streaming`): the step function
 for a fixed block size with explicit state tensors, dynamic batch and channels;
 signatures `init_state(channel_mask)` and `step(block, channel_mask, <state...>)`
@@ -66,9 +75,16 @@ def _variables_module(params):
   return module, param_vars
 
 
-def offline_signature(config, params, platforms: Sequence[str] = ('cpu',)):
+def offline_signature(config, params, platforms: Sequence[str] = ('cpu',),
+                      segment_seconds: float | None = None):
   """Builds the converted offline mixer.
 
+  Args:
+    config: the full config.
+    params: the model parameters.
+    platforms: platforms the computation is lowered for.
+    segment_seconds: per-segment models (DMC-OG) only: the segment length
+      (None: the training segment, config.data.segment_seconds).
   Returns:
     (module, tf.function) where the function takes (audio, channel_mask) and
     returns {'mix', 'gains'}; module holds the variables.
@@ -77,8 +93,19 @@ def offline_signature(config, params, platforms: Sequence[str] = ('cpu',)):
   jax2tf = _jax2tf()
   max_channels = int(config.model.max_channels)
 
-  def serve(p, audio, channel_mask):
-    return mix.mix_whole(config, p, audio, channel_mask)
+  if mix.is_per_segment(config):
+    mix.check_per_segment(config)
+    segment_frames = mix.frames_per_segment(config, segment_seconds)
+    logging.warning('Exporting a %s', mix.describe_per_segment(config, segment_seconds))
+
+    def serve(p, audio, channel_mask):
+      return mix.mix_segments_whole(config, p, audio, channel_mask, segment_frames)
+  else:
+    if segment_seconds is not None:
+      raise mix.SettingsError(mix.NOT_PER_SEGMENT.format(name=config.model.name))
+
+    def serve(p, audio, channel_mask):
+      return mix.mix_whole(config, p, audio, channel_mask)
 
   converted = jax2tf.convert(
       serve,
@@ -196,15 +223,22 @@ def _save_atomically(module, signatures, output):
   return output
 
 
-def export_offline(config, params, output, platforms: Sequence[str] = ('cpu',)):
+def export_offline(config, params, output, platforms: Sequence[str] = ('cpu',),
+                   segment_seconds: float | None = None):
   """Writes the offline mixer SavedModel (signature `serving_default`) to `output`."""
-  module, serving = offline_signature(config, params, platforms)
+  module, serving = offline_signature(config, params, platforms, segment_seconds)
   return _save_atomically(module, {'serving_default': serving}, output)
 
 
 def export_streaming(config, params, output, block_size: int,
                      platforms: Sequence[str] = ('cpu',)):
   """Writes the streaming SavedModel (signatures `init_state` and `step`) to `output`."""
+  if mix.is_per_segment(config):
+    raise mix.UnsupportedModelError(
+        'This checkpoint is a per-segment DMC (DMC-OG, config.model.dmc_per_frame=False): each '
+        'gain depends on the whole segment, future samples included, so there is no streaming '
+        '(block by block) mixer to export. Export the offline whole-input function instead '
+        '(drop --streaming); see docs/baselines.md.')
   module, init_state, step, _ = streaming_signatures(config, params, block_size, platforms)
   return _save_atomically(module, {'init_state': init_state, 'step': step,
                                    'serving_default': step}, output)
@@ -217,14 +251,19 @@ def run(f) -> int:
   if f.streaming and f.block_size < 1:
     print(f'error: --block_size must be >= 1, got {f.block_size}.', file=sys.stderr)
     return 2
+  if f.streaming and f.segment_seconds is not None:
+    print('error: --segment_seconds applies to the offline export of per-segment models only, '
+          'not to --streaming.', file=sys.stderr)
+    return 2
   platforms = tuple(f.platforms)
   try:
     config, params, step = checkpoints.restore_params(f.checkpoint)
     if f.streaming:
       path = export_streaming(config, params, f.output, f.block_size, platforms)
     else:
-      path = export_offline(config, params, f.output, platforms)
-  except (FileNotFoundError, mix.UnsupportedModelError, NotImplementedError) as e:
+      path = export_offline(config, params, f.output, platforms, f.segment_seconds)
+  except (FileNotFoundError, mix.UnsupportedModelError, mix.SettingsError,
+          NotImplementedError) as e:
     # NotImplementedError: alm_jax.streaming refuses models it cannot stream.
     print(f'error: {e}', file=sys.stderr)
     return 2
@@ -245,6 +284,10 @@ def define_flags(flag_values):
                        'offline mixer.', **kw)
   flags.DEFINE_integer('block_size', 441, 'Samples per block of the streaming step (--streaming).',
                        **kw)
+  flags.DEFINE_float('segment_seconds', None, 'Per-segment models (DMC-OG) only: the segment that '
+                     'gets one gain per channel, in seconds (rounded down to whole F2 frames), '
+                     'fixed in the export. Default: the training segment '
+                     '(config.data.segment_seconds).', **kw)
   flags.DEFINE_list('platforms', ['cpu'], "Platforms the serialized computation is lowered for, "
                     "e.g. 'cpu,cuda'.", **kw)
 

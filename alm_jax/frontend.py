@@ -1,24 +1,37 @@
-"""VGGish-compatible log-mel front end, in JAX, from 44.1 kHz F1 frames.
+"""VGGish-compatible log-mel front end, in JAX, from 44.1 kHz audio.
 
 Keeping the front end inside the model lets an exported mixer take raw waveform.
-Each F1 frame is processed on its own, so no sample outside the frame (and in
-particular none from the future) reaches the features:
 
-1. Resample to 16 kHz inside the frame with a Kaiser-windowed sinc
-   (`zero_crossings` lobes each side, cut-off `rolloff * 8 kHz`, beta 8.6;
-   the frame is zero-extended at both edges). The ratio 160/441 has 160 phases,
-   so the resampler is one dense matmul per 441-sample input block.
-2. VGGish's log-mel (tensorflow/models research/audioset/vggish): periodic Hann
-   window of 400 samples, hop 160, FFT 512, magnitude, 64 HTK mel bands
-   125-7500 Hz (DC bin zeroed), `log(mel + 0.01)`.
+1. **Causal resampling to 16 kHz**, run once over the signal: a Kaiser-windowed
+   sinc (`zero_crossings` lobes each side, cut-off `rolloff * 8 kHz`, beta 8.6)
+   delayed by its half-width, so that a 16 kHz sample depends on no input
+   sample after its own time. The ratio 160/441 has 160 phases: input block q
+   (441 samples) and the `history` samples before it give output block q (160
+   samples). The blocks are anchored at the **end of each F1 frame** (F1 frame
+   ends are whole blocks apart in MR), so the last 16 kHz sample of a frame's
+   patch is computed from inputs up to the frame's last sample, and none after.
+2. **VGGish's log-mel** (tensorflow/models research/audioset/vggish): periodic
+   Hann window of 400 samples, hop 160, FFT 512, magnitude, 64 HTK mel bands
+   125-7500 Hz (DC bin zeroed), `log(mel + 0.01)`. A patch is the 15600 16 kHz
+   samples (975 ms, 96 rows) that end with the F1 frame.
 
-A 975 ms frame gives exactly one 96 x 64 patch.
+An F1 frame's patch reads `FrontendSpec.frame_input_samples` input samples
+(43659 at 44.1 kHz: the 975 ms frame plus the resampler's history and block
+rounding), ending with the frame; before the signal starts they are silence.
+
+When consecutive F1 frames are a whole number of resampler blocks and log-mel
+hops apart (MR: 300 ms = 30 blocks = 30 rows), overlapping frames share their
+16 kHz samples and log-mel rows, so `log_mel_frames` resamples the signal and
+computes each row once (3.25x less work than frame by frame in MR); otherwise
+(SR: 975 ms frames, not a whole number of blocks) it processes each frame on
+its own. Both give the same numbers, by construction.
 """
 
 import dataclasses
 import functools
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -55,6 +68,31 @@ class FrontendSpec:
     """16 kHz samples needed for one patch (15600 for VGGish)."""
     return (self.patch_frames - 1) * self.hop + self.window
 
+  @property
+  def ratio(self):
+    """(up, down): out_rate / in_rate in lowest terms (160, 441)."""
+    g = math.gcd(self.in_rate, self.out_rate)
+    return self.out_rate // g, self.in_rate // g
+
+  @property
+  def patch_blocks(self) -> int:
+    """Resampler blocks whose outputs cover a patch (98 for VGGish)."""
+    return -(-self.patch_samples // self.ratio[0])
+
+  @property
+  def frame_input_samples(self) -> int:
+    """Input samples one F1 frame's patch reads, ending with the frame (43659 for VGGish at 44.1 kHz).
+
+    The patch's resampler blocks plus one block of which the first output
+    block reads its `history` (shorter than a block).
+    """
+    return (self.patch_blocks + 1) * self.ratio[1]
+
+  @property
+  def patch_offset(self) -> int:
+    """Resampled samples of a frame's input before its patch (80 for VGGish)."""
+    return self.patch_blocks * self.ratio[0] - self.patch_samples
+
 
 # ---------------------------------------------------------------------------
 # Resampling
@@ -62,50 +100,65 @@ class FrontendSpec:
 
 
 @functools.lru_cache(maxsize=8)
-def resampler_matrices(in_rate: int, out_rate: int, zero_crossings: int, rolloff: float):
-  """Polyphase windowed-sinc resampler as block matrices.
+def resampler_taps(in_rate: int, out_rate: int, zero_crossings: int, rolloff: float):
+  """Causal polyphase windowed-sinc resampler.
 
-  Output sample m sits at input position m * in_rate / out_rate. With
-  `up, down = out_rate / g, in_rate / g` the positions repeat every `up`
-  outputs and `down` inputs, so output block q (outputs q*up ... q*up+up-1)
-  reads only input samples q*down - pad ... q*down + down + extra.
+  Output sample u of block q (u < up) is the filtered input at position
+  `q * down + u * down / up - delay`: the kernel's half-width `delay` later
+  than the plain polyphase resampler, so it reads input samples
+  `q * down - history ... q * down + down - 1` and nothing later.
 
   Returns:
-    (up, down, pad, weights [pad + down + extra, up]) as float64 numpy.
+    (up, down, history, weights [history + down, up]) as float64 numpy; row i
+    weighs input sample `q * down - history + i`.
   """
   g = math.gcd(in_rate, out_rate)
   up, down = out_rate // g, in_rate // g
   cutoff = rolloff * min(in_rate, out_rate) / 2.0  # Hz
-  # Half-width of the kernel in input samples.
-  half = zero_crossings * in_rate / (2.0 * cutoff)
-  pad = int(math.ceil(half))
-  extra = int(math.ceil(half)) + 1
-  n_in = pad + down + extra
-  positions = np.arange(up) * down / up  # input positions of a block's outputs
-  taps = np.arange(n_in) - pad  # input offsets relative to the block start
-  d = taps[:, None] - positions[None, :]  # [n_in, up]
-  x = 2.0 * cutoff / in_rate * d
-  window = np.where(np.abs(d) <= half,
-                    np.i0(8.6 * np.sqrt(np.clip(1.0 - (d / half) ** 2, 0.0, 1.0))) / np.i0(8.6), 0.0)
-  weights = 2.0 * cutoff / in_rate * np.sinc(x) * window
-  return up, down, pad, weights
+  half = zero_crossings * in_rate / (2.0 * cutoff)  # kernel half-width, input samples
+  delay = int(math.ceil(half))
+  history = 2 * delay
+  if (up - 1) * down / up - delay + half >= down:
+    raise ValueError(f'Resampler kernel of {half:.1f} input samples is too short to be causal '
+                     f'per block of {down}.')
+  offsets = np.arange(-history, down)[:, None] - (np.arange(up) * down / up - delay)[None, :]
+  window = np.where(np.abs(offsets) <= half,
+                    np.i0(8.6 * np.sqrt(np.clip(1.0 - (offsets / half) ** 2, 0.0, 1.0))) / np.i0(8.6),
+                    0.0)
+  weights = 2.0 * cutoff / in_rate * np.sinc(2.0 * cutoff / in_rate * offsets) * window
+  return up, down, history, weights
 
 
-def resample(frames, num_out: int, spec: FrontendSpec):
-  """[..., n_in] at spec.in_rate -> [..., num_out] at spec.out_rate, within each frame."""
-  up, down, pad, weights = resampler_matrices(spec.in_rate, spec.out_rate, spec.zero_crossings,
+@functools.lru_cache(maxsize=8)
+def _block_kernel(spec: FrontendSpec):
+  """The resampler as a 2-tap convolution over blocks: [2, down, up] (previous block, this block)."""
+  up, down, history, weights = resampler_taps(spec.in_rate, spec.out_rate, spec.zero_crossings,
                                               spec.rolloff)
-  n_blocks = -(-num_out // up)
-  k = -(-weights.shape[0] // down)  # input blocks each output block reads
-  total = (n_blocks - 1 + k) * down
-  n_in = frames.shape[-1]
-  x = jnp.pad(frames, [(0, 0)] * (frames.ndim - 1) + [(pad, max(0, total - pad - n_in))])[..., :total]
-  blocks = x.reshape(x.shape[:-1] + (n_blocks - 1 + k, down))
-  w = np.zeros((k * down, up))
-  w[:weights.shape[0]] = weights
-  w = jnp.asarray(w.reshape(k, down, up), dtype=frames.dtype)
-  out = sum(jnp.einsum('...qd,du->...qu', blocks[..., j:j + n_blocks, :], w[j]) for j in range(k))
-  return out.reshape(out.shape[:-2] + (n_blocks * up,))[..., :num_out]
+  kernel = np.zeros((2, down, up))
+  kernel[0, down - history:] = weights[:history]
+  kernel[1] = weights[history:]
+  return kernel
+
+
+def resample(x, spec: FrontendSpec):
+  """Causal resampling of whole signals.
+
+  Args:
+    x: [..., n] at `spec.in_rate`, n a multiple of the block size `down`
+      (441). The first block only provides the history of the second.
+  Returns:
+    [..., (n // down - 1) * up] at `spec.out_rate`: output block q - 1 is
+    computed from input blocks q - 1 (its last `history` samples) and q.
+  """
+  up, down = spec.ratio
+  lead = x.shape[:-1]
+  blocks = x.reshape((-1, x.shape[-1] // down, down))
+  # Blocks as the channels of a 1-D convolution of width 2 (the block before
+  # and this one): XLA's CPU convolution runs this ~2x faster than gathering
+  # each block's inputs into one matrix product (measured).
+  out = jax.lax.conv_general_dilated(blocks, jnp.asarray(_block_kernel(spec), x.dtype), (1,), 'VALID',
+                                     dimension_numbers=('NWC', 'WIO', 'NWC'))
+  return out.reshape(lead + (-1,))
 
 
 # ---------------------------------------------------------------------------
@@ -137,27 +190,105 @@ def periodic_hann(n: int):
   return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
 
 
-def log_mel_patch(frames16k, spec: FrontendSpec):
-  """[..., patch_samples] 16 kHz -> [..., patch_frames, n_mels] log-mel."""
-  idx = np.arange(spec.patch_frames)[:, None] * spec.hop + np.arange(spec.window)[None, :]
-  x = frames16k[..., idx] * jnp.asarray(periodic_hann(spec.window), frames16k.dtype)
-  mag = jnp.abs(jnp.fft.rfft(x, n=spec.n_fft, axis=-1))
+def log_mel_rows(x16, num_rows, spec: FrontendSpec):
+  """Log-mel rows of a 16 kHz signal: row r covers samples [r * hop, r * hop + window).
+
+  Args:
+    x16: [..., m] with m >= (num_rows - 1) * hop + window.
+    num_rows: rows to compute (may be a symbolic dimension).
+  Returns:
+    [..., num_rows, n_mels].
+  """
+  k = -(-spec.window // spec.hop)  # hops a window spans
+  need = (num_rows - 1 + k) * spec.hop
+  m = x16.shape[-1]
+  x16 = jnp.pad(x16, [(0, 0)] * (x16.ndim - 1) + [(0, need - m)]) if need > m else x16[..., :need]
+  hops = x16.reshape(x16.shape[:-1] + (num_rows - 1 + k, spec.hop))
+  # Shifted reshapes rather than a gather: XLA lowers them to copies.
+  win = jnp.concatenate([hops[..., j:j + num_rows, :] for j in range(k)], axis=-1)[..., :spec.window]
+  win = win * jnp.asarray(periodic_hann(spec.window), x16.dtype)
+  mag = jnp.abs(jnp.fft.rfft(win, n=spec.n_fft, axis=-1))
   mel = mag @ jnp.asarray(mel_matrix(spec.n_mels, spec.n_fft // 2 + 1, spec.out_rate, spec.fmin,
                                      spec.fmax), mag.dtype)
   return jnp.log(mel + spec.log_offset)
 
 
-def log_mel(f1_frames, spec: FrontendSpec):
-  """[..., f1] 44.1 kHz F1 frames -> [..., patch_frames, n_mels] VGGish log-mel patches.
+def frames_ending(x, num_frames, hop: int, length: int):
+  """Windows of `length` samples ending every `hop` samples, the last at the end of x.
 
-  Raises:
-    ValueError: if an F1 frame is too short to hold one patch.
+  Args:
+    x: [..., (num_frames - 1) * hop + length].
+  Returns:
+    [..., num_frames, length]: window j is x[..., j * hop : j * hop + length].
   """
-  n_in = f1_frames.shape[-1]
-  available = int(math.floor(n_in * spec.out_rate / spec.in_rate))
+  k = -(-length // hop)  # hops a window overlaps
+  x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(k * hop - length, 0)])
+  hops = x.reshape(x.shape[:-1] + (num_frames - 1 + k, hop))
+  pieces = [hops[..., j:j + num_frames, :] for j in range(k)]
+  return jnp.concatenate(pieces, axis=-1)[..., k * hop - length:]
+
+
+def shares_rows(hop: int, spec: FrontendSpec) -> bool:
+  """Whether F1 frames `hop` input samples apart share their 16 kHz samples and log-mel rows."""
+  up, down = spec.ratio
+  return hop % down == 0 and (hop // down * up) % spec.hop == 0
+
+
+def check_frame(f1: int, spec: FrontendSpec):
+  """Raises ValueError if an F1 frame of `f1` input samples is too short for one patch."""
+  available = int(math.floor(f1 * spec.out_rate / spec.in_rate))
   if available < spec.patch_samples:
-    raise ValueError(f'An F1 frame of {n_in} samples at {spec.in_rate} Hz holds {available} samples at '
+    raise ValueError(f'An F1 frame of {f1} samples at {spec.in_rate} Hz holds {available} samples at '
                      f'{spec.out_rate} Hz, fewer than the {spec.patch_samples} one log-mel patch needs; '
                      'raise config.model.f1_ms.')
-  x16 = resample(f1_frames.astype(jnp.float32), spec.patch_samples, spec)
-  return log_mel_patch(x16, spec)
+
+
+def log_mel_frames(x, num_frames, hop: int, spec: FrontendSpec):
+  """Log-mel patches of F1 frames ending every `hop` samples, the last at the end of x.
+
+  Args:
+    x: [..., (num_frames - 1) * hop + spec.frame_input_samples] at 44.1 kHz
+      (`frame_input` builds it from a signal; silence before the signal).
+    num_frames: F1 frames (may be a symbolic dimension).
+    hop: input samples between the ends of consecutive F1 frames.
+  Returns:
+    [..., num_frames, patch_frames, n_mels].
+  """
+  x = x.astype(jnp.float32)
+  up, down = spec.ratio
+  if not shares_rows(hop, spec):
+    frames = frames_ending(x, num_frames, hop, spec.frame_input_samples)
+    x16 = resample(frames, spec)[..., spec.patch_offset:]
+    return log_mel_rows(x16, spec.patch_frames, spec)
+  rows_per_hop = hop // down * up // spec.hop
+  # One resampled signal, one set of rows; patch j is rows [j * rows_per_hop, ... + 96).
+  x16 = resample(x, spec)[..., spec.patch_offset:]
+  rows = log_mel_rows(x16, (num_frames - 1) * rows_per_hop + spec.patch_frames, spec)
+  k = -(-spec.patch_frames // rows_per_hop)
+  pad = (num_frames - 1 + k) * rows_per_hop - rows.shape[-2]
+  rows = jnp.pad(rows, [(0, 0)] * (rows.ndim - 2) + [(0, pad), (0, 0)])
+  groups = rows.reshape(rows.shape[:-2] + (num_frames - 1 + k, rows_per_hop, spec.n_mels))
+  patches = jnp.concatenate([groups[..., j:j + num_frames, :, :] for j in range(k)], axis=-2)
+  return patches[..., :spec.patch_frames, :]
+
+
+def frame_input(audio, frame_spec, spec: FrontendSpec):
+  """The front end's input for every F1 frame of whole signals (see `frames.f1_frames`).
+
+  Args:
+    audio: [..., samples].
+    frame_spec: `frames.FrameSpec`.
+  Returns:
+    (x [..., (g - 1) * hop + frame_input_samples], g): the samples up to the
+    end of the last F1 frame, left-padded with silence, and the F1 frame count.
+  """
+  check_frame(frame_spec.f1, spec)
+  t = frame_spec.num_f2_frames(audio.shape[-1])
+  g = frame_spec.num_f1_frames(t)
+  end = frame_spec.f1_end(g - 1)
+  extra = spec.frame_input_samples - frame_spec.f2  # before the first frame's end
+  if extra >= 0:
+    x = jnp.pad(audio[..., :end], [(0, 0)] * (audio.ndim - 1) + [(extra, 0)])
+  else:
+    x = audio[..., -extra:end]
+  return x, g

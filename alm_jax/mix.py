@@ -9,9 +9,9 @@ How a song is mixed (see docs/inference.md):
 * Songs are cut into chunks of `chunk_samples` samples, a whole number of F1
   hops (`stride * f2` samples: 300 ms in MR, 975 ms in SR). One jitted function
   mixes one chunk of a batch of songs, carrying between chunks exactly the state
-  the model's recurrence needs: the last `f1 - f2` input samples (the past part
-  of the next F1 frames), the GRU carry and, in zero-latency mode, the last
-  predicted gain. Because every chunk starts on an F1 hop, the result equals
+  the model's recurrence needs: the last input samples that the next F1
+  frames' front end reads (`ChunkLayout.history`), the GRU carry and, in
+  zero-latency mode, the last predicted gain. Because every chunk starts on an F1 hop, the result equals
   the model's whole-song call (`AiLiveMixer.__call__`) to float tolerance.
 * Batches are padded to `[batch_songs, max_channels, chunks * chunk_samples]`
   with silence and masks. The model is causal, so silence padded at the *end*
@@ -24,6 +24,15 @@ How a song is mixed (see docs/inference.md):
   completed with silence. So `mix` has the input's length and `gains` has
   ceil(samples / f2) frames; the first floor(samples / f2) frames equal the
   whole-song call.
+* Per-segment models (DMC-OG: `model.name = 'dmc'`, `dmc_per_frame = False`)
+  are not causal and cannot be chunked (`make_chunk_fn` refuses them). They
+  are mixed segment by segment (`SegmentMixer`, `dmc.mix_by_segments`): each
+  segment of the training length (`config.data.segment_seconds`, or
+  `--segment_seconds`) gets one gain per channel computed from the whole
+  segment; the last partial segment is completed with silence, which the
+  model's segment mean leaves out. One jitted call per segment of a padded
+  batch, so again one compilation per run. Gains are written per F2 frame,
+  constant within a segment. The log says the mix is non-causal.
 """
 
 import csv
@@ -46,6 +55,7 @@ import soundfile as sf
 from alm_jax import audio_io
 from alm_jax import checks
 from alm_jax import frames
+from alm_jax import frontend
 from alm_jax import plots
 from alm_jax.models import build_model
 
@@ -66,7 +76,8 @@ class ChunkLayout:
   Attributes:
     spec: the model's frame sizes.
     hop: samples between two F1 frames (`stride * f2`); chunks are multiples of it.
-    history: past samples an F1 frame reaches back before its hop (`f1 - f2`).
+    history: past samples the front end of an F1 frame reads before its hop
+      (`frontend.FrontendSpec.frame_input_samples - f2`).
   """
   spec: frames.FrameSpec
   hop: int
@@ -75,7 +86,10 @@ class ChunkLayout:
   @classmethod
   def from_config(cls, config):
     spec = frames.FrameSpec.from_config(config.model)
-    return cls(spec=spec, hop=spec.stride * spec.f2, history=spec.f1 - spec.f2)
+    fs = frontend.FrontendSpec.from_config(config.model)
+    frontend.check_frame(spec.f1, fs)
+    return cls(spec=spec, hop=spec.stride * spec.f2,
+               history=max(0, fs.frame_input_samples - spec.f2))
 
   def chunk_samples(self, chunk_seconds: float) -> int:
     """A chunk of about `chunk_seconds`, rounded up to a whole number of hops."""
@@ -91,7 +105,7 @@ def init_chunk_state(config, batch: int, channels: int):
   """The state before the first chunk: silence before the song, a zero GRU carry.
 
   Returns:
-    dict with `history` [b, c, f1 - f2] (the last input samples), `carry`
+    dict with `history` [b, c, layout.history] (the last input samples), `carry`
     [b, c, gru_hidden] and `last_pred` [b, c] (the gain predicted on the
     previous F2 frame; `initial_gain` before the first one).
   """
@@ -101,34 +115,6 @@ def init_chunk_state(config, batch: int, channels: int):
       'carry': jnp.zeros((batch, channels, config.model.gru_hidden), jnp.float32),
       'last_pred': jnp.full((batch, channels), config.model.initial_gain, jnp.float32),
   }
-
-
-def _f1_frames_after(extended, layout: ChunkLayout, num_groups):
-  """F1 frames of a chunk whose input is preceded by its history.
-
-  Args:
-    extended: [b, c, history + num_groups * hop], history then chunk.
-    layout: the sizes.
-    num_groups: F1 frames in the chunk (may be a symbolic dimension).
-  Returns:
-    [b, c, num_groups, f1]: frame j is extended[..., j * hop : j * hop + f1],
-    i.e. it ends where the chunk's F2 frame j * stride ends, as in
-    `frames.f1_frames`.
-  """
-  hop, f1 = layout.hop, layout.spec.f1
-  k = -(-f1 // hop)  # hops a frame overlaps
-  # The chunk holds history + groups * hop samples and the hop reshape needs
-  # (groups - 1 + k) * hop: the difference does not depend on the chunk length,
-  # so it stays a constant under shape polymorphism.
-  extra = (k - 1) * hop - layout.history
-  if extra > 0:
-    extended = jnp.pad(extended, [(0, 0), (0, 0), (0, extra)])
-  elif extra < 0:
-    extended = extended[..., :extended.shape[-1] + extra]
-  hops = extended.reshape(extended.shape[:-1] + (num_groups - 1 + k, hop))
-  # Shifted reshapes instead of a gather, as frames.f1_frames does.
-  pieces = [hops[..., j:j + num_groups, :] for j in range(k)]
-  return jnp.concatenate(pieces, axis=-1)[..., :f1]
 
 
 def make_chunk_fn(config):
@@ -153,12 +139,17 @@ def make_chunk_fn(config):
         'with alm_jax.models.dmc.mix_by_segments (docs/baselines.md).')
   layout = ChunkLayout.from_config(config)
   spec = layout.spec
+  fs = frontend.FrontendSpec.from_config(config.model)
   zero_latency = bool(config.model.zero_latency)
 
   def stages(module, state, chunk, channel_mask):
     num_groups = chunk.shape[-1] // layout.hop
     extended = jnp.concatenate([state['history'], chunk], axis=-1)
-    emb = module.embed(_f1_frames_after(extended, layout, num_groups), channel_mask)
+    # The chunk's last F1 frame ends hop - f2 samples before the chunk does.
+    signal = extended[..., :extended.shape[-1] - (layout.hop - spec.f2)]
+    # An F2 frame longer than the front end's input (no history then) reads only its end.
+    signal = signal[..., max(0, spec.f2 - fs.frame_input_samples):]
+    emb = module.embed(signal, num_groups, channel_mask)
     # The chunk starts on an F1 hop, so F2 frame t uses F1 frame t // stride.
     emb = jnp.repeat(emb, spec.stride, axis=2)  # [b, c, t, d]
     rms = frames.frame_rms(frames.f2_frames(chunk, spec))  # [b, c, t]
@@ -267,8 +258,12 @@ def get_mixer(config, chunk_seconds: float = DEFAULT_CHUNK_SECONDS) -> ChunkedMi
   return _MIXERS[key]
 
 
-def mix_arrays(config, params, audio, channel_mask, *, chunk_seconds: float = DEFAULT_CHUNK_SECONDS):
+def mix_arrays(config, params, audio, channel_mask, *, chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+               segment_seconds: float | None = None):
   """Mixes a batch of multitrack signals.
+
+  Causal models (ALM, DMC-B-0L) are mixed chunk by chunk (`ChunkedMixer`);
+  per-segment models (DMC-OG) segment by segment (`SegmentMixer`, non-causal).
 
   Args:
     config: the full config the parameters were trained with.
@@ -276,16 +271,177 @@ def mix_arrays(config, params, audio, channel_mask, *, chunk_seconds: float = DE
     audio: [batch, channels, samples] float numpy at config.model.sample_rate,
       any length >= 1 sample.
     channel_mask: [batch, channels] bool, False for padded channels.
-    chunk_seconds: chunk length (rounded up to whole F1 hops).
+    chunk_seconds: chunk length (rounded up to whole F1 hops); causal models only.
+    segment_seconds: per-segment models only: the segment length (None: the
+      training segment, config.data.segment_seconds).
   Returns:
     dict with `mix` [batch, samples] and `gains` [batch, channels,
     ceil(samples / f2)] (the gain applied to each F2 frame), numpy float32.
   Raises:
     ValueError: NaN/Inf audio, a batch element without an active channel,
       bad shapes or more channels than config.model.max_channels.
+    SettingsError: segment_seconds for a causal model, or too short.
   """
   checks.check_values(audio, channel_mask)
+  if is_per_segment(config):
+    return get_segment_mixer(config, segment_seconds)(params, audio, channel_mask)
+  if segment_seconds is not None:
+    raise SettingsError(NOT_PER_SEGMENT.format(name=config.model.name))
   return get_mixer(config, chunk_seconds)(params, audio, channel_mask)
+
+
+# ---------------------------------------------------------------------------
+# Per-segment models (DMC-OG): non-causal, mixed segment by segment
+# ---------------------------------------------------------------------------
+
+
+class SettingsError(ValueError):
+  """A mixing setting that does not fit the checkpoint's model."""
+
+
+NOT_PER_SEGMENT = ('--segment_seconds applies to per-segment models only (DMC-OG: '
+                    "config.model.name='dmc', dmc_per_frame=False); this checkpoint's model "
+                    '({name!r}) is causal and mixed chunk by chunk: drop the flag.')
+
+
+def is_per_segment(config) -> bool:
+  """Whether the model gives one gain per channel per segment (DMC-OG), from the whole segment."""
+  return config.model.name == 'dmc' and not config.model.get('dmc_per_frame', False)
+
+
+def frames_per_segment(config, segment_seconds: float | None = None) -> int:
+  """F2 frames per segment of a per-segment model.
+
+  Args:
+    config: the full config.
+    segment_seconds: the segment length; None: the training segment,
+      `config.data.segment_seconds`. Rounded down to whole F2 frames, as the
+      training segments are framed (20 s -> 20 frames of 975 ms in DMC-OG).
+  Raises:
+    SettingsError: a segment shorter than one F1 frame, which the model cannot embed.
+  """
+  spec = frames.FrameSpec.from_config(config.model)
+  seconds = float(config.data.segment_seconds if segment_seconds is None else segment_seconds)
+  count = int(round(seconds * spec.sample_rate)) // spec.f2
+  if count * spec.f2 < spec.f1:
+    raise SettingsError(
+        f'A segment of {seconds:g} s holds {count} whole F2 frames ({count * spec.f2} samples), '
+        f'less than one F1 frame ({spec.f1} samples): give --segment_seconds >= '
+        f'{-(-spec.f1 // spec.f2) * spec.f2 / spec.sample_rate:g}.')
+  return count
+
+
+def check_per_segment(config) -> None:
+  """Raises UnsupportedModelError unless the model can be mixed segment by segment."""
+  if not is_per_segment(config):
+    raise UnsupportedModelError(f'config.model.name={config.model.name!r} with per-frame gains is '
+                                'not a per-segment model; mix it chunk by chunk (mix_arrays).')
+  if config.model.zero_latency:
+    raise UnsupportedModelError(
+        'This per-segment DMC has config.model.zero_latency=True, which has no defined segment mix '
+        '(the one gain of a segment would be applied to the next F2 frame); DMC-OG is trained '
+        'with zero_latency=False (configs/dmc_og.py).')
+
+
+def mix_segments_whole(config, params, audio, channel_mask, segment_frames: int):
+  """Mixes whole signals with a per-segment model (DMC-OG); traceable, `samples` may be symbolic.
+
+  The signal is completed with silence to whole segments of `segment_frames`
+  F2 frames and mixed by `alm_jax.models.dmc.mix_by_segments`: each segment
+  gets one gain per channel computed from that whole segment (non-causal). The
+  silence completing the last segment is left out of its segment mean, so the
+  last partial segment gets the gains it would get alone (exactly when
+  f1 = f2, DMC-OG's framing; with longer overlapping F1 frames, those ending in
+  the padding still reach back into the audio and count too). The outputs are
+  cut back to the input's length.
+
+  Args:
+    config: the full config (a per-segment DMC without zero latency).
+    params: the model parameters.
+    audio: [batch, channels, samples], samples >= 1.
+    channel_mask: [batch, channels] bool.
+    segment_frames: F2 frames per segment (`frames_per_segment(config)`).
+  Returns:
+    dict with `mix` [batch, samples] and `gains` [batch, channels,
+    ceil(samples / f2)]: the segment's gain repeated on each of its F2 frames.
+  """
+  from alm_jax.models import dmc  # pylint: disable=g-import-not-at-top
+  f2 = frames.FrameSpec.from_config(config.model).f2
+  size = int(segment_frames) * f2
+  n = audio.shape[-1]
+  padded_n = size * ((n + size - 1) // size)  # symbolic-friendly ceil
+  padded = jnp.pad(audio.astype(jnp.float32), [(0, 0), (0, 0), (0, padded_n - n)])
+  out = dmc.mix_by_segments(build_model(config), params, padded, channel_mask.astype(bool),
+                            segment_frames)
+  return {'mix': out['mix'][:, :n], 'gains': out['gains'][..., :(n + f2 - 1) // f2]}
+
+
+class SegmentMixer:
+  """Mixes arrays of any length with a per-segment model, one segment per jitted call.
+
+  Every call mixes [batch, channels, segment_samples] (the last segment is
+  completed with silence), so lengths never cause a recompilation: one
+  compilation per distinct (batch, channels), once per run in the CLI.
+  """
+
+  def __init__(self, config, segment_seconds: float | None = None):
+    check_per_segment(config)
+    self.config = config
+    self.spec = frames.FrameSpec.from_config(config.model)
+    self.segment_frames = frames_per_segment(config, segment_seconds)
+    self.segment_samples = self.segment_frames * self.spec.f2
+    self._mix = jax.jit(functools.partial(mix_segments_whole, config,
+                                          segment_frames=self.segment_frames))
+
+  @property
+  def num_compiles(self) -> int:
+    """How many times the segment function has been compiled."""
+    return self._mix._cache_size()  # pylint: disable=protected-access
+
+  def __call__(self, params, audio, channel_mask):
+    """Mixes audio [b, c, n] (numpy) -> dict(mix [b, n], gains [b, c, ceil(n / f2)]) as numpy."""
+    audio = np.asarray(audio, np.float32)
+    channel_mask = np.asarray(channel_mask, bool)
+    checks.check_shapes(audio.shape, channel_mask.shape, 1, self.config.model.max_channels)
+    n = audio.shape[-1]
+    size = self.segment_samples
+    # Committed arguments, as in ChunkedMixer: one compilation whatever the params' origin.
+    put = functools.partial(jax.device_put, device=jax.local_devices()[0])
+    params = put(params)
+    mask = put(channel_mask)
+    outputs = []
+    for start in range(0, n, size):
+      piece = audio[..., start:start + size]
+      if piece.shape[-1] < size:
+        piece = np.pad(piece, [(0, 0), (0, 0), (0, size - piece.shape[-1])])
+      outputs.append(self._mix(params, put(piece), mask))
+    outputs = jax.device_get(outputs)  # one transfer: the loop only dispatched
+    return {'mix': np.concatenate([o['mix'] for o in outputs], axis=-1)[:, :n],
+            'gains': np.concatenate([o['gains'] for o in outputs],
+                                    axis=-1)[..., :-(-n // self.spec.f2)]}
+
+
+_SEGMENT_MIXERS: dict[tuple[str, int], SegmentMixer] = {}
+
+
+def get_segment_mixer(config, segment_seconds: float | None = None) -> SegmentMixer:
+  """A cached `SegmentMixer`, so repeated calls reuse its compilation."""
+  key = (config.to_json_best_effort(sort_keys=True), frames_per_segment(config, segment_seconds))
+  if key not in _SEGMENT_MIXERS:
+    _SEGMENT_MIXERS[key] = SegmentMixer(config, segment_seconds)
+  return _SEGMENT_MIXERS[key]
+
+
+def describe_per_segment(config, segment_seconds: float | None = None) -> str:
+  """One line for the log: how a per-segment model mixes, and that it is not causal."""
+  spec = frames.FrameSpec.from_config(config.model)
+  count = frames_per_segment(config, segment_seconds)
+  seconds = count * spec.f2 / spec.sample_rate
+  return (f'per-segment model (DMC-OG), NON-CAUSAL as published: each {seconds:g} s segment '
+          f'({count} F2 frames) is mixed with one gain per channel computed from the whole '
+          'segment, future samples included, so it cannot run live; gains jump at segment '
+          'boundaries. The last partial segment is completed with silence, which the segment '
+          'mean leaves out.')
 
 
 # ---------------------------------------------------------------------------
@@ -490,11 +646,15 @@ def write_song(out_dir: pathlib.Path, song: Song, mix, gains, raw, sample_rate: 
 def mix_songs(config, params, songs: list[Song], out_dir, *, batch_songs: int = 4,
               chunk_seconds: float = DEFAULT_CHUNK_SECONDS, raw: bool = False,
               pad_unequal: bool = True, overwrite: bool = False, progress: bool = True,
-              mixer: ChunkedMixer | None = None) -> list[pathlib.Path]:
+              segment_seconds: float | None = None,
+              mixer: ChunkedMixer | SegmentMixer | None = None) -> list[pathlib.Path]:
   """Mixes songs in batches of `batch_songs` and writes their results under `out_dir/<song>/`.
 
   Every batch is padded to [batch_songs, max_channels, whole chunks], so the
-  chunk function compiles once for the whole run.
+  chunk function compiles once for the whole run. Per-segment models (DMC-OG)
+  are mixed segment by segment instead (`SegmentMixer`; `segment_seconds`,
+  None for the training segment), also with one compilation per run; their
+  gains are written per F2 frame like the ALM's, constant within a segment.
 
   Returns:
     The song folders written, in the order of `songs`.
@@ -503,6 +663,17 @@ def mix_songs(config, params, songs: list[Song], out_dir, *, batch_songs: int = 
 
   if batch_songs < 1:
     raise ValueError(f'--batch_songs must be >= 1, got {batch_songs}.')
+  # Built first: a checkpoint or setting that cannot be mixed fails before anything is written.
+  if mixer is None:
+    if is_per_segment(config):
+      mixer = get_segment_mixer(config, segment_seconds)
+    elif segment_seconds is not None:
+      raise SettingsError(NOT_PER_SEGMENT.format(name=config.model.name))
+    else:
+      mixer = get_mixer(config, chunk_seconds)
+  if isinstance(mixer, SegmentMixer):
+    logging.warning('Mixing with a %s (--chunk_seconds does not apply.)', describe_per_segment(
+        config, mixer.segment_samples / mixer.spec.sample_rate))
   max_channels = int(config.model.max_channels)
   validate_songs(songs, max_channels, pad_unequal)
   out_dir = pathlib.Path(out_dir)
@@ -512,9 +683,8 @@ def mix_songs(config, params, songs: list[Song], out_dir, *, batch_songs: int = 
     if existing:
       raise FileExistsError(f'Output folder(s) exist: {", ".join(existing)}; pass --overwrite or '
                             'choose another --output.')
-  mixer = mixer or get_mixer(config, chunk_seconds)
   sample_rate = int(config.model.sample_rate)
-  f2 = mixer.layout.spec.f2
+  f2 = frames.FrameSpec.from_config(config.model).f2
   # Similar lengths share a batch, so little time is spent mixing padding.
   order = sorted(range(len(songs)), key=lambda i: songs[i].frames / max(songs[i].rate, 1))
   written = {}
@@ -552,9 +722,9 @@ def run(f, extra_inputs: Sequence[str] = ()) -> int:
     logging.info('Restored %s at step %d; mixing %d song(s).', f.checkpoint, step, len(songs))
     written = mix_songs(config, params, songs, f.output, batch_songs=f.batch_songs,
                         chunk_seconds=f.chunk_seconds, raw=f.raw, pad_unequal=f.pad_unequal,
-                        overwrite=f.overwrite)
-  except (InputError, UnsupportedModelError, audio_io.AudioFileError, FileExistsError,
-          FileNotFoundError) as e:
+                        overwrite=f.overwrite, segment_seconds=f.segment_seconds)
+  except (InputError, UnsupportedModelError, SettingsError, audio_io.AudioFileError,
+          FileExistsError, FileNotFoundError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   for path in written:
@@ -579,6 +749,10 @@ def define_flags(flag_values):
   flags.DEFINE_integer('batch_songs', 4, 'Songs mixed together in one batch.', **kw)
   flags.DEFINE_float('chunk_seconds', DEFAULT_CHUNK_SECONDS, 'Chunk length in seconds (rounded up '
                      'to whole F1 hops); bounds memory, never changes the result.', **kw)
+  flags.DEFINE_float('segment_seconds', None, 'Per-segment models (DMC-OG) only: the segment that '
+                     'gets one gain per channel, in seconds, rounded down to whole F2 frames; '
+                     'changes the result. Default: the training segment '
+                     '(config.data.segment_seconds).', **kw)
   flags.DEFINE_boolean('overwrite', False, 'Replace existing song output folders.', **kw)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from alm_jax import frames
+from alm_jax import frontend
 from alm_jax import mix
 from alm_jax.models import build_model
 from alm_jax.models import dmc
@@ -231,8 +232,9 @@ def test_segment_ignores_silent_padding():
 
   @jax.jit
   def two_frame_gains(p, audio, mask):
-    f1 = frames.f1_frames(audio, frames.FrameSpec.from_config(model.config))
-    emb = model.apply({'params': p}, f1, method='_embed')
+    signal, g = frontend.frame_input(audio, frames.FrameSpec.from_config(model.config),
+                                     frontend.FrontendSpec.from_config(model.config))
+    emb = model.apply({'params': p}, signal, g, method='_embed')
     return model.apply({'params': p}, emb.mean(axis=2, keepdims=True), mask, True, method='_gains')
 
   want = two_frame_gains(params, audio[..., :2 * F1], mask)
@@ -336,7 +338,7 @@ def _train(config, workdir):
                                     make_eval_batches=eval_batches, num_train_songs=num_songs)
 
 
-@pytest.mark.parametrize('name', ['dmc_b_0l', pytest.param('dmc_og', marks=pytest.mark.slow)])
+@pytest.mark.parametrize('name', CONFIGS)
 def test_two_step_smoke_train_and_resume(name, tmp_path):
   """Through the ALM's training code: one update, then a resumed run to two.
 

@@ -2,61 +2,30 @@
 
 import types
 
-from absl import flags
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from alm_jax import checkpoints
 from alm_jax import export
-from alm_jax import frames
 from alm_jax import mix
-from alm_jax.models import build_model
-from conftest import load_config, shrink_model
+from checkpoint_fixtures import TinyModel, parse_flags, save_checkpoint
 
 SR = 44100
 BLOCK = 4410  # two F2 frames per streaming block
 
 
-def _random_params(model, spec, seed=1):
-  """Random parameters of the model's shapes (cheaper than compiling `model.init`)."""
-  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 2, spec.f1)),
-                          jnp.ones((1, 2), bool))['params']
-  rng = np.random.default_rng(seed)
-
-  def draw(path, leaf):
-    name = jax.tree_util.keystr(path[-1:])
-    if 'scale' in name:
-      return np.ones(leaf.shape, np.float32)
-    if 'negative_slope' in name:
-      return np.full(leaf.shape, 0.25, np.float32)
-    fan_in = int(np.prod(leaf.shape[:-1])) if len(leaf.shape) > 1 else 400
-    return (rng.normal(size=leaf.shape) / np.sqrt(fan_in)).astype(np.float32)
-
-  return jax.tree_util.tree_map_with_path(draw, shapes)
-
-
 def _run_cli(*args):
-  fv = flags.FlagValues()
-  export.define_flags(fv)
-  fv(['export'] + list(args))
-  return export.run(fv)
+  return export.run(parse_flags(export, *args))
 
 
 @pytest.fixture(scope='module')
 def exported(tmp_path_factory):
   """A checkpoint of a tiny MR model, exported through the CLI both ways, and a JAX reference."""
   root = tmp_path_factory.mktemp('export')
-  config = shrink_model(load_config('mr'))
-  spec = frames.FrameSpec.from_config(config.model)
-  params = _random_params(build_model(config), spec)
-  manager = checkpoints.open_manager(str(root / 'run'), config)
-  checkpoints.save_state(manager, 7, types.SimpleNamespace(
-      params=params, opt_state={'count': np.zeros((), np.int32)}))
-  manager.wait_until_finished()
-  manager.close()
+  tiny = TinyModel('mr')
+  config, params = tiny.config, tiny.params
+  save_checkpoint(root / 'run', config, params, step=7)
   assert _run_cli(f'--checkpoint={root / "run"}', f'--output={root / "offline"}') == 0
   assert _run_cli(f'--checkpoint={root / "run" / "checkpoints" / "7"}',
                   f'--output={root / "streaming"}', '--streaming', f'--block_size={BLOCK}') == 0
@@ -123,3 +92,39 @@ def test_cli_refuses_a_missing_checkpoint(tmp_path, capsys):
   assert _run_cli(f'--checkpoint={tmp_path / "nothing"}', f'--output={tmp_path / "out"}') == 2
   assert 'No checkpoint' in capsys.readouterr().err
   assert not (tmp_path / 'out').exists()
+
+
+def test_per_segment_dmc_exports_the_whole_input_function(tmp_path, capsys):
+  """DMC-OG: the offline SavedModel mixes segment by segment like the CLI; no streaming export."""
+  tiny = TinyModel('dmc_og', max_channels=4)
+  config, params = tiny.config, tiny.params
+  config.data.segment_seconds = 2.0  # 2 whole 975 ms frames
+  params['post_processor']['dense2']['kernel'] *= 30.0  # spread the gains (test_mix.py)
+  save_checkpoint(tmp_path / 'run', config, params)
+  assert _run_cli(f'--checkpoint={tmp_path / "run"}', f'--output={tmp_path / "offline"}') == 0
+  assert _run_cli(f'--checkpoint={tmp_path / "run"}', f'--output={tmp_path / "streaming"}',
+                  '--streaming') == 2
+  assert 'per-segment DMC' in capsys.readouterr().err
+  assert not (tmp_path / 'streaming').exists()
+
+  loaded = tf.saved_model.load(str(tmp_path / 'offline'))  # owns the variables: keep it alive
+  serve = loaded.signatures['serving_default']
+  assert len(serve.variables) == len(jax.tree.leaves(params))
+  f2 = tiny.spec.f2
+  rng = np.random.default_rng(1)
+  # Two segments, then a partial one; and one segment with a partial one, fewer channels.
+  cases = [(3, 4, 5 * f2 + 500, [[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 1, 1]]),
+           (1, 2, 2 * f2 + 700, [[1, 1]])]
+  for b, c, n, mask in cases:
+    levels = np.geomspace(0.02, 4.0, c)[rng.permutation(c)]
+    audio = (rng.normal(size=(b, c, n)) * levels[:, None]).astype(np.float32)
+    mask = np.array(mask, bool)
+    ref = mix.mix_arrays(config, params, audio, mask)
+    out = serve(audio=tf.constant(audio), channel_mask=tf.constant(mask))
+    assert out['mix'].shape == (b, n) and out['gains'].shape == (b, c, -(-n // f2))
+    np.testing.assert_allclose(out['mix'].numpy(), ref['mix'], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out['gains'].numpy(), ref['gains'], rtol=1e-5, atol=1e-7)
+    if b == 3:  # the test can see a channel mix-up: the channels' gains differ
+      assert np.ptp(np.log(ref['gains'][1, :, 0])) > 0.1
+  with pytest.raises(tf.errors.InvalidArgumentError, match='c <= 4'):
+    serve(audio=tf.zeros((1, 5, 3000)), channel_mask=tf.ones((1, 5), tf.bool))

@@ -1,21 +1,19 @@
 """Offline mixing: chunked == whole-song model call, batching, files written, bad input refused."""
 
 import csv
+import functools
 import pathlib
-import types
 
-from absl import flags
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import soundfile as sf
 
 from alm_jax import checkpoints
-from alm_jax import frames
 from alm_jax import mix
-from alm_jax.models import build_model
-from conftest import load_config, shrink_model
+from alm_jax.models import dmc
+from checkpoint_fixtures import TinyModel, parse_flags, save_checkpoint
+from conftest import load_config
 
 SR = 44100
 # A chunk length no other test uses, so the batch test sees a fresh compile count.
@@ -29,39 +27,8 @@ def _signal(rng, channels, n):
   return (rng.normal(size=(channels, n)) * env).astype(np.float32)
 
 
-def random_params(model, spec, seed=1):
-  """Random parameters of the right shapes.
-
-  Cheaper than `jax.jit(model.init)`, which compiles the whole forward pass
-  with its initialisers (about 16 s of CPU for the tiny model); the shapes come
-  from tracing alone. Kernels are scaled by 1/sqrt(fan-in) so activations stay
-  in range and the gains vary.
-  """
-  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 2, spec.f1)),
-                          jnp.ones((1, 2), bool))['params']
-  rng = np.random.default_rng(seed)
-
-  def draw(path, leaf):
-    name = jax.tree_util.keystr(path[-1:])
-    if 'scale' in name:
-      return np.ones(leaf.shape, np.float32)
-    if 'negative_slope' in name:
-      return np.full(leaf.shape, 0.25, np.float32)
-    fan_in = int(np.prod(leaf.shape[:-1])) if len(leaf.shape) > 1 else 400
-    return (rng.normal(size=leaf.shape) / np.sqrt(fan_in)).astype(np.float32)
-
-  return jax.tree_util.tree_map_with_path(draw, shapes)
-
-
-class Setup:
-  """A tiny model and its params, built once per config name."""
-
-  def __init__(self, name, zero_latency=True):
-    self.config = shrink_model(load_config(name))
-    self.config.model.zero_latency = zero_latency
-    self.model = build_model(self.config)
-    self.spec = frames.FrameSpec.from_config(self.config.model)
-    self.params = random_params(self.model, self.spec)
+class Setup(TinyModel):
+  """A tiny model, its params and its whole-song call."""
 
   def whole_song(self, audio, mask):
     return jax.tree.map(np.asarray, jax.jit(self.model.apply)({'params': self.params}, audio, mask))
@@ -76,7 +43,7 @@ def mr():
 @pytest.mark.parametrize('name,zero_latency,seconds,chunk_seconds', [
     ('mr', True, 2.37, 0.6), ('sr', False, 3.1, 1.0)])
 def test_chunked_mix_equals_whole_song_call(name, zero_latency, seconds, chunk_seconds, mr):
-  s = mr if name == 'mr' else Setup(name, zero_latency)
+  s = mr if name == 'mr' else Setup(name, zero_latency=zero_latency)
   rng = np.random.default_rng(0)
   n = int(seconds * SR)
   audio = np.stack([_signal(rng, 3, n), _signal(rng, 3, n)])
@@ -156,7 +123,8 @@ def songs_dir(tmp_path_factory):
   return root
 
 
-def _check_song_output(folder: pathlib.Path, song: mix.Song, raw: bool):
+def _check_song_output(folder: pathlib.Path, song: mix.Song, raw: bool, f2: int = 2205):
+  """Checks a song's output folder; returns (audio [c, n], mix [n], gains [c, frames]) as read."""
   assert sorted(p.name for p in folder.iterdir()) == sorted(
       ['mix.wav', 'gains.csv', 'gains.png'] + (['raw.wav'] if raw else []))
   audio = mix.load_song(song, SR)
@@ -166,15 +134,16 @@ def _check_song_output(folder: pathlib.Path, song: mix.Song, raw: bool):
   assert rate == SR and info.subtype == 'FLOAT' and out.shape == (n,)
   header, table = _read_gains_csv(folder / 'gains.csv')
   assert header == [mix.GAINS_TIME_COLUMN] + song.channel_names
-  assert table.shape == (-(-n // 2205), 1 + c)
-  np.testing.assert_allclose(table[:, 0], np.arange(table.shape[0]) * 0.05, atol=1e-6)
+  assert table.shape == (-(-n // f2), 1 + c)
+  np.testing.assert_allclose(table[:, 0], np.arange(table.shape[0]) * f2 / SR, atol=1e-6)
   # The written mix is the written gains applied to the channels, frame by frame.
-  gains = np.repeat(table[:, 1:].T, 2205, axis=1)[:, :n]
+  gains = np.repeat(table[:, 1:].T, f2, axis=1)[:, :n]
   np.testing.assert_allclose(out, np.sum(gains * audio, axis=0), rtol=1e-5, atol=1e-5)
   assert (folder / 'gains.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
   if raw:
     np.testing.assert_allclose(sf.read(folder / 'raw.wav', dtype='float32')[0], audio.sum(0),
                                rtol=1e-6, atol=1e-6)
+  return audio, out, table[:, 1:].T
 
 
 def test_mix_songs_batches_compile_once_and_writes_everything(mr, songs_dir, tmp_path):
@@ -259,31 +228,91 @@ def test_failed_write_leaves_no_song_folder(monkeypatch, tmp_path):
   assert list(tmp_path.iterdir()) == []
 
 
-def _save_checkpoint(workdir, config, params, step=3):
-  manager = checkpoints.open_manager(str(workdir), config)
-  checkpoints.save_state(manager, step, types.SimpleNamespace(
-      params=params, opt_state={'count': np.zeros((), np.int32)}))
-  manager.wait_until_finished()
-  manager.close()
-
-
 def test_cli_mixes_files_from_a_checkpoint(mr, songs_dir, tmp_path, capsys):
   workdir = tmp_path / 'run'
-  _save_checkpoint(workdir, mr.config, mr.params)
-  fv = flags.FlagValues()
-  mix.define_flags(fv)
+  save_checkpoint(workdir, mr.config, mr.params)
   # A shell glob: the first file is the flag's value, the others positional.
   files = sorted(str(p) for p in (songs_dir / 'gamma').glob('*.wav'))
-  fv(['mix', f'--checkpoint={workdir}', f'--input={files[0]}', f'--output={tmp_path / "out"}',
-      '--batch_songs=2', f'--chunk_seconds={BATCH_CHUNK_SECONDS}'])
+  fv = parse_flags(mix, f'--checkpoint={workdir}', f'--input={files[0]}',
+                   f'--output={tmp_path / "out"}', '--batch_songs=2',
+                   f'--chunk_seconds={BATCH_CHUNK_SECONDS}')
   assert mix.run(fv, files[1:]) == 0
   assert capsys.readouterr().out.strip() == str(tmp_path / 'out' / 'gamma')
   _check_song_output(tmp_path / 'out' / 'gamma', mix.discover_songs(files)[0], raw=False)
 
-  fv = flags.FlagValues()
-  mix.define_flags(fv)
-  fv(['mix', f'--checkpoint={workdir}', f'--input={songs_dir / "gamma"}',
-      f'--output={tmp_path / "out2"}', '--pad_unequal=false'])
+  fv = parse_flags(mix, f'--checkpoint={workdir}', f'--input={songs_dir / "gamma"}',
+                   f'--output={tmp_path / "out2"}', '--pad_unequal=false')
   assert mix.run(fv) == 2
   assert 'different lengths' in capsys.readouterr().err
   assert not (tmp_path / 'out2' / 'gamma').exists()
+
+  fv = parse_flags(mix, f'--checkpoint={workdir}', f'--input={songs_dir / "gamma"}',
+                   f'--output={tmp_path / "out3"}', '--segment_seconds=5')
+  assert mix.run(fv) == 2
+  assert 'applies to per-segment models only' in capsys.readouterr().err
+  assert not (tmp_path / 'out3').exists()
+
+
+# ---------------------------------------------------------------------------
+# Per-segment models (DMC-OG): non-causal, mixed segment by segment
+# ---------------------------------------------------------------------------
+
+SEGMENT_FRAMES = 2  # the tiny DMC-OG's segment: 2 F2 frames of 975 ms
+
+
+@pytest.fixture(scope='module')
+def dmc_og(tmp_path_factory):
+  """A tiny DMC-OG with 2-frame segments and 4 channels, saved as a checkpoint."""
+  s = TinyModel('dmc_og', max_channels=4)
+  s.config.data.segment_seconds = 2.0  # rounds down to 2 whole 975 ms frames
+  # A larger last layer spreads the gains over the dB range, so the channels' gains differ.
+  s.params['post_processor']['dense2']['kernel'] *= 30.0
+  s.workdir = tmp_path_factory.mktemp('dmc_og') / 'run'
+  save_checkpoint(s.workdir, s.config, s.params)
+  return s
+
+
+def test_cli_mixes_a_per_segment_dmc_segment_by_segment(dmc_og, tmp_path, capsys, caplog):
+  f2 = dmc_og.spec.f2
+  rng = np.random.default_rng(11)
+  songs = tmp_path / 'songs'
+  # Two whole segments, then 1000 samples: the last segment is mostly padding, which the
+  # segment mean must leave out (mix_by_segments below pads it the same way).
+  n = 2 * SEGMENT_FRAMES * f2 + 1000
+  for i, level in enumerate((0.05, 1.0, 4.0)):
+    _write(songs / 'long' / f'ch{i}.wav', _signal(rng, 1, n)[0] * level)
+  _write(songs / 'short' / 'st.wav', _signal(rng, 2, 50000))  # stereo, one partial segment
+  fv = parse_flags(mix, f'--checkpoint={dmc_og.workdir}', f'--input={songs}',
+                   f'--output={tmp_path / "out"}', '--batch_songs=2')
+  with caplog.at_level('WARNING'):
+    assert mix.run(fv) == 0
+  assert 'NON-CAUSAL' in caplog.text
+  assert capsys.readouterr().out.split() == [str(tmp_path / 'out' / s) for s in ('long', 'short')]
+  # Two songs of different lengths and channel counts, three segments: one compilation.
+  assert mix.get_segment_mixer(checkpoints.restore_params(str(dmc_og.workdir))[0]).num_compiles == 1
+
+  long_song, short_song = mix.discover_songs([str(songs)])
+  _check_song_output(tmp_path / 'out' / 'short', short_song, raw=False, f2=f2)
+  audio, out, gains = _check_song_output(tmp_path / 'out' / 'long', long_song, raw=False, f2=f2)
+  # One gain per channel per segment, the last partial segment included.
+  assert gains.shape == (3, 5)
+  np.testing.assert_array_equal(gains, np.repeat(gains[:, ::SEGMENT_FRAMES], 2, axis=1)[:, :5])
+  assert np.ptp(np.log(gains[:, 0])) > 0.1  # the channels get different gains
+  # The same as mix_by_segments on the whole song (completed to whole F2 frames).
+  padded = np.pad(audio, [(0, 0), (0, 5 * f2 - n)])[None]
+  ref = jax.jit(functools.partial(dmc.mix_by_segments, dmc_og.model, segment_frames=SEGMENT_FRAMES))(
+      dmc_og.params, padded, np.ones((1, 3), bool))
+  np.testing.assert_allclose(out, ref['mix'][0, :n], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(gains, ref['gains'][0], rtol=1e-5)  # the CSV keeps 7 digits
+
+  # --segment_seconds overrides the training segment: one gain per 975 ms frame here.
+  fv = parse_flags(mix, f'--checkpoint={dmc_og.workdir}', f'--input={songs / "long"}',
+                   f'--output={tmp_path / "out1"}', '--segment_seconds=1', '--batch_songs=1')
+  assert mix.run(fv) == 0
+  _, _, gains1 = _check_song_output(tmp_path / 'out1' / 'long', long_song, raw=False, f2=f2)
+  assert not np.allclose(gains1[:, 0], gains1[:, 1], rtol=1e-3)
+  fv = parse_flags(mix, f'--checkpoint={dmc_og.workdir}', f'--input={songs / "long"}',
+                   f'--output={tmp_path / "out2"}', '--segment_seconds=0.5')
+  assert mix.run(fv) == 2
+  assert 'less than one F1 frame' in capsys.readouterr().err
+  assert not (tmp_path / 'out2').exists()

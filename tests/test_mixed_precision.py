@@ -85,14 +85,14 @@ def test_frontend_gains_mix_and_loss_are_float32_under_bfloat16(monkeypatch):
   """Traced only (no compile): the dtypes of each stage of a bf16 model."""
   model = build_model(_config('bfloat16'))
   seen = []
-  real_log_mel = frontend.log_mel
+  real_log_mel = frontend.log_mel_frames
 
-  def recording_log_mel(frames, spec):
-    out = real_log_mel(frames, spec)
-    seen.append((frames.dtype, out.dtype))
+  def recording_log_mel(signal, num_frames, hop, spec):
+    out = real_log_mel(signal, num_frames, hop, spec)
+    seen.append((signal.dtype, out.dtype))
     return out
 
-  monkeypatch.setattr(frontend, 'log_mel', recording_log_mel)
+  monkeypatch.setattr(frontend, 'log_mel_frames', recording_log_mel)
   batch = _batch()
   audio = jax.ShapeDtypeStruct(batch['audio'].shape, jnp.float32)
   mask = jax.ShapeDtypeStruct(batch['channel_mask'].shape, jnp.bool_)

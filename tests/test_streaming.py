@@ -197,44 +197,48 @@ def test_state_is_flat_and_zero_latency_start(tiny_config):
   config = tiny_config('mr')
   state = streaming.init_state(config, 2, 4)
   assert all(isinstance(v, jnp.ndarray) for v in state.values())
-  spec = frames.FrameSpec.from_config(config.model)
-  assert state['ring'].shape == (2, 4, spec.f1 + spec.f2) and not state['ring'].any()
+  fs = frontend.FrontendSpec.from_config(config.model)
+  assert state['ring'].shape == (2, 4, fs.frame_input_samples + 2205) and not state['ring'].any()
   np.testing.assert_array_equal(state['gain'], config.model.initial_gain)
-  assert {'patch', 'net0', 'net1'} <= set(state)
-  assert 'patch' not in streaming.init_state(config, 2, 4, spread=False)
+  assert {'mel', 'net0', 'net1'} <= set(state)
+  # The log-mel ring starts as rows of silence, exactly as the front end computes them.
+  silence = frontend.log_mel_rows(jnp.zeros((1, 1, 2000)), 3, fs)
+  np.testing.assert_array_equal(state['mel'][0, 0, :3], silence[0, 0])
+  assert 'net0' not in streaming.init_state(config, 2, 4, spread=False)
+  assert 'mel' not in streaming.init_state(tiny_config('sr'), 2, 4)  # SR embeds from samples
 
 
 def test_plan_works_ahead_only_on_arrived_inputs(tiny_config):
   config = tiny_config('mr')
   spec, fs = frames.FrameSpec.from_config(config.model), frontend.FrontendSpec.from_config(config.model)
   plan = streaming.make_plan(config.model)
-  assert (plan.mel_rows, plan.mel_chunk, plan.net_heights) == (89, 18, (96, 48))
-  mel_done = 0
-  net_done = [0] * len(plan.net_heights)
-  for k, r0 in enumerate(plan.mel_starts, start=1):
-    assert r0 >= 0
-    # Every log-mel row computed on phase k reads only samples that have arrived ...
-    avail = spec.f1 - (spec.stride - k) * spec.f2
-    assert streaming._row_input_end(r0 + plan.mel_chunk - 1, fs) <= avail  # pylint: disable=protected-access
-    assert r0 <= mel_done  # ... and the chunks leave no gap.
-    mel_done = r0 + plan.mel_chunk
-    ready = mel_done
-    for i, h in enumerate(plan.net_heights):
-      start, chunk = plan.net_starts[k - 1][i], plan.net_chunks[i]
-      # Pooled row p reads conv rows 2p, 2p + 1, which read input rows up to 2p + 2.
-      correct = min(start + chunk, (ready - 1) // 2 if ready < h else h // 2)
-      assert start <= net_done[i]
-      net_done[i] = max(net_done[i], correct)
-      ready = net_done[i]
-  assert mel_done == plan.mel_rows and tuple(net_done) == plan.net_rows
-  # SR has one boundary per group: nothing to do ahead; VGGish spreads its front end only.
-  assert streaming.make_plan(tiny_config('sr').model).mel_rows == 0
-  vggish = load_config('mr').model
-  assert streaming.make_plan(vggish).mel_rows == 89 and not streaming.make_plan(vggish).net_heights
+  assert plan.rows_per_f2 == 5 and plan.net_heights == (24, 12)
+  for k, ready in enumerate(plan.mel_ready, start=1):
+    # Row j of the next F1 frame ends (stride - k) F2 frames before that frame ends.
+    ends = fs.patch_samples - (fs.patch_frames - 1 - np.arange(fs.patch_frames)) * fs.hop
+    arrived = fs.patch_samples - (spec.stride - k) * spec.f2 * 16000 // 44100
+    assert ready == int(np.sum(ends <= arrived))
+  done = [0] * len(plan.net_heights)
+  for k, ready in enumerate(plan.mel_ready, start=1):
+    for i, chunk in enumerate(plan.net_chunks):
+      start = plan.net_starts[k - 1][i]
+      tile = embeddings.small_tile(i)[0]
+      if start < 0:
+        continue
+      # Layer i's rows on phase k read only input rows that exist by then, and leave no gap.
+      assert (start + chunk) * tile <= ready and start <= done[i]
+      done[i] = start + chunk
+      ready = done[i]
+  assert tuple(done) == plan.net_rows
+  assert all(r < h for r, h in zip(plan.net_rows, plan.net_heights))
+  # SR frames are not on the row grid: embedded from samples, nothing ahead.
+  assert streaming.make_plan(tiny_config('sr').model).rows_per_f2 == 0
+  vggish = streaming.make_plan(load_config('mr').model)
+  assert vggish.rows_per_f2 == 5 and not vggish.net_heights
 
 
 def test_row_wise_small_embedding_equals_the_module(tiny_config):
-  """The conv layers computed in row slabs (as the step does ahead) give SmallEmbedding's output."""
+  """The layers computed in row slabs (as the step does ahead) give SmallEmbedding's output."""
   config = tiny_config('mr')
   module = embeddings.build_embedding(config.model.embedding)
   patch = jnp.asarray(np.random.default_rng(3).normal(size=(2, 96, 64)), jnp.float32)
@@ -244,14 +248,14 @@ def test_row_wise_small_embedding_equals_the_module(tiny_config):
 
   @jax.jit
   def both(params, patch, split_at):
-    x = streaming._small_input(patch[None], jnp.float32)  # pylint: disable=protected-access
+    x = embeddings.small_input(patch[None], jnp.float32)
     for i in range(len(config.model.embedding.small_features)):
-      half = x.shape[2] // 2
-      split = half // 3  # two slabs of different sizes, the second from a traced row
+      height = x.shape[2] // embeddings.small_tile(i)[0]
+      split = height // 3  # two slabs of different sizes, the second from a traced row
       x = jnp.concatenate([
-          streaming._conv_pool_rows(params[f'conv{i + 1}'], x, 0, split, jnp.float32),  # pylint: disable=protected-access
-          streaming._conv_pool_rows(params[f'conv{i + 1}'], x, split_at * split, half - split,  # pylint: disable=protected-access
-                                    jnp.float32)], axis=2)
+          streaming._layer_rows(params[f'conv{i + 1}'], x, 0, split, i, jnp.float32),  # pylint: disable=protected-access
+          streaming._layer_rows(params[f'conv{i + 1}'], x, split_at * split, height - split, i,  # pylint: disable=protected-access
+                                jnp.float32)], axis=2)
     feat = jnp.mean(x[0], axis=(1, 2)) @ params['fc']['kernel'] + params['fc']['bias']
     return feat, module.apply({'params': params}, patch)
 

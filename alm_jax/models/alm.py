@@ -59,9 +59,17 @@ class AiLiveMixer(nn.Module):
 
   # ---- F1 rate -------------------------------------------------------------
 
-  def embed(self, f1_frames, channel_mask, deterministic: bool = True):
-    """F1 frames [b, c, g, f1] -> channel-contextual embeddings [b, c, g, d_model]."""
-    patches = frontend.log_mel(f1_frames, self.frontend_spec)  # [b, c, g, 96, 64]
+  def embed(self, signal, num_frames, channel_mask, deterministic: bool = True):
+    """F1 frames -> channel-contextual embeddings [b, c, g, d_model].
+
+    Args:
+      signal: [b, c, (g - 1) * hop + frame_input_samples], the front end's
+        input (`frontend.frame_input`): the last F1 frame ends at its end and
+        the others every hop = stride * f2 samples before.
+      num_frames: g (may be a symbolic dimension).
+    """
+    hop = self.frame_spec.stride * self.frame_spec.f2
+    patches = frontend.log_mel_frames(signal, num_frames, hop, self.frontend_spec)  # [b, c, g, 96, 64]
     return self.embed_patches(patches, channel_mask, deterministic)
 
   def embed_patches(self, patches, channel_mask, deterministic: bool = True):
@@ -125,7 +133,8 @@ class AiLiveMixer(nn.Module):
     deterministic = not train
     b, c, _ = audio.shape
 
-    emb = self.embed(frames.f1_frames(audio, spec), channel_mask, deterministic)  # [b, c, g, d]
+    signal, g = frontend.frame_input(audio, spec, self.frontend_spec)
+    emb = self.embed(signal, g, channel_mask, deterministic)  # [b, c, g, d]
     t = spec.num_f2_frames(audio.shape[-1])
     emb = jnp.take(emb, frames.f1_index(t, spec), axis=2)  # [b, c, t, d]
     rms = frames.frame_rms(frames.f2_frames(audio, spec))  # [b, c, t]

@@ -137,11 +137,11 @@ class DMC(nn.Module):
 
   # ---- per-stage methods, the interface of AiLiveMixer's, for chunked mixing -----
 
-  def embed(self, f1_frames, channel_mask, deterministic: bool = True):
-    """F1 frames [b, c, g, f1] -> embeddings [b, c, g, dim]; channels do not interact yet."""
+  def embed(self, signal, num_frames, channel_mask, deterministic: bool = True):
+    """Front-end input (see `AiLiveMixer.embed`) -> embeddings [b, c, g, dim]; channels do not interact yet."""
     del channel_mask, deterministic  # the context is formed in `head`
     self._check_per_frame('embed')
-    return self._embed(f1_frames)
+    return self._embed(signal, num_frames)
 
   def condition(self, emb, rms, channel_mask, deterministic: bool = True):
     """The identity on the embeddings [b, c, t, d]: DMC does not see the frame level."""
@@ -164,9 +164,10 @@ class DMC(nn.Module):
 
   # ---- the computation -------------------------------------------------------
 
-  def _embed(self, f1_frames):
-    """F1 frames [b, c, g, f1] -> embeddings [b, c, g, dim]."""
-    patches = frontend.log_mel(f1_frames, self.frontend_spec)  # [b, c, g, 96, 64]
+  def _embed(self, signal, num_frames):
+    """Front-end input [b, c, (g - 1) * hop + frame_input_samples] -> embeddings [b, c, g, dim]."""
+    hop = self.frame_spec.stride * self.frame_spec.f2
+    patches = frontend.log_mel_frames(signal, num_frames, hop, self.frontend_spec)  # [b, c, g, 96, 64]
     lead = patches.shape[:-2]
     e = self.embedding(patches.reshape((-1,) + patches.shape[-2:]))
     return e.reshape(lead + e.shape[-1:])
@@ -199,13 +200,12 @@ class DMC(nn.Module):
     audio = audio.astype(jnp.float32)
     t = spec.num_f2_frames(audio.shape[-1])
 
-    f1 = frames.f1_frames(audio, spec)  # [b, c, g, f1]
-    emb = self._embed(f1)  # [b, c, g, d]
+    emb = self._embed(*frontend.frame_input(audio, spec, self.frontend_spec))  # [b, c, g, d]
     if self.config.dmc_per_frame:
       pred = self._gains(emb, channel_mask, not train)  # [b, c, g]
       pred = jnp.take(pred, frames.f1_index(t, spec), axis=2)  # [b, c, t]
     else:
-      seg = segment_mean(emb, f1, channel_mask)  # [b, c, 1, d]
+      seg = segment_mean(emb, frames.f1_frames(audio, spec), channel_mask)  # [b, c, 1, d]
       pred = self._gains(seg, channel_mask, not train)  # [b, c, 1]
       pred = jnp.broadcast_to(pred, pred.shape[:2] + (t,))
     gains = (frames.zero_latency_shift(pred, self.config.initial_gain)

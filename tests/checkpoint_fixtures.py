@@ -1,0 +1,70 @@
+"""Tiny models with random parameters saved as training checkpoints, for the CLI tests.
+
+Shared by the mixing and export tests: both restore a checkpoint through the
+CLI exactly as users do, from a workdir written by `alm_jax.checkpoints`.
+"""
+
+import types
+
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from alm_jax import checkpoints
+from alm_jax import frames
+from alm_jax.models import build_model
+from conftest import load_config, shrink_model
+
+
+def random_params(model, spec, seed=1):
+  """Random parameters of the right shapes.
+
+  Cheaper than `jax.jit(model.init)`, which compiles the whole forward pass
+  with its initialisers (about 16 s of CPU for the tiny model); the shapes come
+  from tracing alone. Kernels are scaled by 1/sqrt(fan-in) so activations stay
+  in range and the gains vary.
+  """
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 2, spec.f1)),
+                          jnp.ones((1, 2), bool))['params']
+  rng = np.random.default_rng(seed)
+
+  def draw(path, leaf):
+    name = jax.tree_util.keystr(path[-1:])
+    if 'scale' in name:
+      return np.ones(leaf.shape, np.float32)
+    if 'negative_slope' in name:
+      return np.full(leaf.shape, 0.25, np.float32)
+    fan_in = int(np.prod(leaf.shape[:-1])) if len(leaf.shape) > 1 else 400
+    return (rng.normal(size=leaf.shape) / np.sqrt(fan_in)).astype(np.float32)
+
+  return jax.tree_util.tree_map_with_path(draw, shapes)
+
+
+class TinyModel:
+  """configs/<name>.py shrunk (conftest.shrink_model), its model, frame sizes and random params."""
+
+  def __init__(self, name, **model_overrides):
+    self.config = shrink_model(load_config(name))
+    for key, value in model_overrides.items():
+      self.config.model[key] = value
+    self.model = build_model(self.config)
+    self.spec = frames.FrameSpec.from_config(self.config.model)
+    self.params = random_params(self.model, self.spec)
+
+
+def save_checkpoint(workdir, config, params, step=3):
+  """Writes `params` as training step `step` of `workdir` (config.json and an orbax checkpoint)."""
+  manager = checkpoints.open_manager(str(workdir), config)
+  checkpoints.save_state(manager, step, types.SimpleNamespace(
+      params=params, opt_state={'count': np.zeros((), np.int32)}))
+  manager.wait_until_finished()
+  manager.close()
+
+
+def parse_flags(module, *args):
+  """Fresh absl flags of a CLI module (its `define_flags`), parsed from `args`."""
+  fv = flags.FlagValues()
+  module.define_flags(fv)
+  fv([module.__name__] + list(args))
+  return fv
