@@ -152,8 +152,8 @@ def make_plan(model_config, spread: bool = True) -> SpreadPlan:
   """Static plan of the per-phase work (see `SpreadPlan`)."""
   spec = frames.FrameSpec.from_config(model_config)
   fs = frontend.FrontendSpec.from_config(model_config)
-  if not frontend.shares_rows(spec.f2, fs):
-    return SpreadPlan(rows_per_f2=0)
+  if model_config.name != 'alm' or not frontend.shares_rows(spec.f2, fs):
+    return SpreadPlan(rows_per_f2=0)  # each F1 frame embedded from its samples (`model.embed`)
   up, down = fs.ratio
   rows_per_f2 = spec.f2 // down * up // fs.hop
   mel_ready = tuple(max(0, fs.patch_frames - (spec.stride - k) * rows_per_f2)
@@ -182,16 +182,25 @@ def make_plan(model_config, spread: bool = True) -> SpreadPlan:
 
 def _check_model(config):
   name = config.model.name
-  if name != 'alm':
-    raise NotImplementedError(
-        f'Streaming is implemented for the AiLive Mixer (config.model.name=\'alm\'), not for '
-        f'{name!r}.')
+  if name not in ('alm', 'dmc'):
+    raise NotImplementedError(f'Streaming is implemented for the AiLive Mixer (config.model.name='
+                              f"'alm') and the per-frame DMC, not for {name!r}.")
+  if name == 'dmc' and not config.model.get('dmc_per_frame', False):
+    raise ValueError(
+        'This is a per-segment DMC (DMC-OG, config.model.dmc_per_frame=False): its gains depend on '
+        'the whole segment, so it cannot be mixed live. Mix it offline with python -m alm_jax.mix '
+        '(docs/baselines.md).')
   if not config.model.zero_latency:
     raise ValueError(
         'config.model.zero_latency is False: this model applies the gain predicted on an F2 frame '
         'to that same frame, which needs the whole frame before its first sample can be output, '
         'i.e. one F2 frame of latency. Streaming needs a zero-latency model '
         '(config.model.zero_latency=True).')
+
+
+def _embedding_size(model_config) -> int:
+  """Size of the F1-rate embedding `embed` returns: d_model (ALM) or the embedding's (DMC)."""
+  return model_config.embedding.dim if model_config.name == 'dmc' else model_config.d_model
 
 
 def _ring_size(model_config) -> int:
@@ -238,7 +247,7 @@ def init_state(config, batch: int, channels: int, *, spread: bool = True):
       'write': jnp.zeros((), jnp.int32),
       'fill': jnp.zeros((), jnp.int32),
       'frame': jnp.zeros((), jnp.int32),
-      'emb': jnp.zeros((batch, channels, m.d_model), jnp.float32),
+      'emb': jnp.zeros((batch, channels, _embedding_size(m)), jnp.float32),
       'carry': jnp.zeros((batch, channels, m.gru_hidden), jnp.float32),
       'gain': jnp.full((batch, channels), m.initial_gain, jnp.float32),
   }

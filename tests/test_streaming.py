@@ -136,6 +136,14 @@ def test_sr_stream_equals_offline(sr):
   _check_against_offline(sr, mix, gains, ends)
 
 
+def test_per_frame_dmc_streams_like_offline():
+  """DMC-B-0L (causal, one gain per 975 ms frame, zero latency) streams through the same step."""
+  dmc = Setup('dmc_b_0l', 2.4, 2)
+  mix, gains, ends = dmc.stream(dmc.audio, (4410,))
+  assert dmc.ref['gains'].shape[-1] == 2
+  _check_against_offline(dmc, mix, gains, ends)
+
+
 @pytest.mark.parametrize('where', ['group_start_last', 'group_start_next', 'mid_frame',
                                    'frame_last', 'frame_first'])
 def test_mr_causality_sample_by_sample(mr, where):
@@ -268,7 +276,9 @@ def test_refuses_models_it_cannot_stream(tiny_config):
   config.model.zero_latency = False
   with pytest.raises(ValueError, match='zero_latency'):
     streaming.make_step(config)
+  with pytest.raises(ValueError, match='per-segment DMC'):
+    streaming.init_state(shrink_model(load_config('dmc_og')), 1, 2)
   config = tiny_config('mr')
-  config.model.name = 'dmc'
-  with pytest.raises(NotImplementedError, match="'dmc'"):
+  config.model.name = 'wavenet'
+  with pytest.raises(NotImplementedError, match="'wavenet'"):
     streaming.init_state(config, 1, 2)
