@@ -13,6 +13,7 @@ setuptools.setup(
         "flax>=0.12.8,<0.13",
         "optax>=0.2.8,<0.3",
         "orbax-checkpoint>=0.12.8,<0.13",
+        "etils[epath]>=1.7",  # alm_jax.paths: local or gs:// workdirs (orbax needs it too)
         "numpy>=2.0,<3",
         "scipy>=1.13",
         "soundfile>=0.13",

@@ -26,15 +26,21 @@ parameters. Other sections (train, data, loss) may change between restarts.
 
 For inference, export and evaluation, `restore_params(path)` returns
 (config, params, step) from a workdir (latest step) or a step directory.
+
+Paths: the workdir may be a local folder or a bucket URL (gs://...); every path
+here is an `etils.epath.Path` (alm_jax.paths), so config.json and orbax's
+checkpoints go to either.
 """
 
 import json
-import os
 
 from absl import logging
+from etils import epath
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+
+from alm_jax import paths
 
 CONFIG_FILE = 'config.json'
 CHECKPOINT_SUBDIR = 'checkpoints'
@@ -43,22 +49,22 @@ ITEMS = ('params', 'opt_state')  # one orbax item each, so inference restores pa
 _INIT_ONLY_KEYS = ('embedding.weights',)
 
 
-def checkpoint_dir(workdir: str) -> str:
-  return os.path.join(os.path.abspath(workdir), CHECKPOINT_SUBDIR)
+def checkpoint_dir(workdir) -> epath.Path:
+  """WORKDIR/checkpoints (workdir: a local path or a URL, as str or path object)."""
+  return paths.as_path(workdir) / CHECKPOINT_SUBDIR
 
 
-def config_path(workdir: str) -> str:
-  return os.path.join(workdir, CONFIG_FILE)
+def config_path(workdir) -> epath.Path:
+  return paths.as_path(workdir) / CONFIG_FILE
 
 
-def load_config(workdir: str) -> ml_collections.ConfigDict:
+def load_config(workdir) -> ml_collections.ConfigDict:
   """WORKDIR/config.json as a ConfigDict (lists where the config had tuples)."""
   path = config_path(workdir)
-  if not os.path.exists(path):
+  if not path.exists():
     raise FileNotFoundError(f'{path} not found: {workdir} is not a workdir written by '
                             '`python -m alm_jax.main` (it writes config.json at start).')
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+  return ml_collections.ConfigDict(json.loads(path.read_text()))
 
 
 def _plain(config_section) -> dict:
@@ -112,7 +118,7 @@ def check_model_matches(saved_config, config, where: str):
         '. Use the saved config (config.json there), or a fresh --workdir to train a different model.')
 
 
-def open_manager(workdir: str, config, read_only: bool = False) -> ocp.CheckpointManager:
+def open_manager(workdir, config, read_only: bool = False) -> ocp.CheckpointManager:
   """The CheckpointManager of WORKDIR/checkpoints; for training, also checks and writes config.json.
 
   Raises:
@@ -127,18 +133,19 @@ def open_manager(workdir: str, config, read_only: bool = False) -> ocp.Checkpoin
       item_handlers={name: ocp.StandardCheckpointHandler() for name in ITEMS})
   if read_only:
     return manager
-  if manager.latest_step() is not None and os.path.exists(config_path(workdir)):
+  if manager.latest_step() is not None and config_path(workdir).exists():
     try:
       check_model_matches(load_config(workdir), config, workdir)
     except ValueError:
       manager.close()
       raise
   if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    tmp = config_path(workdir) + '.tmp'
-    with open(tmp, 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
-    os.replace(tmp, config_path(workdir))
+    # Written aside, then renamed: a crash mid-write never leaves a truncated config.json.
+    final = config_path(workdir)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / (CONFIG_FILE + '.tmp')
+    tmp.write_text(config.to_json_best_effort(indent=2))
+    tmp.replace(final)
   return manager
 
 
@@ -174,7 +181,7 @@ def _check_layout(manager, step: int, item: str, abstract, where: str):
 
 def restore_state(manager: ocp.CheckpointManager, abstract_state, state_sharding, step: int):
   """The TrainState of checkpoint `step`, placed with `state_sharding`."""
-  where = os.path.join(str(manager.directory), str(step))
+  where = epath.Path(manager.directory) / str(step)
   _check_layout(manager, step, 'params', abstract_state.params, where)
   restored = manager.restore(step, args=ocp.args.Composite(
       params=ocp.args.StandardRestore(_abstract_with(abstract_state.params, state_sharding.params)),
@@ -185,23 +192,23 @@ def restore_state(manager: ocp.CheckpointManager, abstract_state, state_sharding
                                 opt_state=restored['opt_state'])
 
 
-def _resolve(path: str):
-  """A workdir or one of its checkpoints/<step> dirs -> (workdir, step or None)."""
-  path = os.path.abspath(os.path.expanduser(path))
-  name, parent = os.path.basename(path), os.path.dirname(path)
-  if name.isdigit() and os.path.basename(parent) == CHECKPOINT_SUBDIR:
-    return os.path.dirname(parent), int(name)
+def _resolve(path):
+  """A workdir or one of its checkpoints/<step> dirs -> (workdir, step or None) as epath.Path."""
+  path = paths.as_path(path)
+  name, parent = path.name, path.parent
+  if name.isdigit() and parent.name == CHECKPOINT_SUBDIR:
+    return parent.parent, int(name)
   if name == CHECKPOINT_SUBDIR:
     return parent, None
   return path, None
 
 
-def restore_params(path: str, config=None):
+def restore_params(path, config=None):
   """Parameters of a trained model, for inference, export and evaluation.
 
   Args:
     path: a workdir (its latest checkpoint is used) or a step directory
-      WORKDIR/checkpoints/<step>.
+      WORKDIR/checkpoints/<step>; local or a URL (gs://...), str or path object.
     config: optional config to check against: its `config.model` must equal the
       saved run's.
   Returns:
@@ -213,7 +220,7 @@ def restore_params(path: str, config=None):
   """
   from alm_jax import train  # pylint: disable=g-import-not-at-top
   workdir, step = _resolve(path)
-  if not os.path.isdir(checkpoint_dir(workdir)):
+  if not checkpoint_dir(workdir).is_dir():
     raise FileNotFoundError(f'No checkpoint at {path}: expected a training workdir (with '
                             f'{CHECKPOINT_SUBDIR}/ and {CONFIG_FILE}) or one of its '
                             f'{CHECKPOINT_SUBDIR}/<step> directories.')
@@ -230,7 +237,7 @@ def restore_params(path: str, config=None):
           f'No {"" if step is None else f"step {step} "}checkpoint in {checkpoint_dir(workdir)} '
           f'(available steps: {sorted(steps) or "none"}); train first with `python -m alm_jax.main`.')
     abstract = train.abstract_params(saved_config)
-    where = os.path.join(checkpoint_dir(workdir), str(step))
+    where = checkpoint_dir(workdir) / str(step)
     _check_layout(manager, step, 'params', abstract, where)
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     restored = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(

@@ -22,6 +22,15 @@ cluster auto-detection. On a single machine none of these is set and JAX runs
 as one process over all local devices. Every process runs the same command;
 each reads its own shard of the data, process 0 alone writes logs and
 config.json, and all take part in checkpoint saves.
+
+With several processes, process 0 alone prepares the dataset (tfds build) and
+the RIR bank while the others wait at a barrier, then all read them; after
+training or evaluation all processes meet at a second barrier before exiting,
+so none tears down the job while another is still writing.
+
+--workdir may be a local folder or a bucket URL (gs://bucket/run): config.json,
+checkpoints and TensorBoard events are written through etils.epath / TF's file
+systems (see alm_jax.paths).
 """
 
 import os
@@ -33,7 +42,8 @@ from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).', lock_config=True)
-flags.DEFINE_string('workdir', None, 'Folder for config.json, checkpoints and TensorBoard events.')
+flags.DEFINE_string('workdir', None, 'Folder (or gs:// URL) for config.json, checkpoints and '
+                    'TensorBoard events.')
 flags.DEFINE_enum('mode', 'train', ['train', 'eval'], 'train (resumes if possible) or eval.')
 flags.DEFINE_bool('multiprocess', False,
                   'Call jax.distributed.initialize() (auto-detected for SLURM, Open MPI, TPU pods and '
@@ -73,6 +83,44 @@ def _initialize_distributed():
   logging.info('Process %d of %d', jax.process_index(), jax.process_count())
 
 
+def prepare_data_once(config, workdir):
+  """Builds the dataset and RIR bank on process 0 only; the other processes wait for it.
+
+  Without this every process would generate the same tfds folder at once. One
+  process: nothing to do, the pipeline prepares what it needs on first use.
+  Raises RuntimeError on processes 1.. when process 0 failed (its own error is
+  raised there), rather than leaving them blocked at the barrier.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.process_count() == 1:
+    return
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  from alm_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  error = None
+  if jax.process_index() == 0:
+    try:
+      pipeline.prepare(config, workdir)
+    except Exception as e:  # pylint: disable=broad-except  (re-raised below, after the barrier)
+      error = e
+  # The barrier: a collective every process must join, so processes 1.. wait
+  # here until process 0 is done; it also tells them whether it succeeded.
+  failed = int(multihost_utils.broadcast_one_to_all(np.int32(error is not None)))
+  if error is not None:
+    raise error
+  if failed:
+    raise RuntimeError('Process 0 failed to prepare the dataset or the RIR bank (see its log); '
+                       'this process stops too.')
+
+
+def _barrier(name: str):
+  """Waits until every process reaches the barrier `name` (no-op with one process)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -90,6 +138,7 @@ def main(argv):
   from alm_jax import train  # pylint: disable=g-import-not-at-top
   logging.info('JAX devices: %s', jax.devices())
   config = FLAGS.config
+  prepare_data_once(config, FLAGS.workdir)
   if FLAGS.mode == 'train':
     try:
       train.train_and_evaluate(config, FLAGS.workdir)
@@ -103,6 +152,7 @@ def main(argv):
     if jax.process_index() == 0:
       print('validation at step {step}: '.format(**results) + ', '.join(
           f'{k}={v:.5g}' for k, v in sorted(results.items()) if k != 'step'))
+  _barrier('alm_jax:end')
 
 
 if __name__ == '__main__':

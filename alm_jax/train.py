@@ -38,6 +38,7 @@ import optax
 from alm_jax import checkpoints
 from alm_jax import frames
 from alm_jax import losses
+from alm_jax import paths
 from alm_jax import sharding
 from alm_jax.models import build_model
 
@@ -397,7 +398,8 @@ class MetricWriter:
   `tensorboard` package is needed only to view the files, not to write them.
   """
 
-  def __init__(self, logdir: str, enabled: bool = True):
+  def __init__(self, logdir, enabled: bool = True):
+    """logdir: a local folder or a URL (gs://...: TF's file systems write it directly)."""
     self._writer = None
     if enabled:
       import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -406,7 +408,7 @@ class MetricWriter:
       self._metadata = summary_pb2.SummaryMetadata(
           plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name='scalars'),
           data_class=summary_pb2.DATA_CLASS_SCALAR).SerializeToString()
-      self._writer = tf.summary.create_file_writer(logdir)
+      self._writer = tf.summary.create_file_writer(os.fspath(logdir))
 
   def write(self, step: int, scalars: dict[str, float]):
     if self._writer is None:
@@ -446,7 +448,7 @@ def _data_functions(make_train_iterator, make_eval_batches):
   return make_train_iterator, make_eval_batches
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
                        make_train_iterator: Callable | None = None,
                        make_eval_batches: Callable | None = None,
                        num_train_songs: Callable | None = None) -> TrainState:
@@ -459,7 +461,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   Args:
     config: the full config (configs/*.py).
-    workdir: output folder: config.json, checkpoints/, TensorBoard events.
+    workdir: output folder: config.json, checkpoints/, TensorBoard events; a
+      local path or a URL such as gs://bucket/run (str or path object).
     make_train_iterator, make_eval_batches, num_train_songs: the input
       pipeline's functions (default: `alm_jax.data.pipeline`'s); tests pass
       their own with the same signatures.
@@ -469,6 +472,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     NonFiniteLossError: the loss or a gradient became NaN/Inf.
   """
   make_train_iterator, make_eval_batches = _data_functions(make_train_iterator, make_eval_batches)
+  workdir = paths.as_path(workdir)
   tc = config.train
   process_index, process_count = jax.process_index(), jax.process_count()
   is_writer = process_index == 0
@@ -589,13 +593,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   return state
 
 
-def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *,
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
                         make_eval_batches: Callable | None = None) -> dict[str, float]:
   """Evaluates the latest checkpoint in `workdir` on the validation split.
 
-  The metrics go to the console and to TensorBoard under WORKDIR/eval.
+  The metrics go to the console and to TensorBoard under WORKDIR/eval (WORKDIR:
+  a local path or a URL, str or path object).
   """
   _, make_eval_batches = _data_functions(lambda *a, **k: None, make_eval_batches)
+  workdir = paths.as_path(workdir)
   saved_config, params, step = checkpoints.restore_params(workdir, config)
   del saved_config
   mesh = sharding.make_mesh()
@@ -611,7 +617,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *,
   batches = make_eval_batches(config, 'validation', process_index=jax.process_index(),
                               process_count=jax.process_count(), workdir=workdir)
   results = evaluate(p_eval_step, params, batches, mesh, config)
-  writer = MetricWriter(os.path.join(workdir, 'eval'), enabled=jax.process_index() == 0)
+  writer = MetricWriter(workdir / 'eval', enabled=jax.process_index() == 0)
   writer.write(step, {f'validation/{k}': v for k, v in results.items()})
   writer.close()
   return {'step': step, **results}

@@ -45,18 +45,13 @@ layers = 1.582 GFLOP); 1.728 GFLOP counts the taps on the zero padding too.
 """
 
 import argparse
-import importlib.util
 import json
 import math
-import os
-import platform
 import re
-import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
+# load_config and machine are bench/common.py's; bench/train.py uses them as flops.*.
+from common import load_config, machine  # pylint: disable=unused-import
 import jax  # pylint: disable=wrong-import-position
 import jax.numpy as jnp  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
@@ -77,38 +72,12 @@ EMBEDDINGS = ('small', 'vggish')
 # ---- configs and machine ----------------------------------------------------------------
 
 
-def load_config(name: str):
-  """configs/<name>.py's get_config()."""
-  spec = importlib.util.spec_from_file_location(f'configs_{name}', os.path.join(REPO, 'configs',
-                                                                               f'{name}.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
 def model_config(model: str, embedding: str, compute_dtype: str = 'float32'):
   """The paper config of `model` ('alm_mr', ...) with the 'small' or 'vggish' embedding."""
   config = load_config(MODELS[model])
   config.model.embedding.name = embedding  # 'small' keeps the config's small_features and dim
   config.train.compute_dtype = compute_dtype
   return config
-
-
-def machine() -> str:
-  cpu = platform.processor() or 'unknown CPU'
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          cpu = line.split(':', 1)[1].strip()
-          break
-  except OSError:
-    pass
-  dev = jax.devices()[0]
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
-  load = ', '.join(f'{x:.1f}' for x in os.getloadavg())
-  return (f'{cpu}; {cores} usable cores; jax {jax.__version__} on {dev.platform} '
-          f'({dev.device_kind}); load average {load}')
 
 
 def cpu_matmul_peak(size: int = 2048, repeats: int = 5, dtype=jnp.float32) -> float:

@@ -24,32 +24,15 @@ load are lower bounds.
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 
+from common import load_config, machine
 import numpy as np
 
 TARGET_SMALL = 100.0  # s of audio per s, small embedding, 2 CPU cores
-
-
-def _machine() -> str:
-  cpu = platform.processor() or 'unknown CPU'
-  try:
-    with open('/proc/cpuinfo') as f:
-      for line in f:
-        if line.startswith('model name'):
-          cpu = line.split(':', 1)[1].strip()
-          break
-  except OSError:
-    pass
-  import jax  # pylint: disable=g-import-not-at-top
-  dev = jax.devices()[0]
-  load = ', '.join(f'{x:.1f}' for x in os.getloadavg())
-  return (f'{cpu}; {os.cpu_count()} logical cores; jax {jax.__version__} on {dev.platform} '
-          f'({dev.device_kind}); load average {load}')
 
 
 def _random_params(model, spec, seed=0):
@@ -68,18 +51,12 @@ def _random_params(model, spec, seed=0):
 
 def child(args) -> dict:
   """Runs one measurement in this process and returns its figures."""
-  sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
-  import importlib.util  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   from alm_jax import frames  # pylint: disable=g-import-not-at-top
   from alm_jax import mix  # pylint: disable=g-import-not-at-top
   from alm_jax.models import build_model  # pylint: disable=g-import-not-at-top
 
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'configs', 'mr.py')
-  spec_ = importlib.util.spec_from_file_location('configs_mr', path)
-  module = importlib.util.module_from_spec(spec_)
-  spec_.loader.exec_module(module)
-  config = module.get_config()
+  config = load_config('mr')
   config.model.embedding.name = args.embedding
   config.train.compute_dtype = args.dtype
   channels = int(config.model.max_channels)
@@ -157,7 +134,7 @@ def main():
 
   print(f'Offline mixing, ALM-MR, {rows[0]["channels"]} channels, batch {args.batch_songs} song(s), '
         f'chunks of {rows[0]["chunk_samples"]} samples')
-  print(f'Machine: {_machine()}')
+  print(f'Machine: {machine()}')
   header = (f'{"embedding":<10}{"audio s":>8}{"compile s":>10}{"mix s":>8}{"CPU s":>8}'
             f'{"x real time":>13}{"x rt, idle*":>13}{"GFLOP/audio s":>15}{"GFLOP/s":>9}'
             f'{"peak RSS GB":>13}{"compiles":>10}')

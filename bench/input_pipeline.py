@@ -3,10 +3,17 @@
     python bench/input_pipeline.py                                   # quickstart, as configured
     python bench/input_pipeline.py --config=configs/mr.py --model=shrunk \
         --dataset=synthetic_live --batches=4 --steps=2                # MR data path, tiny model
+    python bench/input_pipeline.py --config=configs/mr.py --dataset=synthetic_live \
+        --no_train --workers=1,2,4,8,15 --batches=32                  # worker scaling
 
 Rates are seconds of multitrack audio (one example = segment_seconds of all its
-channels) per wall-clock second; "ch-s/s" counts each channel separately.
-  input pipeline     make_train_iterator with prefetch off: segment, bleed, levels
+channels) per wall-clock second; "ch-s/s" counts each channel separately;
+"s-audio/cpu-s" per CPU second of the process (all its threads): the rate one
+fully used core gives, which times the cores is the most a host can reach.
+  input pipeline     make_train_iterator (segment, bleed, levels) with
+                     config.data.num_workers = each of --workers (0: built inline
+                     in the timing thread; W >= 1: W threads) and prefetch 0;
+                     after W + 2 untimed batches, --batches are timed
   bleed conv         the overlap-add convolution alone on the batch shape, numpy/scipy
                      per example vs one jitted JAX call (all c x c paths)
   train step         a jitted forward + backward of build_model(config) on the same
@@ -18,23 +25,12 @@ CPU time per batch is printed too: on a shared machine it is the steadier number
 """
 
 import argparse
-import importlib.util
 import os
-import sys
 import tempfile
 import time
 
+from common import REPO, load_config, machine
 import numpy as np
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-
-def load_config(path):
-  spec = importlib.util.spec_from_file_location('bench_config', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
 
 
 def shrink_model(config):
@@ -59,14 +55,22 @@ def timed(fn, repeats):
   return (time.perf_counter() - wall) / repeats, (time.process_time() - cpu) / repeats
 
 
-def bench_pipeline(config, batches, workdir):
+def bench_pipeline(config, batches, workdir, workers):
+  """(first batch, set-up s, (wall s, cpu s) per batch) with `workers` threads."""
   from alm_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   config.data.prefetch = 0
+  config.data.num_workers = workers
   start = time.perf_counter()
   it = pipeline.make_train_iterator(config, workdir=workdir)
   first = next(it)
   setup = time.perf_counter() - start
-  return first, setup, timed(lambda: next(it), batches)
+  # Once W batches are in flight, each timed batch starts as one is taken: steady state.
+  for _ in range(workers):
+    next(it)
+  try:
+    return first, setup, timed(lambda: next(it), batches)
+  finally:
+    it.close()
 
 
 def bench_convolution(config, batch, repeats):
@@ -135,6 +139,8 @@ def main():
   parser.add_argument('--batches', type=int, default=10, help='pipeline batches timed')
   parser.add_argument('--steps', type=int, default=5, help='train steps timed')
   parser.add_argument('--no_train', action='store_true', help='skip the train step')
+  parser.add_argument('--workers', default='0,1,2',
+                      help='comma list of config.data.num_workers values to time')
   args = parser.parse_args()
 
   config = load_config(args.config)
@@ -157,10 +163,15 @@ def main():
         config.data.data_dir or os.path.expanduser('~/tensorflow_datasets'), 'alm_jax_rir_bank')
 
   b, seg = int(config.train.batch_size), float(config.data.segment_seconds)
-  first, setup_s, (pipe_wall, pipe_cpu) = bench_pipeline(config, args.batches, workdir)
+  rows, setup_s, pipe_wall = [], None, None
+  bleed_name = config.data.bleed.backend if config.data.bleed.enabled else 'off'
+  for workers in (int(w) for w in args.workers.split(',')):
+    first, setup, (wall, cpu) = bench_pipeline(config, args.batches, workdir, workers)
+    setup_s = setup if setup_s is None else setup_s  # the first run loads songs and the bank
+    pipe_wall = wall if pipe_wall is None else min(pipe_wall, wall)
+    rows.append((f'input pipeline, {workers} worker{"s" * (workers != 1)} (bleed: {bleed_name})',
+                 wall, cpu))
   channels = int(first['channel_mask'].sum())
-  rows = [('input pipeline (bleed: %s)' % (config.data.bleed.backend if config.data.bleed.enabled
-                                           else 'off'), pipe_wall, pipe_cpu)]
   conv = bench_convolution(config, first, max(2, args.batches // 2))
   if conv is not None:
     rows.append(('  bleed conv, numpy/scipy', *conv[0]))
@@ -171,17 +182,16 @@ def main():
     rows.append((f'train step fwd+bwd ({config.model.embedding.name}, {train[0]} loss)',
                  *train[2]))
 
-  import jax  # pylint: disable=g-import-not-at-top
-  print(f'\nconfig {os.path.basename(args.config)} (model: {args.model}), data '
+  print(f'\nMachine: {machine()}')
+  print(f'config {os.path.basename(args.config)} (model: {args.model}), data '
         f'{config.data.name}, batch {b} x {config.model.max_channels} ch max '
-        f'({channels} active) x {seg:g} s; device {jax.devices()[0].platform}, '
-        f'{os.cpu_count()} CPUs; pipeline setup (load songs, RIR bank) {setup_s:.1f} s'
+        f'({channels} active) x {seg:g} s; pipeline setup (load songs, RIR bank) {setup_s:.1f} s'
         + (f'; train step compile {train[1]:.1f} s' if train else ''))
   print(f'{"stage":52s} {"s/batch":>9s} {"cpu s/batch":>11s} {"audio s/s":>10s} '
-        f'{"ch-s/s":>9s}')
+        f'{"ch-s/s":>9s} {"s-audio/cpu-s":>13s}')
   for name, wall, cpu in rows:
     print(f'{name:52s} {wall:9.3f} {cpu:11.3f} {b * seg / wall:10.1f} '
-          f'{channels * seg / wall:9.1f}')
+          f'{channels * seg / wall:9.1f} {b * seg / max(cpu, 1e-9):13.1f}')
   if train is not None:
     verdict = 'is NOT' if pipe_wall < train[2][0] else 'IS'
     print(f'\nThe input pipeline {verdict} the bottleneck: it makes a batch in {pipe_wall:.3f} s, '

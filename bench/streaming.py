@@ -36,43 +36,17 @@ if hasattr(os, 'sched_setaffinity'):
   os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
 
 import argparse  # pylint: disable=g-import-not-at-top,wrong-import-position
-import importlib.util
-import platform
 import resource
-import sys
 import time
 
+from common import REPO, load_config, machine  # pylint: disable=wrong-import-position
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
 from alm_jax import frames  # pylint: disable=wrong-import-position
 from alm_jax import streaming  # pylint: disable=wrong-import-position
 from alm_jax.models import build_model  # pylint: disable=wrong-import-position
-
-
-def load_config(path):
-  spec = importlib.util.spec_from_file_location('bench_config', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
-def machine():
-  cpu = platform.processor() or platform.machine()
-  try:
-    with open('/proc/cpuinfo') as f:
-      names = [l.split(':', 1)[1].strip() for l in f if l.startswith('model name')]
-    cpu = f'{names[0]} ({len(names)} logical CPUs)' if names else cpu
-  except OSError:
-    pass
-  load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan')
-  return (f'{cpu}; {platform.system()} {platform.release()}; Python {platform.python_version()}, '
-          f'jax {jax.__version__} on {jax.devices()[0].platform}; 1 thread pinned to CPU '
-          f'{sorted(os.sched_getaffinity(0))}; 1-min load average at start {load:.1f}')
 
 
 def random_params(model, audio, mask, seed=0):
@@ -148,7 +122,7 @@ def main():
                       help='also time this block size (e.g. 128) with the small embedding')
   args = parser.parse_args()
 
-  print(machine())
+  print(f'{machine()}; 1 thread pinned to CPU {sorted(os.sched_getaffinity(0))}')
   base = load_config(args.config)
   f2 = frames.FrameSpec.from_config(base.model).f2
   hop_s = f2 / base.model.sample_rate

@@ -42,7 +42,7 @@ def get_config():
   model.embedding.dim = 32
   model.embedding.weights = ''
   model.embedding.fc2_relu = False
-  model.embedding.small_features = (8, 16, 32)
+  model.embedding.small_features = (16, 32, 32)
 
   model.encoder = ml_collections.ConfigDict()
   model.encoder.num_layers = 1
@@ -76,7 +76,11 @@ def get_config():
   data.eval_segments_per_song = 1  # evaluation windows per song (evenly spaced, non-silent)
   data.on_error = 'raise'  # medleydb build: 'raise' on a bad song, or 'skip' it with a warning
   data.resample = True  # medleydb build: resample non-44.1 kHz files (else they are bad input)
-  data.prefetch = 2  # training batches built ahead in a background thread (0: inline)
+  data.prefetch = 2  # finished training batches kept ready ahead of the training step
+  # Threads building training batches in parallel (results do not depend on it):
+  # -1 = one per usable CPU core but one, at most 16; 0 = one background thread
+  # (prefetch > 0) or inline (prefetch = 0).
+  data.num_workers = -1
   data.bleed = ml_collections.ConfigDict()
   data.bleed.enabled = True
   data.bleed.bank_size = 32

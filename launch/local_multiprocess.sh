@@ -12,9 +12,9 @@
 # process takes part in checkpoint saves. config.train.batch_size must be a
 # multiple of N x DEVICES_PER_PROCESS.
 #
-# Prepare the dataset once before launching (e.g. a 1-process run, or
-# `python -c "from alm_jax.data import pipeline; ..."`): N processes preparing
-# the same tfds folder at once would race.
+# The dataset and RIR bank are built by process 0 while the others wait
+# (alm_jax.main); `python launch/prepare_data.py --config=CONFIG --workdir=WORKDIR`
+# beforehand does it outside the job.
 #
 # Environment (all optional):
 #   PORT                 coordinator port on 127.0.0.1 (default: a free port)

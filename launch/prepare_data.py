@@ -5,10 +5,12 @@ r"""Prepares a config's dataset and RIR bank once, before a multi-process launch
 
 Takes the same --config / --config.* flags as `python -m alm_jax.main`. Run it
 on one host: it generates (synthetic_live) or builds from the manual folder
-(medleydb) the tfds dataset in config.data.data_dir, then draws one training
-batch, which builds the bleed simulation's RIR bank in its cache folder
-(config.data.bleed.cache_dir, or WORKDIR/rir_bank). Without this step every
-process of a multi-process job would build the same tfds folder at once.
+(medleydb) the tfds dataset in config.data.data_dir and the bleed simulation's
+RIR bank in its cache folder (config.data.bleed.cache_dir, or WORKDIR/rir_bank;
+either may be a gs:// URL), then draws one training batch as a check.
+`python -m alm_jax.main` does the same on process 0 of a multi-process job while
+the others wait; running this first keeps the build (MedleyDB: minutes) and its
+errors out of the job, and lets MANUAL_DIR live on one host only.
 """
 
 from absl import app
@@ -17,7 +19,8 @@ from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).')
-flags.DEFINE_string('workdir', None, 'The run\'s workdir (where the RIR bank goes by default).')
+flags.DEFINE_string('workdir', None, 'The run\'s workdir, local or gs:// (where the RIR bank goes '
+                    'by default).')
 
 
 def main(argv):
@@ -29,7 +32,7 @@ def main(argv):
   tf.config.set_visible_devices([], 'GPU')
   from alm_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   config = FLAGS.config
-  builder = pipeline.prepared_builder(config)
+  builder = pipeline.prepare(config, FLAGS.workdir)
   sizes = {name: split.num_examples for name, split in builder.info.splits.items()}
   print(f'{builder.info.full_name} prepared in {builder.data_dir}: {sizes} songs')
   iterator = pipeline.make_train_iterator(config, workdir=FLAGS.workdir)

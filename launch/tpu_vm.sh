@@ -9,7 +9,7 @@
 # Run from the repository root on a machine with an authenticated `gcloud`. Steps:
 #   0. (CREATE=1) create the TPU VM slice;
 #   1. (SETUP=1) copy this checkout to every worker, create a venv there with
-#      alm_jax and jax[tpu], and install gcsfuse;
+#      alm_jax and jax[tpu] (and gcsfuse when GCSFUSE=1 or MANUAL_DIR is gs://);
 #   2. (PREPARE=1) on worker 0 only: prepare the tfds dataset in DATA_DIR
 #      (launch/prepare_data.py), so the workers do not all build it at once;
 #   3. on every worker (`gcloud compute tpus tpu-vm ssh --worker=all`):
@@ -18,10 +18,12 @@
 #      training songs, worker 0 alone writes logs and config.json, and all
 #      hosts write the checkpoints together.
 #
-# Storage: DATA_DIR (tfds) is read as gs:// directly. The workdir must be one
-# folder shared by all hosts: a gs:// WORKDIR is mounted with gcsfuse on every
-# worker (at MOUNT_ROOT/<bucket>) and alm_jax sees a local path, because
-# alm_jax.checkpoints builds paths with os.path (see docs/scaling.md).
+# Storage: DATA_DIR (tfds) is read as gs:// directly, and so is the workdir (one
+# folder shared by all hosts): alm_jax writes config.json, checkpoints (orbax)
+# and TensorBoard events through etils.epath / TF's file systems. GCSFUSE=1
+# mounts a gs:// WORKDIR with gcsfuse on every worker instead (at
+# MOUNT_ROOT/<bucket>), as earlier versions needed. A gs:// MANUAL_DIR (MedleyDB's
+# raw files) is always mounted: the dataset builder reads local files.
 # The bleed RIR bank is cached on each host's local disk (deterministic from
 # config.data.bleed.seed, so every host builds the same bank).
 #
@@ -45,6 +47,7 @@ EXTRA_FLAGS=${EXTRA_FLAGS:-}                # more alm_jax.main flags, e.g. --co
 JAX_VERSION=${JAX_VERSION:-0.10.2}          # jax[tpu] version (setup.py pins jax 0.10.x)
 REMOTE_DIR=${REMOTE_DIR:-alm_jax}           # checkout on the workers, relative to $HOME
 VENV=${VENV:-alm_venv}                      # venv on the workers, relative to $HOME
+GCSFUSE=${GCSFUSE:-0}                       # 1: mount a gs:// WORKDIR with gcsfuse rather than write gs:// directly
 MOUNT_ROOT=${MOUNT_ROOT:-/tmp/gcs}          # gcsfuse mount points on the workers
 RIR_CACHE=${RIR_CACHE:-/tmp/alm_rir_bank}   # per-host RIR bank cache
 DETACH=${DETACH:-0}                         # 1: run under nohup, log to ~/alm_<RUN_NAME>.log
@@ -83,7 +86,7 @@ trap 'rm -f "${REMOTE_SCRIPT}" "${SOURCE_TAR}"' EXIT
   echo '#!/usr/bin/env bash'
   echo 'set -euo pipefail'
   for name in CONFIG RUN_NAME DATA_DIR WORKDIR MANUAL_DIR COMPUTE_DTYPE EXTRA_FLAGS JAX_VERSION \
-      REMOTE_DIR VENV MOUNT_ROOT RIR_CACHE DETACH; do
+      REMOTE_DIR VENV GCSFUSE MOUNT_ROOT RIR_CACHE DETACH; do
     printf '%s=%q\n' "${name}" "${!name}"
   done
   cat <<'REMOTE'
@@ -110,6 +113,15 @@ local_path() {
   echo "${mnt}${inner:+/${inner}}"
 }
 
+# The workdir as alm_jax gets it: gs:// as is, or the gcsfuse mount with GCSFUSE=1.
+workdir_path() {
+  if [[ ${GCSFUSE} == 1 ]]; then
+    local_path "${WORKDIR}"
+  else
+    echo "${WORKDIR}"
+  fi
+}
+
 case ${STAGE} in
   setup)
     rm -rf "${REMOTE_DIR}" && mkdir -p "${REMOTE_DIR}"
@@ -118,7 +130,7 @@ case ${STAGE} in
     "${VENV}/bin/pip" install -q --upgrade pip
     "${VENV}/bin/pip" install -q -e "${REMOTE_DIR}" "jax[tpu]==${JAX_VERSION}" \
       -f https://storage.googleapis.com/jax-releases/libtpu_releases.html
-    if ! command -v gcsfuse >/dev/null; then
+    if [[ ${GCSFUSE} == 1 || ${MANUAL_DIR} == gs://* ]] && ! command -v gcsfuse >/dev/null; then
       # Google's apt repository for gcsfuse (cloud.google.com/storage/docs/gcsfuse-install).
       repo=gcsfuse-$(lsb_release -c -s)
       echo "deb [signed-by=/usr/share/keyrings/cloud.google.asc] https://packages.cloud.google.com/apt ${repo} main" \
@@ -129,7 +141,7 @@ case ${STAGE} in
     fi
     ;;
   prepare)
-    workdir=$(local_path "${WORKDIR}")
+    workdir=$(workdir_path)
     manual=()
     [[ -n ${MANUAL_DIR} ]] && manual=(--config.data.manual_dir="$(local_path "${MANUAL_DIR}")")
     cd "${REMOTE_DIR}"
@@ -139,7 +151,7 @@ case ${STAGE} in
       "${manual[@]+"${manual[@]}"}" ${EXTRA_FLAGS}
     ;;
   train)
-    workdir=$(local_path "${WORKDIR}")
+    workdir=$(workdir_path)
     cd "${REMOTE_DIR}"
     # shellcheck disable=SC2086
     cmd=("${HOME}/${VENV}/bin/python" -m alm_jax.main --config="${CONFIG}" --workdir="${workdir}"

@@ -69,6 +69,12 @@ def test_bank_cache_is_reused_and_keyed_by_spec(tmp_path, monkeypatch, bank):
   (tmp_path / f'rir_bank_{SPEC.key()}.npz').write_bytes(b'corrupt')
   bleed.load_or_build_bank(SPEC, str(tmp_path))
   assert len(calls) == 3  # an unreadable cache is rebuilt, not trusted
+  # The cache folder may be a path object (epath, as for a gs:// workdir): same file, same bank.
+  from etils import epath  # pylint: disable=g-import-not-at-top
+  third = bleed.load_or_build_bank(SPEC, epath.Path(tmp_path))
+  assert len(calls) == 3 and sorted(os.listdir(tmp_path)) == sorted(
+      [f'rir_bank_{SPEC.key()}.npz', f'rir_bank_{dataclasses.replace(SPEC, seed=9).key()}.npz'])
+  np.testing.assert_array_equal(third.rirs, first.rirs)
 
 
 def test_draw_sets_severity_and_respects_switches(bank):

@@ -115,3 +115,36 @@ def test_resume_order_checkpoint_then_pretrained_weights(tmp_path, monkeypatch):
   state = train.train_and_evaluate(config, str(tmp_path), **kw)
   assert calls == ['/pretrained/vggish_model.ckpt']  # resumed from the checkpoint, not reloaded
   assert int(state.step) == 2
+
+
+def test_workdir_urls_are_not_made_local():
+  """gs:// workdirs keep their scheme (os.path.abspath made them '<cwd>/gs:/...')."""
+  assert str(checkpoints.checkpoint_dir('gs://bucket/runs/mr')) == 'gs://bucket/runs/mr/checkpoints'
+  assert str(checkpoints.config_path('gs://bucket/runs/mr')) == 'gs://bucket/runs/mr/config.json'
+  workdir, step = checkpoints._resolve('gs://bucket/runs/mr/checkpoints/12')
+  assert (str(workdir), step) == ('gs://bucket/runs/mr', 12)
+  workdir, step = checkpoints._resolve('gs://bucket/runs/mr/checkpoints')
+  assert (str(workdir), step) == ('gs://bucket/runs/mr', None)
+  # Local paths, relative or with '~', still become absolute.
+  assert str(checkpoints.checkpoint_dir('run')) == os.path.join(os.getcwd(), 'run', 'checkpoints')
+  assert str(checkpoints.config_path('~/run')) == os.path.expanduser('~/run/config.json')
+
+
+def test_workdir_as_an_epath_object(tmp_path):
+  """The whole workdir cycle (config.json, checkpoints, events, restore, eval) through epath.Path."""
+  from etils import epath  # pylint: disable=g-import-not-at-top
+  config = tiny_train_config('mr', '', '')
+  config.train.num_epochs = 1
+  data = FakeData()
+  workdir = epath.Path(tmp_path) / 'run'
+  state = train.train_and_evaluate(config, workdir, make_train_iterator=data.make_train_iterator,
+                                   make_eval_batches=data.make_eval_batches)
+  assert (workdir / 'config.json').exists() and (workdir / 'checkpoints' / '1').is_dir()
+  assert list(workdir.glob('events.out.tfevents.*'))
+  saved, params, step = checkpoints.restore_params(workdir / 'checkpoints' / '1')
+  assert step == 1 and saved.model.d_model == config.model.d_model
+  assert _max_abs_diff(params, state.params) == 0.0
+  assert checkpoints.load_config(workdir).data.name == config.data.name
+  results = train.evaluate_checkpoint(config, workdir, make_eval_batches=data.make_eval_batches)
+  assert results['step'] == 1 and np.isfinite(results['loss'])
+  assert list((workdir / 'eval').glob('events.out.tfevents.*'))

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from absl import flags
+import numpy as np
 import pytest
 
 from alm_jax import checkpoints
@@ -99,6 +100,44 @@ def test_config_overrides_on_the_command_line(tmp_path):
 ])
 def test_multiprocess_detection(env, expected):
   assert main.multiprocess_requested(env) is expected
+
+
+@pytest.mark.parametrize('index, prepare_fails, process0_failed', [
+    (0, False, 0), (1, False, 0), (0, True, 1), (1, False, 1)])
+def test_only_process_0_prepares_the_data(monkeypatch, index, prepare_fails, process0_failed):
+  """With several processes, process 0 builds the data and the others wait at the barrier."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  from alm_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  calls = []
+
+  def prepare(config, workdir):
+    calls.append(('prepare', workdir))
+    if prepare_fails:
+      raise FileNotFoundError('no MedleyDB here')
+
+  def broadcast(x):  # what process 0 sent, as the collective returns it everywhere
+    calls.append(('barrier', int(x)))
+    return np.int32(int(x) if index == 0 else process0_failed)
+
+  monkeypatch.setattr(pipeline, 'prepare', prepare)
+  monkeypatch.setattr(multihost_utils, 'broadcast_one_to_all', broadcast)
+  monkeypatch.setattr(jax, 'process_index', lambda: index)
+  monkeypatch.setattr(jax, 'process_count', lambda: 2)
+  if prepare_fails:
+    with pytest.raises(FileNotFoundError, match='no MedleyDB'):
+      main.prepare_data_once(None, '/w')
+  elif index == 1 and process0_failed:
+    with pytest.raises(RuntimeError, match='Process 0 failed'):
+      main.prepare_data_once(None, '/w')
+  else:
+    main.prepare_data_once(None, '/w')
+  # Process 0 prepares, then joins the barrier (even when it failed); the others only wait.
+  assert calls == ([('prepare', '/w')] if index == 0 else []) + [('barrier', int(prepare_fails))]
+  calls.clear()
+  monkeypatch.setattr(jax, 'process_count', lambda: 1)
+  main.prepare_data_once(None, '/w')
+  assert not calls  # one process: the pipeline prepares on first use, as before
 
 
 def test_missing_flags_are_a_usage_error():

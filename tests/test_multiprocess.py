@@ -111,7 +111,8 @@ def test_slurm_script_runs_one_main_per_gpu_or_node(per, tmp_path, fake_python):
     assert run[0] == ('ids=' + (str(i % 2) if per == 'gpu' else '0,1'))
 
 
-def test_tpu_script_runs_main_on_every_worker(tmp_path, fake_python):
+@pytest.mark.parametrize('gcsfuse', ['0', '1'])
+def test_tpu_script_runs_main_on_every_worker(tmp_path, fake_python, gcsfuse):
   venv, python_log = fake_python
   home = tmp_path / 'home'
   (home / 'alm_jax').mkdir(parents=True)
@@ -132,7 +133,8 @@ def test_tpu_script_runs_main_on_every_worker(tmp_path, fake_python):
   _write_exe(bin_dir / 'gcsfuse', f'#!/usr/bin/env bash\necho "$@" > {tmp_path}/gcsfuse.txt\n')
   env = dict(os.environ, PATH=f'{bin_dir}:{os.environ["PATH"]}', TPU_NAME='alm-pod',
              ZONE='us-central2-b', BUCKET='gs://my-bucket/alm', SETUP='0',
-             MOUNT_ROOT=str(tmp_path / 'gcs'), EXTRA_FLAGS='--config.train.batch_size=16')
+             MOUNT_ROOT=str(tmp_path / 'gcs'), EXTRA_FLAGS='--config.train.batch_size=16',
+             GCSFUSE=gcsfuse)
   subprocess.run(['bash', str(LAUNCH / 'tpu_vm.sh')], cwd=REPO, env=env, check=True,
                  capture_output=True, text=True)
   gcloud = _records(gcloud_log)
@@ -141,14 +143,20 @@ def test_tpu_script_runs_main_on_every_worker(tmp_path, fake_python):
   assert '--worker=0' in gcloud[1] and '--worker=all' in gcloud[2]
   prepare, train = _records(python_log)
   assert prepare[1] == 'launch/prepare_data.py'
-  workdir = f'--workdir={tmp_path}/gcs/my-bucket/alm/runs/mr'  # the gcsfuse mount
+  if gcsfuse == '1':
+    workdir = f'--workdir={tmp_path}/gcs/my-bucket/alm/runs/mr'  # the gcsfuse mount
+  else:
+    workdir = '--workdir=gs://my-bucket/alm/runs/mr'  # written through etils.epath
   for flag in ('--config=configs/mr.py', workdir, '--config.data.data_dir=gs://my-bucket/alm/tfds',
                '--config.train.batch_size=16'):
     assert flag in prepare and flag in train, flag
   assert train[1:3] == ['-m', 'alm_jax.main']
   assert '--multiprocess' in train and '--config.train.compute_dtype=bfloat16' in train
-  assert (tmp_path / 'gcsfuse.txt').read_text().split()[-2:] == ['my-bucket',
-                                                                 f'{tmp_path}/gcs/my-bucket']
+  if gcsfuse == '1':
+    assert (tmp_path / 'gcsfuse.txt').read_text().split()[-2:] == ['my-bucket',
+                                                                   f'{tmp_path}/gcs/my-bucket']
+  else:
+    assert not (tmp_path / 'gcsfuse.txt').exists()
 
 
 # ---- 2 processes vs 1 -------------------------------------------------------------------
@@ -182,7 +190,7 @@ def _read_scalars(workdir):
 
 
 @pytest.mark.slow
-def test_two_processes_match_one_process(tmp_path_factory, tmp_path):
+def test_two_processes_match_one_process(tmp_path):
   import jax  # pylint: disable=g-import-not-at-top
   from alm_jax import checkpoints  # pylint: disable=g-import-not-at-top
   from alm_jax import losses  # pylint: disable=g-import-not-at-top
@@ -190,9 +198,9 @@ def test_two_processes_match_one_process(tmp_path_factory, tmp_path):
   from alm_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   from alm_jax.models import build_model  # pylint: disable=g-import-not-at-top
 
-  # The tfds folder and RIR bank of tests/test_train.py (shared within a session),
-  # prepared before the processes start so that they do not build them at the same time.
-  data_root = tmp_path_factory.getbasetemp() / 'alm_train_data'
+  # A fresh tfds folder and RIR bank: process 0 of the job builds them while process 1
+  # waits at alm_jax.main's barrier (launch/prepare_data.py is checked afterwards).
+  data_root = tmp_path / 'data'
   flags = dict(_TINY_FLAGS)
   flags['data.data_dir'] = str(data_root / 'tfds')
   flags['data.bleed.cache_dir'] = str(data_root / 'rir_bank')
@@ -207,19 +215,7 @@ def test_two_processes_match_one_process(tmp_path_factory, tmp_path):
     for name in path:
       node = node[name]
     node[last] = type(node[last])(ast.literal_eval(value)) if value[0] in '(0123456789' else value
-  # Prepared by launch/prepare_data.py (the TPU and SLURM scripts' first step), same flags.
-  prep = subprocess.run([sys.executable, 'launch/prepare_data.py', '--config=configs/mr.py',
-                         f'--workdir={workdir}'] + cmd[5:], cwd=REPO, capture_output=True,
-                        text=True, timeout=600)
-  assert prep.returncode == 0, prep.stderr[-3000:]
-  assert "'train': 4" in prep.stdout and 'RIR bank ready' in prep.stdout, prep.stdout
-  assert pipeline.get_builder(config).is_prepared()
-  assert pipeline.num_train_songs(config) == 4
-
-  # Each process reads a disjoint half of the training songs.
-  shards = [{s.song_id for s in pipeline.load_songs(config, 'train', p, 2)} for p in (0, 1)]
-  assert shards[0] and shards[1] and not shards[0] & shards[1]
-  assert len(shards[0] | shards[1]) == 4
+  assert not pipeline.get_builder(config).is_prepared()
 
   env = dict(os.environ, XLA_FLAGS='--xla_cpu_multi_thread_eigen=false')
   r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
@@ -227,9 +223,16 @@ def test_two_processes_match_one_process(tmp_path_factory, tmp_path):
   for path in sorted(glob.glob(str(workdir / 'logs' / '*.log'))):
     logs += f'\n--- {path}\n' + pathlib.Path(path).read_text()[-3000:]
   assert r.returncode == 0, logs
-  # Process 1 (logging to a file) read its own half of the songs.
-  assert ('Loaded 2 train songs of synthetic_live/tiny/1.0.0 (process 1 of 2)'
-          in (workdir / 'logs' / 'process_1.log').read_text())
+  # Process 0 alone built the dataset and the bank; process 1 (logging to a file)
+  # then read its own half of the songs.
+  log1 = (workdir / 'logs' / 'process_1.log').read_text()
+  assert 'Preparing synthetic_live/tiny' in r.stderr and 'Simulating an RIR bank' in r.stderr, logs
+  assert 'Preparing' not in log1 and 'Simulating an RIR bank' not in log1, log1
+  assert 'Loaded 2 train songs of synthetic_live/tiny/1.0.0 (process 1 of 2)' in log1
+  assert pipeline.get_builder(config).is_prepared() and pipeline.num_train_songs(config) == 4
+  shards = [{s.song_id for s in pipeline.load_songs(config, 'train', p, 2)} for p in (0, 1)]
+  assert shards[0] and shards[1] and not shards[0] & shards[1]
+  assert len(shards[0] | shards[1]) == 4
 
   # One writer: a single event file (process 0's), config.json; all processes saved checkpoints.
   assert len(glob.glob(str(workdir / 'events.out.tfevents.*'))) == 1
@@ -247,6 +250,14 @@ def test_two_processes_match_one_process(tmp_path_factory, tmp_path):
   line = next(l for l in r.stdout.splitlines() if l.startswith('validation at step 2: '))
   figures = dict(kv.split('=') for kv in line.split(': ', 1)[1].split(', '))
   np.testing.assert_allclose(float(figures['loss']), scalars['validation/loss'][2], rtol=1e-4)
+
+  # launch/prepare_data.py (the TPU and SLURM scripts' first step), same flags: finds both ready.
+  prep = subprocess.run([sys.executable, 'launch/prepare_data.py', '--config=configs/mr.py',
+                         f'--workdir={workdir}'] + cmd[5:], cwd=REPO, capture_output=True,
+                        text=True, timeout=600)
+  assert prep.returncode == 0, prep.stderr[-3000:]
+  assert "'train': 4" in prep.stdout and 'RIR bank ready' in prep.stdout, prep.stdout
+  assert 'Preparing' not in prep.stderr and 'Simulating' not in prep.stderr
 
   # One process, same global batch: update 2 from checkpoint 1 on the concatenation
   # of both processes' batches at iterator position 1.

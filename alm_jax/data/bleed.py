@@ -46,17 +46,20 @@ bench prints both next to the train step, so this is visible per machine).
 import dataclasses
 import functools
 import hashlib
+import io
 import json
 import math
 import os
-import tempfile
 from typing import NamedTuple
+import uuid
 
 from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.fft
+
+from alm_jax import paths
 
 BLEED_OFF_DB = -100.0  # bleed_severity reported when no bleed was simulated
 _BANK_FORMAT = 1  # bump when the bank's meaning changes, to invalidate caches
@@ -240,18 +243,22 @@ def build_bank(spec: BankSpec) -> RirBank:
   return RirBank(rirs, energy)
 
 
-def load_or_build_bank(spec: BankSpec, cache_dir: str) -> RirBank:
+def load_or_build_bank(spec: BankSpec, cache_dir) -> RirBank:
   """The bank for `spec`, read from `cache_dir` or simulated and written there.
 
-  The file name carries a hash of `spec`, so a changed setting builds a new
-  bank instead of silently reusing a stale one. Writes are atomic (temp file
-  and rename), so concurrent processes building the same bank cannot corrupt it.
+  `cache_dir` is a local folder or a URL (gs://...), str or path object. The
+  file name carries a hash of `spec`, so a changed setting builds a new bank
+  instead of silently reusing a stale one. Writes are atomic (a uniquely named
+  temp file, then a rename), so concurrent processes building the same bank
+  cannot corrupt it.
   """
   spec.validate()
-  path = os.path.join(cache_dir, f'rir_bank_{spec.key()}.npz')
-  if os.path.exists(path):
+  cache_dir = paths.as_path(cache_dir)
+  path = cache_dir / f'rir_bank_{spec.key()}.npz'
+  if path.exists():
     try:
-      with np.load(path) as f:
+      # Read whole: np.load needs a seekable file, which remote files may not be.
+      with np.load(io.BytesIO(path.read_bytes())) as f:
         bank = RirBank(f['rirs'], f['energy'])
         stored = json.loads(str(f['spec']))
       if stored == json.loads(json.dumps(dataclasses.asdict(spec))):
@@ -262,16 +269,17 @@ def load_or_build_bank(spec: BankSpec, cache_dir: str) -> RirBank:
   logging.info('Simulating an RIR bank of %d rooms (%d channels) into %s.', spec.size,
                spec.channels, path)
   bank = build_bank(spec)
-  os.makedirs(cache_dir, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix='.npz.tmp')
+  cache_dir.mkdir(parents=True, exist_ok=True)
+  tmp = cache_dir / f'{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp'
+  buffer = io.BytesIO()
+  np.savez(buffer, rirs=bank.rirs, energy=bank.energy,
+           spec=np.array(json.dumps(dataclasses.asdict(spec))))
   try:
-    with os.fdopen(fd, 'wb') as f:
-      np.savez(f, rirs=bank.rirs, energy=bank.energy,
-               spec=np.array(json.dumps(dataclasses.asdict(spec))))
-    os.replace(tmp, path)
+    tmp.write_bytes(buffer.getvalue())
+    tmp.replace(path)
   finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+    if tmp.exists():
+      tmp.unlink()
   return bank
 
 
@@ -435,8 +443,11 @@ def _cached_bank(spec: BankSpec, cache_dir: str) -> RirBank:
   return load_or_build_bank(spec, cache_dir)
 
 
-def bank_for_config(config, cache_dir: str) -> RirBank | None:
-  """The bank config.data.bleed asks for (None when bleed is off), kept in memory per process."""
+def bank_for_config(config, cache_dir) -> RirBank | None:
+  """The bank config.data.bleed asks for (None when bleed is off), kept in memory per process.
+
+  cache_dir: a local folder or a URL (gs://...), str or path object.
+  """
   if not config.data.bleed.enabled:
     return None
-  return _cached_bank(BankSpec.from_config(config), os.path.abspath(cache_dir))
+  return _cached_bank(BankSpec.from_config(config), os.fspath(paths.as_path(cache_dir)))

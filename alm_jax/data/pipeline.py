@@ -13,8 +13,9 @@ Data: the tfds dataset config.data.name ('synthetic_live[/config]' is generated
 on first use; 'medleydb' is prepared from config.data.manual_dir on first use)
 in config.data.data_dir ('' = tfds' default). Each process keeps its songs in
 memory as int16 (alm_jax.data.common), so a step costs no disk reads. Multi-host
-runs should prepare the dataset once beforehand (e.g. call `num_train_songs` on
-one host), rather than let every process generate it at the same time.
+runs prepare the dataset once, on one process (`prepare`; `alm_jax.main` does
+it on process 0 while the others wait), rather than let every process generate
+it at the same time.
 
 Training stream, deterministic in (config.seed, config.data.shuffle_seed, step,
 process_index), so a run resumed at step s continues the same sequence:
@@ -31,7 +32,16 @@ process_index), so a run resumed at step s continues the same sequence:
     switch them off), using `rir_seconds` of audio before the segment so the
     room's tail is there from its first sample. The target mix is never touched;
   - channels past the song's count are zero with channel_mask False.
-Batches are built in a background thread, `config.data.prefetch` ahead.
+Batch `step` is a function of step alone, so batches are built in parallel:
+config.data.num_workers threads (-1: one per usable CPU core but one, at most
+16) each build whole batches, handed out in step order, up to num_workers +
+config.data.prefetch batches ahead of the consumer. With num_workers = 0 one
+background thread builds them `prefetch` ahead (prefetch = 0: in the caller's
+thread). The worker count changes the speed only, never a batch. Threads, not
+processes: the heavy work (int16 -> float conversion, FFTs, complex matmuls,
+copies) runs in numpy/scipy with the GIL released, and threads share the songs
+and the RIR bank and hand over ~100 MB batches without copying
+(bench/input_pipeline.py measures it).
 
 Metadata (every evaluation batch; training batches only with
 `make_train_iterator(..., metadata=True)`, so the arrays a training step
@@ -61,20 +71,23 @@ non-overlapping windows (evenly spaced among the non-silent ones; 1 = the middle
 one), with bleed and levels drawn from (seed, split, song, window), so every
 evaluation sees identical inputs. Batches are padded to the global batch size
 with copies of a real example (example_mask False, song_id '', the copied
-example's metadata).
+example's metadata), and built on config.data.num_workers threads.
 """
 
+import concurrent.futures
 import dataclasses
+import itertools
 import math
 import os
 import queue
 import threading
-from typing import Optional
+from typing import Callable, Optional
 
 from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
+from alm_jax import paths
 from alm_jax.data import bleed
 from alm_jax.data import common
 from alm_jax.data import medleydb
@@ -224,6 +237,17 @@ def _read_songs(builder, split: str, process_index: int, process_count: int) -> 
   return songs
 
 
+def prepare(config, workdir=None):
+  """Builds what the pipeline reads from disk: the tfds dataset and, with bleed on, the RIR bank.
+
+  Run once (one process) before several processes read them; the pipeline
+  would otherwise prepare them on first use in every process.
+  """
+  builder = prepared_builder(config)
+  bleed.bank_for_config(config, _bank_dir(config, workdir))
+  return builder
+
+
 def num_train_songs(config) -> int:
   """Songs in the training split (all processes together)."""
   return _split_size(prepared_builder(config), 'train')
@@ -245,13 +269,34 @@ def local_batch_size(config, process_count: int) -> int:
   return bsz // process_count
 
 
-def _bank_dir(config, workdir) -> str:
+def _bank_dir(config, workdir):
+  """Where the RIR bank is cached: a local path or a URL (gs://...)."""
   if config.data.bleed.get('cache_dir', ''):
-    return str(config.data.bleed.cache_dir)
+    return paths.as_path(str(config.data.bleed.cache_dir))
   if workdir:
-    return os.path.join(workdir, 'rir_bank')
+    return paths.as_path(workdir) / 'rir_bank'
   root = str(config.data.data_dir) or os.environ.get('TFDS_DATA_DIR') or tfds.core.constants.DATA_DIR
-  return os.path.join(root, 'alm_jax_rir_bank')
+  return paths.as_path(root) / 'alm_jax_rir_bank'
+
+
+_MAX_AUTO_WORKERS = 16
+
+
+def num_workers(config) -> int:
+  """config.data.num_workers, with -1 resolved to one per usable CPU core but one (at most 16).
+
+  One core is left to the training loop (host-side dispatch, or the step itself
+  on a CPU-only machine). A busy worker holds its batch, the examples' source
+  segments and FFT buffers (~0.4 GB at the paper's shapes), hence the cap; set
+  the count explicitly to go beyond it.
+  """
+  n = int(config.data.get('num_workers', 0))
+  if n < -1:
+    raise ValueError(f'config.data.num_workers must be -1 (auto), 0 or a positive count, got {n}.')
+  if n == -1:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+    n = max(1, min(int(cores or 1) - 1, _MAX_AUTO_WORKERS))
+  return n
 
 
 # ---- examples --------------------------------------------------------------------------
@@ -354,12 +399,14 @@ def _epoch_order(seed, epoch: int, process_index: int, num_songs: int, slots: in
 
 
 def make_train_iterator(config, *, start_step: int = 0, process_index: int = 0,
-                        process_count: int = 1, workdir: str | None = None,
-                        metadata: bool = False):
+                        process_count: int = 1, workdir=None, metadata: bool = False):
   """Endless iterator of training batches, the batch of `start_step` first (module docstring).
 
+  workdir: where the RIR bank is cached when config.data.bleed.cache_dir is ''
+    (local path or URL, str or path object).
   metadata: also yield the per-example metadata (module docstring). Off by
   default: the training loop hands every array of a batch to the device.
+  Returns an iterator with a `close()` that stops its threads.
   """
   bsz = local_batch_size(config, process_count)
   songs = load_songs(config, 'train', process_index, process_count)
@@ -372,21 +419,104 @@ def make_train_iterator(config, *, start_step: int = 0, process_index: int = 0,
   seed = [int(config.seed), int(config.data.shuffle_seed)]
   silence_db = float(config.data.silence_db)
 
-  def batches():
-    step, order_epoch, order = int(start_step), None, None
-    while True:
-      epoch, k = divmod(step, spe)
-      if epoch != order_epoch:
-        order, order_epoch = _epoch_order(seed, epoch, process_index, len(songs), spe * bsz), epoch
-      picks = []
-      for e, i in enumerate(order[k * bsz:(k + 1) * bsz]):
-        rng = np.random.default_rng(seed + [_TRAIN, step, process_index, e])
-        song = songs[int(i)]
-        picks.append((song, _random_start(song, length, rng, silence_db), rng))
-      yield maker.batch(picks, length, metadata)
-      step += 1
+  def build(step: int) -> dict:
+    # A pure function of `step` (and the config): safe to run on any thread, in any order.
+    epoch, k = divmod(step, spe)
+    order = _epoch_order(seed, epoch, process_index, len(songs), spe * bsz)
+    picks = []
+    for e, i in enumerate(order[k * bsz:(k + 1) * bsz]):
+      rng = np.random.default_rng(seed + [_TRAIN, step, process_index, e])
+      song = songs[int(i)]
+      picks.append((song, _random_start(song, length, rng, silence_db), rng))
+    return maker.batch(picks, length, metadata)
 
-  return _Prefetch(batches(), int(config.data.get('prefetch', 2)))
+  prefetch, workers = int(config.data.get('prefetch', 2)), num_workers(config)
+  if workers > 0:
+    return _ParallelBatches(build, int(start_step), workers, workers + max(prefetch, 0))
+  return _Prefetch(map(build, itertools.count(int(start_step))), prefetch)
+
+
+class _ParallelBatches:
+  """`build(step)` for step = start, start + 1, ... on `workers` daemon threads, yielded in order.
+
+  At most `ahead` batches are built or waiting beyond the one the consumer is
+  at, so memory stays bounded when the consumer is slower. An error in
+  `build(s)` is raised by the `next()` that would have returned batch s. The
+  threads hold only the shared `_Schedule`, not this object, so dropping the
+  iterator without `close()` still stops them (via __del__).
+  """
+
+  def __init__(self, build: Callable[[int], dict], start: int, workers: int, ahead: int):
+    self._schedule = _Schedule(build, start, max(ahead, workers))
+    self._threads = [threading.Thread(target=self._schedule.work, daemon=True,
+                                      name=f'alm_input_{i}') for i in range(workers)]
+    for t in self._threads:
+      t.start()
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    return self._schedule.next()
+
+  def close(self):
+    self._schedule.stop()
+    for t in self._threads:
+      t.join(timeout=5)
+
+  def __del__(self):
+    try:
+      self.close()
+    except Exception:  # pylint: disable=broad-except
+      pass
+
+
+class _Schedule:
+  """The state `_ParallelBatches`' threads share: which step to build next, finished batches."""
+
+  def __init__(self, build, start: int, ahead: int):
+    self._build = build
+    self._next_out = start  # the step the consumer gets next
+    self._next_in = start   # the next step a worker takes
+    self._ahead = ahead
+    self._done = {}         # step -> (ok, batch or exception)
+    self._cond = threading.Condition()
+    self._stopped = False
+
+  def work(self):
+    while True:
+      with self._cond:
+        self._cond.wait_for(lambda: self._stopped or self._next_in < self._next_out + self._ahead)
+        if self._stopped:
+          return
+        step = self._next_in
+        self._next_in += 1
+      try:
+        result = (True, self._build(step))
+      except BaseException as e:  # pylint: disable=broad-except  (handed to the consumer)
+        result = (False, e)
+      with self._cond:
+        if not self._stopped:
+          self._done[step] = result
+          self._cond.notify_all()
+
+  def next(self) -> dict:
+    with self._cond:
+      self._cond.wait_for(lambda: self._stopped or self._next_out in self._done)
+      if self._stopped:
+        raise StopIteration
+      ok, value = self._done.pop(self._next_out)
+      self._next_out += 1
+      self._cond.notify_all()  # a slot ahead is free
+    if not ok:
+      raise value
+    return value
+
+  def stop(self):
+    with self._cond:
+      self._stopped = True
+      self._done.clear()
+      self._cond.notify_all()
 
 
 class _Prefetch:
@@ -445,7 +575,7 @@ class _Prefetch:
 
 
 def make_eval_batches(config, split: str, *, process_index: int = 0, process_count: int = 1,
-                      workdir: str | None = None) -> list[dict]:
+                      workdir=None) -> list[dict]:
   """Fixed evaluation batches of `split` for this process, with metadata (module docstring).
 
   Returns [] if the split has no songs.
@@ -465,8 +595,8 @@ def make_eval_batches(config, split: str, *, process_index: int = 0, process_cou
   if not examples:
     return []
   maker = _Maker(config, workdir)
-  out = []
-  for j in range(-(-len(examples) // global_bsz)):
+
+  def build(j: int) -> dict:
     chunk = examples[j * global_bsz:(j + 1) * global_bsz]
     real = chunk[process_index * bsz:(process_index + 1) * bsz]
     # Padding repeats a real example: an all-zero target would make the
@@ -476,5 +606,11 @@ def make_eval_batches(config, split: str, *, process_index: int = 0, process_cou
     batch = maker.batch(picks, length)
     batch['example_mask'] = np.arange(bsz) < len(real)
     batch['song_id'] = [s.song_id for s, _, _ in real] + [''] * (bsz - len(real))
-    out.append(batch)
-  return out
+    return batch
+
+  count = -(-len(examples) // global_bsz)
+  workers = min(num_workers(config), count)
+  if workers > 1:  # each batch depends on its index only: same list, built in parallel
+    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix='alm_eval') as pool:
+      return list(pool.map(build, range(count)))
+  return [build(j) for j in range(count)]

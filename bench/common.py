@@ -1,0 +1,61 @@
+"""Helpers shared by the bench/ scripts: config loading and a one-line machine description.
+
+The scripts run as `python bench/<name>.py`, which puts bench/ first on sys.path,
+so they `import common`; importing it also puts the repository root on sys.path,
+so `alm_jax` is importable from a checkout that was not pip-installed. Nothing
+here imports JAX at import time: bench/streaming.py must set XLA_FLAGS first.
+"""
+
+import importlib.util
+import os
+import platform
+import sys
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(BENCH)
+if REPO not in sys.path:
+  sys.path.insert(0, REPO)
+
+
+def load_config(name_or_path: str):
+  """get_config() of configs/<name>.py ('mr') or of a config file path ('configs/mr.py')."""
+  path = name_or_path
+  if not path.endswith('.py') and os.sep not in path:
+    path = os.path.join(REPO, 'configs', f'{name_or_path}.py')
+  if not os.path.isfile(path):
+    raise SystemExit(f'error: config file {path} not found (give a name such as mr or a path '
+                     'such as configs/mr.py).')
+  stem = os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(f'bench_config_{stem}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def cpu_name() -> str:
+  """The CPU model from /proc/cpuinfo (or what the platform module knows)."""
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine() or 'unknown CPU'
+
+
+def usable_cores() -> int:
+  """CPU cores this process may run on (its affinity mask; all logical CPUs elsewhere)."""
+  if hasattr(os, 'sched_getaffinity'):
+    return len(os.sched_getaffinity(0))
+  return os.cpu_count() or 1
+
+
+def machine() -> str:
+  """CPU, cores, Python, JAX and its device, and the load average: the context of a figure."""
+  import jax  # pylint: disable=g-import-not-at-top  (after the caller's XLA_FLAGS)
+  dev = jax.devices()[0]
+  load = ', '.join(f'{x:.1f}' for x in os.getloadavg()) if hasattr(os, 'getloadavg') else 'n/a'
+  return (f'{cpu_name()}; {usable_cores()} usable of {os.cpu_count()} logical cores; '
+          f'Python {platform.python_version()}, jax {jax.__version__} on {dev.platform} '
+          f'({dev.device_kind}); load average {load}')
