@@ -24,20 +24,21 @@ end) handles every block size with one compile per size. On each boundary:
 * F2 rate: RMS -> `condition` -> one GRU step (`recur`) -> `head`, the same
   model methods the offline mixer uses;
 * F1 rate, on the boundary that completes the first F2 frame of a group (once
-  per 300 ms in MR): the embedding network on the patch, then encoder 1. The
-  F1 frame ends with that very F2 frame and the resulting gain is needed by the
-  next sample, so this can neither start earlier nor be deferred without
-  adding latency. What can be done earlier is every part of it whose inputs
-  have already arrived: with `spread=True` (the default) and the small
-  embedding, whose layers map disjoint tiles of rows, the other `stride - 1`
-  boundaries of a group compute the next frame's layer rows whose log-mel rows
-  are in the ring, in equal chunks (see `make_plan`); the embedding boundary
-  then does the last few rows, the mean, the projection and encoder 1.
+  per 300 ms in MR): the embedding of the F1 frame that ends with that very F2
+  frame, then encoder 1. The resulting gain is needed by the next sample, so
+  this can neither start earlier nor be deferred without adding latency. What
+  can be done earlier is every part of it whose inputs have already arrived:
+  with `spread=True` (the default) and the small embedding, whose layers map
+  disjoint tiles of rows, every boundary computes the same-sized chunk of each
+  layer's rows of the frame being prepared (rows whose log-mel rows are in the
+  ring; see `make_plan`), so the embedding boundary only adds the mean, the
+  projection and encoder 1. No branch selects this work, so every boundary
+  runs the same program.
 
-The first group has nothing done ahead and runs the network whole. VGGish runs
-whole on its boundary (its fully connected layers need the whole map; on one
-CPU thread it is far from real time anyway). In SR (975 ms F2 frames, not a
-whole number of resampler blocks) every boundary is an embedding boundary and
+The first group has nothing prepared and runs the network whole once. VGGish
+runs whole on its boundary (its fully connected layers need the whole map; on
+one CPU thread it is far from real time anyway). In SR (975 ms F2 frames, not
+a whole number of resampler blocks) every boundary is an embedding boundary and
 embeds its F1 frame from the samples (`model.embed`). Measured costs are in
 docs/streaming.md.
 
@@ -56,7 +57,7 @@ State (`init_state`, a flat dict so that it maps onto explicit tensors):
   mel    [b, c, 96, 64] float32 (shared rows): the last 96 log-mel rows; rows
          of silence at the start, as offline.
   net<i> [b, c, h_i, w_i, features_i] float32 (spread small embedding): layer
-         i's rows of the next F1 frame computed ahead.
+         i's rows of the F1 frame being prepared.
 """
 
 import dataclasses
@@ -85,52 +86,46 @@ class SpreadPlan:
 
   Phase k = t % stride of F2 frame t: phase 0 completes a group's first F2
   frame (the embedding boundary); on phase k > 0 the next group's F1 frame
-  ends stride - k F2 frames later.
+  ends stride - k F2 frames later. A group's frame is prepared on phases 1,
+  2, ..., stride - 1 of the group before and finished on its own phase 0.
 
   Attributes:
     rows_per_f2: log-mel rows each F2 frame completes (0: F1 frames are not on
       the row grid, each is embedded from its samples).
-    mel_ready: mel_ready[k - 1] = rows of the next F1 frame in the ring after
-      phase k.
+    mel_ready: mel_ready[k] = rows of the frame being prepared that are in the
+      ring after phase k (96 on phase 0).
     net_heights: output rows of each small-embedding layer (24, 12, 6 in MR);
       () when the network runs whole on the embedding boundary.
-    net_chunks: rows of layer i computed per phase (one compiled branch, dynamic
-      start rows).
-    net_starts: net_starts[k - 1][i] = first row of layer i computed on phase
-      k, -1 when none.
-    net_rows: rows of each layer done ahead by the group's last phase; the
-      embedding boundary computes the rest.
+    net_chunks: rows of layer i computed on every boundary (the same work on
+      every boundary: no branch).
+    net_starts: net_starts[k][i] = first row of layer i computed on phase k.
   """
   rows_per_f2: int
   mel_ready: tuple = ()
   net_heights: tuple = ()
   net_chunks: tuple = ()
   net_starts: tuple = ()
-  net_rows: tuple = ()
 
 
 def _schedule(ready):
-  """Equal chunks, one per phase, each computing only ready rows, together covering [0, ready[-1]).
+  """Equal chunks, one per phase in the given order, reading only ready rows, covering [0, ready[-1]).
 
   Returns:
-    (chunk, starts (-1: no work on that phase), rows done after each phase).
+    (chunk, starts): phase j computes rows [starts[j], starts[j] + chunk);
+    a start may repeat rows already done (harmless), never rows not ready.
   """
-  last = ready[-1] if ready else 0
-  if last == 0:
-    return 0, (-1,) * len(ready), (0,) * len(ready)
+  last = ready[-1]
   for chunk in range(-(-last // len(ready)), last + 1):
-    done, starts, dones = 0, [], []
+    done, starts = 0, []
     for r in ready:
       end = min(r, done + chunk)
-      if end <= done or end < chunk:
-        starts.append(-1)
-      else:
-        starts.append(end - chunk)
-        done = end
-      dones.append(done)
-    if done == last:
-      return chunk, tuple(starts), tuple(dones)
-  raise AssertionError('unreachable: a chunk of all ready rows always covers them')
+      if end < chunk:
+        break  # not enough ready rows for a whole chunk yet
+      starts.append(end - chunk)
+      done = max(done, end)
+    if len(starts) == len(ready) and done == last:
+      return chunk, tuple(starts)
+  raise AssertionError('unreachable: one chunk of all rows on the last phase always works')
 
 
 def _net_heights(model_config, fs: frontend.FrontendSpec):
@@ -156,23 +151,26 @@ def make_plan(model_config, spread: bool = True) -> SpreadPlan:
     return SpreadPlan(rows_per_f2=0)  # each F1 frame embedded from its samples (`model.embed`)
   up, down = fs.ratio
   rows_per_f2 = spec.f2 // down * up // fs.hop
-  mel_ready = tuple(max(0, fs.patch_frames - (spec.stride - k) * rows_per_f2)
-                    for k in range(1, spec.stride))
+  mel_ready = tuple(fs.patch_frames if k == 0 else
+                    max(0, fs.patch_frames - (spec.stride - k) * rows_per_f2)
+                    for k in range(spec.stride))
   plan = SpreadPlan(rows_per_f2=rows_per_f2, mel_ready=mel_ready)
   heights = _net_heights(model_config, fs)
-  if not spread or spec.stride == 1 or not heights:
+  if not spread or not heights:
     return plan
-  chunks, starts, done_rows = [], [], []
-  ready = mel_ready
+  order = list(range(1, spec.stride)) + [0]  # preparation, then the embedding boundary
+  chunks, starts = [], []
+  ready = [mel_ready[k] for k in order]
   for i in range(len(heights)):
     a = embeddings.small_tile(i)[0]
-    chunk, layer_starts, dones = _schedule([r // a for r in ready])
+    chunk, layer_starts = _schedule([r // a for r in ready])
     chunks.append(chunk)
-    starts.append(layer_starts)
-    done_rows.append(dones[-1] if dones else 0)
-    ready = dones
+    by_phase = dict(zip(order, layer_starts))
+    starts.append(tuple(by_phase[k] for k in range(spec.stride)))
+    ready = [s + chunk for s in layer_starts]  # rows of layer i done after each phase
+    ready = [int(r) for r in np.maximum.accumulate(ready)]
   return dataclasses.replace(plan, net_heights=heights, net_chunks=tuple(chunks),
-                             net_starts=tuple(zip(*starts)), net_rows=tuple(done_rows))
+                             net_starts=tuple(zip(*starts)))
 
 
 # ---------------------------------------------------------------------------
@@ -327,18 +325,14 @@ def _layer_rows(layer, x, r0, num_rows: int, i: int, dtype):
 # ---------------------------------------------------------------------------
 
 
-# Kinds of F1-rate work on a boundary (branches of the step's switch).
-_WHOLE, _REST, _AHEAD, _NONE = range(4)
-
-
 def make_step(config, *, spread: bool = True):
   """The pure streaming step for `config` (any block size; one compile per size under jit).
 
   Args:
     config: the full config (`config.model` must be a zero-latency ALM).
-    spread: compute the next F1 frame's small-embedding layers whose inputs
-      have arrived on the non-embedding boundaries (see the module docstring).
-      Must match `init_state`.
+    spread: compute the small embedding's layers in equal chunks on every
+      boundary as their inputs arrive (see the module docstring). Must match
+      `init_state`.
   Returns:
     step(params, state, block [b, c, n], channel_mask [b, c] bool) ->
       (new_state, out [b, n] float32, gains [b, c] float32), where `params` are
@@ -396,82 +390,44 @@ def make_step(config, *, spread: bool = True):
       layers = [params['params']['embedding'][f'conv{i + 1}'] for i in range(num_layers)]
       fc = params['params']['embedding']['fc']
 
-    # ---- F1 rate: embed on phase 0, work ahead on the others ----
-    def embed_whole(emb, work, end, phase):
-      del emb, phase
-      if plan.rows_per_f2:
-        e = apply(work['mel'][:, :, None], mask, method=model.embed_patches)
-      else:
-        e = apply(recent(end - frame_in, frame_in), 1, mask, method=model.embed)
-      return e[:, :, 0].astype(jnp.float32), work
-
-    def embed_rest(emb, work, end, phase):
-      """The rows not done ahead (the ring now holds this frame's whole patch), then the head."""
-      del emb, end, phase
-      work = dict(work)
-      x = embeddings.small_input(work['mel'], dtype)
-      for i, h in enumerate(plan.net_heights):
-        r = plan.net_rows[i]
-        if r < h:
-          rows = _layer_rows(layers[i], x, r, h - r, i, dtype)
-          work[f'net{i}'] = jax.lax.dynamic_update_slice_in_dim(
-              work[f'net{i}'], rows.astype(jnp.float32), r, axis=2)
-        x = work[f'net{i}']
-      feat = jnp.mean(x.astype(dtype), axis=(2, 3))
-      feat = feat @ fc['kernel'].astype(dtype) + fc['bias'].astype(dtype)  # [b, c, dim]
-      e = apply(feat[:, :, None], mask, method=model.contextualize)
-      return e[:, :, 0].astype(jnp.float32), work
-
-    def work_ahead(emb, work, end, phase):
-      del end
-      work = dict(work)
-      starts = jnp.asarray(plan.net_starts, jnp.int32)[phase - 1]
-      # The next frame's log-mel row j sits at ring row j + (stride - phase) * rows_per_f2.
-      offset = (stride - phase) * plan.rows_per_f2
-      for i, chunk in enumerate(plan.net_chunks):
-        if not chunk:
-          continue
-        if i == 0:
-          mel = jnp.pad(work['mel'], [(0, 0), (0, 0), (0, stride * plan.rows_per_f2), (0, 0)])
-          x = embeddings.small_input(
-              jax.lax.dynamic_slice_in_dim(mel, offset, work['mel'].shape[2], axis=2), dtype)
-        else:
-          x = work[f'net{i - 1}']
-        start = jnp.maximum(starts[i], 0)
-        rows = _layer_rows(layers[i], x, start, chunk, i, dtype).astype(jnp.float32)
-        kept = jax.lax.dynamic_slice_in_dim(work[f'net{i}'], start, chunk, axis=2)
-        work[f'net{i}'] = jax.lax.dynamic_update_slice_in_dim(
-            work[f'net{i}'], jnp.where(starts[i] >= 0, rows, kept), start, axis=2)
-      return emb, work
-
-    def no_f1_work(emb, work, end, phase):
-      del end, phase
-      return emb, work
-
-    # One flat switch: nested conditionals would copy the work buffers at
-    # every level. The first group has nothing done ahead, so it runs whole.
-    branches = [embed_whole, embed_rest, work_ahead, no_f1_work]
-    ahead_or_none = jnp.asarray(
-        [_AHEAD if any(s >= 0 for s in ph) else _NONE for ph in plan.net_starts] or [_NONE],
-        jnp.int32)
-
-    def f1_kind(valid, phase, frame):
-      if not num_layers:
-        kind = jnp.where(phase == 0, _WHOLE, _NONE)
-      else:
-        kind = jnp.where(phase == 0, jnp.where(frame == 0, _WHOLE, _REST),
-                         ahead_or_none[jnp.maximum(phase - 1, 0)])
-      return jnp.where(valid, kind, _NONE)
-
-    if not num_layers:  # never selected: keep them out of the compiled program
-      branches[_REST] = branches[_AHEAD] = no_f1_work
-
     # ---- front end: the log-mel rows each F2 frame completes ----
     def push_rows(work, end):
-      work = dict(work)
       rows = new_rows(recent(end - rows_in, rows_in))
-      work['mel'] = jnp.concatenate([work['mel'][:, :, plan.rows_per_f2:], rows], axis=2)
+      return {**work, 'mel': jnp.concatenate([work['mel'][:, :, plan.rows_per_f2:], rows], axis=2)}
+
+    # ---- small embedding: the same chunk of every layer on every boundary ----
+    def layer_chunks(work, phase):
+      work = dict(work)
+      starts = jnp.asarray(plan.net_starts, jnp.int32)[phase]
+      # Row j of the frame being prepared sits at ring row j + offset.
+      offset = jnp.mod(stride - phase, stride) * plan.rows_per_f2
+      mel = jnp.pad(work['mel'], [(0, 0), (0, 0), (0, stride * plan.rows_per_f2), (0, 0)])
+      x = embeddings.small_input(
+          jax.lax.dynamic_slice_in_dim(mel, offset, work['mel'].shape[2], axis=2), dtype)
+      for i, chunk in enumerate(plan.net_chunks):
+        rows = _layer_rows(layers[i], x, starts[i], chunk, i, dtype).astype(jnp.float32)
+        work[f'net{i}'] = jax.lax.dynamic_update_slice_in_dim(work[f'net{i}'], rows, starts[i],
+                                                              axis=2)
+        x = work[f'net{i}']
       return work
+
+    # ---- F1 rate: the group's embedding on phase 0 ----
+    def embed_whole(work, end, frame):
+      del frame
+      if plan.rows_per_f2:
+        return apply(work['mel'][:, :, None], mask, method=model.embed_patches)[:, :, 0]
+      return apply(recent(end - frame_in, frame_in), 1, mask, method=model.embed)[:, :, 0]
+
+    def embed_finish(work, end, frame):
+      """The last layer's map is complete: mean, projection, encoder 1."""
+      def finish(work):
+        feat = jnp.mean(work[f'net{num_layers - 1}'].astype(dtype), axis=(2, 3))
+        feat = feat @ fc['kernel'].astype(dtype) + fc['bias'].astype(dtype)  # [b, c, dim]
+        return apply(feat[:, :, None], mask, method=model.contextualize)[:, :, 0]
+      # The first group had no boundaries before it to prepare its frame.
+      return jax.lax.cond(frame == 0, lambda w: embed_whole(w, end, frame), finish, work)
+
+    embed = embed_finish if num_layers else embed_whole
 
     # ---- F2 rate: on every boundary ----
     def f2_stages(emb, gcarry, end):
@@ -481,18 +437,26 @@ def make_step(config, *, spread: bool = True):
       pred = apply(y, mask, method=model.head)[:, :, 0]
       return gcarry.astype(jnp.float32), pred.astype(jnp.float32)
 
+    def boundary(emb, work, gcarry, gain, end, frame):
+      del gain
+      phase = frame % stride
+      if plan.rows_per_f2:
+        work = push_rows(work, end)
+      if num_layers:
+        work = layer_chunks(work, phase)
+      emb = jax.lax.cond(phase == 0, lambda w: embed(w, end, frame).astype(jnp.float32),
+                         lambda w: emb, work)
+      gcarry, gain = f2_stages(emb, gcarry, end)
+      return emb, work, gcarry, gain
+
     def scan_body(carry, k):
       emb, work, gcarry, gain, frame = carry
       end = (f2 - fill) + k * f2  # one past the boundary's last sample, block-relative
       valid = end <= n
-      phase = frame % stride
-      if plan.rows_per_f2:
-        work = jax.lax.cond(valid, push_rows, lambda work, end: work, work, end)
-      emb, work = jax.lax.switch(f1_kind(valid, phase, frame), branches, emb, work, end, phase)
-      gcarry, gain = jax.lax.cond(valid, f2_stages, lambda emb, gcarry, end: (gcarry, gain),
-                                  emb, gcarry, end)
-      carry = (emb, work, gcarry, gain, frame + valid.astype(jnp.int32))
-      return carry, gain
+      emb, work, gcarry, gain = jax.lax.cond(
+          valid, boundary, lambda emb, work, gcarry, gain, end, frame: (emb, work, gcarry, gain),
+          emb, work, gcarry, gain, end, frame)
+      return (emb, work, gcarry, gain, frame + valid.astype(jnp.int32)), gain
 
     max_boundaries = -(-n // f2)
     work0 = {k: state[k] for k in work_keys}

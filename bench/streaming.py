@@ -11,19 +11,20 @@ through the jitted `alm_jax.streaming` step in 50 ms blocks (2205 samples: one
 MR F2 frame per block) and times every block, split into
 
   embed        blocks that complete a group's first F2 frame: the F1-rate
-               embedding (or, when spread, its remaining part) runs there,
+               embedding (or, when spread, its last part) runs there,
                1 block in 6 in MR
   other F2     blocks that complete another F2 frame: the F2-rate stages, plus
-               the next F1 frame's work done ahead when spread
+               the next F1 frame's layer rows when spread
   no boundary  blocks that complete no F2 frame (only with --block < 2205)
 
 and prints the median / p99 / max wall time per block, the median / p99 / mean
 process CPU time per block (on a shared machine the wall time includes time the
 process waited for the CPU; CPU time does not), the real-time fraction (mean
 CPU time / block duration) and the peak resident memory.
-'spread' is the default step (work ahead on the non-embedding boundaries:
-front end, and for the small embedding its conv layers, row by row); 'whole'
-computes the F1 frame's front end and embedding at once on the embedding block.
+'spread' is the default step (the small embedding's layers computed in equal
+row chunks on every boundary as their inputs arrive); 'whole' runs the network
+at once on the embedding block. The front end's log-mel rows are computed on
+every boundary either way (5 per 50 ms F2 frame in MR).
 --block=128 adds small audio-interface blocks, whose deadline is the block's
 own 2.9 ms.
 """
@@ -145,7 +146,7 @@ def main():
     config.model.encoder.dropout = 0.0
     kinds, wall, cpu, compile_s = run(config, args.channels, block, hops, spread)
     block_s = block / config.model.sample_rate
-    print(f'== embedding {name}, block {block} samples ({block_s * 1e3:.1f} ms), front end '
+    print(f'== embedding {name}, block {block} samples ({block_s * 1e3:.1f} ms), network '
           f'{"spread" if spread else "whole"} (compile {compile_s:.1f} s)')
     print(header)
     print(row('embed', kinds == EMBED, wall, cpu, block_s))

@@ -221,24 +221,22 @@ def test_plan_works_ahead_only_on_arrived_inputs(tiny_config):
   spec, fs = frames.FrameSpec.from_config(config.model), frontend.FrontendSpec.from_config(config.model)
   plan = streaming.make_plan(config.model)
   assert plan.rows_per_f2 == 5 and plan.net_heights == (24, 12)
-  for k, ready in enumerate(plan.mel_ready, start=1):
-    # Row j of the next F1 frame ends (stride - k) F2 frames before that frame ends.
-    ends = fs.patch_samples - (fs.patch_frames - 1 - np.arange(fs.patch_frames)) * fs.hop
-    arrived = fs.patch_samples - (spec.stride - k) * spec.f2 * 16000 // 44100
+  ends = fs.patch_samples - (fs.patch_frames - 1 - np.arange(fs.patch_frames)) * fs.hop
+  for k, ready in enumerate(plan.mel_ready):
+    # Row j of the frame being prepared ends (stride - k) % stride F2 frames before that frame ends.
+    arrived = fs.patch_samples - (spec.stride - k) % spec.stride * spec.f2 * 16000 // 44100
     assert ready == int(np.sum(ends <= arrived))
   done = [0] * len(plan.net_heights)
-  for k, ready in enumerate(plan.mel_ready, start=1):
+  for k in list(range(1, spec.stride)) + [0]:  # preparation phases, then the embedding boundary
+    ready = plan.mel_ready[k]
     for i, chunk in enumerate(plan.net_chunks):
-      start = plan.net_starts[k - 1][i]
-      tile = embeddings.small_tile(i)[0]
-      if start < 0:
-        continue
+      start = plan.net_starts[k][i]
       # Layer i's rows on phase k read only input rows that exist by then, and leave no gap.
-      assert (start + chunk) * tile <= ready and start <= done[i]
-      done[i] = start + chunk
+      assert (start + chunk) * embeddings.small_tile(i)[0] <= ready and start <= done[i]
+      done[i] = max(done[i], start + chunk)
       ready = done[i]
-  assert tuple(done) == plan.net_rows
-  assert all(r < h for r, h in zip(plan.net_rows, plan.net_heights))
+  assert tuple(done) == plan.net_heights  # the frame's whole network by its embedding boundary
+  assert plan.net_chunks == (4, 2)  # 24 and 12 rows over 6 boundaries: evenly spread
   # SR frames are not on the row grid: embedded from samples, nothing ahead.
   assert streaming.make_plan(tiny_config('sr').model).rows_per_f2 == 0
   vggish = streaming.make_plan(load_config('mr').model)
