@@ -20,6 +20,11 @@ audio from the future is used to fill them. The model therefore produces a gain
 from the very first F2 frame on, at the cost of a degraded embedding for the
 first 975 ms. Samples after the last whole F2 frame are dropped: the mix has
 `num_f2_frames * f2` samples.
+
+The front end (`alm_jax.frontend`) reads each F1 frame's 975 ms plus its causal
+resampler's history, `FrontendSpec.frame_input_samples` (43659) samples ending
+with the frame, again silence before the signal; `frontend.frame_input` builds
+that input for whole signals.
 """
 
 import dataclasses

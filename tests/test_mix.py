@@ -284,12 +284,16 @@ def test_cli_mixes_a_per_segment_dmc_segment_by_segment(dmc_og, tmp_path, capsys
   _write(songs / 'short' / 'st.wav', _signal(rng, 2, 50000))  # stereo, one partial segment
   fv = parse_flags(mix, f'--checkpoint={dmc_og.workdir}', f'--input={songs}',
                    f'--output={tmp_path / "out"}', '--batch_songs=2')
+  # The mixer is cached per config, so other tests of this worker may have compiled it already.
+  segment_mixer = mix.get_segment_mixer(checkpoints.restore_params(str(dmc_og.workdir))[0])
+  compiles_before = segment_mixer.num_compiles
   with caplog.at_level('WARNING'):
     assert mix.run(fv) == 0
   assert 'NON-CAUSAL' in caplog.text
   assert capsys.readouterr().out.split() == [str(tmp_path / 'out' / s) for s in ('long', 'short')]
   # Two songs of different lengths and channel counts, three segments: one compilation.
-  assert mix.get_segment_mixer(checkpoints.restore_params(str(dmc_og.workdir))[0]).num_compiles == 1
+  assert segment_mixer.num_compiles - compiles_before <= 1
+  assert segment_mixer.num_compiles >= 1
 
   long_song, short_song = mix.discover_songs([str(songs)])
   _check_song_output(tmp_path / 'out' / 'short', short_song, raw=False, f2=f2)
