@@ -246,3 +246,10 @@ def restore_params(path, config=None):
     manager.close()
   logging.info('Restored parameters of step %d from %s', step, workdir)
   return saved_config, restored['params'], step
+
+
+def define_checkpoint_flag(flag_values):
+  """`--checkpoint`, as every command that reads a trained mixer takes it (absl FlagValues)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_string('checkpoint', None, 'Training workdir (latest step) or one step directory.',
+                      required=True, flag_values=flag_values)

@@ -276,8 +276,8 @@ def define_flags(flag_values):
   """Defines the CLI flags on `flag_values` (absl FlagValues)."""
   from absl import flags  # pylint: disable=g-import-not-at-top
   kw = dict(flag_values=flag_values)
-  flags.DEFINE_string('checkpoint', None, 'Training workdir (latest step) or one step directory.',
-                      required=True, **kw)
+  from alm_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  checkpoints.define_checkpoint_flag(flag_values)
   flags.DEFINE_string('output', None, 'SavedModel folder to write (replaced if it exists).',
                       required=True, **kw)
   flags.DEFINE_boolean('streaming', False, 'Export the streaming step function instead of the '

@@ -736,8 +736,8 @@ def define_flags(flag_values):
   """Defines the CLI flags on `flag_values` (absl FlagValues)."""
   from absl import flags  # pylint: disable=g-import-not-at-top
   kw = dict(flag_values=flag_values)
-  flags.DEFINE_string('checkpoint', None, 'Training workdir (latest step) or one step directory.',
-                      required=True, **kw)
+  from alm_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  checkpoints.define_checkpoint_flag(flag_values)
   flags.DEFINE_multi_string('input', None, 'A song folder of per-channel WAV/FLAC files, audio '
                             'files of one song, or a folder of song folders. Repeatable; extra '
                             'positional arguments are inputs too (shell globs).', **kw)
