@@ -128,3 +128,26 @@ def test_per_segment_dmc_exports_the_whole_input_function(tmp_path, capsys):
       assert np.ptp(np.log(ref['gains'][1, :, 0])) > 0.1
   with pytest.raises(tf.errors.InvalidArgumentError, match='c <= 4'):
     serve(audio=tf.zeros((1, 5, 3000)), channel_mask=tf.ones((1, 5), tf.bool))
+
+
+def test_per_frame_dmc_exports_a_streaming_step(tmp_path):
+  """DMC-B-0L (causal, zero latency) exports the same streaming signatures as the ALM."""
+  tiny = TinyModel('dmc_b_0l')
+  save_checkpoint(tmp_path / 'run', tiny.config, tiny.params)
+  block = 21499  # half a 975 ms F2 frame
+  assert _run_cli(f'--checkpoint={tmp_path / "run"}', f'--output={tmp_path / "streaming"}',
+                  '--streaming', f'--block_size={block}') == 0
+  rng = np.random.default_rng(3)
+  audio = (rng.normal(size=(1, 3, 5 * block)) * 0.3).astype(np.float32)
+  mask = np.array([[True, True, False]])
+  ref = mix.mix_arrays(tiny.config, tiny.params, audio, mask)
+  loaded = tf.saved_model.load(str(tmp_path / 'streaming'))
+  state = loaded.signatures['init_state'](channel_mask=tf.constant(mask))
+  outs = []
+  for i in range(5):
+    result = loaded.signatures['step'](block=tf.constant(audio[..., i * block:(i + 1) * block]),
+                                       channel_mask=tf.constant(mask), **state)
+    state = {k: v for k, v in result.items() if k.startswith('state_')}
+    outs.append(result['out'].numpy())
+  assert np.ptp(ref['gains'][0, :2, :3]) > 1e-3  # the gains move between frames
+  np.testing.assert_allclose(np.concatenate(outs, axis=-1), ref['mix'], rtol=1e-5, atol=1e-6)
