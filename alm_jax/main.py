@@ -137,14 +137,17 @@ def main(argv):
   import jax  # pylint: disable=g-import-not-at-top
   from alm_jax import train  # pylint: disable=g-import-not-at-top
   logging.info('JAX devices: %s', jax.devices())
+  from alm_jax.data import medleydb  # pylint: disable=g-import-not-at-top
   config = FLAGS.config
-  prepare_data_once(config, FLAGS.workdir)
-  if FLAGS.mode == 'train':
-    try:
+  try:
+    prepare_data_once(config, FLAGS.workdir)
+    if FLAGS.mode == 'train':
       train.train_and_evaluate(config, FLAGS.workdir)
-    except train.NonFiniteLossError as e:
-      raise SystemExit(f'error: {e}') from e
-  else:
+  # Bad input the user fixes (a missing or broken MedleyDB, a diverged run): the
+  # message, not a traceback.
+  except (train.NonFiniteLossError, medleydb.MedleyDBError) as e:
+    raise SystemExit(f'error: {e}') from e
+  if FLAGS.mode != 'train':
     try:
       results = train.evaluate_checkpoint(config, FLAGS.workdir)
     except FileNotFoundError as e:  # no checkpoint yet: a usage problem, not a crash

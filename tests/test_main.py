@@ -149,3 +149,12 @@ def test_missing_flags_are_a_usage_error():
       main.main(['alm_jax.main'])
   finally:
     flags.FLAGS.unparse_flags()
+
+
+def test_missing_medleydb_is_a_clear_error_not_a_traceback(tmp_path):
+  """The paper's main command without MedleyDB prepared: the fix in one message."""
+  config_updates = {'data': {'data_dir': str(tmp_path / 'tfds'), 'manual_dir': ''}}
+  with pytest.raises(SystemExit, match='MedleyDB is not prepared.*config.data.manual_dir'):
+    _main([f'--config={REPO / "configs" / "mr.py"}', f'--workdir={tmp_path / "run"}'],
+          config_updates)
+  assert not (tmp_path / 'run' / 'checkpoints').exists()

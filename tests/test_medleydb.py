@@ -234,3 +234,10 @@ def test_split_file_matches_the_hash_rule():
   assert all(medleydb.split_of(song) == split for song, split in listed.items())
   assert medleydb.assign_split('Someone_NewSong') == medleydb.split_of('Someone_NewSong')
   assert {medleydb.split_of(f'Artist_Song{i}') for i in range(50)} == set(medleydb.SPLITS)
+
+
+def test_the_default_track_limit_uses_the_predefined_config(tmp_path):
+  """max_raw_tracks=8 (configs/mr.py) names the predefined config; tfds refuses a copy of it."""
+  builder = medleydb.Medleydb(data_dir=str(tmp_path), max_raw_tracks=8)
+  assert builder.builder_config is medleydb.Medleydb.BUILDER_CONFIGS[0]
+  assert medleydb.Medleydb(data_dir=str(tmp_path), max_raw_tracks=5).builder_config.name == 'max_raw_5'

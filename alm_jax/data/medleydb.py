@@ -319,6 +319,8 @@ class Medleydb(tfds.core.GeneratorBasedBuilder):
       if config is not None:
         raise ValueError('Give either `config` or `max_raw_tracks`, not both.')
       config = config_for(max_raw_tracks)
+      # tfds refuses a new config object named like a predefined one: use that one.
+      config = next((c for c in self.BUILDER_CONFIGS if c.name == config.name), config)
     self._on_error = on_error
     self._resample = bool(resample)
     super().__init__(config=config, **kwargs)
