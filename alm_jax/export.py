@@ -45,6 +45,7 @@ from typing import Sequence
 
 from absl import logging
 import jax
+import ml_collections
 
 from alm_jax import mix
 
@@ -142,9 +143,12 @@ def streaming_signatures(config, params, block_size: int, platforms: Sequence[st
   max_channels = int(config.model.max_channels)
 
   # State shapes for a symbolic batch and channel count: each state array's
-  # leading axes are found by evaluating init_state at two sizes.
-  probe_a = jax.eval_shape(lambda: streaming.init_state(config, 2, 3))
-  probe_b = jax.eval_shape(lambda: streaming.init_state(config, 5, 7))
+  # leading axes are found by evaluating init_state at two sizes (channel
+  # counts above the model's limit are fine for this shape-only probe).
+  probe_config = ml_collections.ConfigDict(config.to_dict())
+  probe_config.model.max_channels = max(7, max_channels)
+  probe_a = jax.eval_shape(lambda: streaming.init_state(probe_config, 2, 3))
+  probe_b = jax.eval_shape(lambda: streaming.init_state(probe_config, 5, 7))
   keys = sorted(probe_a)
 
   def poly_dims(key):
