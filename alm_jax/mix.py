@@ -44,7 +44,7 @@ import pathlib
 import shutil
 import sys
 import tempfile
-from typing import Any, Sequence
+from typing import Sequence
 
 from absl import logging
 import jax

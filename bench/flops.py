@@ -169,6 +169,16 @@ def _scan_length(config, n: int) -> int:
   return frames.FrameSpec.from_config(config.model).num_f2_frames(n)
 
 
+def _corrected_flops(compiled, config, b: int, c: int, n: int, with_grad: bool):
+  """(FLOPs, loops) of a compiled program, the GRU scan's steps counted (XLA counts a body once)."""
+  flops = _flops(compiled)
+  t = _scan_length(config, n)
+  loops = _loops(compiled, t)
+  if loops[0]:
+    flops += (t - 1) * recurrence_step_flops(config, b, c, with_grad=with_grad)
+  return flops, loops
+
+
 def forward_cost(config, batch: int | None = None, seconds: float | None = None) -> dict:
   """XLA's FLOPs of one forward pass on a [b, c, n] batch (GRU loop corrected)."""
   b, c, n = shapes(config, batch, seconds)
@@ -179,11 +189,7 @@ def forward_cost(config, batch: int | None = None, seconds: float | None = None)
       params, jax.ShapeDtypeStruct((b, c, n), jnp.float32),
       jax.ShapeDtypeStruct((b, c), jnp.bool_)).compile()
   compile_s = time.perf_counter() - t0
-  flops = _flops(compiled)
-  t = _scan_length(config, n)
-  loops = _loops(compiled, t)
-  if loops[0]:
-    flops += (t - 1) * recurrence_step_flops(config, b, c, with_grad=False)
+  flops, loops = _corrected_flops(compiled, config, b, c, n, with_grad=False)
   return {'flops': flops, 'loops': loops, 'compile_s': compile_s}
 
 
@@ -202,11 +208,7 @@ def train_step_cost(config, batch: int | None = None, seconds: float | None = No
     compiled = jax.jit(train.train_step).lower(state, _abstract_batch(b, c, n),
                                                jax.random.key(0)).compile()
     compile_s = time.perf_counter() - t0
-  flops = _flops(compiled)
-  t = _scan_length(config, n)
-  loops = _loops(compiled, t)
-  if loops[0]:
-    flops += (t - 1) * recurrence_step_flops(config, b, c, with_grad=True)
+  flops, loops = _corrected_flops(compiled, config, b, c, n, with_grad=True)
   return {'flops': flops, 'loops': loops, 'buffer_bytes': _buffers(compiled),
           'compile_s': compile_s}
 

@@ -1,7 +1,6 @@
 """Shared test fixtures: tiny configs so the suite stays fast on 2 CPU cores."""
 
 import importlib.util
-import os
 import pathlib
 
 import jax

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from conftest import load_config
+from tiny_training import read_scalars
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LAUNCH = REPO / 'launch'
@@ -179,16 +180,6 @@ _TINY_FLAGS = {
 }
 
 
-def _read_scalars(workdir):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  out = {}
-  for path in sorted(glob.glob(os.path.join(workdir, 'events.out.tfevents.*'))):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for v in event.summary.value:
-        out.setdefault(v.tag, {})[event.step] = float(tf.make_ndarray(v.tensor))
-  return out
-
-
 @pytest.mark.slow
 def test_two_processes_match_one_process(tmp_path):
   import jax  # pylint: disable=g-import-not-at-top
@@ -239,7 +230,7 @@ def test_two_processes_match_one_process(tmp_path):
   assert (workdir / 'config.json').exists()
   manager = checkpoints.open_manager(str(workdir), None, read_only=True)
   assert sorted(manager.all_steps()) == [1, 2]
-  scalars = _read_scalars(str(workdir))
+  scalars = read_scalars(str(workdir))
   assert sorted(scalars['train/loss']) == [1, 2]
   assert 'validation/loss' in scalars
 

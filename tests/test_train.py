@@ -4,7 +4,6 @@ All training runs share one tiny config (tests/tiny_training.py), so the step
 compiles once per model kind in a test session.
 """
 
-import glob
 import os
 
 import jax
@@ -12,26 +11,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-import tensorflow as tf
 
 from alm_jax import checkpoints
 from alm_jax import train
-from tiny_training import SAME_WORKER, FakeData, shared_data_dirs, tiny_train_config
+from tiny_training import SAME_WORKER, FakeData, read_scalars, shared_data_dirs, tiny_train_config
 
 
 @pytest.fixture(scope='module')
 def data_dirs(tmp_path_factory):
   return shared_data_dirs(tmp_path_factory)
-
-
-def read_scalars(workdir):
-  """{tag: {step: value}} from the TensorBoard event files in `workdir`."""
-  out = {}
-  for path in sorted(glob.glob(os.path.join(workdir, 'events.out.tfevents.*'))):
-    for event in tf.compat.v1.train.summary_iterator(path):
-      for v in event.summary.value:
-        out.setdefault(v.tag, {})[event.step] = float(tf.make_ndarray(v.tensor))
-  return out
 
 
 # ---- optimiser ---------------------------------------------------------------

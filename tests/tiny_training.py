@@ -6,6 +6,7 @@ same process (compilation dominates their run time on CPU).
 """
 
 import fcntl
+import glob
 import os
 
 import numpy as np
@@ -113,3 +114,14 @@ def shared_data_dirs(tmp_path_factory):
     pipeline.prepared_builder(config)
     bleed.bank_for_config(config, dirs[1])
   return dirs
+
+
+def read_scalars(workdir):
+  """{tag: {step: value}} from the TensorBoard event files in `workdir`."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  out = {}
+  for path in sorted(glob.glob(os.path.join(workdir, 'events.out.tfevents.*'))):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for v in event.summary.value:
+        out.setdefault(v.tag, {})[event.step] = float(tf.make_ndarray(v.tensor))
+  return out

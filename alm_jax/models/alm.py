@@ -14,7 +14,6 @@ The stages are separate methods (`embed`, `condition`, `recur`, `head`) so the
 streaming mixer runs exactly the same computation one F2 frame at a time.
 """
 
-from typing import Any
 
 import flax.linen as nn
 import jax
