@@ -87,24 +87,43 @@ def f2_frames(audio, spec: FrameSpec):
 
 def f1_frames(audio, spec: FrameSpec):
   """[..., samples] -> [..., f1_frames, f1], left-padded with silence (see module doc)."""
-  num_samples = audio.shape[-1]
-  t = spec.num_f2_frames(num_samples)
+  x, g = frame_signal(audio, spec, spec.f1)
+  return frames_ending(x, g, spec.stride * spec.f2, spec.f1)
+
+
+def frame_signal(audio, spec: FrameSpec, length: int):
+  """The samples that windows of `length` ending with each F1 frame read.
+
+  Args:
+    audio: [..., samples].
+    length: samples per window, ending where its F1 frame ends (f1 for the
+      frames themselves, more for a front end with history).
+  Returns:
+    (x [..., (g - 1) * stride * f2 + length], g): the signal up to the end of
+    the last F1 frame, left-padded with silence, and the F1 frame count g.
+  """
+  t = spec.num_f2_frames(audio.shape[-1])
   g = spec.num_f1_frames(t)
-  pad_left = spec.f1 - spec.f2
-  hop = spec.stride * spec.f2
-  # A frame of f1 samples spans k hops (the last one partly): gather them by
-  # shifted reshapes, which XLA lowers to copies instead of a large gather.
-  k = -(-spec.f1 // hop)
-  total = (g - 1 + k) * hop
-  # Right padding is never inside a returned frame: the last one ends at
-  # sample ((g - 1) * stride + 1) * f2 <= t * f2.
-  padded = jnp.pad(audio[..., :t * spec.f2],
-                   [(0, 0)] * (audio.ndim - 1) + [(pad_left, max(0, total - pad_left - t * spec.f2))])
-  padded = padded[..., :total]
-  hops = padded.reshape(padded.shape[:-1] + (g - 1 + k, hop))
-  pieces = [hops[..., j:j + g, :] for j in range(k)]
-  frames = jnp.concatenate(pieces, axis=-1)
-  return frames[..., :spec.f1]
+  end = spec.f1_end(g - 1)
+  before = length - spec.f2  # samples of the first window before its frame's end
+  if before < 0:  # windows shorter than an F2 frame: the signal's start is never read
+    return audio[..., -before:end], g
+  return jnp.pad(audio[..., :end], [(0, 0)] * (audio.ndim - 1) + [(before, 0)]), g
+
+
+def frames_ending(x, num_frames, hop: int, length: int):
+  """Windows of `length` samples ending every `hop` samples, the last at the end of x.
+
+  Args:
+    x: [..., (num_frames - 1) * hop + length].
+  Returns:
+    [..., num_frames, length]: window j is x[..., j * hop : j * hop + length].
+  """
+  k = -(-length // hop)  # hops a window overlaps
+  x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(k * hop - length, 0)])
+  hops = x.reshape(x.shape[:-1] + (num_frames - 1 + k, hop))
+  pieces = [hops[..., j:j + num_frames, :] for j in range(k)]
+  return jnp.concatenate(pieces, axis=-1)[..., k * hop - length:]
 
 
 def f1_index(num_f2_frames: int, spec: FrameSpec):

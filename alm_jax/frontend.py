@@ -35,6 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from alm_jax import frames as framing
+
 
 @dataclasses.dataclass(frozen=True)
 class FrontendSpec:
@@ -118,6 +120,9 @@ def resampler_taps(in_rate: int, out_rate: int, zero_crossings: int, rolloff: fl
   half = zero_crossings * in_rate / (2.0 * cutoff)  # kernel half-width, input samples
   delay = int(math.ceil(half))
   history = 2 * delay
+  if history > down:
+    raise ValueError(f'Resampler history of {history} input samples exceeds its block of {down}: '
+                     'lower config.model.frontend.resample_zero_crossings.')
   if (up - 1) * down / up - delay + half >= down:
     raise ValueError(f'Resampler kernel of {half:.1f} input samples is too short to be causal '
                      f'per block of {down}.')
@@ -213,21 +218,6 @@ def log_mel_rows(x16, num_rows, spec: FrontendSpec):
   return jnp.log(mel + spec.log_offset)
 
 
-def frames_ending(x, num_frames, hop: int, length: int):
-  """Windows of `length` samples ending every `hop` samples, the last at the end of x.
-
-  Args:
-    x: [..., (num_frames - 1) * hop + length].
-  Returns:
-    [..., num_frames, length]: window j is x[..., j * hop : j * hop + length].
-  """
-  k = -(-length // hop)  # hops a window overlaps
-  x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(k * hop - length, 0)])
-  hops = x.reshape(x.shape[:-1] + (num_frames - 1 + k, hop))
-  pieces = [hops[..., j:j + num_frames, :] for j in range(k)]
-  return jnp.concatenate(pieces, axis=-1)[..., k * hop - length:]
-
-
 def shares_rows(hop: int, spec: FrontendSpec) -> bool:
   """Whether F1 frames `hop` input samples apart share their 16 kHz samples and log-mel rows."""
   up, down = spec.ratio
@@ -257,7 +247,7 @@ def log_mel_frames(x, num_frames, hop: int, spec: FrontendSpec):
   x = x.astype(jnp.float32)
   up, down = spec.ratio
   if not shares_rows(hop, spec):
-    frames = frames_ending(x, num_frames, hop, spec.frame_input_samples)
+    frames = framing.frames_ending(x, num_frames, hop, spec.frame_input_samples)
     x16 = resample(frames, spec)[..., spec.patch_offset:]
     return log_mel_rows(x16, spec.patch_frames, spec)
   rows_per_hop = hop // down * up // spec.hop
@@ -283,12 +273,4 @@ def frame_input(audio, frame_spec, spec: FrontendSpec):
     end of the last F1 frame, left-padded with silence, and the F1 frame count.
   """
   check_frame(frame_spec.f1, spec)
-  t = frame_spec.num_f2_frames(audio.shape[-1])
-  g = frame_spec.num_f1_frames(t)
-  end = frame_spec.f1_end(g - 1)
-  extra = spec.frame_input_samples - frame_spec.f2  # before the first frame's end
-  if extra >= 0:
-    x = jnp.pad(audio[..., :end], [(0, 0)] * (audio.ndim - 1) + [(extra, 0)])
-  else:
-    x = audio[..., -extra:end]
-  return x, g
+  return framing.frame_signal(audio, frame_spec, spec.frame_input_samples)
