@@ -311,47 +311,6 @@ def input_target_gains(track_gains, input_gain_db) -> Optional[np.ndarray]:
 # ---------------------------------------------------------------------------
 
 
-class _SegmentMixer:
-  """DMC-OG over any length: `dmc.mix_by_segments` on one segment per call (one compilation)."""
-
-  def __init__(self, system: System):
-    import jax  # pylint: disable=g-import-not-at-top
-    from alm_jax import frames  # pylint: disable=g-import-not-at-top
-    from alm_jax.models import build_model  # pylint: disable=g-import-not-at-top
-    from alm_jax.models import dmc  # pylint: disable=g-import-not-at-top
-    cfg = system.config
-    self.spec = frames.FrameSpec.from_config(cfg.model)
-    # As in training (docs/baselines.md): whole F2 frames of config.data.segment_seconds.
-    segment_frames = int(round(float(cfg.data.segment_seconds) * self.spec.sample_rate)) // self.spec.f2
-    segment_frames = max(segment_frames, -(-self.spec.f1 // self.spec.f2))
-    self.length = segment_frames * self.spec.f2
-    self.channels = int(cfg.model.max_channels)
-    model = build_model(cfg)
-    self._mix = jax.jit(lambda p, a, m: dmc.mix_by_segments(model, p, a, m, segment_frames))
-    self.params = system.params
-
-  def __call__(self, audio: np.ndarray):
-    """audio [c, n] -> (mix [n], gains [c, ceil(n / f2)]).
-
-    The last segment is completed with silence, which the segment mean ignores.
-    """
-    import jax  # pylint: disable=g-import-not-at-top
-    c, n = audio.shape
-    mask = np.zeros((1, self.channels), bool)
-    mask[0, :c] = True
-    outs = []
-    for start in range(0, n, self.length):
-      piece = np.zeros((1, self.channels, self.length), np.float32)
-      m = min(self.length, n - start)
-      piece[0, :c, :m] = audio[:, start:start + m]
-      outs.append((m, self._mix(self.params, piece, mask)))
-    outs = jax.device_get(outs)  # one transfer; the loop only dispatched
-    f2 = self.spec.f2
-    mix = np.concatenate([o['mix'][0, :m] for m, o in outs])
-    gains = np.concatenate([o['gains'][0, :c, :-(-m // f2)] for m, o in outs], axis=-1)
-    return mix, gains
-
-
 class Mixers:
   """Mixes an example with each system; compiles each system once per run."""
 
@@ -359,7 +318,6 @@ class Mixers:
     from alm_jax import frames  # pylint: disable=g-import-not-at-top
     self.systems = list(systems)
     self.chunk_seconds = chunk_seconds
-    self._segment = {s.name: _SegmentMixer(s) for s in systems if s.kind == 'per_segment'}
     spec = frames.FrameSpec.from_config(data_config.model)
     self.raw_frame_seconds = spec.f2 / spec.sample_rate
 
@@ -382,17 +340,16 @@ class Mixers:
       raise EvaluationError(f'{example.song_id} has {c} channels, more than the {cmax} of '
                             f'{system.name} (config.model.max_channels); evaluate on data with '
                             'fewer channels or drop that checkpoint.')
-    if system.kind == 'per_segment':
-      mix, gains = self._segment[system.name](audio)
-    else:
-      from alm_jax import mix as mix_lib  # pylint: disable=g-import-not-at-top
-      padded = np.zeros((1, cmax, n), np.float32)
-      padded[0, :c] = audio
-      mask = np.zeros((1, cmax), bool)
-      mask[0, :c] = True
-      out = mix_lib.mix_arrays(system.config, system.params, padded, mask,
-                               chunk_seconds=self.chunk_seconds)
-      mix, gains = out['mix'][0], out['gains'][0, :c]
+    from alm_jax import mix as mix_lib  # pylint: disable=g-import-not-at-top
+    padded = np.zeros((1, cmax, n), np.float32)
+    padded[0, :c] = audio
+    mask = np.zeros((1, cmax), bool)
+    mask[0, :c] = True
+    # Causal models chunk by chunk; DMC-OG segment by segment, each segment of its
+    # training length completed with silence (alm_jax.mix.SegmentMixer).
+    out = mix_lib.mix_arrays(system.config, system.params, padded, mask,
+                             chunk_seconds=self.chunk_seconds)
+    mix, gains = out['mix'][0], out['gains'][0, :c]
     if not (np.isfinite(mix).all() and np.isfinite(gains).all()):
       raise EvaluationError(f'{system.name} ({system.checkpoint}) produced NaN/Inf on '
                             f'{example.song_id} segment {example.segment}: its parameters are '
