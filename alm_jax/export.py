@@ -36,18 +36,19 @@ constants baked into the graph: they live in the SavedModel's variables files
 (the graph proto has a 2 GB limit) and can be read or replaced from TF.
 """
 
+import json
 import os
 import pathlib
-import shutil
 import sys
-import tempfile
 from typing import Sequence
 
 from absl import logging
 import jax
 import ml_collections
 
+from alm_jax import checkpoints
 from alm_jax import mix
+from alm_jax import outputs
 
 
 def _tf():
@@ -210,33 +211,79 @@ def streaming_signatures(config, params, block_size: int, platforms: Sequence[st
   return module, init_state, step_tf, keys
 
 
-def _save_atomically(module, signatures, output):
-  """Writes the SavedModel next to `output`, then renames it into place."""
+EXPORT_MARKER = 'alm_jax_export.json'  # written into every export: what `--overwrite` may replace
+
+
+def check_output(output, overwrite: bool) -> pathlib.Path:
+  """Checks, before any work, that the export may be written to `output`.
+
+  Allowed: a path that does not exist, an empty folder, or (with `overwrite`)
+  a previous export of this tool (a folder holding EXPORT_MARKER). Anything
+  else, a training workdir above all, is refused: the export replaces the
+  whole folder.
+
+  Raises:
+    outputs.OutputError: naming the folder and the fix.
+  """
+  path = outputs.check_writable(output, what='--output')
+  for parent in path.parents:
+    if parent.name == checkpoints.CHECKPOINT_SUBDIR and (
+        parent.parent / checkpoints.CONFIG_FILE).exists():
+      raise outputs.OutputError(
+          f'--output {path} lies inside the checkpoint folder {parent} of a training workdir, '
+          'where the checkpoint manager would take it for a step: choose a folder outside it.')
+  if not path.exists() or not any(path.iterdir()):
+    return path
+  if (path / checkpoints.CONFIG_FILE).exists() or (
+      path / checkpoints.CHECKPOINT_SUBDIR).exists():
+    raise outputs.OutputError(
+        f'--output {path} is a training workdir (it holds config.json or checkpoints/): an export '
+        'replaces its whole folder, so it never writes there. Choose a new folder, e.g. '
+        f'{path / "export"}.')
+  if not (path / EXPORT_MARKER).exists():
+    raise outputs.OutputError(
+        f'--output {path} is a non-empty folder that is not an export of this tool (no '
+        f'{EXPORT_MARKER}): an export replaces its whole folder, so it is left alone. Choose a new '
+        'or empty folder.')
+  if not overwrite:
+    raise outputs.OutputError(f'--output {path} holds a previous export: pass --overwrite to '
+                              'replace it, or choose another folder.')
+  return path
+
+
+def _save(module, signatures, output, overwrite: bool, description: dict):
+  """Writes the SavedModel beside `output`, then renames it into place (see alm_jax.outputs)."""
   tf = _tf()
-  output = pathlib.Path(output)
-  output.parent.mkdir(parents=True, exist_ok=True)
-  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f'.tmp-{output.name}-', dir=output.parent))
-  try:
+  output = check_output(output, overwrite)
+  # An empty folder is replaced like a previous export: nothing in it is lost.
+  replace = output.exists()
+  with outputs.folder_written_aside(output, replace=replace) as tmp:
     tf.saved_model.save(module, os.fspath(tmp), signatures=signatures)
-    if output.exists():
-      shutil.rmtree(output)
-    os.replace(tmp, output)
-  finally:
-    if tmp.exists():
-      shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / EXPORT_MARKER).write_text(json.dumps(description, indent=2, sort_keys=True))
   return output
 
 
 def export_offline(config, params, output, platforms: Sequence[str] = ('cpu',),
-                   segment_seconds: float | None = None):
-  """Writes the offline mixer SavedModel (signature `serving_default`) to `output`."""
+                   segment_seconds: float | None = None, *, overwrite: bool = False,
+                   source: str = ''):
+  """Writes the offline mixer SavedModel (signature `serving_default`) to `output`.
+
+  `output` must be new, empty, or (with `overwrite`) a previous export: see `check_output`.
+  """
+  check_output(output, overwrite)
   module, serving = offline_signature(config, params, platforms, segment_seconds)
-  return _save_atomically(module, {'serving_default': serving}, output)
+  return _save(module, {'serving_default': serving}, output, overwrite,
+               {'kind': 'offline', 'model': config.model.name, 'checkpoint': source})
 
 
 def export_streaming(config, params, output, block_size: int,
-                     platforms: Sequence[str] = ('cpu',)):
-  """Writes the streaming SavedModel (signatures `init_state` and `step`) to `output`."""
+                     platforms: Sequence[str] = ('cpu',), *, overwrite: bool = False,
+                     source: str = ''):
+  """Writes the streaming SavedModel (signatures `init_state` and `step`) to `output`.
+
+  `output` must be new, empty, or (with `overwrite`) a previous export: see `check_output`.
+  """
+  check_output(output, overwrite)
   if mix.is_per_segment(config):
     raise mix.UnsupportedModelError(
         'This checkpoint is a per-segment DMC (DMC-OG, config.model.dmc_per_frame=False): each '
@@ -244,14 +291,13 @@ def export_streaming(config, params, output, block_size: int,
         '(block by block) mixer to export. Export the offline whole-input function instead '
         '(drop --streaming); see docs/baselines.md.')
   module, init_state, step, _ = streaming_signatures(config, params, block_size, platforms)
-  return _save_atomically(module, {'init_state': init_state, 'step': step,
-                                   'serving_default': step}, output)
+  return _save(module, {'init_state': init_state, 'step': step, 'serving_default': step}, output,
+               overwrite, {'kind': 'streaming', 'block_size': int(block_size),
+                           'model': config.model.name, 'checkpoint': source})
 
 
 def run(f) -> int:
   """Runs the CLI with parsed flags `f` (see `define_flags`); returns the exit status."""
-  from alm_jax import checkpoints  # pylint: disable=g-import-not-at-top
-
   if f.streaming and f.block_size < 1:
     print(f'error: --block_size must be >= 1, got {f.block_size}.', file=sys.stderr)
     return 2
@@ -261,12 +307,14 @@ def run(f) -> int:
     return 2
   platforms = tuple(f.platforms)
   try:
+    check_output(f.output, f.overwrite)  # before any work
     config, params, step = checkpoints.restore_params(f.checkpoint)
+    common = dict(overwrite=f.overwrite, source=f'{f.checkpoint} (step {step})')
     if f.streaming:
-      path = export_streaming(config, params, f.output, f.block_size, platforms)
+      path = export_streaming(config, params, f.output, f.block_size, platforms, **common)
     else:
-      path = export_offline(config, params, f.output, platforms, f.segment_seconds)
-  except (FileNotFoundError, mix.UnsupportedModelError, mix.SettingsError,
+      path = export_offline(config, params, f.output, platforms, f.segment_seconds, **common)
+  except (FileNotFoundError, mix.UnsupportedModelError, mix.SettingsError, outputs.OutputError,
           NotImplementedError) as e:
     # NotImplementedError: alm_jax.streaming refuses models it cannot stream.
     print(f'error: {e}', file=sys.stderr)
@@ -280,10 +328,12 @@ def define_flags(flag_values):
   """Defines the CLI flags on `flag_values` (absl FlagValues)."""
   from absl import flags  # pylint: disable=g-import-not-at-top
   kw = dict(flag_values=flag_values)
-  from alm_jax import checkpoints  # pylint: disable=g-import-not-at-top
   checkpoints.define_checkpoint_flag(flag_values)
-  flags.DEFINE_string('output', None, 'SavedModel folder to write (replaced if it exists).',
+  flags.DEFINE_string('output', None, 'SavedModel folder to write: a new or empty folder, or a '
+                      'previous export with --overwrite (anything else is refused).',
                       required=True, **kw)
+  flags.DEFINE_boolean('overwrite', False, 'Replace --output when it holds a previous export of '
+                       'this tool.', **kw)
   flags.DEFINE_boolean('streaming', False, 'Export the streaming step function instead of the '
                        'offline mixer.', **kw)
   flags.DEFINE_integer('block_size', 441, 'Samples per block of the streaming step (--streaming).',

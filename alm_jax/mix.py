@@ -41,9 +41,7 @@ import functools
 import math
 import os
 import pathlib
-import shutil
 import sys
-import tempfile
 from typing import Sequence
 
 from absl import logging
@@ -56,6 +54,7 @@ from alm_jax import audio_io
 from alm_jax import checks
 from alm_jax import frames
 from alm_jax import frontend
+from alm_jax import outputs
 from alm_jax import plots
 from alm_jax.models import build_model
 
@@ -603,15 +602,10 @@ def write_song(out_dir: pathlib.Path, song: Song, mix, gains, raw, sample_rate: 
                overwrite: bool) -> pathlib.Path:
   """Writes one song's results into a temporary folder, then renames it into place.
 
-  A crash leaves only a hidden `.tmp-*` folder, never an incomplete song folder.
+  A crash leaves only a hidden `.tmp-*` folder (removed by the next run,
+  `outputs.clean_stale_temporaries`), never an incomplete song folder.
   """
-  final = out_dir / song.name
-  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f'.tmp-{song.name}-', dir=out_dir))
-  try:
-    # mkdtemp makes the folder private (0700); give it a normal folder's mode.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
+  with outputs.folder_written_aside(out_dir / song.name, replace=overwrite) as tmp:
     audio_io.write_wav(tmp / 'mix.wav', mix, sample_rate, subtype='FLOAT')
     peak = float(np.max(np.abs(mix))) if mix.size else 0.0
     if peak > 1.0:
@@ -623,19 +617,7 @@ def write_song(out_dir: pathlib.Path, song: Song, mix, gains, raw, sample_rate: 
     write_gains_csv(tmp / 'gains.csv', gains, f2 / sample_rate, song.channel_names)
     plots.plot_gains(gains, f2 / sample_rate, song.channel_names, tmp / 'gains.png',
                      title=song.name)
-    if final.exists():
-      if not overwrite:
-        raise FileExistsError(f'{final} exists; pass --overwrite or choose another --output.')
-      old = pathlib.Path(tempfile.mkdtemp(prefix=f'.old-{song.name}-', dir=out_dir))
-      os.replace(final, old / song.name)
-      os.replace(tmp, final)
-      shutil.rmtree(old, ignore_errors=True)
-    else:
-      os.replace(tmp, final)
-  finally:
-    if tmp.exists():
-      shutil.rmtree(tmp, ignore_errors=True)
-  return final
+  return out_dir / song.name
 
 
 # ---------------------------------------------------------------------------
@@ -675,9 +657,11 @@ def mix_songs(config, params, songs: list[Song], out_dir, *, batch_songs: int = 
     logging.warning('Mixing with a %s (--chunk_seconds does not apply.)', describe_per_segment(
         config, mixer.segment_samples / mixer.spec.sample_rate))
   max_channels = int(config.model.max_channels)
+  out_dir = outputs.check_writable(out_dir, what='--output')
   validate_songs(songs, max_channels, pad_unequal)
-  out_dir = pathlib.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
+  for leftover in outputs.clean_stale_temporaries(out_dir):
+    logging.info('Removed %s, left by an interrupted run.', leftover)
   if not overwrite:
     existing = [str(out_dir / s.name) for s in songs if (out_dir / s.name).exists()]
     if existing:
@@ -718,13 +702,14 @@ def run(f, extra_inputs: Sequence[str] = ()) -> int:
   inputs = list(f.input or []) + list(extra_inputs)
   try:
     songs = discover_songs(inputs)
+    outputs.check_writable(f.output, what='--output')  # before any work
     config, params, step = checkpoints.restore_params(f.checkpoint)
     logging.info('Restored %s at step %d; mixing %d song(s).', f.checkpoint, step, len(songs))
     written = mix_songs(config, params, songs, f.output, batch_songs=f.batch_songs,
                         chunk_seconds=f.chunk_seconds, raw=f.raw, pad_unequal=f.pad_unequal,
                         overwrite=f.overwrite, segment_seconds=f.segment_seconds)
   except (InputError, UnsupportedModelError, SettingsError, audio_io.AudioFileError,
-          FileExistsError, FileNotFoundError) as e:
+          outputs.OutputError, FileExistsError, FileNotFoundError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   for path in written:

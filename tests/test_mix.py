@@ -2,7 +2,9 @@
 
 import csv
 import functools
+import os
 import pathlib
+import time
 
 import jax
 import numpy as np
@@ -160,10 +162,14 @@ def test_mix_songs_batches_compile_once_and_writes_everything(mr, songs_dir, tmp
     _check_song_output(out_dir / song.name, song, raw=True)
   assert mix.load_song(songs[1], SR).shape == (1, int(0.8 * SR))  # 22.05 kHz resampled
   assert not list(out_dir.glob('.tmp-*'))
-  # A second run refuses to overwrite.
+  # A killed run's leftover is removed by the next run; a second run refuses to overwrite.
+  leftover = out_dir / '.tmp-alpha-killed'
+  leftover.mkdir()
+  os.utime(leftover, (time.time() - 3600,) * 2)
   with pytest.raises(FileExistsError, match='overwrite'):
     mix.mix_songs(mr.config, mr.params, songs, out_dir, batch_songs=2,
                   chunk_seconds=BATCH_CHUNK_SECONDS, progress=False)
+  assert not leftover.exists()
 
 
 def test_bad_inputs_are_refused_naming_the_files(mr, tmp_path):

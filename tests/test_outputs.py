@@ -1,0 +1,127 @@
+"""alm_jax/outputs.py and the export/mix output rules: nothing the user had is ever destroyed."""
+
+import os
+import pathlib
+import stat
+import time
+
+import numpy as np
+import pytest
+
+from alm_jax import export
+from alm_jax import outputs
+from checkpoint_fixtures import TinyModel, parse_flags, save_checkpoint
+
+
+def test_check_writable_refuses_files_paths_under_files_and_read_only_folders(tmp_path):
+  f = tmp_path / 'a_file'
+  f.write_text('x')
+  with pytest.raises(outputs.OutputError, match='is a file'):
+    outputs.check_writable(f)
+  with pytest.raises(outputs.OutputError, match='which is a file'):
+    outputs.check_writable(f / 'sub' / 'dir')
+  ro = tmp_path / 'ro'
+  ro.mkdir()
+  ro.chmod(stat.S_IRUSR | stat.S_IXUSR)
+  try:
+    if os.access(ro, os.W_OK):  # root ignores permission bits
+      pytest.skip('running as a user who may write any folder')
+    with pytest.raises(outputs.OutputError, match='not writable'):
+      outputs.check_writable(ro / 'new')
+  finally:
+    ro.chmod(0o755)
+  assert outputs.check_writable(tmp_path / 'new' / 'deeper') == tmp_path / 'new' / 'deeper'
+
+
+def test_folder_written_aside_has_normal_permissions_and_never_half_replaces(tmp_path):
+  final = tmp_path / 'out'
+  with outputs.folder_written_aside(final) as tmp:
+    (tmp / 'a.txt').write_text('1')
+  umask = os.umask(0)
+  os.umask(umask)
+  assert stat.S_IMODE(final.stat().st_mode) == 0o777 & ~umask
+  # A failure inside the block leaves the old folder as it was, and no temporaries.
+  with pytest.raises(RuntimeError):
+    with outputs.folder_written_aside(final, replace=True) as tmp:
+      (tmp / 'b.txt').write_text('2')
+      raise RuntimeError('boom')
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['out']
+  assert (final / 'a.txt').read_text() == '1'
+  with pytest.raises(FileExistsError):
+    with outputs.folder_written_aside(final):
+      pass
+  with outputs.folder_written_aside(final, replace=True) as tmp:
+    (tmp / 'c.txt').write_text('3')
+  assert sorted(p.name for p in final.iterdir()) == ['c.txt']
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['out']
+
+
+def test_stale_temporaries_are_cleaned_but_young_ones_kept(tmp_path):
+  old = tmp_path / '.tmp-song-abc'
+  old.mkdir()
+  (old / 'mix.wav').write_bytes(b'x')
+  young = tmp_path / '.tmp-other-def'
+  young.mkdir()
+  keep = tmp_path / 'song'
+  keep.mkdir()
+  past = time.time() - 3600
+  os.utime(old, (past, past))
+  assert outputs.clean_stale_temporaries(tmp_path) == [old]
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['.tmp-other-def', 'song']
+
+
+def test_atomic_write_text(tmp_path):
+  p = outputs.atomic_write_text(tmp_path / 'c.json', '{}')
+  assert p.read_text() == '{}' and sorted(x.name for x in tmp_path.iterdir()) == ['c.json']
+
+
+@pytest.fixture(scope='module')
+def workdir(tmp_path_factory):
+  root = tmp_path_factory.mktemp('exports')
+  tiny = TinyModel('mr')
+  save_checkpoint(root / 'run', tiny.config, tiny.params, step=7)
+  return root / 'run'
+
+
+def _listing(path: pathlib.Path):
+  return sorted((str(p.relative_to(path)), p.stat().st_size) for p in path.rglob('*'))
+
+
+def test_export_never_touches_a_workdir_or_foreign_folder(workdir, tmp_path, capsys):
+  before = _listing(workdir)
+  foreign = tmp_path / 'photos'
+  foreign.mkdir()
+  (foreign / 'cat.jpg').write_bytes(b'\xff\xd8 not really')
+  cases = [(workdir, 'training workdir'), (foreign, 'not an export of this tool'),
+           (workdir / 'checkpoints' / '99', 'inside the checkpoint folder')]
+  for output, message in cases:
+    for extra in ((), ('--overwrite',)):
+      status = export.run(parse_flags(export, f'--checkpoint={workdir}', f'--output={output}',
+                                      *extra))
+      assert status == 2
+      assert message in capsys.readouterr().err
+  assert _listing(workdir) == before
+  assert _listing(foreign) == [('cat.jpg', 13)]
+
+
+def test_export_replaces_a_previous_export_only_with_overwrite(workdir, tmp_path, capsys):
+  out = tmp_path / 'exported'
+  assert export.run(parse_flags(export, f'--checkpoint={workdir}', f'--output={out}')) == 0
+  assert (out / export.EXPORT_MARKER).exists() and (out / 'saved_model.pb').exists()
+  umask = os.umask(0)
+  os.umask(umask)
+  assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~umask
+  stamp = (out / export.EXPORT_MARKER).stat().st_mtime_ns
+  assert export.run(parse_flags(export, f'--checkpoint={workdir}', f'--output={out}')) == 2
+  assert '--overwrite' in capsys.readouterr().err
+  assert (out / export.EXPORT_MARKER).stat().st_mtime_ns == stamp
+  assert export.run(parse_flags(export, f'--checkpoint={workdir}', f'--output={out}',
+                                '--overwrite')) == 0
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['exported']  # no temporaries left
+  # An output under a file: one line, before any work.
+  blocker = tmp_path / 'file'
+  blocker.write_text('x')
+  assert export.run(parse_flags(export, f'--checkpoint={workdir}',
+                                f'--output={blocker / "sub"}')) == 2
+  assert 'which is a file' in capsys.readouterr().err
+  np.testing.assert_equal(blocker.read_text(), 'x')
