@@ -1,0 +1,208 @@
+"""musicnn's log-mel front end, in JAX, from model-rate (44.1 kHz) audio.
+
+The audio is resampled to 16 kHz with `alm_jax.frontend.resample` (the causal
+Kaiser-windowed sinc the VGGish front end uses, anchored at the end of each F1
+frame), then turned into musicnn's log-mel (musicnn/extractor.py): a power
+spectrogram (periodic Hann window of 512 samples, FFT 512, hop 256), librosa's
+Slaney-style mel filterbank (96 bands, 0-8 kHz, `norm='slaney'`), then
+`log10(10000 * mel + 1)`. Unlike librosa's default, the frames are not centred:
+row r covers 16 kHz samples [r * hop, r * hop + 512), so a frame's last row ends
+with the frame and no row reads the future. The release stored its training
+spectrograms as float16; this front end stays in float32 (see docs/embeddings.md).
+
+An F1 frame's patch is the last `patch_frames` rows that end with the frame;
+`MusicnnSpec.frame_input_samples` input samples feed it, silence before the
+signal starts. `log_mel_frames` has the contract of
+`alm_jax.frontend.log_mel_frames` (shared rows when consecutive F1 frames are a
+whole number of resampler blocks and hops apart, else frame by frame).
+"""
+
+import dataclasses
+import functools
+import math
+
+import jax.numpy as jnp
+import numpy as np
+
+from alm_jax import frames as framing
+from alm_jax import frontend
+
+
+@dataclasses.dataclass(frozen=True)
+class MusicnnSpec:
+  """musicnn's front end; `patch_frames` rows per F1 frame (the release trains on 187 = 3 s)."""
+  in_rate: int = 44100
+  out_rate: int = 16000
+  window: int = 512
+  hop: int = 256
+  n_fft: int = 512
+  n_mels: int = 96
+  fmin: float = 0.0
+  fmax: float = 8000.0
+  log_scale: float = 10000.0
+  patch_frames: int = 187
+  zero_crossings: int = 16
+  rolloff: float = 0.945
+
+  @classmethod
+  def for_f1(cls, f1_samples: int, **kwargs):
+    """The spec whose patch is the most rows an F1 frame of `f1_samples` input samples holds."""
+    spec = cls(**kwargs)
+    available = int(math.floor(f1_samples * spec.out_rate / spec.in_rate))
+    rows = (available - spec.window) // spec.hop + 1
+    if rows < 1:
+      raise ValueError(f'An F1 frame of {f1_samples} samples holds no musicnn log-mel row '
+                       f'({spec.window} samples at {spec.out_rate} Hz): raise config.model.f1_ms.')
+    return dataclasses.replace(spec, patch_frames=rows)
+
+  @property
+  def resampler(self) -> frontend.FrontendSpec:
+    """The `frontend.FrontendSpec` whose resampler (`frontend.resample`) this front end uses."""
+    return frontend.FrontendSpec(in_rate=self.in_rate, out_rate=self.out_rate,
+                                 zero_crossings=self.zero_crossings, rolloff=self.rolloff)
+
+  @property
+  def patch_samples(self) -> int:
+    """16 kHz samples one patch reads (48128 for 187 rows)."""
+    return (self.patch_frames - 1) * self.hop + self.window
+
+  @property
+  def ratio(self):
+    """(up, down): out_rate / in_rate in lowest terms (160, 441)."""
+    g = math.gcd(self.in_rate, self.out_rate)
+    return self.out_rate // g, self.in_rate // g
+
+  @property
+  def patch_blocks(self) -> int:
+    """Resampler blocks whose outputs cover a patch."""
+    return -(-self.patch_samples // self.ratio[0])
+
+  @property
+  def frame_input_samples(self) -> int:
+    """Input samples one F1 frame's patch reads, ending with the frame (133329 for 187 rows).
+
+    The patch's resampler blocks plus one block for the first one's history.
+    """
+    return (self.patch_blocks + 1) * self.ratio[1]
+
+  @property
+  def patch_offset(self) -> int:
+    """Resampled samples of a frame's input before its patch."""
+    return self.patch_blocks * self.ratio[0] - self.patch_samples
+
+
+def hertz_to_mel(f):
+  """Slaney's mel scale (librosa's default, htk=False): linear to 1 kHz, logarithmic above."""
+  f = np.asarray(f, np.float64)
+  f_sp, min_log_hz = 200.0 / 3, 1000.0
+  logstep = np.log(6.4) / 27.0
+  linear = f / f_sp
+  return np.where(f >= min_log_hz,
+                  min_log_hz / f_sp + np.log(np.maximum(f, min_log_hz) / min_log_hz) / logstep,
+                  linear)
+
+
+def mel_to_hertz(m):
+  m = np.asarray(m, np.float64)
+  f_sp, min_log_hz = 200.0 / 3, 1000.0
+  min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
+  return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+
+@functools.lru_cache(maxsize=8)
+def mel_matrix(n_mels: int, n_fft: int, sample_rate: int, fmin: float, fmax: float):
+  """[n_fft // 2 + 1, n_mels] Slaney mel weights, area-normalised (librosa `norm='slaney'`)."""
+  if not 0.0 <= fmin < fmax <= sample_rate / 2.0:
+    raise ValueError(f'Need 0 <= fmin < fmax <= {sample_rate / 2.0} Hz, got {fmin}, {fmax}.')
+  bins_hz = np.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1)
+  edges = mel_to_hertz(np.linspace(hertz_to_mel(fmin), hertz_to_mel(fmax), n_mels + 2))
+  lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
+  rising = (bins_hz[:, None] - lower[None]) / (center - lower)[None]
+  falling = (upper[None] - bins_hz[:, None]) / (upper - center)[None]
+  weights = np.maximum(0.0, np.minimum(rising, falling))
+  return weights * (2.0 / (upper - lower))[None]
+
+
+def periodic_hann(n: int):
+  return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
+
+
+def log_mel_rows(x16, num_rows, spec: MusicnnSpec):
+  """musicnn log-mel rows of a 16 kHz signal: row r covers samples [r * hop, r * hop + window).
+
+  Args:
+    x16: [..., m], m >= (num_rows - 1) * hop + window (shorter: zero-padded).
+    num_rows: rows to compute.
+  Returns:
+    [..., num_rows, n_mels].
+  """
+  k = -(-spec.window // spec.hop)  # hops a window spans
+  need = (num_rows - 1 + k) * spec.hop
+  m = x16.shape[-1]
+  x16 = jnp.pad(x16, [(0, 0)] * (x16.ndim - 1) + [(0, need - m)]) if need > m else x16[..., :need]
+  hops = x16.reshape(x16.shape[:-1] + (num_rows - 1 + k, spec.hop))
+  # Shifted slices rather than a gather: XLA lowers them to copies.
+  win = jnp.concatenate([hops[..., j:j + num_rows, :] for j in range(k)], axis=-1)[..., :spec.window]
+  spectrum = jnp.fft.rfft(win * jnp.asarray(periodic_hann(spec.window), x16.dtype), n=spec.n_fft,
+                          axis=-1)
+  power = jnp.real(spectrum) ** 2 + jnp.imag(spectrum) ** 2
+  mel = power @ jnp.asarray(mel_matrix(spec.n_mels, spec.n_fft, spec.out_rate, spec.fmin, spec.fmax),
+                            power.dtype)
+  return jnp.log10(spec.log_scale * mel + 1.0)
+
+
+def shares_rows(hop: int, spec: MusicnnSpec) -> bool:
+  """Whether F1 frames `hop` input samples apart share their 16 kHz samples and log-mel rows."""
+  up, down = spec.ratio
+  return hop % down == 0 and (hop // down * up) % spec.hop == 0
+
+
+def check_frame(f1: int, spec: MusicnnSpec):
+  """Raises ValueError if an F1 frame of `f1` input samples is too short for one patch."""
+  available = int(math.floor(f1 * spec.out_rate / spec.in_rate))
+  if available < spec.patch_samples:
+    raise ValueError(f'An F1 frame of {f1} samples at {spec.in_rate} Hz holds {available} samples at '
+                     f'{spec.out_rate} Hz, fewer than the {spec.patch_samples} a musicnn patch of '
+                     f'{spec.patch_frames} rows needs: raise config.model.f1_ms or use '
+                     'MusicnnSpec.for_f1.')
+
+
+def log_mel_frames(x, num_frames, hop: int, spec: MusicnnSpec):
+  """musicnn log-mel patches of F1 frames ending every `hop` samples, the last at the end of x.
+
+  Args:
+    x: [..., (num_frames - 1) * hop + spec.frame_input_samples] at `in_rate`
+      (`frame_input` builds it from a signal; silence before the signal).
+    num_frames: F1 frames.
+    hop: input samples between the ends of consecutive F1 frames.
+  Returns:
+    [..., num_frames, patch_frames, n_mels].
+  """
+  x = x.astype(jnp.float32)
+  if not shares_rows(hop, spec):
+    frames = framing.frames_ending(x, num_frames, hop, spec.frame_input_samples)
+    x16 = frontend.resample(frames, spec.resampler)[..., spec.patch_offset:]
+    return log_mel_rows(x16, spec.patch_frames, spec)
+  up, down = spec.ratio
+  rows_per_hop = hop // down * up // spec.hop
+  x16 = frontend.resample(x, spec.resampler)[..., spec.patch_offset:]
+  rows = log_mel_rows(x16, (num_frames - 1) * rows_per_hop + spec.patch_frames, spec)
+  k = -(-spec.patch_frames // rows_per_hop)
+  pad = (num_frames - 1 + k) * rows_per_hop - rows.shape[-2]
+  rows = jnp.pad(rows, [(0, 0)] * (rows.ndim - 2) + [(0, pad), (0, 0)])
+  groups = rows.reshape(rows.shape[:-2] + (num_frames - 1 + k, rows_per_hop, spec.n_mels))
+  patches = jnp.concatenate([groups[..., j:j + num_frames, :, :] for j in range(k)], axis=-2)
+  return patches[..., :spec.patch_frames, :]
+
+
+def frame_input(audio, frame_spec, spec: MusicnnSpec):
+  """The front end's input for every F1 frame of whole signals (see `frames.f1_frames`).
+
+  Args:
+    audio: [..., samples].
+    frame_spec: `frames.FrameSpec`.
+  Returns:
+    (x [..., (g - 1) * hop + frame_input_samples], g), as `frontend.frame_input`.
+  """
+  check_frame(frame_spec.f1, spec)
+  return framing.frame_signal(audio, frame_spec, spec.frame_input_samples)
