@@ -40,13 +40,12 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from alm_jax import models
 from alm_jax import paths
 
 CONFIG_FILE = 'config.json'
 CHECKPOINT_SUBDIR = 'checkpoints'
 ITEMS = ('params', 'opt_state')  # one orbax item each, so inference restores params alone
-# Model settings that only affect a fresh initialisation, not the parameter layout.
-_INIT_ONLY_KEYS = ('embedding.weights',)
 
 
 def checkpoint_dir(workdir) -> epath.Path:
@@ -85,24 +84,12 @@ def _flatten(d, prefix=''):
   return out
 
 
-def without_init_only(config):
-  """A copy of `config` with the init-only model settings cleared.
-
-  The model is built from it, so that e.g. a run started from pretrained
-  weights compiles to the same program as one started without.
-  """
-  config = ml_collections.ConfigDict(config.to_dict()) if isinstance(
-      config, ml_collections.FrozenConfigDict) else config.copy_and_resolve_references()
-  config.model.embedding.weights = ''
-  return config
-
-
 def model_differences(saved_model, model) -> list[str]:
   """'key: saved -> new' for every config.model entry that differs (init-only keys ignored)."""
   a, b = _flatten(_plain(saved_model)), _flatten(_plain(model))
   diffs = []
   for key in sorted(set(a) | set(b)):
-    if key in _INIT_ONLY_KEYS:
+    if key in models.INIT_ONLY_KEYS:
       continue
     if a.get(key, '<absent>') != b.get(key, '<absent>'):
       diffs.append(f'model.{key}: {a.get(key, "<absent>")!r} -> {b.get(key, "<absent>")!r}')
@@ -218,15 +205,37 @@ def restore_params(path, config=None):
     FileNotFoundError: no config.json or no checkpoint at `path`.
     ValueError: `config` or the saved parameters do not match the saved model.
   """
-  from alm_jax import train  # pylint: disable=g-import-not-at-top
-  workdir, step = _resolve(path)
+  workdir, _ = _resolve(path)
+  _require_checkpoint_dir(path, workdir)
+  saved_config = load_config(workdir)
+  if config is not None:
+    check_model_matches(saved_config, config, workdir)
+  params, step = load_params(path, models.abstract_params(saved_config))
+  return saved_config, params, step
+
+
+def _require_checkpoint_dir(path, workdir):
   if not checkpoint_dir(workdir).is_dir():
     raise FileNotFoundError(f'No checkpoint at {path}: expected a training workdir (with '
                             f'{CHECKPOINT_SUBDIR}/ and {CONFIG_FILE}) or one of its '
                             f'{CHECKPOINT_SUBDIR}/<step> directories.')
-  saved_config = load_config(workdir)
-  if config is not None:
-    check_model_matches(saved_config, config, workdir)
+
+
+def load_params(path, abstract):
+  """The `params` item of a checkpoint, restored into the layout of `abstract`.
+
+  Args:
+    path: a workdir (latest step) or a step directory WORKDIR/checkpoints/<step>.
+    abstract: the expected parameter tree (jax.ShapeDtypeStruct leaves), e.g.
+      `alm_jax.models.abstract_params(config)`.
+  Returns:
+    (params, step), the parameters on the first local device.
+  Raises:
+    FileNotFoundError: no such checkpoint.
+    ValueError: the saved parameters do not fit `abstract`.
+  """
+  workdir, step = _resolve(path)
+  _require_checkpoint_dir(path, workdir)
   manager = open_manager(workdir, None, read_only=True)
   try:
     steps = manager.all_steps()
@@ -236,7 +245,6 @@ def restore_params(path, config=None):
       raise FileNotFoundError(
           f'No {"" if step is None else f"step {step} "}checkpoint in {checkpoint_dir(workdir)} '
           f'(available steps: {sorted(steps) or "none"}); train first with `python -m alm_jax.main`.')
-    abstract = train.abstract_params(saved_config)
     where = checkpoint_dir(workdir) / str(step)
     _check_layout(manager, step, 'params', abstract, where)
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
@@ -245,7 +253,7 @@ def restore_params(path, config=None):
   finally:
     manager.close()
   logging.info('Restored parameters of step %d from %s', step, workdir)
-  return saved_config, restored['params'], step
+  return restored['params'], step
 
 
 def define_checkpoint_flag(flag_values):

@@ -16,15 +16,13 @@ parameters *before* that update, as usual).
 Epochs: the training data are random segments of the training songs, so an
 "epoch" is `steps_per_epoch` updates, by default ceil(train songs / batch size)
 as in the paper's recipe; learning-rate boundaries and the embedding freeze are
-given in epochs and converted to steps here.
+given in epochs and converted to steps by `alm_jax.optimizer`.
 """
 
-import dataclasses
 import functools
-import math
 import os
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 from absl import logging
 from flax import struct
@@ -38,13 +36,14 @@ import optax
 from alm_jax import checkpoints
 from alm_jax import frames
 from alm_jax import losses
+from alm_jax import optimizer
 from alm_jax import paths
 from alm_jax import sharding
+from alm_jax import writers
 from alm_jax.models import build_model
+from alm_jax.models import init_params
+from alm_jax.models import without_init_only
 
-# Top-level parameter sub-tree that is frozen for the first
-# `config.train.freeze_embedding_epochs` epochs (the pretrained audio embedding).
-EMBEDDING_KEY = 'embedding'
 # For programs that run once (initialisation) on the CPU, where XLA's backend
 # optimisations of the many small random-initialiser kernels take longer than they save.
 _FAST_COMPILE = {'xla_backend_optimization_level': 0}
@@ -69,155 +68,23 @@ class TrainState(struct.PyTreeNode):
   loss_spec: losses.MRSTFTSpec = struct.field(pytree_node=False)
 
 
-# ---- schedule and optimiser ------------------------------------------------
+# ---- schedule and optimiser (alm_jax.optimizer, from the full config) -----------
 
 
 def steps_per_epoch(config, num_train_songs: Callable | None = None) -> int:
-  """`config.train.steps_per_epoch`, or ceil(training songs / batch size) when it is -1."""
-  spe = int(config.train.steps_per_epoch)
-  if spe > 0:
-    return spe
+  """`optimizer.steps_per_epoch` of config.train, the song count from the input pipeline."""
   if num_train_songs is None:
-    from alm_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+    from alm_jax.data import pipeline  # pylint: disable=g-import-not-at-top  (loads tfds)
     num_train_songs = pipeline.num_train_songs
-  songs = int(num_train_songs(config))
-  if songs <= 0:
-    raise ValueError(f'The training split of {config.data.name!r} has no songs; check the dataset '
-                     '(config.data) or set config.train.steps_per_epoch.')
-  return math.ceil(songs / int(config.train.batch_size))
-
-
-def total_steps(config, spe: int) -> int:
-  return int(config.train.num_epochs) * spe
-
-
-@dataclasses.dataclass(frozen=True)
-class OptimizerSpec:
-  """The optimiser settings in steps (hashable, so equal configs share one optimiser and one compile)."""
-  learning_rate: float
-  boundaries_and_scales: tuple[tuple[int, float], ...]  # (step, lr factor from that step on)
-  weight_decay: float
-  freeze_steps: int  # updates with params['embedding'] frozen
-  grad_clip_norm: float  # 0: no clipping
-
-  @classmethod
-  def from_config(cls, config, spe: int) -> 'OptimizerSpec':
-    tc = config.train
-    boundaries = {}
-    for epoch in tc.lr_boundaries_epochs:
-      step = int(round(float(epoch) * spe))
-      boundaries[step] = boundaries.get(step, 1.0) * float(tc.lr_decay)
-    return cls(learning_rate=float(tc.learning_rate),
-               boundaries_and_scales=tuple(sorted(boundaries.items())),
-               weight_decay=float(tc.weight_decay),
-               freeze_steps=int(round(float(tc.freeze_embedding_epochs) * spe)),
-               grad_clip_norm=float(tc.grad_clip_norm))
-
-  def schedule(self) -> optax.Schedule:
-    """lr × lr_decay at each boundary (update counts from 0)."""
-    return optax.piecewise_constant_schedule(self.learning_rate,
-                                             dict(self.boundaries_and_scales) or None)
-
-
-def learning_rate_schedule(config, spe: int) -> optax.Schedule:
-  """lr × lr_decay at each of `lr_boundaries_epochs` (converted to update counts)."""
-  return OptimizerSpec.from_config(config, spe).schedule()
-
-
-class DelayedState(NamedTuple):
-  count: jax.Array  # int32 [], updates seen
-  inner: optax.OptState
-
-
-def start_after(inner: optax.GradientTransformation, num_steps: int) -> optax.GradientTransformation:
-  """`inner`, switched off for the first `num_steps` updates.
-
-  While off it outputs zero updates and leaves `inner`'s state untouched, so
-  Adam's moments and bias correction start fresh when the parameters thaw, as
-  for a PyTorch parameter with requires_grad=False. The switch is a `lax.cond`
-  on a counter in the optimiser state: one compiled step serves both phases.
-  """
-
-  def init_fn(params):
-    return DelayedState(jnp.zeros([], jnp.int32), inner.init(params))
-
-  def update_fn(updates, state, params=None):
-
-    def run(_):
-      return inner.update(updates, state.inner, params)
-
-    def skip(_):
-      return jax.tree.map(jnp.zeros_like, updates), state.inner
-
-    new_updates, new_inner = jax.lax.cond(state.count >= num_steps, run, skip, None)
-    return new_updates, DelayedState(optax.safe_increment(state.count), new_inner)
-
-  return optax.GradientTransformation(init_fn, update_fn)
-
-
-def _embedding_labels(params):
-  return {k: jax.tree.map(lambda _, k=k: 'delayed' if k == EMBEDDING_KEY else 'trained', v)
-          for k, v in params.items()}
+  return optimizer.steps_per_epoch(config.train, lambda: num_train_songs(config))
 
 
 def make_optimizer(config, spe: int) -> optax.GradientTransformation:
-  """AdamW (decoupled weight decay, as torch.optim.AdamW) with the embedding frozen at first.
-
-  chain: [zero frozen grads] -> [clip by global norm] -> Adam + weight decay
-  (delayed for params['embedding']) -> × learning-rate schedule. Frozen
-  gradients are zeroed before clipping so they do not count in the global norm.
-  """
-  return optimizer_from_spec(OptimizerSpec.from_config(config, spe))
-
-
-@functools.lru_cache(maxsize=None)
-def optimizer_from_spec(spec: OptimizerSpec) -> optax.GradientTransformation:
-  # Cached: the optimiser is a static part of TrainState, so an equal object
-  # lets jit reuse the compiled step when the same config trains again in-process.
-  adamw = optax.chain(optax.scale_by_adam(), optax.add_decayed_weights(spec.weight_decay))
-  if spec.freeze_steps > 0:
-    adamw = optax.multi_transform(
-        {'delayed': start_after(adamw, spec.freeze_steps), 'trained': adamw}, _embedding_labels)
-  return optax.chain(gradient_clipping(spec), adamw,
-                     optax.scale_by_learning_rate(spec.schedule()))
-
-
-def gradient_clipping(spec: OptimizerSpec) -> optax.GradientTransformation:
-  """Clips by global norm (if spec.grad_clip_norm > 0), frozen gradients zeroed first.
-
-  Zeroing first keeps the gradients of the frozen embedding out of the norm, as
-  in PyTorch, where frozen parameters have no gradient at all.
-  """
-  if spec.grad_clip_norm <= 0:
-    return optax.identity()
-  clip = optax.clip_by_global_norm(spec.grad_clip_norm)
-  if spec.freeze_steps <= 0:
-    return clip
-  zero_frozen = optax.multi_transform(
-      {'delayed': start_after(optax.identity(), spec.freeze_steps), 'trained': optax.identity()},
-      _embedding_labels)
-  return optax.chain(zero_frozen, clip)
+  """The optimiser of `optimizer.make` for the full config (see alm_jax.optimizer)."""
+  return optimizer.make(config.train, spe)[0]
 
 
 # ---- state -----------------------------------------------------------------
-
-
-def init_params(rng, model: nn.Module):
-  """Fresh parameters of `model` (traceable).
-
-  The model is run on the smallest input it accepts, one F1 frame of every
-  channel ([1, max_channels, f1]); parameter shapes do not depend on the length.
-  """
-  spec = frames.FrameSpec.from_config(model.config)
-  c = int(model.config.max_channels)
-  audio, mask = jnp.zeros((1, c, spec.f1), jnp.float32), jnp.ones((1, c), bool)
-  return model.init({'params': rng, 'dropout': rng}, audio, mask, train=False)['params']
-
-
-def abstract_params(config):
-  """Parameter shapes and dtypes of `build_model(config)`, computed without running it."""
-  model = build_model(checkpoints.without_init_only(config))
-  return jax.eval_shape(functools.partial(init_params, model=model), jax.random.key(0))
 
 
 def create_train_state(rng, model: nn.Module, tx: optax.GradientTransformation,
@@ -318,31 +185,15 @@ def example_metrics(out, batch, config) -> dict[str, np.ndarray]:
       'input_gain_db' [b, C] (for the balance error against the ideal gains).
     config: the full config (sample rate, F2 frame length).
   """
+  # The suite `alm_jax.evaluate` reports too (its 'mr_stft' is the 'loss' logged here).
   from alm_jax import metrics  # pylint: disable=g-import-not-at-top
-  mix = out['mix']
-  target = batch['target'][:, :mix.shape[-1]]
-  rate = int(config.model.sample_rate)
-  f2_seconds = frames.FrameSpec.from_config(config.model).f2 / rate
-  result = {
-      # Capped so that one perfect example does not make the mean +inf.
-      'si_sdr_db': metrics.si_sdr(mix, target, max_db=100.0),
-      'loudness_diff_lu': np.array([metrics.loudness_difference(m, t, rate)
-                                    for m, t in zip(mix, target)]),
-      'clipping_fraction': metrics.clipping_fraction(mix),
-  }
-  if out['gains'].shape[-1] >= 2:
-    result['gain_change_db_per_s'] = metrics.gain_smoothness_db_per_s(
-        out['gains'], f2_seconds, batch['channel_mask'])
+  ideal = None
   if 'target_gains' in batch and 'input_gain_db' in batch:
-    # The gain that turns each input back into its share of the target mix
-    # (exact without bleed); NaN where the dataset does not know it (MedleyDB).
-    ideal = batch['target_gains'] / 10.0 ** (batch['input_gain_db'] / 20.0)
-    mask = batch['channel_mask'].astype(bool)
-    known = np.all(np.isfinite(np.where(mask, ideal, 0.0)), axis=-1)
-    safe = np.where(mask & np.isfinite(ideal), np.maximum(ideal, 0.0), 1.0)
-    error = metrics.balance_error_db(out['gains'], safe, mask)
-    result['balance_error_db'] = np.where(known, error, np.nan)
-  return result
+    ideal = metrics.ideal_input_gains(batch['target_gains'], batch['input_gain_db'])
+  rate = int(config.model.sample_rate)
+  return metrics.mix_metrics(out['mix'], batch['target'], out['gains'], rate=rate,
+                             frame_seconds=frames.FrameSpec.from_config(config.model).f2 / rate,
+                             channel_mask=batch['channel_mask'], ideal_gains=ideal)
 
 
 def _to_host(tree):
@@ -389,40 +240,6 @@ def evaluate(eval_fn, params, batches, mesh, config) -> dict[str, float]:
 
 
 # ---- logging ---------------------------------------------------------------
-
-
-class MetricWriter:
-  """Scalars to TensorBoard event files and the console; a no-op except on process 0.
-
-  Written with TF's core summary ops and the scalar plugin's metadata, so the
-  `tensorboard` package is needed only to view the files, not to write them.
-  """
-
-  def __init__(self, logdir, enabled: bool = True):
-    """logdir: a local folder or a URL (gs://...: TF's file systems write it directly)."""
-    self._writer = None
-    if enabled:
-      import tensorflow as tf  # pylint: disable=g-import-not-at-top
-      from tensorflow.core.framework import summary_pb2  # pylint: disable=g-import-not-at-top
-      self._tf = tf
-      self._metadata = summary_pb2.SummaryMetadata(
-          plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name='scalars'),
-          data_class=summary_pb2.DATA_CLASS_SCALAR).SerializeToString()
-      self._writer = tf.summary.create_file_writer(os.fspath(logdir))
-
-  def write(self, step: int, scalars: dict[str, float]):
-    if self._writer is None:
-      return
-    logging.info('step %d: %s', step, ', '.join(f'{k}={v:.5g}' for k, v in sorted(scalars.items())))
-    tf = self._tf
-    with self._writer.as_default():
-      for k, v in scalars.items():
-        tf.summary.write(k, tf.constant(v, tf.float32), step=step, metadata=self._metadata)
-    self._writer.flush()
-
-  def close(self):
-    if self._writer is not None:
-      self._writer.close()
 
 
 def _check_finite(fetched, workdir, last_saved):
@@ -481,8 +298,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   mesh = sharding.make_mesh()
   sharding.check_batch_size(int(tc.batch_size), mesh, process_count)
   spe = steps_per_epoch(config, num_train_songs)
-  num_steps = total_steps(config, spe)
-  schedule = learning_rate_schedule(config, spe)
+  num_steps = optimizer.total_steps(tc, spe)
+  tx, schedule = optimizer.make(tc, spe)
   logging.info('%d devices, %d processes; %d steps per epoch, %d steps in all.',
                mesh.devices.size, process_count, spe, num_steps)
 
@@ -490,7 +307,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   manager = checkpoints.open_manager(workdir, config)
   rng = jax.random.key(int(config.seed))
   init_rng, dropout_rng = jax.random.split(rng)
-  statics = (build_model(checkpoints.without_init_only(config)), make_optimizer(config, spe),
+  statics = (build_model(without_init_only(config)), tx,
              losses.MRSTFTSpec.from_config(config.loss))
   abstract = jax.eval_shape(functools.partial(create_train_state, model=statics[0], tx=statics[1],
                                                loss_spec=statics[2]), init_rng)
@@ -535,7 +352,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     return results
 
   # ---- loop -----------------------------------------------------------------
-  writer = MetricWriter(workdir, enabled=is_writer)
+  writer = writers.MetricWriter(workdir, enabled=is_writer)
   from tqdm import auto as tqdm  # pylint: disable=g-import-not-at-top
   bar = tqdm.tqdm(total=num_steps, initial=start_step, disable=not is_writer, unit='step',
                   dynamic_ncols=True)
@@ -607,7 +424,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str | os.Pat
   mesh = sharding.make_mesh()
   repl = sharding.replicated(mesh)
   params = jax.device_put(jax.device_get(params), repl)  # restored params sit on one local device
-  model = build_model(checkpoints.without_init_only(config))
+  model = build_model(without_init_only(config))
   loss_spec = losses.MRSTFTSpec.from_config(config.loss)
   jit_eval_step = jax.jit(eval_step, static_argnums=(2, 3),
                           in_shardings=(jax.tree.map(lambda _: repl, params),
@@ -617,7 +434,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str | os.Pat
   batches = make_eval_batches(config, 'validation', process_index=jax.process_index(),
                               process_count=jax.process_count(), workdir=workdir)
   results = evaluate(p_eval_step, params, batches, mesh, config)
-  writer = MetricWriter(workdir / 'eval', enabled=jax.process_index() == 0)
+  writer = writers.MetricWriter(workdir / 'eval', enabled=jax.process_index() == 0)
   writer.write(step, {f'validation/{k}': v for k, v in results.items()})
   writer.close()
   return {'step': step, **results}

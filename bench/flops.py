@@ -58,7 +58,9 @@ import numpy as np  # pylint: disable=wrong-import-position
 
 from alm_jax import frames  # pylint: disable=wrong-import-position
 from alm_jax import losses  # pylint: disable=wrong-import-position
+from alm_jax import optimizer  # pylint: disable=wrong-import-position
 from alm_jax import train  # pylint: disable=wrong-import-position
+from alm_jax.models import abstract_params  # pylint: disable=wrong-import-position
 from alm_jax.models import build_model  # pylint: disable=wrong-import-position
 
 # NVIDIA H100 SXM5 datasheet: 989 TFLOP/s dense BF16 tensor core (1979 "with sparsity").
@@ -152,7 +154,7 @@ def recurrence_step_flops(config, b: int, c: int, with_grad: bool) -> float:
   if config.model.name != 'alm':
     return 0.0
   model = build_model(config)
-  params = train.abstract_params(config)
+  params = abstract_params(config)
   dtype = jnp.dtype(config.train.compute_dtype)
   carry = jax.ShapeDtypeStruct((b, c, int(config.model.gru_hidden)), jnp.float32)
   x = jax.ShapeDtypeStruct((b, c, 1, int(config.model.d_model)), dtype)
@@ -183,7 +185,7 @@ def forward_cost(config, batch: int | None = None, seconds: float | None = None)
   """XLA's FLOPs of one forward pass on a [b, c, n] batch (GRU loop corrected)."""
   b, c, n = shapes(config, batch, seconds)
   model = build_model(config)
-  params = train.abstract_params(config)
+  params = abstract_params(config)
   t0 = time.perf_counter()
   compiled = jax.jit(lambda p, a, m: model.apply({'params': p}, a, m)['mix']).lower(
       params, jax.ShapeDtypeStruct((b, c, n), jnp.float32),
@@ -228,8 +230,8 @@ def vggish_example_gflop() -> float:
 def recipe(config, train_songs: int = PAPER_TRAIN_SONGS) -> dict:
   """Steps, segments and audio of the full training recipe of `config`."""
   bsz = int(config.train.batch_size)
-  steps_per_epoch = math.ceil(train_songs / bsz)
-  steps = int(config.train.num_epochs) * steps_per_epoch
+  steps_per_epoch = optimizer.steps_per_epoch(config.train, train_songs)
+  steps = optimizer.total_steps(config.train, steps_per_epoch)
   seconds = float(config.data.segment_seconds)
   return {'steps': steps, 'steps_per_epoch': steps_per_epoch, 'segments': steps * bsz,
           'audio_seconds': steps * bsz * seconds,
