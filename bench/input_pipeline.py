@@ -26,6 +26,7 @@ CPU time per batch is printed too: on a shared machine it is the steadier number
 
 import argparse
 import os
+import runpy
 import tempfile
 import time
 
@@ -33,17 +34,8 @@ from common import REPO, load_config, machine
 import numpy as np
 
 
-def shrink_model(config):
-  """A tiny network with the real frame sizes (as tests/conftest.py)."""
-  m = config.model
-  m.embedding.name = 'small'
-  m.embedding.dim = 16
-  m.embedding.small_features = (4, 8)
-  m.d_model = 16
-  m.encoder.mlp_dim = 32
-  m.encoder.dropout = 0.0
-  m.gru_hidden = 16
-  m.mlp_dims = (8, 4)
+# A tiny network with the real frame sizes (configs/tiny.py, as the tests use).
+shrink_model = runpy.run_path(os.path.join(REPO, 'configs', 'tiny.py'))['shrink']
 
 
 def timed(fn, repeats):
@@ -79,7 +71,7 @@ def bench_convolution(config, batch, repeats):
   bank = bleed.bank_for_config(config, config.data.bleed.cache_dir)
   if bank is None:
     return None
-  settings = bleed.Settings.from_config(config)
+  settings = bleed.Settings.from_config(config.data)
   rng = np.random.default_rng(0)
   counts = batch['channel_mask'].sum(axis=1)
   taps = bank.rirs.shape[-1]

@@ -13,27 +13,22 @@ jax.config.update('jax_default_prng_impl', 'unsafe_rbg')
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def load_config(name: str):
-  """configs/<name>.py's get_config()."""
+def load_config_module(name: str):
+  """The module configs/<name>.py."""
   path = REPO / 'configs' / f'{name}.py'
   spec = importlib.util.spec_from_file_location(f'configs_{name}', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config()
+  return module
 
 
-def shrink_model(config):
-  """Shrinks config.model in place to a tiny network with the real frame sizes."""
-  m = config.model
-  m.embedding.name = 'small'
-  m.embedding.dim = 16
-  m.embedding.small_features = (4, 8)
-  m.d_model = 16
-  m.encoder.mlp_dim = 32
-  m.encoder.dropout = 0.0
-  m.gru_hidden = 16
-  m.mlp_dims = (8, 4)
-  return config
+def load_config(name: str):
+  """configs/<name>.py's get_config()."""
+  return load_config_module(name).get_config()
+
+
+# Shrinks config.model in place to a tiny network with the real frame sizes (configs/tiny.py).
+shrink_model = load_config_module('tiny').shrink
 
 
 @pytest.fixture

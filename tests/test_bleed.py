@@ -129,7 +129,7 @@ def test_spec_from_configs_and_validation():
     spec = bleed.BankSpec.from_config(config)
     spec.validate()
     assert spec.channels == config.model.max_channels and spec.rir_samples > 1000
-    assert bleed.Settings.from_config(config).backend == 'numpy'
+    assert bleed.Settings.from_config(config.data).backend == 'numpy'
   with pytest.raises(ValueError, match='mic_distance'):
     dataclasses.replace(SPEC, mic_distance=(0.1, 0.6)).validate()
   with pytest.raises(ValueError, match='room_min'):
@@ -137,4 +137,4 @@ def test_spec_from_configs_and_validation():
   config = load_config('quickstart')
   config.data.bleed.backend = 'cuda'
   with pytest.raises(ValueError, match='backend'):
-    bleed.Settings.from_config(config)
+    bleed.Settings.from_config(config.data)

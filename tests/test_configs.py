@@ -1,12 +1,14 @@
-"""Every config in configs/ loads and is internally consistent."""
+"""Every config in configs/ loads and is internally consistent, and equals its recorded fields."""
+
+import json
 
 import ml_collections
 import pytest
 
 from alm_jax import frames
 from alm_jax import losses
-from alm_jax import train
-from conftest import REPO, load_config
+from alm_jax import optimizer
+from conftest import REPO, load_config, load_config_module
 
 CONFIGS = sorted(p.stem for p in (REPO / 'configs').glob('*.py') if not p.stem.startswith('_'))
 
@@ -30,7 +32,7 @@ def test_config_loads(name):
   frames.FrameSpec.from_config(config.model)
   spec = losses.MRSTFTSpec.from_config(config.loss)
   assert round(config.data.segment_seconds * config.model.sample_rate) >= spec.min_samples()
-  opt = train.OptimizerSpec.from_config(config, spe=9)
+  opt = optimizer.OptimizerSpec.from_config(config.train, spe=9)
   assert all(0 <= step for step, _ in opt.boundaries_and_scales)
   # Serialisable as the workdir's config.json.
   assert config.to_json_best_effort()
@@ -50,3 +52,41 @@ def test_paper_recipe():
   mr, sr = frames.FrameSpec.from_config(load_config('mr').model), frames.FrameSpec.from_config(
       load_config('sr').model)
   assert (mr.f2, mr.stride) == (2205, 6) and (sr.f1, sr.f2, sr.stride) == (42998, 42998, 1)
+
+
+def _fields(config, prefix=''):
+  """{'model.embedding.dim': ['int', 128], ...}: every leaf with its Python type."""
+  out = {}
+  for k, v in config.items():
+    if isinstance(v, ml_collections.ConfigDict):
+      out.update(_fields(v, f'{prefix}{k}.'))
+    else:
+      out[prefix + k] = [type(v).__name__, json.loads(json.dumps(v))]
+  return out
+
+
+# Every field of every config as it was before the configs derived from configs/base.py
+# (tests/data/configs_snapshot.json); a deliberate change of a config updates that file.
+_SNAPSHOT = json.loads((REPO / 'tests' / 'data' / 'configs_snapshot.json').read_text())
+
+
+@pytest.mark.parametrize('name', ['mr', 'sr', 'quickstart', 'dmc_og', 'dmc_b_0l', 'tiny_mr',
+                                  'tiny_sr'])
+def test_config_equals_its_recorded_fields(name):
+  if name.startswith('tiny_'):
+    config = load_config_module('tiny').get_config(name[len('tiny_'):])
+  else:
+    config = load_config(name)
+  got, want = _fields(config), _SNAPSHOT[name]
+  assert sorted(got) == sorted(want), (f'configs/{name}.py: fields added '
+                                       f'{sorted(set(got) - set(want))}, missing '
+                                       f'{sorted(set(want) - set(got))}')
+  changed = {k: (got[k], want[k]) for k in got if got[k] != want[k]}
+  assert not changed, f'configs/{name}.py: (got, recorded) {changed}'
+
+
+def test_base_is_mr_and_tiny_is_the_tests_model():
+  assert load_config('base').to_dict() == load_config('mr').to_dict()
+  config = load_config_module('tiny').get_config('quickstart')
+  assert config.data.name == 'synthetic_live' and config.model.embedding.name == 'small'
+  assert config.model.d_model == 16

@@ -13,6 +13,7 @@ from alm_jax.data import bleed
 from alm_jax.data import common
 from alm_jax.data import medleydb
 from alm_jax.data import pipeline
+from alm_jax.data import prefetch
 from conftest import load_config
 
 SEG = 2.0
@@ -148,7 +149,7 @@ def test_parallel_batches_order_errors_and_bound():
       raise ValueError('bad step 6')
     return {'step': step}
 
-  it = pipeline._ParallelBatches(build, 3, workers=3, ahead=4)
+  it = prefetch.ParallelBatches(build, 3, workers=3, ahead=4)
   assert [next(it)['step'] for _ in range(3)] == [3, 4, 5]
   with pytest.raises(ValueError, match='bad step 6'):
     next(it)

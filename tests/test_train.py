@@ -13,6 +13,7 @@ import optax
 import pytest
 
 from alm_jax import checkpoints
+from alm_jax import optimizer
 from alm_jax import train
 from tiny_training import SAME_WORKER, FakeData, read_scalars, shared_data_dirs, tiny_train_config
 
@@ -29,7 +30,7 @@ def _spec(**kw):
   base = dict(learning_rate=0.1, boundaries_and_scales=(), weight_decay=0.0, freeze_steps=2,
               grad_clip_norm=0.0)
   base.update(kw)
-  return train.OptimizerSpec(**base)
+  return optimizer.OptimizerSpec(**base)
 
 
 def _run(tx, params, grads, n):
@@ -45,7 +46,7 @@ def _run(tx, params, grads, n):
 def test_embedding_frozen_then_fresh_adam():
   params = {'embedding': {'w': jnp.ones(3)}, 'mlp': {'w': jnp.ones(3)}}
   grads = {'embedding': {'w': jnp.full(3, 2.0)}, 'mlp': {'w': jnp.full(3, 2.0)}}
-  history = _run(train.optimizer_from_spec(_spec()), params, grads, 4)
+  history = _run(optimizer.from_spec(_spec()), params, grads, 4)
   emb = [float(p['embedding']['w'][0]) for p in history]
   mlp = [float(p['mlp']['w'][0]) for p in history]
   assert emb[:2] == [1.0, 1.0]  # frozen for the first 2 updates
@@ -58,7 +59,7 @@ def test_embedding_frozen_then_fresh_adam():
 def test_frozen_gradients_do_not_count_in_clipping():
   params = {'embedding': {'w': jnp.zeros(1)}, 'mlp': {'w': jnp.zeros(2)}}
   grads = {'embedding': {'w': jnp.full(1, 1e6)}, 'mlp': {'w': jnp.array([3.0, 4.0])}}
-  clip = train.gradient_clipping(_spec(grad_clip_norm=1.0, freeze_steps=1))
+  clip = optimizer.gradient_clipping(_spec(grad_clip_norm=1.0, freeze_steps=1))
   state = clip.init(params)
   updates, state = clip.update(grads, state, params)  # frozen: norm 5 from the MLP alone
   np.testing.assert_allclose(updates['mlp']['w'], [0.6, 0.8], rtol=1e-6)
@@ -72,11 +73,12 @@ def test_learning_rate_schedule_in_epochs():
   config = tiny_train_config('mr', '', '')
   config.train.learning_rate = 1e-3
   config.train.lr_boundaries_epochs = (100, 1000, 2500)
-  schedule = train.learning_rate_schedule(config, spe=9)
+  tx, schedule = optimizer.make(config.train, spe=9)
+  assert tx is optimizer.make(config.train, spe=9)[0]  # cached: equal configs share one compile
   # Update k (counting from 0) uses lr(k): the decay starts with the first update of epoch 100.
   for step, lr in [(0, 1e-3), (899, 1e-3), (900, 1e-4), (8999, 1e-4), (9000, 1e-5), (22500, 1e-6)]:
     np.testing.assert_allclose(float(schedule(step)), lr, rtol=1e-6)
-  spec = train.OptimizerSpec.from_config(config, spe=9)
+  spec = optimizer.OptimizerSpec.from_config(config.train, spe=9)
   assert spec.freeze_steps == config.train.freeze_embedding_epochs * 9
 
 
@@ -90,6 +92,10 @@ def test_steps_per_epoch():
   config.train.steps_per_epoch = -1
   with pytest.raises(ValueError, match='no songs'):
     train.steps_per_epoch(config, num_train_songs=lambda c: 0)
+  assert optimizer.steps_per_epoch(config.train, 35) == 9
+  config.train.steps_per_epoch = 5  # the song count is not needed, so not asked for
+  assert optimizer.steps_per_epoch(config.train, lambda: 1 / 0) == 5
+  assert optimizer.total_steps(config.train, 5) == 5 * config.train.num_epochs
 
 
 # ---- training ----------------------------------------------------------------

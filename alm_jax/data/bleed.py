@@ -298,8 +298,9 @@ class Settings:
   workers: int = 1
 
   @classmethod
-  def from_config(cls, config) -> 'Settings':
-    d = config.data
+  def from_config(cls, data_config) -> 'Settings':
+    """From config.data (its `bleed` and `levels` sections)."""
+    d = data_config
     backend = str(d.bleed.get('backend', 'numpy'))
     if backend not in ('numpy', 'jax'):
       raise ValueError(f"config.data.bleed.backend must be 'numpy' or 'jax', got {backend!r}.")

@@ -37,11 +37,8 @@ config.data.num_workers threads (-1: one per usable CPU core but one, at most
 16) each build whole batches, handed out in step order, up to num_workers +
 config.data.prefetch batches ahead of the consumer. With num_workers = 0 one
 background thread builds them `prefetch` ahead (prefetch = 0: in the caller's
-thread). The worker count changes the speed only, never a batch. Threads, not
-processes: the heavy work (int16 -> float conversion, FFTs, complex matmuls,
-copies) runs in numpy/scipy with the GIL released, and threads share the songs
-and the RIR bank and hand over ~100 MB batches without copying
-(bench/input_pipeline.py measures it).
+thread). The worker count changes the speed only, never a batch (the thread
+pool: `alm_jax.data.prefetch`).
 
 Metadata (every evaluation batch; training batches only with
 `make_train_iterator(..., metadata=True)`, so the arrays a training step
@@ -74,23 +71,21 @@ with copies of a real example (example_mask False, song_id '', the copied
 example's metadata), and built on config.data.num_workers threads.
 """
 
-import concurrent.futures
 import dataclasses
-import itertools
 import math
 import os
-import queue
-import threading
-from typing import Callable, Optional
+from typing import Optional
 
 from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
+from alm_jax import optimizer
 from alm_jax import paths
 from alm_jax.data import bleed
 from alm_jax.data import common
 from alm_jax.data import medleydb
+from alm_jax.data import prefetch
 from alm_jax.data import synthetic  # pylint: disable=unused-import  (registers the builder)
 
 _TRAIN, _ORDER, _EVAL = 0, 1, 2  # rng stream tags
@@ -254,11 +249,9 @@ def num_train_songs(config) -> int:
 
 
 def steps_per_epoch(config, num_songs: int | None = None) -> int:
-  spe = int(config.train.steps_per_epoch)
-  if spe > 0:
-    return spe
-  n = num_train_songs(config) if num_songs is None else num_songs
-  return max(1, math.ceil(n / int(config.train.batch_size)))
+  """`alm_jax.optimizer.steps_per_epoch` with this dataset's training songs (or `num_songs`)."""
+  return optimizer.steps_per_epoch(
+      config.train, (lambda: num_train_songs(config)) if num_songs is None else num_songs)
 
 
 def local_batch_size(config, process_count: int) -> int:
@@ -335,7 +328,7 @@ class _Maker:
 
   def __init__(self, config, workdir):
     self.cmax = int(config.model.max_channels)
-    self.settings = bleed.Settings.from_config(config)
+    self.settings = bleed.Settings.from_config(config.data)
     self.bank = bleed.bank_for_config(config, _bank_dir(config, workdir))
     self.preroll = self.bank.rirs.shape[-1] if self.bank is not None else 0
 
@@ -430,145 +423,8 @@ def make_train_iterator(config, *, start_step: int = 0, process_index: int = 0,
       picks.append((song, _random_start(song, length, rng, silence_db), rng))
     return maker.batch(picks, length, metadata)
 
-  prefetch, workers = int(config.data.get('prefetch', 2)), num_workers(config)
-  if workers > 0:
-    return _ParallelBatches(build, int(start_step), workers, workers + max(prefetch, 0))
-  return _Prefetch(map(build, itertools.count(int(start_step))), prefetch)
-
-
-class _ParallelBatches:
-  """`build(step)` for step = start, start + 1, ... on `workers` daemon threads, yielded in order.
-
-  At most `ahead` batches are built or waiting beyond the one the consumer is
-  at, so memory stays bounded when the consumer is slower. An error in
-  `build(s)` is raised by the `next()` that would have returned batch s. The
-  threads hold only the shared `_Schedule`, not this object, so dropping the
-  iterator without `close()` still stops them (via __del__).
-  """
-
-  def __init__(self, build: Callable[[int], dict], start: int, workers: int, ahead: int):
-    self._schedule = _Schedule(build, start, max(ahead, workers))
-    self._threads = [threading.Thread(target=self._schedule.work, daemon=True,
-                                      name=f'alm_input_{i}') for i in range(workers)]
-    for t in self._threads:
-      t.start()
-
-  def __iter__(self):
-    return self
-
-  def __next__(self):
-    return self._schedule.next()
-
-  def close(self):
-    self._schedule.stop()
-    for t in self._threads:
-      t.join(timeout=5)
-
-  def __del__(self):
-    try:
-      self.close()
-    except Exception:  # pylint: disable=broad-except
-      pass
-
-
-class _Schedule:
-  """The state `_ParallelBatches`' threads share: which step to build next, finished batches."""
-
-  def __init__(self, build, start: int, ahead: int):
-    self._build = build
-    self._next_out = start  # the step the consumer gets next
-    self._next_in = start   # the next step a worker takes
-    self._ahead = ahead
-    self._done = {}         # step -> (ok, batch or exception)
-    self._cond = threading.Condition()
-    self._stopped = False
-
-  def work(self):
-    while True:
-      with self._cond:
-        self._cond.wait_for(lambda: self._stopped or self._next_in < self._next_out + self._ahead)
-        if self._stopped:
-          return
-        step = self._next_in
-        self._next_in += 1
-      try:
-        result = (True, self._build(step))
-      except BaseException as e:  # pylint: disable=broad-except  (handed to the consumer)
-        result = (False, e)
-      with self._cond:
-        if not self._stopped:
-          self._done[step] = result
-          self._cond.notify_all()
-
-  def next(self) -> dict:
-    with self._cond:
-      self._cond.wait_for(lambda: self._stopped or self._next_out in self._done)
-      if self._stopped:
-        raise StopIteration
-      ok, value = self._done.pop(self._next_out)
-      self._next_out += 1
-      self._cond.notify_all()  # a slot ahead is free
-    if not ok:
-      raise value
-    return value
-
-  def stop(self):
-    with self._cond:
-      self._stopped = True
-      self._done.clear()
-      self._cond.notify_all()
-
-
-class _Prefetch:
-  """Runs a generator in a daemon thread, `size` items ahead; re-raises its errors."""
-
-  _DONE = object()
-
-  def __init__(self, gen, size: int):
-    self._gen = gen
-    if size <= 0:
-      self._queue = None
-      return
-    self._queue = queue.Queue(maxsize=size)
-    self._stop = threading.Event()
-    self._thread = threading.Thread(target=self._run, daemon=True, name='alm_input_pipeline')
-    self._thread.start()
-
-  def _run(self):
-    try:
-      for item in self._gen:
-        while not self._stop.is_set():
-          try:
-            self._queue.put(item, timeout=0.1)
-            break
-          except queue.Full:
-            continue
-        if self._stop.is_set():
-          return
-    except BaseException as e:  # pylint: disable=broad-except  (handed to the consumer)
-      self._queue.put((self._DONE, e))
-
-  def __iter__(self):
-    return self
-
-  def __next__(self):
-    if self._queue is None:
-      return next(self._gen)
-    item = self._queue.get()
-    if isinstance(item, tuple) and len(item) == 2 and item[0] is self._DONE:
-      raise item[1]
-    return item
-
-  def close(self):
-    if self._queue is not None:
-      self._stop.set()
-      self._thread.join(timeout=5)
-
-  def __del__(self):
-    try:
-      self.close()
-    except Exception:  # pylint: disable=broad-except
-      pass
+  return prefetch.ordered(build, int(start_step), num_workers(config),
+                         int(config.data.get('prefetch', 2)))
 
 
 # ---- evaluation ---------------------------------------------------------------------------
@@ -608,9 +464,5 @@ def make_eval_batches(config, split: str, *, process_index: int = 0, process_cou
     batch['song_id'] = [s.song_id for s, _, _ in real] + [''] * (bsz - len(real))
     return batch
 
-  count = -(-len(examples) // global_bsz)
-  workers = min(num_workers(config), count)
-  if workers > 1:  # each batch depends on its index only: same list, built in parallel
-    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix='alm_eval') as pool:
-      return list(pool.map(build, range(count)))
-  return [build(j) for j in range(count)]
+  # Each batch depends on its index only: the same list, built in parallel.
+  return prefetch.map_ordered(build, -(-len(examples) // global_bsz), num_workers(config))

@@ -1,0 +1,137 @@
+"""Every config field, once, with the paper's ALM-MR recipe as its values; the other configs override it.
+
+    python -m alm_jax.main --config=configs/base.py --workdir=/tmp/alm   # same as configs/mr.py
+
+The variants (mr.py, sr.py, quickstart.py, dmc_og.py, dmc_b_0l.py, tiny.py) call
+`load('base').get_config()` and change only what differs, as flax's
+examples/imagenet/configs do. Config files are loaded by path (ml_collections'
+config_flags, tests, bench/), not as a package, so they load each other with
+`load`, relative to this file, from any working directory.
+"""
+import importlib.util
+import pathlib
+
+import ml_collections
+
+
+def load(name: str):
+  """The module configs/<name>.py (loaded by its path next to this file)."""
+  path = pathlib.Path(__file__).resolve().with_name(f'{name}.py')
+  spec = importlib.util.spec_from_file_location(f'alm_jax_configs_{name}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def get_config():
+  """The full config of ALM-MR with the paper's recipe; every field any config reads."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  # ---- model -------------------------------------------------------------
+  model = config.model = ml_collections.ConfigDict()
+  model.name = 'alm'
+  model.sample_rate = 44100
+  model.f1_ms = 975.0  # one VGGish example
+  model.f2_ms = 50.0
+  model.f1_stride = 6  # F2 frames per F1 frame: a new F1 frame every 300 ms
+  model.max_channels = 8
+  model.zero_latency = True
+  model.initial_gain = 1.0  # applied to the first F2 frame in zero-latency mode
+  model.d_model = 128
+  model.rms_floor_db = -100.0
+
+  model.frontend = ml_collections.ConfigDict()
+  model.frontend.sample_rate = 16000
+  model.frontend.window_ms = 25.0
+  model.frontend.hop_ms = 10.0
+  model.frontend.n_fft = 512
+  model.frontend.n_mels = 64
+  model.frontend.fmin = 125.0
+  model.frontend.fmax = 7500.0
+  model.frontend.log_offset = 0.01
+  model.frontend.patch_frames = 96
+  model.frontend.resample_zero_crossings = 16
+  model.frontend.resample_rolloff = 0.945
+
+  model.embedding = ml_collections.ConfigDict()
+  model.embedding.name = 'vggish'  # 'vggish' | 'small'
+  model.embedding.dim = 128
+  model.embedding.weights = ''  # path to vggish_model.ckpt or vggish-*.pth
+  model.embedding.fc2_relu = False  # TF release: linear fc2; torchvggish: ReLU
+  model.embedding.small_features = (32, 64, 64)
+
+  model.encoder = ml_collections.ConfigDict()
+  model.encoder.num_layers = 1
+  model.encoder.num_heads = 2
+  model.encoder.mlp_dim = 2048  # PyTorch TransformerEncoderLayer default
+  model.encoder.dropout = 0.1
+
+  model.gru_hidden = 128
+  model.mlp_dims = (64, 32)
+  model.gain_activation = 'softplus'  # 'softplus' | 'relu'
+
+  # ---- loss --------------------------------------------------------------
+  loss = config.loss = ml_collections.ConfigDict()
+  loss.fft_sizes = (512, 1024, 4096)
+  loss.win_lengths = (440, 884, 3528)
+  loss.hop_fraction = 0.25
+  loss.w_sc = 1.0
+  loss.w_log_mag = 1.0
+  loss.eps = 1e-8
+
+  # ---- data --------------------------------------------------------------
+  data = config.data = ml_collections.ConfigDict()
+  data.name = 'medleydb'
+  data.data_dir = ''  # tfds data_dir; '' = the tfds default
+  data.manual_dir = ''  # where MedleyDB's Audio/ (and Metadata/) folders live
+  data.max_raw_tracks = 8
+  data.segment_seconds = 20.0
+  data.eval_segment_seconds = 20.0
+  data.silence_db = -60.0
+  data.shuffle_seed = 0
+  data.eval_segments_per_song = 1  # evaluation windows per song (evenly spaced, non-silent)
+  data.on_error = 'raise'  # medleydb build: 'raise' on a bad song, or 'skip' it with a warning
+  data.resample = True  # medleydb build: resample non-44.1 kHz files (else they are bad input)
+  data.prefetch = 2  # finished training batches kept ready ahead of the training step
+  # Threads building training batches in parallel (results do not depend on it):
+  # -1 = one per usable CPU core but one, at most 16; 0 = one background thread
+  # (prefetch > 0) or inline (prefetch = 0).
+  data.num_workers = -1
+  data.bleed = ml_collections.ConfigDict()
+  data.bleed.enabled = True
+  data.bleed.bank_size = 256
+  data.bleed.cache_dir = ''  # '' = <workdir>/rir_bank
+  data.bleed.severity_db = (-30.0, -6.0)
+  data.bleed.seed = 0  # the RIR bank's seed (independent of config.seed)
+  data.bleed.rir_seconds = 0.2  # impulse responses cut (with a fade) to this length
+  data.bleed.rt60 = (0.2, 0.8)  # s, uniform
+  data.bleed.room_min = (4.0, 4.0, 2.5)  # m (length, width, height), uniform per side
+  data.bleed.room_max = (15.0, 12.0, 5.0)
+  data.bleed.mic_distance = (0.03, 0.3)  # m from each close mic to its source
+  data.bleed.min_source_spacing = 1.0  # m between sources
+  data.bleed.max_order = 12  # image-source order cap
+  data.bleed.backend = 'numpy'  # 'numpy' (scipy.fft, input pipeline) | 'jax' (jit, default device)
+  data.bleed.workers = 1  # scipy.fft threads per convolution
+  data.levels = ml_collections.ConfigDict()
+  data.levels.enabled = True
+  data.levels.pre_bleed_db = (-12.0, 12.0)
+  data.levels.post_bleed_db = (-12.0, 12.0)
+
+  # ---- training ----------------------------------------------------------
+  train = config.train = ml_collections.ConfigDict()
+  train.batch_size = 4
+  train.num_epochs = 5000
+  train.steps_per_epoch = -1  # -1: ceil(train songs / batch_size)
+  train.learning_rate = 1e-3
+  train.lr_boundaries_epochs = (100, 1000, 2500)
+  train.lr_decay = 0.1
+  train.weight_decay = 1e-2
+  train.freeze_embedding_epochs = 100  # params['embedding'] not updated before this epoch
+  train.grad_clip_norm = 0.0  # 0 disables
+  train.log_every_steps = 50  # metrics to the host, console and TensorBoard
+  train.eval_every_steps = 1000  # validation (and at the last step); <= 0: none
+  train.checkpoint_every_steps = 1000  # async orbax saves (and at the last step)
+  train.keep_checkpoints = 3
+  train.compute_dtype = 'float32'  # 'bfloat16' on GPU/TPU; parameters and loss stay float32
+  return config
