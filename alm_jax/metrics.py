@@ -11,13 +11,20 @@ Layouts: audio is [..., samples] ([channels, samples] for `integrated_loudness`)
 Non-finite results are part of the contract, not errors: a signal whose every 400 ms block lies below
 −70 LUFS has loudness −inf, an estimate identical to its reference has SI-SDR +inf; summary code must
 handle them (e.g. `si_sdr(..., max_db=...)`, or report counts of non-finite values). NaN or Inf *inputs*
-raise ValueError.
+raise ValueError. `mix_metrics` is the one suite that training validation and `alm_jax.evaluate` both
+report, under the names `MIX_METRICS`, with SI-SDR capped at `SI_SDR_MAX_DB`.
 """
 
 from typing import Optional, Sequence
 
 import numpy as np
 from scipy import signal as sps
+
+# The names `mix_metrics` returns, in report order ('mr_stft' only when given a loss config).
+MIX_METRICS = ('mr_stft', 'loudness_diff_lu', 'si_sdr_db', 'gain_change_db_per_s',
+               'clipping_fraction', 'balance_error_db')
+# One perfect example must not make a mean +inf; 100 dB is far above any real mix.
+SI_SDR_MAX_DB = 100.0
 
 # ---- ITU-R BS.1770-4 loudness ---------------------------------------------
 
@@ -207,7 +214,7 @@ def gains_to_db(gains, floor_db: float = -120.0) -> np.ndarray:
   return 20.0 * np.log10(np.maximum(g, 10.0 ** (floor_db / 20.0)))
 
 
-def gain_smoothness_db_per_s(gains, frame_seconds: float, channel_mask=None, *,
+def gain_change_db_per_s(gains, frame_seconds: float, channel_mask=None, *,
                              floor_db: float = -120.0):
   """Mean absolute gain change in dB per second (the "jumps" the paper criticises in DMC).
 
@@ -224,7 +231,7 @@ def gain_smoothness_db_per_s(gains, frame_seconds: float, channel_mask=None, *,
   """
   db = gains_to_db(gains, floor_db)
   if db.ndim < 2 or db.shape[-1] < 2:
-    raise ValueError(f'Gain smoothness needs gains [..., channels, frames] with >= 2 frames, got {db.shape}.')
+    raise ValueError(f'Gain change needs gains [..., channels, frames] with >= 2 frames, got {db.shape}.')
   if frame_seconds <= 0:
     raise ValueError(f'frame_seconds must be positive, got {frame_seconds}.')
   mask = _channel_mask(channel_mask, db.shape[:-1])
@@ -311,6 +318,74 @@ def mr_stft_distance(mix, target, loss_config):
     mix, target = mix[None], target[None]
   out = np.asarray(losses.mr_stft_loss_jit(mix, target, loss_config))
   return out[0] if single else out
+
+
+# ---- the suite -----------------------------------------------------------------
+
+
+def ideal_input_gains(track_gains, input_gain_db) -> np.ndarray:
+  """The gain that puts each input channel's own source at its level in the target mix.
+
+  A channel's source reaches the input at `input_gain_db` (pre- plus post-bleed
+  level) and the target mix at `track_gains`, so the ideal gain is their ratio;
+  without bleed, sum_i gain_i * input_i is then the target mix.
+
+  Args:
+    track_gains: [..., channels] linear gains of the clean tracks in the target
+      mix (NaN where the dataset does not know them, e.g. MedleyDB).
+    input_gain_db: [..., channels] the levels applied to the inputs, dB.
+  Returns:
+    float64 [..., channels], NaN where the track gain is unknown.
+  """
+  track = np.asarray(track_gains, np.float64)
+  return track / 10.0 ** (np.asarray(input_gain_db, np.float64) / 20.0)
+
+
+def mix_metrics(mix, target, gains, *, rate: int, frame_seconds: float, channel_mask=None,
+                ideal_gains=None, loss_config=None) -> dict:
+  """Every objective metric of mixes against their targets, under the names `MIX_METRICS`.
+
+  Args:
+    mix: [..., n] the mixes (... is () or [b]).
+    target: [..., >= n] the target mixes (cut to the mix's length).
+    gains: [..., channels, frames] the applied linear gains, one per frame of `frame_seconds`.
+    rate: sample rate in Hz.
+    frame_seconds: gain frame duration (F2).
+    channel_mask: bool [..., channels], False for padding channels (default: all active).
+    ideal_gains: [..., channels] linear ideal gains (`ideal_input_gains`), NaN where unknown;
+      an example with an unknown gain on an active channel has no balance error.
+    loss_config: `config.loss`; given, 'mr_stft' (the training loss) is computed too (JAX).
+  Returns:
+    dict name -> float64 [...]: NaN where a metric is undefined (no ideal gains, fewer
+    than 2 gain frames, a silent target), si_sdr_db capped at SI_SDR_MAX_DB.
+  """
+  mix = _as_float64(mix, 'mix')
+  target = _as_float64(target, 'target')
+  gains = _as_float64(gains, 'gains')
+  if mix.ndim not in (1, 2) or target.shape[:-1] != mix.shape[:-1] or target.shape[-1] < mix.shape[-1]:
+    raise ValueError(f'mix_metrics needs mix [..., n] and target [..., >= n] with ... = () or [b], '
+                     f'got {mix.shape} and {target.shape}.')
+  if gains.shape[:-2] != mix.shape[:-1] or gains.ndim != mix.ndim + 1:
+    raise ValueError(f'gains {gains.shape} is not [..., channels, frames] for mix {mix.shape}.')
+  target = target[..., :mix.shape[-1]]
+  mask = _channel_mask(channel_mask, gains.shape[:-1])
+  nan = np.full(mix.shape[:-1], np.nan)
+  out = {}
+  if loss_config is not None:
+    out['mr_stft'] = mr_stft_distance(mix, target, loss_config)
+  out['loudness_diff_lu'] = np.reshape([loudness_difference(m, t, rate) for m, t in zip(
+      mix.reshape(-1, mix.shape[-1]), target.reshape(-1, mix.shape[-1]))], mix.shape[:-1])
+  out['si_sdr_db'] = si_sdr(mix, target, max_db=SI_SDR_MAX_DB)
+  out['gain_change_db_per_s'] = (gain_change_db_per_s(gains, frame_seconds, mask)
+                                 if gains.shape[-1] >= 2 else nan)
+  out['clipping_fraction'] = clipping_fraction(mix)
+  out['balance_error_db'] = nan
+  if ideal_gains is not None:
+    ideal = np.asarray(ideal_gains, np.float64)
+    known = np.all(np.isfinite(np.where(mask, ideal, 0.0)), axis=-1)
+    safe = np.where(mask & np.isfinite(ideal), np.maximum(ideal, 0.0), 1.0)
+    out['balance_error_db'] = np.where(known, balance_error_db(gains, safe, mask), np.nan)
+  return {k: np.asarray(v, np.float64)[()] for k, v in out.items()}
 
 
 # ---- helpers ------------------------------------------------------------------

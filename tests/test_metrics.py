@@ -119,32 +119,32 @@ def test_si_sdr_silent_reference_and_bad_input():
 # ---- gains -------------------------------------------------------------------
 
 
-def test_gain_smoothness_known_answers():
+def test_gain_change_known_answers():
   frame = 0.05
   constant = np.full((3, 40), 0.7)
-  assert metrics.gain_smoothness_db_per_s(constant, frame) == 0.0
+  assert metrics.gain_change_db_per_s(constant, frame) == 0.0
   # One 6.02 dB step over 39 transitions, on every channel.
   step = np.ones((2, 40))
   step[:, 20:] = 0.5
   expected = 20 * np.log10(2.0) / 39 / frame
-  assert metrics.gain_smoothness_db_per_s(step, frame) == pytest.approx(expected, rel=1e-9)
+  assert metrics.gain_change_db_per_s(step, frame) == pytest.approx(expected, rel=1e-9)
   # A 1 dB-per-frame ramp: 20 dB/s at 50 ms frames.
   ramp = 10.0**(np.arange(40) / 20.0)[None]
-  assert metrics.gain_smoothness_db_per_s(ramp, frame) == pytest.approx(20.0, rel=1e-9)
+  assert metrics.gain_change_db_per_s(ramp, frame) == pytest.approx(20.0, rel=1e-9)
   # Inactive channels do not count; batched [b, c, t] with a [b, c] mask; no active channel: nan.
   jumpy = np.abs(np.random.default_rng(0).standard_normal(40)) + 0.1
   gains = np.stack([np.stack([constant[0], jumpy]), np.stack([ramp[0], ramp[0]])])
   mask = np.array([[True, False], [False, False]])
-  out = metrics.gain_smoothness_db_per_s(gains, frame, mask)
+  out = metrics.gain_change_db_per_s(gains, frame, mask)
   assert out[0] == 0.0 and np.isnan(out[1])
   # A muted channel is floored, not −inf: finite, and its fade-out counted at most down to the floor.
   muted = np.ones((1, 40))
   muted[:, 20:] = 0.0
-  assert metrics.gain_smoothness_db_per_s(muted, frame) == pytest.approx(120.0 / 39 / frame)
+  assert metrics.gain_change_db_per_s(muted, frame) == pytest.approx(120.0 / 39 / frame)
   with pytest.raises(ValueError, match='2 frames'):
-    metrics.gain_smoothness_db_per_s(np.ones((2, 1)), frame)
+    metrics.gain_change_db_per_s(np.ones((2, 1)), frame)
   with pytest.raises(ValueError, match='non-negative'):
-    metrics.gain_smoothness_db_per_s(-np.ones((2, 4)), frame)
+    metrics.gain_change_db_per_s(-np.ones((2, 4)), frame)
 
 
 def test_balance_error_known_answers():
@@ -191,3 +191,47 @@ def test_mr_stft_distance():
   np.testing.assert_allclose(doubled, 1.0 + np.log(2.0), rtol=1e-3)
   single = metrics.mr_stft_distance(2.0 * target[0], target[0], config)
   assert np.ndim(single) == 0 and single == pytest.approx(doubled[0], rel=1e-5)
+
+
+# ---- the suite ------------------------------------------------------------------
+
+
+def test_mix_metrics_of_a_perfect_mix_and_batching():
+  rng = np.random.default_rng(0)
+  target = 0.1 * rng.standard_normal((2, RATE))
+  gains = np.full((2, 3, 20), 0.5)
+  ideal = np.full((2, 3), 2.0)
+  ideal[1, 2] = np.nan  # e.g. MedleyDB: this example has no balance error
+  mask = np.ones((2, 3), bool)
+  out = metrics.mix_metrics(target, target, gains, rate=RATE, frame_seconds=0.05, channel_mask=mask,
+                            ideal_gains=ideal)
+  assert tuple(sorted(out)) == tuple(sorted(set(metrics.MIX_METRICS) - {'mr_stft'}))
+  # Capped, so a perfect example cannot make a mean +inf, in training and evaluation alike.
+  np.testing.assert_array_equal(out['si_sdr_db'], [metrics.SI_SDR_MAX_DB] * 2)
+  np.testing.assert_array_equal(out['loudness_diff_lu'], [0.0, 0.0])
+  np.testing.assert_array_equal(out['gain_change_db_per_s'], [0.0, 0.0])
+  np.testing.assert_array_equal(out['clipping_fraction'], [0.0, 0.0])
+  assert out['balance_error_db'][0] == 0.0 and np.isnan(out['balance_error_db'][1])
+  # One example alone gives the same numbers as a float, and a padding channel's NaN gain is ignored.
+  mask[1, 2] = False
+  single = metrics.mix_metrics(1.5 * target[1], np.concatenate([target[1], [0.0]]), gains[1],
+                               rate=RATE, frame_seconds=0.05, channel_mask=mask[1],
+                               ideal_gains=ideal[1], loss_config=load_config('mr').loss)
+  assert all(np.ndim(v) == 0 for v in single.values()) and set(single) == set(metrics.MIX_METRICS)
+  assert single['loudness_diff_lu'] == pytest.approx(20 * np.log10(1.5), abs=0.01)
+  assert single['balance_error_db'] == 0.0 and single['mr_stft'] > 0
+
+
+def test_mix_metrics_undefined_and_bad_shapes():
+  x = 0.1 * np.random.default_rng(1).standard_normal(RATE)
+  out = metrics.mix_metrics(x, x, np.ones((2, 1)), rate=RATE, frame_seconds=0.05)
+  assert np.isnan(out['gain_change_db_per_s']) and np.isnan(out['balance_error_db'])
+  with pytest.raises(ValueError, match='target'):
+    metrics.mix_metrics(x, x[:-1], np.ones((2, 4)), rate=RATE, frame_seconds=0.05)
+  with pytest.raises(ValueError, match='channels, frames'):
+    metrics.mix_metrics(x, x, np.ones(4), rate=RATE, frame_seconds=0.05)
+
+
+def test_ideal_input_gains():
+  np.testing.assert_allclose(metrics.ideal_input_gains([2.0, 1.0], [20 * np.log10(2), -20.0]), [1.0, 10.0])
+  assert np.isnan(metrics.ideal_input_gains([np.nan], [0.0])[0])

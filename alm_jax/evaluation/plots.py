@@ -1,4 +1,4 @@
-"""Plots of mixer output, rendered off-screen (matplotlib's Agg backend) so they work headless."""
+"""Gain plots and the bleed-robustness figure, rendered off-screen (matplotlib's Agg backend) so they work headless."""
 
 import os
 
@@ -9,17 +9,18 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-imp
 import numpy as np
 
 
-def plot_gains(gains, frame_seconds: float, channel_names, path, *, scale: str = 'linear',
+def plot_gains(gains, frame_seconds: float, channel_names, path, *, scale: str = 'db',
                floor_db: float = -60.0, title: str | None = None):
   """Plots every channel's gain over time and saves the figure.
 
   Args:
     gains: [channels, frames] gain applied to each F2 frame (linear, >= 0).
     frame_seconds: duration of one frame; frame t is drawn from t * frame_seconds.
-    channel_names: one legend label per channel.
+    channel_names: one legend label per channel (instrument or file name).
     path: where to write the image (format from the extension, e.g. .png).
-    scale: 'linear' (the gains as applied) or 'db' (20 log10 gain, floored at
-      `floor_db` so muted channels stay on the plot).
+    scale: 'db' (20 log10 gain, floored at `floor_db` so muted channels stay
+      on the plot; channels do not hide under each other as on a linear axis)
+      or 'linear' (the gains as applied).
     floor_db: lowest value drawn in 'db' mode.
     title: optional figure title.
   """
@@ -49,6 +50,43 @@ def plot_gains(gains, frame_seconds: float, channel_names, path, *, scale: str =
     ax.legend(loc='upper right', fontsize='small', ncol=max(1, len(channel_names) // 8))
     if title:
       ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(os.fspath(path))
+  finally:
+    plt.close(fig)
+
+
+def plot_bleed_robustness(path, table, systems, metrics, labels, counts, title: str):
+  """One panel per metric: its mean per bleed-severity bin, one line per system.
+
+  Args:
+    path: where to write the image.
+    table: {(system, bin, metric): (mean, count)} (`report.bleed_table`).
+    systems: the system names, in legend order.
+    metrics: (name, heading) per panel (at most 6).
+    labels: the bins' labels; counts: segments per bin.
+    title: the figure title.
+  """
+  fig, axes = plt.subplots(2, 3, figsize=(15, 8), dpi=90)
+  x = np.arange(len(labels))
+  ticks = [f'{lab}\n(n={n})' for lab, n in zip(labels, counts)]
+  try:
+    for ax, (metric, heading) in zip(axes.flat, metrics):
+      drawn = False
+      for system in systems:
+        y = np.array([table[(system, b, metric)][0] for b in range(len(labels))])
+        ok = np.isfinite(y)  # empty bins are skipped, the line joins the others
+        if ok.any():
+          ax.plot(x[ok], y[ok], marker='o', label=system)
+          drawn = True
+      if not drawn:
+        ax.text(0.5, 0.5, 'not available', ha='center', va='center', transform=ax.transAxes)
+      ax.set_title(heading)
+      ax.set_xticks(x, ticks, fontsize='small')
+      ax.set_xlabel('bleed severity (bleed / direct energy)')
+      ax.grid(True, alpha=0.3)
+    axes.flat[0].legend(fontsize='small')
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(os.fspath(path))
   finally:

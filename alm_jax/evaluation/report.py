@@ -1,0 +1,193 @@
+"""The evaluation's tables: metrics.csv, bleed_robustness.csv, summary.md and the bleed-severity bins.
+
+The metric columns are `alm_jax.metrics.MIX_METRICS`, the names training
+validation logs to TensorBoard too. NaN (not available or undefined) is an
+empty CSV cell; summaries average the finite values and count the rest.
+"""
+
+import csv
+import math
+from typing import Sequence
+
+import numpy as np
+
+from alm_jax import metrics
+from alm_jax.data import bleed
+
+METRICS = (  # (csv column, summary heading, format)
+    ('mr_stft', 'MR-STFT distance', '{:.3f}'),
+    ('loudness_diff_lu', 'Loudness diff. (LU)', '{:+.2f}'),
+    ('si_sdr_db', 'SI-SDR (dB)', '{:.2f}'),
+    ('gain_change_db_per_s', 'Gain change (dB/s)', '{:.2f}'),
+    ('clipping_fraction', 'Clipping (fraction)', '{:.2e}'),
+    ('balance_error_db', 'Balance error (dB)', '{:.2f}'),
+)
+CSV_COLUMNS = ('song_id', 'segment', 'start_seconds', 'num_channels', 'seconds',
+               'bleed_severity_db', 'system', 'step') + metrics.MIX_METRICS + ('audio', 'gain_plot')
+
+
+def format_value(v) -> str:
+  """CSV cell: '' for NaN (not available / undefined), 'inf' / '-inf', else 7 significant digits."""
+  if v is None or (isinstance(v, float) and math.isnan(v)):
+    return ''
+  if isinstance(v, float):
+    if math.isinf(v):
+      return 'inf' if v > 0 else '-inf'
+    return f'{v:.7g}'
+  return str(v)
+
+
+def summarize(values: Sequence[float], fmt: str) -> str:
+  """'mean ± std' over the finite values, plus how many were +inf / -inf / undefined."""
+  v = np.asarray(values, np.float64)
+  finite = v[np.isfinite(v)]
+  notes = []
+  for count, label in ((np.sum(v == np.inf), '+inf'), (np.sum(v == -np.inf), '-inf'),
+                       (np.sum(np.isnan(v)), 'n/a')):
+    if count:
+      notes.append(f'{int(count)}× {label}')
+  if finite.size == 0:
+    # Nothing to average: all undefined (e.g. no target balance), or all infinite.
+    return 'n/a' if np.isnan(v).all() else ', '.join(notes)
+  text = f'{fmt.format(finite.mean())} ± {fmt.format(finite.std()).lstrip("+")}'
+  return text + (f' ({", ".join(notes)})' if notes else '')
+
+
+def severity_bins(severities, severity_range, num_bins: int):
+  """Bins of the simulated bleed severity.
+
+  Returns:
+    (labels [k], bin index per example [n]): equal-width bins over
+    `severity_range` (widened to the observed values), plus a first 'no bleed'
+    bin when some examples had none (severity bleed.BLEED_OFF_DB).
+  """
+  s = np.asarray(severities, np.float64)
+  off = s == bleed.BLEED_OFF_DB
+  labels, index = [], np.zeros(s.shape, int)
+  if off.any():
+    labels.append('no bleed')
+  if (~off).any():
+    lo = min(float(severity_range[0]), float(s[~off].min()))
+    hi = max(float(severity_range[1]), float(s[~off].max()))
+    if hi <= lo:
+      hi = lo + 1.0
+    edges = np.linspace(lo, hi, max(1, int(num_bins)) + 1)
+    first = len(labels)
+    labels += [f'{a:.0f}..{b:.0f} dB' for a, b in zip(edges[:-1], edges[1:])]
+    index[~off] = first + np.clip(np.digitize(s[~off], edges[1:-1]), 0, len(edges) - 2)
+  return labels, index
+
+
+def bleed_table(rows: Sequence[dict], systems: Sequence[str], labels, index_of_example):
+  """{(system, bin, metric): (mean over the bin's finite values or NaN, count)}."""
+  table = {}
+  for system in systems:
+    sys_rows = [r for r in rows if r['system'] == system]
+    for b in range(len(labels)):
+      in_bin = [r for r in sys_rows if index_of_example[r['_example']] == b]
+      for metric, _, _ in METRICS:
+        v = np.asarray([r[metric] for r in in_bin], np.float64)
+        v = v[np.isfinite(v)]
+        table[(system, b, metric)] = (float(v.mean()) if v.size else float('nan'), len(in_bin))
+  return table
+
+
+def write_metrics_csv(path, rows):
+  with open(path, 'w', newline='', encoding='utf-8') as f:
+    writer = csv.writer(f)
+    writer.writerow(CSV_COLUMNS)
+    for r in rows:
+      writer.writerow([format_value(r[k]) for k in CSV_COLUMNS])
+
+
+def write_bleed_csv(path, table, systems, labels, counts):
+  with open(path, 'w', newline='', encoding='utf-8') as f:
+    writer = csv.writer(f)
+    writer.writerow(['system', 'severity_bin', 'segments'] + [m[0] for m in METRICS])
+    for system in systems:
+      for b, label in enumerate(labels):
+        writer.writerow([system, label, counts[b]]
+                        + [format_value(table[(system, b, m)][0]) for m, _, _ in METRICS])
+
+
+def mode_text(cfg, whole_songs: bool) -> str:
+  if whole_songs:
+    return 'whole songs'
+  return (f'{float(cfg.data.eval_segment_seconds):g} s segments, up to '
+          f'{int(cfg.data.eval_segments_per_song)} per song')
+
+
+def page_notes(cfg, split, examples, has_balance, mode):
+  """The listening page's paragraphs: what was evaluated and how to read it."""
+  songs = len({e.song_id for e in examples})
+  bleed_on = bool(cfg.data.bleed.enabled)
+  notes = [
+      f'{len(examples)} segments of {songs} songs ({mode}), dataset '
+      f'{cfg.data.name}, {split} split, seed {int(cfg.seed)}. Every system hears the same inputs: '
+      + ('simulated bleed and input levels drawn once per segment from the seed.' if bleed_on
+         else 'no bleed simulation; input levels drawn once per segment from the seed.'),
+      'Mixes are not normalised: every system is at zero latency except where the systems table '
+      'says otherwise. The WAV files are 16-bit, so a mix above full scale clips here as it '
+      'would at a desk output. TARGET is the reference mix.',
+      'Gain plots show each channel\'s applied gain in dB (floored at -60 dB).',
+  ]
+  if not has_balance:
+    notes.append('This dataset does not store its target balance, so no balance error is given.')
+  return notes
+
+
+_DEFINITIONS = (
+    '- MR-STFT distance: the training loss (auraloss multi-resolution STFT) of the mix against '
+    'the target mix; 0 for identical signals. Training validation logs it as `loss`.',
+    '- Loudness diff.: integrated loudness (ITU-R BS.1770-4) of the mix minus that of the '
+    'target, in LU.',
+    f'- SI-SDR: scale-invariant SDR of the mix against the target, capped at '
+    f'{metrics.SI_SDR_MAX_DB:g} dB (a mix identical to the target up to scale). Non-finite values '
+    'are left out of mean ± std and counted in brackets.',
+    '- Gain change: mean absolute change of the applied gain in dB per second, over channels and '
+    'frame transitions (0 for constant gains).',
+    '- Clipping: fraction of samples with |mix| > 1.',
+)
+
+
+def write_summary(path, rows, systems, cfg, split, examples, labels, counts, table, has_balance,
+                  mode):
+  """summary.md: mean ± std per system and metric, the MR-STFT per bleed bin, the definitions."""
+  lines = [f'# Evaluation: {cfg.data.name}, {split} split', '',
+           f'{len(examples)} segments of {len({e.song_id for e in examples})} songs '
+           f'({mode}); seed {int(cfg.seed)}; bleed simulation '
+           f'{"on" if cfg.data.bleed.enabled else "off"}; input level randomisation '
+           f'{"on" if cfg.data.levels.enabled else "off"}. Mean ± std over segments.', '']
+  header = ['System', 'Checkpoint', 'Step', 'n'] + [m[1] for m in METRICS]
+  lines.append('| ' + ' | '.join(header) + ' |')
+  lines.append('|' + '---|' * len(header))
+  for s in systems:
+    sys_rows = [r for r in rows if r['system'] == s.name]
+    cells = [s.name, f'`{s.checkpoint}`' if s.checkpoint else '-',
+             '' if s.step is None else str(s.step), str(len(sys_rows))]
+    cells += [summarize([r[m] for r in sys_rows], fmt) for m, _, fmt in METRICS]
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  lines.append('')
+  notes = [s for s in systems if s.note and s.kind != 'raw']
+  if notes:
+    lines += ['How the systems were evaluated (all others: causal, zero latency):', '']
+    lines += [f'- **{s.name}**: {s.note}.' for s in notes]
+    lines.append('')
+  lines += ['## MR-STFT distance against bleed severity', '',
+            '| System | ' + ' | '.join(f'{lab} (n={n})' for lab, n in zip(labels, counts)) + ' |',
+            '|' + '---|' * (len(labels) + 1)]
+  for s in systems:
+    vals = [table[(s.name, b, 'mr_stft')][0] for b in range(len(labels))]
+    lines.append(f'| {s.name} | ' + ' | '.join('' if math.isnan(v) else f'{v:.3f}' for v in vals)
+                 + ' |')
+  lines += ['', 'All metrics per bin: `bleed_robustness.csv` and `bleed_robustness.png`.', '',
+            '## Metrics (`alm_jax.metrics.mix_metrics`, as in training validation)', '']
+  lines += list(_DEFINITIONS)
+  lines += [('- Balance error: mean absolute difference over channels of each channel\'s gain '
+             'relative to the channels\' mean (dB, time-averaged) against the same for the '
+             'dataset\'s designed balance (its mixing gains, corrected for the drawn input levels).'
+             if has_balance else
+             '- Balance error: n/a — this dataset does not store its target balance (MedleyDB '
+             'gives the mix, not per-track mixing gains).'), '']
+  with open(path, 'w', encoding='utf-8') as f:
+    f.write('\n'.join(lines))

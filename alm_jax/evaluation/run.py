@@ -1,0 +1,167 @@
+"""The evaluation loop: every example mixed by RAW and each system, measured, written out.
+
+Per example it writes the target, each system's mix (16-bit WAV, as a desk
+output would clip) and gain plot, and measures each mix with
+`alm_jax.metrics.mix_metrics`; at the end it writes the tables
+(`evaluation.report`), the bleed-robustness figure and the listening page.
+"""
+
+import os
+import shutil
+from typing import Optional, Sequence
+
+from absl import logging
+import numpy as np
+from tqdm import tqdm
+
+from alm_jax import audio_io
+from alm_jax import metrics
+from alm_jax import mix as mix_lib
+from alm_jax.data import bleed
+from alm_jax.data import common
+from alm_jax.evaluation import examples as examples_lib
+from alm_jax.evaluation import listening_page
+from alm_jax.evaluation import plots
+from alm_jax.evaluation import report
+from alm_jax.evaluation import systems as systems_lib
+
+OUTPUT_FILES = ('metrics.csv', 'summary.md', 'bleed_robustness.png', 'bleed_robustness.csv',
+                'index.html')
+OUTPUT_DIRS = ('audio', 'gains')
+DEFAULT_SEVERITY_BINS = 4
+
+
+def prepare_output(output: str, overwrite: bool, ours: Sequence[str] = OUTPUT_FILES + OUTPUT_DIRS):
+  """Creates `output`; removes earlier results named in `ours` only with `overwrite`.
+
+  Raises:
+    FileExistsError: `output` holds some of `ours` and overwrite is False.
+  """
+  os.makedirs(output, exist_ok=True)
+  found = [p for p in ours if os.path.exists(os.path.join(output, p))]
+  if found and not overwrite:
+    raise FileExistsError(f'{output} already holds evaluation results ({", ".join(found)}); pass '
+                          '--overwrite or choose another --output.')
+  for p in found:
+    full = os.path.join(output, p)
+    if os.path.isdir(full):
+      shutil.rmtree(full)
+    else:
+      os.remove(full)
+
+
+def write_listening_wav(path, audio, rate):
+  # 16-bit PCM plays in every browser; like a desk's output it clips at full scale
+  # (the metrics, including the clipping fraction, use the unclipped float mix).
+  audio_io.write_wav(path, np.clip(audio, -1.0, 1.0), rate, subtype='PCM_16')
+
+
+def measure(system: systems_lib.System, ex: examples_lib.Example, mix, gains, loss_config) -> dict:
+  """The metrics of one system's mix of one example (`metrics.mix_metrics`), as floats."""
+  values = metrics.mix_metrics(mix, ex.target, gains, rate=common.SAMPLE_RATE,
+                               frame_seconds=system.frame_seconds, ideal_gains=ex.target_gains,
+                               loss_config=loss_config)
+  return {k: float(v) for k, v in values.items()}
+
+
+def evaluate(systems: Sequence[systems_lib.System], data_config, split: str, output: str, *,
+             segment_seconds: Optional[float] = None, segments_per_song: Optional[int] = None,
+             severity_bins_count: int = DEFAULT_SEVERITY_BINS, overwrite: bool = False,
+             progress: bool = True, workdir: Optional[str] = None) -> dict:
+  """Mixes every example of `split` with RAW and `systems` and writes the results to `output`.
+
+  Args:
+    systems: from `systems.load_system` (RAW is added here, first).
+    data_config: the full config whose data, seed and model.max_channels define
+      the evaluation examples (with bleed as configured there).
+    split: 'train', 'validation' or 'test'.
+    output: the results folder (docs/evaluation.md).
+    segment_seconds, segments_per_song: see `examples.eval_data_config` (None: the config's).
+    severity_bins_count: equal-width bins over config.data.bleed.severity_db.
+    overwrite: replace earlier results in `output`.
+    progress: show a tqdm bar over the examples.
+    workdir: where the pipeline keeps its RIR bank when config.data.bleed.cache_dir is ''.
+  Returns:
+    dict of the written paths ('metrics', 'summary', 'bleed_plot', 'bleed_csv', 'index'),
+    'rows', the metric rows, and 'examples'.
+  Raises:
+    EvaluationError: names clash, no examples, or a system cannot mix an example.
+  """
+  raw, target = systems_lib.RAW, systems_lib.TARGET
+  names = [s.name for s in systems]
+  if raw in names or target in names or len(set(names)) != len(names):
+    raise systems_lib.EvaluationError(f'System names must be unique and not {raw}/{target}: '
+                                      f'{names}.')
+  prepare_output(output, overwrite)
+  cfg = examples_lib.eval_data_config(data_config, split, segment_seconds=segment_seconds,
+                                      segments_per_song=segments_per_song)
+  examples = examples_lib.load_examples(cfg, split, workdir=workdir)
+  rate = common.SAMPLE_RATE
+  all_systems = [systems_lib.raw_system(cfg)] + list(systems)
+  chunk_seconds = min(mix_lib.DEFAULT_CHUNK_SECONDS, float(cfg.data.eval_segment_seconds))
+
+  rows, page_rows = [], []
+  slugs = {s.name: systems_lib.slugify(s.name) for s in all_systems}
+  for ei, ex in enumerate(tqdm(examples, desc=f'Evaluating {split}', unit='segment',
+                               disable=not progress)):
+    os.makedirs(os.path.join(output, 'gains', ex.key), exist_ok=True)
+    target_file = f'audio/{ex.key}/{target.lower()}.wav'
+    write_listening_wav(os.path.join(output, target_file), ex.target, rate)
+    mask = np.ones(ex.audio.shape[0], bool)
+    cells = [listening_page.Cell(audio=target_file)]
+    for system in all_systems:
+      mix, gains = system.mix(ex.audio, mask, chunk_seconds=chunk_seconds, where=ex.where)
+      audio_file = f'audio/{ex.key}/{slugs[system.name]}.wav'
+      plot_file = f'gains/{ex.key}/{slugs[system.name]}.png'
+      write_listening_wav(os.path.join(output, audio_file), mix, rate)
+      plots.plot_gains(gains, system.frame_seconds, ex.channel_names,
+                       os.path.join(output, plot_file),
+                       title=f'{system.name}: {ex.song_id} segment {ex.segment} ({ex.span})')
+      row = {'song_id': ex.song_id, 'segment': ex.segment, 'start_seconds': ex.start_seconds,
+             'num_channels': ex.audio.shape[0], 'seconds': ex.audio.shape[1] / rate,
+             'bleed_severity_db': ex.bleed_severity_db, 'system': system.name,
+             'step': system.step if system.step is not None else '', 'audio': audio_file,
+             'gain_plot': plot_file, '_example': ei}
+      row.update(measure(system, ex, mix, gains, cfg.loss))
+      rows.append(row)
+      cells.append(listening_page.Cell(
+          audio=audio_file, image=plot_file,
+          caption=(f'MR-STFT {row["mr_stft"]:.3f} · ΔL {row["loudness_diff_lu"]:+.1f} LU · '
+                   f'SI-SDR {row["si_sdr_db"]:.1f} dB')))
+    severity = ('no bleed' if ex.bleed_severity_db == bleed.BLEED_OFF_DB
+                else f'bleed {ex.bleed_severity_db:.1f} dB')
+    page_rows.append(listening_page.Row(
+        title=ex.song_id, details=[f'segment {ex.segment}: {ex.span}',
+                                   f'{ex.audio.shape[1] / rate:.1f} s, '
+                                   f'{ex.audio.shape[0]} channels', severity],
+        cells=cells))
+
+  paths = {'metrics': os.path.join(output, 'metrics.csv'),
+           'summary': os.path.join(output, 'summary.md'),
+           'bleed_plot': os.path.join(output, 'bleed_robustness.png'),
+           'bleed_csv': os.path.join(output, 'bleed_robustness.csv'),
+           'index': os.path.join(output, 'index.html')}
+  report.write_metrics_csv(paths['metrics'], rows)
+
+  sys_names = [s.name for s in all_systems]
+  labels, bin_of = report.severity_bins([e.bleed_severity_db for e in examples],
+                                        cfg.data.bleed.severity_db, severity_bins_count)
+  counts = [int(np.sum(bin_of == b)) for b in range(len(labels))]
+  table = report.bleed_table(rows, sys_names, labels, bin_of)
+  report.write_bleed_csv(paths['bleed_csv'], table, sys_names, labels, counts)
+  plots.plot_bleed_robustness(paths['bleed_plot'], table, sys_names,
+                              [(m, heading) for m, heading, _ in report.METRICS], labels, counts,
+                              f'{cfg.data.name} {split}: metrics against simulated bleed severity')
+  has_balance = any(e.target_gains is not None for e in examples)
+  mode = report.mode_text(cfg, segment_seconds == 0)
+  report.write_summary(paths['summary'], rows, all_systems, cfg, split, examples, labels, counts,
+                       table, has_balance, mode)
+  page = listening_page.render(
+      f'Listening page: {cfg.data.name}, {split} split', [target] + sys_names, page_rows,
+      notes=report.page_notes(cfg, split, examples, has_balance, mode),
+      systems_header=('system', 'checkpoint', 'step', 'how it was evaluated'),
+      systems=[(s.name, s.checkpoint or '-', '' if s.step is None else s.step, s.note or '')
+               for s in all_systems])
+  listening_page.write(paths['index'], page)
+  logging.info('Evaluation written to %s', output)
+  return {**paths, 'rows': rows, 'examples': examples}

@@ -1,0 +1,183 @@
+"""The systems under evaluation: named functions from (audio, channel mask) to a mix and its gains.
+
+A system is RAW (the plain sum of the inputs) or a restored checkpoint. How a
+checkpoint mixes follows from its model's capabilities, never from its name:
+a causal model is mixed chunk by chunk at zero latency, a per-segment model
+(DMC-OG) segment by segment as published; `alm_jax.mix.mix_arrays` does both.
+"""
+
+import copy
+import dataclasses
+import re
+from typing import Any, Optional
+
+from absl import logging
+import numpy as np
+
+from alm_jax import frames
+from alm_jax import mix as mix_lib
+from alm_jax.data import common
+
+RAW = 'RAW'
+TARGET = 'TARGET'
+
+
+class EvaluationError(ValueError):
+  """Evaluation cannot run as asked; the message says what to change."""
+
+
+class CheckpointError(EvaluationError):
+  """A checkpoint cannot be restored (missing, or not matching its config); names it."""
+
+
+@dataclasses.dataclass
+class System:
+  """One mixer under evaluation: a name and a function (audio, mask) -> (mix, gains).
+
+  Attributes:
+    name: column name (unique).
+    kind: 'raw' (sum of the inputs), 'causal' (chunked, zero latency) or
+      'per_segment' (one gain per channel per segment, from the whole segment).
+    config: the full config used to mix (for RAW: the evaluation's, whose model
+      sets RAW's gain frame).
+    params: the parameters (None for RAW).
+    step: the checkpoint's training step.
+    checkpoint: where it was restored from.
+    note: how it was evaluated, when that differs from its training config.
+  """
+  name: str
+  kind: str
+  config: Any = None
+  params: Any = None
+  step: Optional[int] = None
+  checkpoint: str = ''
+  note: str = ''
+
+  @property
+  def frame_seconds(self) -> float:
+    """Duration of one gain frame (the model's F2)."""
+    spec = frames.FrameSpec.from_config(self.config.model)
+    return spec.f2 / spec.sample_rate
+
+  def mix(self, audio, mask, *, chunk_seconds: float = mix_lib.DEFAULT_CHUNK_SECONDS,
+          where: str = '') -> tuple[np.ndarray, np.ndarray]:
+    """Mixes one example.
+
+    Args:
+      audio: float32 [channels, samples].
+      mask: bool [channels], False for padding channels.
+      chunk_seconds: chunk length of a causal model.
+      where: names the example in error messages.
+    Returns:
+      (mix float32 [samples], gains float32 [channels, frames]); padding channels get gain 0.
+    Raises:
+      EvaluationError: more active channels than the model takes, or NaN/Inf output.
+    """
+    audio = np.asarray(audio, np.float32)
+    mask = np.asarray(mask, bool)
+    c, n = audio.shape
+    if self.kind == 'raw':
+      count = -(-n // frames.FrameSpec.from_config(self.config.model).f2)
+      gains = np.repeat(mask.astype(np.float32)[:, None], count, axis=1)
+      return (audio * mask[:, None]).sum(axis=0), gains
+    cmax = int(self.config.model.max_channels)
+    active = np.flatnonzero(mask)
+    if active.size > cmax:
+      raise EvaluationError(f'{where} has {active.size} channels, more than the {cmax} of '
+                            f'{self.name} (config.model.max_channels); evaluate on data with fewer '
+                            'channels or drop that checkpoint.')
+    padded = np.zeros((1, cmax, n), np.float32)
+    padded[0, :active.size] = audio[active]
+    model_mask = np.zeros((1, cmax), bool)
+    model_mask[0, :active.size] = True
+    # Causal models chunk by chunk; per-segment ones segment by segment, each segment of
+    # its training length completed with silence (alm_jax.mix).
+    out = mix_lib.mix_arrays(self.config, self.params, padded, model_mask,
+                             chunk_seconds=chunk_seconds)
+    mix = out['mix'][0]
+    gains = np.zeros((c, out['gains'].shape[-1]), np.float32)
+    gains[active] = out['gains'][0, :active.size]
+    if not (np.isfinite(mix).all() and np.isfinite(gains).all()):
+      raise EvaluationError(f'{self.name} ({self.checkpoint}) produced NaN/Inf on {where}: its '
+                            'parameters are broken (diverged training?); evaluate an earlier '
+                            'checkpoint.')
+    return mix, gains
+
+
+def raw_system(data_config) -> System:
+  """RAW: the plain sum of the inputs, with gain frames of `data_config`'s model."""
+  return System(RAW, 'raw', data_config, note='plain sum of the inputs')
+
+
+def slugify(name: str) -> str:
+  """A file-name-safe version of `name` (letters, digits, '.', '_', '-')."""
+  slug = re.sub(r'[^A-Za-z0-9._-]+', '_', name).strip('._')
+  return slug or 'x'
+
+
+def parse_checkpoints(spec: str) -> list[tuple[str, str]]:
+  """'NAME=PATH,NAME=PATH' -> [(name, path)] (an empty spec evaluates RAW only).
+
+  Raises:
+    EvaluationError: an entry without NAME=, an empty name or path, a name used
+      twice (also after making it file-name safe) or the reserved names RAW and TARGET.
+  """
+  out, slugs = [], {RAW.lower(): RAW, TARGET.lower(): TARGET}
+  for entry in [e.strip() for e in (spec or '').split(',') if e.strip()]:
+    name, sep, path = entry.partition('=')
+    name, path = name.strip(), path.strip()
+    if not sep or not name or not path:
+      raise EvaluationError(f'--checkpoints entry {entry!r} is not NAME=PATH (e.g. '
+                            'ALM-MR=/tmp/alm_mr,DMC-OG=/tmp/dmc_og).')
+    slug = slugify(name).lower()
+    if slug in slugs:
+      clash = slugs[slug]
+      what = 'is reserved' if clash in (RAW, TARGET) else f'clashes with {clash!r}'
+      raise EvaluationError(f'--checkpoints name {name!r} {what} (names must be unique, also as '
+                            'file names, and RAW / TARGET are added by the evaluation itself).')
+    slugs[slug] = name
+    out.append((name, path))
+  return out
+
+
+def per_segment(config) -> bool:
+  """Whether the model mixes whole segments (the one place evaluation asks)."""
+  return mix_lib.is_per_segment(config)
+
+
+def load_system(name: str, path: str) -> System:
+  """Restores a checkpoint and decides how it mixes (module docstring).
+
+  A causal checkpoint trained with `model.zero_latency = False` is evaluated
+  with it forced on (its gains arrive one F2 frame late, as they would live).
+
+  Raises:
+    CheckpointError: the checkpoint is missing, unreadable, at another sample
+      rate than the data, its parameters do not match its saved config, or its
+      model has no defined offline mix; the message names the checkpoint.
+  """
+  from alm_jax import checkpoints  # pylint: disable=g-import-not-at-top  (imports train)
+  try:
+    config, params, step = checkpoints.restore_params(path)
+  except Exception as e:  # orbax and the config check raise several types; all end here
+    raise CheckpointError(f'Cannot evaluate checkpoint {name}={path}: {type(e).__name__}: {e}') from e
+  if int(config.model.sample_rate) != int(common.SAMPLE_RATE):
+    raise CheckpointError(f'Checkpoint {name}={path} mixes at {config.model.sample_rate} Hz; the '
+                          f'datasets are at {common.SAMPLE_RATE} Hz.')
+  if per_segment(config):
+    try:
+      mix_lib.check_per_segment(config)
+    except ValueError as e:
+      raise CheckpointError(f'Checkpoint {name}={path}: {e}') from e
+    note = ('non-causal as published: one gain per channel per '
+            f'{float(config.data.segment_seconds):g} s segment, computed from the whole segment')
+    return System(name, 'per_segment', config, params, step, path, note)
+  note = ''
+  if not config.model.get('zero_latency', False):
+    config = copy.deepcopy(config)
+    with config.unlocked():
+      config.model.zero_latency = True
+    note = ('zero latency forced: trained with zero_latency=False, its gains are applied one F2 '
+            'frame late')
+    logging.warning('%s: %s.', name, note)
+  return System(name, 'causal', config, params, step, path, note)
