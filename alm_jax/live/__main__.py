@@ -1,0 +1,176 @@
+"""`python -m alm_jax.live`: mix an interface's channels live through JACK (or a folder of files).
+
+    python -m alm_jax.live --checkpoint=/path/to/alm_mr --inputs=1-8 --output=1,2
+    python -m alm_jax.live --checkpoint=DIR --play=song_dir/ --no_jack --record=show/
+
+See docs/live.md for the controls, the OSC addresses, fault behaviour and latency.
+"""
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+
+from absl import app as absl_app
+from absl import flags
+import numpy as np
+
+from alm_jax import checkpoints
+from alm_jax.live import app as app_lib
+from alm_jax.live import controls as controls_lib
+from alm_jax.live import drivers
+from alm_jax.live import engine as engine_lib
+from alm_jax.live import ui
+
+FLAGS = flags.FLAGS
+checkpoints.define_checkpoint_flag(FLAGS)
+flags.DEFINE_string('inputs', '', "Capture ports feeding the channels: '1-8' (system:capture_N) or "
+                    'full port names, comma separated. Empty: no connections (--channels ports).')
+flags.DEFINE_integer('channels', 0, 'Input channels when --inputs/--play do not say (default 8).')
+flags.DEFINE_string('output', '', "Where the mix goes: '1,2' (system:playback_N) or port names.")
+flags.DEFINE_bool('channel_outputs', False, 'Also output each gained channel (out_XX ports).')
+flags.DEFINE_string('server', None, 'JACK server name (default: $JACK_DEFAULT_SERVER or default).')
+flags.DEFINE_string('name', 'alm_live', 'JACK client name.')
+flags.DEFINE_string('record', None, 'Record inputs, mix and gains.csv into this directory.')
+flags.DEFINE_string('play', None, 'Feed the mixer from this folder of channel files.')
+flags.DEFINE_bool('no_jack', False, 'With --play: no JACK at all, the files are fed at real-time pace.')
+flags.DEFINE_integer('period', 128, 'Samples per period with --no_jack.')
+flags.DEFINE_float('play_delay', 0.5, 'Seconds between the mixer starting and --play starting.')
+flags.DEFINE_float('duration', 0.0, 'Stop after this many seconds (0: with --play, at its end + '
+                   '1 s; else run until Ctrl-C).')
+flags.DEFINE_integer('gain_delay', 1, 'F2 frames of compute time the worker gets (>= 1, docs/live.md).')
+flags.DEFINE_float('ceiling_db', 12.0, 'Gain ceiling for every channel, dB.')
+flags.DEFINE_float('slew_db', 6.0, 'Slew limit: most dB a gain changes per F2 frame (0: off).')
+flags.DEFINE_string('limit_db', '-1', "Output limiter threshold, dBFS, or 'off'.")
+flags.DEFINE_float('master_db', 0.0, 'Master gain, dB.')
+flags.DEFINE_enum('fault', 'hold', ['hold', 'mute'], 'A channel with NaN/Inf/absurd input keeps '
+                  'its last good gain (hold) or is muted, until clean for one F1 frame.')
+flags.DEFINE_float('absurd_db', 40.0, 'A frame peaking above this (dBFS) counts as a fault.')
+flags.DEFINE_integer('osc_port', 9000, 'OSC control port on --osc_host (0: no OSC).')
+flags.DEFINE_string('osc_host', '127.0.0.1', 'OSC listening address.')
+flags.DEFINE_integer('rt_priority', 5, 'SCHED_FIFO priority of the worker and the other Python '
+                     'threads, below JACK\'s (0: normal scheduling; needs root or rtprio rights).')
+flags.DEFINE_enum('ui', 'auto', ['auto', 'on', 'off'], 'Terminal meters (auto: when stdout is a tty).')
+
+
+def _build(config, params):
+  sr = int(config.model.sample_rate)
+  song, names = None, None
+  sources = drivers.parse_ports(FLAGS.inputs, 'system:capture_') if FLAGS.inputs else []
+  channels = FLAGS.channels or len(sources) or 0
+  if FLAGS.play:
+    max_c = int(config.model.get('max_channels', None) or 64)
+    song, names = drivers.load_song_dir(FLAGS.play, channels or max_c, sr)
+    if not channels:
+      channels = len(names)
+      song = song[:channels]
+  channels = channels or 8
+  names = (list(names or []) + [str(i + 1) for i in range(channels)])[:channels]
+  limit = None if FLAGS.limit_db.strip().lower() == 'off' else float(FLAGS.limit_db)
+  ctl = controls_lib.Controls(channels, ceiling_db=FLAGS.ceiling_db, slew_db=FLAGS.slew_db,
+                              limit_db=limit)
+  ctl.master_db = FLAGS.master_db
+  live = app_lib.LiveMixer(config, params, channels, names=names, controls=ctl,
+                           gain_delay=FLAGS.gain_delay, fault=FLAGS.fault,
+                           absurd_db=FLAGS.absurd_db, record=FLAGS.record,
+                           channel_outputs=FLAGS.channel_outputs,
+                           info={'checkpoint': str(FLAGS.checkpoint), 'play': FLAGS.play},
+                           rt_priority=FLAGS.rt_priority)
+  return live, song, sources
+
+
+def main(argv):
+  del argv
+  logging.getLogger().setLevel(logging.INFO)
+  sys.setswitchinterval(0.0005)  # the audio callback waits at most this long for the GIL
+  config, params, _ = checkpoints.restore_params(FLAGS.checkpoint)
+  live, song, sources = _build(config, params)
+  # After the compile (in _build): XLA's compile threads keep normal priority.
+  engine_lib.set_realtime(max(FLAGS.rt_priority - 1, 0))
+  stop = threading.Event()
+  signal.signal(signal.SIGTERM, lambda *_: stop.set())
+  player = None
+  if FLAGS.no_jack:
+    if song is None:
+      raise absl_app.UsageError('--no_jack needs --play=SONG_DIR (there is no other input).')
+    delay = int(FLAGS.play_delay * live.spec.sample_rate)
+    song = np.pad(song, ((0, 0), (delay, 0)))
+    driver = drivers.FileDriver(live.engine, song, period=FLAGS.period, pace=True,
+                                tail=live.spec.sample_rate)
+    driver.rt_priority = FLAGS.rt_priority
+  else:
+    server = FLAGS.server or os.environ.get('JACK_DEFAULT_SERVER')
+    dests = drivers.parse_ports(FLAGS.output, 'system:playback_') if FLAGS.output else []
+    driver = drivers.JackDriver(live.engine, name=FLAGS.name, server=server,
+                                sources=[] if song is not None else sources,
+                                destinations=dests, channel_outputs=FLAGS.channel_outputs)
+  try:
+    live.start(driver)
+  except Exception as e:  # pylint: disable=broad-except
+    logging.error('%s', e)
+    if not isinstance(driver, drivers.JackDriver):
+      raise
+    driver.message = f'JACK unavailable at start ({e}); retrying'
+  if song is not None and not FLAGS.no_jack:
+    app_lib.wait_for(lambda: driver.connected, 30)
+    time.sleep(FLAGS.play_delay)
+    player = drivers.JackPlayer(song, name=FLAGS.name + '_play', server=driver.server,
+                                destinations=[p.name for p in driver.ins])
+    player.start()
+  osc = None
+  if FLAGS.osc_port:
+    try:
+      osc = ui.start_osc(live.controls, live.status_json, FLAGS.osc_host, FLAGS.osc_port)
+    except OSError as e:
+      logging.error('OSC off: cannot listen on %s:%d (%s); pass another --osc_port.',
+                    FLAGS.osc_host, FLAGS.osc_port, e)
+  t0 = time.monotonic()
+
+  def finished():
+    if stop.is_set():
+      return True
+    if FLAGS.duration:
+      return time.monotonic() - t0 >= FLAGS.duration
+    if player is not None:
+      return player.done and time.monotonic() - t0 > song.shape[1] / live.spec.sample_rate + 1
+    if isinstance(driver, drivers.FileDriver):
+      return driver.done.is_set()
+    return False
+
+  use_ui = FLAGS.ui == 'on' or (FLAGS.ui == 'auto' and sys.stdout.isatty())
+  try:
+    if use_ui:
+      watcher = threading.Thread(target=lambda: (app_lib.wait_for(finished, 1e9), stop.set()),
+                                 daemon=True)
+      watcher.start()
+      ui.run_terminal_ui(live, stop)
+    else:
+      last = 0.0
+      while not finished():
+        live.tick()
+        if time.monotonic() - last > 5:
+          last = time.monotonic()
+          s = live.status()
+          logging.info('late %d xruns %d callback max %.3f ms worker p99 %.2f ms cpu %.1f%% held %s',
+                       s['late'], s['xruns'], s['callback_max_ms'], s['worker_p99_ms'],
+                       100 * s['worker_cpu_share'], s['held'] or '-')
+        time.sleep(0.1)
+  except KeyboardInterrupt:
+    logging.info('Ctrl-C: shutting down')
+  finally:
+    stop.set()
+    if player is not None:
+      player.close()
+    if osc is not None:
+      osc.shutdown()
+    live.stop()
+    s = live.status()
+    print(f'alm_jax.live: {s["samples"] / live.spec.sample_rate:.1f} s mixed, late {s["late"]}, '
+          f'xruns {s["xruns"]}, callback max {s["callback_max_ms"]:.3f} ms, worker p99 '
+          f'{s["worker_p99_ms"]:.2f} ms' + (f', recorded to {FLAGS.record}' if FLAGS.record else ''))
+
+
+if __name__ == '__main__':
+  absl_app.run(main)

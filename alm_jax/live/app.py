@@ -1,0 +1,150 @@
+"""`LiveMixer`: the engine, worker, recorder, driver and controls of one show, assembled.
+
+`python -m alm_jax.live` builds one from its flags; tests and bench/live.py
+build one directly. `tick` is the main thread's housekeeping (a few times a
+second): JACK reconnects, restarting a dead worker, the recorder's info file.
+"""
+
+import json
+import logging
+import math
+import time
+
+import numpy as np
+
+from alm_jax import frames
+from alm_jax.live import adapter as adapter_lib
+from alm_jax.live import controls as controls_lib
+from alm_jax.live import drivers
+from alm_jax.live import engine as engine_lib
+from alm_jax.live import recorder as recorder_lib
+
+
+class LiveMixer:
+  """One live mixing session.
+
+  Args:
+    config, params: the trained model (`checkpoints.restore_params`).
+    channels: input channels.
+    names: channel names (default '1'..'c').
+    controls: a `Controls` (default: its defaults).
+    gain_delay: F2 frames between the frame a gain is predicted from and the
+      one it is applied to, beyond the model's own one (>= 1; docs/live.md).
+    fault: 'hold' or 'mute' for a channel with NaN/Inf/absurd input.
+    absurd_db: peak level (dBFS) above which a frame counts as absurd.
+    record: a directory to record the show into, or None.
+    adapter: a ready `StepAdapter` (default: built and compiled here).
+    rt_priority: SCHED_FIFO priority of the worker (the recorder gets one
+      less), 0 for normal scheduling (`engine.set_realtime`).
+  """
+
+  def __init__(self, config, params, channels: int, *, names=None, controls=None,
+               gain_delay: int = 1, fault: str = 'hold', absurd_db: float = 40.0, record=None,
+               channel_outputs: bool = False, adapter=None, info=None, rt_priority: int = 0):
+    max_c = config.model.get('max_channels', None)
+    if max_c is not None and channels > max_c:
+      raise ValueError(f'{channels} channels but this model mixes at most {max_c} '
+                       '(config.model.max_channels): pass fewer --inputs.')
+    self.config, self.params = config, params
+    spec = frames.FrameSpec.from_config(config.model)
+    self.spec = spec
+    self.names = list(names or [str(i + 1) for i in range(channels)])
+    self.controls = controls or controls_lib.Controls(channels)
+    self.adapter = adapter or adapter_lib.StepAdapter(config, params, channels)
+    if adapter is None:
+      self.adapter.warm_up()
+    self.engine = engine_lib.Engine(channels, spec.f2, self.controls,
+                                    initial_gain=float(config.model.initial_gain),
+                                    gain_delay=gain_delay, sample_rate=spec.sample_rate,
+                                    channel_outputs=channel_outputs)
+    self._worker_args = dict(absurd=controls_lib.db_to_gain(absurd_db), fault=fault,
+                             hold_frames=math.ceil(spec.f1 / spec.f2))
+    self.recorder = None
+    if record:
+      self.recorder = recorder_lib.Recorder(self.engine, record, self.names, info={
+          'channels': channels, 'names': self.names, 'sample_rate': spec.sample_rate,
+          'f2': spec.f2, 'gain_delay': gain_delay, **(info or {})})
+    self.rt_priority = rt_priority
+    self.worker = self._new_worker(start_frame=0)
+    self.driver = None
+    self.worker_restarts = 0
+    self.last_message = ''
+
+  def _new_worker(self, start_frame=None):
+    on_frame = self.recorder.add_gains if self.recorder else None
+    worker = engine_lib.Worker(self.engine, self.adapter, on_frame=on_frame,
+                               start_frame=start_frame, **self._worker_args)
+    worker.rt_priority = self.rt_priority
+    return worker
+
+  def start(self, driver):
+    """Starts the worker and recorder threads, then `driver` (a JackDriver is opened here)."""
+    self.driver = driver
+    self.worker.start()
+    if self.recorder:
+      self.recorder.rt_priority = max(self.rt_priority - 1, 0)
+      self.recorder.start()
+    if isinstance(driver, drivers.JackDriver):
+      driver.open()
+    else:
+      driver.start()
+
+  def tick(self):
+    """Housekeeping from the main thread; never raises for a fault it can handle."""
+    self.driver.poll()
+    if not self.worker.is_alive() and self.worker.error is not None:
+      err = self.worker.error
+      self.worker_restarts += 1
+      self.last_message = (f'worker thread died ({err!r}); gains held, model restarted from '
+                           'silence (restart %d)' % self.worker_restarts)
+      logging.error(self.last_message)
+      self.adapter.reset()
+      self.worker = self._new_worker()
+      self.worker.previous = self.engine.applied.copy()
+      self.worker.start()
+
+  def status(self) -> dict:
+    eng, w = self.engine, self.worker
+    return {
+        'samples': eng.written, 'periods': eng.periods, 'late': eng.late,
+        'xruns': getattr(self.driver, 'xruns', 0), 'nonfinite_periods': eng.nonfinite_periods,
+        'limited_periods': eng.limited_periods,
+        'callback_max_ms': 1e3 * eng.callback_max_s, 'worker_p99_ms': w.p99_ms(),
+        'worker_cpu_share': w.cpu_share, 'worker_restarts': self.worker_restarts,
+        'worker_overruns': w.overruns, 'frames': w.frame,
+        'held': [self.names[i] for i in np.flatnonzero(w.held)],
+        'record_lost': self.recorder.lost if self.recorder else 0,
+        'first_frame_time': getattr(self.driver, 'first_frame_time', None),
+        'jack_connected': getattr(self.driver, 'connected', None),
+        'controls': self.controls.snapshot(),
+    }
+
+  def status_json(self) -> str:
+    return json.dumps(self.status())
+
+  def stop(self):
+    """Stops the driver, then the worker, then flushes and closes the recording."""
+    if self.driver is not None:
+      if isinstance(self.driver, drivers.JackDriver):
+        self.driver.close()
+      else:
+        self.driver.stop()
+        self.driver.join(timeout=5)
+    self.worker.stop()
+    self.worker.join(timeout=5)
+    if self.recorder:
+      self.recorder.write_info(stats=self.status())
+      self.recorder.stop()
+      self.recorder.join(timeout=10)
+
+
+def wait_for(predicate, timeout: float) -> bool:
+  return recorder_lib.wait_until(predicate, timeout)
+
+
+def sleep_ticks(live, seconds: float, stop=None, interval: float = 0.2):
+  """Runs `live.tick()` every `interval` for `seconds` (or until `stop()` is true)."""
+  end = time.monotonic() + seconds
+  while time.monotonic() < end and not (stop and stop()):
+    live.tick()
+    time.sleep(interval)

@@ -1,0 +1,278 @@
+"""What feeds the engine: a JACK client (`JackDriver`), a JACK file player (`JackPlayer`), or no JACK at all (`FileDriver`).
+
+`JackDriver` owns the mixer's JACK client: one input port per channel, a mono
+`mix` output (and `out_XX` gained channels with --channel_outputs). Its process
+callback only hands the port buffers to `Engine.process`. Server loss and port
+disconnects are noticed in JACK's notification thread and acted on by `poll`,
+which the main thread calls a few times a second: it reopens the client (every
+`retry_seconds`) and remakes the requested connections.
+"""
+
+import logging
+import threading
+import time
+
+import numpy as np
+
+from alm_jax import mix as mix_lib
+from alm_jax.live import engine as engine_lib
+
+
+def load_song_dir(song_dir, channels: int, sample_rate: int):
+  """A folder of channel files -> float32 [channels, samples] (missing channels silent)."""
+  songs = mix_lib.discover_songs([str(song_dir)])
+  if len(songs) != 1:
+    raise ValueError(f'--play={song_dir}: expected one song folder of channel files, found '
+                     f'{len(songs)} songs.')
+  mix_lib.validate_songs(songs, channels, pad_unequal=True)
+  audio = mix_lib.load_song(songs[0], sample_rate)
+  out = np.zeros((channels, audio.shape[1]), np.float32)
+  out[:audio.shape[0]] = audio
+  return out, songs[0].channel_names
+
+
+def parse_ports(spec: str, prefix: str) -> list[str]:
+  """'1-4,7' -> [prefix+'1', ..., prefix+'7']; a comma list of full port names passes through."""
+  names = []
+  for part in [p.strip() for p in spec.split(',') if p.strip()]:
+    if ':' in part:
+      names.append(part)
+    elif '-' in part:
+      a, b = part.split('-')
+      names.extend(f'{prefix}{i}' for i in range(int(a), int(b) + 1))
+    else:
+      names.append(f'{prefix}{int(part)}')
+  return names
+
+
+class JackDriver:
+  """The mixer's JACK client.
+
+  Attributes:
+    xruns: xruns JACK reported while this driver ran.
+    connected: whether the client is open and active.
+    message: the last state change, for the UI.
+    first_frame_time: JACK frame time of the first period processed (or None).
+  """
+
+  def __init__(self, engine, *, name='alm_live', server=None, sources=(), destinations=(),
+               channel_outputs=False, retry_seconds=2.0):
+    self.engine, self.name, self.server = engine, name, server
+    self.sources, self.destinations = list(sources), list(destinations)
+    self.channel_outputs = channel_outputs
+    self.retry_seconds = retry_seconds
+    self.xruns = 0
+    self.connected = False
+    self.message = 'not started'
+    self.first_frame_time = None
+    self.client = None
+    self._lost = threading.Event()
+    self._dirty = threading.Event()  # a connection changed: check ours
+    self._next_try = 0.0
+
+  def open(self):
+    import jack  # pylint: disable=g-import-not-at-top
+    eng = self.engine
+    client = jack.Client(self.name, servername=self.server, no_start_server=True)
+    if client.samplerate != eng.sample_rate:
+      client.close()
+      raise RuntimeError(f'The JACK server runs at {client.samplerate} Hz but the model mixes '
+                         f'{eng.sample_rate} Hz audio: restart jackd with -r {eng.sample_rate}.')
+    if client.blocksize > engine_lib.MAX_PERIOD:
+      client.close()
+      raise RuntimeError(f'JACK period {client.blocksize} > {engine_lib.MAX_PERIOD} samples: '
+                         'restart jackd with a smaller -p.')
+    ins = [client.inports.register(f'in_{i + 1:02d}') for i in range(eng.channels)]
+    mixport = client.outports.register('mix')
+    outs = ([client.outports.register(f'out_{i + 1:02d}') for i in range(eng.channels)]
+            if self.channel_outputs else [])
+    bufs, obufs = [None] * len(ins), [None] * len(outs)
+    process = eng.process
+
+    def callback(frames):
+      del frames
+      for i, p in enumerate(ins):
+        bufs[i] = p.get_array()
+      for i, p in enumerate(outs):
+        obufs[i] = p.get_array()
+      if self.first_frame_time is None:
+        self.first_frame_time = client.last_frame_time
+      process(bufs, mixport.get_array(), obufs if outs else None)
+
+    client.set_process_callback(callback)
+    client.set_xrun_callback(self._on_xrun)
+    client.set_shutdown_callback(self._on_shutdown)
+    client.set_port_connect_callback(self._on_connect)
+    client.set_blocksize_callback(self._on_blocksize)
+    self.ins, self.mixport, self.outs = ins, mixport, outs
+    client.activate()
+    self.client = client
+    self.connected = True
+    self._lost.clear()
+    self.connect_all()
+    self.message = (f'JACK: client {client.name} on server {self.server or "default"}, '
+                    f'{client.samplerate} Hz, period {client.blocksize}')
+    logging.info(self.message)
+
+  def connect_all(self):
+    """Makes the requested connections that are missing (sources -> in_XX, mix -> destinations)."""
+    client = self.client
+    for src, port in zip(self.sources, self.ins):
+      self._connect(src, port.name)
+    for dst in self.destinations:
+      self._connect(self.mixport.name, dst)
+
+  def _connect(self, a, b):
+    try:
+      if b not in [p.name for p in self.client.get_all_connections(a)]:
+        self.client.connect(a, b)
+    except Exception as e:  # pylint: disable=broad-except
+      self.message = f'JACK: cannot connect {a} -> {b} ({e}); will retry'
+      logging.warning(self.message)
+
+  def _on_xrun(self, delay):
+    del delay
+    self.xruns += 1
+
+  def _on_shutdown(self, status, reason):
+    self.connected = False
+    self.message = f'JACK server gone ({reason}); reconnecting every {self.retry_seconds:g} s'
+    self._lost.set()
+
+  def _on_connect(self, a, b, connect):
+    if not connect:
+      self._dirty.set()
+
+  def _on_blocksize(self, blocksize):
+    if blocksize > engine_lib.MAX_PERIOD:
+      self.message = f'JACK period {blocksize} is too large (max {engine_lib.MAX_PERIOD})'
+      raise RuntimeError(self.message)
+
+  def poll(self):
+    """Main thread: reconnect after a server loss, remake dropped connections. Never raises."""
+    if self._lost.is_set() or self.client is None:
+      now = time.monotonic()
+      if now < self._next_try:
+        return
+      self._next_try = now + self.retry_seconds
+      self._drop_client()
+      try:
+        self.open()
+        logging.info('JACK: reconnected')
+      except Exception as e:  # pylint: disable=broad-except
+        self.message = f'JACK server unavailable ({e}); retrying every {self.retry_seconds:g} s'
+        logging.warning(self.message)
+      return
+    if self._dirty.is_set():
+      self._dirty.clear()
+      self.message = 'JACK: a port was disconnected; reconnecting the requested ports'
+      logging.warning(self.message)
+      self.connect_all()
+
+  def _drop_client(self):
+    client, self.client = self.client, None
+    self.connected = False
+    if client is not None:
+      try:
+        client.deactivate(ignore_errors=True)
+        client.close(ignore_errors=True)
+      except Exception:  # pylint: disable=broad-except
+        pass
+
+  def close(self):
+    self._drop_client()
+
+
+class JackPlayer:
+  """Plays [channels, samples] audio into JACK ports at real-time pace (its own client)."""
+
+  def __init__(self, audio, *, name='alm_play', server=None, destinations=()):
+    import jack  # pylint: disable=g-import-not-at-top
+    self.audio = np.ascontiguousarray(audio, np.float32)
+    self.pos = 0
+    self.playing = False
+    self.client = jack.Client(name, servername=server, no_start_server=True)
+    self.ports = [self.client.outports.register(f'out_{i + 1:02d}')
+                  for i in range(self.audio.shape[0])]
+    total = self.audio.shape[1]
+
+    def callback(frames):
+      pos = self.pos
+      n = min(frames, total - pos) if self.playing else 0
+      for ch, p in enumerate(self.ports):
+        buf = p.get_array()
+        if n > 0:
+          buf[:n] = self.audio[ch, pos:pos + n]
+        buf[n:] = 0.0
+      self.pos = pos + max(n, 0)
+
+    self.client.set_process_callback(callback)
+    self.client.activate()
+    for p, d in zip(self.ports, destinations):
+      self.client.connect(p.name, d)
+
+  @property
+  def done(self) -> bool:
+    return self.pos >= self.audio.shape[1]
+
+  def start(self):
+    self.playing = True
+
+  def close(self):
+    try:
+      self.client.deactivate(ignore_errors=True)
+      self.client.close(ignore_errors=True)
+    except Exception:  # pylint: disable=broad-except
+      pass
+
+
+class FileDriver(threading.Thread):
+  """No JACK: feeds [channels, samples] audio to the engine in periods, at real-time pace or as fast as the worker allows.
+
+  With pace=False each period waits for the worker's gains it needs
+  (`lockstep`), so the result does not depend on timing (tests, offline checks).
+  """
+
+  def __init__(self, engine, audio, *, period=128, pace=True, worker_frame=None, tail=0):
+    super().__init__(name='alm-live-file-driver', daemon=True)
+    self.engine, self.period, self.pace = engine, int(period), pace
+    self.audio = np.ascontiguousarray(audio, np.float32)
+    self.worker_frame = worker_frame  # callable -> frames the worker has processed
+    self.tail = int(tail)  # silent samples after the audio
+    self.done = threading.Event()
+    self._halt = threading.Event()
+    self.xruns = 0
+    self.connected = True
+    self.message = 'no JACK: playing files'
+    self.rt_priority = 0
+
+  def stop(self):
+    self._halt.set()
+
+  def poll(self):
+    pass
+
+  def run(self):
+    engine_lib.set_realtime(self.rt_priority)
+    eng, n = self.engine, self.period
+    c, total = self.audio.shape[0], self.audio.shape[1] + self.tail
+    bufs = np.zeros((c, n), np.float32)
+    mix = np.zeros(n, np.float32)
+    t0 = time.monotonic()
+    pos = 0
+    while pos < total and not self._halt.is_set():
+      k = min(n, self.audio.shape[1] - pos)
+      bufs[:] = 0.0
+      if k > 0:
+        bufs[:, :k] = self.audio[:, pos:pos + k]
+      if self.pace:
+        delay = t0 + pos / eng.sample_rate - time.monotonic()
+        if delay > 0:
+          time.sleep(delay)
+      elif self.worker_frame is not None:
+        need = (eng.written + n - 1) // eng.f2 - eng.gain_delay
+        while self.worker_frame() < need and not self._halt.is_set():
+          time.sleep(0.0005)
+      eng.process(bufs, mix)
+      pos += n
+    self.done.set()

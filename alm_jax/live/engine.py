@@ -1,0 +1,323 @@
+"""The real-time core: the audio callback's work (`Engine.process`) and the worker thread (`Worker`).
+
+The callback copies each period into a ring buffer of the inputs and mixes it
+with the gains already published for the current F2 frame; the worker runs the
+streaming step on each completed F2 frame and publishes the gains of a later
+frame. They share preallocated arrays only: each index has one writer (the
+callback writes `written`, the worker writes a slot and then its stamp), so no
+lock is taken and the callback never waits. Timing, fault handling and the
+gain delay are explained in docs/live.md.
+"""
+
+import os
+import threading
+import time
+
+import numpy as np
+
+from alm_jax.live import controls as controls_lib
+
+def set_realtime(priority: int) -> bool:
+  """Gives the calling thread SCHED_FIFO `priority` (0: leave it); False where not permitted.
+
+  The audio callback needs the GIL: a Python thread of this process that holds
+  it and is preempted by another process would stall the callback, so every
+  thread here runs just below JACK's real-time priority.
+  """
+  if priority <= 0 or not hasattr(os, 'sched_setscheduler'):
+    return False
+  try:
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    return True
+  except OSError:
+    return False
+
+
+NUM_SLOTS = 8  # published gain frames kept: the worker overwrites a slot NUM_SLOTS frames later
+MAX_PERIOD = 8192  # largest JACK period handled (samples)
+
+
+class Engine:
+  """The state shared by the audio callback, the worker, the recorder and the UI.
+
+  Attributes (the ones other threads read):
+    written: samples received so far (the callback is its only writer).
+    ring: [c, ring_size] float32 the latest inputs (sanitised: NaN/Inf -> 0).
+    mix_ring: [ring_size] float32 the latest mix output (after the limiter).
+    applied: [c] float32 the gains the callback applies now.
+    late: F2 frames whose gains were not published in time (last gains held).
+    bad_frame: [c] int64 the last F2 frame in which the callback saw a
+      non-finite sample on the channel (-1: never).
+    callback_max_s, callback_last_s: time spent in `process`.
+  """
+
+  def __init__(self, channels: int, f2: int, controls: controls_lib.Controls, *,
+               initial_gain: float = 1.0, gain_delay: int = 1, ring_seconds: float = 4.0,
+               sample_rate: int = 44100, channel_outputs: bool = False):
+    if gain_delay < 1:
+      raise ValueError(f'gain_delay={gain_delay}: the gains of F2 frame t are only known when '
+                       'frame t - 1 has ended, so a live mixer needs gain_delay >= 1 '
+                       '(docs/live.md, "Latency").')
+    c = self.channels = int(channels)
+    self.f2, self.gain_delay, self.sample_rate = int(f2), int(gain_delay), int(sample_rate)
+    size = max(int(ring_seconds * sample_rate), 4 * f2 + MAX_PERIOD)
+    self.ring_size = size
+    self.ring = np.zeros((c, size), np.float32)
+    self.mix_ring = np.zeros(size, np.float32)
+    self.written = 0
+    self.controls = controls
+    controls.engine = self
+    ceiling = controls_lib.db_to_gain(controls.ceiling_db)
+    self.applied = np.full(c, min(initial_gain, ceiling), np.float32)
+    self.chan_mult = np.where(controls.mute, 0.0, 1.0).astype(np.float32)
+    self.master = controls_lib.db_to_gain(controls.master_db)
+    self.limit = np.inf if controls.limit_db is None else controls_lib.db_to_gain(controls.limit_db)
+    self.limiter_gain = 1.0
+    self.channel_outputs = channel_outputs
+    # Published gains: slot f % NUM_SLOTS holds frame f's gains once stamp[slot] == f.
+    self.slot_gains = np.zeros((NUM_SLOTS, c), np.float32)
+    self.slot_stamp = np.full(NUM_SLOTS, -1, np.int64)
+    self.bad_frame = np.full(c, -1, np.int64)
+    self.late = 0
+    self.periods = 0
+    self.nonfinite_periods = 0
+    self.limited_periods = 0
+    self.callback_max_s = 0.0
+    self.callback_last_s = 0.0
+    self._frame = -1
+    self._gm = np.zeros(c, np.float32)  # applied * chan_mult
+    self._x = np.zeros((c, MAX_PERIOD), np.float32)
+    self._abs = np.zeros(MAX_PERIOD, np.float32)
+    self._release = 1.0
+    self._period = 0
+
+  # ---- called by the worker ----
+
+  def publish(self, frame: int, gains):
+    """Makes `gains` [c] the gains of F2 frame `frame` (the worker's only write)."""
+    slot = frame % NUM_SLOTS
+    self.slot_gains[slot] = gains
+    self.slot_stamp[slot] = frame  # after the data: the callback checks the stamp first
+
+  # ---- the audio callback ----
+
+  def _load(self, frame: int):
+    slot = frame % NUM_SLOTS
+    if self.slot_stamp[slot] == frame:
+      np.copyto(self.applied, self.slot_gains[slot])
+    elif frame > self.gain_delay:  # frames up to gain_delay have the initial gain by design
+      self.late += 1
+    self._frame = frame
+    np.multiply(self.applied, self.chan_mult, out=self._gm)
+
+  def _mix(self, x, mix, outs, a: int, b: int):
+    np.dot(self._gm, x[:, a:b], out=mix[a:b])
+    if outs is not None:
+      for ch, out in enumerate(outs):
+        np.multiply(x[ch, a:b], self._gm[ch], out=out[a:b])
+
+  def process(self, inputs, mix, outs=None):
+    """One period: inputs -> ring, mix (and per-channel gained outputs).
+
+    Args:
+      inputs: c arrays [n] float32 (the JACK port buffers).
+      mix: [n] float32 array the mix is written into.
+      outs: None or c arrays [n] the gained channels are written into.
+    """
+    t0 = time.perf_counter()
+    n = mix.shape[0]
+    if n != self._period:
+      self.set_release(n)
+    x = self._x[:, :n]
+    for ch in range(self.channels):
+      np.copyto(x[ch], inputs[ch])
+    s0 = self.written
+    frame = s0 // self.f2
+    if frame != self._frame:
+      self._load(frame)
+    split = (frame + 1) * self.f2 - s0  # samples left in this F2 frame
+    if split >= n:
+      self._mix(x, mix, outs, 0, n)
+    else:
+      self._mix(x, mix, outs, 0, split)
+      self._load(frame + 1)
+      self._mix(x, mix, outs, split, n)
+    total = mix.sum()
+    if not np.isfinite(total):
+      self._sanitise(x, mix, outs, s0, split)
+    # Master gain and limiter: one gain per period, attack within the period.
+    g = self.master
+    if g != 1.0:
+      np.multiply(mix, g, out=mix)
+    peak = np.abs(mix, out=self._abs[:n]).max()
+    lim = min(1.0, self.limiter_gain * self._release)
+    if peak * lim > self.limit:
+      lim = self.limit / peak
+      self.limited_periods += 1
+    self.limiter_gain = lim
+    if lim < 1.0:
+      np.multiply(mix, lim, out=mix)
+    self._write(x, mix, s0, n)
+    self.written = s0 + n  # publish last: readers only read samples before `written`
+    self.periods += 1
+    dt = time.perf_counter() - t0
+    self.callback_last_s = dt
+    if dt > self.callback_max_s:
+      self.callback_max_s = dt
+
+  def _sanitise(self, x, mix, outs, s0, split):
+    """Rare path: a non-finite sample reached the mix. Zero it, note the channel, mix again."""
+    self.nonfinite_periods += 1
+    bad = ~np.isfinite(x).all(axis=1)
+    frame = s0 // self.f2
+    self.bad_frame[bad] = frame + (1 if split < mix.shape[0] else 0)
+    np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    n = mix.shape[0]
+    if split >= n:
+      self._mix(x, mix, outs, 0, n)
+    else:
+      self._load(frame)
+      self._mix(x, mix, outs, 0, split)
+      self._load(frame + 1)
+      self._mix(x, mix, outs, split, n)
+    np.nan_to_num(mix, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+
+  def _write(self, x, mix, s0, n):
+    size = self.ring_size
+    p = s0 % size
+    first = min(n, size - p)
+    self.ring[:, p:p + first] = x[:, :first]
+    self.mix_ring[p:p + first] = mix[:first]
+    if first < n:
+      self.ring[:, :n - first] = x[:, first:]
+      self.mix_ring[:n - first] = mix[first:]
+
+  def set_release(self, period: int):
+    """Per-period limiter release factor for the current period size."""
+    tau = max(self.controls.release_ms, 1.0) * 1e-3 * self.sample_rate
+    self._release = float(np.exp(period / tau))
+    self._period = period
+
+  # ---- readers (worker, recorder) ----
+
+  def read(self, start: int, n: int, out=None, mix: bool = False):
+    """Samples [start, start + n) of the inputs ([c, n]) or of the mix ([n]); caller checks they are still in the ring."""
+    size = self.ring_size
+    src = self.mix_ring if mix else self.ring
+    if out is None:
+      out = np.empty(src.shape[:-1] + (n,), np.float32)
+    p = start % size
+    first = min(n, size - p)
+    out[..., :first] = src[..., p:p + first]
+    if first < n:
+      out[..., first:] = src[..., :n - first]
+    return out
+
+
+class Worker(threading.Thread):
+  """Runs the streaming step on each completed F2 frame and publishes the gains of frame k + 1 + gain_delay.
+
+  Attributes (read by the UI):
+    frame: F2 frames processed.
+    predicted: [c] the model's last gains.
+    held: [c] bool channels in a fault hold.
+    levels_db: [c] RMS of the last frame per channel, dBFS; mix_db the mix's.
+    cpu_share: worker CPU time over the last second / wall time of its frames.
+    step_times: recent per-frame compute times (s), for p99.
+    error: the exception that ended the thread, if any.
+  """
+
+  def __init__(self, engine: Engine, adapter, *, absurd: float = 100.0, fault: str = 'hold',
+               hold_frames: int = 20, on_frame=None, start_frame: int | None = None):
+    super().__init__(name='alm-live-worker', daemon=True)
+    if fault not in ('hold', 'mute'):
+      raise ValueError(f"--fault must be 'hold' or 'mute', got {fault!r}.")
+    self.engine, self.adapter = engine, adapter
+    c = engine.channels
+    self.absurd, self.fault_mute, self.hold_frames = float(absurd), fault == 'mute', int(hold_frames)
+    self.on_frame = on_frame
+    self.frame = engine.written // engine.f2 if start_frame is None else start_frame
+    self.predicted = np.full(c, adapter.initial_gain, np.float32)
+    self.previous = engine.applied.copy()
+    self.last_bad = np.full(c, -10**9, np.int64)
+    self.held = np.zeros(c, bool)
+    self.levels_db = np.full(c, -120.0)
+    self.mix_db = -120.0
+    self.cpu_share = 0.0
+    self.step_times = np.zeros(1200)  # one minute of frames
+    self.overruns = 0
+    self.error = None
+    self._block = np.zeros((c, engine.f2), np.float32)
+    self._mixblock = np.zeros(engine.f2, np.float32)
+    self._halt = threading.Event()
+    self.fail_after = None  # tests: raise in the thread after this frame
+    self.rt_priority = 0
+
+  def stop(self):
+    self._halt.set()
+
+  def run(self):
+    set_realtime(self.rt_priority)
+    try:
+      self._loop()
+    except Exception as e:  # pylint: disable=broad-except
+      self.error = e  # the main thread reports it and starts a new worker
+
+  def _loop(self):
+    eng, f2 = self.engine, self.engine.f2
+    frame_s = f2 / eng.sample_rate
+    cpu0, wall0, count = time.thread_time(), time.monotonic(), 0
+    while not self._halt.is_set():
+      k = self.frame
+      if eng.written < (k + 1) * f2:
+        time.sleep(0.001)
+        continue
+      if eng.written - k * f2 > eng.ring_size - 2 * f2:
+        # Fell behind by a whole ring (a stall): restart the model from now.
+        self.overruns += 1
+        self.adapter.reset()
+        self.frame = eng.written // f2
+        continue
+      t0 = time.perf_counter()
+      self._frame(k)
+      self.step_times[k % self.step_times.shape[0]] = time.perf_counter() - t0
+      self.frame = k + 1
+      count += 1
+      if self.fail_after is not None and k >= self.fail_after:
+        raise RuntimeError(f'worker stopped on request after frame {k} (test hook)')
+      wall = time.monotonic() - wall0
+      if wall >= 1.0:
+        self.cpu_share = (time.thread_time() - cpu0) / max(wall, count * frame_s)
+        cpu0, wall0, count = time.thread_time(), time.monotonic(), 0
+
+  def _frame(self, k: int):
+    eng, block = self.engine, self._block
+    eng.read(k * eng.f2, eng.f2, out=block)
+    eng.read(k * eng.f2, eng.f2, out=self._mixblock, mix=True)
+    # Guard before the step: a non-finite or absurd channel is zeroed and left
+    # out for this frame, so the model's state never sees it.
+    peak = np.abs(block).max(axis=1)
+    bad = ~(peak <= self.absurd) | (eng.bad_frame >= k)
+    mask = ~bad
+    if bad.any():
+      block[bad] = 0.0
+      self.last_bad[bad] = k
+      if not mask.any():
+        mask[:] = True  # all bad: feed silence rather than an empty stream
+    pred = self.adapter.step(block, mask)
+    if not np.isfinite(pred).all():  # defence in depth: a state gone bad is restarted
+      self.adapter.reset()
+    self.held = (k - self.last_bad) < self.hold_frames
+    applied = eng.controls.apply(pred, self.previous, self.held, self.fault_mute)
+    eng.publish(k + 1 + eng.gain_delay, applied)
+    self.predicted = np.where(np.isfinite(pred), pred, 0.0).astype(np.float32)
+    self.previous = applied
+    rms = np.sqrt(np.mean(np.square(block, dtype=np.float64), axis=1))
+    self.levels_db = controls_lib.gain_to_db(rms)
+    self.mix_db = float(controls_lib.gain_to_db(np.sqrt(np.mean(np.square(self._mixblock)))))
+    if self.on_frame is not None:
+      self.on_frame(k + 1 + eng.gain_delay, self.predicted, applied, self.held)
+
+  def p99_ms(self) -> float:
+    n = min(self.frame, self.step_times.shape[0])
+    return float(np.percentile(self.step_times[:n], 99) * 1e3) if n else 0.0

@@ -1,0 +1,162 @@
+"""Streams a show to disk from a non-real-time thread: inputs, mix and gains.csv, valid if killed.
+
+Each channel and the mix go to a mono 32-bit float WAV written by `WavWriter`:
+samples are appended and, on every flush, the header's sizes are rewritten to
+cover exactly the samples written so far. A process killed at any moment
+(kill -9) leaves files whose headers describe the data up to the last flush
+(every `flush_seconds`); bytes after it are ignored by readers. gains.csv gets
+whole lines, flushed with the audio.
+"""
+
+import csv
+import json
+import os
+import queue
+import struct
+import threading
+import time
+
+import numpy as np
+
+_HEADER = 56  # RIFF + fmt (16) + fact + data chunk headers
+
+
+class WavWriter:
+  """A mono IEEE-float WAV file whose header is rewritten on each `flush` (valid up to the last one)."""
+
+  def __init__(self, path, rate: int):
+    self.path, self.rate, self.frames = path, int(rate), 0
+    self._fh = open(path, 'wb')
+    self._fh.write(self._header())
+    self._fh.flush()
+
+  def _header(self) -> bytes:
+    data = 4 * self.frames
+    return (b'RIFF' + struct.pack('<I', _HEADER - 8 + data) + b'WAVE'
+            + b'fmt ' + struct.pack('<IHHIIHH', 16, 3, 1, self.rate, 4 * self.rate, 4, 32)
+            + b'fact' + struct.pack('<II', 4, self.frames)
+            + b'data' + struct.pack('<I', data))
+
+  def write(self, samples):
+    samples = np.ascontiguousarray(samples, np.float32)
+    self._fh.write(samples.tobytes())
+    self.frames += samples.shape[0]
+
+  def flush(self):
+    """Data first, then the header that covers it: a kill between the two loses only the new data."""
+    self._fh.flush()
+    self._fh.seek(0)
+    self._fh.write(self._header())
+    self._fh.flush()
+    self._fh.seek(0, os.SEEK_END)
+
+  def close(self):
+    self.flush()
+    self._fh.close()
+
+
+class Recorder(threading.Thread):
+  """Copies the engine's input and mix rings to DIR/in_XX.wav and DIR/mix.wav, gain rows to DIR/gains.csv.
+
+  Attributes:
+    lost: samples the recorder could not read in time (written as silence so
+      the files stay aligned).
+  """
+
+  def __init__(self, engine, out_dir, channel_names, *, flush_seconds: float = 0.25, info=None):
+    super().__init__(name='alm-live-recorder', daemon=True)
+    os.makedirs(out_dir, exist_ok=True)
+    self.engine, self.out_dir, self.flush_seconds = engine, out_dir, flush_seconds
+    rate = engine.sample_rate
+    self.inputs = [WavWriter(os.path.join(out_dir, f'in_{i + 1:02d}.wav'), rate)
+                   for i in range(engine.channels)]
+    self.mix = WavWriter(os.path.join(out_dir, 'mix.wav'), rate)
+    self._csv_fh = open(os.path.join(out_dir, 'gains.csv'), 'w', newline='', encoding='utf-8')
+    self._csv = csv.writer(self._csv_fh)
+    names = list(channel_names)
+    self._csv.writerow(['frame', 'time_s'] + [f'pred_{n}' for n in names]
+                       + [f'gain_{n}' for n in names] + [f'held_{n}' for n in names])
+    self._csv_fh.flush()
+    self._rows = queue.SimpleQueue()
+    self.pos = 0
+    self.lost = 0
+    self.info = dict(info or {})
+    self._halt = threading.Event()
+    self.rt_priority = 0
+    self.write_info()
+
+  def write_info(self, **extra):
+    self.info.update(extra)
+    tmp = os.path.join(self.out_dir, 'info.json.tmp')
+    with open(tmp, 'w', encoding='utf-8') as fh:
+      json.dump(self.info, fh, indent=1)
+    os.replace(tmp, os.path.join(self.out_dir, 'info.json'))
+
+  def add_gains(self, frame, predicted, applied, held):
+    """Called by the worker once per frame (a queue put: no file work on that thread)."""
+    self._rows.put((frame, predicted.copy(), applied.copy(), held.copy()))
+
+  def stop(self):
+    self._halt.set()
+
+  def run(self):
+    from alm_jax.live import engine  # pylint: disable=g-import-not-at-top
+    engine.set_realtime(self.rt_priority)
+    while not self._halt.wait(self.flush_seconds):
+      self._drain()
+    self._drain()
+    for w in self.inputs + [self.mix]:
+      w.close()
+    self._csv_fh.close()
+
+  def _drain(self):
+    eng = self.engine
+    end = eng.written
+    if end - self.pos > eng.ring_size - 8192:  # overwritten before we got to it
+      skip = end - (eng.ring_size - 8192) - self.pos
+      self.lost += skip
+      for w in self.inputs:
+        w.write(np.zeros(skip, np.float32))
+      self.mix.write(np.zeros(skip, np.float32))
+      self.pos += skip
+    n = end - self.pos
+    if n > 0:
+      x = eng.read(self.pos, n)
+      m = eng.read(self.pos, n, mix=True)
+      for ch, w in enumerate(self.inputs):
+        w.write(x[ch])
+      self.mix.write(m)
+      self.pos = end
+    frame_s = eng.f2 / eng.sample_rate
+    while True:
+      try:
+        frame, pred, applied, held = self._rows.get_nowait()
+      except queue.Empty:
+        break
+      self._csv.writerow([frame, f'{frame * frame_s:.6f}'] + [f'{v:.9g}' for v in pred]
+                         + [f'{v:.9g}' for v in applied] + [int(h) for h in held])
+    for w in self.inputs + [self.mix]:
+      w.flush()
+    self._csv_fh.flush()
+
+
+def read_gains_csv(path):
+  """gains.csv -> (frames [T] int, predicted [T, c], applied [T, c], held [T, c] bool); a torn last line is dropped."""
+  with open(path, newline='', encoding='utf-8') as fh:
+    rows = list(csv.reader(fh))
+  header, rows = rows[0], rows[1:]
+  c = (len(header) - 2) // 3
+  rows = [r for r in rows if len(r) == len(header)]
+  a = np.array([[float(v) for v in r] for r in rows]).reshape(-1, len(header))
+  return (a[:, 0].astype(int), a[:, 2:2 + c].astype(np.float32),
+          a[:, 2 + c:2 + 2 * c].astype(np.float32), a[:, 2 + 2 * c:].astype(bool))
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:
+  """Polls `predicate` until true or `timeout` seconds; returns its last value."""
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    if predicate():
+      return True
+    time.sleep(interval)
+  return bool(predicate())

@@ -1,0 +1,175 @@
+"""The live mixer's engine without JACK: exactness, controls, limits, faults and recording.
+
+A FileDriver feeds the engine period by period in lockstep with the worker, so
+every result is deterministic; the JACK tests (test_live_jack.py) check the
+same mixer in real time.
+"""
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from alm_jax.live import adapter as adapter_lib
+from alm_jax.live import controls as controls_lib
+from alm_jax.live import recorder as recorder_lib
+from checkpoint_fixtures import TinyModel
+import live_helpers
+
+C = 8
+SECONDS = 3.0
+
+
+@pytest.fixture(scope='module')
+def tiny():
+  """A tiny ALM-MR for 8 channels, its compiled step, a song and its offline gains."""
+  tm = TinyModel('mr', max_channels=32)
+  tm.adapter = adapter_lib.StepAdapter(tm.config, tm.params, C)
+  tm.adapter.warm_up()
+  tm.audio = live_helpers.song(C, SECONDS)
+  tm.gains = live_helpers.offline_gains(tm.config, tm.params, tm.audio)
+  tm.f2 = tm.spec.f2
+  return tm
+
+
+def _run(tiny, audio=None, **kwargs):
+  return live_helpers.run_lockstep(tiny.config, tiny.params,
+                                   tiny.audio if audio is None else audio,
+                                   adapter=tiny.adapter, **kwargs)
+
+
+@pytest.mark.parametrize('period,delay', [(128, 1), (64, 2)])
+def test_live_mix_equals_offline_mix_with_delayed_gains(tiny, period, delay):
+  mixed, live = _run(tiny, period=period, gain_delay=delay)
+  want = live_helpers.apply_gains(tiny.audio, live_helpers.live_gains(tiny.gains, delay), tiny.f2)
+  n = want.shape[0]
+  np.testing.assert_allclose(mixed[:n], want, atol=2e-6 * np.abs(want).max())
+  assert live.engine.late == 0
+  # A wrong delay does not match: the test can tell the gain track apart.
+  other = live_helpers.apply_gains(tiny.audio, live_helpers.live_gains(tiny.gains, delay + 1),
+                                   tiny.f2)
+  assert np.abs(mixed[:n] - other).max() > 1e-3 * np.abs(want).max()
+
+
+def test_controls_change_the_output_as_specified(tiny):
+  ceiling = 10 ** (-1 / 20)
+  ctl = controls_lib.Controls(C, ceiling_db=-1.0, slew_db=0.0, limit_db=None)
+  ctl.set_mute(0, True)
+  ctl.set_override(1, -6.0)
+  ctl.set_weight(2, 6.0)
+  ctl.set_weight(3, -20.0)
+  mixed, _ = _run(tiny, controls=ctl)
+  g = live_helpers.live_gains(tiny.gains).astype(np.float64)
+  want_g = g.copy()
+  want_g[0] = 0.0
+  want_g[1] = 10 ** (-6 / 20)
+  want_g[2] = g[2] * 10 ** (6 / 20)
+  want_g[3] = g[3] * 10 ** (-20 / 20)
+  want_g = np.minimum(want_g, ceiling)
+  # Frames 0 and 1 carry the initial gain (min(initial, ceiling)) and only the
+  # callback's mute; the worker's controls start with frame 2.
+  want_g[:, :2] = np.minimum(g[:, :2], ceiling)
+  want_g[0, :] = 0.0
+  want = live_helpers.apply_gains(tiny.audio, want_g.astype(np.float32), tiny.f2)
+  n = want.shape[0]
+  np.testing.assert_allclose(mixed[:n], want, atol=2e-6 * np.abs(want).max())
+  # The ceiling acted on the boosted channel and not on the others.
+  assert (g[2, 2:] * 10 ** (6 / 20) > ceiling).all() and (g[4:, 2:] < ceiling).all()
+
+
+def test_slew_limit_and_limiter(tiny, tmp_path):
+  ctl = controls_lib.Controls(C, ceiling_db=60.0, slew_db=1.0, limit_db=-6.0)
+  ctl.set_master(30.0)
+  mixed, live = _run(tiny, controls=ctl, record=str(tmp_path))
+  frames, pred, applied, held = recorder_lib.read_gains_csv(tmp_path / 'gains.csv')
+  assert frames.tolist() == list(range(2, 2 + len(frames)))
+  ratio = applied[1:] / np.maximum(applied[:-1], 1e-3)
+  assert np.all(np.abs(20 * np.log10(ratio)) <= 1.0 + 1e-4)
+  assert np.abs(applied - pred).max() > 1e-2  # the limit did act (initial gain 1 -> prediction)
+  assert not held.any()
+  peak = np.abs(mixed).max()
+  assert peak <= 10 ** (-6 / 20) * (1 + 1e-6)
+  assert peak > 10 ** (-6 / 20) * 0.9 and live.engine.limited_periods > 0
+  # The recording is the engine's output.
+  rec, rate = sf.read(tmp_path / 'mix.wav', dtype='float32')
+  assert rate == 44100
+  np.testing.assert_array_equal(rec[:mixed.shape[0]], mixed[:rec.shape[0]])
+  rec_in, _ = sf.read(tmp_path / 'in_03.wav', dtype='float32')
+  np.testing.assert_array_equal(rec_in[:tiny.audio.shape[1]], tiny.audio[2])
+
+
+@pytest.mark.parametrize('fault', ['hold', 'mute'])
+def test_nan_and_absurd_bursts_are_contained(tiny, fault):
+  audio = tiny.audio.copy()
+  f2, sr = tiny.f2, 44100
+  a, b = int(0.8 * sr), int(1.0 * sr)
+  audio[3, a:b] = np.nan
+  audio[3, a + 100] = np.inf
+  audio[5, a:a + 50] = 1e6  # absurd but finite
+  mixed, live = _run(tiny, audio=audio, fault=fault)
+  assert np.isfinite(mixed).all()
+  assert live.engine.nonfinite_periods > 0
+  w = live.worker
+  assert not w.held.any(), 'held channels did not recover'
+  # Frames of the burst on the faulty channel: held (or muted); the mix of the
+  # clean channels stays exact up to the burst.
+  want = live_helpers.apply_gains(tiny.audio, live_helpers.live_gains(tiny.gains), f2)
+  first_bad = a // f2 * f2
+  np.testing.assert_allclose(mixed[:first_bad], want[:first_bad], atol=2e-6 * np.abs(want).max())
+  # One F1 frame after the burst the model sees only clean input: its gains
+  # are finite and every channel is on auto again.
+  assert np.isfinite(w.predicted).all()
+
+
+def test_faulty_channel_is_held_then_released(tiny, tmp_path):
+  audio = tiny.audio.copy()
+  sr, f2 = 44100, tiny.f2
+  a, b = int(0.5 * sr), int(0.7 * sr)
+  audio[2, a:b] = np.nan
+  _run(tiny, audio=audio, record=str(tmp_path))
+  frames, _, applied, held = recorder_lib.read_gains_csv(tmp_path / 'gains.csv')
+  # `frames` are the frames the gains apply to: processed frame k -> frame k + 2.
+  k = frames - 2
+  bad = (k >= a // f2) & (k <= (b - 1) // f2)
+  assert held[bad, 2].all()
+  hold = int(np.ceil(tiny.spec.f1 / f2))
+  # A period straddling an F2 boundary marks both frames: one frame of slack.
+  released = k >= (b - 1) // f2 + hold + 1
+  assert not held[released, 2].any() and released.any()
+  assert not held[:, [0, 1, 3]].any()
+  # Held: the applied gain stays at its last good value.
+  first = np.flatnonzero(bad)[0]
+  assert np.all(applied[bad, 2] == applied[first - 1, 2])
+
+
+def test_killed_worker_is_restarted_and_recording_stays_valid(tiny, tmp_path):
+  def kill_early(live, drv):
+    live.worker.fail_after = 20
+  mixed, live = _run(tiny, record=str(tmp_path), before=kill_early)
+  assert live.worker_restarts == 1
+  assert np.isfinite(mixed).all()
+  rec, _ = sf.read(tmp_path / 'mix.wav', dtype='float32')
+  assert rec.shape[0] >= tiny.audio.shape[1]
+  np.testing.assert_array_equal(rec[:tiny.audio.shape[1]], mixed[:tiny.audio.shape[1]])
+
+
+def test_controls_apply_order():
+  ctl = controls_lib.Controls(3, ceiling_db=6.0, slew_db=3.0, limit_db=None)
+  prev = np.array([1.0, 1.0, 0.0], np.float32)
+  g = ctl.apply(np.array([4.0, 0.01, 1.0], np.float32), prev, np.zeros(3, bool), False)
+  np.testing.assert_allclose(g, [10 ** (3 / 20), 10 ** (-3 / 20), 10 ** (-57 / 20)], rtol=1e-5)
+  ctl.set_auto(0, False)
+  ctl.set_mute(1, True)
+  g = ctl.apply(np.array([4.0, 1.0, np.nan], np.float32), prev, np.zeros(3, bool), False)
+  np.testing.assert_allclose(g, [1.0, 0.0, 0.0], rtol=1e-6)  # frozen, muted, NaN held at prev
+
+
+def test_wav_writer_is_valid_up_to_the_last_flush(tmp_path):
+  path = tmp_path / 'x.wav'
+  w = recorder_lib.WavWriter(str(path), 44100)
+  w.write(np.arange(100, dtype=np.float32))
+  w.flush()
+  w.write(np.ones(50, np.float32))  # written, not flushed: as if killed now
+  w._fh.flush()  # pylint: disable=protected-access
+  data, rate = sf.read(path, dtype='float32')
+  assert rate == 44100
+  np.testing.assert_array_equal(data, np.arange(100, dtype=np.float32))
