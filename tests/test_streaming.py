@@ -7,9 +7,12 @@ import pytest
 
 from alm_jax import frames
 from alm_jax import frontend
-from alm_jax import streaming
+from alm_jax.inference import streaming
+from alm_jax.models import build_mixer
 from alm_jax.models import build_model
 from alm_jax.models import embeddings
+from alm_jax.models import protocol
+from alm_jax.models import stepping
 from conftest import load_config, shrink_model
 
 SR = 44100
@@ -58,8 +61,8 @@ class Setup:
     self.model = build_model(self.config)
     self.spec = frames.FrameSpec.from_config(self.config.model)
     self.audio = _song(int(seconds * SR), seed)
-    self.params = _random_params(self.model, self.audio, seed)
-    self.offline = jax.jit(self.model.apply)
+    self.params = _random_params(self.model, self.audio, seed)['params']
+    self.offline = jax.jit(lambda p, a, m: self.model.apply({'params': p}, a, m))
     self.ref = self.run_offline(self.audio)
 
   def run_offline(self, audio):
@@ -71,8 +74,10 @@ class Setup:
     Returns (mix [samples streamed], gains after each block [blocks, c],
     samples streamed after each block [blocks]).
     """
-    mixer = streaming.StreamingMixer(self.config, self.params, 1, audio.shape[1], MASK,
-                                     spread=spread)
+    if spread:
+      mixer = streaming.StreamingMixer(self.config, self.params, 1, audio.shape[1], MASK)
+    else:
+      mixer = _Unspread(self.config, self.params, audio.shape[1])
     outs, gains, ends = [], [], []
     i, j = 0, 0
     # A shorter last block would cost one more compile.
@@ -84,6 +89,24 @@ class Setup:
       gains.append(mixer.gains[0].copy())
       ends.append(i)
     return np.concatenate(outs), np.array(gains), np.array(ends)
+
+
+class _Unspread:
+  """The same stream with the embedding run whole on its F1 frame's last F2 frame (no spread plan)."""
+
+  def __init__(self, config, params, channels):
+    mixer = build_mixer(config)
+    mixer.plan = stepping.make_plan(mixer.spec, mixer.fs, mixer.row_tiles, spread=False)
+    self.stream = streaming.BlockStream(mixer)
+    self.params = params
+    self.state = self.stream.init_state(1, channels)
+    self._step = jax.jit(self.stream.step)
+    self.gains = None
+
+  def process(self, block):
+    self.state, out, gains, _ = self._step(self.params, self.state, block[None], MASK)
+    self.gains = np.asarray(gains)
+    return np.asarray(out)[0]
 
 
 @pytest.fixture(scope='module')
@@ -184,42 +207,85 @@ def test_mixer_keeps_state_per_instance_and_resets(mr):
 
 
 def test_bad_blocks_fail_clearly(mr):
-  mixer = streaming.StreamingMixer(mr.config, mr.params, 1, 3, MASK)
-  block = mr.audio[0, :, :1000].copy()
-  block[2, 17] = np.nan
-  with pytest.raises(ValueError, match='NaN'):
-    mixer.process(block)
   with pytest.raises(ValueError, match='shape'):
-    mixer.process(mr.audio[0, :2, :1000])
+    streaming.StreamingMixer(mr.config, mr.params, 1, 3, MASK).process(mr.audio[0, :2, :1000])
   with pytest.raises(ValueError, match='every channel masked'):
     streaming.StreamingMixer(mr.config, mr.params, 1, 3, np.zeros((1, 3), bool))
   with pytest.raises(ValueError, match='max_channels'):
-    streaming.init_state(mr.config, 1, mr.config.model.max_channels + 1)
-  step = streaming.make_step(mr.config)
-  state = streaming.init_state(mr.config, 1, 3, spread=False)
-  with pytest.raises(ValueError, match='spread'):
-    jax.eval_shape(step, mr.params, state, jnp.zeros((1, 3, 64)), jnp.ones((1, 3), bool))
+    build_mixer(mr.config).init_state(1, mr.config.model.max_channels + 1)
+  with pytest.raises(TypeError, match='unwrapped'):
+    streaming.StreamingMixer(mr.config, {'params': mr.params}, 1, 3, MASK)
+
+
+@pytest.mark.parametrize('value', [np.nan, np.inf, -np.inf, 1e20])
+def test_a_poisoned_block_is_contained_and_the_stream_recovers(mr, value):
+  """One bad sample mutes its channel for its block; the state never absorbs it; the others mix on."""
+  mixer = streaming.StreamingMixer(mr.config, mr.params, 1, 3, MASK)
+  clean = streaming.StreamingMixer(mr.config, mr.params, 1, 3, MASK)
+  audio = mr.audio[0]
+  size, bad_block = 2205, 3
+  outs, refs = [], []
+  for k in range(audio.shape[-1] // size):
+    block = audio[:, k * size:(k + 1) * size].copy()
+    reference = block.copy()
+    if k == bad_block:
+      block[2, 17] = value
+      reference[2] = 0.0  # what containment means: channel 2 muted for this block
+    outs.append(mixer.process(block))
+    refs.append(clean.process(reference))
+  out, ref = np.concatenate(outs), np.concatenate(refs)
+  assert np.isfinite(out).all() and np.isfinite(mixer.gains).all()
+  np.testing.assert_array_equal(mixer.faults, [[0, 0, 1]])
+  # Exactly the stream in which the bad block's channel was silent: nothing else changed.
+  np.testing.assert_allclose(out, ref, rtol=1e-6, atol=1e-7)
+  # ... and the other channel kept mixing through the bad block.
+  s = slice(bad_block * size, (bad_block + 1) * size)
+  assert np.abs(out[s]).max() > 0
+
+
+def test_the_bare_step_contains_faults_too(mr):
+  """Mixer.step itself (what every export converts) mutes a frame holding NaN/Inf/1e20 samples."""
+  mixer = build_mixer(mr.config)
+  f2 = mr.spec.f2
+  audio = mr.audio[:, :, :12 * f2].copy()
+  poisoned = audio.copy()
+  poisoned[0, 0, 3 * f2 + 5] = np.nan
+  poisoned[0, 2, 7 * f2 + 1] = 1e20
+  muted = audio.copy()
+  muted[0, 0, 3 * f2:4 * f2] = 0.0
+  muted[0, 2, 7 * f2:8 * f2] = 0.0
+  step = jax.jit(mixer.step)
+  state, gains, mix = step(mr.params, mixer.init_state(1, 3), poisoned, MASK)
+  state_ref, gains_ref, mix_ref = step(mr.params, mixer.init_state(1, 3), muted, MASK)
+  assert np.isfinite(mix).all() and all(np.isfinite(v).all() for v in jax.tree.leaves(state))
+  np.testing.assert_allclose(mix, mix_ref, rtol=1e-6, atol=1e-7)
+  np.testing.assert_array_equal(state['faults'], [[1, 0, 1]])
 
 
 def test_state_is_flat_and_zero_latency_start(tiny_config):
   config = tiny_config('mr')
-  state = streaming.init_state(config, 2, 4)
+  state = streaming.block_stream(config).init_state(2, 4)
   assert all(isinstance(v, jnp.ndarray) for v in state.values())
   fs = frontend.FrontendSpec.from_config(config.model)
-  assert state['ring'].shape == (2, 4, fs.frame_input_samples + 2205) and not state['ring'].any()
+  assert state['history'].shape == (2, 4, fs.frame_input_samples - 2205)
+  assert not state['history'].any() and state['pending'].shape == (2, 4, 2205)
   np.testing.assert_array_equal(state['gain'], config.model.initial_gain)
-  assert {'mel', 'net0', 'net1'} <= set(state)
+  assert {'mel', 'net0', 'net1', 'prepared'} <= set(state)
   # The log-mel ring starts as rows of silence, exactly as the front end computes them.
   silence = frontend.log_mel_rows(jnp.zeros((1, 1, 2000)), 3, fs)
-  np.testing.assert_array_equal(state['mel'][0, 0, :3], silence[0, 0])
-  assert 'net0' not in streaming.init_state(config, 2, 4, spread=False)
-  assert 'mel' not in streaming.init_state(tiny_config('sr'), 2, 4)  # SR embeds from samples
+  np.testing.assert_allclose(state['mel'][0, 0, :3], silence[0, 0], rtol=1e-6)
+  assert 'mel' not in build_mixer(tiny_config('sr')).init_state(2, 4)  # SR embeds from samples
+
+
+def _plan(config):
+  mixer = build_mixer(config)
+  return mixer.plan
 
 
 def test_plan_works_ahead_only_on_arrived_inputs(tiny_config):
   config = tiny_config('mr')
   spec, fs = frames.FrameSpec.from_config(config.model), frontend.FrontendSpec.from_config(config.model)
-  plan = streaming.make_plan(config.model)
+  plan = _plan(config)
   assert plan.rows_per_f2 == 5 and plan.net_heights == (24, 12)
   ends = fs.patch_samples - (fs.patch_frames - 1 - np.arange(fs.patch_frames)) * fs.hop
   for k, ready in enumerate(plan.mel_ready):
@@ -238,8 +304,8 @@ def test_plan_works_ahead_only_on_arrived_inputs(tiny_config):
   assert tuple(done) == plan.net_heights  # the frame's whole network by its embedding boundary
   assert plan.net_chunks == (4, 2)  # 24 and 12 rows over 6 boundaries: evenly spread
   # SR frames are not on the row grid: embedded from samples, nothing ahead.
-  assert streaming.make_plan(tiny_config('sr').model).rows_per_f2 == 0
-  vggish = streaming.make_plan(load_config('mr').model)
+  assert _plan(tiny_config('sr')).rows_per_f2 == 0
+  vggish = _plan(load_config('mr'))
   assert vggish.rows_per_f2 == 5 and not vggish.net_heights
 
 
@@ -252,18 +318,21 @@ def test_row_wise_small_embedding_equals_the_module(tiny_config):
   rng = np.random.default_rng(4)
   params = jax.tree.map(lambda s: jnp.asarray(0.3 * rng.normal(size=s.shape), jnp.float32), shapes)
 
+  def rows(params, x, i, r0, num):
+    a = module.row_tiles[i][0]
+    slab = jax.lax.dynamic_slice_in_dim(x, r0 * a, num * a, axis=1)
+    return module.apply({'params': params}, slab, i, method=module.layer)
+
   @jax.jit
   def both(params, patch, split_at):
-    x = embeddings.small_input(patch[None], jnp.float32)
-    for i in range(len(config.model.embedding.small_features)):
-      height = x.shape[2] // embeddings.small_tile(i)[0]
+    x = module.apply({'params': params}, patch, method=module.first_map)
+    for i in range(len(module.row_tiles)):
+      height = x.shape[1] // module.row_tiles[i][0]
       split = height // 3  # two slabs of different sizes, the second from a traced row
-      x = jnp.concatenate([
-          streaming._layer_rows(params[f'conv{i + 1}'], x, 0, split, i, jnp.float32),  # pylint: disable=protected-access
-          streaming._layer_rows(params[f'conv{i + 1}'], x, split_at * split, height - split, i,  # pylint: disable=protected-access
-                                jnp.float32)], axis=2)
-    feat = jnp.mean(x[0], axis=(1, 2)) @ params['fc']['kernel'] + params['fc']['bias']
-    return feat, module.apply({'params': params}, patch)
+      x = jnp.concatenate([rows(params, x, i, 0, split),
+                           rows(params, x, i, split_at * split, height - split)], axis=1)
+    return module.apply({'params': params}, x, method=module.pool), module.apply({'params': params},
+                                                                                 patch)
 
   feat, want = both(params, patch, jnp.int32(1))
   np.testing.assert_allclose(feat, want, rtol=1e-5, atol=1e-5)
@@ -272,11 +341,11 @@ def test_row_wise_small_embedding_equals_the_module(tiny_config):
 def test_refuses_models_it_cannot_stream(tiny_config):
   config = tiny_config('mr')
   config.model.zero_latency = False
-  with pytest.raises(ValueError, match='zero_latency'):
-    streaming.make_step(config)
-  with pytest.raises(ValueError, match='per-segment DMC'):
-    streaming.init_state(shrink_model(load_config('dmc_og')), 1, 2)
+  with pytest.raises(protocol.UnsupportedModelError, match='zero_latency'):
+    streaming.block_stream(config)
+  with pytest.raises(protocol.UnsupportedModelError, match='per-segment DMC'):
+    streaming.block_stream(shrink_model(load_config('dmc_og')))
   config = tiny_config('mr')
   config.model.name = 'wavenet'
-  with pytest.raises(NotImplementedError, match="'wavenet'"):
-    streaming.init_state(config, 1, 2)
+  with pytest.raises(ValueError, match="'wavenet'"):
+    streaming.block_stream(config)

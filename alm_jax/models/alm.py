@@ -10,8 +10,9 @@ Every network is shared across channels and no layer sees a channel index, so
 any channel count and order works; padded channels are masked out of attention
 and out of the mix.
 
-The stages are separate methods (`embed`, `condition`, `recur`, `head`) so the
-streaming mixer runs exactly the same computation one F2 frame at a time.
+The stages are separate methods (`embed`, `condition`, `recur`, `head`) so
+`build_mixer`'s `Mixer.step` (alm_jax.models.stepping) runs exactly the same
+computation over a chunk or one F2 frame at a time.
 """
 
 
@@ -25,6 +26,8 @@ from alm_jax import frames
 from alm_jax import frontend
 from alm_jax.models import embeddings
 from alm_jax.models import layers
+from alm_jax.models import protocol
+from alm_jax.models import stepping
 
 
 def compute_dtype(model_config):
@@ -145,3 +148,28 @@ class AiLiveMixer(nn.Module):
     gains = jnp.where(channel_mask[..., None], gains, 0.0)
     return {'pred_gains': pred, 'gains': gains,
             'mix': frames.apply_gains(audio, gains, channel_mask, spec)}
+
+
+def build_module(model_config) -> AiLiveMixer:
+  """The trainable module (`config.model` frozen, with `dtype`)."""
+  return AiLiveMixer(model_config)
+
+
+def capabilities(model_config) -> protocol.Capabilities:
+  spec = frames.FrameSpec.from_config(model_config)
+  refusal = None
+  if not model_config.zero_latency:
+    refusal = ('config.model.zero_latency is False: this model applies the gain predicted on an F2 '
+               'frame to that same frame, which needs the whole frame before its first sample can '
+               'be output, i.e. one F2 frame of latency. Streaming needs a zero-latency model '
+               '(config.model.zero_latency=True).')
+  return protocol.Capabilities(
+      description='ALM-MR' if spec.stride > 1 else 'ALM-SR', sample_rate=spec.sample_rate,
+      f1=spec.f1, f2=spec.f2, stride=spec.stride, max_channels=int(model_config.max_channels),
+      causal=True, zero_latency=bool(model_config.zero_latency),
+      initial_gain=float(model_config.initial_gain), streaming_refusal=refusal)
+
+
+def build_mixer(model_config) -> stepping.StagedMixer:
+  return stepping.StagedMixer(build_module(model_config), capabilities(model_config),
+                              embedding_dim=int(model_config.d_model))

@@ -43,6 +43,8 @@ from alm_jax import checks
 from alm_jax import frames
 from alm_jax import frontend
 from alm_jax.models import embeddings
+from alm_jax.models import protocol
+from alm_jax.models import stepping
 from alm_jax.models.alm import compute_dtype
 
 
@@ -142,6 +144,19 @@ class DMC(nn.Module):
     del channel_mask, deterministic  # the context is formed in `head`
     self._check_per_frame('embed')
     return self._embed(signal, num_frames)
+
+  def embed_patches(self, patches, channel_mask, deterministic: bool = True):
+    """Log-mel patches [b, c, g, rows, bands] -> embeddings [b, c, g, dim] (`embed` after its front end)."""
+    del channel_mask, deterministic
+    self._check_per_frame('embed_patches')
+    lead = patches.shape[:-2]
+    e = self.embedding(patches.reshape((-1,) + patches.shape[-2:]))
+    return e.reshape(lead + e.shape[-1:])
+
+  def contextualize(self, e, channel_mask, deterministic: bool = True):
+    """The identity: DMC forms its context in `head`."""
+    del channel_mask, deterministic
+    return e
 
   def condition(self, emb, rms, channel_mask, deterministic: bool = True):
     """The identity on the embeddings [b, c, t, d]: DMC does not see the frame level."""
@@ -253,3 +268,71 @@ def mix_by_segments(model: DMC, params, audio, channel_mask, segment_frames: int
   out = model.apply({'params': params}, x, jnp.repeat(channel_mask, k, axis=0))
   gains = out['gains'].reshape(b, k, c, segment_frames).transpose(0, 2, 1, 3).reshape(b, c, -1)
   return {'gains': gains[..., :t], 'mix': out['mix'].reshape(b, k * seg)[:, :t * spec.f2]}
+
+
+# ---- the mixer protocol -------------------------------------------------------------------------
+
+NOT_CAUSAL = ('This is a per-segment DMC (DMC-OG, config.model.dmc_per_frame=False): each gain depends '
+              'on the whole segment, future samples included, so it cannot be mixed live, block by '
+              'block or chunk by chunk, nor exported as a streaming step. Mix or export it offline '
+              '(segment by segment, python -m alm_jax.mix / export without --streaming); see '
+              'docs/baselines.md.')
+
+
+def build_module(model_config) -> DMC:
+  """The trainable module (`config.model` frozen, with `dtype`)."""
+  return DMC(model_config)
+
+
+def capabilities(model_config) -> protocol.Capabilities:
+  spec = frames.FrameSpec.from_config(model_config)
+  per_frame = bool(model_config.dmc_per_frame)
+  refusal = None
+  if not per_frame:
+    refusal = NOT_CAUSAL
+  elif not model_config.zero_latency:
+    refusal = ('config.model.zero_latency is False: the gain predicted on an F2 frame is applied to '
+               'that same frame, one F2 frame of latency; streaming needs zero_latency=True.')
+  return protocol.Capabilities(
+      description='DMC-B-0L' if per_frame else 'DMC-OG', sample_rate=spec.sample_rate,
+      f1=spec.f1, f2=spec.f2, stride=spec.stride, max_channels=int(model_config.max_channels),
+      causal=per_frame, zero_latency=per_frame and bool(model_config.zero_latency),
+      per_segment=not per_frame, initial_gain=float(model_config.initial_gain),
+      streaming_refusal=refusal)
+
+
+class SegmentDMC:
+  """`protocol.Mixer` of a per-segment DMC (DMC-OG): `mix_segments` only, `step` refused."""
+
+  def __init__(self, model_config):
+    if model_config.zero_latency:
+      raise protocol.UnsupportedModelError(
+          'This per-segment DMC has config.model.zero_latency=True, which has no defined segment '
+          'mix (the one gain of a segment would be applied to the next F2 frame); DMC-OG is '
+          'trained with zero_latency=False (configs/dmc_og.py).')
+    self.module = build_module(model_config)
+    self.capabilities = capabilities(model_config)
+
+  def refuse(self, use: str) -> None:
+    if use in ('stream', 'chunk'):
+      raise protocol.UnsupportedModelError(NOT_CAUSAL)
+
+  def init_state(self, batch: int, channels: int):
+    self.refuse('stream')
+
+  def step(self, params, state, chunk, channel_mask):
+    self.refuse('stream')
+
+  def gains_in_force(self, state):
+    self.refuse('stream')
+
+  def mix_segments(self, params, audio, channel_mask, segment_frames: int) -> dict:
+    """Whole segments [b, c, k * segment_frames * f2] -> {'mix' [b, n], 'gains' [b, c, n / f2]}."""
+    return mix_by_segments(self.module, params, audio, channel_mask, segment_frames)
+
+
+def build_mixer(model_config):
+  if model_config.dmc_per_frame:
+    return stepping.StagedMixer(build_module(model_config), capabilities(model_config),
+                                embedding_dim=int(model_config.embedding.dim))
+  return SegmentDMC(model_config)

@@ -21,6 +21,9 @@ VGGISH_FC = (('fc1_1', 4096), ('fc1_2', 4096))
 class VGGish(nn.Module):
   """The VGGish network (tensorflow/models research/audioset/vggish).
 
+  Its fully connected layers need the whole map, so it has no row-by-row
+  interface (`row_tiles` is empty): a streaming step runs it whole.
+
   Attributes:
     dim: embedding size (the release: 128).
     fc2_relu: apply ReLU after the last layer (torchvggish does; the TF release
@@ -29,6 +32,7 @@ class VGGish(nn.Module):
   dim: int = 128
   fc2_relu: bool = False
   dtype: Any = jnp.float32
+  row_tiles = ()
 
   @nn.compact
   def __call__(self, patches):
@@ -56,23 +60,44 @@ class SmallEmbedding(nn.Module):
   channels with ReLU (a convolution whose kernel equals its stride: one matrix
   product), then the mean over the map and a linear projection to `dim`.
   About 2.8 MFLOP per patch with features (32, 64, 64), against ~1.7 GFLOP for
-  VGGish and ~30 MFLOP for a 3x3-convolution net of (16, 32, 64) features at
-  full resolution; that budget is what lets a CPU mix many channels in real
-  time (docs/inference.md). Each output row depends only on the rows of its
-  tiles, which the streaming mixer uses to start a frame's network before
-  the frame is complete.
+  VGGish (docs/inference.md). Each output row of a layer depends only on the
+  rows of its tiles, so the network can be computed a few rows at a time as a
+  frame's log-mel rows arrive: `row_tiles`, `first_map`, `layer` and `pool` are
+  that row-by-row interface (the streaming step uses it to spread a frame's
+  work over the F2 frames before it), and `__call__` is their composition.
   """
   dim: int = 128
   features: Sequence[int] = (32, 64, 64)
   dtype: Any = jnp.float32
 
-  @nn.compact
+  def setup(self):
+    for i, f in enumerate(self.features):
+      setattr(self, f'conv{i + 1}', nn.Dense(f, dtype=self.dtype))
+    self.fc = nn.Dense(self.dim, dtype=self.dtype)
+
+  @property
+  def row_tiles(self) -> tuple:
+    """(rows, bands) of each layer's tiles: the row-by-row interface's static plan."""
+    return tuple(small_tile(i) for i in range(len(self.features)))
+
+  def first_map(self, patches):
+    """Log-mel rows [..., rows, bands] -> the first layer's input map [..., rows, bands, 1]."""
+    return small_input(patches, self.dtype)
+
+  def layer(self, x, i: int):
+    """Layer i on whole tiles: map [..., rows, w, f] -> [..., rows / a, w / b, features[i]]."""
+    return nn.relu(getattr(self, f'conv{i + 1}')(tiles(x.astype(self.dtype), small_tile(i))))
+
+  def pool(self, x):
+    """The last layer's map [..., h, w, f] -> the embedding [..., dim]."""
+    return self.fc(jnp.mean(x.astype(self.dtype), axis=(-3, -2)))
+
   def __call__(self, patches):
     """[n, frames, bands] -> [n, dim]."""
-    x = small_input(patches, self.dtype)
-    for i, f in enumerate(self.features):
-      x = nn.relu(nn.Dense(f, dtype=self.dtype, name=f'conv{i + 1}')(tiles(x, small_tile(i))))
-    return nn.Dense(self.dim, dtype=self.dtype, name='fc')(jnp.mean(x, axis=(-3, -2)))
+    x = self.first_map(patches)
+    for i in range(len(self.features)):
+      x = self.layer(x, i)
+    return self.pool(x)
 
 
 def small_tile(i: int):

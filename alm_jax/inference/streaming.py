@@ -1,0 +1,183 @@
+"""Zero-latency streaming: any mixer that streams, fed blocks of any size.
+
+    stream = BlockStream(build_mixer(config))
+    state = stream.init_state(batch, channels)
+    state, out, gains, faults = jax.jit(stream.step, donate_argnums=1)(params, state, block, mask)
+
+Each output sample is its channels' samples times gains that were known
+before the sample arrived (`Mixer.gains_in_force`); whenever a block
+completes an F2 frame, the mixer's own `Mixer.step` runs on that frame and
+yields the gains of the next one. Blocks of n samples complete at most
+ceil(n / f2) frames, a static bound, so one `lax.scan` over that many slots
+(skipping those past the block's end) serves every block size with one
+compile per size. The streamed output equals the offline mix for any
+sequence of block sizes. A block's non-finite or absurd samples
+(`protocol.contain_faults`) mute their channel for the block: the output
+stays finite, the mixer's state never sees them, and `faults` says which
+channels were muted. `StreamingMixer` is the NumPy host wrapper. Costs and
+the spread of the embedding's work: docs/streaming.md.
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from alm_jax.inference import offline
+from alm_jax.models import build_mixer
+from alm_jax.models import protocol
+
+
+class BlockStream:
+  """A mixer's `step` over whole F2 frames, driven by blocks of any size.
+
+  State: the mixer's own state (its keys), plus `pending` [b, c, f2] (the last
+  f2 input samples: the current F2 frame's first `fill` samples end it) and
+  `fill` [] int32 (samples received of the current F2 frame).
+  """
+
+  def __init__(self, mixer: protocol.Mixer):
+    mixer.refuse('stream')
+    self.mixer = mixer
+    self.capabilities = mixer.capabilities
+
+  def init_state(self, batch: int, channels: int) -> dict:
+    state = dict(self.mixer.init_state(batch, channels))
+    for key in ('pending', 'fill'):
+      if key in state:
+        raise ValueError(f'Mixer state key {key!r} collides with the block stream\'s own.')
+    state['pending'] = jnp.zeros((batch, channels, self.capabilities.f2), jnp.float32)
+    state['fill'] = jnp.zeros((), jnp.int32)
+    return state
+
+  def step(self, params, state, block, channel_mask):
+    """block [b, c, n] (any n >= 1) -> (state, out [b, n], gains [b, c], faults [b, c] bool).
+
+    `gains` are the gains in force after the block's last sample (those the
+    next sample gets; 0 on masked channels); `faults` marks channels muted for
+    this block.
+    """
+    f2 = self.capabilities.f2
+    b, c = state['pending'].shape[:2]
+    if block.ndim != 3 or tuple(block.shape[:2]) != (b, c):
+      raise ValueError(f'block must be [batch, channels, samples] with (batch, channels) = {(b, c)} '
+                       f'as the state was made for, got shape {tuple(block.shape)}.')
+    if tuple(channel_mask.shape) != (b, c):
+      raise ValueError(f'channel_mask must be [batch, channels] = {(b, c)}, '
+                       f'got {tuple(channel_mask.shape)}.')
+    n = block.shape[-1]
+    if n < 1:
+      raise ValueError('block has no samples.')
+    mask = channel_mask.astype(bool)
+    block = block.astype(jnp.float32)
+    faults = jnp.any(~jnp.isfinite(block) | (jnp.abs(block) > protocol.MAX_ABS_SAMPLE), axis=-1)
+    block = jnp.where(faults[..., None], 0.0, block)
+    fill = state['fill']
+    mixer_state = {k: v for k, v in state.items() if k not in ('pending', 'fill')}
+    # Block sample p sits at ext[f2 + p]; the F2 frame ending just before block
+    # position e (exclusive) is ext[e : e + f2].
+    ext = jnp.concatenate([state['pending'], block], axis=-1)
+
+    def slot(mstate, k):
+      end = (f2 - fill) + k * f2  # block-relative end of the k-th frame this block completes
+
+      def run(mstate):
+        frame = jax.lax.dynamic_slice_in_dim(ext, end, f2, axis=-1)
+        mstate, _, _ = self.mixer.step(params, mstate, frame, mask)
+        return mstate
+
+      mstate = jax.lax.cond(end <= n, run, lambda s: s, mstate)
+      return mstate, self.mixer.gains_in_force(mstate)
+
+    in_force0 = self.mixer.gains_in_force(mixer_state)
+    mixer_state, after = jax.lax.scan(slot, mixer_state, jnp.arange(-(-n // f2), dtype=jnp.int32))
+    # Sample i lies in the (i + fill) // f2-th frame the block touches; its
+    # gain is the one in force before that frame began.
+    in_force = jnp.concatenate([in_force0[None], after], axis=0)  # [K + 1, b, c]
+    seg = (jnp.arange(n, dtype=jnp.int32) + fill) // f2
+    g = jnp.where(mask[None], in_force[seg], 0.0)  # [n, b, c]
+    out = jnp.einsum('bcn,nbc->bn', block, g)
+    new_state = dict(mixer_state, pending=ext[..., ext.shape[-1] - f2:],
+                     fill=jnp.mod(fill + n, f2).astype(jnp.int32))
+    gains = jnp.where(mask, self.mixer.gains_in_force(mixer_state), 0.0)
+    return new_state, out, gains, faults
+
+
+def block_stream(config) -> BlockStream:
+  """The cached `BlockStream` of `config`'s mixer."""
+  return offline.cached('stream', config, make=lambda: BlockStream(build_mixer(config)))
+
+
+def jitted_step(config):
+  """`jax.jit(BlockStream.step)` with the state donated, shared by every stream of this config."""
+  stream = block_stream(config)
+  return offline.cached('stream-step', config,
+                        make=lambda: jax.jit(stream.step, donate_argnums=(1,)))
+
+
+class StreamingMixer:
+  """Mixes a live multitrack stream block by block (NumPy in and out).
+
+  Attributes:
+    gains: [batch, channels] the gains in force after the last block.
+    faults: [batch, channels] int, blocks in which each channel was muted for
+      non-finite or absurd samples.
+  """
+
+  def __init__(self, config, params, batch: int = 1, channels: int | None = None,
+               channel_mask=None):
+    """Args:
+      config: the full config the params were trained with.
+      params: the parameter tree, unwrapped (what `checkpoints.restore_params` returns).
+      batch: streams mixed in parallel.
+      channels: channels per stream; default: the mixer's max_channels.
+      channel_mask: [batch, channels] bool, default all True.
+    """
+    protocol.check_params_convention(params)
+    if not isinstance(config, ml_collections.ConfigDict):
+      config = ml_collections.ConfigDict(config)
+    self.stream = block_stream(config)
+    caps = self.stream.capabilities
+    self.params = params
+    self.batch = batch
+    self.channels = int(caps.max_channels if channels is None else channels)
+    self._step = jitted_step(config)
+    self.set_channel_mask(np.ones((batch, self.channels), bool) if channel_mask is None
+                          else channel_mask)
+    self.reset()
+
+  def reset(self):
+    """Back to the state before the first sample."""
+    self.state = self.stream.init_state(self.batch, self.channels)
+    self.gains = np.where(self._mask, self.stream.capabilities.initial_gain, 0.0).astype(np.float32)
+    self.faults = np.zeros((self.batch, self.channels), np.int64)
+
+  def set_channel_mask(self, channel_mask):
+    mask = np.asarray(channel_mask).astype(bool).reshape(self.batch, self.channels)
+    empty = np.flatnonzero(~mask.any(axis=1))
+    if empty.size:
+      raise ValueError(f'streams {empty.tolist()} have every channel masked; each needs at least '
+                       'one active channel.')
+    self._mask = mask
+    self._mask_device = jnp.asarray(mask)
+
+  def process(self, block):
+    """Mixes one block [batch, channels, n] (or [channels, n] when batch is 1) -> [batch, n] (or [n])."""
+    block = np.asarray(block, np.float32)
+    squeeze = block.ndim == 2
+    if squeeze:
+      if self.batch != 1:
+        raise ValueError(f'A [channels, samples] block needs batch=1; this mixer has batch='
+                         f'{self.batch}: pass [batch, channels, samples].')
+      block = block[None]
+    if block.ndim != 3 or block.shape[:2] != (self.batch, self.channels):
+      raise ValueError(f'Expected a block of shape [{self.batch}, {self.channels}, samples], got '
+                       f'{block.shape}.')
+    if block.shape[-1] == 0:
+      return np.zeros((self.batch, 0) if not squeeze else (0,), np.float32)
+    self.state, out, gains, faults = self._step(self.params, self.state, jnp.asarray(block),
+                                                self._mask_device)
+    self.gains = np.asarray(gains)
+    self.faults += np.asarray(faults)
+    out = np.asarray(out)
+    return out[0] if squeeze else out

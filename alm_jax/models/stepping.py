@@ -1,0 +1,349 @@
+"""The `Mixer.step` of models built from per-stage methods (the ALM and the per-frame DMC).
+
+A staged model's flax module has `embed` (front-end input -> F1 embeddings),
+`embed_patches`/`contextualize` (the same from log-mel patches), `condition`,
+`recur` and `head` (the F2-rate stages). `StagedMixer.step` runs them over a
+chunk of whole F2 frames in one of two ways that give the same numbers:
+
+* a chunk of whole F1 hops that starts on a hop (every offline chunk, and
+  every step of a stride-1 model) runs each stage once over the whole chunk:
+  all F1 frames embedded in one batched call;
+* any other chunk (streaming, one F2 frame at a time) runs the stages frame by
+  frame in a `lax.scan`. In MR with log-mel rows shared between frames, each
+  frame pushes the log-mel rows it completes into a ring of the last
+  `patch_frames` rows, and an embedding with a row-by-row interface
+  (`row_tiles`, `first_map`, `layer`, `pool`: the small embedding) computes on
+  every frame the same share of the next F1 frame's layer rows whose inputs
+  have arrived (`SpreadPlan`), so the frame that completes an F1 frame adds
+  only the pooling, the projection and encoder 1.
+
+Which way runs is decided by the state's frame counter under `lax.cond`, so a
+host may mix both in one stream. The state layout is documented on
+`StagedMixer.init_state`; the spread plan in docs/streaming.md.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from alm_jax import frames
+from alm_jax import frontend
+from alm_jax.models import embeddings
+from alm_jax.models import protocol
+
+
+@dataclasses.dataclass(frozen=True)
+class SpreadPlan:
+  """How the front end and the embedding are spread over a group's F2 frames.
+
+  Phase k = t % stride of F2 frame t: phase 0 completes an F1 frame; a
+  group's F1 frame is prepared on phases 1 .. stride - 1 of the group before.
+
+  Attributes:
+    rows_per_f2: log-mel rows each F2 frame completes (0: F1 frames are not on
+      the row grid and each is embedded from its samples).
+    mel_ready: mel_ready[k] = rows of the frame being prepared that are in the
+      ring after phase k (patch_frames on phase 0).
+    net_heights: output rows of each embedding layer; () if it runs whole.
+    net_chunks: rows of layer i computed on every frame.
+    net_starts: net_starts[k][i] = first row of layer i computed on phase k.
+  """
+  rows_per_f2: int
+  mel_ready: tuple = ()
+  net_heights: tuple = ()
+  net_chunks: tuple = ()
+  net_starts: tuple = ()
+
+
+def _schedule(ready):
+  """Equal chunks, one per phase in the given order, reading only ready rows, covering [0, ready[-1])."""
+  last = ready[-1]
+  for chunk in range(-(-last // len(ready)), last + 1):
+    done, starts = 0, []
+    for r in ready:
+      end = min(r, done + chunk)
+      if end < chunk:
+        break  # not enough ready rows for a whole chunk yet
+      starts.append(end - chunk)
+      done = max(done, end)
+    if len(starts) == len(ready) and done == last:
+      return chunk, tuple(starts)
+  raise AssertionError('unreachable: one chunk of all rows on the last phase always works')
+
+
+def make_plan(spec: frames.FrameSpec, fs: frontend.FrontendSpec, row_tiles, spread: bool = True):
+  """The static per-phase plan (see `SpreadPlan`) for an embedding with these `row_tiles`."""
+  if not frontend.shares_rows(spec.f2, fs):
+    return SpreadPlan(rows_per_f2=0)
+  up, down = fs.ratio
+  rows_per_f2 = spec.f2 // down * up // fs.hop
+  mel_ready = tuple(fs.patch_frames if k == 0 else
+                    max(0, fs.patch_frames - (spec.stride - k) * rows_per_f2)
+                    for k in range(spec.stride))
+  plan = SpreadPlan(rows_per_f2=rows_per_f2, mel_ready=mel_ready)
+  heights, h, w = [], fs.patch_frames, fs.n_mels
+  for a, b in row_tiles:
+    if h % a or w % b:
+      return plan  # the module itself refuses such a patch
+    h, w = h // a, w // b
+    heights.append(h)
+  if not spread or not heights or spec.stride == 1:
+    return plan
+  order = list(range(1, spec.stride)) + [0]  # preparation, then the frame that completes it
+  chunks, starts = [], []
+  ready = [mel_ready[k] for k in order]
+  for (a, _), _ in zip(row_tiles, heights):
+    chunk, layer_starts = _schedule([r // a for r in ready])
+    chunks.append(chunk)
+    by_phase = dict(zip(order, layer_starts))
+    starts.append(tuple(by_phase[k] for k in range(spec.stride)))
+    ready = [int(r) for r in np.maximum.accumulate([s + chunk for s in layer_starts])]
+  return dataclasses.replace(plan, net_heights=tuple(heights), net_chunks=tuple(chunks),
+                             net_starts=tuple(zip(*starts)))
+
+
+def rows_reader(fs: frontend.FrontendSpec, num_rows: int):
+  """(input samples, fn(samples [b, c, n_in]) -> the last `num_rows` log-mel rows ending at their end)."""
+  up, down = fs.ratio
+  need = (num_rows - 1) * fs.hop + fs.window  # 16 kHz samples the rows read
+  blocks = -(-need // up)
+  n_in = (blocks + 1) * down  # one more block: the resampler's history
+
+  def rows(x):
+    x16 = frontend.resample(x, fs)[..., blocks * up - need:]
+    return frontend.log_mel_rows(x16, num_rows, fs)
+
+  return n_in, rows
+
+
+class StagedMixer:
+  """`protocol.Mixer` for a causal flax module with per-stage methods (see the module docstring)."""
+
+  def __init__(self, module, capabilities: protocol.Capabilities, *, embedding_dim: int,
+               spread: bool = True):
+    """Args:
+      module: the flax module (AiLiveMixer, per-frame DMC).
+      capabilities: what it promises.
+      embedding_dim: size of what `embed` returns per channel and F1 frame.
+      spread: spread a row-by-row embedding over the F2 frames (see SpreadPlan).
+    """
+    self.module = module
+    self.capabilities = capabilities
+    cfg = module.config
+    self.spec = frames.FrameSpec.from_config(cfg)
+    self.fs = frontend.FrontendSpec.from_config(cfg)
+    frontend.check_frame(self.spec.f1, self.fs)
+    self.embedding_dim = int(embedding_dim)
+    self.gru_hidden = int(cfg.gru_hidden)
+    self.zero_latency = bool(cfg.zero_latency)
+    self.history = max(0, self.fs.frame_input_samples - self.spec.f2)
+    emb = embeddings.build_embedding(cfg.embedding)
+    self.row_tiles = tuple(getattr(emb, 'row_tiles', ()))
+    self.features = tuple(cfg.embedding.get('small_features', ()))
+    self.plan = make_plan(self.spec, self.fs, self.row_tiles, spread)
+
+  def refuse(self, use: str) -> None:
+    caps = self.capabilities
+    if use == 'stream' and not caps.streams:
+      raise protocol.UnsupportedModelError(caps.streaming_refusal)
+    if use == 'segments':
+      raise protocol.UnsupportedModelError(
+          f'{caps.description} is causal and gives a gain per F2 frame: it is mixed chunk by chunk '
+          '(there are no segments to give it); drop --segment_seconds.')
+
+  # ---- state -------------------------------------------------------------------------------
+
+  def _work_shapes(self, batch, channels):
+    shapes = {}
+    if self.plan.rows_per_f2:
+      shapes['mel'] = (batch, channels, self.fs.patch_frames, self.fs.n_mels)
+    w = self.fs.n_mels
+    for i, h in enumerate(self.plan.net_heights):
+      w //= self.row_tiles[i][1]
+      shapes[f'net{i}'] = (batch, channels, h, w, self.features[i])
+    return shapes
+
+  def init_state(self, batch: int, channels: int) -> dict:
+    """The state before the first sample.
+
+    Returns a flat dict:
+      history  [b, c, H] the last H = frame_input_samples - f2 input samples
+               (silence before the signal, as offline);
+      frame    [] int32 F2 frames mixed so far;
+      emb      [b, c, E] the current F1 frame's embedding;
+      carry    [b, c, gru_hidden] the recurrent state;
+      gain     [b, c] the gain the next F2 frame gets (initial_gain at first);
+      faults   [b, c] int32 F2 frames muted by `contain_faults`;
+      mel      [b, c, patch_frames, n_mels] the last log-mel rows (MR only);
+      prepared [] bool whether net<i> holds the next F1 frame's rows (spread only);
+      net<i>   [b, c, h_i, w_i, features_i] layer i of the F1 frame being prepared.
+    """
+    if batch < 1 or channels < 1:
+      raise ValueError(f'Need batch >= 1 and channels >= 1, got batch={batch}, channels={channels}.')
+    caps = self.capabilities
+    if channels > caps.max_channels:
+      raise ValueError(f'{channels} channels is more than the {caps.max_channels} this model '
+                       'allows (config.model.max_channels).')
+    state = {
+        'history': jnp.zeros((batch, channels, self.history), jnp.float32),
+        'frame': jnp.zeros((), jnp.int32),
+        'emb': jnp.zeros((batch, channels, self.embedding_dim), jnp.float32),
+        'carry': jnp.zeros((batch, channels, self.gru_hidden), jnp.float32),
+        'gain': jnp.full((batch, channels), caps.initial_gain, jnp.float32),
+        'faults': jnp.zeros((batch, channels), jnp.int32),
+    }
+    for key, shape in self._work_shapes(batch, channels).items():
+      if key == 'mel':  # rows of silence, as the front end computes them: log(0 + offset)
+        state[key] = jnp.full(shape, np.log(self.fs.log_offset), jnp.float32)
+      else:  # read only once prepared
+        state[key] = jnp.zeros(shape, jnp.float32)
+    if self.plan.net_heights:
+      state['prepared'] = jnp.zeros((), bool)
+    return state
+
+  def gains_in_force(self, state):
+    return state['gain']
+
+  # ---- step ----------------------------------------------------------------------------------
+
+  def step(self, params, state, chunk, channel_mask):
+    """See `protocol.Mixer.step`."""
+    spec = self.spec
+    n = chunk.shape[-1]
+    if n % spec.f2:
+      raise ValueError(f'A step takes whole F2 frames ({spec.f2} samples each), got {n} samples.')
+    chunk, bad = protocol.contain_faults(chunk.astype(jnp.float32), spec.f2)
+    mask = channel_mask.astype(bool)
+    t = n // spec.f2
+    if t % spec.stride == 0:
+      if spec.stride == 1:
+        new_state, gains, mix = self._whole_hops(params, state, chunk, mask)
+      else:
+        new_state, gains, mix = jax.lax.cond(
+            state['frame'] % spec.stride == 0, self._whole_hops, self._frame_by_frame,
+            params, state, chunk, mask)
+    else:
+      new_state, gains, mix = self._frame_by_frame(params, state, chunk, mask)
+    new_state = dict(new_state, faults=state['faults'] + jnp.sum(bad, axis=-1, dtype=jnp.int32))
+    return new_state, gains, mix
+
+  def _apply(self, params, *args, method):
+    return self.module.apply({'params': params}, *args, method=method)
+
+  def _gains_applied(self, state, pred, mask):
+    """Predicted gains [b, c, t] -> the gains applied to those frames."""
+    if self.zero_latency:
+      gains = jnp.concatenate([state['gain'][..., None], pred[..., :-1]], axis=-1)
+    else:
+      gains = pred
+    return jnp.where(mask[..., None], gains, 0.0)
+
+  def _whole_hops(self, params, state, chunk, mask):
+    """A chunk of whole hops starting on a hop: every stage once over the chunk."""
+    spec, fs = self.spec, self.fs
+    hop = spec.stride * spec.f2
+    groups = chunk.shape[-1] // hop
+    ext = jnp.concatenate([state['history'], chunk], axis=-1)
+    # The chunk's last F1 frame ends hop - f2 samples before the chunk does; an
+    # F2 frame longer than the front end's input (no history then) reads only its end.
+    signal = ext[..., :ext.shape[-1] - (hop - spec.f2)]
+    signal = signal[..., max(0, spec.f2 - fs.frame_input_samples):]
+    emb = self._apply(params, signal, groups, mask, method=self.module.embed)  # [b, c, g, E]
+    rms = frames.frame_rms(frames.f2_frames(chunk, spec))  # [b, c, t]
+    x = self._apply(params, jnp.repeat(emb, spec.stride, axis=2), rms, mask,
+                    method=self.module.condition)
+    carry, y = self._apply(params, state['carry'], x, method=self.module.recur)
+    pred = self._apply(params, y, mask, method=self.module.head).astype(jnp.float32)
+    gains = self._gains_applied(state, pred, mask)
+    new_state = dict(state)
+    new_state.update(
+        history=ext[..., ext.shape[-1] - self.history:],
+        frame=state['frame'] + chunk.shape[-1] // spec.f2,
+        emb=emb[:, :, -1].astype(jnp.float32),
+        # Fixed dtypes: a low-precision compute dtype must not change the state's type.
+        carry=carry.astype(jnp.float32),
+        gain=pred[..., -1])
+    if self.plan.rows_per_f2:
+      n_in, rows = rows_reader(fs, fs.patch_frames)
+      new_state['mel'] = rows(ext[..., ext.shape[-1] - n_in:]).astype(jnp.float32)
+    if self.plan.net_heights:
+      new_state['prepared'] = jnp.zeros((), bool)  # the next F1 frame is embedded whole
+    return new_state, gains, frames.apply_gains(chunk, gains, mask, spec)
+
+  def _frame_by_frame(self, params, state, chunk, mask):
+    """Any chunk of whole F2 frames: the stages one frame at a time in a scan."""
+    spec = self.spec
+    b, c, n = chunk.shape
+    framed = jnp.moveaxis(chunk.reshape(b, c, n // spec.f2, spec.f2), 2, 0)  # [t, b, c, f2]
+
+    def body(st, frame):
+      st, gain = self._one_frame(params, st, frame, mask)
+      return st, gain
+
+    new_state, gains = jax.lax.scan(body, dict(state), framed)
+    gains = jnp.moveaxis(gains, 0, -1)  # [b, c, t]
+    return new_state, gains, frames.apply_gains(chunk, gains, mask, spec)
+
+  def _one_frame(self, params, st, frame, mask):
+    """One F2 frame [b, c, f2] -> (state, gain applied to it [b, c])."""
+    spec, fs, plan, m = self.spec, self.fs, self.plan, self.module
+    ext = jnp.concatenate([st['history'], frame], axis=-1)
+    phase = st['frame'] % spec.stride
+    st = dict(st)
+    if plan.rows_per_f2:
+      n_in, rows = rows_reader(fs, plan.rows_per_f2)
+      new_rows = rows(ext[..., ext.shape[-1] - n_in:])
+      st['mel'] = jnp.concatenate([st['mel'][:, :, plan.rows_per_f2:], new_rows], axis=2)
+    if plan.net_heights:
+      st = self._prepare_rows(params, st, phase)
+
+    def embed_whole(st):
+      if plan.rows_per_f2:
+        return self._apply(params, st['mel'][:, :, None], mask, method=m.embed_patches)[:, :, 0]
+      frame_in = fs.frame_input_samples
+      return self._apply(params, ext[..., ext.shape[-1] - frame_in:], 1, mask,
+                         method=m.embed)[:, :, 0]
+
+    def embed_prepared(st):
+      last = len(plan.net_heights) - 1
+      return self._apply(params, st[f'net{last}'], mask,
+                         method=lambda mod, x, msk: mod.contextualize(
+                             mod.embedding.pool(x)[:, :, None], msk)[:, :, 0])
+
+    def embed_now(st):
+      if plan.net_heights:
+        return jax.lax.cond(st['prepared'], embed_prepared, embed_whole, st).astype(jnp.float32)
+      return embed_whole(st).astype(jnp.float32)
+
+    emb = jax.lax.cond(phase == 0, embed_now, lambda st: st['emb'], st)
+    rms = frames.frame_rms(frame)  # [b, c]
+    x = self._apply(params, emb[:, :, None], rms[:, :, None], mask, method=m.condition)
+    carry, y = self._apply(params, st['carry'], x, method=m.recur)
+    pred = self._apply(params, y, mask, method=m.head)[:, :, 0].astype(jnp.float32)
+    applied = jnp.where(mask, st['gain'] if self.zero_latency else pred, 0.0)
+    st.update(history=ext[..., ext.shape[-1] - self.history:], frame=st['frame'] + 1, emb=emb,
+              carry=carry.astype(jnp.float32), gain=pred)
+    if plan.net_heights:
+      # After an F1 frame's own frame, the next ones prepare the following F1 frame.
+      st['prepared'] = st['prepared'] | (phase == 0)
+    return st, applied
+
+  def _prepare_rows(self, params, st, phase):
+    """This phase's share of every embedding layer's rows of the F1 frame being prepared."""
+    plan, spec = self.plan, self.spec
+    starts = jnp.asarray(plan.net_starts, jnp.int32)[phase]
+    # Row j of the frame being prepared sits at ring row j + offset.
+    offset = jnp.mod(spec.stride - phase, spec.stride) * plan.rows_per_f2
+    mel = jnp.pad(st['mel'], [(0, 0), (0, 0), (0, spec.stride * plan.rows_per_f2), (0, 0)])
+    view = jax.lax.dynamic_slice_in_dim(mel, offset, st['mel'].shape[2], axis=2)
+    x = self._apply(params, view, method=lambda mod, v: mod.embedding.first_map(v))
+    for i, chunk in enumerate(plan.net_chunks):
+      a = self.row_tiles[i][0]
+      slab = jax.lax.dynamic_slice_in_dim(x, starts[i] * a, chunk * a, axis=2)
+      rows = self._apply(params, slab, method=lambda mod, s, i=i: mod.embedding.layer(s, i))
+      st[f'net{i}'] = jax.lax.dynamic_update_slice_in_dim(st[f'net{i}'], rows.astype(jnp.float32),
+                                                          starts[i], axis=2)
+      x = st[f'net{i}']
+    return st
