@@ -2,13 +2,13 @@
 
 The live mixer applies the gains the model predicts on F2 frame t to frame
 t + 1 + gain_delay (docs/live.md, "Latency"), so its output equals the offline
-zero-latency mix (`alm_jax.mix.mix_arrays`) with the offline gain track
+zero-latency mix (`alm_jax.inference.offline.mix_arrays`) with the offline gain track
 delayed by gain_delay frames; `expected_live_mix` computes that.
 """
 
 import numpy as np
 
-from alm_jax import mix as mix_lib
+from alm_jax.inference import offline
 from alm_jax.live import app
 from alm_jax.live import controls as controls_lib
 from alm_jax.live import drivers
@@ -31,7 +31,7 @@ def song(channels: int, seconds: float, seed: int = 0):
 def offline_gains(config, params, audio):
   """[c, T] the gain of each F2 frame in the offline zero-latency mix (mix_arrays)."""
   c = audio.shape[0]
-  return mix_lib.mix_arrays(config, params, audio[None], np.ones((1, c), bool))['gains'][0]
+  return offline.mix_arrays(config, params, audio[None], np.ones((1, c), bool))['gains'][0]
 
 
 def live_gains(gains, gain_delay: int = 1):

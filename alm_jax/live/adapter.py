@@ -1,40 +1,53 @@
-"""The one place the live program touches JAX: the streaming step, one F2 frame at a time.
+"""The one place the live program touches JAX: the mixer's step, one F2 frame at a time.
 
-Everything else in `alm_jax.live` is NumPy and threads, so pointing the live
-program at another streaming implementation means changing this file only.
+Everything else in `alm_jax.live` is NumPy and threads. The adapter drives any
+mixer of `alm_jax.models.build_mixer` through its protocol
+(`alm_jax.models.protocol.Mixer`): `init_state`, `step` over one whole F2
+frame, `gains_in_force`; pointing the live program at another implementation
+means changing this file only.
 """
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from alm_jax import frames
-from alm_jax import streaming
+from alm_jax.models import build_mixer
 
 
 class StepAdapter:
-  """Runs the jitted streaming step on whole F2 frames of one stream.
+  """Runs the jitted mixer step on whole F2 frames of one stream.
 
   Attributes:
     channels: channels of the stream.
     spec: the model's `frames.FrameSpec` (f2 samples per call).
     initial_gain: the gain the model gives frame 0.
+    faults: [channels] F2 frames the step itself muted (its own guard).
   """
 
   def __init__(self, config, params, channels: int):
-    self.config = config
-    # checkpoints.restore_params gives the parameter tree; the streaming step
-    # takes model.apply's variables.
-    self.variables = params if 'params' in params else {'params': params}
+    self.mixer = build_mixer(config)
+    self.mixer.refuse('stream')
+    caps = self.mixer.capabilities
+    if channels > caps.max_channels:
+      raise ValueError(f'{channels} channels but {caps.description} mixes at most '
+                       f'{caps.max_channels} (config.model.max_channels).')
+    self.params = params  # the unwrapped tree restore_params returns
     self.channels = int(channels)
     self.spec = frames.FrameSpec.from_config(config.model)
-    self.initial_gain = float(config.model.initial_gain)
-    self._step = streaming.jitted_step(config)
+    self.initial_gain = float(caps.initial_gain)
+    mixer = self.mixer
+
+    def frame_step(params, state, frame, mask):
+      state, _, _ = mixer.step(params, state, frame, mask)
+      return state, mixer.gains_in_force(state)
+
+    self._step = jax.jit(frame_step, donate_argnums=1)
+    self.faults = np.zeros(self.channels, np.int64)
     self.reset()
 
   def reset(self):
     """Back to the model's state before the first sample (silent history)."""
-    self._state = streaming.init_state(self.config, 1, self.channels)
+    self._state = self.mixer.init_state(1, self.channels)
 
   def warm_up(self):
     """Compiles the step (seconds) on silence, then resets: the first live frame must not compile."""
@@ -45,12 +58,12 @@ class StepAdapter:
     """One F2 frame.
 
     Args:
-      block: [channels, f2] float32, finite, the samples of the frame.
+      block: [channels, f2] float32 samples of the frame.
       mask: [channels] bool, False for channels left out of this frame.
     Returns:
       [channels] float32: the gains the model predicts for the next F2 frame
       (0 for masked channels).
     """
-    self._state, _, gains = self._step(self.variables, self._state, jnp.asarray(block[None]),
-                                       jnp.asarray(mask[None]))
-    return np.asarray(jax.device_get(gains))[0]
+    self._state, gains = self._step(self.params, self._state, block[None], mask[None])
+    gains = np.asarray(gains)[0]
+    return np.where(mask, gains, 0.0).astype(np.float32)

@@ -1,0 +1,253 @@
+"""`python -m alm_jax.live` against a real JACK server (jackd -d dummy, which runs in real time).
+
+The mixer runs as its own process, exactly as on a show, playing a song into
+its own input ports (--play, its own JACK client) and recording (--record);
+this test process captures the mixer's `mix` output port with a second JACK
+client. Checks: the recorded inputs are the song, the recorded mix equals the
+offline zero-latency mix (mix_arrays) of those inputs with the gains delayed by
+gain_delay frames, the captured port equals the recording at a fixed offset
+(found from the JACK frame times and stated), no xrun and no late result.
+Skipped, with the reason, where jackd or the JACK-Client package is missing.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from alm_jax.live import recorder as recorder_lib
+from checkpoint_fixtures import TinyModel, save_checkpoint
+import live_helpers
+
+jack = pytest.importorskip('jack', reason='JACK-Client is not installed (pip install JACK-Client)')
+pytestmark = [
+    pytest.mark.skipif(shutil.which('jackd') is None,
+                       reason='jackd is not installed (apt-get install jackd2)'),
+    pytest.mark.xdist_group('live_jack'),  # real time: never two of these at once
+]
+C = 8
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class JackServer:
+  """A private `jackd -d dummy` server (unique name), killed by its pid on close."""
+
+  def __init__(self, period: int, name=None):
+    self.name = name or f'alm_test_{os.getpid()}_{period}_{time.monotonic_ns() % 10**6}'
+    env = dict(os.environ, JACK_NO_AUDIO_RESERVATION='1')
+    self.proc = subprocess.Popen(['jackd', '-n', self.name, '-d', 'dummy', '-r', '44100', '-p',
+                                  str(period)], env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 20
+    while True:
+      try:
+        jack.Client('probe', servername=self.name, no_start_server=True).close()
+        break
+      except jack.JackError:
+        if time.monotonic() > deadline or self.proc.poll() is not None:
+          self.close()
+          pytest.fail(f'jackd -n {self.name} did not start: {self.proc.stdout.read()!r}')
+        time.sleep(0.1)
+
+  def close(self):
+    if self.proc.poll() is None:
+      self.proc.send_signal(signal.SIGTERM)
+      try:
+        self.proc.wait(10)
+      except subprocess.TimeoutExpired:
+        self.proc.kill()
+        self.proc.wait()
+
+
+class Capture:
+  """A JACK client recording one port into a preallocated buffer (its own process callback)."""
+
+  def __init__(self, server, source, seconds):
+    self.buf = np.zeros(int(seconds * 44100), np.float32)
+    self.pos = 0
+    self.first_frame_time = None
+    self.client = jack.Client('alm_capture', servername=server, no_start_server=True)
+    self.port = self.client.inports.register('in')
+    self.source = source
+
+    def callback(frames):
+      if self.first_frame_time is None:
+        self.first_frame_time = self.client.last_frame_time
+      n = min(frames, self.buf.shape[0] - self.pos)
+      self.buf[self.pos:self.pos + n] = self.port.get_array()[:n]
+      self.pos += n
+
+    self.client.set_process_callback(callback)
+    self.client.activate()
+
+  def connect_when_ready(self, proc, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+      if self.client.get_ports(self.source):
+        self.client.connect(self.source, self.port.name)
+        return
+      if proc.poll() is not None:
+        pytest.fail(f'the mixer exited early: {proc.stdout.read()}')
+      time.sleep(0.1)
+    pytest.fail(f'no port {self.source} after {timeout} s')
+
+  def close(self):
+    self.client.deactivate()
+    self.client.close()
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory):
+  """A checkpoint of a tiny 8-channel ALM-MR and a song folder (10 s and 20 s songs)."""
+  base = tmp_path_factory.mktemp('live_jack')
+  tm = TinyModel('mr', max_channels=32)
+  save_checkpoint(base / 'ckpt', tm.config, tm.params)
+  tm.ckpt = base / 'ckpt'
+  tm.songs = {}
+  for seconds in (10, 20):
+    audio = live_helpers.song(C, seconds, seed=seconds)
+    folder = base / f'song_{seconds}'
+    folder.mkdir()
+    for ch in range(C):
+      sf.write(folder / f'ch{ch + 1:02d}.wav', audio[ch], 44100, subtype='FLOAT')
+    tm.songs[seconds] = (folder, audio)
+  tm.base = base
+  return tm
+
+
+def _mixer_cmd(setup, song_dir, record, server, extra=()):
+  return [sys.executable, '-m', 'alm_jax.live', f'--checkpoint={setup.ckpt}', f'--play={song_dir}',
+          f'--record={record}', f'--server={server}', '--ceiling_db=60', '--slew_db=0',
+          '--limit_db=off', '--osc_port=0', '--ui=off', '--play_delay=0.5', *extra]
+
+
+def _read_recording(record):
+  ins = [sf.read(record / f'in_{ch + 1:02d}.wav', dtype='float32')[0] for ch in range(C)]
+  n = min(x.shape[0] for x in ins)
+  mix = sf.read(record / 'mix.wav', dtype='float32')[0]
+  return np.stack([x[:n] for x in ins]), mix[:n]
+
+
+def _song_offset(recorded, song):
+  """Sample of the recording where the song starts (checks the song is there, exactly)."""
+  start = int(np.flatnonzero(recorded[0])[0]) - int(np.flatnonzero(song[0])[0])
+  n = min(song.shape[1], recorded.shape[1] - start)
+  np.testing.assert_array_equal(recorded[:, start:start + n], song[:, :n])
+  return start, n
+
+
+def _run_and_check(setup, period, seconds, tmp_path):
+  song_dir, song = setup.songs[seconds]
+  server = JackServer(period)
+  record = tmp_path / 'show'
+  cap = None
+  try:
+    proc = subprocess.Popen(_mixer_cmd(setup, song_dir, record, server.name), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cap = Capture(server.name, 'alm_live:mix', seconds + 120)
+    cap.connect_when_ready(proc, timeout=150)
+    out, _ = proc.communicate(timeout=seconds + 120)
+    assert proc.returncode == 0, out
+  finally:
+    if cap is not None:
+      cap.close()
+    server.close()
+  info = json.loads((record / 'info.json').read_text())
+  stats = info['stats']
+  print(f'period {period}: {stats}')
+  assert stats['xruns'] == 0, out
+  assert stats['late'] == 0, out
+  inputs, mix = _read_recording(record)
+  start, n = _song_offset(inputs, song)
+  assert n == song.shape[1]
+  gains = live_helpers.offline_gains(setup.config, setup.params, inputs)
+  want = live_helpers.apply_gains(inputs, live_helpers.live_gains(gains, info['gain_delay']),
+                                  info['f2'])
+  m = want.shape[0]
+  np.testing.assert_allclose(mix[:m], want, atol=2e-6 * np.abs(want).max())
+  # The port as another client received it: the mixer's sample j went out in
+  # the cycle at JACK frame time T_mixer + j and arrived at capture index
+  # T_mixer + j - T_capture + offset. Find the offset.
+  base = stats['first_frame_time'] - cap.first_frame_time
+  got = cap.buf[:cap.pos]
+  seg = slice(start, start + n)
+  found = []
+  for offset in range(-4 * period, 4 * period + 1, 1):
+    lo = start + base + offset
+    if lo >= 0 and lo + n <= got.shape[0] and np.array_equal(got[lo:lo + n], mix[seg]):
+      found.append(offset)
+  assert found == [0], f'graph offset(s) {found} samples (expected exactly 0: the same cycle)'
+  return stats
+
+
+def test_jack_mix_equals_offline_mix_p128(setup, tmp_path):
+  _run_and_check(setup, 128, 10, tmp_path)
+
+
+@pytest.mark.slow
+def test_jack_mix_equals_offline_mix_p64_20s(setup, tmp_path):
+  _run_and_check(setup, 64, 20, tmp_path)
+
+
+@pytest.mark.slow
+def test_killed_process_leaves_a_valid_recording(setup, tmp_path):
+  song_dir, song = setup.songs[20]
+  server = JackServer(128)
+  record = tmp_path / 'show'
+  try:
+    proc = subprocess.Popen(_mixer_cmd(setup, song_dir, record, server.name), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+      mix_path = record / 'mix.wav'
+      if mix_path.exists() and mix_path.stat().st_size > 4 * 44100 * 5:
+        break
+      assert proc.poll() is None, proc.stdout.read()
+      time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+  finally:
+    server.close()
+  inputs, mix = _read_recording(record)
+  assert inputs.shape[1] > 44100 * 4
+  start, n = _song_offset(inputs, song)
+  assert n > 44100 * 3
+  assert np.isfinite(mix).all()
+  frames = recorder_lib.read_gains_csv(record / 'gains.csv')[0]
+  assert len(frames) > 40
+
+
+@pytest.mark.slow
+def test_server_loss_reconnects_without_crash(setup, tmp_path):
+  song_dir, _ = setup.songs[20]
+  server = JackServer(128)
+  record = tmp_path / 'show'
+  proc = subprocess.Popen(_mixer_cmd(setup, song_dir, record, server.name, ['--duration=60']),
+                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  try:
+    probe = jack.Client('probe2', servername=server.name, no_start_server=True)
+    deadline = time.monotonic() + 150
+    while not probe.get_ports('alm_live:mix') and time.monotonic() < deadline:
+      time.sleep(0.2)
+    probe.close()
+    time.sleep(2)
+    server.close()  # the server goes away mid-show
+    time.sleep(3)
+    assert proc.poll() is None, 'the mixer died with its JACK server'
+    server = JackServer(128, name=server.name)  # back under the same name
+    time.sleep(6)
+    assert proc.poll() is None
+  finally:
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    server.close()
+  assert 'JACK server gone' in out, out
+  assert 'JACK: reconnected' in out, out
+  assert proc.returncode == 0, out
