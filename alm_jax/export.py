@@ -2,6 +2,10 @@ r"""Exports a trained mixer as a TensorFlow SavedModel (jax2tf, native serializa
 
     python -m alm_jax.export --checkpoint=WORKDIR_OR_STEP_DIR --output=EXPORT_DIR
     python -m alm_jax.export --checkpoint=... --output=EXPORT_DIR --streaming --block_size=441
+    python -m alm_jax.export --format=onnx --checkpoint=... --output=DIR [--streaming]
+
+`--format=onnx` writes ONNX graphs of fixed shapes instead (`export_onnx`,
+`alm_jax.inference.onnx_export`; signatures and a host loop: docs/deploy.md).
 
 Offline model (`serving_default`):
   inputs  `audio` float32 [batch, channels, samples] and `channel_mask` bool
@@ -11,14 +15,14 @@ Offline model (`serving_default`):
   outputs `mix` float32 [batch, samples] and `gains` float32
           [batch, channels, ceil(samples / f2)].
   Inside, the audio is padded with silence to a whole number of F1 hops
-  (`stride * f2` samples) and mixed in one chunk by `alm_jax.mix.mix_whole`,
-  so the outputs equal `alm_jax.mix.mix_arrays` (and, on the whole F2 frames,
+  (`stride * f2` samples) and mixed in one chunk by `alm_jax.inference.offline.mix_whole`,
+  so the outputs equal `alm_jax.inference.offline.mix_arrays` (and, on the whole F2 frames,
   the model's own call). Padding inside keeps `samples` free: the framing
   needs a whole number of hops, which a symbolic `samples` alone cannot
   promise.
 
 Per-segment models (DMC-OG, `model.dmc_per_frame = False`) export the same
-signature with the same shapes, computed by `alm_jax.mix.mix_segments_whole`:
+signature with the same shapes, computed by `alm_jax.inference.offline.mix_segments_whole`:
 the audio is completed with silence to whole segments (the training segment,
 `config.data.segment_seconds`, or `--segment_seconds`, fixed at export time),
 every segment is mixed with one gain per channel computed from that whole
@@ -26,189 +30,67 @@ segment (non-causal, as published) and the outputs are cut back to `samples`;
 `gains` repeats each segment's gain on its F2 frames. They have no streaming
 export: a gain that depends on the end of its segment cannot be applied live.
 
-Streaming model (`--streaming`, needs `alm_jax.streaming`): the step function
+Streaming model (`--streaming`): the block stream of `alm_jax.inference.streaming`
 for a fixed block size with explicit state tensors, dynamic batch and channels;
-signatures `init_state(channel_mask)` and `step(block, channel_mask, <state...>)`
-(see docs/inference.md).
-
-The parameters are `tf.Variable`s passed to the converted function, not
-constants baked into the graph: they live in the SavedModel's variables files
-(the graph proto has a 2 GB limit) and can be read or replaced from TF.
+signatures `init_state(channel_mask)` and `step(block, channel_mask, <state...>)`,
+which returns `out`, `gains`, `faults` (channels muted for non-finite or absurd
+samples in this block) and the new state (see docs/inference.md). Conversion
+itself is `alm_jax.inference.savedmodel`, which knows no model.
 """
 
+import functools
 import json
 import os
 import pathlib
 import sys
 from typing import Sequence
 
+from absl import app
+from absl import flags
 from absl import logging
-import jax
 import ml_collections
 
 from alm_jax import checkpoints
-from alm_jax import mix
 from alm_jax import outputs
+from alm_jax.inference import offline
+from alm_jax.inference import savedmodel
+from alm_jax.inference import streaming
+from alm_jax.models import build_mixer
+from alm_jax.models import protocol
 
 
-def _tf():
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  return tf
-
-
-def _jax2tf():
-  from jax.experimental import jax2tf  # pylint: disable=g-import-not-at-top
-  return jax2tf
-
-
-def _variables_module(params):
-  """A tf.Module owning the parameters as variables.
-
-  Returns:
-    (module, param_vars): param_vars is the parameter tree of tf.Variables for
-    the converted functions to close over. The module tracks them as a flat
-    list, because the dict wrapper tf.Module puts around attributes is not a
-    pytree jax2tf can flatten.
-  """
-  tf = _tf()
-  param_vars = tf.nest.map_structure(tf.Variable, jax.device_get(params))
-  module = tf.Module()
-  module.param_list = tf.nest.flatten(param_vars)
-  return module, param_vars
+def offline_serve(config, segment_seconds: float | None = None):
+  """(serve(params, audio, channel_mask) -> {'mix', 'gains'}, max_channels) of the offline mixer."""
+  mixer = build_mixer(config)
+  caps = mixer.capabilities
+  if caps.per_segment:
+    segment_frames = offline.frames_per_segment(config, segment_seconds)
+    logging.warning('Exporting a %s', offline.describe_per_segment(config, segment_seconds))
+    serve = functools.partial(offline.mix_segments_whole, config, segment_frames=segment_frames)
+  else:
+    if segment_seconds is not None:
+      mixer.refuse('segments')
+    serve = functools.partial(offline.mix_whole, config)
+  return serve, caps.max_channels
 
 
 def offline_signature(config, params, platforms: Sequence[str] = ('cpu',),
                       segment_seconds: float | None = None):
-  """Builds the converted offline mixer.
-
-  Args:
-    config: the full config.
-    params: the model parameters.
-    platforms: platforms the computation is lowered for.
-    segment_seconds: per-segment models (DMC-OG) only: the segment length
-      (None: the training segment, config.data.segment_seconds).
-  Returns:
-    (module, tf.function) where the function takes (audio, channel_mask) and
-    returns {'mix', 'gains'}; module holds the variables.
-  """
-  tf = _tf()
-  jax2tf = _jax2tf()
-  max_channels = int(config.model.max_channels)
-
-  if mix.is_per_segment(config):
-    mix.check_per_segment(config)
-    segment_frames = mix.frames_per_segment(config, segment_seconds)
-    logging.warning('Exporting a %s', mix.describe_per_segment(config, segment_seconds))
-
-    def serve(p, audio, channel_mask):
-      return mix.mix_segments_whole(config, p, audio, channel_mask, segment_frames)
-  else:
-    if segment_seconds is not None:
-      raise mix.SettingsError(mix.NOT_PER_SEGMENT.format(name=config.model.name))
-
-    def serve(p, audio, channel_mask):
-      return mix.mix_whole(config, p, audio, channel_mask)
-
-  converted = jax2tf.convert(
-      serve,
-      polymorphic_shapes=[None, '(b, c, n)', '(b, c)'],
-      polymorphic_constraints=[f'c <= {max_channels}'],
-      native_serialization_platforms=tuple(platforms),
-      with_gradient=False)
-  module, param_vars = _variables_module(params)
-
-  @tf.function(autograph=False, input_signature=[
-      tf.TensorSpec([None, None, None], tf.float32, name='audio'),
-      tf.TensorSpec([None, None], tf.bool, name='channel_mask')])
-  def serving(audio, channel_mask):
-    return converted(param_vars, audio, channel_mask)
-
-  module.serving = serving
-  return module, serving
+  """(module, tf.function(audio, channel_mask) -> {'mix', 'gains'}) of the offline mixer."""
+  serve, max_channels = offline_serve(config, segment_seconds)
+  return savedmodel.convert_offline(serve, params, max_channels, platforms)
 
 
 def streaming_signatures(config, params, block_size: int, platforms: Sequence[str] = ('cpu',)):
-  """Builds the converted streaming step and init_state.
-
-  The state is a dict of arrays (from `alm_jax.streaming.init_state`); in TF
-  each array is one tensor named `state_<key>`: `init_state` returns them,
-  `step` takes them (next to `block` and `channel_mask`) and returns the new
-  ones under the same names, next to `out` and `gains`.
-
-  Returns:
-    (module, init_fn, step_fn, state_keys).
-  """
-  from alm_jax import streaming  # pylint: disable=g-import-not-at-top
-  tf = _tf()
-  jax2tf = _jax2tf()
-  max_channels = int(config.model.max_channels)
-
-  # State shapes for a symbolic batch and channel count: each state array's
-  # leading axes are found by evaluating init_state at two sizes (channel
-  # counts above the model's limit are fine for this shape-only probe).
+  """(module, init_fn, step_fn, state_keys) of the block stream (`inference.streaming.BlockStream`)."""
+  stream = streaming.block_stream(config)
+  # The shape probe evaluates init_state at 7 channels, above a small model's limit.
   probe_config = ml_collections.ConfigDict(config.to_dict())
-  probe_config.model.max_channels = max(7, max_channels)
-  probe_a = jax.eval_shape(lambda: streaming.init_state(probe_config, 2, 3))
-  probe_b = jax.eval_shape(lambda: streaming.init_state(probe_config, 5, 7))
-  keys = sorted(probe_a)
-
-  def poly_dims(key):
-    sa, sb = probe_a[key].shape, probe_b[key].shape
-    dims = []
-    for da, db in zip(sa, sb):
-      if da == db:
-        dims.append(int(da))
-      elif (da, db) == (2, 5):
-        dims.append('b')
-      elif (da, db) == (3, 7):
-        dims.append('c')
-      else:
-        raise ValueError(f'State {key!r} has a dimension that is neither batch, channels nor '
-                         f'constant ({sa} at b=2, c=3; {sb} at b=5, c=7); cannot export it.')
-    return dims
-
-  state_dims = {k: poly_dims(k) for k in keys}
-  state_poly = {k: '(' + ', '.join(map(str, d)) + ')' for k, d in state_dims.items()}
-  step = streaming.make_step(config)
-
-  def init_fn(channel_mask):
-    b, c = channel_mask.shape
-    return streaming.init_state(config, b, c)
-
-  def step_fn(p, block, channel_mask, state):
-    # The streaming step takes the variables dict, as model.apply does.
-    new_state, out, gains = step({'params': p}, state, block, channel_mask)
-    return {'out': out, 'gains': gains, **{f'state_{k}': new_state[k] for k in keys}}
-
-  common = dict(polymorphic_constraints=[f'c <= {max_channels}'],
-                native_serialization_platforms=tuple(platforms), with_gradient=False)
-  init_converted = jax2tf.convert(init_fn, polymorphic_shapes=['(b, c)'], **common)
-  step_converted = jax2tf.convert(
-      step_fn, polymorphic_shapes=[None, f'(b, c, {block_size})', '(b, c)', state_poly], **common)
-
-  module, param_vars = _variables_module(params)
-
-  @tf.function(autograph=False, input_signature=[
-      tf.TensorSpec([None, None], tf.bool, name='channel_mask')])
-  def init_state(channel_mask):
-    state = init_converted(channel_mask)
-    return {f'state_{k}': state[k] for k in keys}
-
-  def spec(key):
-    shape = [None if isinstance(d, str) else d for d in state_dims[key]]
-    return tf.TensorSpec(shape, tf.dtypes.as_dtype(probe_a[key].dtype), name=f'state_{key}')
-
-  signature = ([tf.TensorSpec([None, None, block_size], tf.float32, name='block'),
-                tf.TensorSpec([None, None], tf.bool, name='channel_mask')]
-               + [spec(k) for k in keys])
-
-  @tf.function(autograph=False, input_signature=signature)
-  def step_tf(block, channel_mask, *state):
-    return step_converted(param_vars, block, channel_mask, dict(zip(keys, state)))
-
-  module.init_state = init_state
-  module.step = step_tf
-  return module, init_state, step_tf, keys
+  probe_config.model.max_channels = max(7, int(config.model.max_channels))
+  probe = streaming.BlockStream(build_mixer(probe_config))
+  return savedmodel.convert_streaming(stream.init_state, stream.step, params, block_size,
+                                      stream.capabilities.max_channels, platforms,
+                                      probe_init_state=probe.init_state)
 
 
 EXPORT_MARKER = 'alm_jax_export.json'  # written into every export: what `--overwrite` may replace
@@ -253,7 +135,7 @@ def check_output(output, overwrite: bool) -> pathlib.Path:
 
 def _save(module, signatures, output, overwrite: bool, description: dict):
   """Writes the SavedModel beside `output`, then renames it into place (see alm_jax.outputs)."""
-  tf = _tf()
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   output = check_output(output, overwrite)
   # An empty folder is replaced like a previous export: nothing in it is lost.
   replace = output.exists()
@@ -284,16 +166,54 @@ def export_streaming(config, params, output, block_size: int,
   `output` must be new, empty, or (with `overwrite`) a previous export: see `check_output`.
   """
   check_output(output, overwrite)
-  if mix.is_per_segment(config):
-    raise mix.UnsupportedModelError(
-        'This checkpoint is a per-segment DMC (DMC-OG, config.model.dmc_per_frame=False): each '
-        'gain depends on the whole segment, future samples included, so there is no streaming '
-        '(block by block) mixer to export. Export the offline whole-input function instead '
-        '(drop --streaming); see docs/baselines.md.')
+  build_mixer(config).refuse('stream')
   module, init_state, step, _ = streaming_signatures(config, params, block_size, platforms)
   return _save(module, {'init_state': init_state, 'step': step, 'serving_default': step}, output,
                overwrite, {'kind': 'streaming', 'block_size': int(block_size),
                            'model': config.model.name, 'checkpoint': source})
+
+
+def export_onnx(config, params, output, *, stream: bool, block_sizes: Sequence[int] = (441,),
+                batch: int = 1, channels: int | None = None, samples: int = 1323000,
+                segment_seconds: float | None = None, overwrite: bool = False, source: str = ''):
+  """Writes ONNX graphs (`alm_jax.inference.onnx_export`, docs/deploy.md) into the folder `output`.
+
+  Offline: `offline.onnx`, audio [batch, channels, samples]; streaming:
+  `init_state.onnx` and `step_<n>.onnx` per block size n. Every shape is fixed;
+  `channels` (default: the model's max_channels) is the most channels a
+  stream may have (fewer: mask the rest).
+  """
+  from alm_jax.inference import onnx_export  # pylint: disable=g-import-not-at-top
+  output = check_output(output, overwrite)
+  mixer = build_mixer(config)
+  if stream:
+    mixer.refuse('stream')
+  max_channels = int(mixer.capabilities.max_channels)
+  channels = max_channels if channels is None else int(channels)
+  sizes = {'--onnx_batch': batch, '--onnx_channels': channels, '--onnx_samples': samples,
+           **{'--onnx_block_sizes': n for n in block_sizes}}
+  for flag, value in sizes.items():
+    if value < 1:
+      raise offline.SettingsError(f'{flag} must be >= 1, got {value}.')
+  if channels > max_channels:
+    raise offline.SettingsError(f'--onnx_channels={channels} exceeds the {max_channels} channels '
+                                'this model allows (config.model.max_channels).')
+  description = {'kind': 'streaming' if stream else 'offline', 'format': 'onnx',
+                 'model': config.model.name, 'checkpoint': source, 'batch': batch,
+                 'channels': channels}
+  with outputs.folder_written_aside(output, replace=output.exists()) as tmp:
+    if stream:
+      blocks = streaming.block_stream(config)
+      onnx_export.export_streaming_onnx(blocks.init_state, blocks.step, params, block_sizes, tmp,
+                                        batch=batch, channels=channels)
+      description['block_sizes'] = sorted({int(n) for n in block_sizes})
+    else:
+      serve, _ = offline_serve(config, segment_seconds)
+      onnx_export.export_offline_onnx(serve, params, tmp / 'offline.onnx', batch=batch,
+                                      channels=channels, samples=samples)
+      description['samples'] = samples
+    (tmp / EXPORT_MARKER).write_text(json.dumps(description, indent=2, sort_keys=True))
+  return output
 
 
 def run(f) -> int:
@@ -310,13 +230,17 @@ def run(f) -> int:
     check_output(f.output, f.overwrite)  # before any work
     config, params, step = checkpoints.restore_params(f.checkpoint)
     common = dict(overwrite=f.overwrite, source=f'{f.checkpoint} (step {step})')
-    if f.streaming:
+    if f.format == 'onnx':
+      path = export_onnx(config, params, f.output, stream=f.streaming,
+                         block_sizes=[int(n) for n in f.onnx_block_sizes or [f.block_size]],
+                         batch=f.onnx_batch, channels=f.onnx_channels, samples=f.onnx_samples,
+                         segment_seconds=f.segment_seconds, **common)
+    elif f.streaming:
       path = export_streaming(config, params, f.output, f.block_size, platforms, **common)
     else:
       path = export_offline(config, params, f.output, platforms, f.segment_seconds, **common)
-  except (FileNotFoundError, mix.UnsupportedModelError, mix.SettingsError, outputs.OutputError,
-          NotImplementedError) as e:
-    # NotImplementedError: alm_jax.streaming refuses models it cannot stream.
+  except (FileNotFoundError, protocol.UnsupportedModelError, offline.SettingsError,
+          outputs.OutputError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   logging.info('Exported %s (step %d) to %s.', f.checkpoint, step, path)
@@ -326,7 +250,6 @@ def run(f) -> int:
 
 def define_flags(flag_values):
   """Defines the CLI flags on `flag_values` (absl FlagValues)."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
   kw = dict(flag_values=flag_values)
   checkpoints.define_checkpoint_flag(flag_values)
   flags.DEFINE_string('output', None, 'SavedModel folder to write: a new or empty folder, or a '
@@ -342,18 +265,26 @@ def define_flags(flag_values):
                      'gets one gain per channel, in seconds (rounded down to whole F2 frames), '
                      'fixed in the export. Default: the training segment '
                      '(config.data.segment_seconds).', **kw)
+  flags.DEFINE_enum('format', 'savedmodel', ['savedmodel', 'onnx'], 'savedmodel: TF SavedModel '
+                    '(jax2tf); onnx: ONNX graphs of fixed shapes for ONNX Runtime (docs/deploy.md).',
+                    **kw)
+  flags.DEFINE_integer('onnx_batch', 1, '--format=onnx: streams (or songs) per call, fixed.', **kw)
+  flags.DEFINE_integer('onnx_channels', None, '--format=onnx: channels per stream, fixed; fewer '
+                       'are masked (channel_mask). Default: config.model.max_channels.', **kw)
+  flags.DEFINE_integer('onnx_samples', 1323000, '--format=onnx offline: samples per call, fixed '
+                       '(default 30 s at 44.1 kHz); pad shorter audio with silence at the end.',
+                       **kw)
+  flags.DEFINE_list('onnx_block_sizes', None, '--format=onnx --streaming: one step graph per '
+                    'block size (default: --block_size).', **kw)
   flags.DEFINE_list('platforms', ['cpu'], "Platforms the serialized computation is lowered for, "
                     "e.g. 'cpu,cuda'.", **kw)
 
 
 def main(argv):
   del argv
-  from absl import flags  # pylint: disable=g-import-not-at-top
   return run(flags.FLAGS)
 
 
 if __name__ == '__main__':
-  from absl import app  # pylint: disable=g-import-not-at-top
-  from absl import flags as absl_flags  # pylint: disable=g-import-not-at-top
-  define_flags(absl_flags.FLAGS)
+  define_flags(flags.FLAGS)
   app.run(main)

@@ -6,7 +6,7 @@ r"""Offline mixing speed: seconds of audio mixed per second of wall time.
 For each embedding, a child process builds the ALM-MR config (configs/mr.py)
 with that embedding, random parameters of the right shapes (speed does not
 depend on the values), and random audio of `--batch_songs` songs x 8 channels
-x `--seconds`, then times `alm_jax.mix.ChunkedMixer` (the function the mixing
+x `--seconds`, then times `alm_jax.inference.offline.ChunkedMixer` (the function the mixing
 CLI runs) in three parts:
 
 * compile: lowering + XLA compilation of the chunk function (once per run);
@@ -53,7 +53,7 @@ def child(args) -> dict:
   """Runs one measurement in this process and returns its figures."""
   import jax  # pylint: disable=g-import-not-at-top
   from alm_jax import frames  # pylint: disable=g-import-not-at-top
-  from alm_jax import mix  # pylint: disable=g-import-not-at-top
+  from alm_jax.inference import offline  # pylint: disable=g-import-not-at-top
   from alm_jax.models import build_model  # pylint: disable=g-import-not-at-top
 
   config = load_config('mr')
@@ -62,7 +62,7 @@ def child(args) -> dict:
   channels = int(config.model.max_channels)
   spec = frames.FrameSpec.from_config(config.model)
   params = jax.device_put(_random_params(build_model(config), spec))
-  mixer = mix.ChunkedMixer(config, args.chunk_seconds)
+  mixer = offline.ChunkedMixer(config, args.chunk_seconds)
 
   n = int(args.seconds * spec.sample_rate)
   rng = np.random.default_rng(1)
@@ -71,7 +71,7 @@ def child(args) -> dict:
 
   # Compile on its own, with the shapes the mix will use.
   put = lambda x: jax.device_put(x, jax.local_devices()[0])
-  state = put(mix.init_chunk_state(config, args.batch_songs, channels))
+  state = put(mixer.mixer.init_state(args.batch_songs, channels))
   chunk = put(audio[..., :mixer.chunk_samples])
   t0 = time.perf_counter()
   compiled = mixer._step.lower(put(params), state, chunk, put(mask)).compile()  # pylint: disable=protected-access

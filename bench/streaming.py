@@ -7,7 +7,7 @@ The script pins itself to one CPU (os.sched_setaffinity, as `taskset -c 0`) and
 sets XLA_FLAGS=--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1
 before JAX starts, so every number is one CPU thread. Parameters are random (a
 trained model costs the same). For each model it streams noise for 8 channels
-through the jitted `alm_jax.streaming` step in 50 ms blocks (2205 samples: one
+through the jitted `alm_jax.inference.streaming` block step in 50 ms blocks (2205 samples: one
 MR F2 frame per block) and times every block, split into
 
   embed        blocks that complete a group's first F2 frame: the F1-rate
@@ -46,7 +46,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from alm_jax import frames  # pylint: disable=wrong-import-position
-from alm_jax import streaming  # pylint: disable=wrong-import-position
+from alm_jax.inference import streaming  # pylint: disable=wrong-import-position
+from alm_jax.models import build_mixer  # pylint: disable=wrong-import-position
+from alm_jax.models import stepping  # pylint: disable=wrong-import-position
 from alm_jax.models import build_model  # pylint: disable=wrong-import-position
 
 
@@ -72,14 +74,18 @@ def run(config, channels, block, hops, spread):
   spec = frames.FrameSpec.from_config(config.model)
   model = build_model(config)
   mask = jnp.ones((1, channels), bool)
-  params = random_params(model, jnp.zeros((1, channels, spec.f1)), mask)
-  step = streaming.jitted_step(config, spread=spread)
-  state = streaming.init_state(config, 1, channels, spread=spread)
+  params = random_params(model, jnp.zeros((1, channels, spec.f1)), mask)['params']
+  mixer = build_mixer(config)
+  if not spread:
+    mixer.plan = stepping.make_plan(mixer.spec, mixer.fs, mixer.row_tiles, spread=False)
+  stream = streaming.BlockStream(mixer)
+  step = jax.jit(stream.step, donate_argnums=(1,))
+  state = stream.init_state(1, channels)
   rng = np.random.default_rng(0)
   blocks = [jnp.asarray(0.1 * rng.standard_normal((1, channels, block), np.float32))
             for _ in range(8)]
   t0 = time.perf_counter()
-  state, out, _ = step(params, state, blocks[0], mask)  # compile
+  state, out, _, _ = step(params, state, blocks[0], mask)  # compile
   jax.block_until_ready(out)
   compile_s = time.perf_counter() - t0
   # Warm up over two whole groups so every branch has run once.
@@ -89,7 +95,7 @@ def run(config, channels, block, hops, spread):
     before = int(state['frame']) % spec.stride
     fill = int(state['fill'])
     w0, c0 = time.perf_counter(), time.process_time()
-    state, out, _ = step(params, state, blocks[i % len(blocks)], mask)
+    state, out, _, _ = step(params, state, blocks[i % len(blocks)], mask)
     jax.block_until_ready(out)
     w1, c1 = time.perf_counter(), time.process_time()
     if i >= warm:

@@ -15,7 +15,7 @@ import pytest
 
 from alm_jax import frames
 from alm_jax import frontend
-from alm_jax import mix
+from alm_jax.inference import offline
 from alm_jax.models import build_model
 from alm_jax.models import dmc
 
@@ -268,7 +268,7 @@ def test_chunked_mixer_matches_whole_call():
   audio = _audio(8)
   mask = jnp.array([[True, True, False], [True, True, True]])
   whole = forward(params, audio, mask)
-  chunked = jax.jit(functools.partial(mix.mix_whole, config))(params, audio, mask)
+  chunked = jax.jit(functools.partial(offline.mix_whole, config))(params, audio, mask)
   _assert_same(chunked['gains'][..., :T], whole['gains'])
   _assert_same(chunked['mix'][:, :T * F1], whole['mix'])
 
@@ -276,7 +276,7 @@ def test_chunked_mixer_matches_whole_call():
 def test_segment_model_refuses_chunked_mixing():
   config = _tiny('dmc_og')
   with pytest.raises(ValueError, match='per-segment'):
-    jax.eval_shape(functools.partial(mix.mix_whole, config), _setup('dmc_og')[2],
+    jax.eval_shape(functools.partial(offline.mix_whole, config), _setup('dmc_og')[2],
                    jax.ShapeDtypeStruct((1, 2, F1), jnp.float32), jax.ShapeDtypeStruct((1, 2), jnp.bool_))
 
 

@@ -13,6 +13,9 @@ import soundfile as sf
 
 from alm_jax import checkpoints
 from alm_jax import mix
+from alm_jax import songs as songs_lib
+from alm_jax.inference import offline
+from alm_jax.models import protocol
 from alm_jax.models import dmc
 from checkpoint_fixtures import TinyModel, parse_flags, save_checkpoint
 from conftest import load_config
@@ -51,12 +54,12 @@ def test_chunked_mix_equals_whole_song_call(name, zero_latency, seconds, chunk_s
   audio = np.stack([_signal(rng, 3, n), _signal(rng, 3, n)])
   mask = np.array([[True, True, True], [True, False, True]])
   ref = s.whole_song(audio, mask)
-  out = mix.mix_arrays(s.config, s.params, audio, mask, chunk_seconds=chunk_seconds)
+  out = offline.mix_arrays(s.config, s.params, audio, mask, chunk_seconds=chunk_seconds)
   t = ref['gains'].shape[-1]
   f2 = s.spec.f2
   assert out['mix'].shape == (2, n)  # every input sample is kept
   assert out['gains'].shape == (2, 3, -(-n // f2))
-  assert n > mix.ChunkLayout.from_config(s.config).chunk_samples(chunk_seconds)  # several chunks
+  assert n > offline.get_mixer(s.config, chunk_seconds).chunk_samples  # several chunks
   np.testing.assert_allclose(out['gains'][..., :t], ref['gains'], rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(out['mix'][:, :t * f2], ref['mix'], rtol=1e-5, atol=1e-6)
   assert np.all(out['gains'][1, 1] == 0.0)  # masked channel
@@ -68,18 +71,18 @@ def test_chunked_mix_equals_whole_song_call(name, zero_latency, seconds, chunk_s
   # Causal: a shorter song is a prefix of the longer one's result, and a new
   # length costs no compile. Without zero latency the gain of the trailing
   # partial frame depends on that frame itself, so only whole frames compare.
-  mixer = mix.get_mixer(s.config, chunk_seconds)
+  mixer = offline.get_mixer(s.config, chunk_seconds)
   compiles = mixer.num_compiles
   m = n - 30000
-  short = mix.mix_arrays(s.config, s.params, audio[..., :m], mask, chunk_seconds=chunk_seconds)
+  short = offline.mix_arrays(s.config, s.params, audio[..., :m], mask, chunk_seconds=chunk_seconds)
   assert mixer.num_compiles == compiles == 1
   same = m if zero_latency else m // f2 * f2
   np.testing.assert_allclose(short['mix'][:, :same], out['mix'][:, :same], rtol=1e-5, atol=1e-6)
 
 
 def test_per_segment_dmc_is_refused_up_front():
-  with pytest.raises(mix.UnsupportedModelError, match='mix_by_segments'):
-    mix.make_chunk_fn(load_config('dmc_og'))
+  with pytest.raises(protocol.UnsupportedModelError, match='per-segment DMC'):
+    offline.ChunkedMixer(load_config('dmc_og'))
 
 
 def test_mix_arrays_rejects_bad_arrays(mr):
@@ -87,11 +90,11 @@ def test_mix_arrays_rejects_bad_arrays(mr):
   bad = audio.copy()
   bad[0, 1, 5] = np.nan
   with pytest.raises(ValueError, match='NaN'):
-    mix.mix_arrays(mr.config, mr.params, bad, np.ones((1, 2), bool))
+    offline.mix_arrays(mr.config, mr.params, bad, np.ones((1, 2), bool))
   with pytest.raises(ValueError, match='every channel masked'):
-    mix.mix_arrays(mr.config, mr.params, audio, np.zeros((1, 2), bool))
+    offline.mix_arrays(mr.config, mr.params, audio, np.zeros((1, 2), bool))
   with pytest.raises(ValueError, match='more than the 8'):
-    mix.mix_arrays(mr.config, mr.params, np.zeros((1, 9, SR), np.float32), np.ones((1, 9), bool))
+    offline.mix_arrays(mr.config, mr.params, np.zeros((1, 9, SR), np.float32), np.ones((1, 9), bool))
 
 
 # ---------------------------------------------------------------------------
@@ -125,17 +128,17 @@ def songs_dir(tmp_path_factory):
   return root
 
 
-def _check_song_output(folder: pathlib.Path, song: mix.Song, raw: bool, f2: int = 2205):
+def _check_song_output(folder: pathlib.Path, song: songs_lib.Song, raw: bool, f2: int = 2205):
   """Checks a song's output folder; returns (audio [c, n], mix [n], gains [c, frames]) as read."""
   assert sorted(p.name for p in folder.iterdir()) == sorted(
       ['mix.wav', 'gains.csv', 'gains.png'] + (['raw.wav'] if raw else []))
-  audio = mix.load_song(song, SR)
+  audio = songs_lib.load_song(song, SR)
   c, n = audio.shape
   out, rate = sf.read(folder / 'mix.wav', dtype='float32')
   info = sf.info(folder / 'mix.wav')
   assert rate == SR and info.subtype == 'FLOAT' and out.shape == (n,)
   header, table = _read_gains_csv(folder / 'gains.csv')
-  assert header == [mix.GAINS_TIME_COLUMN] + song.channel_names
+  assert header == [songs_lib.GAINS_TIME_COLUMN] + song.channel_names
   assert table.shape == (-(-n // f2), 1 + c)
   np.testing.assert_allclose(table[:, 0], np.arange(table.shape[0]) * f2 / SR, atol=1e-6)
   # The written mix is the written gains applied to the channels, frame by frame.
@@ -149,25 +152,25 @@ def _check_song_output(folder: pathlib.Path, song: mix.Song, raw: bool, f2: int 
 
 
 def test_mix_songs_batches_compile_once_and_writes_everything(mr, songs_dir, tmp_path):
-  songs = mix.discover_songs([str(songs_dir)])
+  songs = songs_lib.discover_songs([str(songs_dir)])
   assert [s.name for s in songs] == ['alpha', 'beta', 'gamma']
   out_dir = tmp_path / 'out'
-  mixer = mix.get_mixer(mr.config, BATCH_CHUNK_SECONDS)
-  written = mix.mix_songs(mr.config, mr.params, songs, out_dir, batch_songs=2,
+  mixer = offline.get_mixer(mr.config, BATCH_CHUNK_SECONDS)
+  written = songs_lib.mix_songs(mr.config, mr.params, songs, out_dir, batch_songs=2,
                           chunk_seconds=BATCH_CHUNK_SECONDS, raw=True, progress=False)
   # Two batches of different lengths and channel counts, one compilation.
   assert mixer.num_compiles == 1
   assert written == [out_dir / s.name for s in songs]
   for song in songs:
     _check_song_output(out_dir / song.name, song, raw=True)
-  assert mix.load_song(songs[1], SR).shape == (1, int(0.8 * SR))  # 22.05 kHz resampled
+  assert songs_lib.load_song(songs[1], SR).shape == (1, int(0.8 * SR))  # 22.05 kHz resampled
   assert not list(out_dir.glob('.tmp-*'))
   # A killed run's leftover is removed by the next run; a second run refuses to overwrite.
   leftover = out_dir / '.tmp-alpha-killed'
   leftover.mkdir()
   os.utime(leftover, (time.time() - 3600,) * 2)
   with pytest.raises(FileExistsError, match='overwrite'):
-    mix.mix_songs(mr.config, mr.params, songs, out_dir, batch_songs=2,
+    songs_lib.mix_songs(mr.config, mr.params, songs, out_dir, batch_songs=2,
                   chunk_seconds=BATCH_CHUNK_SECONDS, progress=False)
   assert not leftover.exists()
 
@@ -178,46 +181,46 @@ def test_bad_inputs_are_refused_naming_the_files(mr, tmp_path):
   out = tmp_path / 'out'
 
   def run(inputs, **kw):
-    mix.mix_songs(cfg, params, mix.discover_songs([str(p) for p in inputs]), out, progress=False,
+    songs_lib.mix_songs(cfg, params, songs_lib.discover_songs([str(p) for p in inputs]), out, progress=False,
                   **kw)
 
   uneven = tmp_path / 'uneven'
   _write(uneven / 'a.wav', _signal(rng, 1, 30000))
   _write(uneven / 'b.wav', _signal(rng, 1, 20000))
-  with pytest.raises(mix.InputError, match=r'(?s)different lengths.*a\.wav: 30000.*b\.wav: 20000'):
+  with pytest.raises(songs_lib.InputError, match=r'(?s)different lengths.*a\.wav: 30000.*b\.wav: 20000'):
     run([uneven], pad_unequal=False)
 
   rates = tmp_path / 'rates'
   _write(rates / 'a.wav', _signal(rng, 1, 30000), 44100)
   _write(rates / 'b.wav', _signal(rng, 1, 30000), 48000)
-  with pytest.raises(mix.InputError, match=r'different sample rates.*a\.wav: 44100 Hz, b\.wav: 48000'):
+  with pytest.raises(songs_lib.InputError, match=r'different sample rates.*a\.wav: 44100 Hz, b\.wav: 48000'):
     run([rates])
 
   broken = tmp_path / 'broken'
   _write(broken / 'ok.wav', _signal(rng, 1, 30000))
   (broken / 'bad.wav').write_bytes(b'RIFF not really a wave file')
-  with pytest.raises(mix.InputError, match='cannot read .*bad.wav'):
+  with pytest.raises(songs_lib.InputError, match='cannot read .*bad.wav'):
     run([broken])
 
   empty = tmp_path / 'empty'
   empty.mkdir()
-  with pytest.raises(mix.InputError, match='No WAV/FLAC files in .*empty'):
+  with pytest.raises(songs_lib.InputError, match='No WAV/FLAC files in .*empty'):
     run([empty])
-  with pytest.raises(mix.InputError, match='No --input'):
+  with pytest.raises(songs_lib.InputError, match='No --input'):
     run([])
 
   many = tmp_path / 'many'
   for i in range(9):
     _write(many / f'ch{i}.wav', _signal(rng, 1, 1000))
-  with pytest.raises(mix.InputError, match=r'9 files but the model mixes at most 8 .*ch0\.wav'):
+  with pytest.raises(songs_lib.InputError, match=r'9 files but the model mixes at most 8 .*ch0\.wav'):
     run([many])
 
   surround = tmp_path / 'surround'
   _write(surround / 'six.wav', _signal(rng, 6, 1000))
-  with pytest.raises(mix.InputError, match='six.wav has 6 channels'):
+  with pytest.raises(songs_lib.InputError, match='six.wav has 6 channels'):
     run([surround])
 
-  with pytest.raises(mix.InputError, match='either audio files .* or folders'):
+  with pytest.raises(songs_lib.InputError, match='either audio files .* or folders'):
     run([uneven / 'a.wav', rates])
   assert not out.exists() or not any(out.iterdir())  # nothing written
 
@@ -226,10 +229,10 @@ def test_failed_write_leaves_no_song_folder(monkeypatch, tmp_path):
   def fail(*args, **kwargs):
     raise OSError('disk full')
 
-  monkeypatch.setattr(mix.plots, 'plot_gains', fail)
-  song = mix.Song('s', [pathlib.Path('a.wav')])
+  monkeypatch.setattr(songs_lib.plots, 'plot_gains', fail)
+  song = songs_lib.Song('s', [pathlib.Path('a.wav')])
   with pytest.raises(OSError, match='disk full'):
-    mix.write_song(tmp_path, song, np.zeros(4410, np.float32), np.ones((1, 2), np.float32), None,
+    songs_lib.write_song(tmp_path, song, np.zeros(4410, np.float32), np.ones((1, 2), np.float32), None,
                    SR, 2205, overwrite=False)
   assert list(tmp_path.iterdir()) == []
 
@@ -244,7 +247,7 @@ def test_cli_mixes_files_from_a_checkpoint(mr, songs_dir, tmp_path, capsys):
                    f'--chunk_seconds={BATCH_CHUNK_SECONDS}')
   assert mix.run(fv, files[1:]) == 0
   assert capsys.readouterr().out.strip() == str(tmp_path / 'out' / 'gamma')
-  _check_song_output(tmp_path / 'out' / 'gamma', mix.discover_songs(files)[0], raw=False)
+  _check_song_output(tmp_path / 'out' / 'gamma', songs_lib.discover_songs(files)[0], raw=False)
 
   fv = parse_flags(mix, f'--checkpoint={workdir}', f'--input={songs_dir / "gamma"}',
                    f'--output={tmp_path / "out2"}', '--pad_unequal=false')
@@ -255,7 +258,7 @@ def test_cli_mixes_files_from_a_checkpoint(mr, songs_dir, tmp_path, capsys):
   fv = parse_flags(mix, f'--checkpoint={workdir}', f'--input={songs_dir / "gamma"}',
                    f'--output={tmp_path / "out3"}', '--segment_seconds=5')
   assert mix.run(fv) == 2
-  assert 'applies to per-segment models only' in capsys.readouterr().err
+  assert 'drop --segment_seconds' in capsys.readouterr().err
   assert not (tmp_path / 'out3').exists()
 
 
@@ -291,7 +294,7 @@ def test_cli_mixes_a_per_segment_dmc_segment_by_segment(dmc_og, tmp_path, capsys
   fv = parse_flags(mix, f'--checkpoint={dmc_og.workdir}', f'--input={songs}',
                    f'--output={tmp_path / "out"}', '--batch_songs=2')
   # The mixer is cached per config, so other tests of this worker may have compiled it already.
-  segment_mixer = mix.get_segment_mixer(checkpoints.restore_params(str(dmc_og.workdir))[0])
+  segment_mixer = offline.get_segment_mixer(checkpoints.restore_params(str(dmc_og.workdir))[0])
   compiles_before = segment_mixer.num_compiles
   with caplog.at_level('WARNING'):
     assert mix.run(fv) == 0
@@ -301,7 +304,7 @@ def test_cli_mixes_a_per_segment_dmc_segment_by_segment(dmc_og, tmp_path, capsys
   assert segment_mixer.num_compiles - compiles_before <= 1
   assert segment_mixer.num_compiles >= 1
 
-  long_song, short_song = mix.discover_songs([str(songs)])
+  long_song, short_song = songs_lib.discover_songs([str(songs)])
   _check_song_output(tmp_path / 'out' / 'short', short_song, raw=False, f2=f2)
   audio, out, gains = _check_song_output(tmp_path / 'out' / 'long', long_song, raw=False, f2=f2)
   # One gain per channel per segment, the last partial segment included.

@@ -14,24 +14,29 @@ from absl import logging
 import numpy as np
 from tqdm import tqdm
 
-from alm_jax import audio_io
 from alm_jax import metrics
-from alm_jax import mix as mix_lib
 from alm_jax.data import bleed
 from alm_jax.data import common
 from alm_jax.evaluation import examples as examples_lib
 from alm_jax.evaluation import listening_page
+from alm_jax.evaluation import listening_results
+from alm_jax.evaluation import listening_test as listening_test_lib
 from alm_jax.evaluation import plots
 from alm_jax.evaluation import report
 from alm_jax.evaluation import systems as systems_lib
+from alm_jax.inference import offline
 
 OUTPUT_FILES = ('metrics.csv', 'summary.md', 'bleed_robustness.png', 'bleed_robustness.csv',
                 'index.html')
 OUTPUT_DIRS = ('audio', 'gains')
+# Written with --listening_test (and by aggregating its answers): replaced with the rest.
+LISTENING_OUTPUTS = (listening_test_lib.FOLDER, listening_test_lib.KEY_FILE,
+                     *listening_results.RESULT_FILES)
 DEFAULT_SEVERITY_BINS = 4
 
 
-def prepare_output(output: str, overwrite: bool, ours: Sequence[str] = OUTPUT_FILES + OUTPUT_DIRS):
+def prepare_output(output: str, overwrite: bool,
+                   ours: Sequence[str] = OUTPUT_FILES + OUTPUT_DIRS + LISTENING_OUTPUTS):
   """Creates `output`; removes earlier results named in `ours` only with `overwrite`.
 
   Raises:
@@ -50,12 +55,6 @@ def prepare_output(output: str, overwrite: bool, ours: Sequence[str] = OUTPUT_FI
       os.remove(full)
 
 
-def write_listening_wav(path, audio, rate):
-  # 16-bit PCM plays in every browser; like a desk's output it clips at full scale
-  # (the metrics, including the clipping fraction, use the unclipped float mix).
-  audio_io.write_wav(path, np.clip(audio, -1.0, 1.0), rate, subtype='PCM_16')
-
-
 def measure(system: systems_lib.System, ex: examples_lib.Example, mix, gains, loss_config) -> dict:
   """The metrics of one system's mix of one example (`metrics.mix_metrics`), as floats."""
   values = metrics.mix_metrics(mix, ex.target, gains, rate=common.SAMPLE_RATE,
@@ -67,7 +66,8 @@ def measure(system: systems_lib.System, ex: examples_lib.Example, mix, gains, lo
 def evaluate(systems: Sequence[systems_lib.System], data_config, split: str, output: str, *,
              segment_seconds: Optional[float] = None, segments_per_song: Optional[int] = None,
              severity_bins_count: int = DEFAULT_SEVERITY_BINS, overwrite: bool = False,
-             progress: bool = True, workdir: Optional[str] = None) -> dict:
+             progress: bool = True, workdir: Optional[str] = None,
+             listening_test: Optional[str] = None) -> dict:
   """Mixes every example of `split` with RAW and `systems` and writes the results to `output`.
 
   Args:
@@ -81,9 +81,12 @@ def evaluate(systems: Sequence[systems_lib.System], data_config, split: str, out
     overwrite: replace earlier results in `output`.
     progress: show a tqdm bar over the examples.
     workdir: where the pipeline keeps its RIR bank when config.data.bleed.cache_dir is ''.
+    listening_test: 'mushra' or 'ranking': also write the blind listening test
+      (`evaluation.listening_test`); None: don't.
   Returns:
-    dict of the written paths ('metrics', 'summary', 'bleed_plot', 'bleed_csv', 'index'),
-    'rows', the metric rows, and 'examples'.
+    dict of the written paths ('metrics', 'summary', 'bleed_plot', 'bleed_csv', 'index',
+    and with a listening test 'listening_test', 'listening_key'), 'rows', the metric
+    rows, and 'examples'.
   Raises:
     EvaluationError: names clash, no examples, or a system cannot mix an example.
   """
@@ -92,28 +95,35 @@ def evaluate(systems: Sequence[systems_lib.System], data_config, split: str, out
   if raw in names or target in names or len(set(names)) != len(names):
     raise systems_lib.EvaluationError(f'System names must be unique and not {raw}/{target}: '
                                       f'{names}.')
+  if listening_test and (listening_test not in listening_test_lib.MODES
+                         or listening_test_lib.ANCHOR in names):
+    raise systems_lib.EvaluationError(
+        f'A listening test needs a mode in {listening_test_lib.MODES} (got {listening_test!r}) and '
+        f'no system named {listening_test_lib.ANCHOR} (the anchor): rename that checkpoint.')
   prepare_output(output, overwrite)
   cfg = examples_lib.eval_data_config(data_config, split, segment_seconds=segment_seconds,
                                       segments_per_song=segments_per_song)
   examples = examples_lib.load_examples(cfg, split, workdir=workdir)
   rate = common.SAMPLE_RATE
   all_systems = [systems_lib.raw_system(cfg)] + list(systems)
-  chunk_seconds = min(mix_lib.DEFAULT_CHUNK_SECONDS, float(cfg.data.eval_segment_seconds))
+  chunk_seconds = min(offline.DEFAULT_CHUNK_SECONDS, float(cfg.data.eval_segment_seconds))
 
-  rows, page_rows = [], []
+  rows, page_rows, trials = [], [], []
   slugs = {s.name: systems_lib.slugify(s.name) for s in all_systems}
   for ei, ex in enumerate(tqdm(examples, desc=f'Evaluating {split}', unit='segment',
                                disable=not progress)):
     os.makedirs(os.path.join(output, 'gains', ex.key), exist_ok=True)
     target_file = f'audio/{ex.key}/{target.lower()}.wav'
-    write_listening_wav(os.path.join(output, target_file), ex.target, rate)
+    listening_page.write_wav(os.path.join(output, target_file), ex.target, rate)
     mask = np.ones(ex.audio.shape[0], bool)
     cells = [listening_page.Cell(audio=target_file)]
+    trials.append(listening_test_lib.TrialAudio(f'{ex.song_id} segment {ex.segment} ({ex.span})',
+                                                ex.target, {}))
     for system in all_systems:
       mix, gains = system.mix(ex.audio, mask, chunk_seconds=chunk_seconds, where=ex.where)
       audio_file = f'audio/{ex.key}/{slugs[system.name]}.wav'
       plot_file = f'gains/{ex.key}/{slugs[system.name]}.png'
-      write_listening_wav(os.path.join(output, audio_file), mix, rate)
+      listening_page.write_wav(os.path.join(output, audio_file), mix, rate)
       plots.plot_gains(gains, system.frame_seconds, ex.channel_names,
                        os.path.join(output, plot_file),
                        title=f'{system.name}: {ex.song_id} segment {ex.segment} ({ex.span})')
@@ -124,6 +134,7 @@ def evaluate(systems: Sequence[systems_lib.System], data_config, split: str, out
              'gain_plot': plot_file, '_example': ei}
       row.update(measure(system, ex, mix, gains, cfg.loss))
       rows.append(row)
+      trials[-1].mixes[system.name] = audio_file
       cells.append(listening_page.Cell(
           audio=audio_file, image=plot_file,
           caption=(f'MR-STFT {row["mr_stft"]:.3f} · ΔL {row["loudness_diff_lu"]:+.1f} LU · '
@@ -163,5 +174,10 @@ def evaluate(systems: Sequence[systems_lib.System], data_config, split: str, out
       systems=[(s.name, s.checkpoint or '-', '' if s.step is None else s.step, s.note or '')
                for s in all_systems])
   listening_page.write(paths['index'], page)
+  if listening_test:
+    written = listening_test_lib.write(output, trials, rate, mode=listening_test,
+                                       seed=int(cfg.seed),
+                                       title=f'Listening test: {cfg.data.name}, {split} split')
+    paths.update(listening_test=written['page'], listening_key=written['key'])
   logging.info('Evaluation written to %s', output)
   return {**paths, 'rows': rows, 'examples': examples}

@@ -1,22 +1,25 @@
 """The systems under evaluation: named functions from (audio, channel mask) to a mix and its gains.
 
 A system is RAW (the plain sum of the inputs) or a restored checkpoint. How a
-checkpoint mixes follows from its model's capabilities, never from its name:
-a causal model is mixed chunk by chunk at zero latency, a per-segment model
-(DMC-OG) segment by segment as published; `alm_jax.mix.mix_arrays` does both.
+checkpoint mixes follows from its mixer's capabilities (`alm_jax.models.protocol`),
+never from its name: a causal mixer is mixed chunk by chunk at zero latency, a
+per-segment one (DMC-OG) segment by segment as published;
+`alm_jax.inference.offline.mix_arrays` does both.
 """
 
 import copy
 import dataclasses
+import functools
 import re
 from typing import Any, Optional
 
 from absl import logging
 import numpy as np
 
-from alm_jax import frames
-from alm_jax import mix as mix_lib
 from alm_jax.data import common
+from alm_jax.inference import offline
+from alm_jax.models import build_mixer
+from alm_jax.models import protocol
 
 RAW = 'RAW'
 TARGET = 'TARGET'
@@ -53,13 +56,16 @@ class System:
   checkpoint: str = ''
   note: str = ''
 
+  @functools.cached_property
+  def capabilities(self) -> protocol.Capabilities:
+    return capabilities(self.config)
+
   @property
   def frame_seconds(self) -> float:
-    """Duration of one gain frame (the model's F2)."""
-    spec = frames.FrameSpec.from_config(self.config.model)
-    return spec.f2 / spec.sample_rate
+    """Duration of one gain frame (the mixer's F2)."""
+    return self.capabilities.f2 / self.capabilities.sample_rate
 
-  def mix(self, audio, mask, *, chunk_seconds: float = mix_lib.DEFAULT_CHUNK_SECONDS,
+  def mix(self, audio, mask, *, chunk_seconds: float = offline.DEFAULT_CHUNK_SECONDS,
           where: str = '') -> tuple[np.ndarray, np.ndarray]:
     """Mixes one example.
 
@@ -77,10 +83,10 @@ class System:
     mask = np.asarray(mask, bool)
     c, n = audio.shape
     if self.kind == 'raw':
-      count = -(-n // frames.FrameSpec.from_config(self.config.model).f2)
+      count = -(-n // self.capabilities.f2)
       gains = np.repeat(mask.astype(np.float32)[:, None], count, axis=1)
       return (audio * mask[:, None]).sum(axis=0), gains
-    cmax = int(self.config.model.max_channels)
+    cmax = self.capabilities.max_channels
     active = np.flatnonzero(mask)
     if active.size > cmax:
       raise EvaluationError(f'{where} has {active.size} channels, more than the {cmax} of '
@@ -90,9 +96,9 @@ class System:
     padded[0, :active.size] = audio[active]
     model_mask = np.zeros((1, cmax), bool)
     model_mask[0, :active.size] = True
-    # Causal models chunk by chunk; per-segment ones segment by segment, each segment of
-    # its training length completed with silence (alm_jax.mix).
-    out = mix_lib.mix_arrays(self.config, self.params, padded, model_mask,
+    # Causal mixers chunk by chunk; per-segment ones segment by segment, each segment of
+    # its training length completed with silence (alm_jax.inference.offline).
+    out = offline.mix_arrays(self.config, self.params, padded, model_mask,
                              chunk_seconds=chunk_seconds)
     mix = out['mix'][0]
     gains = np.zeros((c, out['gains'].shape[-1]), np.float32)
@@ -140,9 +146,14 @@ def parse_checkpoints(spec: str) -> list[tuple[str, str]]:
   return out
 
 
-def per_segment(config) -> bool:
-  """Whether the model mixes whole segments (the one place evaluation asks)."""
-  return mix_lib.is_per_segment(config)
+def capabilities(config) -> protocol.Capabilities:
+  """What the config's mixer promises: the one place evaluation asks (never the model's name).
+
+  Raises:
+    UnsupportedModelError: the mixer refuses this config (e.g. a per-segment DMC
+      with zero_latency=True, which has no defined mix).
+  """
+  return build_mixer(config).capabilities
 
 
 def load_system(name: str, path: str) -> System:
@@ -161,19 +172,19 @@ def load_system(name: str, path: str) -> System:
     config, params, step = checkpoints.restore_params(path)
   except Exception as e:  # orbax and the config check raise several types; all end here
     raise CheckpointError(f'Cannot evaluate checkpoint {name}={path}: {type(e).__name__}: {e}') from e
-  if int(config.model.sample_rate) != int(common.SAMPLE_RATE):
-    raise CheckpointError(f'Checkpoint {name}={path} mixes at {config.model.sample_rate} Hz; the '
+  try:
+    caps = capabilities(config)
+  except protocol.UnsupportedModelError as e:
+    raise CheckpointError(f'Checkpoint {name}={path}: {e}') from e
+  if caps.sample_rate != int(common.SAMPLE_RATE):
+    raise CheckpointError(f'Checkpoint {name}={path} mixes at {caps.sample_rate} Hz; the '
                           f'datasets are at {common.SAMPLE_RATE} Hz.')
-  if per_segment(config):
-    try:
-      mix_lib.check_per_segment(config)
-    except ValueError as e:
-      raise CheckpointError(f'Checkpoint {name}={path}: {e}') from e
+  if caps.per_segment:
     note = ('non-causal as published: one gain per channel per '
             f'{float(config.data.segment_seconds):g} s segment, computed from the whole segment')
     return System(name, 'per_segment', config, params, step, path, note)
   note = ''
-  if not config.model.get('zero_latency', False):
+  if not caps.zero_latency:
     config = copy.deepcopy(config)
     with config.unlocked():
       config.model.zero_latency = True

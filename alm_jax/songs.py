@@ -1,0 +1,269 @@
+"""Song folders: finding, validating, loading, mixing in batches and writing results.
+
+A song is a folder of per-channel WAV/FLAC files (or audio files given one by
+one); a folder of such folders is a batch of songs. Every file's header is
+checked before any mixing, so a bad file fails the run up front naming the
+file and the fix. Songs are mixed in padded batches of the same shape, so the
+offline engine (`alm_jax.inference.offline`) compiles once per run; each
+song's results (mix.wav, optional raw.wav, gains.csv, gains.png) are written
+aside and renamed into place (`alm_jax.outputs`).
+"""
+
+import csv
+import dataclasses
+import math
+import os
+import pathlib
+from typing import Sequence
+
+from absl import logging
+import numpy as np
+import soundfile as sf
+from tqdm import tqdm
+
+from alm_jax import audio_io
+from alm_jax import outputs
+from alm_jax import plots
+from alm_jax.inference import offline
+from alm_jax.models import build_mixer
+
+AUDIO_EXTENSIONS = ('.wav', '.flac')
+GAINS_TIME_COLUMN = 'time_s'
+
+
+class InputError(ValueError):
+  """Input files that cannot be mixed; the message names them and the fix."""
+
+
+@dataclasses.dataclass
+class Song:
+  """One multitrack recording: its name and its channel files."""
+  name: str
+  files: list[pathlib.Path]
+  rate: int = 0
+  frames: int = 0  # longest file, at its own rate
+
+  @property
+  def channel_names(self) -> list[str]:
+    """File stems, or file names where two files share a stem."""
+    stems = [f.stem for f in self.files]
+    return [f.name if stems.count(f.stem) > 1 else f.stem for f in self.files]
+
+
+def _audio_files(folder: pathlib.Path) -> list[pathlib.Path]:
+  return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+
+
+def discover_songs(inputs: Sequence[str]) -> list[Song]:
+  """Turns the --input values into songs.
+
+  * files only: one song made of those files (named after the first one's folder);
+  * a folder holding WAV/FLAC files: one song (named after the folder);
+  * a folder holding only song folders: one song per sub-folder (batch mode).
+
+  Raises:
+    InputError: missing paths, files mixed with folders, or no audio found.
+  """
+  if not inputs:
+    raise InputError('No --input given: pass a song folder, audio files or a folder of song folders.')
+  paths = [pathlib.Path(p) for p in inputs]
+  missing = [str(p) for p in paths if not p.exists()]
+  if missing:
+    raise InputError(f'Input path(s) do not exist: {", ".join(missing)}.')
+  is_file = [p.is_file() for p in paths]
+  if all(is_file):
+    bad = [str(p) for p in paths if p.suffix.lower() not in AUDIO_EXTENSIONS]
+    if bad:
+      raise InputError(f'Not WAV/FLAC files: {", ".join(bad)}.')
+    return [Song(name=paths[0].resolve().parent.name or 'song', files=paths)]
+  if any(is_file):
+    raise InputError('Give either audio files (one song) or folders, not both: '
+                     f'files {[str(p) for p, f in zip(paths, is_file) if f]}, '
+                     f'folders {[str(p) for p, f in zip(paths, is_file) if not f]}.')
+  songs = []
+  for folder in paths:
+    files = _audio_files(folder)
+    if files:
+      songs.append(Song(name=folder.resolve().name, files=files))
+      continue
+    subs = sorted(p for p in folder.iterdir() if p.is_dir() and _audio_files(p))
+    if not subs:
+      raise InputError(f'No WAV/FLAC files in {folder} nor in any folder inside it.')
+    songs.extend(Song(name=s.name, files=_audio_files(s)) for s in subs)
+  names = [s.name for s in songs]
+  dups = sorted({n for n in names if names.count(n) > 1})
+  if dups:
+    raise InputError(f'Several songs are named {dups}: their outputs would collide; rename the '
+                     'folders or mix them in separate runs.')
+  return songs
+
+
+def validate_songs(songs: list[Song], max_channels: int, pad_unequal: bool) -> None:
+  """Checks every file's header before any mixing, so a bad file fails the run up front.
+
+  Fills `song.rate` and `song.frames`. Raises InputError listing every problem.
+  """
+  problems = []
+  for song in songs:
+    if not song.files:
+      problems.append(f'{song.name}: no audio files.')
+      continue
+    if len(song.files) > max_channels:
+      problems.append(f'{song.name}: {len(song.files)} files but the model mixes at most '
+                      f'{max_channels} channels (config.model.max_channels): premix or drop some of '
+                      f'{", ".join(f.name for f in song.files)}.')
+    infos = {}
+    for f in song.files:
+      try:
+        infos[f] = sf.info(os.fspath(f))
+      except (RuntimeError, sf.LibsndfileError, OSError) as e:
+        problems.append(f'{song.name}: cannot read {f}: {e}')
+    if len(infos) < len(song.files):
+      continue
+    for f, info in infos.items():
+      if info.channels > 2:
+        problems.append(f'{song.name}: {f} has {info.channels} channels; give mono or stereo files.')
+      if info.frames == 0:
+        problems.append(f'{song.name}: {f} holds no samples.')
+    rates = {f: info.samplerate for f, info in infos.items()}
+    if len(set(rates.values())) > 1:
+      listing = ', '.join(f'{f.name}: {r} Hz' for f, r in rates.items())
+      problems.append(f'{song.name}: files have different sample rates ({listing}); the tracks of '
+                      'one recording share a rate, so one of them is likely from another session: '
+                      'check them, or convert them to one rate (e.g. `sox IN -r 44100 OUT.wav`).')
+      continue
+    song.rate = next(iter(rates.values()))
+    lengths = {f: info.frames for f, info in infos.items()}
+    song.frames = max(lengths.values())
+    if len(set(lengths.values())) > 1 and not pad_unequal:
+      listing = ', '.join(f'{f.name}: {n}' for f, n in lengths.items())
+      problems.append(f'{song.name}: files have different lengths in samples ({listing}); trim them '
+                      'or pass --pad_unequal=true to pad the short ones with silence at the end.')
+  if problems:
+    raise InputError('Cannot mix:\n  ' + '\n  '.join(problems))
+
+
+def load_song(song: Song, sample_rate: int) -> np.ndarray:
+  """Reads a validated song as float32 [channels, samples] at `sample_rate`, mono per channel."""
+  tracks = []
+  for f in song.files:
+    # Resampled with scipy.signal.resample_poly (see alm_jax.audio_io); raises
+    # naming the file when it is unreadable, empty or holds NaN/Inf.
+    audio, _ = audio_io.read_audio(f, sample_rate)
+    if audio.shape[0] == 2:
+      logging.info('%s is stereo: downmixed to mono as (left + right) / 2.', f)
+    tracks.append(audio_io.to_mono(audio))
+  n = max(t.shape[-1] for t in tracks)
+  short = [(f, t.shape[-1]) for f, t in zip(song.files, tracks) if t.shape[-1] < n]
+  for f, m in short:
+    logging.warning('%s: %s is %.3f s shorter than the longest file: padded with silence at the end.',
+                    song.name, f.name, (n - m) / sample_rate)
+  out = np.zeros((len(tracks), n), np.float32)
+  for i, t in enumerate(tracks):
+    out[i, :t.shape[-1]] = t
+  if song.rate != sample_rate:
+    logging.info('%s: resampled from %d Hz to %d Hz (scipy.signal.resample_poly).', song.name,
+                 song.rate, sample_rate)
+  return out
+
+
+# ---------------------------------------------------------------------------
+# Writing results
+# ---------------------------------------------------------------------------
+
+
+def write_gains_csv(path, gains, frame_seconds: float, channel_names: Sequence[str]) -> None:
+  """gains [channels, frames] -> CSV: `time_s` (start of the F2 frame), then one column per channel."""
+  with open(path, 'w', newline='', encoding='utf-8') as fh:
+    writer = csv.writer(fh)
+    writer.writerow([GAINS_TIME_COLUMN] + list(channel_names))
+    for t in range(gains.shape[1]):
+      writer.writerow([f'{t * frame_seconds:.6f}'] + [f'{g:.7g}' for g in gains[:, t]])
+
+
+def write_song(out_dir: pathlib.Path, song: Song, mix, gains, raw, sample_rate: int, f2: int,
+               overwrite: bool) -> pathlib.Path:
+  """Writes one song's results into a temporary folder, then renames it into place.
+
+  A crash leaves only a hidden `.tmp-*` folder (removed by the next run,
+  `outputs.clean_stale_temporaries`), never an incomplete song folder.
+  """
+  with outputs.folder_written_aside(out_dir / song.name, replace=overwrite) as tmp:
+    audio_io.write_wav(tmp / 'mix.wav', mix, sample_rate, subtype='FLOAT')
+    peak = float(np.max(np.abs(mix))) if mix.size else 0.0
+    if peak > 1.0:
+      logging.warning('%s: the mix peaks at %.2f (%.1f dBFS); it is written as float WAV, so '
+                      'nothing is clipped, but players may clip it.', song.name, peak,
+                      20 * math.log10(peak))
+    if raw is not None:
+      audio_io.write_wav(tmp / 'raw.wav', raw, sample_rate, subtype='FLOAT')
+    write_gains_csv(tmp / 'gains.csv', gains, f2 / sample_rate, song.channel_names)
+    plots.plot_gains(gains, f2 / sample_rate, song.channel_names, tmp / 'gains.png',
+                     title=song.name)
+  return out_dir / song.name
+
+
+# ---------------------------------------------------------------------------
+# Batch driver
+# ---------------------------------------------------------------------------
+
+
+def mix_songs(config, params, songs: list[Song], out_dir, *, batch_songs: int = 4,
+              chunk_seconds: float = offline.DEFAULT_CHUNK_SECONDS, raw: bool = False,
+              pad_unequal: bool = True, overwrite: bool = False, progress: bool = True,
+              segment_seconds: float | None = None, engine=None) -> list[pathlib.Path]:
+  """Mixes songs in batches of `batch_songs` and writes their results under `out_dir/<song>/`.
+
+  Every batch is padded to [batch_songs, max_channels, samples], so the
+  offline engine the mixer's capabilities call for (`offline.get_offline_mixer`;
+  or `engine`) compiles once for the whole run. Per-segment mixers' gains are
+  written per F2 frame like the others', constant within a segment.
+
+  Returns:
+    The song folders written, in the order of `songs`.
+  """
+  if batch_songs < 1:
+    raise ValueError(f'--batch_songs must be >= 1, got {batch_songs}.')
+  # Built first: a checkpoint or setting that cannot be mixed fails before anything is written.
+  if engine is None:
+    engine = offline.get_offline_mixer(config, chunk_seconds=chunk_seconds,
+                                       segment_seconds=segment_seconds)
+  caps = build_mixer(config).capabilities
+  if caps.per_segment:
+    logging.warning('Mixing with a %s (--chunk_seconds does not apply.)',
+                    offline.describe_per_segment(config, segment_seconds))
+  max_channels = caps.max_channels
+  out_dir = outputs.check_writable(out_dir, what='--output')
+  validate_songs(songs, max_channels, pad_unequal)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  for leftover in outputs.clean_stale_temporaries(out_dir):
+    logging.info('Removed %s, left by an interrupted run.', leftover)
+  if not overwrite:
+    existing = [str(out_dir / s.name) for s in songs if (out_dir / s.name).exists()]
+    if existing:
+      raise FileExistsError(f'Output folder(s) exist: {", ".join(existing)}; pass --overwrite or '
+                            'choose another --output.')
+  sample_rate, f2 = caps.sample_rate, caps.f2
+  # Similar lengths share a batch, so little time is spent mixing padding.
+  order = sorted(range(len(songs)), key=lambda i: songs[i].frames / max(songs[i].rate, 1))
+  written = {}
+  with tqdm(total=len(songs), unit='song', disable=not progress) as bar:
+    for start in range(0, len(order), batch_songs):
+      batch = [songs[i] for i in order[start:start + batch_songs]]
+      tracks = [load_song(s, sample_rate) for s in batch]
+      n = max(t.shape[-1] for t in tracks)
+      audio = np.zeros((batch_songs, max_channels, n), np.float32)
+      mask = np.zeros((batch_songs, max_channels), bool)
+      # Unused batch rows get one silent active channel: every row needs one.
+      mask[len(batch):, 0] = True
+      for i, t in enumerate(tracks):
+        audio[i, :t.shape[0], :t.shape[1]] = t
+        mask[i, :t.shape[0]] = True
+      out = engine(params, audio, mask)
+      for i, (song, t) in enumerate(zip(batch, tracks)):
+        c, m = t.shape
+        written[song.name] = write_song(
+            out_dir, song, out['mix'][i, :m], out['gains'][i, :c, :-(-m // f2)],
+            t.sum(axis=0) if raw else None, sample_rate, f2, overwrite)
+        bar.update(1)
+  return [written[s.name] for s in songs]
