@@ -30,6 +30,7 @@ setuptools.setup(
         "tqdm>=4.66",
         "pytest>=8",
         "pytest-xdist>=3.6",
+        "playwright>=1.40",  # tests: drives Debian's chromium through the listening-test page
     ],
     extras_require={"torch": ["torch>=2.9"]},
 )

@@ -3,12 +3,17 @@ r"""Objective evaluation of trained mixers and a listening page (see docs/evalua
     python -m alm_jax.evaluate --checkpoints=ALM-MR=/tmp/alm_mr,DMC-OG=/tmp/dmc_og \
         --split=test --output=/tmp/eval --data_config=configs/mr.py
     python -m alm_jax.evaluate ... --segment_seconds=0          # whole songs
+    python -m alm_jax.evaluate ... --listening_test             # and a blind MUSHRA test
+    python -m alm_jax.evaluate --listening_results=ANSWERS_DIR --output=/tmp/eval
 
 Every song segment of the split is mixed by each checkpoint and by RAW (the
 plain sum of the inputs), measured with the metric suite training validation
 reports (`alm_jax.metrics.mix_metrics`), and DIR receives metrics.csv,
 summary.md, bleed_robustness.png/.csv, the listening page index.html and the
-audio/ and gains/ it links to. This module is the command line; the work is
+audio/ and gains/ it links to; with --listening_test also a blind listening
+test (listening_test/index.html, its key kept outside that folder), whose
+downloaded answers --listening_results aggregates into listening_results.md.
+This module is the command line; the work is
 done in `alm_jax.evaluation` (systems, examples, run, report, plots,
 listening_page).
 """
@@ -21,6 +26,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from alm_jax.evaluation import listening_results
+from alm_jax.evaluation import listening_test
 from alm_jax.evaluation import run as run_lib
 from alm_jax.evaluation import systems as systems_lib
 
@@ -31,7 +38,8 @@ def define_flags(flag_values):
   flags.DEFINE_string('checkpoints', '', 'NAME=PATH[,NAME=PATH...]: training workdirs (latest '
                       'step) or step directories. RAW is always evaluated too.', **kw)
   flags.DEFINE_string('split', 'test', 'Dataset split to evaluate.', **kw)
-  flags.DEFINE_string('output', None, 'Results folder.', required=True, **kw)
+  flags.DEFINE_string('output', None, 'Results folder (with --listening_results: the evaluation '
+                      'folder holding the test).', required=True, **kw)
   config_flags.DEFINE_config_file('data_config', None, 'Config file whose data section (and seed, '
                                   'max_channels) defines the evaluation data; default: the first '
                                   "checkpoint's saved config.", lock_config=False, **kw)
@@ -45,10 +53,25 @@ def define_flags(flag_values):
   flags.DEFINE_string('rir_workdir', None, 'Folder for the RIR bank when '
                       'config.data.bleed.cache_dir is empty.', **kw)
   flags.DEFINE_boolean('overwrite', False, 'Replace earlier results in --output.', **kw)
+  flags.DEFINE_boolean('listening_test', False, 'Also write a blind listening test '
+                       '(listening_test/index.html): neutral letters in a random order, a hidden '
+                       'reference and an anchor, answers downloaded as JSON.', **kw)
+  flags.DEFINE_enum('listening_test_mode', 'mushra', listening_test.MODES, 'mushra: 0-100 '
+                    'sliders; ranking: rank the versions.', **kw)
+  flags.DEFINE_string('listening_results', None, 'Folder of answer files (*.json) of the test in '
+                      '--output: aggregate them into listening_results.md / .csv and exit.', **kw)
 
 
 def run(f) -> int:
   """Runs the CLI with parsed flags `f`; returns the exit status."""
+  if f.listening_results:
+    try:
+      written = listening_results.write(f.output, f.listening_results)
+    except listening_results.ListeningResultsError as e:
+      print(f'error: {e}', file=sys.stderr)
+      return 2
+    print(written['table'])
+    return 0
   try:
     systems = [systems_lib.load_system(name, path)
                for name, path in systems_lib.parse_checkpoints(f.checkpoints)]
@@ -67,12 +90,14 @@ def run(f) -> int:
                              segment_seconds=f.segment_seconds,
                              segments_per_song=f.segments_per_song,
                              severity_bins_count=f.severity_bins, overwrite=f.overwrite,
-                             workdir=f.rir_workdir)
+                             workdir=f.rir_workdir,
+                             listening_test=f.listening_test_mode if f.listening_test else None)
   except (systems_lib.EvaluationError, FileExistsError, FileNotFoundError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
-  for key in ('summary', 'metrics', 'bleed_plot', 'index'):
-    print(paths[key])
+  for key in ('summary', 'metrics', 'bleed_plot', 'index', 'listening_test'):
+    if key in paths:
+      print(paths[key])
   return 0
 
 

@@ -78,7 +78,8 @@ def evaluated(dirs):
   finally:
     jax.config.update('jax_default_prng_impl', previous)
   out = os.path.join(dirs['out'], 'eval')
-  assert run_cli(f'--checkpoints=ALM-MR={workdir}', '--split=test', f'--output={out}') == 0
+  assert run_cli(f'--checkpoints=ALM-MR={workdir}', '--split=test', f'--output={out}',
+                 '--listening_test') == 0
   return workdir, out
 
 
@@ -89,7 +90,7 @@ def read_csv(path):
 
 def test_writes_every_output(evaluated, dirs):
   _, out = evaluated
-  for name in run.OUTPUT_FILES:
+  for name in run.OUTPUT_FILES + ('listening_test/index.html', 'listening_test_key.json'):
     assert os.path.getsize(os.path.join(out, name)) > 0, name
   rows = read_csv(os.path.join(out, 'metrics.csv'))
   songs = pipeline.load_songs(tiny_config(dirs), 'test')
@@ -176,10 +177,16 @@ def test_whole_songs_without_bleed(dirs):
   c = tiny_config(dirs)
   c.data.bleed.enabled = False
   out = os.path.join(dirs['out'], 'whole')
-  paths = run.evaluate([], c, 'test', out, segment_seconds=0, progress=False)
+  paths = run.evaluate([], c, 'test', out, segment_seconds=0, progress=False,
+                       listening_test='ranking')
   rows = read_csv(paths['metrics'])
   songs = {s.song_id: s for s in pipeline.load_songs(c, 'test')}
   assert len(rows) == len(songs)
+  check_page(paths['listening_test'])
+  with open(paths['listening_key'], encoding='utf-8') as f:
+    key = json.load(f)
+  assert key['mode'] == 'ranking' and len(key['trials']) == len(songs)
+  assert all(sorted(t['items'].values()) == ['ANCHOR', 'RAW', 'TARGET'] for t in key['trials'])
   for r in rows:
     assert round(float(r['seconds']) * common.SAMPLE_RATE) == songs[r['song_id']].num_samples
     assert float(r['bleed_severity_db']) == bleed.BLEED_OFF_DB

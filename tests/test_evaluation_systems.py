@@ -35,7 +35,7 @@ def test_dmc_og_mixes_whole_segments():
   from alm_jax.models import build_model  # pylint: disable=g-import-not-at-top
   cfg = shrink_model(load_config('dmc_og'))
   cfg.data.segment_seconds = 2.0  # two F2 frames of 975 ms per segment
-  assert systems.per_segment(cfg)
+  assert systems.capabilities(cfg).per_segment
   model = build_model(cfg)
   f2 = 42998
   c, n = 3, int(2.5 * f2)  # one whole segment, then half a frame

@@ -16,6 +16,10 @@ import os
 import urllib.parse
 from typing import Optional, Sequence
 
+import numpy as np
+
+from alm_jax import audio_io
+
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
 table { border-collapse: collapse; margin-bottom: 1.5em; }
@@ -153,3 +157,11 @@ def write(path, page: str) -> str:
     f.write(page)
   os.replace(tmp, path)
   return path
+
+
+def write_wav(path, audio, rate: int):
+  """A page's audio file: 16-bit PCM, which every browser plays.
+
+  Like a desk's output it clips at full scale (metrics use the unclipped float mix).
+  """
+  audio_io.write_wav(path, np.clip(audio, -1.0, 1.0), rate, subtype='PCM_16')
