@@ -159,6 +159,9 @@ def capabilities(config) -> protocol.Capabilities:
 def load_system(name: str, path: str) -> System:
   """Restores a checkpoint and decides how it mixes (module docstring).
 
+  `path` is a training workdir or step directory, or the config file of a mixer
+  without trained parameters (configs/dugan.py), as `checkpoints.restore_params` takes.
+
   A causal checkpoint trained with `model.zero_latency = False` is evaluated
   with it forced on (its gains arrive one F2 frame late, as they would live).
 
@@ -179,6 +182,8 @@ def load_system(name: str, path: str) -> System:
   if caps.sample_rate != int(common.SAMPLE_RATE):
     raise CheckpointError(f'Checkpoint {name}={path} mixes at {caps.sample_rate} Hz; the '
                           f'datasets are at {common.SAMPLE_RATE} Hz.')
+  if not caps.trainable:
+    step = None  # a console automixer (given by its config file): nothing was trained
   if caps.per_segment:
     note = ('non-causal as published: one gain per channel per '
             f'{float(config.data.segment_seconds):g} s segment, computed from the whole segment')
