@@ -241,3 +241,47 @@ def test_the_default_track_limit_uses_the_predefined_config(tmp_path):
   builder = medleydb.Medleydb(data_dir=str(tmp_path), max_raw_tracks=8)
   assert builder.builder_config is medleydb.Medleydb.BUILDER_CONFIGS[0]
   assert medleydb.Medleydb(data_dir=str(tmp_path), max_raw_tracks=5).builder_config.name == 'max_raw_5'
+
+
+def test_has_bleed_filter(manual_dir, tmp_path):
+  # VALID is the fixture's only song flagged has_bleed: yes.
+  yes = build(manual_dir, tmp_path / 'yes', max_raw_tracks=3, has_bleed='yes')
+  assert yes.builder_config.name == 'max_raw_3_bleed_yes'
+  assert list(yes.info.splits.keys()) == ['validation']
+  assert list(examples(yes, 'validation')) == [VALID]
+  no = build(manual_dir, tmp_path / 'no', max_raw_tracks=3, has_bleed='no')
+  kept = {s: sorted(examples(no, s)) for s in no.info.splits.keys()}
+  assert kept == {'train': [TRAIN_A, TRAIN_B], 'test': [TEST]}
+  assert not any(ex['has_bleed'] for s in kept for ex in examples(no, s).values())
+  with pytest.raises(ValueError, match='has_bleed must be one of'):
+    medleydb.Medleydb(data_dir=str(tmp_path / 'bad'), max_raw_tracks=3, has_bleed='maybe')
+
+
+def test_split_file_selects_and_assigns_songs(manual_dir, tmp_path):
+  path = tmp_path / 'paper.json'
+  path.write_text(json.dumps({'train': [TEST, VALID], 'validation': [TRAIN_A]}))
+  builder = build(manual_dir, tmp_path / 'd', max_raw_tracks=3, split_file=str(path))
+  assert builder.builder_config.name.startswith('max_raw_3_split_')
+  assert sorted(builder.info.splits.keys()) == ['train', 'validation']
+  assert sorted(examples(builder, 'train')) == sorted([TEST, VALID])
+  assert list(examples(builder, 'validation')) == [TRAIN_A]  # TRAIN_B: not in the file
+  # A changed file is another config, never an older build.
+  path.write_text(json.dumps({'train': [TEST]}))
+  assert medleydb.config_for(3, split_file=str(path)).name != builder.builder_config.name
+
+
+def test_split_file_errors_name_the_bad_ids(manual_dir, tmp_path):
+  bad = tmp_path / 'bad.json'
+  bad.write_text(json.dumps({'train': [TRAIN_A, 'Nobody_NoSuchSong'], 'test': ['Typo_Song']}))
+  with pytest.raises(medleydb.MedleyDBError, match=r"Nobody_NoSuchSong', 'Typo_Song'"):
+    build(manual_dir, tmp_path / 'd1', max_raw_tracks=3, split_file=str(bad))
+  twice = tmp_path / 'twice.json'
+  twice.write_text(json.dumps({'train': [TRAIN_A], 'validation': [TRAIN_A]}))
+  with pytest.raises(medleydb.MedleyDBError, match=f'lists {TRAIN_A} in both'):
+    build(manual_dir, tmp_path / 'd2', max_raw_tracks=3, split_file=str(twice))
+  wrong_key = tmp_path / 'key.json'
+  wrong_key.write_text(json.dumps({'training': [TRAIN_A]}))
+  with pytest.raises(medleydb.MedleyDBError, match='keys among'):
+    build(manual_dir, tmp_path / 'd3', max_raw_tracks=3, split_file=str(wrong_key))
+  with pytest.raises(medleydb.MedleyDBError, match='Cannot read'):
+    medleydb.config_for(3, split_file=str(tmp_path / 'missing.json'))

@@ -49,6 +49,13 @@ keeps about the same 70 / 15 / 15 proportions for any subset, so the paper's 43
 songs give about 30 / 6-7 / 6-7 (the paper used 35 train / 8 validation and no
 test). The exact counts of a build are logged and stored in its dataset_info.
 Songs of one artist can fall in different splits.
+
+Two more selections, each part of the config's name: `has_bleed='yes'|'no'`
+keeps the songs whose YAML flag says so ('any' keeps all), and `split_file`, a
+JSON {"train": [ids], "validation": [ids], "test": [ids]} (e.g. the paper's
+35 / 8 selection), replaces the hash rule: only the listed songs are used, and
+an id not found in the manual dir is a MedleyDBError naming it. The build logs
+how many songs each filter left out.
 """
 
 import dataclasses
@@ -87,18 +94,47 @@ class MedleyDBError(ValueError):
   """A song or the manual download is unusable; the message names the file and the fix."""
 
 
+HAS_BLEED = ('any', 'yes', 'no')
+
+
 @dataclasses.dataclass
 class MedleydbConfig(tfds.core.BuilderConfig):
-  """Selects the songs: those with at most `max_raw_tracks` raw files."""
+  """Selects the songs: at most `max_raw_tracks` raw files, the `has_bleed` flag, a split file."""
   max_raw_tracks: int = 8
+  has_bleed: str = 'any'
+  split_file: str = ''
 
 
-def config_for(max_raw_tracks: int = 8) -> MedleydbConfig:
+def config_for(max_raw_tracks: int = 8, has_bleed: str = 'any',
+               split_file: str = '') -> MedleydbConfig:
+  """The config 'max_raw_<n>[_bleed_<yes|no>][_split_<hash>]'.
+
+  The split file's name holds the first 10 hex digits of its contents' sha256,
+  so a changed file is prepared anew, not read from an older build.
+  """
   if int(max_raw_tracks) < 1:
     raise ValueError(f'max_raw_tracks must be >= 1, got {max_raw_tracks}.')
-  return MedleydbConfig(name=f'max_raw_{int(max_raw_tracks)}',
-                        description=f'Songs with at most {int(max_raw_tracks)} raw tracks.',
-                        max_raw_tracks=int(max_raw_tracks))
+  if has_bleed not in HAS_BLEED:
+    raise ValueError(f'config.data.has_bleed must be one of {HAS_BLEED}, got {has_bleed!r}.')
+  name = f'max_raw_{int(max_raw_tracks)}'
+  description = f'Songs with at most {int(max_raw_tracks)} raw tracks'
+  if has_bleed != 'any':
+    name += f'_bleed_{has_bleed}'
+    description += f', has_bleed: {has_bleed}'
+  if split_file:
+    name += '_split_' + hashlib.sha256(_read_bytes(split_file)).hexdigest()[:10]
+    description += f', splits from {split_file}'
+  return MedleydbConfig(name=name, description=description + '.',
+                        max_raw_tracks=int(max_raw_tracks), has_bleed=has_bleed,
+                        split_file=str(split_file))
+
+
+def _read_bytes(path: str) -> bytes:
+  try:
+    with open(path, 'rb') as f:
+      return f.read()
+  except OSError as e:
+    raise MedleyDBError(f'Cannot read config.data.split_file {path}: {e}.') from e
 
 
 # ---- splits ---------------------------------------------------------------------
@@ -132,6 +168,31 @@ def listed_splits() -> dict[str, str]:
 
 def assign_split(song_id: str) -> str:
   return listed_splits().get(song_id) or split_of(song_id)
+
+
+def read_split_file(path: str) -> dict[str, str]:
+  """song id -> split from a JSON {"train": [ids], "validation": [ids], "test": [ids]}.
+
+  Any of the three keys may be absent; an id listed twice, another key, or a
+  non-list raises MedleyDBError naming it.
+  """
+  try:
+    spec = json.loads(_read_bytes(path))
+  except ValueError as e:
+    raise MedleyDBError(f'config.data.split_file {path} is not valid JSON: {e}.') from e
+  if not isinstance(spec, dict) or set(spec) - set(SPLITS):
+    raise MedleyDBError(f'config.data.split_file {path} must be a JSON object with keys among '
+                        f'{list(SPLITS)}, got {sorted(spec) if isinstance(spec, dict) else spec!r}.')
+  out = {}
+  for split, ids in spec.items():
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+      raise MedleyDBError(f'config.data.split_file {path}: {split!r} must be a list of track ids.')
+    for song_id in ids:
+      if song_id in out:
+        raise MedleyDBError(f'config.data.split_file {path} lists {song_id} in both '
+                            f'{out[song_id]!r} and {split!r}; keep one.')
+      out[song_id] = split
+  return out
 
 
 # ---- finding and checking songs ------------------------------------------------------
@@ -305,11 +366,16 @@ class Medleydb(tfds.core.GeneratorBasedBuilder):
   DEFAULT_CONFIG_NAME = 'max_raw_8'
 
   def __init__(self, *, max_raw_tracks: int | None = None, on_error: str = 'raise',
-               resample: bool = True, config=None, **kwargs):
+               resample: bool = True, has_bleed: str = 'any', split_file: str = '',
+               config=None, **kwargs):
     """As any tfds builder, plus:
 
     Args:
-      max_raw_tracks: builds the config 'max_raw_<n>' (instead of `config`).
+      max_raw_tracks: builds the config from it, `has_bleed` and `split_file`
+        (see config_for; instead of `config`).
+      has_bleed: 'any', or keep only songs whose YAML has_bleed is 'yes' / 'no'.
+      split_file: a JSON of track ids per split (read_split_file); '' = the hash
+        split of medleydb_splits.json. Songs not in the file are left out.
       on_error: 'raise' a MedleyDBError on a bad song, or 'skip' it with a warning.
       resample: resample files not at 44.1 kHz (else they are bad input).
     """
@@ -318,7 +384,7 @@ class Medleydb(tfds.core.GeneratorBasedBuilder):
     if max_raw_tracks is not None:
       if config is not None:
         raise ValueError('Give either `config` or `max_raw_tracks`, not both.')
-      config = config_for(max_raw_tracks)
+      config = config_for(max_raw_tracks, has_bleed, split_file)
       # tfds refuses a new config object named like a predefined one: use that one.
       config = next((c for c in self.BUILDER_CONFIGS if c.name == config.name), config)
     self._on_error = on_error
@@ -344,24 +410,44 @@ class Medleydb(tfds.core.GeneratorBasedBuilder):
                           + MANUAL_DOWNLOAD_INSTRUCTIONS)
     # Count raw tracks from the YAML first (cheap): tfds refuses empty splits, so
     # a split whose songs are all filtered out must not be declared at all.
-    limit = self.builder_config.max_raw_tracks
+    cfg = self.builder_config
+    limit, bleed = cfg.max_raw_tracks, cfg.has_bleed
+    chosen = read_split_file(cfg.split_file) if cfg.split_file else None
+    if chosen is not None:
+      unknown = sorted(set(chosen) - set(songs))
+      if unknown:
+        raise MedleyDBError(f'config.data.split_file {cfg.split_file} names track ids not found '
+                            f'under {manual_dir}: {unknown}. Fix the ids (e.g. '
+                            "'AimeeNorwich_Child') or add those songs to the manual dir.")
     by_split = {s: [] for s in SPLITS}
+    counts = {'found': len(songs), 'too_many_raw': 0, 'bleed_filtered': 0, 'not_in_split_file': 0}
     for song_id in sorted(songs):
       song_dir, yaml_path = songs[song_id]
+      if chosen is not None and song_id not in chosen:
+        counts['not_in_split_file'] += 1
+        continue
       try:
-        count = len(raw_tracks(song_id, read_metadata(song_id, yaml_path), yaml_path))
+        meta = read_metadata(song_id, yaml_path)
+        count = len(raw_tracks(song_id, meta, yaml_path))
       except MedleyDBError as e:
         if self._on_error != 'skip':
           raise
         logging.warning('medleydb: skipping song %s: %s', song_id, e)
         continue
-      if count <= limit:
-        by_split[assign_split(song_id)].append((song_id, song_dir, yaml_path))
-    logging.info('medleydb: %s songs with <= %d raw tracks (of %d found).',
-                 {s: len(v) for s, v in by_split.items()}, limit, len(songs))
+      if count > limit:
+        counts['too_many_raw'] += 1
+      elif bleed != 'any' and _yes(meta.get('has_bleed', 'no')) != (bleed == 'yes'):
+        counts['bleed_filtered'] += 1
+      else:
+        split = chosen[song_id] if chosen is not None else assign_split(song_id)
+        by_split[split].append((song_id, song_dir, yaml_path))
+    logging.info('medleydb: kept %s songs (<= %d raw tracks, has_bleed %s, splits from %s); '
+                 'left out: %s.', {s: len(v) for s, v in by_split.items()}, limit, bleed,
+                 cfg.split_file or 'the hash rule', counts)
     if not any(by_split.values()):
-      raise MedleyDBError(f'No song under {manual_dir} has at most {limit} raw tracks; raise '
-                          'max_raw_tracks (config.data.max_raw_tracks).')
+      raise MedleyDBError(f'No song under {manual_dir} has at most {limit} raw tracks with '
+                          f'has_bleed {bleed!r} (left out: {counts}); raise max_raw_tracks '
+                          '(config.data.max_raw_tracks) or set config.data.has_bleed to any.')
     return {s: self._generate_examples(s, v) for s, v in by_split.items() if v}
 
   def _generate_examples(self, split, songs):

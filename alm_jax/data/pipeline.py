@@ -9,8 +9,10 @@
 b = config.train.batch_size // process_count, C = config.model.max_channels,
 S = round(config.data.segment_seconds * 44100) (eval: eval_segment_seconds).
 
-Data: the tfds dataset config.data.name ('synthetic_live[/config]' is generated
-on first use; 'medleydb' is prepared from config.data.manual_dir on first use)
+Data: the tfds dataset config.data.name ('synthetic_live[/config]' and
+'rendered_live[/config]' are generated on first use; 'medleydb' is prepared
+from config.data.manual_dir on first use, filtered by config.data.has_bleed and
+split by config.data.split_file when set, see alm_jax.data.medleydb)
 in config.data.data_dir ('' = tfds' default). Each process keeps its songs in
 memory as int16 (alm_jax.data.common), so a step costs no disk reads. Multi-host
 runs prepare the dataset once, on one process (`prepare`; `alm_jax.main` does
@@ -86,6 +88,7 @@ from alm_jax.data import bleed
 from alm_jax.data import common
 from alm_jax.data import medleydb
 from alm_jax.data import prefetch
+from alm_jax.data import rendered  # pylint: disable=unused-import  (registers the builder)
 from alm_jax.data import synthetic  # pylint: disable=unused-import  (registers the builder)
 
 _TRAIN, _ORDER, _EVAL = 0, 1, 2  # rng stream tags
@@ -145,12 +148,14 @@ def get_builder(config):
   if name.split('/')[0] == 'medleydb':
     return medleydb.Medleydb(data_dir=data_dir, max_raw_tracks=int(config.data.max_raw_tracks),
                              on_error=str(config.data.get('on_error', 'raise')),
-                             resample=bool(config.data.get('resample', True)))
+                             resample=bool(config.data.get('resample', True)),
+                             has_bleed=str(config.data.get('has_bleed', 'any')),
+                             split_file=str(config.data.get('split_file', '')))
   try:
     return tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError as e:
-    raise ValueError(f"Unknown dataset config.data.name={name!r}: use 'synthetic_live' or "
-                     "'medleydb' (or a registered tfds builder with the features of "
+    raise ValueError(f"Unknown dataset config.data.name={name!r}: use 'synthetic_live', "
+                     "'rendered_live' or 'medleydb' (or a registered tfds builder with the features of "
                      'alm_jax.data.common).') from e
 
 

@@ -1,0 +1,166 @@
+"""Tests for the `rendered_live` builder (alm_jax/data/rendered*.py): the tiny config end to end."""
+
+import dataclasses
+
+import ml_collections
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from alm_jax.data import common
+from alm_jax.data import pipeline
+from alm_jax.data import rendered
+from alm_jax.data import rendered_music as music
+from alm_jax.data import rendered_synth as synth
+
+SR = common.SAMPLE_RATE
+TINY = next(c for c in rendered.RenderedLive.BUILDER_CONFIGS if c.name == 'tiny')
+SPLITS = ('train', 'validation', 'test')
+
+
+@pytest.fixture(scope='module')
+def built(tmp_path_factory):
+  data_dir = tmp_path_factory.mktemp('rendered')
+  builder = tfds.builder('rendered_live/tiny', data_dir=str(data_dir))
+  builder.download_and_prepare()
+  songs = {s: list(tfds.as_numpy(builder.as_dataset(split=s, shuffle_files=False)))
+           for s in SPLITS}
+  for s in SPLITS:
+    songs[s].sort(key=lambda ex: ex['song_id'])
+  return builder, songs, rendered.music_cache_dir(), str(data_dir)
+
+
+def _fields(ex, key):
+  return [v.decode() for v in ex[key]]
+
+
+def test_tiny_build_has_the_synthetic_live_contract(built):
+  builder, songs = built[:2]
+  assert {s: len(v) for s, v in songs.items()} == {'train': 3, 'validation': 1, 'test': 2}
+  assert set(builder.info.features.keys()) == set(common.features().keys()) | {'mix_gains'}
+  for ex in (e for v in songs.values() for e in v):
+    c = ex['raw'].shape[0]
+    assert 3 <= c <= 6 and ex['raw'].dtype == np.int16
+    assert 3.0 * SR - 1 <= ex['raw'].shape[1] <= 4.0 * SR + 1
+    assert ex['mix'].shape == (ex['raw'].shape[1],)
+    assert ex['mix_gains'].shape == (c,) and np.all(ex['mix_gains'] > 0)
+    assert len(ex['instruments']) == len(ex['raw_files']) == c
+    assert not ex['has_bleed'] and ex['sample_rate'] == SR
+
+
+def test_mix_is_the_gains_times_the_raw_tracks(built):
+  for ex in (e for v in built[1].values() for e in v):
+    raw = common.dequantize(ex['raw'], ex['raw_scale'])
+    mix = common.dequantize(ex['mix'], ex['mix_scale'])
+    # int16: each stored track is within half a step of its own peak scale.
+    tol = 0.5 * (ex['mix_scale'] + np.sum(ex['mix_gains'] * ex['raw_scale'])) / 32767 * 1.01
+    assert np.max(np.abs(mix - ex['mix_gains'] @ raw)) <= tol
+    assert np.max(np.abs(mix)) <= 10 ** (-1 / 20) + 1e-4
+
+
+def test_each_channel_is_one_part(built):
+  songs, cache = built[1:3]
+  for split in SPLITS:
+    for i, ex in enumerate(songs[split]):
+      arr, voices, _ = rendered.plan_song(TINY, split, i, cache)
+      assert [f.split('|')[1] for f in _fields(ex, 'raw_files')] == [p.role for p in arr.parts]
+      raw = common.dequantize(ex['raw'], ex['raw_scale'])
+      frame = 2048
+      for c, part in enumerate(arr.parts):
+        x = raw[c, :raw.shape[1] // frame * frame].reshape(-1, frame)
+        level = 10 * np.log10(np.mean(x.astype(np.float64) ** 2, axis=1) + 1e-20)
+        near = np.zeros(level.size, bool)  # frames during a note of this part, or 1.5 s after
+        for start, dur, _, _ in part.notes:
+          lo, hi = int(start * SR) // frame, int((start + dur + 1.5) * SR) // frame + 1
+          near[lo:hi] = True
+        loud = level > level.max() - 50
+        assert not np.any(loud & ~near), (split, i, c, part.role)
+        onsets = [int(s * SR) // frame for s, _, _, _ in part.notes if s * SR < x.size]
+        assert np.mean(loud[np.minimum(onsets, level.size - 1)]) > 0.5
+      # No channel is another's copy.
+      corr = np.corrcoef(raw[:, :raw.shape[1]])
+      assert np.all(np.abs(corr[~np.eye(len(corr), dtype=bool)]) < 0.95)
+
+
+def test_role_levels_follow_the_convention(built):
+  for ex in (e for v in built[1].values() for e in v):
+    raw = common.dequantize(ex['raw'], ex['raw_scale'])
+    roles = [f.split('|')[1] for f in _fields(ex, 'raw_files')]
+    levels = np.array([rendered.active_level_db(g * x) for g, x in zip(ex['mix_gains'], raw)])
+    off = levels - np.array([rendered.ROLE_LEVELS_DB[r] for r in roles])
+    # One common offset (the -1 dBFS peak limit) plus +-LEVEL_JITTER_DB per part.
+    assert off.max() - off.min() <= 2 * rendered.LEVEL_JITTER_DB + 0.1, (roles, levels)
+    assert off.max() <= rendered.LEAD_DB + rendered.LEVEL_JITTER_DB + 0.1
+    top = [lv for lv, r in zip(levels, roles) if r in ('lead', 'melody')]
+    low = [lv for lv, r in zip(levels, roles) if r in ('comp', 'pad', 'hats')]
+    assert top and all(t > lv for t in top for lv in low)
+
+
+def test_test_split_timbre_and_repertoire_are_unseen(built):
+  songs = built[1]
+
+  def used(split):
+    fonts = {f.split('|')[2].split(':')[0] for ex in songs[split] for f in _fields(ex, 'raw_files')}
+    return fonts, {ex['genre'].decode() for ex in songs[split]}
+
+  test_fonts, test_rep = used('test')
+  for split in ('train', 'validation'):
+    fonts, rep = used(split)
+    assert not fonts & test_fonts and not rep & test_rep
+  spec, train = rendered.SPLITS['test'], rendered.SPLITS['train']
+  assert test_fonts <= {spec.melodic} | {k[0] for k in spec.kits}
+  assert test_rep <= set(spec.composers) | set(spec.styles)
+  assert not ({train.melodic} | {k[0] for k in train.kits}) & ({spec.melodic} |
+                                                                 {k[0] for k in spec.kits})
+  assert not (set(train.composers) | set(train.styles)) & (set(spec.composers) | set(spec.styles))
+  # Validation pieces and tunes are not train's either; test tunes are no one else's.
+  pools = {s: {p for c in rendered.SPLITS[s].composers for p in rendered.corpus_pool(s, c)}
+           | set(rendered.tune_pool(s)) for s in SPLITS}
+  assert all(pools.values())
+  assert not pools['train'] & pools['validation'] and not pools['test'] & (
+      pools['train'] | pools['validation'])
+
+
+def test_no_bach_anywhere(built):
+  songs, cache = built[1:3]
+  paths = [p for s in SPLITS for c in music.COMPOSERS for p in rendered.corpus_pool(s, c)]
+  paths += [p for s in SPLITS for p in rendered.tune_pool(s)]
+  assert paths and not [p for p in paths if 'bach' in p.lower()]
+  assert music.no_bach(['bach/bwv66.6.mxl', 'cpebach/h186.mxl', 'haydn/x.mxl']) == ['haydn/x.mxl']
+  with pytest.raises(ValueError, match='Bach'):
+    music.parse_piece('bach/bwv66.6.mxl', cache)
+  for ex in (e for v in songs.values() for e in v):
+    assert 'bach' not in ' '.join(_fields(ex, 'raw_files')).lower()
+  assert not [n for n in synth.SOUNDFONTS.values() if 'fluid' in n.path.lower()]
+
+
+def test_songs_are_deterministic_in_seed_split_index(built):
+  songs, cache = built[1:3]
+  ex = songs['train'][2]
+  song = rendered.make_song(TINY, 'train', 2, cache)  # alone, in another synth: the same song
+  raw, scale = common.quantize(song.raw)
+  np.testing.assert_allclose(scale, ex['raw_scale'], rtol=1e-5)
+  assert np.max(np.abs(raw.astype(np.int32) - ex['raw'])) <= 1
+  np.testing.assert_allclose(song.mix_gains, ex['mix_gains'], rtol=1e-5)
+  other = rendered.plan_song(dataclasses.replace(TINY, seed=1), 'train', 2, cache)[0]
+  assert [p.notes for p in other.parts] != [p.notes for p in
+                                            rendered.plan_song(TINY, 'train', 2, cache)[0].parts]
+
+
+def test_missing_soundfont_names_the_debian_package(monkeypatch, tmp_path):
+  gone = dataclasses.replace(synth.SOUNDFONTS['timgm6mb'], path=str(tmp_path / 'TimGM6mb.sf2'))
+  monkeypatch.setitem(synth.SOUNDFONTS, 'timgm6mb', gone)
+  with pytest.raises(synth.RenderError, match='timgm6mb-soundfont'):
+    tfds.builder('rendered_live/tiny', data_dir=str(tmp_path)).download_and_prepare()
+
+
+def test_the_pipeline_selects_rendered_live_by_name(built):
+  builder = built[0]
+  config = ml_collections.ConfigDict({
+      'data': {'name': 'rendered_live/tiny', 'data_dir': built[3]},
+      'model': {'max_channels': 8}})
+  got = pipeline.get_builder(config)
+  assert got.info.full_name == builder.info.full_name and got.is_prepared()
+  loaded = pipeline.load_songs(config, 'validation')
+  assert [s.song_id for s in loaded] == ['rendered_validation_000']
+  assert all(s.mix_gains is not None and s.mix_gains.size == s.num_channels for s in loaded)
