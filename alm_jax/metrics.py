@@ -324,21 +324,13 @@ def mr_stft_distance(mix, target, loss_config):
 
 
 def ideal_input_gains(track_gains, input_gain_db) -> np.ndarray:
-  """The gain that puts each input channel's own source at its level in the target mix.
+  """Gains putting each input's own source at its target-mix level: float64 [..., channels].
 
-  A channel's source reaches the input at `input_gain_db` (pre- plus post-bleed
-  level) and the target mix at `track_gains`, so the ideal gain is their ratio;
-  without bleed, sum_i gain_i * input_i is then the target mix.
-
-  Args:
-    track_gains: [..., channels] linear gains of the clean tracks in the target
-      mix (NaN where the dataset does not know them, e.g. MedleyDB).
-    input_gain_db: [..., channels] the levels applied to the inputs, dB.
-  Returns:
-    float64 [..., channels], NaN where the track gain is unknown.
+  The source reaches the input at `input_gain_db` (pre- plus post-bleed level, dB) and the target
+  mix at `track_gains` (linear, NaN where unknown, e.g. MedleyDB), so the ideal gain is their ratio;
+  without bleed, sum_i gain_i * input_i is then the target mix. NaN stays NaN.
   """
-  track = np.asarray(track_gains, np.float64)
-  return track / 10.0 ** (np.asarray(input_gain_db, np.float64) / 20.0)
+  return np.asarray(track_gains, np.float64) / 10.0 ** (np.asarray(input_gain_db, np.float64) / 20.0)
 
 
 def mix_metrics(mix, target, gains, *, rate: int, frame_seconds: float, channel_mask=None,
@@ -365,7 +357,7 @@ def mix_metrics(mix, target, gains, *, rate: int, frame_seconds: float, channel_
   if mix.ndim not in (1, 2) or target.shape[:-1] != mix.shape[:-1] or target.shape[-1] < mix.shape[-1]:
     raise ValueError(f'mix_metrics needs mix [..., n] and target [..., >= n] with ... = () or [b], '
                      f'got {mix.shape} and {target.shape}.')
-  if gains.shape[:-2] != mix.shape[:-1] or gains.ndim != mix.ndim + 1:
+  if gains.ndim != mix.ndim + 1 or gains.shape[:-2] != mix.shape[:-1]:
     raise ValueError(f'gains {gains.shape} is not [..., channels, frames] for mix {mix.shape}.')
   target = target[..., :mix.shape[-1]]
   mask = _channel_mask(channel_mask, gains.shape[:-1])
