@@ -1,0 +1,254 @@
+"""ONNX export (jax2onnx) of serve functions and block streams, checked by ONNX Runtime; it knows no model.
+
+`export_offline_onnx` turns `serve(params, audio, channel_mask) -> {'mix',
+'gains'}` into one ONNX graph, `export_streaming_onnx` turns a block stream's
+`init_state(batch, channels)` / `step(params, state, block, channel_mask)`
+into an `init_state` graph and one `step` graph per block size, with one
+tensor per state key in (`state_<key>`) and out (`new_state_<key>`). Every
+dimension is fixed at export (jax2onnx 0.17 cannot lower this graph with
+symbolic dimensions); the parameters are initializers. Before conversion the
+traced jaxpr is rewritten into ONNX-friendly equivalents (`onnx_friendly`) and
+the converted graph is repaired for ONNX Runtime (`_inline_captures`). Why
+jax2onnx and not tf2onnx, the graphs' signatures and a host loop:
+docs/deploy.md.
+"""
+
+import logging
+import os
+import pathlib
+from typing import Callable, Sequence
+
+import jax
+from jax import lax
+from jax.extend import core as jcore
+import jax.numpy as jnp
+
+OPSET = 20  # jax2onnx writes DFT in its opset-20 form (axis as an input); ONNX Runtime >= 1.17
+# Above this the weights go to a `<name>.data` file beside the graph (protobuf's 2 GB limit).
+EXTERNAL_DATA_BYTES = 1 << 30
+
+
+def _onnx():
+  import onnx  # pylint: disable=g-import-not-at-top
+  return onnx
+
+
+def _to_onnx():
+  # jax2onnx imports every optional plugin and logs a traceback for each one
+  # whose package (equinox, dm_pix) is absent: those plugins are not needed.
+  logging.getLogger('jax2onnx.plugins.plugin_system').setLevel(logging.ERROR)
+  from jax2onnx import to_onnx  # pylint: disable=g-import-not-at-top
+  return to_onnx
+
+
+# ---------------------------------------------------------------------------
+# jaxpr rewrite: constructs jax2onnx converts wrongly, as equivalent ones
+# ---------------------------------------------------------------------------
+
+_INLINED_CALLS = ('pjit', 'jit', 'closed_call', 'core_call', 'remat', 'checkpoint')
+_CUSTOM_DIFF = ('custom_jvp_call', 'custom_vjp_call', 'custom_vjp_call_jaxpr')
+
+
+def _rewrite_closed(closed):
+  specs = [jax.ShapeDtypeStruct(a.shape, a.dtype, weak_type=a.weak_type) for a in closed.in_avals]
+  return jax.make_jaxpr(lambda *args: _interpret(closed.jaxpr, closed.consts, *args))(*specs)
+
+
+def _rewrite_param(value):
+  if isinstance(value, jcore.ClosedJaxpr):
+    return _rewrite_closed(value)
+  if isinstance(value, tuple) and value and all(isinstance(v, jcore.ClosedJaxpr) for v in value):
+    return tuple(_rewrite_closed(v) for v in value)
+  return value
+
+
+def _interpret(jaxpr, consts, *args):
+  """Evaluates `jaxpr` under the current trace, binding each equation again except:
+
+  * `abs` of a complex value (|rfft| in the front end): jax2onnx 0.17 lowers it
+    to an elementwise Abs of the [..., 2] (re, im) pair instead of the modulus;
+    here it is sqrt(re^2 + im^2) (the same number to float rounding);
+  * `jit` calls and custom-derivative wrappers: inlined (export needs no
+    derivative rule, and fewer nested functions convert faster);
+  * sub-jaxprs of control flow (scan, cond, while): rewritten recursively.
+  """
+  env = {}
+
+  def read(v):
+    return v.val if isinstance(v, jcore.Literal) else env[v]
+
+  env.update(zip(jaxpr.constvars, consts))
+  env.update(zip(jaxpr.invars, args))
+  for eqn in jaxpr.eqns:
+    invals = [read(v) for v in eqn.invars]
+    name = eqn.primitive.name
+    if name == 'abs' and jnp.issubdtype(eqn.invars[0].aval.dtype, jnp.complexfloating):
+      re, im = lax.real(invals[0]), lax.imag(invals[0])
+      outs = [lax.sqrt(re * re + im * im)]
+    elif name in _INLINED_CALLS or name in _CUSTOM_DIFF:
+      inner = eqn.params.get('jaxpr', eqn.params.get('call_jaxpr', eqn.params.get('fun_jaxpr')))
+      if isinstance(inner, jcore.ClosedJaxpr):
+        outs = _interpret(inner.jaxpr, inner.consts, *invals)
+      else:
+        outs = _interpret(inner, (), *invals)
+    else:
+      params = {k: _rewrite_param(v) for k, v in eqn.params.items()}
+      outs = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(params))
+      if not eqn.primitive.multiple_results:
+        outs = [outs]
+    env.update(zip(eqn.outvars, outs))
+  return [read(v) for v in jaxpr.outvars]
+
+
+def onnx_friendly(fn: Callable, specs: Sequence[jax.ShapeDtypeStruct]) -> Callable:
+  """`fn` traced at `specs` and rewritten (see `_interpret`): a function of flat arrays -> flat list."""
+  closed = jax.make_jaxpr(lambda *args: jax.tree.leaves(fn(*args)))(*specs)
+  return lambda *args: _interpret(closed.jaxpr, closed.consts, *args)
+
+
+# ---------------------------------------------------------------------------
+# Graph repair for ONNX Runtime
+# ---------------------------------------------------------------------------
+
+
+def _subgraphs(node):
+  onnx = _onnx()
+  for attr in node.attribute:
+    if attr.type == onnx.AttributeProto.GRAPH:
+      yield attr.g
+    elif attr.type == onnx.AttributeProto.GRAPHS:
+      yield from attr.graphs
+
+
+def _rename_inputs(graph, mapping):
+  for node in graph.node:
+    for i, name in enumerate(node.input):
+      if name in mapping:
+        node.input[i] = mapping[name]
+    for sub in _subgraphs(node):
+      _rename_inputs(sub, mapping)
+
+
+def _inline_captures(graph, top: bool = True) -> int:
+  """Drops the Identity nodes by which jax2onnx copies outer values into If/Loop bodies.
+
+  With three nested Ifs inside a Loop (the streaming step: scan over frames ->
+  cond(frame complete) -> the mixer's own conds), ONNX Runtime 1.32's graph
+  optimizations lose such a copy ("Missing Input: .../cond_capture_N") and
+  the session fails at run time. Reading the outer value directly is the same
+  graph (ONNX subgraphs see the enclosing scopes' values) and runs.
+
+  Returns:
+    the number of nodes removed.
+  """
+  removed = 0
+  if not top:
+    local = {v.name for v in graph.input} | {v.name for v in graph.initializer}
+    for node in graph.node:
+      local.update(node.output)
+    outputs = {v.name for v in graph.output}
+    mapping, keep = {}, []
+    for node in graph.node:
+      if node.op_type == 'Identity' and node.input[0] not in local and node.output[0] not in outputs:
+        mapping[node.output[0]] = node.input[0]
+      else:
+        keep.append(node)
+    if mapping:
+      del graph.node[:]
+      graph.node.extend(keep)
+      _rename_inputs(graph, mapping)
+      removed += len(mapping)
+  for node in graph.node:
+    for sub in _subgraphs(node):
+      removed += _inline_captures(sub, top=False)
+  return removed
+
+
+def _save(model, path) -> pathlib.Path:
+  """Checks `model` (onnx.checker) and writes it; large weights go to `<name>.data` beside it."""
+  onnx = _onnx()
+  onnx.checker.check_model(model)
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  external = model.ByteSize() > EXTERNAL_DATA_BYTES
+  onnx.save_model(model, os.fspath(path), save_as_external_data=external,
+                  location=path.name + '.data' if external else None)
+  return path
+
+
+def convert(fn: Callable, specs: Sequence[jax.ShapeDtypeStruct], input_names: Sequence[str],
+            output_names: Sequence[str], opset: int = OPSET, name: str = 'alm_jax'):
+  """The onnx.ModelProto of `fn(*specs)` (outputs: `fn`'s flattened leaves, named `output_names`)."""
+  model = _to_onnx()(onnx_friendly(fn, specs), inputs=list(specs), input_names=list(input_names),
+                     output_names=list(output_names), opset=opset, model_name=name)
+  _inline_captures(model.graph)
+  return model
+
+
+# ---------------------------------------------------------------------------
+# Offline and streaming graphs
+# ---------------------------------------------------------------------------
+
+
+def export_offline_onnx(serve: Callable, params, path, *, batch: int, channels: int,
+                        samples: int, opset: int = OPSET) -> pathlib.Path:
+  """Writes the ONNX graph of an offline mixer.
+
+  Args:
+    serve: (params, audio [b, c, n], channel_mask [b, c] bool) -> {'mix' [b, n],
+      'gains' [b, c, frames]}.
+    params: the parameter tree (becomes initializers).
+    path: the .onnx file to write.
+    batch, channels, samples: the fixed input shape.
+    opset: ONNX opset.
+  Returns:
+    path. Graph inputs `audio` float32 [batch, channels, samples] and
+    `channel_mask` bool [batch, channels]; outputs `mix`, `gains`.
+  """
+  specs = [jax.ShapeDtypeStruct((batch, channels, samples), jnp.float32),
+           jax.ShapeDtypeStruct((batch, channels), jnp.bool_)]
+  keys = sorted(jax.eval_shape(lambda a, m: serve(params, a, m), *specs))
+  fn = lambda audio, mask: [serve(params, audio, mask)[k] for k in keys]
+  return _save(convert(fn, specs, ['audio', 'channel_mask'], keys, opset, 'offline'), path)
+
+
+def export_streaming_onnx(init_state: Callable, step: Callable, params, block_sizes: Sequence[int],
+                          folder, *, batch: int, channels: int,
+                          opset: int = OPSET) -> dict[str, pathlib.Path]:
+  """Writes `init_state.onnx` and `step_<n>.onnx` for each block size n into `folder`.
+
+  Args:
+    init_state: (batch, channels) -> flat dict of state arrays.
+    step: (params, state, block [b, c, n], channel_mask [b, c]) ->
+      (state, out [b, n], gains [b, c], faults [b, c] bool).
+    params: the parameter tree (becomes initializers of every step graph).
+    block_sizes: samples per block, one graph each.
+    folder: where the graphs go.
+    batch, channels: the fixed stream shape.
+    opset: ONNX opset.
+  Returns:
+    {'init_state': path, 'step_<n>': path, ...}. `init_state.onnx` has no
+    inputs and outputs `state_<key>`; `step_<n>.onnx` takes `block` float32
+    [batch, channels, n], `channel_mask` bool [batch, channels] and every
+    `state_<key>`, and outputs `out`, `gains`, `faults` and `new_state_<key>`.
+  """
+  folder = pathlib.Path(folder)
+  state0 = jax.eval_shape(lambda: init_state(batch, channels))
+  keys = sorted(state0)
+  state_names = [f'state_{k}' for k in keys]
+  paths = {'init_state': _save(convert(
+      lambda: [init_state(batch, channels)[k] for k in keys], [], [], state_names, opset,
+      'init_state'), folder / 'init_state.onnx')}
+  state_specs = [jax.ShapeDtypeStruct(state0[k].shape, state0[k].dtype) for k in keys]
+
+  def step_fn(block, mask, *state):
+    new_state, out, gains, faults = step(params, dict(zip(keys, state)), block, mask)
+    return [out, gains, faults] + [new_state[k] for k in keys]
+
+  for n in block_sizes:
+    specs = [jax.ShapeDtypeStruct((batch, channels, int(n)), jnp.float32),
+             jax.ShapeDtypeStruct((batch, channels), jnp.bool_)] + state_specs
+    model = convert(step_fn, specs, ['block', 'channel_mask'] + state_names,
+                    ['out', 'gains', 'faults'] + [f'new_state_{k}' for k in keys], opset, f'step_{n}')
+    paths[f'step_{n}'] = _save(model, folder / f'step_{int(n)}.onnx')
+  return paths
