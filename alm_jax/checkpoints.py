@@ -1,38 +1,22 @@
-"""Checkpoints of a training workdir, with orbax.
+"""Checkpoints of a training workdir, with orbax: save, resume, restore, and damage checks.
 
-Workdir layout:
-
-    WORKDIR/config.json                 the full config of the run (written at start)
-    WORKDIR/checkpoints/<step>/params   parameters after <step> optimiser updates
-    WORKDIR/checkpoints/<step>/opt_state
-
-Saves are asynchronous (the device-to-host copy happens in `save_state`, the
-file writes in the background) and only the last `config.train.keep_checkpoints`
-are kept. A step directory appears only once completely written, so a crash
-mid-save leaves the previous checkpoint as the latest.
-
-Resume order of `alm_jax.train.train_and_evaluate`:
-  1. the latest checkpoint in WORKDIR/checkpoints: parameters, optimiser state
-     and step; the step is also the input pipeline's position, since the
-     pipeline is deterministic in (seed, step);
-  2. else a fresh initialisation with the pretrained embedding weights of
-     config.model.embedding.weights, when set;
-  3. else a fresh initialisation from config.seed.
-
-A restart whose `config.model` differs from the saved run's (other than
-`embedding.weights`, which only matters for a fresh start) is refused with an
-error, rather than silently training a different model from incompatible
-parameters. Other sections (train, data, loss) may change between restarts.
-
-For inference, export and evaluation, `restore_params(path)` returns
-(config, params, step) from a workdir (latest step) or a step directory.
-
-Paths: the workdir may be a local folder or a bucket URL (gs://...); every path
-here is an `etils.epath.Path` (alm_jax.paths), so config.json and orbax's
-checkpoints go to either.
+Layout: WORKDIR/config.json (the run's full config, written at start) and
+WORKDIR/checkpoints/<step>/{params,opt_state,checksums} (the state after <step>
+optimiser updates, and a checksum of every array). Saves are asynchronous and
+only the last `config.train.keep_checkpoints` are kept; a step directory appears
+only once completely written. Training resumes from the newest intact step
+(`restore_latest`); inference, export and evaluation read the parameters with
+`restore_params(path)`. Every damaged file (truncated or altered arrays,
+missing or unreadable metadata, a corrupt config.json) ends in a
+`CheckpointError` naming the step and what is wrong, never in a checkpoint
+loaded as if valid; docs/checkpoints.md has the resume order and the checks.
+The workdir may be a local folder or a bucket URL (gs://...), through
+`etils.epath` (alm_jax.paths).
 """
 
 import json
+import os
+import runpy
 
 from absl import logging
 from etils import epath
@@ -40,12 +24,32 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from alm_jax import config_checks
+from alm_jax import integrity
 from alm_jax import models
 from alm_jax import paths
 
 CONFIG_FILE = 'config.json'
 CHECKPOINT_SUBDIR = 'checkpoints'
+DAMAGED_SUBDIR = 'damaged_checkpoints'  # where training moves damaged steps (never deletes them)
 ITEMS = ('params', 'opt_state')  # one orbax item each, so inference restores params alone
+CHECKSUMS = 'checksums'  # a JSON item: {item: {array path: checksum}} (alm_jax.integrity)
+
+
+class CheckpointError(FileNotFoundError):
+  """No usable checkpoint at a path (the message names the step or file and the fix).
+
+  A FileNotFoundError, so that every command that reports a missing checkpoint
+  reports a damaged or mismatched one the same way.
+  """
+
+
+class DamagedCheckpointError(CheckpointError):
+  """A checkpoint step with a missing, unreadable or altered file."""
+
+
+class ConfigMismatchError(CheckpointError, ValueError):
+  """The config's model differs from the one saved in the workdir, or from the saved arrays."""
 
 
 def checkpoint_dir(workdir) -> epath.Path:
@@ -58,12 +62,31 @@ def config_path(workdir) -> epath.Path:
 
 
 def load_config(workdir) -> ml_collections.ConfigDict:
-  """WORKDIR/config.json as a ConfigDict (lists where the config had tuples)."""
+  """WORKDIR/config.json as a ConfigDict (lists where the config had tuples), its model checked.
+
+  Raises:
+    CheckpointError: no config.json; DamagedCheckpointError: it is not JSON, has
+      no model section, or holds out-of-range model values (alm_jax.config_checks).
+  """
   path = config_path(workdir)
   if not path.exists():
-    raise FileNotFoundError(f'{path} not found: {workdir} is not a workdir written by '
-                            '`python -m alm_jax.main` (it writes config.json at start).')
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
+    raise CheckpointError(f'{path} not found: {workdir} is not a workdir written by '
+                          '`python -m alm_jax.main` (it writes config.json at start).')
+  advice = ('it holds the config the checkpoints were trained with. Restore it from a backup; or, '
+            'if you know the training --config, move the damaged file aside (mv '
+            f'{path} {path}.damaged) and resume training with that --config, which writes it again.')
+  try:
+    config = ml_collections.ConfigDict(json.loads(path.read_text()))
+    problem = None if isinstance(config.get('model'), ml_collections.ConfigDict) else (
+        'no model section')
+  except (ValueError, UnicodeDecodeError, AttributeError, TypeError) as e:
+    # ValueError covers json.JSONDecodeError; Attribute/TypeError: JSON that is not an object.
+    problem = integrity.first_line(e)
+  if problem is None:
+    problem = ' '.join(config_checks.problems(config, sections=('model',))) or None
+  if problem is not None:
+    raise DamagedCheckpointError(f'{path} is damaged ({problem}): {advice}')
+  return config
 
 
 def _plain(config_section) -> dict:
@@ -97,10 +120,10 @@ def model_differences(saved_model, model) -> list[str]:
 
 
 def check_model_matches(saved_config, config, where: str):
-  """Raises ValueError when `config.model` differs from the saved run's."""
+  """Raises ConfigMismatchError (a ValueError) when `config.model` differs from the saved run's."""
   diffs = model_differences(saved_config['model'], config.model)
   if diffs:
-    raise ValueError(
+    raise ConfigMismatchError(
         f'The config does not match the model saved in {where}: ' + '; '.join(diffs) +
         '. Use the saved config (config.json there), or a fresh --workdir to train a different model.')
 
@@ -109,21 +132,22 @@ def open_manager(workdir, config, read_only: bool = False) -> ocp.CheckpointMana
   """The CheckpointManager of WORKDIR/checkpoints; for training, also checks and writes config.json.
 
   Raises:
-    ValueError: checkpoints exist for a different `config.model`.
+    ConfigMismatchError: checkpoints exist for a different `config.model`.
+    CheckpointError: config.json is damaged.
   """
   ckpt_dir = checkpoint_dir(workdir)
   options = ocp.CheckpointManagerOptions(
       max_to_keep=int(config.train.get('keep_checkpoints', 3)) if config is not None else None,
       enable_async_checkpointing=not read_only, read_only=read_only, create=not read_only)
-  manager = ocp.CheckpointManager(
-      ckpt_dir, options=options,
-      item_handlers={name: ocp.StandardCheckpointHandler() for name in ITEMS})
+  handlers = {name: ocp.StandardCheckpointHandler() for name in ITEMS}
+  handlers[CHECKSUMS] = ocp.JsonCheckpointHandler()
+  manager = ocp.CheckpointManager(ckpt_dir, options=options, item_handlers=handlers)
   if read_only:
     return manager
   if manager.latest_step() is not None and config_path(workdir).exists():
     try:
       check_model_matches(load_config(workdir), config, workdir)
-    except ValueError:
+    except (ValueError, CheckpointError):
       manager.close()
       raise
   if jax.process_index() == 0:
@@ -137,46 +161,126 @@ def open_manager(workdir, config, read_only: bool = False) -> ocp.CheckpointMana
 
 
 def save_state(manager: ocp.CheckpointManager, step: int, state):
-  """Starts an asynchronous save of `state.params` and `state.opt_state` as checkpoint `step`."""
+  """Starts an asynchronous save of `state.params` and `state.opt_state` as checkpoint `step`.
+
+  The arrays' checksums are computed first, on the device (one small host sync).
+  """
+  sums = {item: integrity.tree_checksums(getattr(state, item)) for item in ITEMS}
   manager.save(step, args=ocp.args.Composite(
       params=ocp.args.StandardSave(state.params),
-      opt_state=ocp.args.StandardSave(state.opt_state)), force=True)
+      opt_state=ocp.args.StandardSave(state.opt_state),
+      **{CHECKSUMS: ocp.args.JsonSave(sums)}), force=True)
 
 
 def _abstract_with(tree, shardings):
   return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
 
 
-def _check_layout(manager, step: int, item: str, abstract, where: str):
-  """Raises ValueError naming the differing arrays when checkpoint `step` does not fit `abstract`."""
-  saved = manager.item_metadata(step)[item]
-  saved_tree = getattr(saved, 'tree', saved)
-  flat_saved = {jax.tree_util.keystr(p): getattr(v, 'shape', None)
-                for p, v in jax.tree_util.tree_flatten_with_path(saved_tree)[0] if v is not None}
-  flat_want = {jax.tree_util.keystr(p): tuple(v.shape)
-               for p, v in jax.tree_util.tree_flatten_with_path(abstract)[0]}
-  problems = [f'{k} missing from the checkpoint' for k in sorted(set(flat_want) - set(flat_saved))]
-  problems += [f'{k} not in the model' for k in sorted(set(flat_saved) - set(flat_want))]
-  problems += [f'{k} has shape {tuple(flat_saved[k])} in the checkpoint, {flat_want[k]} in the model'
-               for k in sorted(set(flat_saved) & set(flat_want))
-               if tuple(flat_saved[k]) != flat_want[k]]
+def _check_layout(saved, abstract, where):
+  """Raises ConfigMismatchError naming the arrays where the saved item does not fit `abstract`."""
+  problems = integrity.layout_problems(saved, abstract)
   if problems:
     shown = '; '.join(problems[:5]) + (f' (and {len(problems) - 5} more)' if len(problems) > 5 else '')
-    raise ValueError(f'Checkpoint {where} does not match the model of the config: {shown}. '
-                     'Restore it with the config it was trained with (its workdir\'s config.json).')
+    raise ConfigMismatchError(
+        f'Checkpoint {where} does not match the model of the config: {shown}. Restore it with '
+        'the config it was trained with (its workdir\'s config.json).')
+
+
+# ---- damage checks ---------------------------------------------------------
+
+
+def _restore_verified(manager, step: int, abstract: dict, shardings: dict) -> dict:
+  """Items `abstract` ({item: abstract tree}) of checkpoint `step`, each array read and verified.
+
+  Raises:
+    integrity.Damaged: a file is missing, unreadable or altered.
+    ConfigMismatchError: the arrays do not fit `abstract` (a different model, not damage).
+  """
+  step_dir = epath.Path(manager.directory) / str(step)
+  sums = integrity.check_files(step_dir, abstract, CHECKSUMS)
+  saved = {}
+  for item in abstract:  # each item alone: inference needs params, not a readable opt_state
+    try:
+      saved[item] = ocp.StandardCheckpointHandler().metadata(step_dir / item)
+    except Exception as e:  # pylint: disable=broad-except  (orbax/TensorStore share no error type)
+      raise integrity.Damaged(
+          f'the array metadata of {item} cannot be read ({integrity.first_line(e)})') from e
+  for item, tree in abstract.items():
+    _check_layout(saved[item], tree, step_dir)
+  args = {item: ocp.args.StandardRestore(_abstract_with(tree, shardings[item]))
+          for item, tree in abstract.items()}
+  try:
+    restored = dict(manager.restore(step, args=ocp.args.Composite(**args)))
+    jax.block_until_ready([restored[item] for item in abstract])
+  except Exception as e:  # pylint: disable=broad-except  (orbax/TensorStore share no error type)
+    raise integrity.Damaged(f'its array files cannot be read ({integrity.first_line(e)})') from e
+  if sums is None:
+    logging.info('%s has no checksums (saved by an older version): its values are not verified.',
+                 step_dir)
+    return restored
+  for item in abstract:
+    bad = integrity.mismatches(sums[item], restored[item])
+    if bad:
+      raise integrity.Damaged(f'{len(bad)} array(s) of {item} differ from the checksums saved with '
+                              f'them (first: {item}{bad[0]}): its files were altered after saving')
+  return restored
 
 
 def restore_state(manager: ocp.CheckpointManager, abstract_state, state_sharding, step: int):
-  """The TrainState of checkpoint `step`, placed with `state_sharding`."""
-  where = epath.Path(manager.directory) / str(step)
-  _check_layout(manager, step, 'params', abstract_state.params, where)
-  restored = manager.restore(step, args=ocp.args.Composite(
-      params=ocp.args.StandardRestore(_abstract_with(abstract_state.params, state_sharding.params)),
-      opt_state=ocp.args.StandardRestore(
-          _abstract_with(abstract_state.opt_state, state_sharding.opt_state))))
+  """The TrainState of checkpoint `step`, placed with `state_sharding`; CheckpointError if damaged."""
+  try:
+    restored = _restore_verified(manager, step, {i: getattr(abstract_state, i) for i in ITEMS},
+                                 {i: getattr(state_sharding, i) for i in ITEMS})
+  except integrity.Damaged as e:
+    where = epath.Path(manager.directory) / str(step)
+    raise DamagedCheckpointError(f'Checkpoint {where} is damaged: {e}.') from e
   step_array = jax.device_put(jax.numpy.asarray(step, jax.numpy.int32), state_sharding.step)
   return abstract_state.replace(step=step_array, params=restored['params'],
                                 opt_state=restored['opt_state'])
+
+
+def restore_latest(manager: ocp.CheckpointManager, workdir, abstract_state, state_sharding):
+  """The TrainState of the newest intact checkpoint, or None when there is none.
+
+  A damaged step is moved to WORKDIR/damaged_checkpoints (never deleted), with a
+  warning, and the previous one tried.
+
+  Raises:
+    CheckpointError: every checkpoint was damaged (all moved aside: the next run
+      starts afresh).
+  """
+  moved = []
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      state = restore_state(manager, abstract_state, state_sharding, step)
+    except DamagedCheckpointError as e:
+      if jax.process_index() == 0:
+        target = integrity.move_aside(checkpoint_dir(workdir) / str(step),
+                                      paths.as_path(workdir) / DAMAGED_SUBDIR)
+      else:
+        target = paths.as_path(workdir) / DAMAGED_SUBDIR / str(step)
+      logging.warning('%s Moved it to %s (kept, not deleted); trying the previous step.', e, target)
+      moved.append(f'{step} -> {target}')
+      continue
+    if moved:
+      _sync_after_move(manager)
+      logging.warning('Resuming from step %d, the newest intact checkpoint in %s.', step,
+                      checkpoint_dir(workdir))
+    return state
+  if moved:
+    _sync_after_move(manager)
+    raise CheckpointError(
+        f'No intact checkpoint in {checkpoint_dir(workdir)}: every step was damaged and moved aside '
+        f'({"; ".join(moved)}). Run the same command again to train from the start in this '
+        'workdir, or put back copies of the checkpoints from a backup.')
+  return None
+
+
+def _sync_after_move(manager):
+  if jax.process_count() > 1:  # the others wait until process 0 has moved the damaged steps
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices('alm_jax:damaged_checkpoints_moved')
+  manager.reload()
 
 
 def _resolve(path):
@@ -202,9 +306,15 @@ def restore_params(path, config=None):
     (config, params, step): the saved run's full config (from WORKDIR/config.json),
     the parameters (on the first local device) and the checkpoint's step.
   Raises:
-    FileNotFoundError: no config.json or no checkpoint at `path`.
-    ValueError: `config` or the saved parameters do not match the saved model.
+    CheckpointError (a FileNotFoundError): no config.json or no checkpoint at
+      `path`, or either is damaged.
+    ConfigMismatchError (a ValueError): `config` or the saved parameters do not match
+      the saved model.
+  A mixer without trained parameters (a console automixer) has no workdir:
+  `path` is then its config file (configs/dugan.py), giving (config, {}, 0).
   """
+  if str(path).endswith('.py'):
+    return _parameter_free(path)
   workdir, _ = _resolve(path)
   _require_checkpoint_dir(path, workdir)
   saved_config = load_config(workdir)
@@ -214,15 +324,30 @@ def restore_params(path, config=None):
   return saved_config, params, step
 
 
+def _parameter_free(path):
+  """(config, {}, 0) of a config file whose mixer has no trained parameters."""
+  if not os.path.isfile(path):
+    raise CheckpointError(f'No config file at {path}.')
+  try:
+    config = runpy.run_path(os.fspath(path))['get_config']()
+  except Exception as e:  # pylint: disable=broad-except  (whatever a broken config raises)
+    raise CheckpointError(f'Cannot load the config file {path}: {type(e).__name__}: {e}') from e
+  if models.build_mixer(config).capabilities.trainable:
+    raise CheckpointError(f'{path} describes a mixer with trained parameters: give the workdir it '
+                          'was trained in (python -m alm_jax.main --config=... --workdir=...), not '
+                          'its config file.')
+  return config, {}, 0
+
+
 def _require_checkpoint_dir(path, workdir):
   if not checkpoint_dir(workdir).is_dir():
-    raise FileNotFoundError(f'No checkpoint at {path}: expected a training workdir (with '
-                            f'{CHECKPOINT_SUBDIR}/ and {CONFIG_FILE}) or one of its '
-                            f'{CHECKPOINT_SUBDIR}/<step> directories.')
+    raise CheckpointError(f'No checkpoint at {path}: expected a training workdir (with '
+                          f'{CHECKPOINT_SUBDIR}/ and {CONFIG_FILE}) or one of its '
+                          f'{CHECKPOINT_SUBDIR}/<step> directories.')
 
 
 def load_params(path, abstract):
-  """The `params` item of a checkpoint, restored into the layout of `abstract`.
+  """The `params` item of a checkpoint, restored into the layout of `abstract` and verified.
 
   Args:
     path: a workdir (latest step) or a step directory WORKDIR/checkpoints/<step>.
@@ -231,29 +356,45 @@ def load_params(path, abstract):
   Returns:
     (params, step), the parameters on the first local device.
   Raises:
-    FileNotFoundError: no such checkpoint.
-    ValueError: the saved parameters do not fit `abstract`.
+    CheckpointError: no such checkpoint, or it is damaged (the message lists the
+      intact steps and how to pick one).
+    ConfigMismatchError (a ValueError): the saved parameters do not fit `abstract`.
   """
   workdir, step = _resolve(path)
   _require_checkpoint_dir(path, workdir)
+  ckpt_dir = checkpoint_dir(workdir)
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  want = ({'params': abstract}, {'params': jax.tree.map(lambda _: device, abstract)})
   manager = open_manager(workdir, None, read_only=True)
   try:
     steps = manager.all_steps()
     if step is None:
       step = manager.latest_step()
     if step is None or step not in steps:
-      raise FileNotFoundError(
-          f'No {"" if step is None else f"step {step} "}checkpoint in {checkpoint_dir(workdir)} '
+      raise CheckpointError(
+          f'No {"" if step is None else f"step {step} "}checkpoint in {ckpt_dir} '
           f'(available steps: {sorted(steps) or "none"}); train first with `python -m alm_jax.main`.')
-    where = checkpoint_dir(workdir) / str(step)
-    _check_layout(manager, step, 'params', abstract, where)
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    restored = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(
-        _abstract_with(abstract, jax.tree.map(lambda _: device, abstract)))))
+    try:
+      restored = _restore_verified(manager, step, *want)
+    except integrity.Damaged as e:
+      intact = [s for s in sorted(steps, reverse=True) if s != step and _is_intact(manager, s, want)]
+      advice = (f'Intact steps: {", ".join(map(str, intact))}; pick one with '
+                f'--checkpoint={ckpt_dir / str(intact[0])}.' if intact else
+                f'No other step in {ckpt_dir} is intact: restore it from a backup or train again.')
+      raise DamagedCheckpointError(
+          f'Checkpoint {ckpt_dir / str(step)} is damaged: {e}; it is not used. {advice}') from e
   finally:
     manager.close()
   logging.info('Restored parameters of step %d from %s', step, workdir)
   return restored['params'], step
+
+
+def _is_intact(manager, step: int, want) -> bool:
+  try:
+    _restore_verified(manager, step, *want)
+  except (integrity.Damaged, ValueError):
+    return False
+  return True
 
 
 def define_checkpoint_flag(flag_values):

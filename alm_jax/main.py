@@ -33,12 +33,15 @@ checkpoints and TensorBoard events are written through etils.epath / TF's file
 systems (see alm_jax.paths).
 """
 
+import logging as std_logging
 import os
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+
+from alm_jax import config_checks
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).', lock_config=True)
@@ -121,11 +124,48 @@ def _barrier(name: str):
     multihost_utils.sync_global_devices(name)
 
 
+# Libraries whose INFO and WARNING lines (checkpoint-library internals, dataset
+# deprecations) would bury the training progress; their errors still show.
+_QUIET_LIBRARIES = ('orbax', 'tensorflow_datasets', 'etils')
+
+
+class ConsoleFilter(std_logging.Filter):
+  """Default console: alm_jax's lines, other code's warnings and errors, the noisy ones' errors."""
+
+  def filter(self, record):
+    path = record.pathname.replace(os.sep, '/')
+    if '/alm_jax/' in path:
+      return True
+    if any(f'/{name}/' in path for name in _QUIET_LIBRARIES):
+      return record.levelno >= std_logging.ERROR
+    return record.levelno >= std_logging.WARNING
+
+
+def quiet_console(flag_values=FLAGS) -> bool:
+  """Keeps library chatter off the console unless the user chose a --verbosity (-v); True if so.
+
+  Shown: alm_jax's banner, progress, validation and checkpoint lines, every
+  warning and error; `--verbosity=0` (or -v 0, 1, ...) shows everything again.
+  """
+  if flag_values['verbosity'].present:
+    return False
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')  # TF's C++ INFO lines, before TF loads
+  handler = logging.get_absl_handler()
+  if not any(isinstance(f, ConsoleFilter) for f in handler.filters):
+    handler.addFilter(ConsoleFilter())
+  return True
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if FLAGS.config is None or FLAGS.workdir is None:
     raise app.UsageError('Give --config=configs/<name>.py and --workdir=<folder>.')
+  quiet = quiet_console()
+  try:  # every value in range before any work (a bad override names its key)
+    config_checks.check(FLAGS.config)
+  except config_checks.ConfigError as e:
+    raise SystemExit(f'error: {e}') from e
 
   # TF only feeds the input pipeline: keep it off the accelerators JAX owns.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -135,22 +175,26 @@ def main(argv):
     _initialize_distributed()
 
   import jax  # pylint: disable=g-import-not-at-top
+  from alm_jax import checkpoints  # pylint: disable=g-import-not-at-top
   from alm_jax import train  # pylint: disable=g-import-not-at-top
   logging.info('JAX devices: %s', jax.devices())
   from alm_jax.data import medleydb  # pylint: disable=g-import-not-at-top
+  if quiet:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    tfds.disable_progress_bar()  # the dataset build logs one line of its own (data/pipeline.py)
   config = FLAGS.config
   try:
     prepare_data_once(config, FLAGS.workdir)
     if FLAGS.mode == 'train':
       train.train_and_evaluate(config, FLAGS.workdir)
-  # Bad input the user fixes (a missing or broken MedleyDB, a diverged run): the
-  # message, not a traceback.
-  except (train.NonFiniteLossError, medleydb.MedleyDBError) as e:
+  # Bad input the user fixes (a missing or broken MedleyDB, a diverged run, a damaged or
+  # mismatched checkpoint): the message, not a traceback.
+  except (train.NonFiniteLossError, medleydb.MedleyDBError, checkpoints.CheckpointError) as e:
     raise SystemExit(f'error: {e}') from e
   if FLAGS.mode != 'train':
     try:
       results = train.evaluate_checkpoint(config, FLAGS.workdir)
-    except FileNotFoundError as e:  # no checkpoint yet: a usage problem, not a crash
+    except FileNotFoundError as e:  # no checkpoint yet, or a damaged one: not a crash
       raise SystemExit(f'error: {e}') from e
     if jax.process_index() == 0:
       print('validation at step {step}: '.format(**results) + ', '.join(

@@ -1,0 +1,241 @@
+"""Config values checked once, up front: each error names the key, its value and the valid range.
+
+    config_checks.check(config)   # raises ConfigError listing every bad value
+
+`alm_jax.main` runs it before any work and `alm_jax.checkpoints` on a saved
+run's config.json, so a value such as `train.batch_size=0` is refused by name
+instead of surfacing later as a ZeroDivisionError, an empty validation split or
+a run that trains nothing. Keys absent from a config (an older config.json)
+are skipped; names (model.name, embedding.name, ...) are left to the code that
+reads them, which lists the valid ones.
+"""
+
+import math
+import numbers
+from typing import Callable, Sequence
+
+
+class ConfigError(ValueError):
+  """One or more config values out of range (the message lists them all)."""
+
+
+def _is_int(v) -> bool:
+  return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_real(v) -> bool:
+  return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _integer(lo: int, hi: int | None = None):
+  text = f'an integer >= {lo}' if hi is None else f'an integer in [{lo}, {hi}]'
+  return (lambda v: _is_int(v) and v >= lo and (hi is None or v <= hi)), text
+
+
+def _number(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+            hi_open: bool = False):
+  """A finite number in the interval lo..hi (open or closed at each end; None: unbounded)."""
+  parts = []
+  if lo is not None:
+    parts.append(f'{">" if lo_open else ">="} {lo:g}')
+  if hi is not None:
+    parts.append(f'{"<" if hi_open else "<="} {hi:g}')
+
+  def ok(v):
+    if not _is_real(v):
+      return False
+    if lo is not None and (v <= lo if lo_open else v < lo):
+      return False
+    return hi is None or (v < hi if hi_open else v <= hi)
+
+  return ok, 'a finite number' + (' ' + ' and '.join(parts) if parts else '')
+
+
+def _each(rule, empty_ok: bool = False):
+  ok, text = rule
+  return ((lambda v: isinstance(v, Sequence) and not isinstance(v, str)
+           and (empty_ok or len(v) > 0) and all(ok(x) for x in v)),
+          f'a {"" if empty_ok else "non-empty "}list, each {text}')
+
+
+def _range_pair(rule):
+  """(low, high), both passing `rule`, low <= high."""
+  ok, text = rule
+  return ((lambda v: isinstance(v, Sequence) and len(v) == 2 and ok(v[0]) and ok(v[1])
+           and v[0] <= v[1]), f'(low, high) with low <= high, each {text}')
+
+
+POSITIVE = _number(0, lo_open=True)
+NON_NEGATIVE = _number(0)
+FINITE = _number()
+FRACTION = _number(0, 1, hi_open=True)  # dropout rates
+
+# key -> (test, valid range in words)
+RULES: dict[str, tuple[Callable, str]] = {
+    'seed': _integer(0),
+    'model.sample_rate': _integer(1),
+    'model.f1_ms': POSITIVE,
+    'model.f2_ms': POSITIVE,
+    'model.f1_stride': _integer(1),
+    'model.max_channels': _integer(1),
+    'model.initial_gain': NON_NEGATIVE,
+    'model.d_model': _integer(1),
+    'model.rms_floor_db': FINITE,
+    'model.frontend.sample_rate': _integer(1),
+    'model.frontend.window_ms': POSITIVE,
+    'model.frontend.hop_ms': POSITIVE,
+    'model.frontend.n_fft': _integer(1),
+    'model.frontend.n_mels': _integer(1),
+    'model.frontend.fmin': NON_NEGATIVE,
+    'model.frontend.fmax': POSITIVE,
+    'model.frontend.log_offset': POSITIVE,
+    'model.frontend.patch_frames': _integer(1),
+    'model.frontend.resample_zero_crossings': _integer(1),
+    'model.frontend.resample_rolloff': _number(0, 1, lo_open=True),
+    'model.embedding.dim': _integer(1),
+    'model.embedding.small_features': _each(_integer(1)),
+    'model.encoder.num_layers': _integer(0),
+    'model.encoder.num_heads': _integer(1),
+    'model.encoder.mlp_dim': _integer(1),
+    'model.encoder.dropout': FRACTION,
+    'model.gru_hidden': _integer(1),
+    'model.mlp_dims': _each(_integer(1), empty_ok=True),
+    'model.dmc_dropout': FRACTION,
+    'model.min_gain_db': FINITE,
+    'model.max_gain_db': FINITE,
+    'loss.fft_sizes': _each(_integer(1)),
+    'loss.win_lengths': _each(_integer(1)),
+    'loss.hop_fraction': _number(0, 1, lo_open=True),
+    'loss.w_sc': NON_NEGATIVE,
+    'loss.w_log_mag': NON_NEGATIVE,
+    'loss.eps': POSITIVE,
+    'data.max_raw_tracks': _integer(1),
+    'data.segment_seconds': POSITIVE,
+    'data.eval_segment_seconds': POSITIVE,
+    'data.silence_db': FINITE,
+    'data.eval_segments_per_song': _integer(1),
+    'data.prefetch': _integer(0),
+    'data.num_workers': _integer(-1),
+    'data.bleed.bank_size': _integer(1),
+    'data.bleed.severity_db': _range_pair(FINITE),
+    'data.bleed.rir_seconds': POSITIVE,
+    'data.bleed.rt60': _range_pair(POSITIVE),
+    'data.bleed.room_min': _each(POSITIVE),
+    'data.bleed.room_max': _each(POSITIVE),
+    'data.bleed.mic_distance': _range_pair(POSITIVE),
+    'data.bleed.min_source_spacing': NON_NEGATIVE,
+    'data.bleed.max_order': _integer(0),
+    'data.bleed.workers': _integer(1),
+    'data.levels.pre_bleed_db': _range_pair(FINITE),
+    'data.levels.post_bleed_db': _range_pair(FINITE),
+    'train.batch_size': _integer(1),
+    'train.num_epochs': _integer(1),
+    'train.learning_rate': POSITIVE,
+    'train.lr_boundaries_epochs': _each(NON_NEGATIVE, empty_ok=True),
+    'train.lr_decay': POSITIVE,
+    'train.weight_decay': NON_NEGATIVE,
+    'train.freeze_embedding_epochs': NON_NEGATIVE,
+    'train.grad_clip_norm': NON_NEGATIVE,
+    'train.grad_accum_steps': _integer(1),
+    'train.remat_embedding_chunk': _integer(0),
+    'train.log_every_steps': _integer(1),
+    'train.eval_every_steps': _integer(-(2**62)),  # <= 0: no validation
+    'train.checkpoint_every_steps': _integer(1),
+    'train.keep_checkpoints': _integer(1),
+}
+COMPUTE_DTYPES = ('float32', 'bfloat16', 'float16')
+_MISSING = object()
+
+
+def _get(config, key: str):
+  node = config
+  for part in key.split('.'):
+    try:
+      node = node[part]
+    except (KeyError, TypeError, AttributeError):
+      return _MISSING
+  return node
+
+
+def _relations(get) -> list[str]:
+  """Checks between keys (each value alone already passed its rule)."""
+  problems = []
+
+  def both(*keys):
+    values = [get(k) for k in keys]
+    return None if any(v is _MISSING for v in values) else values
+
+  v = both('model.f1_ms', 'model.f2_ms')
+  if v and v[1] > v[0]:
+    problems.append(f'config.model.f2_ms = {v[1]!r} is longer than config.model.f1_ms = {v[0]!r}: '
+                    'an F2 (gain) frame must fit in one F1 (embedding) frame, f2_ms <= f1_ms.')
+  v = both('model.f2_ms', 'model.sample_rate')
+  if v and round(v[0] * v[1] / 1000.0) < 1:
+    problems.append(f'config.model.f2_ms = {v[0]!r} is less than one sample at '
+                    f'config.model.sample_rate = {v[1]!r} Hz: give f2_ms >= {1000.0 / v[1]:.4g}.')
+  for seg in ('data.segment_seconds', 'data.eval_segment_seconds'):
+    v = both(seg, 'model.f1_ms')
+    if v and v[0] * 1000.0 < v[1]:
+      problems.append(f'config.{seg} = {v[0]!r} is shorter than one F1 frame (config.model.f1_ms = '
+                      f'{v[1]!r}): the model needs at least {v[1] / 1000.0:g} s.')
+  v = both('model.frontend.fmin', 'model.frontend.fmax', 'model.frontend.sample_rate')
+  if v and not v[0] < v[1] <= v[2] / 2:
+    problems.append(f'config.model.frontend.fmin = {v[0]!r}, fmax = {v[1]!r}: need fmin < fmax <= '
+                    f'half of frontend.sample_rate ({v[2] / 2:g} Hz).')
+  v = both('model.frontend.window_ms', 'model.frontend.n_fft', 'model.frontend.sample_rate')
+  if v and v[0] * v[2] / 1000.0 > v[1] + 0.5:
+    problems.append(f'config.model.frontend.window_ms = {v[0]!r} is longer than n_fft = {v[1]!r} '
+                    f'samples at {v[2]} Hz: raise n_fft or shorten the window.')
+  v = both('model.d_model', 'model.encoder.num_heads')
+  if v and get('model.name') == 'alm' and v[0] % v[1]:
+    problems.append(f'config.model.d_model = {v[0]!r} is not a multiple of '
+                    f'config.model.encoder.num_heads = {v[1]!r}.')
+  v = both('model.min_gain_db', 'model.max_gain_db')
+  if v and v[0] >= v[1]:
+    problems.append(f'config.model.min_gain_db = {v[0]!r} must be below max_gain_db = {v[1]!r}.')
+  v = both('loss.fft_sizes', 'loss.win_lengths')
+  if v and (len(v[0]) != len(v[1]) or any(w > n for n, w in zip(*v))):
+    problems.append(f'config.loss.win_lengths = {tuple(v[1])!r} must pair with config.loss.fft_sizes'
+                    f' = {tuple(v[0])!r}: as many entries, each window <= its FFT size.')
+  v = both('data.bleed.room_min', 'data.bleed.room_max')
+  if v and (len(v[0]) != 3 or len(v[1]) != 3 or any(a > b for a, b in zip(*v))):
+    problems.append(f'config.data.bleed.room_min = {tuple(v[0])!r}, room_max = {tuple(v[1])!r}: '
+                    'need 3 sides each (m), room_min <= room_max.')
+  v = both('train.steps_per_epoch',)
+  if v and not (_is_int(v[0]) and (v[0] == -1 or v[0] >= 1)):
+    problems.append(f'config.train.steps_per_epoch = {v[0]!r}: valid are -1 (ceil(train songs / '
+                    'batch_size)) or an integer >= 1.')
+  v = both('train.batch_size', 'train.grad_accum_steps')
+  if v and _is_int(v[0]) and _is_int(v[1]) and v[1] >= 1 and v[0] % v[1]:
+    problems.append(f'config.train.batch_size = {v[0]!r} is not a multiple of '
+                    f'config.train.grad_accum_steps = {v[1]!r}.')
+  v = both('train.compute_dtype')
+  if v and v[0] not in COMPUTE_DTYPES:
+    problems.append(f'config.train.compute_dtype = {v[0]!r}: valid are {", ".join(COMPUTE_DTYPES)}.')
+  return problems
+
+
+def problems(config, sections: Sequence[str] | None = None) -> list[str]:
+  """Every out-of-range value of `config` (a ConfigDict or nested dict), one sentence each.
+
+  Args:
+    sections: only keys under these top-level sections (e.g. ('model',)); None: all.
+  """
+  keep = (lambda key: True) if sections is None else (
+      lambda key: key.split('.')[0] in sections)
+  found = []
+  for key, (ok, valid) in RULES.items():
+    value = _get(config, key)
+    if keep(key) and value is not _MISSING and not ok(value):
+      found.append(f'config.{key} = {value!r}: must be {valid}.')
+  if not found:  # relations only between values that are each valid
+    found = [p for p in _relations(lambda k: _get(config, k) if keep(k) else _MISSING)]
+  return found
+
+
+def check(config, sections: Sequence[str] | None = None, where: str = 'The config'):
+  """Raises ConfigError listing every out-of-range value (see `problems`)."""
+  found = problems(config, sections)
+  if found:
+    raise ConfigError(f'{where} has {len(found)} invalid value(s): ' + ' '.join(found) +
+                      ' Fix them in the config file or the --config.<key>=... override.')
