@@ -24,6 +24,8 @@ setuptools.setup(
         "ml-collections>=1.1,<1.2",
         "chex>=0.1.90",
         "pyyaml>=6.0",
+        "music21>=9.1",  # rendered_live: the corpus works and folk tunes
+        "pyfluidsynth>=1.3.4",  # rendered_live: FluidSynth (Debian libfluidsynth3) from Python
         "pyroomacoustics>=0.10,<0.11",
         "pyloudnorm>=0.2",
         "matplotlib>=3.9",
@@ -32,5 +34,10 @@ setuptools.setup(
         "pytest-xdist>=3.6",
         "playwright>=1.40",  # tests: drives Debian's chromium through the listening-test page
     ],
-    extras_require={"torch": ["torch>=2.9"]},
+    extras_require={
+        "torch": ["torch>=2.9"],
+        # --format=onnx export and its tests; jax2onnx==0.17.1 itself is installed with
+        # --no-deps (its orbax-checkpoint<0.11.37 pin conflicts with ours; docs/deploy.md).
+        "onnx": ["onnx>=1.23,<1.24", "onnxruntime>=1.32,<1.33", "onnx-ir>=1.1,<1.2"],
+    },
 )

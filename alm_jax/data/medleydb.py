@@ -182,7 +182,8 @@ def read_split_file(path: str) -> dict[str, str]:
     raise MedleyDBError(f'config.data.split_file {path} is not valid JSON: {e}.') from e
   if not isinstance(spec, dict) or set(spec) - set(SPLITS):
     raise MedleyDBError(f'config.data.split_file {path} must be a JSON object with keys among '
-                        f'{list(SPLITS)}, got {sorted(spec) if isinstance(spec, dict) else spec!r}.')
+                        f'{list(SPLITS)}, got '
+                        f'{sorted(spec) if isinstance(spec, dict) else spec!r}.')
   out = {}
   for split, ids in spec.items():
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):

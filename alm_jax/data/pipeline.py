@@ -155,8 +155,8 @@ def get_builder(config):
     return tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError as e:
     raise ValueError(f"Unknown dataset config.data.name={name!r}: use 'synthetic_live', "
-                     "'rendered_live' or 'medleydb' (or a registered tfds builder with the features of "
-                     'alm_jax.data.common).') from e
+                     "'rendered_live' or 'medleydb' (or a registered tfds builder with the "
+                     'features of alm_jax.data.common).') from e
 
 
 def prepared_builder(config):

@@ -1,4 +1,4 @@
-"""`rendered_live`: multitrack songs rendered part by part with sampled instruments, known target mix.
+"""`rendered_live`: multitrack songs rendered part by part with sampled instruments, known mix.
 
     import alm_jax.data.rendered  # registers the builder
     ds = tfds.load('rendered_live', split='train')        # 240 / 40 / 40 songs of 20-40 s
@@ -64,7 +64,8 @@ class SplitSpec:
 
 
 _TRAIN_KITS = (('avl_black_pearl', 0, 0),) + tuple(('timgm6mb', 128, p) for p in (0, 8, 16, 32, 40))
-_TEST_KITS = (('avl_red_zeppelin', 0, 0),) + tuple(('musescore_lite', 128, p) for p in (0, 8, 16, 32, 40))
+_TEST_KITS = ((('avl_red_zeppelin', 0, 0),)
+              + tuple(('musescore_lite', 128, p) for p in (0, 8, 16, 32, 40)))
 _TRAIN_REP = dict(composers=('palestrina', 'trecento', 'haydn', 'mozart'),
                   styles=('rock', 'pop', 'funk', 'ballad'))
 _TEST_REP = dict(composers=('monteverdi', 'beethoven'), styles=('shuffle', 'bossa'))
@@ -94,9 +95,10 @@ class RenderedLiveConfig(tfds.core.BuilderConfig):
 
 
 def music_cache_dir() -> str:
-  """Where parsed corpus pieces are cached: $ALM_JAX_CACHE (default ~/.cache/alm_jax), per music21 version."""
+  """Where parsed pieces are cached: $ALM_JAX_CACHE (default ~/.cache/alm_jax), per music21."""
   import music21  # pylint: disable=import-outside-toplevel  (optional, slow import)
-  root = os.environ.get('ALM_JAX_CACHE') or os.path.join(os.path.expanduser('~'), '.cache', 'alm_jax')
+  root = (os.environ.get('ALM_JAX_CACHE')
+          or os.path.join(os.path.expanduser('~'), '.cache', 'alm_jax'))
   return os.path.join(root, 'rendered_music', f'music21-{music21.__version__}')
 
 
@@ -241,7 +243,8 @@ class RenderedLive(tfds.core.GeneratorBasedBuilder):
     try:
       import music21  # pylint: disable=import-outside-toplevel,unused-import
     except ImportError as e:
-      raise synth.RenderError('rendered_live needs music21 (its corpus): pip install music21.') from e
+      raise synth.RenderError('rendered_live needs music21 (its corpus): pip install music21.'
+                              ) from e
     counts = {'train': cfg.num_train, 'validation': cfg.num_validation, 'test': cfg.num_test}
     return {s: self._generate_examples(s, counts[s]) for s in SPLITS if counts[s] > 0}
 

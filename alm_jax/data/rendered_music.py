@@ -188,7 +188,8 @@ _STYLE = {
                         46: [(14, 85)]},
                  bass=[(0, 1, 0), (3, 1, 12), (6, 1, 0), (7, 1, 7), (10, 1, 0), (12, 1, 10),
                        (14, 1, 12)],
-                 comp=[(2, 1), (6, 1), (10, 1), (14, 1)], comps=('guitar', 'epiano', 'clav', 'organ')),
+                 comp=[(2, 1), (6, 1), (10, 1), (14, 1)],
+                 comps=('guitar', 'epiano', 'clav', 'organ')),
     'ballad': dict(bpm=(60, 80), swing=False,
                    drums={36: [(0, 95), (10, 80)], 37: [(4, 80), (12, 85)],
                           42: [(s, 55 + 10 * (s % 4 == 0)) for s in range(0, 16, 2)]},
@@ -298,7 +299,8 @@ def generated_arrangement(style: str, rng, seconds: float, channels: int, tune: 
     return int(np.clip(v + rng.normal(0, spread), 20, 127))
 
   comps = [str(rng.choice(st['comps']))]
-  comps.append(str(rng.choice([c for c in ('piano', 'epiano', 'organ', 'guitar') if c != comps[0]])))
+  others = [c for c in ('piano', 'epiano', 'organ', 'guitar') if c != comps[0]]
+  comps.append(str(rng.choice(others)))
   parts, ncomp = [], 0
   for ch, role in enumerate(roles):
     notes = []
@@ -308,7 +310,8 @@ def generated_arrangement(style: str, rng, seconds: float, channels: int, tune: 
       chord = chords[bar]
       if role in ('drums', 'kick', 'snare', 'hats'):
         for k, hits in st['drums'].items():
-          if role == 'drums' or (role == 'kick') == (k in KICK) and (role == 'snare') == (k in SNARE):
+          mine = (role == 'kick') == (k in KICK) and (role == 'snare') == (k in SNARE)
+          if role == 'drums' or mine:
             notes += [(at(bar, s), 0.2, k, vel(v)) for s, v in hits]
         if role in ('drums', 'hats') and bar % 4 == 0:
           notes.append((at(bar, 0), 0.5, 49, vel(100)))  # crash on each section
@@ -318,12 +321,14 @@ def generated_arrangement(style: str, rng, seconds: float, channels: int, tune: 
       elif role == 'comp':
         voicing = [p - 12 + 12 * (p < chord[0]) for p in chord] + [chord[0]]
         if st['comp'] == 'arpeggio':
-          notes += [(at(bar, s), beat * 0.9, voicing[(s // 2) % 4], vel(70)) for s in range(0, 16, 2)]
+          notes += [(at(bar, s), beat * 0.9, voicing[(s // 2) % 4], vel(70))
+                    for s in range(0, 16, 2)]
         else:
           notes += [(at(bar, s), n * beat / 4 * 0.9, p, vel(80)) for s, n in st['comp']
                     for p in voicing]
       elif role == 'pad':
-        notes += [(at(bar, 0), 4 * beat, p - 12 * (i == 0), vel(70, 4)) for i, p in enumerate(chord)]
+        notes += [(at(bar, 0), 4 * beat, p - 12 * (i == 0), vel(70, 4))
+                  for i, p in enumerate(chord)]
       elif role == 'lead':
         notes += [(o * beat + rng.normal(0, 0.006), d * beat, m + key, vel(95, 6))
                   for o, d, m in melody if bar * 4 <= o < (bar + 1) * 4]

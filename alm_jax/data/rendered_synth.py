@@ -34,13 +34,15 @@ SOUNDFONTS = {
     'musescore_lite': Soundfont(f'{SF3}/MuseScore_General_Lite.sf3',
                                 'musescore-general-soundfont-small',
                                 128, (0, 8, 16, 24, 32, 40), True),
-    'timgm6mb': Soundfont(f'{SF2}/TimGM6mb.sf2', 'timgm6mb-soundfont', 128, (0, 8, 16, 32, 40), True),
+    'timgm6mb': Soundfont(f'{SF2}/TimGM6mb.sf2', 'timgm6mb-soundfont', 128, (0, 8, 16, 32, 40),
+                          True),
     'avl_black_pearl': Soundfont(f'{SF2}/Black_Pearl_4_LV2.sf2', 'avldrums.lv2-soundfont', 0, (0,),
                                  False),
     'avl_red_zeppelin': Soundfont(f'{SF2}/Red_Zeppelin_4_LV2.sf2', 'avldrums.lv2-soundfont', 0,
                                   (0,), False),
 }
 _BLOCK = 64  # FluidSynth's internal block (FLUID_BUFSIZE)
+_FLUID_WARN = 2  # its log level enum: PANIC, ERR, WARN, INFO, DBG
 _FORBIDDEN = ('fluidr3', 'fluid_r3', 'fluid-soundfont')
 APT_LINE = ('apt-get install -y --no-install-recommends fluidsynth timgm6mb-soundfont '
             'musescore-general-soundfont-small avldrums.lv2-soundfont')
@@ -55,7 +57,7 @@ def _fluidsynth_module():
     import fluidsynth  # pylint: disable=import-outside-toplevel  (optional, needs libfluidsynth)
   except ImportError as e:
     raise RenderError(f'rendered_live needs the FluidSynth library and pyfluidsynth ({e}). '
-                      f'Install them: `{APT_LINE}` (Debian package fluidsynth / libfluidsynth3) and '
+                      f'Install them: `{APT_LINE}` (Debian fluidsynth / libfluidsynth3) and '
                       '`pip install pyfluidsynth`.') from e
   return fluidsynth
 
@@ -75,7 +77,7 @@ def check_installed(names) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Voice:
-  """What plays a part: soundfont name, bank, preset; notes [(start s, duration s, key, velocity)]."""
+  """What plays a part: soundfont, bank, preset; notes [(start s, duration s, key, velocity)]."""
   soundfont: str
   bank: int
   preset: int
@@ -94,6 +96,10 @@ class Renderer:
   def __init__(self, names, sample_rate: int = common.SAMPLE_RATE):
     check_installed(names)
     fs = _fluidsynth_module()
+    # FluidSynth warns on stderr for every channel without a preset at each reset
+    # (one line per channel and part): drop its warnings, keep its errors.
+    fs.cfunc('fluid_set_log_function', ctypes.c_void_p, ('level', ctypes.c_int, 1),
+             ('fun', ctypes.c_void_p, 1), ('data', ctypes.c_void_p, 1))(_FLUID_WARN, None, None)
     self.sample_rate = int(sample_rate)
     # Gain 0.3 keeps dense polyphony (8-voice chords, drum rolls) clear of clipping in float.
     self._synth = fs.Synth(gain=0.3, samplerate=float(sample_rate), channels=16,
