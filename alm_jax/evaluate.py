@@ -13,9 +13,7 @@ summary.md, bleed_robustness.png/.csv, the listening page index.html and the
 audio/ and gains/ it links to; with --listening_test also a blind listening
 test (listening_test/index.html, its key kept outside that folder), whose
 downloaded answers --listening_results aggregates into listening_results.md.
-This module is the command line; the work is
-done in `alm_jax.evaluation` (systems, examples, run, report, plots,
-listening_page).
+This module is the command line; the work is done in `alm_jax.evaluation`.
 """
 
 import copy

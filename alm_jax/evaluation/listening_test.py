@@ -97,8 +97,9 @@ document.getElementById('download').addEventListener('click', () => {
 _INSTRUCTIONS = {
     'mushra': ('Each trial has a reference (the target mix) and several versions under letters in '
                'a random order; one of them is the reference itself, hidden. Listen to each and '
-               'rate how close it is to the reference, from 0 (bad) to 100 (excellent, '
-               'indistinguishable): rate the hidden reference 100. Move every slider.'),
+               'rate how close it is to the reference: 0-20 bad, 20-40 poor, 40-60 fair, 60-80 '
+               'good, 80-100 excellent (100: indistinguishable; rate the hidden reference 100). '
+               'Move every slider.'),
     'ranking': ('Each trial has a reference (the target mix) and several versions under letters in '
                 'a random order; one of them is the reference itself, hidden. Rank the versions '
                 'from 1 (closest to the reference) to the last (furthest), each rank once.'),
