@@ -30,6 +30,9 @@ setuptools.setup(
         "pyloudnorm>=0.2",
         "matplotlib>=3.9",
         "tqdm>=4.66",
+        "JACK-Client>=0.5.4",  # alm_jax.live (needs libjack: Debian jackd2 or PipeWire's JACK)
+        "python-osc>=1.8",  # alm_jax.live: OSC control
+        "rich>=13",  # alm_jax.live: terminal meters
         "pytest>=8",
         "pytest-xdist>=3.6",
         "playwright>=1.40",  # tests: drives Debian's chromium through the listening-test page

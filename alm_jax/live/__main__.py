@@ -15,6 +15,7 @@ import time
 
 from absl import app as absl_app
 from absl import flags
+import jax
 import numpy as np
 
 from alm_jax import checkpoints
@@ -50,8 +51,9 @@ flags.DEFINE_enum('fault', 'hold', ['hold', 'mute'], 'A channel with NaN/Inf/abs
 flags.DEFINE_float('absurd_db', 40.0, 'A frame peaking above this (dBFS) counts as a fault.')
 flags.DEFINE_integer('osc_port', 9000, 'OSC control port on --osc_host (0: no OSC).')
 flags.DEFINE_string('osc_host', '127.0.0.1', 'OSC listening address.')
-flags.DEFINE_integer('rt_priority', 5, 'SCHED_FIFO priority of the worker and the other Python '
-                     'threads, below JACK\'s (0: normal scheduling; needs root or rtprio rights).')
+flags.DEFINE_integer('rt_priority', 2, 'SCHED_FIFO priority of the worker (other Python threads: 1), '
+                     'below the JACK client threads\' (0: normal scheduling; needs rtprio rights).')
+flags.DEFINE_float('switch_interval_ms', 0.5, "Python's thread switch interval (sys.setswitchinterval).")
 flags.DEFINE_enum('ui', 'auto', ['auto', 'on', 'off'], 'Terminal meters (auto: when stdout is a tty).')
 
 
@@ -84,7 +86,17 @@ def _build(config, params):
 def main(argv):
   del argv
   logging.getLogger().setLevel(logging.INFO)
-  sys.setswitchinterval(0.0005)  # the audio callback waits at most this long for the GIL
+  # The audio callback needs the GIL: another thread holding it is asked to
+  # let go after this interval (docs/live.md, "Real-time and the GIL").
+  sys.setswitchinterval(FLAGS.switch_interval_ms * 1e-3)
+  # The worker runs each step on its own (real-time) thread instead of XLA's
+  # normally scheduled dispatch threads, which a busy machine delays.
+  jax.config.update('jax_cpu_enable_async_dispatch', False)
+  if 'xla_cpu_multi_thread_eigen' not in os.environ.get('XLA_FLAGS', ''):
+    # XLA reads this when its CPU backend starts (the first array, below): one
+    # small step gains nothing from Eigen's normally scheduled helper threads.
+    os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                               ' --xla_cpu_multi_thread_eigen=false')
   config, params, _ = checkpoints.restore_params(FLAGS.checkpoint)
   live, song, sources = _build(config, params)
   # After the compile (in _build): XLA's compile threads keep normal priority.

@@ -50,8 +50,13 @@ class StepAdapter:
     self._state = self.mixer.init_state(1, self.channels)
 
   def warm_up(self):
-    """Compiles the step (seconds) on silence, then resets: the first live frame must not compile."""
-    self.step(np.zeros((self.channels, self.spec.f2), np.float32), np.ones(self.channels, bool))
+    """Compiles the step (seconds) on silence, then resets: no live frame may compile.
+
+    Two steps: the state `init_state` makes and the state a step returns differ
+    in their abstract signature (weak types), so each gets its own executable.
+    """
+    for _ in range(2):
+      self.step(np.zeros((self.channels, self.spec.f2), np.float32), np.ones(self.channels, bool))
     self.reset()
 
   def step(self, block, mask):

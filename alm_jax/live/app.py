@@ -81,6 +81,7 @@ class LiveMixer:
     """Starts the worker and recorder threads, then `driver` (a JackDriver is opened here)."""
     self.driver = driver
     self.worker.start()
+    self.worker.ready.wait(600)
     if self.recorder:
       self.recorder.rt_priority = max(self.rt_priority - 1, 0)
       self.recorder.start()
@@ -107,7 +108,8 @@ class LiveMixer:
     eng, w = self.engine, self.worker
     return {
         'samples': eng.written, 'periods': eng.periods, 'late': eng.late,
-        'xruns': getattr(self.driver, 'xruns', 0), 'nonfinite_periods': eng.nonfinite_periods,
+        'xruns': getattr(self.driver, 'xruns', 0),
+        'xrun_times_s': list(getattr(self.driver, 'xrun_times', [])), 'nonfinite_periods': eng.nonfinite_periods,
         'limited_periods': eng.limited_periods,
         'callback_max_ms': 1e3 * eng.callback_max_s, 'worker_p99_ms': w.p99_ms(),
         'worker_cpu_share': w.cpu_share, 'worker_restarts': self.worker_restarts,

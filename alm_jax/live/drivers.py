@@ -65,6 +65,8 @@ class JackDriver:
     self.connected = False
     self.message = 'not started'
     self.first_frame_time = None
+    self.xrun_times = []  # seconds after the (last) open
+    self._opened = time.monotonic()
     self.client = None
     self._lost = threading.Event()
     self._dirty = threading.Event()  # a connection changed: check ours
@@ -105,6 +107,7 @@ class JackDriver:
     client.set_port_connect_callback(self._on_connect)
     client.set_blocksize_callback(self._on_blocksize)
     self.ins, self.mixport, self.outs = ins, mixport, outs
+    self._opened = time.monotonic()
     client.activate()
     self.client = client
     self.connected = True
@@ -133,6 +136,8 @@ class JackDriver:
   def _on_xrun(self, delay):
     del delay
     self.xruns += 1
+    if len(self.xrun_times) < 1000:
+      self.xrun_times.append(round(time.monotonic() - self._opened, 3))
 
   def _on_shutdown(self, status, reason):
     self.connected = False

@@ -252,6 +252,7 @@ class Worker(threading.Thread):
     self._halt = threading.Event()
     self.fail_after = None  # tests: raise in the thread after this frame
     self.rt_priority = 0
+    self.ready = threading.Event()  # set once the step has run on this thread
 
   def stop(self):
     self._halt.set()
@@ -259,9 +260,15 @@ class Worker(threading.Thread):
   def run(self):
     set_realtime(self.rt_priority)
     try:
+      # JAX's first call of a jitted function on a new thread costs extra
+      # (thread-local caches): pay it here, before any frame is due.
+      self.adapter.warm_up()
+      self.ready.set()
       self._loop()
     except Exception as e:  # pylint: disable=broad-except
       self.error = e  # the main thread reports it and starts a new worker
+    finally:
+      self.ready.set()
 
   def _loop(self):
     eng, f2 = self.engine, self.engine.f2

@@ -1,0 +1,136 @@
+"""The live mixer's real-time margins on one CPU core: audio callback and worker, per period and channel count.
+
+    taskset -c 0 python bench/live.py                          # 8/16/32 channels x 64/128/256 periods
+    taskset -c 0 python bench/live.py --channels=8,32,48 --seconds=10
+
+Pins itself to one CPU and single-threaded XLA (as bench/streaming.py does),
+builds an `alm_jax.live.app.LiveMixer` with the small-embedding model of
+configs/quickstart.py (random parameters: a trained model costs the same) and
+feeds it noise at real-time pace through `drivers.FileDriver`, which calls the
+same `Engine.process` the JACK callback calls, from a SCHED_FIFO thread when
+permitted. For each (channels, period) it reports the callback's worst and
+p99.9 time per period and their share of the period, the worker's p99 time per
+F2 frame and its share of the 50 ms budget (with --gain_delay=1 a result may
+take one F2 frame minus one period), the worker's CPU share, and late results.
+The last line names the largest channel count with no late result.
+"""
+
+import os
+
+os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                           ' --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1')
+if hasattr(os, 'sched_setaffinity'):
+  os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+
+import argparse  # pylint: disable=g-import-not-at-top,wrong-import-position
+import sys
+import time
+
+from common import load_config, machine  # pylint: disable=wrong-import-position
+import jax
+import numpy as np
+
+from alm_jax.live import adapter as adapter_lib  # pylint: disable=wrong-import-position
+from alm_jax.live import app  # pylint: disable=wrong-import-position
+from alm_jax.live import drivers  # pylint: disable=wrong-import-position
+from alm_jax.live import engine as engine_lib  # pylint: disable=wrong-import-position
+from alm_jax.models import build_model  # pylint: disable=wrong-import-position
+from alm_jax import frames  # pylint: disable=wrong-import-position
+
+
+def random_params(config, seed=0):
+  """Random parameters of the model's shapes (the unwrapped tree restore_params returns)."""
+  model = build_model(config)
+  spec = frames.FrameSpec.from_config(config.model)
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), np.zeros((1, 2, spec.f1), np.float32),
+                          np.ones((1, 2), bool))['params']
+  rng = np.random.default_rng(seed)
+
+  def draw(path, leaf):
+    name = jax.tree_util.keystr(path)
+    if leaf.ndim >= 2:
+      return rng.standard_normal(leaf.shape, np.float32) / np.sqrt(np.prod(leaf.shape[:-1]))
+    base = 1.0 if 'scale' in name else 0.25 if 'negative_slope' in name else 0.0
+    return (base + 0.1 * rng.standard_normal(leaf.shape)).astype(np.float32)
+
+  return jax.tree_util.tree_map_with_path(draw, shapes)
+
+
+def run_one(config, params, adapter, channels, period, seconds, rt):
+  sr = int(config.model.sample_rate)
+  audio = (0.1 * np.random.default_rng(1).standard_normal((channels, int(seconds * sr)))
+           ).astype(np.float32)
+  live = app.LiveMixer(config, params, channels, adapter=adapter, rt_priority=rt)
+  times = np.zeros(audio.shape[1] // period + 2)
+  count = [0]
+  process = live.engine.process
+
+  def timed(inputs, mix, outs=None):
+    t0 = time.perf_counter()
+    process(inputs, mix, outs)
+    times[count[0]] = time.perf_counter() - t0
+    count[0] += 1
+
+  live.engine.process = timed
+  drv = drivers.FileDriver(live.engine, audio, period=period, pace=True)
+  drv.rt_priority = rt + 1 if rt else 0
+  adapter.reset()
+  live.start(drv)
+  while not drv.done.wait(0.1):
+    live.tick()
+  live.stop()
+  t = times[5:count[0]]  # the first periods touch fresh pages
+  w = live.worker
+  n = min(w.frame, w.step_times.shape[0])
+  step = w.step_times[2:n]
+  period_s, frame_s = period / sr, live.spec.f2 / sr
+  return {
+      'channels': channels, 'period': period, 'cb_max_ms': 1e3 * t.max(),
+      'cb_p999_ms': 1e3 * np.percentile(t, 99.9), 'cb_share': t.max() / period_s,
+      'worker_p99_ms': 1e3 * np.percentile(step, 99), 'worker_max_ms': 1e3 * step.max(),
+      'worker_share': np.percentile(step, 99) / frame_s, 'cpu_share': w.cpu_share,
+      'late': live.engine.late,
+  }
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  parser.add_argument('--config', default='quickstart')
+  parser.add_argument('--channels', default='8,16,32')
+  parser.add_argument('--periods', default='64,128,256')
+  parser.add_argument('--seconds', type=float, default=6.0)
+  parser.add_argument('--rt_priority', type=int, default=2)
+  args = parser.parse_args()
+  jax.config.update('jax_cpu_enable_async_dispatch', False)
+  sys.setswitchinterval(0.0005)
+  engine_lib.set_realtime(max(args.rt_priority - 1, 0))
+  config = load_config(args.config)
+  chans = [int(c) for c in args.channels.split(',')]
+  config.model.max_channels = max(chans + [int(config.model.max_channels)])
+  params = random_params(config)
+  print(f'# {machine()}; {args.config} ({config.model.embedding.name} embedding, d_model '
+        f'{config.model.d_model}); {args.seconds:g} s per case; one core, XLA single-threaded; '
+        f'SCHED_FIFO {"on" if engine_lib.set_realtime(0) or args.rt_priority else "off"}; '
+        f'load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs')
+  print('| channels | period | callback max (ms) | callback p99.9 (ms) | max / period | '
+        'worker p99 (ms) | worker max (ms) | p99 / 50 ms | worker CPU | late |')
+  print('|---|---|---|---|---|---|---|---|---|---|')
+  best = 0
+  for c in chans:
+    adapter = adapter_lib.StepAdapter(config, params, c)
+    adapter.warm_up()
+    ok = True
+    for p in [int(p) for p in args.periods.split(',')]:
+      r = run_one(config, params, adapter, c, p, args.seconds, args.rt_priority)
+      ok &= r['late'] == 0
+      print(f"| {c} | {p} | {r['cb_max_ms']:.3f} | {r['cb_p999_ms']:.3f} | "
+            f"{100 * r['cb_share']:.0f}% | {r['worker_p99_ms']:.2f} | {r['worker_max_ms']:.2f} | "
+            f"{100 * r['worker_share']:.0f}% | {100 * r['cpu_share']:.1f}% | {r['late']} |",
+            flush=True)
+    if ok:
+      best = c
+  print(f'\nlargest channel count with no late result: {best or "none"} (of {chans})')
+
+
+if __name__ == '__main__':
+  main()
