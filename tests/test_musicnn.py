@@ -350,6 +350,9 @@ def test_release_shapes_and_checkpoint_directory(release, params, tmp_path):
   assert musicnn_weights.release_shapes() == expected
   assert {k: v.shape for k, v in release.items() if k not in musicnn_weights.METADATA} == expected
   assert tuple(str(t) for t in release['tags']) == musicnn.MTT_TAGS
+  notice = os.path.join(os.path.dirname(musicnn_weights.DEFAULT_WEIGHTS), 'LICENSE_musicnn.txt')
+  with open(notice) as f:
+    assert 'Permission to use, copy, modify, and/or distribute' in f.read()  # ISC, shipped beside
   # A TF1 Saver checkpoint whose prefix is the directory itself, as the wheel ships it.
   graph = tf.Graph()
   with graph.as_default():
