@@ -25,3 +25,21 @@ def test_plot_gains_refuses_bad_arguments(tmp_path):
   with pytest.raises(ValueError, match='scale'):
     plots.plot_gains(np.ones((1, 5)), 0.05, ['a'], tmp_path / 'x.png', scale='log')
   assert not list(tmp_path.iterdir())
+
+
+def test_default_is_a_db_axis_named_by_channel(tmp_path, monkeypatch):
+  """gains.png of alm_jax.mix (default arguments): dB, one legend entry per file name."""
+  from alm_jax.evaluation import plots as evaluation_plots  # pylint: disable=g-import-not-at-top
+  assert plots.plot_gains is evaluation_plots.plot_gains
+  made = []
+  subplots = evaluation_plots.plt.subplots
+  monkeypatch.setattr(evaluation_plots.plt, 'subplots',
+                      lambda *a, **k: made.append(subplots(*a, **k)) or made[-1])
+  gains = np.full((2, 10), 0.5)
+  gains[1] = 0.01
+  plots.plot_gains(gains, 0.05, ['kick.wav', 'bass'], tmp_path / 'gains.png')
+  ax = made[0][1]
+  assert ax.get_ylabel() == 'gain (dB)'
+  assert [t.get_text() for t in ax.get_legend().get_texts()] == ['kick.wav', 'bass']
+  low, high = ax.get_ylim()
+  assert low < -40 < -6 < high < 0  # -6 dB and -40 dB both drawn, not squashed at 0

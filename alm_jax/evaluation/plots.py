@@ -42,7 +42,7 @@ def plot_gains(gains, frame_seconds: float, channel_names, path, *, scale: str =
   fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
   try:
     for name, v in zip(channel_names, values):
-      ax.stairs(v, t, label=str(name), linewidth=1.0)
+      ax.stairs(v, t, label=str(name), linewidth=1.0, baseline=None)  # no edges down to 0 (dB)
     ax.set_xlabel('time (s)')
     ax.set_ylabel(ylabel)
     ax.set_xlim(0.0, t[-1] if t[-1] > 0 else 1.0)
