@@ -7,6 +7,7 @@ build the same model from a config.
 """
 
 import functools
+import json
 import importlib
 import pkgutil
 
@@ -94,6 +95,19 @@ def init_params(rng, model: nn.Module):
 
 
 def abstract_params(config):
-  """Parameter shapes and dtypes (jax.ShapeDtypeStruct tree) of `build_model(config)`, not run."""
-  model = build_model(without_init_only(config))
+  """Parameter shapes and dtypes (jax.ShapeDtypeStruct tree) of `build_model(config)`, not run.
+
+  Cached by the model settings: tracing the model's init takes seconds, and
+  every restore and export asks for the same tree.
+  """
+  config = without_init_only(config)
+  dtype = config.get('train', {}).get('compute_dtype', 'float32')
+  return _abstract_params(config.model.to_json_best_effort(sort_keys=True), dtype)
+
+
+@functools.lru_cache(maxsize=16)
+def _abstract_params(model_json: str, dtype: str):
+  config = ml_collections.ConfigDict({'model': json.loads(model_json),
+                                      'train': {'compute_dtype': dtype}})
+  model = build_model(config)
   return jax.eval_shape(functools.partial(init_params, model=model), jax.random.key(0))
