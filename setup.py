@@ -35,6 +35,7 @@ setuptools.setup(
         "rich>=13",  # alm_jax.live: terminal meters
         "pytest>=8",
         "pytest-xdist>=3.6",
+        "hypothesis>=6.100",  # tests/test_bad_inputs.py: fuzzing of audio and checkpoint files
         "playwright>=1.40",  # tests: drives Debian's chromium through the listening-test page
     ],
     extras_require={
