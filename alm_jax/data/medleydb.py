@@ -59,9 +59,7 @@ how many songs each filter left out.
 """
 
 import dataclasses
-import functools
 import hashlib
-import json
 import os
 
 from absl import logging
@@ -71,9 +69,13 @@ import yaml
 
 from alm_jax import audio_io
 from alm_jax.data import common
+# The song selection (splits, split files, has_bleed values) and the error type, re-exported.
+# pylint: disable=unused-import
+from alm_jax.data.medleydb_select import (HAS_BLEED, SPLITS, SPLITS_FILE, MedleyDBError,
+                                          _read_bytes, assign_split, hash_fraction, listed_splits,
+                                          read_split_file, split_of)
+# pylint: enable=unused-import
 
-SPLITS_FILE = os.path.join(os.path.dirname(__file__), 'medleydb_splits.json')
-SPLITS = ('train', 'validation', 'test')
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 MedleyDB cannot be downloaded by code. Request access to MedleyDB V1 and V2 at
@@ -88,13 +90,6 @@ If the YAML files are not inside the track folders, put them in
 github.com/marl/medleydb, under medleydb/data/Metadata/). Then point
 config.data.manual_dir (or tfds's --manual_dir) at /data/MedleyDB.
 """
-
-
-class MedleyDBError(ValueError):
-  """A song or the manual download is unusable; the message names the file and the fix."""
-
-
-HAS_BLEED = ('any', 'yes', 'no')
 
 
 @dataclasses.dataclass
@@ -127,73 +122,6 @@ def config_for(max_raw_tracks: int = 8, has_bleed: str = 'any',
   return MedleydbConfig(name=name, description=description + '.',
                         max_raw_tracks=int(max_raw_tracks), has_bleed=has_bleed,
                         split_file=str(split_file))
-
-
-def _read_bytes(path: str) -> bytes:
-  try:
-    with open(path, 'rb') as f:
-      return f.read()
-  except OSError as e:
-    raise MedleyDBError(f'Cannot read config.data.split_file {path}: {e}.') from e
-
-
-# ---- splits ---------------------------------------------------------------------
-
-
-def hash_fraction(song_id: str) -> float:
-  """u in [0, 1): the first 8 bytes of sha256('medleydb-split:' + id) over 2^64."""
-  digest = hashlib.sha256(f'medleydb-split:{song_id}'.encode()).digest()
-  return int.from_bytes(digest[:8], 'big') / 2.0 ** 64
-
-
-@functools.lru_cache(maxsize=1)
-def _split_file() -> dict:
-  with open(SPLITS_FILE) as f:
-    return json.load(f)
-
-
-def split_of(song_id: str) -> str:
-  """The split of a song id by the hash rule (see module docstring)."""
-  lo, hi = _split_file()['edges']
-  u = hash_fraction(song_id)
-  return SPLITS[0] if u < lo else SPLITS[1] if u < hi else SPLITS[2]
-
-
-@functools.lru_cache(maxsize=1)
-def listed_splits() -> dict[str, str]:
-  """song id -> split, from medleydb_splits.json."""
-  splits = _split_file()['splits']
-  return {song: split for split in SPLITS for song in splits[split]}
-
-
-def assign_split(song_id: str) -> str:
-  return listed_splits().get(song_id) or split_of(song_id)
-
-
-def read_split_file(path: str) -> dict[str, str]:
-  """song id -> split from a JSON {"train": [ids], "validation": [ids], "test": [ids]}.
-
-  Any of the three keys may be absent; an id listed twice, another key, or a
-  non-list raises MedleyDBError naming it.
-  """
-  try:
-    spec = json.loads(_read_bytes(path))
-  except ValueError as e:
-    raise MedleyDBError(f'config.data.split_file {path} is not valid JSON: {e}.') from e
-  if not isinstance(spec, dict) or set(spec) - set(SPLITS):
-    raise MedleyDBError(f'config.data.split_file {path} must be a JSON object with keys among '
-                        f'{list(SPLITS)}, got '
-                        f'{sorted(spec) if isinstance(spec, dict) else spec!r}.')
-  out = {}
-  for split, ids in spec.items():
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-      raise MedleyDBError(f'config.data.split_file {path}: {split!r} must be a list of track ids.')
-    for song_id in ids:
-      if song_id in out:
-        raise MedleyDBError(f'config.data.split_file {path} lists {song_id} in both '
-                            f'{out[song_id]!r} and {split!r}; keep one.')
-      out[song_id] = split
-  return out
 
 
 # ---- finding and checking songs ------------------------------------------------------

@@ -218,6 +218,9 @@ class RenderedLive(tfds.core.GeneratorBasedBuilder):
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
   BUILDER_CONFIGS = [
       RenderedLiveConfig(name='default', description='240/40/40 songs of 20-40 s, 3-8 channels.'),
+      # The first 60 / 10 / 20 songs of 'default' (a song depends on its split and index only).
+      RenderedLiveConfig(name='small', description='60/10/20 songs of 20-40 s, 3-8 channels.',
+                         num_train=60, num_validation=10, num_test=20),
       RenderedLiveConfig(name='tiny', description='3/1/2 songs of 3-4 s, 3-6 channels, for tests.',
                          num_train=3, num_validation=1, num_test=2, min_seconds=3.0,
                          max_seconds=4.0, max_channels=6),
