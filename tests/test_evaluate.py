@@ -172,25 +172,33 @@ def test_forces_zero_latency(evaluated, dirs):
   assert 'forced' in system.note
 
 
-def test_whole_songs_without_bleed(dirs):
-  """RAW only, whole songs, no bleed: lengths are the songs', the balance still known."""
+def evaluate_whole_songs(dirs, systems_, name):
+  """Whole songs without bleed, with a ranking listening test: checks the lengths, the
+  severities, that every metric is defined (synthetic_live knows its balance) and the test."""
   c = tiny_config(dirs)
   c.data.bleed.enabled = False
-  out = os.path.join(dirs['out'], 'whole')
-  paths = run.evaluate([], c, 'test', out, segment_seconds=0, progress=False,
-                       listening_test='ranking')
+  paths = run.evaluate(systems_, c, 'test', os.path.join(dirs['out'], name), segment_seconds=0,
+                       progress=False, listening_test='ranking')
   rows = read_csv(paths['metrics'])
   songs = {s.song_id: s for s in pipeline.load_songs(c, 'test')}
-  assert len(rows) == len(songs)
+  assert len(rows) == (1 + len(systems_)) * len(songs)
   check_page(paths['listening_test'])
   with open(paths['listening_key'], encoding='utf-8') as f:
     key = json.load(f)
   assert key['mode'] == 'ranking' and len(key['trials']) == len(songs)
-  assert all(sorted(t['items'].values()) == ['ANCHOR', 'RAW', 'TARGET'] for t in key['trials'])
+  names = sorted(['ANCHOR', 'RAW', 'TARGET'] + [s.name for s in systems_])
+  assert all(sorted(t['items'].values()) == names for t in key['trials'])
   for r in rows:
     assert round(float(r['seconds']) * common.SAMPLE_RATE) == songs[r['song_id']].num_samples
     assert float(r['bleed_severity_db']) == bleed.BLEED_OFF_DB
-    assert math.isfinite(float(r['balance_error_db']))
+    for m in metrics.MIX_METRICS:
+      assert math.isfinite(float(r[m])), (m, r)
+  return paths, rows
+
+
+def test_whole_songs_without_bleed(dirs):
+  """RAW only: lengths are the songs', the balance still known."""
+  paths, _ = evaluate_whole_songs(dirs, [], 'whole')
   check_page(paths['index'])
   with open(paths['summary'], encoding='utf-8') as f:
     assert 'no bleed' in f.read()
@@ -236,3 +244,14 @@ def test_training_validation_reports_the_evaluation_metrics(evaluated):
   for name, values in validation.items():
     assert math.isfinite(values[0]), name
     assert float(row[name]) == pytest.approx(float(values[0]), rel=1e-4, abs=1e-6), name
+
+
+@pytest.mark.slow
+def test_console_automixer_from_its_config_file(dirs):
+  """A parameter-free mixer is evaluated from its config file, like a checkpoint."""
+  dugan = systems.load_system('DUGAN', os.path.join(os.path.dirname(__file__), '..', 'configs',
+                                                    'dugan.py'))
+  assert dugan.kind == 'causal' and dugan.step is None and not dugan.note
+  _, rows = evaluate_whole_songs(dirs, [dugan], 'dugan')
+  assert all(r['step'] == '' for r in rows)
+  assert any(float(r['gain_change_db_per_s']) > 0 for r in rows if r['system'] == 'DUGAN')
