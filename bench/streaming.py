@@ -77,7 +77,7 @@ def run(config, channels, block, hops, spread):
   params = random_params(model, jnp.zeros((1, channels, spec.f1)), mask)['params']
   mixer = build_mixer(config)
   if not spread:
-    mixer.plan = stepping.make_plan(mixer.spec, mixer.fs, mixer.row_tiles, spread=False)
+    mixer.plan = stepping.make_plan(mixer.spec, mixer.front, mixer.row_tiles, spread=False)
   stream = streaming.BlockStream(mixer)
   step = jax.jit(stream.step, donate_argnums=(1,))
   state = stream.init_state(1, channels)

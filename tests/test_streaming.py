@@ -96,7 +96,7 @@ class _Unspread:
 
   def __init__(self, config, params, channels):
     mixer = build_mixer(config)
-    mixer.plan = stepping.make_plan(mixer.spec, mixer.fs, mixer.row_tiles, spread=False)
+    mixer.plan = stepping.make_plan(mixer.spec, mixer.front, mixer.row_tiles, spread=False)
     self.stream = streaming.BlockStream(mixer)
     self.params = params
     self.state = self.stream.init_state(1, channels)

@@ -23,7 +23,6 @@ import ml_collections
 
 from alm_jax import checks
 from alm_jax import frames
-from alm_jax import frontend
 from alm_jax.models import embeddings
 from alm_jax.models import layers
 from alm_jax.models import protocol
@@ -46,7 +45,7 @@ class AiLiveMixer(nn.Module):
     cfg = self.config
     dtype = compute_dtype(cfg)
     self.frame_spec = frames.FrameSpec.from_config(cfg)
-    self.frontend_spec = frontend.FrontendSpec.from_config(cfg)
+    self.front = embeddings.frontend_for(cfg)  # the embedding's own front end
     self.embedding = embeddings.build_embedding(cfg.embedding, dtype)
     enc = dict(num_layers=cfg.encoder.num_layers, num_heads=cfg.encoder.num_heads,
                mlp_dim=cfg.encoder.mlp_dim, dropout=cfg.encoder.dropout, dtype=dtype)
@@ -66,12 +65,12 @@ class AiLiveMixer(nn.Module):
 
     Args:
       signal: [b, c, (g - 1) * hop + frame_input_samples], the front end's
-        input (`frontend.frame_input`): the last F1 frame ends at its end and
+        input (`embeddings.Frontend.frame_input`): the last F1 frame ends at its end and
         the others every hop = stride * f2 samples before.
       num_frames: g (may be a symbolic dimension).
     """
     hop = self.frame_spec.stride * self.frame_spec.f2
-    patches = frontend.log_mel_frames(signal, num_frames, hop, self.frontend_spec)  # [b, c, g, 96, 64]
+    patches = self.front.log_mel_frames(signal, num_frames, hop)  # [b, c, g, rows, bands]
     return self.embed_patches(patches, channel_mask, deterministic)
 
   def embed_patches(self, patches, channel_mask, deterministic: bool = True):
@@ -135,7 +134,7 @@ class AiLiveMixer(nn.Module):
     deterministic = not train
     b, c, _ = audio.shape
 
-    signal, g = frontend.frame_input(audio, spec, self.frontend_spec)
+    signal, g = self.front.frame_input(audio, spec)
     emb = self.embed(signal, g, channel_mask, deterministic)  # [b, c, g, d]
     t = spec.num_f2_frames(audio.shape[-1])
     emb = jnp.take(emb, frames.f1_index(t, spec), axis=2)  # [b, c, t, d]

@@ -41,7 +41,6 @@ import ml_collections
 
 from alm_jax import checks
 from alm_jax import frames
-from alm_jax import frontend
 from alm_jax.models import embeddings
 from alm_jax.models import protocol
 from alm_jax.models import stepping
@@ -125,7 +124,7 @@ class DMC(nn.Module):
                        f'config.model.max_gain_db ({cfg.max_gain_db}).')
     dtype = compute_dtype(cfg)
     self.frame_spec = frames.FrameSpec.from_config(cfg)
-    self.frontend_spec = frontend.FrontendSpec.from_config(cfg)
+    self.front = embeddings.frontend_for(cfg)  # the embedding's own front end
     self.embedding = embeddings.build_embedding(cfg.embedding, dtype)
     self.post_processor = PostProcessor(tuple(cfg.mlp_dims), cfg.dmc_dropout, dtype)
 
@@ -182,7 +181,7 @@ class DMC(nn.Module):
   def _embed(self, signal, num_frames):
     """Front-end input [b, c, (g - 1) * hop + frame_input_samples] -> embeddings [b, c, g, dim]."""
     hop = self.frame_spec.stride * self.frame_spec.f2
-    patches = frontend.log_mel_frames(signal, num_frames, hop, self.frontend_spec)  # [b, c, g, 96, 64]
+    patches = self.front.log_mel_frames(signal, num_frames, hop)  # [b, c, g, rows, bands]
     lead = patches.shape[:-2]
     e = self.embedding(patches.reshape((-1,) + patches.shape[-2:]))
     return e.reshape(lead + e.shape[-1:])
@@ -215,7 +214,7 @@ class DMC(nn.Module):
     audio = audio.astype(jnp.float32)
     t = spec.num_f2_frames(audio.shape[-1])
 
-    emb = self._embed(*frontend.frame_input(audio, spec, self.frontend_spec))  # [b, c, g, d]
+    emb = self._embed(*self.front.frame_input(audio, spec))  # [b, c, g, d]
     if self.config.dmc_per_frame:
       pred = self._gains(emb, channel_mask, not train)  # [b, c, g]
       pred = jnp.take(pred, frames.f1_index(t, spec), axis=2)  # [b, c, t]

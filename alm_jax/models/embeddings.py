@@ -7,10 +7,16 @@ names that mirror the TF checkpoint (`vggish/conv3/conv3_1/weights` ->
 and is cheap enough for tests and CPU runs.
 """
 
+import dataclasses
+import importlib
+import os
+import pkgutil
 from typing import Any, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
+
+from alm_jax import frontend
 
 # (name, features) of VGGish's conv layers; 'pool' is a 2x2 max-pool, stride 2.
 VGGISH_LAYERS = (('conv1', 64), 'pool', ('conv2', 128), 'pool', ('conv3_1', 256), ('conv3_2', 256),
@@ -123,12 +129,74 @@ def tiles(x, tile):
   return jnp.moveaxis(x, -4, -3).reshape(tuple(lead) + (h // a, w // b, a * b * f))
 
 
+@dataclasses.dataclass(frozen=True)
+class Frontend:
+  """An embedding's log-mel front end: its spec and the module whose functions compute it.
+
+  `module` is `alm_jax.frontend` (VGGish's front end, for 'vggish' and
+  'small') or an embedding's own front-end module with the same functions
+  (`log_mel_frames`, `log_mel_rows`, `frame_input`, `check_frame`,
+  `shares_rows`); `spec` has `frame_input_samples`, `patch_frames`,
+  `n_mels`, `hop`, `window` and `ratio`.
+  """
+  spec: Any
+  module: Any
+
+  @property
+  def frame_input_samples(self) -> int:
+    return self.spec.frame_input_samples
+
+  @property
+  def resampler(self) -> frontend.FrontendSpec:
+    """The spec `frontend.resample` takes for this front end's resampling."""
+    return getattr(self.spec, 'resampler', self.spec)
+
+  def log_mel_frames(self, x, num_frames, hop: int):
+    return self.module.log_mel_frames(x, num_frames, hop, self.spec)
+
+  def log_mel_rows(self, x16, num_rows):
+    return self.module.log_mel_rows(x16, num_rows, self.spec)
+
+  def frame_input(self, audio, frame_spec):
+    return self.module.frame_input(audio, frame_spec, self.spec)
+
+  def check_frame(self, f1: int):
+    self.module.check_frame(f1, self.spec)
+
+  def shares_rows(self, hop: int) -> bool:
+    return self.module.shares_rows(hop, self.spec)
+
+
+def _vggish_frontend(model_config) -> Frontend:
+  return Frontend(frontend.FrontendSpec.from_config(model_config), frontend)
+
+
+# The embeddings defined in this file; any other is the module alm_jax.models.<name>,
+# which defines build_embedding(embedding_config, dtype, name) and frontend(model_config).
+_BUILT_IN = {
+    'vggish': (lambda c, dtype, name: VGGish(dim=c.dim, fc2_relu=c.fc2_relu, dtype=dtype, name=name),
+               _vggish_frontend),
+    'small': (lambda c, dtype, name: SmallEmbedding(dim=c.dim, features=tuple(c.small_features),
+                                                    dtype=dtype, name=name), _vggish_frontend),
+}
+
+
+def _kind(name: str):
+  if name in _BUILT_IN:
+    return _BUILT_IN[name]
+  known = {info.name for info in pkgutil.iter_modules([os.path.dirname(__file__)])}
+  module = importlib.import_module(f'alm_jax.models.{name}') if name in known else None
+  if module is None or not hasattr(module, 'build_embedding'):
+    raise ValueError(f'Unknown config.model.embedding.name {name!r}: use {sorted(_BUILT_IN)} or the '
+                     'name of a module in alm_jax/models/ that defines build_embedding and frontend.')
+  return module.build_embedding, module.frontend
+
+
 def build_embedding(embedding_config, dtype=jnp.float32, name='embedding'):
   """The embedding module named by `config.model.embedding.name`."""
-  kind = embedding_config.name
-  if kind == 'vggish':
-    return VGGish(dim=embedding_config.dim, fc2_relu=embedding_config.fc2_relu, dtype=dtype, name=name)
-  if kind == 'small':
-    return SmallEmbedding(dim=embedding_config.dim, features=tuple(embedding_config.small_features),
-                          dtype=dtype, name=name)
-  raise ValueError(f"Unknown config.model.embedding.name {kind!r}: use 'vggish' or 'small'.")
+  return _kind(embedding_config.name)[0](embedding_config, dtype, name)
+
+
+def frontend_for(model_config) -> Frontend:
+  """The front end of `config.model`'s embedding (raw waveform in, log-mel patches out)."""
+  return _kind(model_config.embedding.name)[1](model_config)

@@ -16,6 +16,9 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from alm_jax import frames
+from alm_jax.models import embeddings
+from alm_jax.models import musicnn_frontend
 from alm_jax.models.musicnn_frontend import MusicnnSpec  # pylint: disable=unused-import
 from alm_jax.models.musicnn_frontend import check_frame  # pylint: disable=unused-import
 from alm_jax.models.musicnn_frontend import frame_input  # pylint: disable=unused-import
@@ -123,3 +126,21 @@ class Musicnn(nn.Module):
   def embed_and_tag(self, patches):
     """[n, rows, 96] -> (embeddings [n, 200], tag logits [n, num_tags])."""
     return self.backend(self.features(patches))
+
+
+# ---- as an embedding of the mixers (alm_jax.models.embeddings finds these by name) ----------
+
+
+def build_embedding(embedding_config, dtype=jnp.float32, name='embedding') -> Musicnn:
+  """`config.model.embedding.name = 'musicnn'`: the MTT network, 200-dimensional embeddings."""
+  if int(embedding_config.dim) != EMBEDDING_DIM:
+    raise ValueError(f'musicnn embeddings have {EMBEDDING_DIM} dimensions: set '
+                     f'config.model.embedding.dim = {EMBEDDING_DIM} (got {embedding_config.dim}).')
+  return Musicnn(dtype=dtype, name=name)
+
+
+def frontend(model_config):
+  """musicnn's log-mel front end, its patch the most rows the F1 frame holds."""
+  f1 = frames.FrameSpec.from_config(model_config).f1
+  spec = MusicnnSpec.for_f1(f1, in_rate=int(model_config.sample_rate))
+  return embeddings.Frontend(spec, musicnn_frontend)

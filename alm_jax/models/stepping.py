@@ -73,10 +73,11 @@ def _schedule(ready):
   raise AssertionError('unreachable: one chunk of all rows on the last phase always works')
 
 
-def make_plan(spec: frames.FrameSpec, fs: frontend.FrontendSpec, row_tiles, spread: bool = True):
+def make_plan(spec: frames.FrameSpec, front: embeddings.Frontend, row_tiles, spread: bool = True):
   """The static per-phase plan (see `SpreadPlan`) for an embedding with these `row_tiles`."""
-  if not frontend.shares_rows(spec.f2, fs):
+  if not front.shares_rows(spec.f2):
     return SpreadPlan(rows_per_f2=0)
+  fs = front.spec
   up, down = fs.ratio
   rows_per_f2 = spec.f2 // down * up // fs.hop
   mel_ready = tuple(fs.patch_frames if k == 0 else
@@ -104,16 +105,17 @@ def make_plan(spec: frames.FrameSpec, fs: frontend.FrontendSpec, row_tiles, spre
                              net_starts=tuple(zip(*starts)))
 
 
-def rows_reader(fs: frontend.FrontendSpec, num_rows: int):
+def rows_reader(front: embeddings.Frontend, num_rows: int):
   """(input samples, fn(samples [b, c, n_in]) -> the last `num_rows` log-mel rows ending at their end)."""
+  fs = front.spec
   up, down = fs.ratio
   need = (num_rows - 1) * fs.hop + fs.window  # 16 kHz samples the rows read
   blocks = -(-need // up)
   n_in = (blocks + 1) * down  # one more block: the resampler's history
 
   def rows(x):
-    x16 = frontend.resample(x, fs)[..., blocks * up - need:]
-    return frontend.log_mel_rows(x16, num_rows, fs)
+    x16 = frontend.resample(x, front.resampler)[..., blocks * up - need:]
+    return front.log_mel_rows(x16, num_rows)
 
   return n_in, rows
 
@@ -133,8 +135,9 @@ class StagedMixer:
     self.capabilities = capabilities
     cfg = module.config
     self.spec = frames.FrameSpec.from_config(cfg)
-    self.fs = frontend.FrontendSpec.from_config(cfg)
-    frontend.check_frame(self.spec.f1, self.fs)
+    self.front = embeddings.frontend_for(cfg)
+    self.fs = self.front.spec
+    self.front.check_frame(self.spec.f1)
     self.embedding_dim = int(embedding_dim)
     self.gru_hidden = int(cfg.gru_hidden)
     self.zero_latency = bool(cfg.zero_latency)
@@ -142,7 +145,7 @@ class StagedMixer:
     emb = embeddings.build_embedding(cfg.embedding)
     self.row_tiles = tuple(getattr(emb, 'row_tiles', ()))
     self.features = tuple(cfg.embedding.get('small_features', ()))
-    self.plan = make_plan(self.spec, self.fs, self.row_tiles, spread)
+    self.plan = make_plan(self.spec, self.front, self.row_tiles, spread)
 
   def refuse(self, use: str) -> None:
     caps = self.capabilities
@@ -195,8 +198,8 @@ class StagedMixer:
         'faults': jnp.zeros((batch, channels), jnp.int32),
     }
     for key, shape in self._work_shapes(batch, channels).items():
-      if key == 'mel':  # rows of silence, as the front end computes them: log(0 + offset)
-        state[key] = jnp.full(shape, np.log(self.fs.log_offset), jnp.float32)
+      if key == 'mel':  # rows of silence, exactly as the front end computes them
+        state[key] = jnp.broadcast_to(self._silent_row(), shape)
       else:  # read only once prepared
         state[key] = jnp.zeros(shape, jnp.float32)
     if self.plan.net_heights:
@@ -205,6 +208,10 @@ class StagedMixer:
 
   def gains_in_force(self, state):
     return state['gain']
+
+  def _silent_row(self):
+    n_in, rows = rows_reader(self.front, 1)
+    return rows(jnp.zeros((1, 1, n_in), jnp.float32))[0, 0, 0].astype(jnp.float32)
 
   # ---- step ----------------------------------------------------------------------------------
 
@@ -266,7 +273,7 @@ class StagedMixer:
         carry=carry.astype(jnp.float32),
         gain=pred[..., -1])
     if self.plan.rows_per_f2:
-      n_in, rows = rows_reader(fs, fs.patch_frames)
+      n_in, rows = rows_reader(self.front, fs.patch_frames)
       new_state['mel'] = rows(ext[..., ext.shape[-1] - n_in:]).astype(jnp.float32)
     if self.plan.net_heights:
       new_state['prepared'] = jnp.zeros((), bool)  # the next F1 frame is embedded whole
@@ -293,7 +300,7 @@ class StagedMixer:
     phase = st['frame'] % spec.stride
     st = dict(st)
     if plan.rows_per_f2:
-      n_in, rows = rows_reader(fs, plan.rows_per_f2)
+      n_in, rows = rows_reader(self.front, plan.rows_per_f2)
       new_rows = rows(ext[..., ext.shape[-1] - n_in:])
       st['mel'] = jnp.concatenate([st['mel'][:, :, plan.rows_per_f2:], new_rows], axis=2)
     if plan.net_heights:
