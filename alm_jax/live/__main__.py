@@ -6,8 +6,17 @@
 See docs/live.md for the controls, the OSC addresses, fault behaviour and latency.
 """
 
-import logging
 import os
+
+if 'xla_cpu_multi_thread_eigen' not in os.environ.get('XLA_FLAGS', ''):
+  # Read when XLA's CPU backend starts, so before JAX is imported: one small
+  # step per frame gains nothing from Eigen's (normally scheduled) helper
+  # threads, and on a busy machine they delay it. Each step then runs on the
+  # worker's own real-time thread (with async dispatch off, in main()).
+  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                             ' --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1')
+
+import logging  # pylint: disable=g-import-not-at-top,wrong-import-position
 import signal
 import sys
 import threading
@@ -92,11 +101,6 @@ def main(argv):
   # The worker runs each step on its own (real-time) thread instead of XLA's
   # normally scheduled dispatch threads, which a busy machine delays.
   jax.config.update('jax_cpu_enable_async_dispatch', False)
-  if 'xla_cpu_multi_thread_eigen' not in os.environ.get('XLA_FLAGS', ''):
-    # XLA reads this when its CPU backend starts (the first array, below): one
-    # small step gains nothing from Eigen's normally scheduled helper threads.
-    os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
-                               ' --xla_cpu_multi_thread_eigen=false')
   config, params, _ = checkpoints.restore_params(FLAGS.checkpoint)
   live, song, sources = _build(config, params)
   # After the compile (in _build): XLA's compile threads keep normal priority.

@@ -79,6 +79,7 @@ class Engine:
     self.slot_stamp = np.full(NUM_SLOTS, -1, np.int64)
     self.bad_frame = np.full(c, -1, np.int64)
     self.late = 0
+    self.last_late_frame = -1
     self.periods = 0
     self.nonfinite_periods = 0
     self.limited_periods = 0
@@ -107,6 +108,7 @@ class Engine:
       np.copyto(self.applied, self.slot_gains[slot])
     elif frame > self.gain_delay:  # frames up to gain_delay have the initial gain by design
       self.late += 1
+      self.last_late_frame = frame
     self._frame = frame
     np.multiply(self.applied, self.chan_mult, out=self._gm)
 

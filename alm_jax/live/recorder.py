@@ -18,6 +18,8 @@ import time
 
 import numpy as np
 
+from alm_jax import outputs
+
 _HEADER = 56  # RIFF + fmt (16) + fact + data chunk headers
 
 
@@ -87,10 +89,8 @@ class Recorder(threading.Thread):
 
   def write_info(self, **extra):
     self.info.update(extra)
-    tmp = os.path.join(self.out_dir, 'info.json.tmp')
-    with open(tmp, 'w', encoding='utf-8') as fh:
-      json.dump(self.info, fh, indent=1)
-    os.replace(tmp, os.path.join(self.out_dir, 'info.json'))
+    outputs.atomic_write_text(os.path.join(self.out_dir, 'info.json'),
+                              json.dumps(self.info, indent=1))
 
   def add_gains(self, frame, predicted, applied, held):
     """Called by the worker once per frame (a queue put: no file work on that thread)."""
