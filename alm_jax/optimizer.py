@@ -47,6 +47,11 @@ def total_steps(train_config, spe: int) -> int:
   return int(train_config.num_epochs) * int(spe)
 
 
+def freeze_steps(train_config, spe: int) -> int:
+  """Updates with params['embedding'] frozen: freeze_embedding_epochs × steps per epoch."""
+  return int(round(float(train_config.freeze_embedding_epochs) * spe))
+
+
 @dataclasses.dataclass(frozen=True)
 class OptimizerSpec:
   """The optimiser settings in steps (hashable, so equal configs share one optimiser and one compile)."""
@@ -67,7 +72,7 @@ class OptimizerSpec:
     return cls(learning_rate=float(tc.learning_rate),
                boundaries_and_scales=tuple(sorted(boundaries.items())),
                weight_decay=float(tc.weight_decay),
-               freeze_steps=int(round(float(tc.freeze_embedding_epochs) * spe)),
+               freeze_steps=freeze_steps(tc, spe),
                grad_clip_norm=float(tc.grad_clip_norm))
 
   def schedule(self) -> optax.Schedule:

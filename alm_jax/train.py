@@ -35,6 +35,7 @@ import optax
 
 from alm_jax import checkpoints
 from alm_jax import frames
+from alm_jax import gradients
 from alm_jax import losses
 from alm_jax import optimizer
 from alm_jax import paths
@@ -128,7 +129,8 @@ def model_inputs(local_batch: dict, mesh) -> dict:
   return sharding.global_batch({k: local_batch[k] for k in MODEL_INPUTS if k in local_batch}, mesh)
 
 
-def train_step(state: TrainState, batch, rng):
+def train_step(state: TrainState, batch, rng, frozen: bool = False, accum_steps: int = 1,
+               remat_chunk: int = 0):
   """One AdamW update on one global batch.
 
   Zero-latency training (the gain predicted on F2 frame t applied to frame
@@ -143,23 +145,34 @@ def train_step(state: TrainState, batch, rng):
       examples, left out of the loss).
     rng: base PRNG key; the dropout key is folded with the step, so a resumed
       run draws the same dropout masks as an uninterrupted one.
+    frozen, accum_steps, remat_chunk: static (positional, for jit's
+      static_argnums); see `alm_jax.gradients`
+      (frozen: params['embedding'] is not differentiated, for the updates of
+      the embedding freeze; `train_and_evaluate` picks the step per update).
   Returns:
     (new state, metrics) with float32 scalars 'loss' (before the update) and
-    'grad_norm'.
+    'grad_norm' (of the gradients computed: without the embedding's when frozen).
   """
   dropout_rng = jax.random.fold_in(rng, state.step)
 
-  def loss_fn(params):
-    out = state.model.apply({'params': params}, batch['audio'], batch['channel_mask'], train=True,
-                            rngs={'dropout': dropout_rng})
-    per_example = mix_loss(out['mix'], batch['target'], state.loss_spec)
-    return losses.masked_mean(per_example, batch.get('example_mask'))
+  def example_losses(params, micro, key):
+    out = state.model.apply({'params': params}, micro['audio'], micro['channel_mask'], train=True,
+                            rngs={'dropout': key})
+    return mix_loss(out['mix'], micro['target'], state.loss_spec)
 
-  loss, grads = jax.value_and_grad(loss_fn)(state.params)
+  loss, grads = gradients.loss_and_grads(example_losses, state.params, batch, dropout_rng,
+                                         frozen=frozen, accum_steps=accum_steps,
+                                         remat_chunk=remat_chunk)
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics = {'loss': loss, 'grad_norm': optax.global_norm(grads)}
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def step_options(train_config) -> dict:
+  """train_step's static options (but `frozen`) from config.train."""
+  return {'accum_steps': int(train_config.get('grad_accum_steps', 1)),
+          'remat_chunk': int(train_config.get('remat_embedding_chunk', 0))}
 
 
 def eval_step(params, batch, model: nn.Module, loss_spec: losses.MRSTFTSpec):
@@ -313,10 +326,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                                                loss_spec=statics[2]), init_rng)
   repl = sharding.replicated(mesh)
   state_sharding = jax.tree.map(lambda _: repl, abstract)
-  latest = manager.latest_step()
+  try:  # the newest intact step; damaged ones are moved aside, with a warning
+    state = checkpoints.restore_latest(manager, workdir, abstract, state_sharding)
+  except (checkpoints.CheckpointError, ValueError):
+    manager.close()
+    raise
+  latest = None if state is None else int(jax.device_get(state.step))
   if latest is not None:
-    logging.info('Resuming from checkpoint step %d in %s', latest, workdir)
-    state = checkpoints.restore_state(manager, abstract, state_sharding, latest)
+    logging.info('Resumed from checkpoint step %d in %s', latest, workdir)
   else:
     # Runs once: XLA's backend optimisations would cost more compile time than they save.
     fast = _FAST_COMPILE if jax.default_backend() == 'cpu' else None
@@ -329,8 +346,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 
   # ---- compiled steps (each compiled once) ----------------------------------
   batch_sharding = sharding.data_sharding(mesh)
-  p_train_step = jax.jit(train_step, in_shardings=(state_sharding, batch_sharding, repl),
-                         out_shardings=(state_sharding, repl), donate_argnums=(0,))
+  # Two programs: updates 1..frozen_until leave params['embedding'] out of the
+  # backward pass (the optimiser does not move it then); each compiles on first use.
+  frozen_until = optimizer.freeze_steps(tc, spe)
+  jit_train_step = jax.jit(train_step, in_shardings=(state_sharding, batch_sharding, repl),
+                           out_shardings=(state_sharding, repl), donate_argnums=(0,),
+                           static_argnums=(3, 4, 5))  # frozen, accum_steps, remat_chunk
+  options = step_options(tc)
+  p_train_step = lambda state, batch, rng, step: jit_train_step(
+      state, batch, rng, step <= frozen_until, options['accum_steps'], options['remat_chunk'])
   jit_eval_step = jax.jit(eval_step, static_argnums=(2, 3),
                           in_shardings=(state_sharding.params, batch_sharding),
                           out_shardings=batch_sharding)
@@ -366,7 +390,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     window_start = time.time()
     for step in range(start_step + 1, num_steps + 1):
       batch = model_inputs(next(train_iter), mesh)
-      state, metrics = p_train_step(state, batch, dropout_rng)
+      state, metrics = p_train_step(state, batch, dropout_rng, step)
       pending.append((step, metrics))
       bar.update(1)
       is_last = step == num_steps
@@ -394,6 +418,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         last_validation = validate(step)
       if save_now and last_saved != step:
         checkpoints.save_state(manager, step, state)
+        if is_writer:
+          logging.info('Saving checkpoint %s (in the background).',
+                       checkpoints.checkpoint_dir(workdir) / str(step))
         last_saved = step
   finally:
     if hasattr(train_iter, 'close'):  # stops the pipeline's prefetch thread

@@ -10,9 +10,13 @@ paper's training shape (config batch, 8 channels, 20 s segments):
   forward      FLOPs of the jitted model call, `jax.jit(f).lower(...).compile()
                .cost_analysis()['flops']`, per second of multitrack audio
                (one second of all 8 channels);
-  train step   the same for `alm_jax.train.train_step` (forward, backward, AdamW);
+  train step   the same for `alm_jax.train.train_step` (forward, backward, AdamW),
+               in the fine-tune phase and in the frozen phase (the first
+               freeze_embedding_epochs: no backward through the embedding);
   buffers      XLA's memory analysis of the train step (arguments + temporaries):
-               the device memory one step needs at the paper's batch.
+               the device memory one step needs at the paper's batch, without
+               rematerialisation or gradient accumulation (bench/train.py
+               reports those).
 
 XLA counts a while loop's body once, whatever its trip count: the ALM's GRU
 runs as one `lax.scan` over the F2 frames, so (frames - 1) x the cost of one
@@ -196,19 +200,24 @@ def forward_cost(config, batch: int | None = None, seconds: float | None = None)
 
 
 def train_step_cost(config, batch: int | None = None, seconds: float | None = None,
-                    compiled=None) -> dict:
+                    compiled=None, frozen: bool = False, options: dict | None = None) -> dict:
   """XLA's FLOPs and buffer bytes of one `train.train_step` (GRU loops corrected).
 
   `compiled`: an already compiled train step for this config and shape (bench/train.py
-  passes its own), else one is compiled from shapes alone.
+  passes its own), else one is compiled from shapes alone. frozen: the step of the
+  embedding freeze (no backward through params['embedding']). options: train_step's
+  accum_steps / remat_chunk; by default none, since XLA counts the body of their loops
+  once (the FLOPs of one update are the same, remat adds one embedding forward).
   """
   b, c, n = shapes(config, batch, seconds)
   compile_s = float('nan')
   if compiled is None:
     state = abstract_train_state(config)
     t0 = time.perf_counter()
-    compiled = jax.jit(train.train_step).lower(state, _abstract_batch(b, c, n),
-                                               jax.random.key(0)).compile()
+    opts = {'accum_steps': 1, 'remat_chunk': 0, **(options or {})}
+    step = jax.jit(train.train_step, static_argnums=(3, 4, 5))
+    compiled = step.lower(state, _abstract_batch(b, c, n), jax.random.key(0), frozen,
+                          opts['accum_steps'], opts['remat_chunk']).compile()
     compile_s = time.perf_counter() - t0
   flops, loops = _corrected_flops(compiled, config, b, c, n, with_grad=True)
   return {'flops': flops, 'loops': loops, 'buffer_bytes': _buffers(compiled),
@@ -234,6 +243,7 @@ def recipe(config, train_songs: int = PAPER_TRAIN_SONGS) -> dict:
   steps = optimizer.total_steps(config.train, steps_per_epoch)
   seconds = float(config.data.segment_seconds)
   return {'steps': steps, 'steps_per_epoch': steps_per_epoch, 'segments': steps * bsz,
+          'frozen_steps': min(steps, optimizer.freeze_steps(config.train, steps_per_epoch)),
           'audio_seconds': steps * bsz * seconds,
           'channel_seconds': steps * bsz * seconds * int(config.model.max_channels)}
 
@@ -257,6 +267,7 @@ def run(args) -> dict:
       audio_s = b * n / int(config.model.sample_rate)  # seconds of multitrack audio per step
       fwd = forward_cost(config, batch=1)
       step = train_step_cost(config)
+      frozen = train_step_cost(config, frozen=True)
       row = {
           'model': model, 'embedding': embedding, 'batch': b, 'channels': c,
           'segment_s': n / int(config.model.sample_rate),
@@ -265,20 +276,26 @@ def run(args) -> dict:
           'train_gflop_per_audio_s': step['flops'] / 1e9 / audio_s,
           'loops_fwd': fwd['loops'], 'loops_train': step['loops'],
           'train_buffers_gb': step['buffer_bytes'] / 1e9,
+          'frozen_gflop_per_step': frozen['flops'] / 1e9,
+          'frozen_buffers_gb': frozen['buffer_bytes'] / 1e9,
           'cpu_bound_audio_s_per_s': peak / (step['flops'] / audio_s),
       }
       r = recipe(config, args.train_songs)
-      total = step['flops'] * r['steps']
+      # The first freeze_embedding_epochs run the frozen step, the rest the fine-tune step.
+      total = frozen['flops'] * r['frozen_steps'] + step['flops'] * (r['steps'] - r['frozen_steps'])
       row.update({
-          'recipe_steps': r['steps'], 'recipe_audio_s': r['audio_seconds'],
+          'recipe_steps': r['steps'], 'recipe_frozen_steps': r['frozen_steps'],
+          'recipe_audio_s': r['audio_seconds'],
+          'recipe_pflop_frozen': frozen['flops'] * r['frozen_steps'] / 1e15,
           'recipe_pflop': total / 1e15,
           'h100_hours_at_utilisation': total / (H100_BF16_PEAK * args.utilisation) / 3600,
           'h100_utilisation_for_1h': total / (H100_BF16_PEAK * 3600),
           'h100_needed_audio_s_per_s_for_1h': r['audio_seconds'] / 3600,
       })
       rows.append(row)
-      print(f'  {model} {embedding}: train {row["train_gflop_per_step"]:.1f} GFLOP/step '
-            f'(compile {step["compile_s"]:.1f} s)', flush=True)
+      print(f'  {model} {embedding}: train {row["train_gflop_per_step"]:.1f} GFLOP/step, frozen '
+            f'{row["frozen_gflop_per_step"]:.1f} (compile {step["compile_s"]:.1f} + '
+            f'{frozen["compile_s"]:.1f} s)', flush=True)
   return {'machine': machine(), 'cpu_peak_flops': peak, 'vggish_gflop': vgg, 'rows': rows,
           'utilisation': args.utilisation, 'train_songs': args.train_songs}
 
@@ -289,14 +306,14 @@ def print_tables(result: dict):
   print('FLOPs per second of multitrack audio (8 channels), XLA cost analysis, float32, '
         'paper training shape')
   print(f'{"model":<10} {"embedding":<9} {"fwd GFLOP/s-audio":>18} {"train GFLOP/s-audio":>20} '
-        f'{"train GFLOP/step":>17} {"loops fwd train":>15} {"XLA buffers GB":>15} '
-        f'{"CPU bound s-audio/s":>20}')
+        f'{"train GFLOP/step":>17} {"frozen GFLOP/step":>18} {"loops fwd train":>15} '
+        f'{"XLA buffers GB":>15} {"frozen buffers GB":>18} {"CPU bound s-audio/s":>20}')
   for r in rows:
     loops = '{}/{} {}/{}'.format(*r['loops_fwd'], *r['loops_train'])
     print(f'{r["model"]:<10} {r["embedding"]:<9} {r["fwd_gflop_per_audio_s"]:>18.1f} '
           f'{r["train_gflop_per_audio_s"]:>20.1f} {r["train_gflop_per_step"]:>17.1f} '
-          f'{loops:>15} {r["train_buffers_gb"]:>15.2f} '
-          f'{r["cpu_bound_audio_s_per_s"]:>20.2f}')
+          f'{r["frozen_gflop_per_step"]:>18.1f} {loops:>15} {r["train_buffers_gb"]:>15.2f} '
+          f'{r["frozen_buffers_gb"]:>18.2f} {r["cpu_bound_audio_s_per_s"]:>20.2f}')
   print(f'(CPU bound: audio rate of the train step at the measured matmul peak, '
         f'{result["cpu_peak_flops"] / 1e9:.1f} GFLOP/s; a bound, not a measurement)')
   u = result['utilisation']
@@ -304,11 +321,13 @@ def print_tables(result: dict):
   print(f'EXTRAPOLATION, not measured (no GPU here): the full recipe on one H100 SXM at the '
         f'published {H100_BF16_PEAK / 1e12:.0f} TFLOP/s dense BF16 and an assumed '
         f'{u:.0%} utilisation; {result["train_songs"]} training songs')
-  print(f'{"model":<10} {"embedding":<9} {"steps":>7} {"audio h":>8} {"PFLOP":>9} '
+  print(f'{"model":<10} {"embedding":<9} {"steps":>7} {"frozen":>7} {"audio h":>8} '
+        f'{"PFLOP":>9} {"of it frozen":>12} '
         f'{"H100 h at " + format(u, ".0%"):>14} {"util. for 1 h":>14} {"s-audio/s for 1 h":>18}')
   for r in rows:
     print(f'{r["model"]:<10} {r["embedding"]:<9} {r["recipe_steps"]:>7} '
-          f'{r["recipe_audio_s"] / 3600:>8.0f} {r["recipe_pflop"]:>9.1f} '
+          f'{r["recipe_frozen_steps"]:>7} {r["recipe_audio_s"] / 3600:>8.0f} '
+          f'{r["recipe_pflop"]:>9.1f} {r["recipe_pflop_frozen"]:>12.1f} '
           f'{r["h100_hours_at_utilisation"]:>14.2f} {r["h100_utilisation_for_1h"]:>14.1%} '
           f'{r["h100_needed_audio_s_per_s_for_1h"]:>18.0f}')
   print('("util. for 1 h": the fraction of the BF16 peak a run needs to finish in one hour; '

@@ -19,6 +19,13 @@ on random audio of the batch's shape (speed does not depend on the values):
             cost analysis (bench/flops.py, GRU loop corrected) and its fraction
             of this machine's measured float32 matmul peak.
 
+Phases (--phases): `finetune`, every parameter differentiated, and `frozen`,
+the step of the embedding freeze (the first freeze_embedding_epochs), whose
+backward pass stops at the embedding. --grad_accum and --remat_chunk set
+config.train.grad_accum_steps and remat_embedding_chunk; --memory_only compiles
+and reports XLA's buffer assignment ("XLA GB") without running steps. "RSS GB"
+is the child process's measured peak resident memory (compile included).
+
 Shapes:
   paper     the config as is: batch 4, 8 channels, 20 s segments, VGGish (the
             paper's recipe); ALM-MR's step needs ~46 GB of XLA buffers in
@@ -34,6 +41,7 @@ measured under load are lower bounds.
 """
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -88,14 +96,27 @@ def child(args) -> None:
   key = jax.random.key(1)
 
   t0 = time.perf_counter()
-  step_fn = jax.jit(train.train_step, donate_argnums=(0,))
+  options = {'accum_steps': args.grad_accum, 'remat_chunk': args.remat_chunk}
+  step_fn = jax.jit(functools.partial(train.train_step, frozen=args.phase == 'frozen', **options),
+                    donate_argnums=(0,))
   compiled = step_fn.lower(state, batch, key).compile()
   compile_s = time.perf_counter() - t0
-  cost = flops.train_step_cost(config, compiled=compiled)
-  need = cost['buffer_bytes']
+  mem = compiled.memory_analysis()
+  # FLOPs from a program without micro-batch or remat loops (XLA counts a loop body once):
+  # this one, or (not with --memory_only) the same step compiled without them.
+  if args.grad_accum == 1 and args.remat_chunk == 0:
+    cost = flops.train_step_cost(config, compiled=compiled)
+  elif args.memory_only:
+    cost = {'flops': float('nan')}
+  else:
+    cost = flops.train_step_cost(config, frozen=args.phase == 'frozen')
+  need = flops._buffers(compiled)  # pylint: disable=protected-access
   avail = _mem_available()
   emit(stage='compiled', compile_s=compile_s, gflop_per_step=cost['flops'] / 1e9,
-       buffers_gb=need / 1e9, available_gb=avail / 1e9)
+       buffers_gb=need / 1e9, temp_gb=mem.temp_size_in_bytes / 1e9 if mem else float('nan'),
+       available_gb=avail / 1e9)
+  if args.memory_only:
+    return
   if avail and need > 0.75 * avail:  # a shared machine: leave room for others
     emit(stage='skipped', reason=f'needs {need / 1e9:.1f} GB of XLA buffers, '
          f'{avail / 1e9:.1f} GB available')
@@ -125,12 +146,14 @@ def _mem_available() -> float:
   return 0.0
 
 
-def run_case(model, shape, dtype, args) -> dict:
+def run_case(model, shape, dtype, phase, args) -> dict:
   """Runs one case in a child process; returns what it reported before ending or timing out."""
   cmd = [sys.executable, os.path.abspath(__file__), '--child', f'--model={model}',
          f'--shape={shape}', f'--dtype={dtype}', f'--steps={args.steps}',
-         f'--step_budget={args.time_limit}']
-  result = {'model': model, 'shape': shape, 'dtype': dtype}
+         f'--step_budget={args.time_limit}', f'--phase={phase}', f'--grad_accum={args.grad_accum}',
+         f'--remat_chunk={args.remat_chunk}'] + (['--memory_only'] if args.memory_only else [])
+  result = {'model': model, 'shape': shape, 'dtype': dtype, 'phase': phase,
+            'grad_accum': args.grad_accum, 'remat_chunk': args.remat_chunk}
   t0 = time.perf_counter()
   proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   lines = []
@@ -172,9 +195,10 @@ def print_table(results, peak_flops, machine):
   print()
   print(f'Machine: {machine}')
   print(f'CPU float32 matmul peak (measured, best of before and after): {peak_flops / 1e9:.1f} GFLOP/s')
-  head = (f'{"model":<7} {"shape":<6} {"dtype":<9} {"emb":<7} {"b x ch x s":<11} {"compile s":>9} '
+  head = (f'{"model":<7} {"shape":<8} {"dtype":<9} {"phase":<8} {"emb":<7} {"b x ch x s":<11} '
+          f'{"accum":>5} {"remat":>5} {"compile s":>9} '
           f'{"step s":>8} {"steps/s":>8} {"s-audio/s":>10} {"ch-s/s":>8} {"GFLOP/step":>11} '
-          f'{"GFLOP/s":>8} {"% peak":>7} {"RSS GB":>7}  note')
+          f'{"GFLOP/s":>8} {"% peak":>7} {"XLA GB":>7} {"RSS GB":>7}  note')
   print(head)
   for r in results:
     shape = (f'{r["batch"]}x{r["channels"]}x{r["segment_s"]:.0f}' if 'batch' in r else '-')
@@ -190,14 +214,18 @@ def print_table(results, peak_flops, machine):
     elif r.get('steps', 0):
       note = f'{r["steps"]} step(s) timed'
     pct = (100 * r['gflop_per_s'] * 1e9 / peak_flops) if 'gflop_per_s' in r else '-'
-    print(f'{r["model"]:<7} {r["shape"]:<6} {r["dtype"]:<9} {r.get("embedding", "-"):<7} '
-          f'{shape:<11} {_fmt(r.get("compile_s", "-"), ".1f"):>9} {_fmt(r.get("step_s", "-"), ".3f"):>8} '
+    print(f'{r["model"]:<7} {r["shape"]:<8} {r["dtype"]:<9} {r["phase"]:<8} '
+          f'{r.get("embedding", "-"):<7} {shape:<11} {r["grad_accum"]:>5} {r["remat_chunk"]:>5} '
+          f'{_fmt(r.get("compile_s", "-"), ".1f"):>9} {_fmt(r.get("step_s", "-"), ".3f"):>8} '
           f'{_fmt(r.get("steps_per_s", "-"), ".3f"):>8} {_fmt(r.get("audio_s_per_s", "-"), ".2f"):>10} '
           f'{_fmt(r.get("channel_s_per_s", "-"), ".1f"):>8} '
           f'{_fmt(r.get("gflop_per_step", "-"), ".1f"):>11} {_fmt(r.get("gflop_per_s", "-"), ".1f"):>8} '
-          f'{_fmt(pct, ".1f"):>7} {_fmt(r.get("peak_rss_gb", "-"), ".2f"):>7}  {note}')
+          f'{_fmt(pct, ".1f"):>7} {_fmt(r.get("buffers_gb", "-"), ".2f"):>7} '
+          f'{_fmt(r.get("peak_rss_gb", "-"), ".2f"):>7}  {note}')
   print('(s-audio/s: seconds of 8-channel audio trained on per second; ch-s/s counts each '
-        'channel; GFLOP from XLA cost analysis; % peak: achieved / measured matmul peak)')
+        'channel; GFLOP from XLA cost analysis; % peak: achieved / measured matmul peak; XLA GB: '
+        'buffer assignment of the step, arguments + temporaries + outputs - aliased; RSS GB: the '
+        'process\'s peak resident memory, compile included)')
 
 
 def main():
@@ -207,8 +235,16 @@ def main():
   p.add_argument('--dtypes', default='float32,bfloat16')
   p.add_argument('--steps', type=int, default=5, help='steps timed per case (at most)')
   p.add_argument('--time_limit', type=int, default=900, help='seconds per case, compile included')
+  p.add_argument('--phases', default='finetune,frozen',
+                 help='comma list of finetune (every parameter) and frozen (the embedding '
+                 'freeze: no backward through it)')
+  p.add_argument('--grad_accum', type=int, default=1, help='config.train.grad_accum_steps')
+  p.add_argument('--remat_chunk', type=int, default=0, help='config.train.remat_embedding_chunk')
+  p.add_argument('--memory_only', action='store_true',
+                 help='compile and report XLA\'s buffer assignment only (no steps run)')
   p.add_argument('--json', default='')
   p.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
+  p.add_argument('--phase', default='finetune', help=argparse.SUPPRESS)
   p.add_argument('--model', help=argparse.SUPPRESS)
   p.add_argument('--shape', help=argparse.SUPPRESS)
   p.add_argument('--dtype', help=argparse.SUPPRESS)
@@ -232,12 +268,16 @@ def main():
   peak = flops.cpu_matmul_peak()
   machine = flops.machine()
   results = []
+  phases = [ph for ph in args.phases.split(',') if ph]
+  for ph in phases:
+    if ph not in ('finetune', 'frozen'):
+      p.error(f'unknown phase {ph!r}; choose from finetune, frozen')
   for shape in shapes:
     for model in models:
-      for dtype in dtypes:
-        r = run_case(model, shape, dtype, args)
+      for dtype, phase in [(d, ph) for d in dtypes for ph in phases]:
+        r = run_case(model, shape, dtype, phase, args)
         results.append(r)
-        print(f'{model} {shape} {dtype}: ' + ', '.join(
+        print(f'{model} {shape} {dtype} {phase}: ' + ', '.join(
             f'{k}={_fmt(v, ".3g")}' for k, v in r.items()
             if k in ('compile_s', 'step_s', 'audio_s_per_s', 'error', 'reason', 'timeout_s')),
               flush=True)

@@ -129,6 +129,11 @@ def get_config():
   train.weight_decay = 1e-2
   train.freeze_embedding_epochs = 100  # params['embedding'] not updated before this epoch
   train.grad_clip_norm = 0.0  # 0 disables
+  # Memory (alm_jax/gradients.py): k micro-batches per update (the same update as one batch
+  # of batch_size), and the embedding run in rematerialised chunks of this many F1-frame
+  # patches (0: off), so its backward keeps one chunk's activations instead of the batch's.
+  train.grad_accum_steps = 1
+  train.remat_embedding_chunk = 0
   train.log_every_steps = 50  # metrics to the host, console and TensorBoard
   train.eval_every_steps = 1000  # validation (and at the last step); <= 0: none
   train.checkpoint_every_steps = 1000  # async orbax saves (and at the last step)

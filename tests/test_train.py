@@ -13,9 +13,15 @@ import optax
 import pytest
 
 from alm_jax import checkpoints
+from alm_jax import frames
+from alm_jax import gradients
+from alm_jax import losses
 from alm_jax import optimizer
 from alm_jax import train
-from tiny_training import SAME_WORKER, FakeData, read_scalars, shared_data_dirs, tiny_train_config
+from alm_jax.models import build_model
+from alm_jax.models import init_params
+from tiny_training import (SAME_WORKER, FakeData, fake_batch, read_scalars, shared_data_dirs,
+                           tiny_train_config)
 
 
 @pytest.fixture(scope='module')
@@ -153,3 +159,134 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   _, params, step = checkpoints.restore_params(workdir)
   assert step == 2
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(params))
+
+
+# ---- frozen phase, micro-batches, rematerialisation ---------------------------
+
+
+@pytest.fixture(scope='module')
+def grad_case():
+  """The tiny ALM-MR on a fake batch of 4 (one padding example), and today's loss and gradients."""
+  config = tiny_train_config('mr', '', '')
+  config.model.max_channels = 3
+  config.data.segment_seconds = 1.2
+  config.train.batch_size = 4
+  model = build_model(config)
+  params = init_params(jax.random.key(0), model)
+  loss_spec = losses.MRSTFTSpec.from_config(config.loss)
+  batch = {k: v for k, v in fake_batch(config, 0).items()
+           if k in ('audio', 'channel_mask', 'target')}
+  batch['example_mask'] = np.array([True, True, False, True])
+  key = jax.random.key(1)
+
+  def example_losses(p, micro, rng):
+    out = model.apply({'params': p}, micro['audio'], micro['channel_mask'], train=True,
+                      rngs={'dropout': rng})
+    return train.mix_loss(out['mix'], micro['target'], loss_spec)
+
+  def before(p, b):  # the step's loss as it was before alm_jax.gradients
+    return losses.masked_mean(example_losses(p, b, key), b['example_mask'])
+
+  loss, grads = jax.jit(jax.value_and_grad(before)).lower(params, batch).compile(_FAST)(
+      params, batch)
+  return example_losses, params, batch, key, loss, grads
+
+
+# Compile-bound tests: XLA's backend optimisations cost more time than they save here.
+_FAST = {'xla_backend_optimization_level': 0}
+
+
+def _flops(lowered_or_compiled):
+  ca = lowered_or_compiled.cost_analysis()
+  return float((ca[0] if isinstance(ca, (list, tuple)) else ca)['flops'])
+
+
+def _lowered_grads(case, **options):
+  example_losses, params, batch, key = case[:4]
+  fn = lambda p, b: gradients.loss_and_grads(example_losses, p, b, key, **options)
+  return jax.jit(fn).lower(params, batch)
+
+
+def _compiled_grads(case, **options):
+  return _lowered_grads(case, **options).compile(_FAST)(*case[1:3])
+
+
+def _assert_close(a, b):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-5,
+                               atol=2e-6 * float(np.max(np.abs(np.asarray(y)))) + 1e-12)
+
+
+def test_frozen_step_does_not_differentiate_the_embedding(grad_case):
+  """Same loss and non-embedding gradients as the full step; no backward pass through the embedding."""
+  _, params, _, _, loss, grads = grad_case
+  frozen_loss, frozen_grads = _compiled_grads(grad_case, frozen=True)
+  np.testing.assert_allclose(float(frozen_loss), float(loss), rtol=1e-6)
+  rest = lambda t: {k: v for k, v in t.items() if k != optimizer.EMBEDDING_KEY}
+  _assert_close(rest(frozen_grads), rest(grads))
+  assert all(not np.any(np.asarray(g)) for g in jax.tree.leaves(frozen_grads['embedding']))
+  assert any(np.any(np.asarray(g)) for g in jax.tree.leaves(grads['embedding']))
+  # The embedding's backward (at least its weight gradients: as many FLOPs as its forward) is
+  # gone: XLA's count of the programs as traced, before optimisation.
+  full_flops = _flops(_lowered_grads(grad_case))
+  frozen_flops = _flops(_lowered_grads(grad_case, frozen=True))
+  emb_fwd = _embedding_forward_flops(params['embedding'], _embedding_patches(grad_case))
+  assert full_flops - frozen_flops >= 0.9 * emb_fwd, (full_flops, frozen_flops, emb_fwd)
+
+
+def _embedding_patches(case) -> int:
+  """Patches the embedding sees for the case's batch: b x channels x F1 frames."""
+  config = tiny_train_config('mr', '', '')
+  spec = frames.FrameSpec.from_config(config.model)
+  b, c, n = case[2]['audio'].shape
+  return b * c * spec.num_f1_frames(spec.num_f2_frames(n))
+
+
+def _embedding_forward_flops(emb_params, n: int) -> float:
+  from alm_jax.models import embeddings  # pylint: disable=g-import-not-at-top
+  config = tiny_train_config('mr', '', '')
+  net = embeddings.build_embedding(config.model.embedding)
+  x = jax.ShapeDtypeStruct((n, int(config.model.frontend.patch_frames),
+                            int(config.model.frontend.n_mels)), jnp.float32)
+  return _flops(jax.jit(lambda p, x: net.apply({'params': p}, x)).lower(emb_params, x))
+
+
+@pytest.mark.slow  # another compile of the tiny model's gradient (~1 min on 2 busy cores)
+def test_micro_batches_and_remat_give_the_big_batch_update(grad_case):
+  """2 micro-batches of 2, embedding rematerialised in chunks of 5: the loss and gradients of batch 4."""
+  loss, grads = grad_case[4:6]
+  got_loss, got_grads = _compiled_grads(grad_case, accum_steps=2, remat_chunk=5)
+  np.testing.assert_allclose(float(got_loss), float(loss), rtol=1e-5)
+  _assert_close(got_grads, grads)
+  with pytest.raises(ValueError, match='grad_accum_steps'):
+    gradients.split_micro_batches({'audio': jnp.zeros((4, 1))}, 3)
+
+
+@pytest.mark.slow  # its own optimiser: both steps compile again
+@SAME_WORKER
+def test_resume_before_the_end_of_the_freeze(tmp_path):
+  """Freeze for 2 updates; stop after 1 and resume: the same state as 3 updates straight."""
+  config = tiny_train_config('mr', '', '')
+  config.train.freeze_embedding_epochs = 2
+  data = FakeData()
+  run = lambda workdir, epochs: train.train_and_evaluate(
+      _with(config, num_epochs=epochs), workdir, make_train_iterator=data.make_train_iterator,
+      make_eval_batches=data.make_eval_batches)
+  straight = run(str(tmp_path / 'straight'), 3)
+  after_one = jax.device_get(run(str(tmp_path / 'split'), 1).params)
+  split = run(str(tmp_path / 'split'), 3)
+  for a, b in zip(jax.tree.leaves((straight.params, straight.opt_state)),
+                  jax.tree.leaves((split.params, split.opt_state))):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+  # The embedding did not move during the freeze (updates 1, 2), and moved after it (update 3).
+  _, p2, _ = checkpoints.restore_params(os.path.join(tmp_path, 'split', 'checkpoints', '2'))
+  emb = lambda p: jax.tree.leaves(p['embedding'])
+  assert all(np.array_equal(a, b) for a, b in zip(emb(after_one), emb(p2)))
+  assert not all(np.array_equal(a, b) for a, b in zip(emb(p2), emb(jax.device_get(split.params))))
+
+
+def _with(config, **train_fields):
+  c = config.copy_and_resolve_references()
+  for k, v in train_fields.items():
+    c.train[k] = v
+  return c
