@@ -27,6 +27,7 @@ import orbax.checkpoint as ocp
 from alm_jax import config_checks
 from alm_jax import integrity
 from alm_jax import models
+from alm_jax import outputs
 from alm_jax import paths
 
 CONFIG_FILE = 'config.json'
@@ -154,9 +155,7 @@ def open_manager(workdir, config, read_only: bool = False) -> ocp.CheckpointMana
     # Written aside, then renamed: a crash mid-write never leaves a truncated config.json.
     final = config_path(workdir)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / (CONFIG_FILE + '.tmp')
-    tmp.write_text(config.to_json_best_effort(indent=2))
-    tmp.replace(final)
+    outputs.atomic_write_text(final, config.to_json_best_effort(indent=2))
   return manager
 
 
@@ -205,8 +204,8 @@ def _restore_verified(manager, step: int, abstract: dict, shardings: dict) -> di
     except Exception as e:  # pylint: disable=broad-except  (orbax/TensorStore share no error type)
       raise integrity.Damaged(
           f'the array metadata of {item} cannot be read ({integrity.first_line(e)})') from e
-  for item, tree in abstract.items():
-    _check_layout(saved[item], tree, step_dir)
+  if 'params' in abstract:  # (orbax saves optax's named tuples under other key names)
+    _check_layout(saved['params'], abstract['params'], step_dir)
   args = {item: ocp.args.StandardRestore(_abstract_with(tree, shardings[item]))
           for item, tree in abstract.items()}
   try:

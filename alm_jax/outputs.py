@@ -19,6 +19,9 @@ import pathlib
 import shutil
 import tempfile
 import time
+import uuid
+
+from alm_jax import paths
 
 TMP_PREFIX = '.tmp-'
 OLD_PREFIX = '.old-'
@@ -63,8 +66,22 @@ def check_writable(path, *, what: str = 'output') -> pathlib.Path:
   return path
 
 
-def atomic_write_bytes(path, data: bytes) -> pathlib.Path:
-  """Writes a file through a uniquely named temporary beside it and a rename."""
+def atomic_write_bytes(path, data: bytes):
+  """Writes a file through a uniquely named temporary beside it and a rename.
+
+  `path` may be local or a bucket URL (gs://...; etils.epath), as workdirs
+  and caches are; a local file gets a normal file's permissions.
+  """
+  if paths.is_url(path):
+    path = paths.as_path(path)
+    tmp = path.parent / f'{TMP_PREFIX}{path.name}-{uuid.uuid4().hex}'
+    try:
+      tmp.write_bytes(data)
+      tmp.replace(path)
+    finally:
+      if tmp.exists():
+        tmp.unlink()
+    return path
   path = pathlib.Path(path)
   fd, tmp = tempfile.mkstemp(prefix=f'{TMP_PREFIX}{path.name}-', dir=path.parent)
   try:
@@ -78,7 +95,7 @@ def atomic_write_bytes(path, data: bytes) -> pathlib.Path:
   return path
 
 
-def atomic_write_text(path, text: str) -> pathlib.Path:
+def atomic_write_text(path, text: str):
   """`atomic_write_bytes` for UTF-8 text."""
   return atomic_write_bytes(path, text.encode('utf-8'))
 

@@ -51,7 +51,6 @@ import json
 import math
 import os
 from typing import NamedTuple
-import uuid
 
 from absl import logging
 import jax
@@ -59,6 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.fft
 
+from alm_jax import outputs
 from alm_jax import paths
 
 BLEED_OFF_DB = -100.0  # bleed_severity reported when no bleed was simulated
@@ -270,16 +270,10 @@ def load_or_build_bank(spec: BankSpec, cache_dir) -> RirBank:
                spec.channels, path)
   bank = build_bank(spec)
   cache_dir.mkdir(parents=True, exist_ok=True)
-  tmp = cache_dir / f'{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp'
   buffer = io.BytesIO()
   np.savez(buffer, rirs=bank.rirs, energy=bank.energy,
            spec=np.array(json.dumps(dataclasses.asdict(spec))))
-  try:
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(path)
-  finally:
-    if tmp.exists():
-      tmp.unlink()
+  outputs.atomic_write_bytes(path, buffer.getvalue())
   return bank
 
 

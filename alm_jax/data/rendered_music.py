@@ -22,6 +22,8 @@ import os
 
 import numpy as np
 
+from alm_jax import outputs
+
 # composer -> (corpus folder, file extensions, ensemble kind)
 COMPOSERS = {
     'palestrina': ('palestrina', ('krn',), 'vocal'),
@@ -91,10 +93,7 @@ def parse_piece(rel_path: str, cache_dir: str | None) -> dict:
   piece = {'parts': parts, 'quarters_per_bar': float(ts.barDuration.quarterLength) if ts else 4.0}
   if cache:
     os.makedirs(cache_dir, exist_ok=True)
-    tmp = f'{cache}.{os.getpid()}.tmp'
-    with open(tmp, 'w') as f:
-      json.dump(piece, f)
-    os.replace(tmp, cache)
+    outputs.atomic_write_text(cache, json.dumps(piece))
   return piece
 
 

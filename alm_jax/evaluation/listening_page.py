@@ -19,6 +19,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from alm_jax import audio_io
+from alm_jax import outputs
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
@@ -152,10 +153,7 @@ def write(path, page: str) -> str:
   if missing:
     shown = ', '.join(missing[:5]) + (f' (and {len(missing) - 5} more)' if len(missing) > 5 else '')
     raise FileNotFoundError(f'The listening page {path} would link to missing files: {shown}.')
-  tmp = path + '.tmp'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    f.write(page)
-  os.replace(tmp, path)
+  outputs.atomic_write_text(path, page)
   return path
 
 
