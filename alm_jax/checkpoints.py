@@ -18,6 +18,7 @@ import json
 import os
 import runpy
 
+from absl import flags
 from absl import logging
 from etils import epath
 import jax
@@ -398,6 +399,5 @@ def _is_intact(manager, step: int, want) -> bool:
 
 def define_checkpoint_flag(flag_values):
   """`--checkpoint`, as every command that reads a trained mixer takes it (absl FlagValues)."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string('checkpoint', None, 'Training workdir (latest step) or one step directory.',
                       required=True, flag_values=flag_values)

@@ -16,6 +16,7 @@ from typing import Any, Optional
 from absl import logging
 import numpy as np
 
+from alm_jax import checkpoints
 from alm_jax.data import common
 from alm_jax.inference import offline
 from alm_jax.models import build_mixer
@@ -170,7 +171,6 @@ def load_system(name: str, path: str) -> System:
       rate than the data, its parameters do not match its saved config, or its
       model has no defined offline mix; the message names the checkpoint.
   """
-  from alm_jax import checkpoints  # pylint: disable=g-import-not-at-top  (imports train)
   try:
     config, params, step = checkpoints.restore_params(path)
   except Exception as e:  # orbax and the config check raise several types; all end here
