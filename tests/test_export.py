@@ -88,6 +88,38 @@ def test_streaming_savedmodel_matches_offline_mix(exported):
                              rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize('value', [np.nan, np.inf, 1e20])
+def test_exported_streaming_step_contains_a_poisoned_block(exported, value):
+  """One bad sample in the exported step: its channel muted for the block, `faults` says so, the
+  state stays finite and the stream goes on exactly as if that channel had been silent."""
+  e = exported
+  loaded = tf.saved_model.load(str(e.root / 'streaming'))
+  init, step = loaded.signatures['init_state'], loaded.signatures['step']
+  mask = tf.constant(e.mask)
+
+  def run(audio):
+    state = init(channel_mask=mask)
+    outs, faults = [], []
+    for i in range(4):
+      result = step(block=tf.constant(audio[..., i * BLOCK:(i + 1) * BLOCK]), channel_mask=mask,
+                    **state)
+      state = {k: v for k, v in result.items() if k.startswith('state_')}
+      outs.append(result['out'].numpy())
+      faults.append(result['faults'].numpy())
+      assert all(np.isfinite(v.numpy()).all() for k, v in state.items() if v.dtype.is_floating)
+    return np.concatenate(outs, axis=-1), np.stack(faults)
+
+  poisoned = e.audio.copy()
+  poisoned[1, 3, BLOCK + 123] = value
+  muted = e.audio.copy()
+  muted[1, 3, BLOCK:2 * BLOCK] = 0.0
+  out, faults = run(poisoned)
+  ref, ref_faults = run(muted)
+  assert np.isfinite(out).all()
+  np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
+  assert faults[1, 1, 3] and faults.sum() == 1 and not ref_faults.any()
+
+
 def test_cli_refuses_a_missing_checkpoint(tmp_path, capsys):
   assert _run_cli(f'--checkpoint={tmp_path / "nothing"}', f'--output={tmp_path / "out"}') == 2
   assert 'No checkpoint' in capsys.readouterr().err

@@ -51,27 +51,32 @@ def _put(tree):
   return jax.device_put(tree, jax.local_devices()[0])
 
 
-def _mix_in_pieces(mix_piece, carry, audio, size: int, f2: int):
+def _mix_in_pieces(mix_piece, carry, audio, size: int, f2: int, *, pad_last: bool = True):
   """Pad, put, loop, get, trim: mixes audio [b, c, n] in pieces of `size` samples.
 
   Args:
     mix_piece: (carry, piece [b, c, size]) -> (carry, gains [b, c, size / f2], mix [b, size]),
       already jitted; it only dispatches.
     carry: the device state before the first piece.
+    pad_last: complete the last piece with silence (one compile for every
+      length); False mixes it at its own length, so the carry after it is the
+      state at the end of the audio.
   Returns:
-    dict with `mix` [b, n] and `gains` [b, c, ceil(n / f2)] as numpy.
+    (dict with `mix` [b, n] and `gains` [b, c, ceil(n / f2)] as numpy, the last carry).
   """
   n = audio.shape[-1]
   outputs = []
   for start in range(0, n, size):
     piece = audio[..., start:start + size]
-    if piece.shape[-1] < size:
+    if pad_last and piece.shape[-1] < size:
       piece = np.pad(piece, [(0, 0), (0, 0), (0, size - piece.shape[-1])])
     carry, gains, mix = mix_piece(carry, _put(piece))
+    # Fetched piece by piece in the background: the host keeps only the outputs,
+    # never a chunk's intermediate arrays, so memory is bounded by the song's mix.
     outputs.append((gains, mix))
   outputs = jax.device_get(outputs)  # one transfer: the loop only dispatched
   return {'mix': np.concatenate([m for _, m in outputs], axis=-1)[:, :n],
-          'gains': np.concatenate([g for g, _ in outputs], axis=-1)[..., :-(-n // f2)]}
+          'gains': np.concatenate([g for g, _ in outputs], axis=-1)[..., :-(-n // f2)]}, carry
 
 
 def _checked(mixer, audio, channel_mask):
@@ -103,15 +108,25 @@ class ChunkedMixer:
   def num_compiles(self) -> int:
     return self._step._cache_size()  # pylint: disable=protected-access
 
-  def __call__(self, params, audio, channel_mask):
-    """Mixes audio [b, c, n] (numpy) -> dict(mix [b, n], gains [b, c, ceil(n / f2)]) as numpy."""
+  def __call__(self, params, audio, channel_mask, *, state=None, return_state: bool = False):
+    """Mixes audio [b, c, n] (numpy) -> dict(mix [b, n], gains [b, c, ceil(n / f2)]) as numpy.
+
+    With `return_state`, returns (outputs, state) and n must be whole F1 hops:
+    the state after the last sample, from which a later call with `state`
+    continues the same song (a long show mixed in parts equals one call).
+    """
     protocol.check_params_convention(params)
     audio, channel_mask = _checked(self.mixer, audio, channel_mask)
-    b, c, _ = audio.shape
+    b, c, n = audio.shape
+    caps = self.mixer.capabilities
+    if return_state and n % caps.hop:
+      raise ValueError(f'To carry the state on, mix whole F1 hops ({caps.hop} samples) per call; '
+                       f'got {n} samples.')
     params, mask = _put(params), _put(channel_mask)
-    return _mix_in_pieces(lambda state, piece: self._step(params, state, piece, mask),
-                          _put(self.mixer.init_state(b, c)), audio, self.chunk_samples,
-                          self.mixer.capabilities.f2)
+    start = _put(self.mixer.init_state(b, c) if state is None else state)
+    out, state = _mix_in_pieces(lambda st, piece: self._step(params, st, piece, mask), start,
+                                audio, self.chunk_samples, caps.f2, pad_last=not return_state)
+    return (out, state) if return_state else out
 
 
 def get_mixer(config, chunk_seconds: float = DEFAULT_CHUNK_SECONDS) -> ChunkedMixer:
@@ -213,7 +228,8 @@ class SegmentMixer:
       out = self._mix(params, piece, mask)
       return carry, out['gains'], out['mix']
 
-    return _mix_in_pieces(piece_fn, None, audio, self.segment_samples, self.mixer.capabilities.f2)
+    return _mix_in_pieces(piece_fn, None, audio, self.segment_samples,
+                          self.mixer.capabilities.f2)[0]
 
 
 def get_segment_mixer(config, segment_seconds: float | None = None) -> SegmentMixer:
