@@ -148,3 +148,67 @@ def test_workdir_as_an_epath_object(tmp_path):
   results = train.evaluate_checkpoint(config, workdir, make_eval_batches=data.make_eval_batches)
   assert results['step'] == 1 and np.isfinite(results['loss'])
   assert list((workdir / 'eval').glob('events.out.tfevents.*'))
+
+
+# ---- kill -9 during a step and during a save, then the same command again ---
+
+_KILL_RUN = r'''
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+import conftest  # the tests' PRNG setting
+from alm_jax import checkpoints, train
+from tiny_training import FakeData, tiny_train_config
+config = tiny_train_config('mr', '', '')
+config.train.num_epochs = 5
+config.train.checkpoint_every_steps = 2
+kill_step, during = {kill_step!r}, {during!r}
+calls = [0]
+if during == 'step':  # SIGKILL with update `kill_step` dispatched (async) and running
+  original_inputs = train.model_inputs
+  def model_inputs(batch, mesh):
+    calls[0] += 1
+    if calls[0] == kill_step + 1:
+      os.kill(os.getpid(), signal.SIGKILL)
+    return original_inputs(batch, mesh)
+  train.model_inputs = model_inputs
+elif during == 'save':  # SIGKILL while the background save of `kill_step` writes its files
+  original_save = checkpoints.save_state
+  def save_state(manager, step, state):
+    original_save(manager, step, state)
+    if step == kill_step:
+      os.kill(os.getpid(), signal.SIGKILL)
+  checkpoints.save_state = save_state
+data = FakeData()
+train.train_and_evaluate(config, {workdir!r}, make_train_iterator=data.make_train_iterator,
+                         make_eval_batches=data.make_eval_batches)
+'''
+
+
+def _train_subprocess(workdir, kill_step=None, during=None):
+  import signal  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  tests = os.path.dirname(os.path.abspath(__file__))
+  code = _KILL_RUN.format(tests=tests, kill_step=kill_step, during=during, workdir=str(workdir))
+  result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=900,
+                          cwd=os.path.dirname(tests))
+  expected = -signal.SIGKILL if during else 0
+  assert result.returncode == expected, result.stderr[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('during,kill_step', [('step', 3), ('save', 4)])
+def test_kill_9_then_resume_gives_bit_identical_parameters(during, kill_step, tmp_path):
+  """kill -9 mid-step or mid-save, then the same command again: the parameters of an unbroken run."""
+  straight, killed = tmp_path / 'straight', tmp_path / 'killed'
+  _train_subprocess(straight)
+  _train_subprocess(killed, kill_step, during)
+  if during == 'save':  # the half-written save never became a step
+    manager = checkpoints.open_manager(killed, None, read_only=True)
+    assert 4 not in manager.all_steps()
+    manager.close()
+  _train_subprocess(killed)
+  _, a, step_a = checkpoints.restore_params(straight)
+  _, b, step_b = checkpoints.restore_params(killed)
+  assert step_a == step_b == 5
+  assert _max_abs_diff(a, b) == 0.0
