@@ -131,9 +131,9 @@ def main(argv):
     driver.message = f'JACK unavailable at start ({e}); retrying'
   if song is not None and not FLAGS.no_jack:
     app_lib.wait_for(lambda: driver.connected, 30)
-    time.sleep(FLAGS.play_delay)
     player = drivers.JackPlayer(song, name=FLAGS.name + '_play', server=driver.server,
                                 destinations=[p.name for p in driver.ins])
+    time.sleep(FLAGS.play_delay)  # silence first: other clients may connect to its ports
     player.start()
   osc = None
   if FLAGS.osc_port:

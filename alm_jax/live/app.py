@@ -108,7 +108,7 @@ class LiveMixer:
     eng, w = self.engine, self.worker
     return {
         'samples': eng.written, 'periods': eng.periods, 'late': eng.late,
-        'last_late_frame': eng.last_late_frame,
+        'late_frames': sorted(int(f) for f in eng.late_frames if f >= 0),
         'xruns': getattr(self.driver, 'xruns', 0),
         'xrun_times_s': list(getattr(self.driver, 'xrun_times', [])), 'nonfinite_periods': eng.nonfinite_periods,
         'limited_periods': eng.limited_periods,

@@ -80,6 +80,7 @@ class Engine:
     self.bad_frame = np.full(c, -1, np.int64)
     self.late = 0
     self.last_late_frame = -1
+    self.late_frames = np.full(256, -1, np.int64)  # the frames of the last 256 late results
     self.periods = 0
     self.nonfinite_periods = 0
     self.limited_periods = 0
@@ -107,6 +108,7 @@ class Engine:
     if self.slot_stamp[slot] == frame:
       np.copyto(self.applied, self.slot_gains[slot])
     elif frame > self.gain_delay:  # frames up to gain_delay have the initial gain by design
+      self.late_frames[self.late % self.late_frames.shape[0]] = frame
       self.late += 1
       self.last_late_frame = frame
     self._frame = frame
