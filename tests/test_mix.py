@@ -80,6 +80,21 @@ def test_chunked_mix_equals_whole_song_call(name, zero_latency, seconds, chunk_s
   np.testing.assert_allclose(short['mix'][:, :same], out['mix'][:, :same], rtol=1e-5, atol=1e-6)
 
 
+def test_a_show_mixed_in_parts_with_the_state_carried_equals_one_call(mr):
+  rng = np.random.default_rng(4)
+  hop = mr.spec.stride * mr.spec.f2
+  audio = _signal(rng, 3, 7 * hop)[None]
+  mask = np.ones((1, 3), bool)
+  mixer = offline.get_mixer(mr.config, 0.6)
+  whole = mixer(mr.params, audio, mask)
+  first, state = mixer(mr.params, audio[..., :3 * hop], mask, return_state=True)
+  second, _ = mixer(mr.params, audio[..., 3 * hop:], mask, state=state, return_state=True)
+  np.testing.assert_allclose(np.concatenate([first['mix'], second['mix']], -1), whole['mix'],
+                             rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match='whole F1 hops'):
+    mixer(mr.params, audio[..., :hop + 5], mask, return_state=True)
+
+
 def test_per_segment_dmc_is_refused_up_front():
   with pytest.raises(protocol.UnsupportedModelError, match='per-segment DMC'):
     offline.ChunkedMixer(load_config('dmc_og'))
