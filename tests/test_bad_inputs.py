@@ -387,6 +387,51 @@ def test_pad_short_reads_a_truncated_file_padded_with_silence(tmp_path, caplog):
 
 
 # ---------------------------------------------------------------------------
+# Config values, through the training command
+# ---------------------------------------------------------------------------
+
+CONFIG_CASES = [
+    ({'train': {'batch_size': -1}}, r'config\.train\.batch_size = -1: must be an integer >= 1'),
+    ({'train': {'batch_size': 0}}, r'config\.train\.batch_size = 0: must be an integer >= 1'),
+    ({'model': {'max_channels': 0}}, r'config\.model\.max_channels = 0: must be an integer >= 1'),
+    ({'model': {'f2_ms': 0.0}}, r'config\.model\.f2_ms = 0\.0: must be a finite number > 0'),
+    ({'train': {'num_epochs': 0}}, r'config\.train\.num_epochs = 0: must be an integer >= 1'),
+    ({'model': {'f1_stride': 0}}, r'config\.model\.f1_stride = 0: must be an integer >= 1'),
+    ({'model': {'d_model': 0}}, r'config\.model\.d_model = 0'),
+    ({'model': {'sample_rate': -44100}}, r'config\.model\.sample_rate = -44100'),
+    ({'train': {'learning_rate': float('nan')}}, r'config\.train\.learning_rate = nan: must be a '
+     r'finite number > 0'),
+    ({'data': {'segment_seconds': 0.5}}, r'config\.data\.segment_seconds = 0\.5 is shorter than '
+     r'one F1 frame'),
+    ({'model': {'f2_ms': 2000.0}}, r'f2_ms = 2000\.0 is longer than config\.model\.f1_ms'),
+    ({'train': {'steps_per_epoch': 0}}, r'config\.train\.steps_per_epoch = 0: valid are -1'),
+    ({'train': {'compute_dtype': 'float8'}}, r"compute_dtype = 'float8': valid are float32"),
+    ({'model': {'encoder': {'dropout': 1.0}}}, r'dropout = 1\.0: must be a finite number >= 0 '
+     r'and < 1'),
+]
+
+
+@pytest.mark.parametrize('updates,says', CONFIG_CASES, ids=[str(c[0]) for c in CONFIG_CASES])
+def test_bad_config_values_are_refused_by_name_before_any_work(updates, says, tmp_path):
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from alm_jax import main  # pylint: disable=g-import-not-at-top
+  from conftest import REPO  # pylint: disable=g-import-not-at-top
+  CASES['table'] += 1
+  workdir = tmp_path / 'run'
+  flags.FLAGS.unparse_flags()
+  try:
+    flags.FLAGS(['alm_jax.main', f'--config={REPO / "configs" / "quickstart.py"}',
+                 f'--workdir={workdir}'])
+    flags.FLAGS.config.update(updates)
+    with pytest.raises(SystemExit, match=says) as e:
+      main.main(['alm_jax.main'])
+  finally:
+    flags.FLAGS.unparse_flags()
+  assert 'Fix them in the config file' in str(e.value)
+  assert not workdir.exists()  # refused before any work
+
+
+# ---------------------------------------------------------------------------
 # Property-based fuzzing
 # ---------------------------------------------------------------------------
 
