@@ -103,7 +103,19 @@ def _interpret(jaxpr, consts, *args):
 def onnx_friendly(fn: Callable, specs: Sequence[jax.ShapeDtypeStruct]) -> Callable:
   """`fn` traced at `specs` and rewritten (see `_interpret`): a function of flat arrays -> flat list."""
   closed = jax.make_jaxpr(lambda *args: jax.tree.leaves(fn(*args)))(*specs)
-  return lambda *args: _interpret(closed.jaxpr, closed.consts, *args)
+
+  def rewritten(*args):
+    outs = _interpret(closed.jaxpr, closed.consts, *args)
+    # An output that is an input (state a mixer leaves alone, e.g. DMC's GRU
+    # carry) or another output would be one ONNX value with two names: copy it.
+    seen = {id(a) for a in args}
+    for i, x in enumerate(outs):
+      if id(x) in seen:
+        outs[i] = lax.copy_p.bind(x)
+      seen.add(id(outs[i]))
+    return outs
+
+  return rewritten
 
 
 # ---------------------------------------------------------------------------
@@ -164,6 +176,34 @@ def _inline_captures(graph, top: bool = True) -> int:
   return removed
 
 
+def _used_names(graph) -> set:
+  """Names the nodes of `graph` and of its subgraphs read, and its outputs."""
+  names = {v.name for v in graph.output}
+  for node in graph.node:
+    names.update(node.input)
+    for sub in _subgraphs(node):
+      names |= _used_names(sub)
+  return names
+
+
+def _drop_unused_initializers(graph) -> int:
+  """Removes initializers nothing reads (jax2onnx leaves some in Loop/If bodies).
+
+  ONNX Runtime would drop them too, with one warning per initializer at every
+  session start.
+  """
+  used = _used_names(graph)
+  keep = [t for t in graph.initializer if t.name in used]
+  removed = len(graph.initializer) - len(keep)
+  if removed:
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+  for node in graph.node:
+    for sub in _subgraphs(node):
+      removed += _drop_unused_initializers(sub)
+  return removed
+
+
 def _save(model, path) -> pathlib.Path:
   """Checks `model` (onnx.checker) and writes it; large weights go to `<name>.data` beside it."""
   onnx = _onnx()
@@ -182,6 +222,7 @@ def convert(fn: Callable, specs: Sequence[jax.ShapeDtypeStruct], input_names: Se
   model = _to_onnx()(onnx_friendly(fn, specs), inputs=list(specs), input_names=list(input_names),
                      output_names=list(output_names), opset=opset, model_name=name)
   _inline_captures(model.graph)
+  _drop_unused_initializers(model.graph)
   return model
 
 
