@@ -22,7 +22,7 @@ Typical use, after `params = model.init(...)`:
     params = vggish_weights.load_pretrained_embedding(params, config)
 
 The optional PCA/whitening + 8-bit quantisation that produced the AudioSet
-embeddings is `load_vggish_pca` + `postprocess`.
+embeddings is `alm_jax.models.vggish_pca`.
 """
 
 import functools
@@ -234,7 +234,7 @@ def _import_torch():
   return torch
 
 
-def _torch_load(path: str) -> Any:
+def torch_load(path: str) -> Any:
   """torch.load without executing arbitrary pickles (numpy arrays allowed)."""
   torch = _import_torch()
   if not os.path.isfile(path):
@@ -253,16 +253,16 @@ def _torch_load(path: str) -> Any:
         'torch.save(model.state_dict(), path), e.g. torchvggish\'s vggish-10086976.pth.') from e
 
 
-def _to_numpy(value) -> np.ndarray:
+def to_numpy(value) -> np.ndarray:
   return value.detach().cpu().numpy() if hasattr(value, 'detach') else np.asarray(value)
 
 
 def _load_torch(path: str) -> dict[str, dict[str, np.ndarray]]:
-  state = _torch_load(path)
+  state = torch_load(path)
   if not isinstance(state, Mapping):
     raise ValueError(f'{path} holds a {type(state).__name__}, not a state dict: save '
                      'model.state_dict() (torchvggish\'s vggish-*.pth is one).')
-  state = {k: _to_numpy(v) for k, v in state.items()}
+  state = {k: to_numpy(v) for k, v in state.items()}
   shapes = {k: tuple(v.shape) for k, v in state.items()}
   ignored = {k for k in shapes if k.startswith(TORCH_IGNORED_PREFIXES)}
 
@@ -380,75 +380,3 @@ def load_pretrained_embedding(model_params, config):
   params = load_vggish_params(emb.weights, fc2_relu=emb.get('fc2_relu', False))
   logging.info('Loaded VGGish weights from %s.', emb.weights)
   return merge_into_model_params(model_params, params)
-
-
-# ---------------------------------------------------------------------------
-# PCA post-processing (the AudioSet release's embeddings).
-
-
-def load_vggish_pca(path: str) -> tuple[np.ndarray, np.ndarray]:
-  """Reads VGGish's PCA parameters.
-
-  Args:
-    path: `vggish_pca_params.npz` (TF release) or torchvggish's
-      `vggish_pca_params-*.pth`; both hold `pca_eigen_vectors` and `pca_means`.
-  Returns:
-    (pca_matrix [128, 128] with rows the output components, pca_means [128]),
-    float64 as released.
-  """
-  path = os.fspath(path)
-  if path.lower().endswith(TORCH_SUFFIXES):
-    data = _torch_load(path)
-    if not isinstance(data, Mapping):
-      raise ValueError(f'{path} holds a {type(data).__name__}, not a dict with keys '
-                       f'{PCA_EIGEN_VECTORS!r} and {PCA_MEANS!r}.')
-    data = {k: _to_numpy(v) for k, v in data.items()}
-  else:
-    if not os.path.isfile(path):
-      raise FileNotFoundError(f'No PCA parameters at {path}: download vggish_pca_params.npz '
-                              '(see docs/vggish.md).')
-    try:
-      with np.load(path, allow_pickle=False) as npz:
-        data = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as e:
-      raise ValueError(f'{path} is not a readable .npz file ({e}).') from e
-  absent = [k for k in (PCA_EIGEN_VECTORS, PCA_MEANS) if k not in data]
-  if absent:
-    raise ValueError(f'{path} lacks {absent} (it has {sorted(data)}): is it vggish_pca_params.npz?')
-  matrix = np.asarray(data[PCA_EIGEN_VECTORS], np.float64)
-  means = np.asarray(data[PCA_MEANS], np.float64)
-  # torchvggish keeps the means as a column vector.
-  if means.ndim == 2 and means.shape[1] == 1:
-    means = means[:, 0]
-  dim = RELEASE_DIM
-  if matrix.shape != (dim, dim) or means.shape != (dim,):
-    raise ValueError(f'{path}: expected {PCA_EIGEN_VECTORS} of shape {(dim, dim)} and {PCA_MEANS} '
-                     f'of shape {(dim,)}, got {matrix.shape} and {means.shape}.')
-  return matrix, means
-
-
-def postprocess(embeddings_, pca, quantize: bool = True):
-  """The AudioSet release's Postprocessor: PCA (with whitening), clip, 8-bit.
-
-  NumPy input computes in NumPy (bit-for-bit the TF release, which truncates to
-  uint8; torchvggish rounds instead); JAX input stays in JAX (jit-able).
-
-  Args:
-    embeddings_: [..., 128] raw VGGish embeddings.
-    pca: (pca_matrix [128, 128], pca_means [128]) from `load_vggish_pca`.
-    quantize: if False, return the PCA-transformed float embeddings without
-      clipping or quantising (differentiable).
-  Returns:
-    uint8 [..., 128] in [0, 255] (quantize=True), else float [..., 128].
-  """
-  matrix, means = pca
-  if np.shape(embeddings_)[-1:] != np.shape(means):
-    raise ValueError(f'postprocess: embeddings of shape {np.shape(embeddings_)} do not match the '
-                     f'PCA parameters for {np.shape(means)[0]}-d embeddings.')
-  xp = np if isinstance(embeddings_, np.ndarray) else jnp
-  x = (embeddings_ - xp.asarray(means)) @ xp.asarray(matrix).T
-  if not quantize:
-    return x
-  x = xp.clip(x, QUANTIZE_MIN, QUANTIZE_MAX)
-  x = (x - QUANTIZE_MIN) * (255.0 / (QUANTIZE_MAX - QUANTIZE_MIN))
-  return x.astype(xp.uint8)
