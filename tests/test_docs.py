@@ -1,4 +1,4 @@
-"""The documentation's Python examples run as written, on a checkpoint restored as a user restores it.
+"""The docs' Python examples run as written, on a checkpoint restored as a user restores it.
 
 docs/streaming.md's ```python blocks are executed in order in one namespace
 that holds only `checkpoint` (a tiny ALM-MR training workdir written by
