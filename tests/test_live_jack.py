@@ -76,7 +76,11 @@ class Capture:
     self.ports = [self.client.inports.register(f'in_{i}') for i in range(len(sources))]
     self.sources = sources
 
+    self.recording = False
+
     def callback(frames):
+      if not self.recording:
+        return
       n = min(frames, self.buf.shape[1] - self.pos)
       for i, p in enumerate(self.ports):
         self.buf[i, self.pos:self.pos + n] = p.get_array()[:n]
@@ -91,6 +95,7 @@ class Capture:
       if all(self.client.get_ports(s) for s in self.sources):
         for s, p in zip(self.sources, self.ports):
           self.client.connect(s, p.name)
+        self.recording = True  # from now: the mixer has started, the song has not
         return
       if proc.poll() is not None:
         pytest.fail(f'the mixer exited early: {proc.stdout.read()}')
@@ -134,20 +139,34 @@ def _read_recording(record):
   return np.stack([x[:n] for x in ins]), mix[:n]
 
 
+def _find(hay, needle):
+  """First index where `needle` occurs exactly in `hay`, or None."""
+  for i in np.flatnonzero(hay == needle[0]):
+    if i + needle.shape[0] <= hay.shape[0] and np.array_equal(hay[i:i + needle.shape[0]], needle):
+      return int(i)
+  return None
+
+
+def _windows(start, n, width=1024, every=22050):
+  return [slice(a, a + width) for a in range(start, start + n - width, every)]
+
+
 def _song_offset(recorded, song, exact=True):
   """Sample of the recording where the song starts; checks the song is there.
 
-  exact=False: an xrun (a client not run in a cycle) loses that cycle's
-  samples of the song; demand only that nearly all are there.
+  exact=False (there were xruns): a client not run in a cycle loses or shifts
+  that cycle's samples, so check that windows of the recording are pieces of
+  the song instead.
   """
   start = int(np.flatnonzero(recorded[0])[0]) - int(np.flatnonzero(song[0])[0])
   n = min(song.shape[1], recorded.shape[1] - start)
   if exact:
     np.testing.assert_array_equal(recorded[:, start:start + n], song[:, :n])
   else:
-    match = np.mean(recorded[:, start:start + n] == song[:, :n])
-    assert match > 0.97, f'the recorded inputs match the song on only {match:.1%}'
-    print(f'recorded inputs match the song on {match:.2%} (xruns lose cycles)')
+    wins = _windows(start, n)
+    found = [_find(song[0], recorded[0, w]) is not None for w in wins]
+    assert np.mean(found) > 0.8, f'only {np.mean(found):.0%} of the recording is the song'
+    print(f'{np.mean(found):.0%} of {len(wins)} windows of the recorded inputs are in the song')
   return start, n
 
 
@@ -156,16 +175,19 @@ def _run_and_check(setup, period, seconds, tmp_path):
   server = JackServer(period)
   record = tmp_path / 'show'
   cap = None
+  proc = subprocess.Popen(_mixer_cmd(setup, song_dir, record, server.name), cwd=REPO,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   try:
-    proc = subprocess.Popen(_mixer_cmd(setup, song_dir, record, server.name), cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     # The mixer's output and what its player sends into its inputs, side by side.
     cap = Capture(server.name, ['alm_live:mix'] + [f'alm_live_play:out_{ch + 1:02d}'
-                                                   for ch in range(C)], seconds + 120)
-    cap.connect_when_ready(proc, timeout=150)
-    out, _ = proc.communicate(timeout=seconds + 120)
+                                                   for ch in range(C)], seconds + 30)
+    cap.connect_when_ready(proc, timeout=400)
+    out, _ = proc.communicate(timeout=seconds + 400)
     assert proc.returncode == 0, out
   finally:
+    if proc.poll() is None:  # a failed check must not leave the mixer running
+      proc.kill()
+      proc.wait()
     if cap is not None:
       cap.close()
     server.close()
@@ -200,21 +222,19 @@ def _run_and_check(setup, period, seconds, tmp_path):
   # in the captured inputs, the mix must sit in the captured mix `offset`
   # samples later: 0 when it leaves in the cycle its inputs arrived in.
   got = cap.buf[:, :cap.pos]
-  # The capturing client is Python too: on a loaded machine its own xruns
-  # lose whole cycles of the capture (not of the mixer, whose recording is
-  # exact above). Align on the start of the song, then demand that nearly
-  # every sample matches.
-  k = int(np.flatnonzero(got[1])[0]) - int(np.flatnonzero(song[0])[0])
-  match_in = np.mean(got[1:, k:k + n] == song[:, :got.shape[1] - k][:, :n])
-  assert match_in > 0.97, f'the capture of the inputs matches the song on only {match_in:.1%}'
-  found = {}
-  for d in range(-4 * period, 4 * period + 1):
-    if 0 <= k + d and k + d + n <= got.shape[1]:
-      found[d] = np.mean(got[0, k + d:k + d + n] == mix[start:start + n])
-  best = max(found, key=found.get)
-  print(f'period {period}: graph offset {best} samples; captured inputs match {match_in:.2%}, '
-        f'captured mix matches {found[best]:.2%} at that offset (capture xruns lose the rest)')
-  assert best == 0 and found[0] > 0.97, f'graph offset {best} (expected 0: the same cycle)'
+  # Window by window: where a piece of the mixer's recorded input sits in the
+  # captured input, and where the same piece of its recorded mix sits in the
+  # captured mix. Xruns of either client shift both alike (the mixer's input
+  # and output share its cycles, the two captures share the capturer's), so
+  # the difference is the graph offset: 0 when the mix leaves in the cycle
+  # its inputs arrived in.
+  offsets = []
+  for w in _windows(start, n):
+    p_in, p_mix = _find(got[1], inputs[0, w]), _find(got[0], mix[w])
+    if p_in is not None and p_mix is not None:
+      offsets.append(p_mix - p_in)
+  print(f'period {period}: graph offsets {sorted(set(offsets))} samples over {len(offsets)} windows')
+  assert len(offsets) >= 5 and set(offsets) == {0}, f'graph offsets {offsets} (expected 0)'
   return stats
 
 
@@ -235,7 +255,7 @@ def test_killed_process_leaves_a_valid_recording(setup, tmp_path):
   try:
     proc = subprocess.Popen(_mixer_cmd(setup, song_dir, record, server.name), cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 150
+    deadline = time.monotonic() + 400
     while time.monotonic() < deadline:
       mix_path = record / 'mix.wav'
       if mix_path.exists() and mix_path.stat().st_size > 4 * 44100 * 5:
@@ -264,7 +284,7 @@ def test_server_loss_reconnects_without_crash(setup, tmp_path):
                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   try:
     probe = jack.Client('probe2', servername=server.name, no_start_server=True)
-    deadline = time.monotonic() + 150
+    deadline = time.monotonic() + 400
     while not probe.get_ports('alm_live:mix') and time.monotonic() < deadline:
       time.sleep(0.2)
     probe.close()
