@@ -1,4 +1,4 @@
-"""Streaming step per block under ONNX Runtime (one thread) vs JAX (one thread), same model and blocks.
+"""Streaming step per block under ONNX Runtime vs JAX, one thread each, same model and blocks.
 
     python bench/onnx_step.py                                  # ALM-MR, small embedding, 8 channels
     python bench/onnx_step.py --models=small,vggish --blocks=128,441,2205
@@ -116,8 +116,8 @@ def main():
       return (f'{np.median(wall):>10.3f} {np.percentile(wall, 99):>10.3f} {np.median(cpu):>7.3f} '
               f'{cpu.mean():>7.3f} {cpu.mean() / block_ms:>7.1%}')
 
-    for block, export_s, o, j, diff in bench(config, args.channels,
-                                             [int(b) for b in args.blocks.split(',')], args.seconds):
+    sizes = [int(b) for b in args.blocks.split(',')]
+    for block, export_s, o, j, diff in bench(config, args.channels, sizes, args.seconds):
       block_ms = block / config.model.sample_rate * 1e3
       print(f'{block:>6} {block_ms:>6.2f} {export_s:>8.1f} | {cols(o, block_ms)} | '
             f'{cols(j, block_ms)} | {diff:>10.2e}')

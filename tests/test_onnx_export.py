@@ -1,9 +1,9 @@
 """ONNX export: graphs pass onnx.checker and ONNX Runtime reproduces the JAX mixer to 1e-5.
 
-The default run checks the complex-modulus rewrite of `alm_jax.inference.onnx_export`
-and nested conds in a scan on a small function, and the CLI's refusals; converting the tiny models takes about 30 s per graph on one core,
-so the model checks (ALM and DMC-B-0L offline and streaming, DMC-OG offline)
-are `slow`.
+The default run checks the complex-modulus rewrite of `alm_jax.inference.onnx_export` and
+nested conds in a scan on a small function, and the CLI's refusals; converting the tiny models
+takes about 30 s per graph on one core, so the model checks (ALM and DMC-B-0L offline and
+streaming, DMC-OG offline) are `slow`.
 """
 
 import json

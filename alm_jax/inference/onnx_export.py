@@ -1,4 +1,4 @@
-"""ONNX export (jax2onnx) of serve functions and block streams, checked by ONNX Runtime; it knows no model.
+"""ONNX export (jax2onnx) of serve functions and block streams for ONNX Runtime; knows no model.
 
 `export_offline_onnx` turns `serve(params, audio, channel_mask) -> {'mix',
 'gains'}` into one ONNX graph, `export_streaming_onnx` turns a block stream's
@@ -101,7 +101,7 @@ def _interpret(jaxpr, consts, *args):
 
 
 def onnx_friendly(fn: Callable, specs: Sequence[jax.ShapeDtypeStruct]) -> Callable:
-  """`fn` traced at `specs` and rewritten (see `_interpret`): a function of flat arrays -> flat list."""
+  """`fn` traced at `specs` and rewritten (`_interpret`): flat arrays -> flat list of outputs."""
   closed = jax.make_jaxpr(lambda *args: jax.tree.leaves(fn(*args)))(*specs)
 
   def rewritten(*args):
@@ -161,7 +161,8 @@ def _inline_captures(graph, top: bool = True) -> int:
     outputs = {v.name for v in graph.output}
     mapping, keep = {}, []
     for node in graph.node:
-      if node.op_type == 'Identity' and node.input[0] not in local and node.output[0] not in outputs:
+      copy = node.op_type == 'Identity' and node.input[0] not in local
+      if copy and node.output[0] not in outputs:
         mapping[node.output[0]] = node.input[0]
       else:
         keep.append(node)
@@ -218,7 +219,7 @@ def _save(model, path) -> pathlib.Path:
 
 def convert(fn: Callable, specs: Sequence[jax.ShapeDtypeStruct], input_names: Sequence[str],
             output_names: Sequence[str], opset: int = OPSET, name: str = 'alm_jax'):
-  """The onnx.ModelProto of `fn(*specs)` (outputs: `fn`'s flattened leaves, named `output_names`)."""
+  """The onnx.ModelProto of `fn(*specs)`; its flattened outputs are named `output_names`."""
   model = _to_onnx()(onnx_friendly(fn, specs), inputs=list(specs), input_names=list(input_names),
                      output_names=list(output_names), opset=opset, model_name=name)
   _inline_captures(model.graph)
@@ -290,6 +291,7 @@ def export_streaming_onnx(init_state: Callable, step: Callable, params, block_si
     specs = [jax.ShapeDtypeStruct((batch, channels, int(n)), jnp.float32),
              jax.ShapeDtypeStruct((batch, channels), jnp.bool_)] + state_specs
     model = convert(step_fn, specs, ['block', 'channel_mask'] + state_names,
-                    ['out', 'gains', 'faults'] + [f'new_state_{k}' for k in keys], opset, f'step_{n}')
+                    ['out', 'gains', 'faults'] + [f'new_state_{k}' for k in keys], opset,
+                    f'step_{n}')
     paths[f'step_{n}'] = _save(model, folder / f'step_{int(n)}.onnx')
   return paths
