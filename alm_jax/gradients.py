@@ -120,7 +120,9 @@ def remat_embedding(chunk: int):
 
   def interceptor(next_fun, args, kwargs, context):
     module = context.module
-    top_level = module.parent is not None and getattr(module.parent, 'parent', None) is None
+    # The model's own child: its parent is a Module whose parent is not (a Scope).
+    top_level = (isinstance(module.parent, nn.Module)
+                 and not isinstance(module.parent.parent, nn.Module))
     if (context.method_name != '__call__' or module.name != optimizer.EMBEDDING_KEY
         or not top_level or module.is_initializing() or kwargs or len(args) != 1):
       return next_fun(*args, **kwargs)

@@ -255,6 +255,10 @@ def _embedding_forward_flops(emb_params, n: int) -> float:
 def test_micro_batches_and_remat_give_the_big_batch_update(grad_case):
   """2 micro-batches of 2, embedding rematerialised in chunks of 5: the loss and gradients of batch 4."""
   loss, grads = grad_case[4:6]
+  example_losses, params, batch, key = grad_case[:4]
+  jaxpr = str(jax.make_jaxpr(lambda p, b: gradients.loss_and_grads(
+      example_losses, p, b, key, accum_steps=2, remat_chunk=5))(params, batch))
+  assert 'remat' in jaxpr and 'scan' in jaxpr  # rematerialised chunks, micro-batch loop
   got_loss, got_grads = _compiled_grads(grad_case, accum_steps=2, remat_chunk=5)
   np.testing.assert_allclose(float(got_loss), float(loss), rtol=1e-5)
   _assert_close(got_grads, grads)
