@@ -65,12 +65,12 @@ def candidates():
     spec = musicnn_spec(seconds)
     out.append((f'musicnn F1 {seconds:g} s ({spec.patch_frames} rows)', musicnn.Musicnn(),
                 (spec.patch_frames, spec.n_mels), spec.frame_input_samples,
-                lambda x, s=spec: musicnn.log_mel_frames(x, 1, 1, s)[:, 0]))
+                lambda x, s=spec: musicnn.log_mel_frames(x, 1, s.frame_input_samples, s)[:, 0]))
   vspec = frontend.FrontendSpec()
   for label, module in (('VGGish (0.975 s)', embeddings.VGGish()),
                         ('small (0.975 s)', embeddings.SmallEmbedding())):
     out.append((label, module, (vspec.patch_frames, vspec.n_mels), vspec.frame_input_samples,
-                lambda x, s=vspec: frontend.log_mel_frames(x, 1, 1, s)[:, 0]))
+                lambda x, s=vspec: frontend.log_mel_frames(x, 1, s.frame_input_samples, s)[:, 0]))
   return out
 
 

@@ -180,6 +180,8 @@ def log_mel_frames(x, num_frames, hop: int, spec: MusicnnSpec):
   """
   x = x.astype(jnp.float32)
   if not shares_rows(hop, spec):
+    # One frame: any hop frames it, and frames_ending's cost grows with length / hop.
+    hop = spec.frame_input_samples if num_frames == 1 else hop
     frames = framing.frames_ending(x, num_frames, hop, spec.frame_input_samples)
     x16 = frontend.resample(frames, spec.resampler)[..., spec.patch_offset:]
     return log_mel_rows(x16, spec.patch_frames, spec)
