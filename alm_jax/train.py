@@ -41,6 +41,7 @@ from alm_jax import optimizer
 from alm_jax import paths
 from alm_jax import sharding
 from alm_jax import writers
+from alm_jax.models import embeddings
 from alm_jax.models import build_model
 from alm_jax.models import init_params
 from alm_jax.models import without_init_only
@@ -97,11 +98,12 @@ def create_train_state(rng, model: nn.Module, tx: optax.GradientTransformation,
 
 
 def load_pretrained_embedding(config, params):
-  """params with params['embedding'] replaced by the VGGish weights at config.model.embedding.weights."""
-  from alm_jax.models import vggish_weights  # pylint: disable=g-import-not-at-top
-  logging.info('Loading pretrained embedding weights from %s', config.model.embedding.weights)
-  # load_vggish_params + merge_into_model_params, with the config checks.
-  return vggish_weights.load_pretrained_embedding(params, config)
+  """params with params['embedding'] replaced by the embedding's pretrained weights, if any.
+
+  VGGish: config.model.embedding.weights (none when empty); musicnn: the
+  weights shipped with the package (`embeddings.load_pretrained`).
+  """
+  return embeddings.load_pretrained(params, config.model)
 
 
 # ---- steps -----------------------------------------------------------------
@@ -339,9 +341,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     fast = _FAST_COMPILE if jax.default_backend() == 'cpu' else None
     state = jax.jit(create_train_state, static_argnums=(1, 2, 3), out_shardings=state_sharding,
                     compiler_options=fast)(init_rng, *statics)
-    if config.model.embedding.get('weights', ''):
-      params = load_pretrained_embedding(config, jax.device_get(state.params))
-      state = state.replace(params=jax.device_put(params, state_sharding.params))
+    params = jax.device_get(state.params)
+    pretrained = load_pretrained_embedding(config, params)
+    if pretrained is not params:
+      logging.info('Embedding initialised from its pretrained weights (%s).',
+                   config.model.embedding.get('weights', '') or 'shipped with the package')
+      state = state.replace(params=jax.device_put(pretrained, state_sharding.params))
   start_step = int(jax.device_get(state.step))
 
   # ---- compiled steps (each compiled once) ----------------------------------

@@ -21,11 +21,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from alm_jax import frames
 from alm_jax import frames as framing
 from alm_jax import frontend
+from alm_jax.models import build_mixer
+from alm_jax.models import build_model
+from alm_jax.models import embeddings
 from alm_jax.models import musicnn
 from alm_jax.models import musicnn_frontend
 from alm_jax.models import musicnn_weights
+from checkpoint_fixtures import TinyModel, random_params
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -364,3 +369,51 @@ def test_release_shapes_and_checkpoint_directory(release, params, tmp_path):
       tf.compat.v1.train.Saver().save(sess, str(tmp_path / 'MTT_musicnn') + '/')
   loaded = musicnn_weights.load_musicnn_params(tmp_path / 'MTT_musicnn')
   jax.tree.map(np.testing.assert_array_equal, loaded, params)
+
+
+# ---- as the mixers' embedding ----------------------------------------------------------------
+
+
+def _musicnn_alm(f1_ms=1000.0):
+  tiny = TinyModel('mr')
+  tiny.config.model.embedding.name = 'musicnn'
+  tiny.config.model.embedding.dim = musicnn.EMBEDDING_DIM
+  tiny.config.model.f1_ms = f1_ms
+  tiny.model = build_model(tiny.config)
+  tiny.spec = frames.FrameSpec.from_config(tiny.config.model)
+  tiny.params = random_params(tiny.model, tiny.spec)
+  return tiny
+
+
+def test_alm_with_musicnn_starts_from_the_shipped_weights():
+  tiny = _musicnn_alm()
+  params = embeddings.load_pretrained(tiny.params, tiny.config.model)
+  shipped = musicnn_weights.load_musicnn_params()
+  np.testing.assert_array_equal(params['embedding']['tags']['kernel'], shipped['tags']['kernel'])
+  tiny.config.model.embedding.weights = 'random'
+  assert embeddings.load_pretrained(tiny.params, tiny.config.model) is tiny.params
+  tiny.config.model.embedding.dim = 128
+  with pytest.raises(ValueError, match='embedding.dim = 200'):
+    build_model(tiny.config).init(jax.random.PRNGKey(0), np.zeros((1, 1, tiny.spec.f1), np.float32),
+                                  np.ones((1, 1), bool))
+
+
+@pytest.mark.slow
+def test_alm_with_musicnn_steps_like_its_call():
+  """The mixer protocol with musicnn: one step over whole hops = frame by frame = the model's call."""
+  tiny = _musicnn_alm()
+  params = embeddings.load_pretrained(tiny.params, tiny.config.model)
+  mixer = build_mixer(tiny.config)
+  hop = tiny.spec.stride * tiny.spec.f2
+  audio = (np.random.default_rng(0).normal(size=(1, 2, 4 * hop)) * 0.1).astype(np.float32)
+  mask = np.ones((1, 2), bool)
+  ref = tiny.model.apply({'params': params}, audio, mask)
+  step = jax.jit(mixer.step)
+  _, _, whole = step(params, mixer.init_state(1, 2), audio, mask)
+  np.testing.assert_allclose(whole, ref['mix'], rtol=1e-5, atol=1e-6)
+  state, outs = mixer.init_state(1, 2), []
+  f2 = tiny.spec.f2
+  for k in range(audio.shape[-1] // f2):
+    state, _, m = step(params, state, audio[..., k * f2:(k + 1) * f2], mask)
+    outs.append(m)
+  np.testing.assert_allclose(np.concatenate(outs, -1), ref['mix'], rtol=1e-5, atol=1e-6)

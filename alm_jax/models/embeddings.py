@@ -14,7 +14,9 @@ import pkgutil
 from typing import Any, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from alm_jax import frontend
 
@@ -200,3 +202,30 @@ def build_embedding(embedding_config, dtype=jnp.float32, name='embedding'):
 def frontend_for(model_config) -> Frontend:
   """The front end of `config.model`'s embedding (raw waveform in, log-mel patches out)."""
   return _kind(model_config.embedding.name)[1](model_config)
+
+
+def load_pretrained(params, model_config):
+  """`params` with params['embedding'] replaced by the embedding's pretrained weights, if it has any.
+
+  VGGish: the file at `config.model.embedding.weights` (none when empty). Other
+  embeddings: their module's `pretrained_params(embedding_config)` (musicnn:
+  the weights shipped with the package unless `weights` names another file,
+  or none with `weights = 'random'`).
+  """
+  name = model_config.embedding.name
+  if name in _BUILT_IN:
+    # vggish_weights imports this module, so it is imported here, when used.
+    from alm_jax.models import vggish_weights  # pylint: disable=g-import-not-at-top
+    return vggish_weights.load_pretrained_embedding(params, model_config)
+  module = importlib.import_module(f'alm_jax.models.{name}')
+  loaded = module.pretrained_params(model_config.embedding) if hasattr(
+      module, 'pretrained_params') else None
+  if loaded is None:
+    return params
+  want = jax.tree.map(np.shape, dict(params['embedding']))
+  got = jax.tree.map(np.shape, dict(loaded))
+  if want != got:
+    raise ValueError(f'The pretrained {name} weights do not fit the model\'s embedding: the model '
+                     f'has {want}, the weights {got}.')
+  return {**params, 'embedding': jax.tree.map(
+      lambda like, w: np.asarray(w, np.asarray(like).dtype), dict(params['embedding']), loaded)}

@@ -144,3 +144,13 @@ def frontend(model_config):
   f1 = frames.FrameSpec.from_config(model_config).f1
   spec = MusicnnSpec.for_f1(f1, in_rate=int(model_config.sample_rate))
   return embeddings.Frontend(spec, musicnn_frontend)
+
+
+def pretrained_params(embedding_config):
+  """The released MTT_musicnn weights (shipped; or `weights`' file), None for `weights = 'random'`."""
+  # musicnn_weights imports this module, so it is imported here, when used.
+  from alm_jax.models import musicnn_weights  # pylint: disable=g-import-not-at-top
+  path = embedding_config.get('weights', '')
+  if path == 'random':
+    return None
+  return musicnn_weights.load_musicnn_params(path or None)
