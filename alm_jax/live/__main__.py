@@ -186,6 +186,12 @@ def main(argv):
     print(f'alm_jax.live: {s["samples"] / live.spec.sample_rate:.1f} s mixed, late {s["late"]}, '
           f'xruns {s["xruns"]}, callback max {s["callback_max_ms"]:.3f} ms, worker p99 '
           f'{s["worker_p99_ms"]:.2f} ms' + (f', recorded to {FLAGS.record}' if FLAGS.record else ''))
+    if getattr(driver, 'lost_a_server', False) or (player is not None and player.dead):
+      # Everything is flushed and closed. libjack crashes tearing down the
+      # clients a lost server left behind, so skip the interpreter's teardown.
+      sys.stdout.flush()
+      sys.stderr.flush()
+      os._exit(0)
 
 
 if __name__ == '__main__':

@@ -71,6 +71,9 @@ class JackDriver:
     self._lost = threading.Event()
     self._dirty = threading.Event()  # a connection changed: check ours
     self._next_try = 0.0
+    self._dead = False  # the server shut this client down
+    self.lost_a_server = False
+    self._told = False
 
   def open(self):
     import jack  # pylint: disable=g-import-not-at-top
@@ -108,6 +111,7 @@ class JackDriver:
     client.set_blocksize_callback(self._on_blocksize)
     self.ins, self.mixport, self.outs = ins, mixport, outs
     self._opened = time.monotonic()
+    self._dead = self._told = False
     client.activate()
     self.client = client
     self.connected = True
@@ -140,8 +144,11 @@ class JackDriver:
       self.xrun_times.append(round(time.monotonic() - self._opened, 3))
 
   def _on_shutdown(self, status, reason):
+    del status
     self.connected = False
     self.message = f'JACK server gone ({reason}); reconnecting every {self.retry_seconds:g} s'
+    self._dead = True  # libjack invalidated the client: never call it again
+    self.lost_a_server = True
     self._lost.set()
 
   def _on_connect(self, a, b, connect):
@@ -156,6 +163,9 @@ class JackDriver:
   def poll(self):
     """Main thread: reconnect after a server loss, remake dropped connections. Never raises."""
     if self._lost.is_set() or self.client is None:
+      if self._lost.is_set() and not self._told:
+        self._told = True
+        logging.error(self.message)
       now = time.monotonic()
       if now < self._next_try:
         return
@@ -177,7 +187,7 @@ class JackDriver:
   def _drop_client(self):
     client, self.client = self.client, None
     self.connected = False
-    if client is not None:
+    if client is not None and not self._dead:
       try:
         client.deactivate(ignore_errors=True)
         client.close(ignore_errors=True)
@@ -211,7 +221,9 @@ class JackPlayer:
         buf[n:] = 0.0
       self.pos = pos + max(n, 0)
 
+    self.dead = False
     self.client.set_process_callback(callback)
+    self.client.set_shutdown_callback(lambda status, reason: setattr(self, 'dead', True))
     self.client.activate()
     for p, d in zip(self.ports, destinations):
       self.client.connect(p.name, d)
@@ -224,6 +236,8 @@ class JackPlayer:
     self.playing = True
 
   def close(self):
+    if self.dead:  # its server went away: libjack has invalidated the client
+      return
     try:
       self.client.deactivate(ignore_errors=True)
       self.client.close(ignore_errors=True)
