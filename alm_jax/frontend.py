@@ -38,36 +38,13 @@ import numpy as np
 from alm_jax import frames as framing
 
 
-@dataclasses.dataclass(frozen=True)
-class FrontendSpec:
-  in_rate: int = 44100
-  out_rate: int = 16000
-  window: int = 400
-  hop: int = 160
-  n_fft: int = 512
-  n_mels: int = 64
-  fmin: float = 125.0
-  fmax: float = 7500.0
-  log_offset: float = 0.01
-  patch_frames: int = 96
-  zero_crossings: int = 16
-  rolloff: float = 0.945
-
-  @classmethod
-  def from_config(cls, model_config):
-    fe = model_config.frontend
-    out_rate = int(fe.sample_rate)
-    return cls(
-        in_rate=int(model_config.sample_rate), out_rate=out_rate,
-        window=int(round(fe.window_ms * out_rate / 1000)),
-        hop=int(round(fe.hop_ms * out_rate / 1000)),
-        n_fft=int(fe.n_fft), n_mels=int(fe.n_mels), fmin=float(fe.fmin), fmax=float(fe.fmax),
-        log_offset=float(fe.log_offset), patch_frames=int(fe.patch_frames),
-        zero_crossings=int(fe.resample_zero_crossings), rolloff=float(fe.resample_rolloff))
+class PatchGeometry:
+  """Sizes shared by every log-mel front end here (VGGish's, musicnn's), from the fields
+  `in_rate`, `out_rate`, `window`, `hop` and `patch_frames` of the dataclass that mixes it in."""
 
   @property
   def patch_samples(self) -> int:
-    """16 kHz samples needed for one patch (15600 for VGGish)."""
+    """Resampled samples one patch reads (15600 for VGGish)."""
     return (self.patch_frames - 1) * self.hop + self.window
 
   @property
@@ -94,6 +71,34 @@ class FrontendSpec:
   def patch_offset(self) -> int:
     """Resampled samples of a frame's input before its patch (80 for VGGish)."""
     return self.patch_blocks * self.ratio[0] - self.patch_samples
+
+
+@dataclasses.dataclass(frozen=True)
+class FrontendSpec(PatchGeometry):
+  in_rate: int = 44100
+  out_rate: int = 16000
+  window: int = 400
+  hop: int = 160
+  n_fft: int = 512
+  n_mels: int = 64
+  fmin: float = 125.0
+  fmax: float = 7500.0
+  log_offset: float = 0.01
+  patch_frames: int = 96
+  zero_crossings: int = 16
+  rolloff: float = 0.945
+
+  @classmethod
+  def from_config(cls, model_config):
+    fe = model_config.frontend
+    out_rate = int(fe.sample_rate)
+    return cls(
+        in_rate=int(model_config.sample_rate), out_rate=out_rate,
+        window=int(round(fe.window_ms * out_rate / 1000)),
+        hop=int(round(fe.hop_ms * out_rate / 1000)),
+        n_fft=int(fe.n_fft), n_mels=int(fe.n_mels), fmin=float(fe.fmin), fmax=float(fe.fmax),
+        log_offset=float(fe.log_offset), patch_frames=int(fe.patch_frames),
+        zero_crossings=int(fe.resample_zero_crossings), rolloff=float(fe.resample_rolloff))
 
 
 # ---------------------------------------------------------------------------
@@ -233,27 +238,34 @@ def check_frame(f1: int, spec: FrontendSpec):
                      'raise config.model.f1_ms.')
 
 
-def log_mel_frames(x, num_frames, hop: int, spec: FrontendSpec):
+def log_mel_frames(x, num_frames, hop: int, spec: FrontendSpec, rows_fn=None):
   """Log-mel patches of F1 frames ending every `hop` samples, the last at the end of x.
 
   Args:
-    x: [..., (num_frames - 1) * hop + spec.frame_input_samples] at 44.1 kHz
-      (`frame_input` builds it from a signal; silence before the signal).
+    x: [..., (num_frames - 1) * hop + spec.frame_input_samples] at the input
+      rate (`frame_input` builds it from a signal; silence before the signal).
     num_frames: F1 frames (may be a symbolic dimension).
     hop: input samples between the ends of consecutive F1 frames.
+    spec: a front end's spec (`PatchGeometry` sizes; its `resampler`, if it
+      has one, is the spec `resample` takes).
+    rows_fn: (x16, num_rows, spec) -> rows; default VGGish's `log_mel_rows`.
   Returns:
     [..., num_frames, patch_frames, n_mels].
   """
+  rows_fn = rows_fn or log_mel_rows
+  resampler = getattr(spec, 'resampler', spec)
   x = x.astype(jnp.float32)
   up, down = spec.ratio
   if not shares_rows(hop, spec):
+    # One frame: any hop frames it, and frames_ending's cost grows with length / hop.
+    hop = spec.frame_input_samples if isinstance(num_frames, int) and num_frames == 1 else hop
     frames = framing.frames_ending(x, num_frames, hop, spec.frame_input_samples)
-    x16 = resample(frames, spec)[..., spec.patch_offset:]
-    return log_mel_rows(x16, spec.patch_frames, spec)
+    x16 = resample(frames, resampler)[..., spec.patch_offset:]
+    return rows_fn(x16, spec.patch_frames, spec)
   rows_per_hop = hop // down * up // spec.hop
-  # One resampled signal, one set of rows; patch j is rows [j * rows_per_hop, ... + 96).
-  x16 = resample(x, spec)[..., spec.patch_offset:]
-  rows = log_mel_rows(x16, (num_frames - 1) * rows_per_hop + spec.patch_frames, spec)
+  # One resampled signal, one set of rows; patch j is rows [j * rows_per_hop, ... + patch_frames).
+  x16 = resample(x, resampler)[..., spec.patch_offset:]
+  rows = rows_fn(x16, (num_frames - 1) * rows_per_hop + spec.patch_frames, spec)
   k = -(-spec.patch_frames // rows_per_hop)
   pad = (num_frames - 1 + k) * rows_per_hop - rows.shape[-2]
   rows = jnp.pad(rows, [(0, 0)] * (rows.ndim - 2) + [(0, pad), (0, 0)])

@@ -29,7 +29,7 @@ from alm_jax import frontend
 
 
 @dataclasses.dataclass(frozen=True)
-class MusicnnSpec:
+class MusicnnSpec(frontend.PatchGeometry):
   """musicnn's front end; `patch_frames` rows per F1 frame (the release trains on 187 = 3 s)."""
   in_rate: int = 44100
   out_rate: int = 16000
@@ -60,35 +60,6 @@ class MusicnnSpec:
     """The `frontend.FrontendSpec` whose resampler (`frontend.resample`) this front end uses."""
     return frontend.FrontendSpec(in_rate=self.in_rate, out_rate=self.out_rate,
                                  zero_crossings=self.zero_crossings, rolloff=self.rolloff)
-
-  @property
-  def patch_samples(self) -> int:
-    """16 kHz samples one patch reads (48128 for 187 rows)."""
-    return (self.patch_frames - 1) * self.hop + self.window
-
-  @property
-  def ratio(self):
-    """(up, down): out_rate / in_rate in lowest terms (160, 441)."""
-    g = math.gcd(self.in_rate, self.out_rate)
-    return self.out_rate // g, self.in_rate // g
-
-  @property
-  def patch_blocks(self) -> int:
-    """Resampler blocks whose outputs cover a patch."""
-    return -(-self.patch_samples // self.ratio[0])
-
-  @property
-  def frame_input_samples(self) -> int:
-    """Input samples one F1 frame's patch reads, ending with the frame (133329 for 187 rows).
-
-    The patch's resampler blocks plus one block for the first one's history.
-    """
-    return (self.patch_blocks + 1) * self.ratio[1]
-
-  @property
-  def patch_offset(self) -> int:
-    """Resampled samples of a frame's input before its patch."""
-    return self.patch_blocks * self.ratio[0] - self.patch_samples
 
 
 def hertz_to_mel(f):
@@ -151,10 +122,7 @@ def log_mel_rows(x16, num_rows, spec: MusicnnSpec):
   return jnp.log10(spec.log_scale * mel + 1.0)
 
 
-def shares_rows(hop: int, spec: MusicnnSpec) -> bool:
-  """Whether F1 frames `hop` input samples apart share their 16 kHz samples and log-mel rows."""
-  up, down = spec.ratio
-  return hop % down == 0 and (hop // down * up) % spec.hop == 0
+shares_rows = frontend.shares_rows  # the same rule: whole resampler blocks and log-mel hops
 
 
 def check_frame(f1: int, spec: MusicnnSpec):
@@ -168,33 +136,8 @@ def check_frame(f1: int, spec: MusicnnSpec):
 
 
 def log_mel_frames(x, num_frames, hop: int, spec: MusicnnSpec):
-  """musicnn log-mel patches of F1 frames ending every `hop` samples, the last at the end of x.
-
-  Args:
-    x: [..., (num_frames - 1) * hop + spec.frame_input_samples] at `in_rate`
-      (`frame_input` builds it from a signal; silence before the signal).
-    num_frames: F1 frames.
-    hop: input samples between the ends of consecutive F1 frames.
-  Returns:
-    [..., num_frames, patch_frames, n_mels].
-  """
-  x = x.astype(jnp.float32)
-  if not shares_rows(hop, spec):
-    # One frame: any hop frames it, and frames_ending's cost grows with length / hop.
-    hop = spec.frame_input_samples if num_frames == 1 else hop
-    frames = framing.frames_ending(x, num_frames, hop, spec.frame_input_samples)
-    x16 = frontend.resample(frames, spec.resampler)[..., spec.patch_offset:]
-    return log_mel_rows(x16, spec.patch_frames, spec)
-  up, down = spec.ratio
-  rows_per_hop = hop // down * up // spec.hop
-  x16 = frontend.resample(x, spec.resampler)[..., spec.patch_offset:]
-  rows = log_mel_rows(x16, (num_frames - 1) * rows_per_hop + spec.patch_frames, spec)
-  k = -(-spec.patch_frames // rows_per_hop)
-  pad = (num_frames - 1 + k) * rows_per_hop - rows.shape[-2]
-  rows = jnp.pad(rows, [(0, 0)] * (rows.ndim - 2) + [(0, pad), (0, 0)])
-  groups = rows.reshape(rows.shape[:-2] + (num_frames - 1 + k, rows_per_hop, spec.n_mels))
-  patches = jnp.concatenate([groups[..., j:j + num_frames, :, :] for j in range(k)], axis=-2)
-  return patches[..., :spec.patch_frames, :]
+  """musicnn log-mel patches [..., num_frames, patch_frames, 96] (`frontend.log_mel_frames`'s contract)."""
+  return frontend.log_mel_frames(x, num_frames, hop, spec, rows_fn=log_mel_rows)
 
 
 def frame_input(audio, frame_spec, spec: MusicnnSpec):
