@@ -86,6 +86,8 @@ def get_config():
   data.data_dir = ''  # tfds data_dir; '' = the tfds default
   data.manual_dir = ''  # where MedleyDB's Audio/ (and Metadata/) folders live
   data.max_raw_tracks = 8
+  data.has_bleed = 'any'  # MedleyDB: 'any' | 'yes' | 'no', the YAML's has_bleed flag
+  data.split_file = ''  # MedleyDB: a JSON of track ids per split; '' = the hash split
   data.segment_seconds = 20.0
   data.eval_segment_seconds = 20.0
   data.silence_db = -60.0

@@ -72,6 +72,8 @@ _SNAPSHOT = json.loads((REPO / 'tests' / 'data' / 'configs_snapshot.json').read_
 _ADDED = {  # field: {config: [type, value]}, '*' for every config
     'train.grad_accum_steps': {'*': ['int', 1]},
     'train.remat_embedding_chunk': {'*': ['int', 0]},
+    'data.has_bleed': {'*': ['str', 'any']},
+    'data.split_file': {'*': ['str', '']},
 }
 
 
