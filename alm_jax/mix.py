@@ -35,7 +35,8 @@ def run(f, extra_inputs: Sequence[str] = ()) -> int:
     logging.info('Restored %s at step %d; mixing %d song(s).', f.checkpoint, step, len(songs))
     written = songs_lib.mix_songs(config, params, songs, f.output, batch_songs=f.batch_songs,
                         chunk_seconds=f.chunk_seconds, raw=f.raw, pad_unequal=f.pad_unequal,
-                        overwrite=f.overwrite, segment_seconds=f.segment_seconds)
+                        overwrite=f.overwrite, segment_seconds=f.segment_seconds,
+                                 pad_short=f.pad_short)
   except (songs_lib.InputError, protocol.UnsupportedModelError, offline.SettingsError,
           audio_io.AudioFileError, outputs.OutputError, FileExistsError, FileNotFoundError) as e:
     print(f'error: {e}', file=sys.stderr)
@@ -57,6 +58,9 @@ def define_flags(flag_values):
   flags.DEFINE_boolean('raw', False, 'Also write raw.wav, the plain sum of the channels.', **kw)
   flags.DEFINE_boolean('pad_unequal', True, 'Pad files shorter than their song with silence at the '
                        'end (logged); false: refuse songs with unequal file lengths.', **kw)
+  flags.DEFINE_boolean('pad_short', False, 'Pad a file holding fewer samples than its header '
+                       'declares (a truncated copy) with silence, with a warning; default: refuse '
+                       'it.', **kw)
   flags.DEFINE_integer('batch_songs', 4, 'Songs mixed together in one batch.', **kw)
   flags.DEFINE_float('chunk_seconds', offline.DEFAULT_CHUNK_SECONDS, 'Chunk length in seconds (rounded up '
                      'to whole F1 hops); bounds memory, never changes the result.', **kw)

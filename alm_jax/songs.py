@@ -42,6 +42,7 @@ class Song:
   files: list[pathlib.Path]
   rate: int = 0
   frames: int = 0  # longest file, at its own rate
+  pad_short: bool = False  # pad files shorter than their header says (validate_songs sets it)
 
   @property
   def channel_names(self) -> list[str]:
@@ -98,10 +99,15 @@ def discover_songs(inputs: Sequence[str]) -> list[Song]:
   return songs
 
 
-def validate_songs(songs: list[Song], max_channels: int, pad_unequal: bool) -> None:
-  """Checks every file's header before any mixing, so a bad file fails the run up front.
+def validate_songs(songs: list[Song], max_channels: int, pad_unequal: bool,
+                   pad_short: bool = False) -> None:
+  """Checks every file, header and samples, before any mixing, so a bad file fails the run up front.
 
-  Fills `song.rate` and `song.frames`. Raises InputError listing every problem.
+  Besides the headers, every file is decoded once block by block
+  (`audio_io.check_file`): data shorter than the header declares (refused
+  unless `pad_short`), NaN/Inf, absurd values and random data are found here,
+  not halfway through a batch. Fills `song.rate`, `song.frames` and
+  `song.pad_short`. Raises InputError listing every problem.
   """
   problems = []
   for song in songs:
@@ -120,6 +126,12 @@ def validate_songs(songs: list[Song], max_channels: int, pad_unequal: bool) -> N
         problems.append(f'{song.name}: cannot read {f}: {e}')
     if len(infos) < len(song.files):
       continue
+    song.pad_short = pad_short
+    for f in song.files:
+      try:
+        audio_io.check_file(f, pad_short=pad_short)
+      except audio_io.AudioFileError as e:
+        problems.append(f'{song.name}: {e}')
     for f, info in infos.items():
       if info.channels > 2:
         problems.append(f'{song.name}: {f} has {info.channels} channels; give mono or stereo files.')
@@ -149,7 +161,7 @@ def load_song(song: Song, sample_rate: int) -> np.ndarray:
   for f in song.files:
     # Resampled with scipy.signal.resample_poly (see alm_jax.audio_io); raises
     # naming the file when it is unreadable, empty or holds NaN/Inf.
-    audio, _ = audio_io.read_audio(f, sample_rate)
+    audio, _ = audio_io.read_audio(f, sample_rate, pad_short=song.pad_short)
     if audio.shape[0] == 2:
       logging.info('%s is stereo: downmixed to mono as (left + right) / 2.', f)
     tracks.append(audio_io.to_mono(audio))
@@ -211,7 +223,8 @@ def write_song(out_dir: pathlib.Path, song: Song, mix, gains, raw, sample_rate: 
 def mix_songs(config, params, songs: list[Song], out_dir, *, batch_songs: int = 4,
               chunk_seconds: float = offline.DEFAULT_CHUNK_SECONDS, raw: bool = False,
               pad_unequal: bool = True, overwrite: bool = False, progress: bool = True,
-              segment_seconds: float | None = None, engine=None) -> list[pathlib.Path]:
+              segment_seconds: float | None = None, engine=None,
+              pad_short: bool = False) -> list[pathlib.Path]:
   """Mixes songs in batches of `batch_songs` and writes their results under `out_dir/<song>/`.
 
   Every batch is padded to [batch_songs, max_channels, samples], so the
@@ -234,7 +247,7 @@ def mix_songs(config, params, songs: list[Song], out_dir, *, batch_songs: int = 
                     offline.describe_per_segment(config, segment_seconds))
   max_channels = caps.max_channels
   out_dir = outputs.check_writable(out_dir, what='--output')
-  validate_songs(songs, max_channels, pad_unequal)
+  validate_songs(songs, max_channels, pad_unequal, pad_short)
   out_dir.mkdir(parents=True, exist_ok=True)
   for leftover in outputs.clean_stale_temporaries(out_dir):
     logging.info('Removed %s, left by an interrupted run.', leftover)

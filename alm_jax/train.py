@@ -103,7 +103,7 @@ def load_pretrained_embedding(config, params):
   VGGish: config.model.embedding.weights (none when empty); musicnn: the
   weights shipped with the package (`embeddings.load_pretrained`).
   """
-  return embeddings.load_pretrained(params, config.model)
+  return embeddings.load_pretrained(params, config)
 
 
 # ---- steps -----------------------------------------------------------------

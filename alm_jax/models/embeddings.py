@@ -204,19 +204,22 @@ def frontend_for(model_config) -> Frontend:
   return _kind(model_config.embedding.name)[1](model_config)
 
 
-def load_pretrained(params, model_config):
+def load_pretrained(params, config):
   """`params` with params['embedding'] replaced by the embedding's pretrained weights, if it has any.
+
+  `config` is the full config or its `model` section.
 
   VGGish: the file at `config.model.embedding.weights` (none when empty). Other
   embeddings: their module's `pretrained_params(embedding_config)` (musicnn:
   the weights shipped with the package unless `weights` names another file,
   or none with `weights = 'random'`).
   """
+  model_config = config.model if 'model' in config else config
   name = model_config.embedding.name
   if name in _BUILT_IN:
     # vggish_weights imports this module, so it is imported here, when used.
     from alm_jax.models import vggish_weights  # pylint: disable=g-import-not-at-top
-    return vggish_weights.load_pretrained_embedding(params, model_config)
+    return vggish_weights.load_pretrained_embedding(params, config)
   module = importlib.import_module(f'alm_jax.models.{name}')
   loaded = module.pretrained_params(model_config.embedding) if hasattr(
       module, 'pretrained_params') else None
