@@ -277,24 +277,9 @@ def _bank_dir(config, workdir):
   return paths.as_path(root) / 'alm_jax_rir_bank'
 
 
-_MAX_AUTO_WORKERS = 16
-
-
 def num_workers(config) -> int:
-  """config.data.num_workers, with -1 resolved to one per usable CPU core but one (at most 16).
-
-  One core is left to the training loop (host-side dispatch, or the step itself
-  on a CPU-only machine). A busy worker holds its batch, the examples' source
-  segments and FFT buffers (~0.4 GB at the paper's shapes), hence the cap; set
-  the count explicitly to go beyond it.
-  """
-  n = int(config.data.get('num_workers', 0))
-  if n < -1:
-    raise ValueError(f'config.data.num_workers must be -1 (auto), 0 or a positive count, got {n}.')
-  if n == -1:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
-    n = max(1, min(int(cores or 1) - 1, _MAX_AUTO_WORKERS))
-  return n
+  """config.data.num_workers resolved (-1: one per usable core but one, at most 16; see prefetch)."""
+  return prefetch.num_workers(config.data.get('num_workers', 0))
 
 
 # ---- examples --------------------------------------------------------------------------
