@@ -68,7 +68,8 @@ def bench_pipeline(config, batches, workdir, workers):
 def bench_convolution(config, batch, repeats):
   import jax  # pylint: disable=g-import-not-at-top
   from alm_jax.data import bleed  # pylint: disable=g-import-not-at-top
-  bank = bleed.bank_for_config(config, config.data.bleed.cache_dir)
+  from alm_jax.data import rooms  # pylint: disable=g-import-not-at-top
+  bank = rooms.bank_for_config(config, config.data.bleed.cache_dir)
   if bank is None:
     return None
   settings = bleed.Settings.from_config(config.data)

@@ -106,13 +106,13 @@ def shared_data_dirs(tmp_path_factory):
   root = root / 'alm_train_data'
   root.mkdir(parents=True, exist_ok=True)
   dirs = (str(root / 'tfds'), str(root / 'rir_bank'))
-  from alm_jax.data import bleed  # pylint: disable=g-import-not-at-top
+  from alm_jax.data import rooms  # pylint: disable=g-import-not-at-top
   from alm_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   with open(root / 'lock', 'w') as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
     config = tiny_train_config('mr', *dirs)
     pipeline.prepared_builder(config)
-    bleed.bank_for_config(config, dirs[1])
+    rooms.bank_for_config(config, dirs[1])
   return dirs
 
 

@@ -1,76 +1,13 @@
 """The input pipeline: fixed-shape numpy batches of random song segments, with bleed.
 
-    it = make_train_iterator(config, start_step=s)       # endless; batch of step s first
-    batch = next(it)   # {'audio': f32 [b, C, S], 'channel_mask': bool [b, C],
-                       #  'target': f32 [b, S], 'bleed_severity': f32 [b]}
-    evals = make_eval_batches(config, 'validation')      # list; + 'example_mask', 'song_id'
-                                                         #   and the metadata below
-
-b = config.train.batch_size // process_count, C = config.model.max_channels,
-S = round(config.data.segment_seconds * 44100) (eval: eval_segment_seconds).
-
-Data: the tfds dataset config.data.name ('synthetic_live[/config]' and
-'rendered_live[/config]' are generated on first use; 'medleydb' is prepared
-from config.data.manual_dir on first use, filtered by config.data.has_bleed and
-split by config.data.split_file when set, see alm_jax.data.medleydb)
-in config.data.data_dir ('' = tfds' default). Each process keeps its songs in
-memory as int16 (alm_jax.data.common), so a step costs no disk reads. Multi-host
-runs prepare the dataset once, on one process (`prepare`; `alm_jax.main` does
-it on process 0 while the others wait), rather than let every process generate
-it at the same time.
-
-Training stream, deterministic in (config.seed, config.data.shuffle_seed, step,
-process_index), so a run resumed at step s continues the same sequence:
-  - an epoch is steps_per_epoch(config) steps (config.train.steps_per_epoch, or
-    ceil(train songs / batch size)); process p owns every P-th slice of the
-    training songs (tfds.even_splits) and, each epoch, walks a fresh random
-    permutation of them (cycled to fill its b slots per step), so every song
-    gives one random segment per epoch;
-  - a segment starts at a random sample; if the target mix is below
-    config.data.silence_db dBFS RMS there, up to 9 more starts are tried and the
-    loudest kept; songs shorter than S are zero-padded at the end;
-  - channels are shuffled, then bleed and input levels are drawn
-    (alm_jax.data.bleed; config.data.bleed.enabled / config.data.levels.enabled
-    switch them off), using `rir_seconds` of audio before the segment so the
-    room's tail is there from its first sample. The target mix is never touched;
-  - channels past the song's count are zero with channel_mask False.
-Batch `step` is a function of step alone, so batches are built in parallel:
-config.data.num_workers threads (-1: one per usable CPU core but one, at most
-16) each build whole batches, handed out in step order, up to num_workers +
-config.data.prefetch batches ahead of the consumer. With num_workers = 0 one
-background thread builds them `prefetch` ahead (prefetch = 0: in the caller's
-thread). The worker count changes the speed only, never a batch (the thread
-pool: `alm_jax.data.prefetch`).
-
-Metadata (every evaluation batch; training batches only with
-`make_train_iterator(..., metadata=True)`, so the arrays a training step
-receives stay the four above) says what each example is made of:
-  'channel_source'  int32 [b, C]    which of the song's raw tracks (index into its
-                                    `raw` / `instruments`) each channel slot holds;
-                                    -1 for padding channels
-  'input_gain_db'   float32 [b, C]  the input level applied to the channel's own
-                                    source: pre-bleed + post-bleed level (dB), i.e.
-                                    the direct path of input i is
-                                    10^(input_gain_db[i] / 20) * track[channel_source[i]]
-                                    (the bleed responses are normalised to a direct
-                                    peak of 1); 0 with levels off and on padding channels
-  'target_gains'    float32 [b, C]  the designed linear gain of the channel's clean
-                                    track in the target mix (target = sum_i
-                                    target_gains[i] * track[channel_source[i]]) where
-                                    the dataset stores it (synthetic_live's
-                                    `mix_gains`), NaN where it does not (MedleyDB);
-                                    0 on padding channels
-  'segment_start'   float32 [b]     where the segment starts in the song, seconds
-  'instruments'     list of b lists of C str: each slot's instrument ('' for padding)
-The gain that turns input i into its share of the target (no bleed: exactly) is
-target_gains[i] / 10^(input_gain_db[i] / 20).
-
-Evaluation: per song of the split, `config.data.eval_segments_per_song`
-non-overlapping windows (evenly spaced among the non-silent ones; 1 = the middle
-one), with bleed and levels drawn from (seed, split, song, window), so every
-evaluation sees identical inputs. Batches are padded to the global batch size
-with copies of a real example (example_mask False, song_id '', the copied
-example's metadata), and built on config.data.num_workers threads.
+`make_train_iterator(config, start_step=s)` is an endless, deterministic stream
+(batch `s` first, so a resumed run continues the same sequence) of
+{'audio' f32 [b, C, S], 'channel_mask' bool [b, C], 'target' f32 [b, S],
+'bleed_severity' f32 [b]}; `make_eval_batches(config, split)` is the fixed
+list of evaluation batches, with 'example_mask', 'song_id' and per-channel
+metadata. Songs stay in memory as int16; batches are built on a thread pool in
+step order. The sampling rules, the metadata and the multi-host split are in
+docs/data.md ("The input pipeline").
 """
 
 import dataclasses
@@ -88,6 +25,7 @@ from alm_jax.data import bleed
 from alm_jax.data import common
 from alm_jax.data import medleydb
 from alm_jax.data import prefetch
+from alm_jax.data import rooms
 from alm_jax.data import rendered  # pylint: disable=unused-import  (registers the builder)
 from alm_jax.data import synthetic  # pylint: disable=unused-import  (registers the builder)
 
@@ -244,7 +182,7 @@ def prepare(config, workdir=None):
   would otherwise prepare them on first use in every process.
   """
   builder = prepared_builder(config)
-  bleed.bank_for_config(config, _bank_dir(config, workdir))
+  rooms.bank_for_config(config, _bank_dir(config, workdir))
   return builder
 
 
@@ -319,7 +257,7 @@ class _Maker:
   def __init__(self, config, workdir):
     self.cmax = int(config.model.max_channels)
     self.settings = bleed.Settings.from_config(config.data)
-    self.bank = bleed.bank_for_config(config, _bank_dir(config, workdir))
+    self.bank = rooms.bank_for_config(config, _bank_dir(config, workdir))
     self.preroll = self.bank.rirs.shape[-1] if self.bank is not None else 0
 
   def batch(self, picks, length: int, metadata: bool = True) -> dict:
