@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from alm_jax import checkpoints
 from alm_jax import export
-from alm_jax import metrics
+from alm_jax import loudness
 from alm_jax import mix
 from alm_jax import models
 from alm_jax.inference import offline
@@ -63,7 +63,7 @@ def test_loudness_preset_brings_channels_to_equal_loudness_at_the_house_level():
   levels = 10 * np.log10(np.mean(gained ** 2, axis=1))
   assert np.ptp(levels) < 1.0, levels
   # Three uncorrelated channels at target - 10 log10(3) each: the mix near the house level.
-  weighted = metrics.k_weight(out['mix'][0].astype(np.float64), SR)[tail]
+  weighted = loudness.k_weight(out['mix'][0].astype(np.float64), SR)[tail]
   mix_loudness = 10 * np.log10(np.mean(weighted ** 2)) - 0.691
   assert abs(mix_loudness - config.model.target_lufs) < 1.5
 
@@ -110,7 +110,7 @@ def test_dugan_last_mic_hold():
 def test_frame_power_k_weighting_matches_time_domain_filtering():
   rng = np.random.default_rng(1)
   x = rng.normal(size=(20 * 2205,)).astype(np.float64)
-  y = metrics.k_weight(x, SR)
+  y = loudness.k_weight(x, SR)
   framed = x.reshape(20, 2205)
   approx = np.asarray(console.frame_power(framed.astype(np.float32), SR, True))
   exact = np.mean(y.reshape(20, 2205)[1:] ** 2, axis=1)

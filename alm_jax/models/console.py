@@ -20,7 +20,7 @@ import numpy as np
 import scipy.signal
 
 from alm_jax import frames
-from alm_jax import metrics
+from alm_jax import loudness
 from alm_jax.models import protocol
 
 LOUDNESS_OFFSET_DB = -0.691  # BS.1770: loudness = -0.691 + 10 log10(K-weighted mean square)
@@ -29,7 +29,7 @@ LOUDNESS_OFFSET_DB = -0.691  # BS.1770: loudness = -0.691 + 10 log10(K-weighted 
 @functools.lru_cache(maxsize=8)
 def k_weighting_power_response(n: int, rate: int) -> np.ndarray:
   """|H_K(f)|^2 of BS.1770's K-weighting at the rfft bins of an n-sample frame, float32 [n // 2 + 1]."""
-  (b1, a1), (b2, a2) = metrics.k_weighting_coefficients(rate)
+  (b1, a1), (b2, a2) = loudness.k_weighting_coefficients(rate)
   freqs = np.fft.rfftfreq(n, 1.0 / rate)
   _, h1 = scipy.signal.freqz(b1, a1, worN=freqs, fs=rate)
   _, h2 = scipy.signal.freqz(b2, a2, worN=freqs, fs=rate)
