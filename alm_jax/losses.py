@@ -245,3 +245,16 @@ __all__ = [
     'STFTResolution', 'MRSTFTSpec', 'hann_window', 'stft_magnitude', 'stft_loss_terms', 'stft_loss',
     'multi_resolution_stft_loss', 'masked_mean', 'mr_stft_loss_jit'
 ]
+
+
+def mix_loss(mix, target, loss_spec):
+  """Per-example multi-resolution STFT loss [b] of mix [b, n] against target [b, >= n].
+
+  The model mixes whole F2 frames only (n = frames × f2), so the target is cut
+  to the mix's length. The loss is computed in float32 whatever the compute dtype.
+  """
+  n = mix.shape[-1]
+  if target.shape[-1] < n:
+    raise ValueError(f'target has {target.shape[-1]} samples, fewer than the mix ({n}).')
+  return multi_resolution_stft_loss(mix.astype(jnp.float32),
+                                           target[:, :n].astype(jnp.float32), loss_spec)

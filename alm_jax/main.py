@@ -177,6 +177,7 @@ def main(argv):
   import jax  # pylint: disable=g-import-not-at-top
   from alm_jax import checkpoints  # pylint: disable=g-import-not-at-top
   from alm_jax import train  # pylint: disable=g-import-not-at-top
+  from alm_jax import validation  # pylint: disable=g-import-not-at-top
   logging.info('JAX devices: %s', jax.devices())
   from alm_jax.data import medleydb  # pylint: disable=g-import-not-at-top
   if quiet:
@@ -193,7 +194,7 @@ def main(argv):
     raise SystemExit(f'error: {e}') from e
   if FLAGS.mode != 'train':
     try:
-      results = train.evaluate_checkpoint(config, FLAGS.workdir)
+      results = validation.evaluate_checkpoint(config, FLAGS.workdir)
     except FileNotFoundError as e:  # no checkpoint yet, or a damaged one: not a crash
       raise SystemExit(f'error: {e}') from e
     if jax.process_index() == 0:

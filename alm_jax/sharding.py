@@ -62,3 +62,12 @@ def global_batch(local_batch: dict, mesh: Mesh) -> dict:
     if isinstance(value, (np.ndarray, jax.Array)):
       out[key] = jax.make_array_from_process_local_data(sharding, np.asarray(value))
   return out
+
+
+# The batch entries a step reads; the pipeline may add metadata the device never needs.
+MODEL_INPUTS = ('audio', 'channel_mask', 'target', 'example_mask')
+
+
+def model_inputs(local_batch: dict, mesh) -> dict:
+  """This process's numpy batch -> the global arrays of the step's inputs (MODEL_INPUTS)."""
+  return global_batch({k: local_batch[k] for k in MODEL_INPUTS if k in local_batch}, mesh)

@@ -1,22 +1,12 @@
-"""Training and evaluation loop: one jitted update, data-parallel over every device.
+"""The training loop: one jitted update, data-parallel over every device, resumable.
 
-    from alm_jax import train
-    train.train_and_evaluate(config, workdir)        # what `python -m alm_jax.main` runs
-
-The model comes from `alm_jax.models.build_model(config)` and nothing here looks
-at which model it is: the ALM and the DMC baseline train through the same code.
-
-Steps are counted in optimiser updates. The checkpoint of step `s` holds the
-state after `s` updates, and update `s + 1` reads the training batch at
-iterator position `s`; the input pipeline is deterministic in (seed, position),
-so a resumed run continues the stream exactly where the saved one stopped.
-Logged train metrics at step `s` belong to update `s` (the loss of the
-parameters *before* that update, as usual).
-
-Epochs: the training data are random segments of the training songs, so an
-"epoch" is `steps_per_epoch` updates, by default ceil(train songs / batch size)
-as in the paper's recipe; learning-rate boundaries and the embedding freeze are
-given in epochs and converted to steps by `alm_jax.optimizer`.
+`train_and_evaluate(config, workdir)` (what `python -m alm_jax.main` runs)
+builds the model with `alm_jax.models.build_model` and never asks which model it
+is, trains it with the optax chain of `alm_jax.optimizer`, validates with
+`alm_jax.validation` and saves async orbax checkpoints; `train_step` is the pure
+update it jits once with donation. A resumed run continues the input stream
+exactly where the saved one stopped (docs/checkpoints.md: steps, epochs and the
+resume order).
 """
 
 import functools
@@ -34,12 +24,12 @@ import numpy as np
 import optax
 
 from alm_jax import checkpoints
-from alm_jax import frames
 from alm_jax import gradients
 from alm_jax import losses
 from alm_jax import optimizer
 from alm_jax import paths
 from alm_jax import sharding
+from alm_jax import validation
 from alm_jax import writers
 from alm_jax.models import embeddings
 from alm_jax.models import build_model
@@ -109,28 +99,6 @@ def load_pretrained_embedding(config, params):
 # ---- steps -----------------------------------------------------------------
 
 
-def mix_loss(mix, target, loss_spec):
-  """Per-example multi-resolution STFT loss [b] of mix [b, n] against target [b, >= n].
-
-  The model mixes whole F2 frames only (n = frames × f2), so the target is cut
-  to the mix's length. The loss is computed in float32 whatever the compute dtype.
-  """
-  n = mix.shape[-1]
-  if target.shape[-1] < n:
-    raise ValueError(f'target has {target.shape[-1]} samples, fewer than the mix ({n}).')
-  return losses.multi_resolution_stft_loss(mix.astype(jnp.float32),
-                                           target[:, :n].astype(jnp.float32), loss_spec)
-
-
-# The batch entries a step reads; the pipeline may add metadata the device never needs.
-MODEL_INPUTS = ('audio', 'channel_mask', 'target', 'example_mask')
-
-
-def model_inputs(local_batch: dict, mesh) -> dict:
-  """This process's numpy batch -> the global arrays of the step's inputs (MODEL_INPUTS)."""
-  return sharding.global_batch({k: local_batch[k] for k in MODEL_INPUTS if k in local_batch}, mesh)
-
-
 def train_step(state: TrainState, batch, rng, frozen: bool = False, accum_steps: int = 1,
                remat_chunk: int = 0):
   """One AdamW update on one global batch.
@@ -160,7 +128,7 @@ def train_step(state: TrainState, batch, rng, frozen: bool = False, accum_steps:
   def example_losses(params, micro, key):
     out = state.model.apply({'params': params}, micro['audio'], micro['channel_mask'], train=True,
                             rngs={'dropout': key})
-    return mix_loss(out['mix'], micro['target'], state.loss_spec)
+    return losses.mix_loss(out['mix'], micro['target'], state.loss_spec)
 
   loss, grads = gradients.loss_and_grads(example_losses, state.params, batch, dropout_rng,
                                          frozen=frozen, accum_steps=accum_steps,
@@ -175,83 +143,6 @@ def step_options(train_config) -> dict:
   """train_step's static options (but `frozen`) from config.train."""
   return {'accum_steps': int(train_config.get('grad_accum_steps', 1)),
           'remat_chunk': int(train_config.get('remat_embedding_chunk', 0))}
-
-
-def eval_step(params, batch, model: nn.Module, loss_spec: losses.MRSTFTSpec):
-  """The model on one validation batch, per example.
-
-  Returns:
-    dict with 'loss' [b] (the training loss), 'mix' [b, n] float32 and
-    'gains' [b, c, t] (the applied gains), all sharded like the batch.
-  """
-  out = model.apply({'params': params}, batch['audio'], batch['channel_mask'], train=False)
-  mix = out['mix'].astype(jnp.float32)
-  return {'loss': mix_loss(mix, batch['target'], loss_spec), 'mix': mix,
-          'gains': out['gains'].astype(jnp.float32)}
-
-
-def example_metrics(out, batch, config) -> dict[str, np.ndarray]:
-  """Per-example objective metrics [b] (host NumPy, `alm_jax.metrics`) of one validation batch.
-
-  Args:
-    out: `eval_step`'s output as NumPy arrays.
-    batch: the batch's 'target' [b, S] and 'channel_mask' [b, C] as NumPy
-      arrays, and, when the pipeline provides them, 'target_gains' and
-      'input_gain_db' [b, C] (for the balance error against the ideal gains).
-    config: the full config (sample rate, F2 frame length).
-  """
-  # The suite `alm_jax.evaluate` reports too (its 'mr_stft' is the 'loss' logged here).
-  from alm_jax import metrics  # pylint: disable=g-import-not-at-top
-  ideal = None
-  if 'target_gains' in batch and 'input_gain_db' in batch:
-    ideal = metrics.ideal_input_gains(batch['target_gains'], batch['input_gain_db'])
-  rate = int(config.model.sample_rate)
-  return metrics.mix_metrics(out['mix'], batch['target'], out['gains'], rate=rate,
-                             frame_seconds=frames.FrameSpec.from_config(config.model).f2 / rate,
-                             channel_mask=batch['channel_mask'], ideal_gains=ideal)
-
-
-def _to_host(tree):
-  """Global (possibly multi-process) arrays -> full NumPy arrays on every process."""
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-    return multihost_utils.process_allgather(tree, tiled=True)
-  return jax.device_get(tree)
-
-
-def evaluate(eval_fn, params, batches, mesh, config) -> dict[str, float]:
-  """Means over the real validation examples of the loss and the objective metrics.
-
-  Non-finite metric values (e.g. the loudness of a silent segment) are left out
-  of that metric's mean; how many were left out is reported as '<name>_nonfinite'.
-  A metric with no finite value at all (e.g. the balance error on a dataset
-  without known mixing gains) is not reported.
-  """
-  values = {}
-  for local in batches:
-    out = _to_host(eval_fn(params, model_inputs(local, mesh)))
-    # The metadata the metrics need, for the whole global batch on every process.
-    host = {k: local[k] for k in ('target', 'channel_mask', 'target_gains', 'input_gain_db',
-                                  'example_mask') if k in local}
-    if jax.process_count() > 1:
-      host = _to_host(sharding.global_batch(host, mesh))
-    mask = np.asarray(host.get('example_mask', np.ones(out['loss'].shape, bool)), bool)
-    per_example = {'loss': out['loss'], **example_metrics(out, host, config)}
-    for k, v in per_example.items():
-      values.setdefault(k, []).append(np.asarray(v, np.float64)[mask])
-  if not values:
-    raise ValueError('The validation split has no batches; check config.data.')
-  results = {}
-  for k, v in values.items():
-    v = np.concatenate(v)
-    finite = np.isfinite(v)
-    if k == 'loss':
-      results[k] = float(np.mean(v))  # a NaN loss must show
-    elif finite.any():  # metrics the data cannot support (all NaN) are left out
-      results[k] = float(np.mean(v[finite]))
-      if not finite.all():
-        results[f'{k}_nonfinite'] = float(np.sum(~finite))
-  return results
 
 
 # ---- logging ---------------------------------------------------------------
@@ -270,14 +161,6 @@ def _check_finite(fetched, workdir, last_saved):
 
 
 # ---- the loop --------------------------------------------------------------
-
-
-def _data_functions(make_train_iterator, make_eval_batches):
-  if make_train_iterator is None or make_eval_batches is None:
-    from alm_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-    make_train_iterator = make_train_iterator or pipeline.make_train_iterator
-    make_eval_batches = make_eval_batches or pipeline.make_eval_batches
-  return make_train_iterator, make_eval_batches
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
@@ -303,7 +186,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   Raises:
     NonFiniteLossError: the loss or a gradient became NaN/Inf.
   """
-  make_train_iterator, make_eval_batches = _data_functions(make_train_iterator, make_eval_batches)
+  make_train_iterator, make_eval_batches = validation.data_functions(make_train_iterator, make_eval_batches)
   workdir = paths.as_path(workdir)
   tc = config.train
   process_index, process_count = jax.process_index(), jax.process_count()
@@ -360,7 +243,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   options = step_options(tc)
   p_train_step = lambda state, batch, rng, step: jit_train_step(
       state, batch, rng, step <= frozen_until, options['accum_steps'], options['remat_chunk'])
-  jit_eval_step = jax.jit(eval_step, static_argnums=(2, 3),
+  jit_eval_step = jax.jit(validation.eval_step, static_argnums=(2, 3),
                           in_shardings=(state_sharding.params, batch_sharding),
                           out_shardings=batch_sharding)
   p_eval_step = lambda params, batch: jit_eval_step(params, batch, state.model, state.loss_spec)
@@ -376,7 +259,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     nonlocal eval_batches
     if eval_batches is None:
       eval_batches = make_eval_batches(config, 'validation', **data_kwargs)
-    results = evaluate(p_eval_step, state.params, eval_batches, mesh, config)
+    results = validation.evaluate(p_eval_step, state.params, eval_batches, mesh, config)
     writer.write(step, {f'validation/{k}': v for k, v in results.items()})
     return results
 
@@ -394,7 +277,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       last_validation = validate(0)  # where a fresh run starts from
     window_start = time.time()
     for step in range(start_step + 1, num_steps + 1):
-      batch = model_inputs(next(train_iter), mesh)
+      batch = sharding.model_inputs(next(train_iter), mesh)
       state, metrics = p_train_step(state, batch, dropout_rng, step)
       pending.append((step, metrics))
       bar.update(1)
@@ -440,33 +323,3 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                  '' if last_validation is None else
                  f', validation loss {last_validation["loss"]:.4f}')
   return state
-
-
-def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
-                        make_eval_batches: Callable | None = None) -> dict[str, float]:
-  """Evaluates the latest checkpoint in `workdir` on the validation split.
-
-  The metrics go to the console and to TensorBoard under WORKDIR/eval (WORKDIR:
-  a local path or a URL, str or path object).
-  """
-  _, make_eval_batches = _data_functions(lambda *a, **k: None, make_eval_batches)
-  workdir = paths.as_path(workdir)
-  saved_config, params, step = checkpoints.restore_params(workdir, config)
-  del saved_config
-  mesh = sharding.make_mesh()
-  repl = sharding.replicated(mesh)
-  params = jax.device_put(jax.device_get(params), repl)  # restored params sit on one local device
-  model = build_model(without_init_only(config))
-  loss_spec = losses.MRSTFTSpec.from_config(config.loss)
-  jit_eval_step = jax.jit(eval_step, static_argnums=(2, 3),
-                          in_shardings=(jax.tree.map(lambda _: repl, params),
-                                        sharding.data_sharding(mesh)),
-                          out_shardings=sharding.data_sharding(mesh))
-  p_eval_step = lambda params, batch: jit_eval_step(params, batch, model, loss_spec)
-  batches = make_eval_batches(config, 'validation', process_index=jax.process_index(),
-                              process_count=jax.process_count(), workdir=workdir)
-  results = evaluate(p_eval_step, params, batches, mesh, config)
-  writer = writers.MetricWriter(workdir / 'eval', enabled=jax.process_index() == 0)
-  writer.write(step, {f'validation/{k}': v for k, v in results.items()})
-  writer.close()
-  return {'step': step, **results}

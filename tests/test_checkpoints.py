@@ -10,6 +10,7 @@ import pytest
 
 from alm_jax import checkpoints
 from alm_jax import train
+from alm_jax import validation
 from tiny_training import SAME_WORKER, FakeData, shared_data_dirs, tiny_train_config
 
 pytestmark = SAME_WORKER
@@ -145,7 +146,7 @@ def test_workdir_as_an_epath_object(tmp_path):
   assert step == 1 and saved.model.d_model == config.model.d_model
   assert _max_abs_diff(params, state.params) == 0.0
   assert checkpoints.load_config(workdir).data.name == config.data.name
-  results = train.evaluate_checkpoint(config, workdir, make_eval_batches=data.make_eval_batches)
+  results = validation.evaluate_checkpoint(config, workdir, make_eval_batches=data.make_eval_batches)
   assert results['step'] == 1 and np.isfinite(results['loss'])
   assert list((workdir / 'eval').glob('events.out.tfevents.*'))
 
@@ -156,7 +157,7 @@ _KILL_RUN = r'''
 import os, signal, sys
 sys.path.insert(0, {tests!r})
 import conftest  # the tests' PRNG setting
-from alm_jax import checkpoints, train
+from alm_jax import checkpoints, sharding, train
 from tiny_training import FakeData, tiny_train_config
 config = tiny_train_config('mr', '', '')
 config.train.num_epochs = 5
@@ -164,13 +165,13 @@ config.train.checkpoint_every_steps = 2
 kill_step, during = {kill_step!r}, {during!r}
 calls = [0]
 if during == 'step':  # SIGKILL with update `kill_step` dispatched (async) and running
-  original_inputs = train.model_inputs
+  original_inputs = sharding.model_inputs
   def model_inputs(batch, mesh):
     calls[0] += 1
     if calls[0] == kill_step + 1:
       os.kill(os.getpid(), signal.SIGKILL)
     return original_inputs(batch, mesh)
-  train.model_inputs = model_inputs
+  sharding.model_inputs = model_inputs
 elif during == 'save':  # SIGKILL while the background save of `kill_step` writes its files
   original_save = checkpoints.save_state
   def save_state(manager, step, state):

@@ -16,11 +16,11 @@ from alm_jax import evaluate
 from alm_jax import losses
 from alm_jax import metrics
 from alm_jax import train
+from alm_jax import validation
 from alm_jax.data import bleed
 from alm_jax.data import common
 from alm_jax.data import pipeline
 from alm_jax.evaluation import examples
-from alm_jax.evaluation import report
 from alm_jax.evaluation import run
 from alm_jax.evaluation import systems
 from alm_jax.models import build_model
@@ -224,7 +224,7 @@ def test_target_gains_rebuild_the_target(dirs):
 
 
 def test_training_validation_reports_the_evaluation_metrics(evaluated):
-  """The first test segment through train.eval_step + example_metrics (what TensorBoard shows)
+  """The first test segment through validation.eval_step + example_metrics (what TensorBoard shows)
   gives the numbers of evaluate's metrics.csv for that checkpoint and segment."""
   workdir, out = evaluated
   system = systems.load_system('ALM-MR', workdir)
@@ -232,16 +232,16 @@ def test_training_validation_reports_the_evaluation_metrics(evaluated):
   batch = pipeline.make_eval_batches(cfg, 'test')[0]
   model = build_model(system.config)
   spec = losses.MRSTFTSpec.from_config(system.config.loss)
-  step = jax.jit(lambda p, b: train.eval_step(p, b, model, spec))
+  step = jax.jit(lambda p, b: validation.eval_step(p, b, model, spec))
   device = step(system.params, {k: batch[k] for k in ('audio', 'channel_mask', 'target')})
   host = jax.device_get(device)
-  validation = train.example_metrics(host, batch, system.config)
-  assert sorted(validation) == sorted(set(metrics.MIX_METRICS) - {'mr_stft'})
+  reported = validation.example_metrics(host, batch, system.config)
+  assert sorted(reported) == sorted(set(metrics.MIX_METRICS) - {'mr_stft'})
   row = next(r for r in read_csv(os.path.join(out, 'metrics.csv'))
              if r['system'] == 'ALM-MR' and r['song_id'] == batch['song_id'][0]
              and r['segment'] == '0')
   assert float(row['mr_stft']) == pytest.approx(float(host['loss'][0]), rel=1e-4)
-  for name, values in validation.items():
+  for name, values in reported.items():
     assert math.isfinite(values[0]), name
     assert float(row[name]) == pytest.approx(float(values[0]), rel=1e-4, abs=1e-6), name
 

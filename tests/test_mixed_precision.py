@@ -2,7 +2,7 @@
 
 The model computes in bfloat16 while parameters, optimiser state, the log-mel
 front end, the gains, the mix and the loss stay float32 (alm_jax.models,
-alm_jax.train.mix_loss). One training step in each dtype from the same
+alm_jax.losses.mix_loss). One training step in each dtype from the same
 parameters on the same batch: the bf16 loss must be within 5 % of the float32
 loss, and the gradient norm within 10 %. Why: bfloat16 keeps 8 significant
 bits (relative rounding 2^-9 ~ 0.2 % per operation), and a dozen layers round
@@ -102,6 +102,6 @@ def test_frontend_gains_mix_and_loss_are_float32_under_bfloat16(monkeypatch):
   assert seen and all(d == (jnp.float32, jnp.float32) for d in seen)  # log-mel in float32
   assert out['gains'].dtype == jnp.float32 and out['mix'].dtype == jnp.float32
   loss_spec = losses.MRSTFTSpec.from_config(_config('bfloat16').loss)
-  loss = jax.eval_shape(lambda mix, t: train.mix_loss(mix.astype(jnp.bfloat16), t, loss_spec),
+  loss = jax.eval_shape(lambda mix, t: losses.mix_loss(mix.astype(jnp.bfloat16), t, loss_spec),
                         out['mix'], jax.ShapeDtypeStruct(batch['target'].shape, jnp.float32))
   assert loss.dtype == jnp.float32

@@ -182,7 +182,7 @@ def grad_case():
   def example_losses(p, micro, rng):
     out = model.apply({'params': p}, micro['audio'], micro['channel_mask'], train=True,
                       rngs={'dropout': rng})
-    return train.mix_loss(out['mix'], micro['target'], loss_spec)
+    return losses.mix_loss(out['mix'], micro['target'], loss_spec)
 
   def before(p, b):  # the step's loss as it was before alm_jax.gradients
     return losses.masked_mean(example_losses(p, b, key), b['example_mask'])
