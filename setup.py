@@ -6,7 +6,8 @@ setuptools.setup(
     version="0.1.0",
     description="AiLive Mixer: zero-latency deep-learning automatic mixing of live multitrack audio, in JAX/Flax.",
     packages=setuptools.find_packages(include=["alm_jax", "alm_jax.*"]),
-    package_data={"alm_jax": ["data/*.json", "models/weights/*.npz", "models/weights/*.txt"]},
+    package_data={"alm_jax": ["data/*.json", "models/weights/*.npz", "models/weights/*.txt",
+                           "pretrained/**/*"]},  # shipped mixers: orbax step folders
     python_requires=">=3.10",
     install_requires=[
         "jax>=0.10.2,<0.11",

@@ -30,6 +30,7 @@ from alm_jax import integrity
 from alm_jax import models
 from alm_jax import outputs
 from alm_jax import paths
+from alm_jax import pretrained
 
 CONFIG_FILE = 'config.json'
 CHECKPOINT_SUBDIR = 'checkpoints'
@@ -284,7 +285,12 @@ def _sync_after_move(manager):
 
 
 def _resolve(path):
-  """A workdir or one of its checkpoints/<step> dirs -> (workdir, step or None) as epath.Path."""
+  """A workdir, one of its checkpoints/<step> dirs or 'pretrained:NAME' -> (workdir, step or None)."""
+  if pretrained.is_name(path):
+    try:
+      path = pretrained.workdir(path)
+    except FileNotFoundError as e:
+      raise CheckpointError(str(e)) from e
   path = paths.as_path(path)
   name, parent = path.name, path.parent
   if name.isdigit() and parent.name == CHECKPOINT_SUBDIR:
@@ -298,8 +304,9 @@ def restore_params(path, config=None):
   """Parameters of a trained model, for inference, export and evaluation.
 
   Args:
-    path: a workdir (its latest checkpoint is used) or a step directory
-      WORKDIR/checkpoints/<step>; local or a URL (gs://...), str or path object.
+    path: a workdir (its latest checkpoint is used), a step directory
+      WORKDIR/checkpoints/<step> (local or a URL such as gs://..., str or path
+      object), or 'pretrained:NAME', a mixer shipped in the package.
     config: optional config to check against: its `config.model` must equal the
       saved run's.
   Returns:
@@ -399,5 +406,7 @@ def _is_intact(manager, step: int, want) -> bool:
 
 def define_checkpoint_flag(flag_values):
   """`--checkpoint`, as every command that reads a trained mixer takes it (absl FlagValues)."""
-  flags.DEFINE_string('checkpoint', None, 'Training workdir (latest step) or one step directory.',
+  flags.DEFINE_string('checkpoint', None,
+                      'Training workdir (latest step), one step directory, or a mixer shipped in '
+                      'the package: ' + pretrained.listing().replace('\n', '; '),
                       required=True, flag_values=flag_values)

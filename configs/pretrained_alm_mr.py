@@ -1,0 +1,26 @@
+"""The shipped pretrained mixer `pretrained:alm_mr`: ALM-MR trained on `rendered_live`.
+
+    python -m alm_jax.main --config=configs/pretrained_alm_mr.py --workdir=/tmp/alm_pretrained
+
+configs/rendered_mr.py (small networks, sampled-instrument songs, bleed and level
+randomisation on, zero-latency training) with a longer run and one learning-rate
+decay. Resumable: the same command continues from the newest checkpoint. The
+model card (docs/pretrained.md) says which step was shipped and what it scores.
+"""
+import pathlib
+import runpy
+
+# Config files are loaded by path, not as a package: base.py is found next to this file.
+_BASE = runpy.run_path(str(pathlib.Path(__file__).resolve().with_name('base.py')))
+
+
+def get_config():
+  config = _BASE['load']('rendered_mr').get_config()
+  train = config.train
+  # 60 steps per epoch (240 train songs, batch 4): 40 epochs = 2400 steps.
+  train.num_epochs = 40
+  train.lr_boundaries_epochs = (30,)  # learning rate / 10 for the last quarter
+  train.eval_every_steps = 300
+  train.checkpoint_every_steps = 60
+  train.keep_checkpoints = 2
+  return config

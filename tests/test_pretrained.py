@@ -1,0 +1,81 @@
+"""Tests for alm_jax/pretrained.py: shipping a workdir's step, and `pretrained:NAME` wherever a checkpoint is taken."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from alm_jax import checkpoints
+from alm_jax import pretrained
+from checkpoint_fixtures import TinyModel, save_checkpoint
+
+
+@pytest.fixture(scope='module')
+def shipped(tmp_path_factory):
+  """A tiny trained workdir (steps 3 and 5) shipped as 'tiny' into a temporary package root."""
+  tmp = tmp_path_factory.mktemp('pretrained')
+  tiny = TinyModel('mr')
+  work = tmp / 'work'
+  save_checkpoint(work, tiny.config, tiny.params, step=3)
+  later = jax.tree.map(lambda x: x * 2, tiny.params)
+  save_checkpoint(work, tiny.config, later, step=5)
+  root = tmp / 'root'
+  path = pretrained.ship(work, 'tiny', 'a tiny test mixer', command='python -m alm_jax.main',
+                         root=root)
+  return tiny, later, root, path
+
+
+def test_ship_keeps_params_of_the_newest_step_without_optimiser_state(shipped, monkeypatch):
+  tiny, later, root, path = shipped
+  assert path == root / 'tiny'
+  step_dir = path / 'checkpoints' / '5'
+  assert (step_dir / 'params').is_dir() and not (step_dir / 'opt_state').exists()
+  assert not (path / 'checkpoints' / '3').exists()
+  card = json.loads((path / 'card.json').read_text())
+  assert card['step'] == 5 and card['description'] == 'a tiny test mixer'
+  assert pretrained.listing(root) == 'pretrained:tiny  a tiny test mixer (step 5)'
+  monkeypatch.setattr(pretrained, 'ROOT', root)
+  config, params, step = checkpoints.restore_params('pretrained:tiny', tiny.config)
+  assert step == 5 and config.model.d_model == tiny.config.model.d_model
+  for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(later)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_unknown_name_and_damaged_shipped_step_are_clear_errors(shipped, monkeypatch, tmp_path):
+  _, _, root, _ = shipped
+  monkeypatch.setattr(pretrained, 'ROOT', root)
+  with pytest.raises(checkpoints.CheckpointError, match=r"No pretrained mixer 'pretrained:nope'.*"
+                     r"installed: pretrained:tiny"):
+    checkpoints.restore_params('pretrained:nope')
+  # A damaged copy is refused, not loaded: flip bytes in one array file.
+  import shutil  # pylint: disable=g-import-not-at-top
+  copy = tmp_path / 'root'
+  shutil.copytree(root, copy)
+  monkeypatch.setattr(pretrained, 'ROOT', copy)
+  files = sorted(p for p in (copy / 'tiny' / 'checkpoints' / '5' / 'params').rglob('*')
+                 if p.is_file() and p.stat().st_size > 1000)
+  data = bytearray(files[0].read_bytes())
+  data[len(data) // 2] ^= 0xFF
+  files[0].write_bytes(bytes(data))
+  with pytest.raises(checkpoints.CheckpointError):
+    checkpoints.restore_params('pretrained:tiny')
+
+
+def test_ship_refuses_a_workdir_without_checkpoints(tmp_path):
+  with pytest.raises(checkpoints.CheckpointError, match='No checkpoint'):
+    pretrained.ship(tmp_path, 'x', 'nothing', root=tmp_path / 'root')
+  assert not (tmp_path / 'root' / 'x').exists()
+
+
+def test_the_package_ships_alm_mr_and_it_mixes():
+  """The shipped mixer restores with every check and mixes two channels to a finite mix."""
+  from alm_jax.inference import offline  # pylint: disable=g-import-not-at-top
+  assert 'alm_mr' in pretrained.available(), pretrained.listing()
+  config, params, step = checkpoints.restore_params('pretrained:alm_mr')
+  assert step > 0 and config.data.name == 'rendered_live'
+  rng = np.random.default_rng(0)
+  audio = (0.1 * rng.standard_normal((1, 2, 44100))).astype(np.float32)
+  out = offline.mix_arrays(config, params, audio, np.ones((1, 2), bool))
+  assert out['mix'].shape == (1, 44100) and np.all(np.isfinite(out['mix']))
+  assert np.all(out['gains'] >= 0) and np.any(out['gains'] > 0)
