@@ -142,3 +142,39 @@ def get_config():
   train.keep_checkpoints = 3
   train.compute_dtype = 'float32'  # 'bfloat16' on GPU/TPU; parameters and loss stay float32
   return config
+
+
+# Where a system differs from ALM-MR: its model and the per-example randomisation it trains with.
+SYSTEM_FIELDS = ('model', 'data.bleed.enabled', 'data.levels.enabled')
+
+
+def _flat(section, prefix=''):
+  out = {}
+  for key, value in section.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      out.update(_flat(value, f'{prefix}{key}.'))
+    else:
+      out[f'{prefix}{key}'] = value
+  return out
+
+
+def with_system(config, name: str):
+  """`config` with the system of configs/<name>.py: every SYSTEM_FIELDS value that file changes.
+
+  The fields configs/<name>.py sets differently from this file's get_config() (or adds, as
+  the DMC's) are copied into `config`; the rest of `config` (data, training, and the
+  model's sizes where the system keeps them) stays. So one training recipe trains every
+  system: configs/rendered_sr.py is `with_system(pretrained_alm_mr, 'sr')`.
+  """
+  base, system = _flat(get_config()), _flat(load(name).get_config())
+  for key, value in system.items():
+    if not any(key == f or key.startswith(f + '.') for f in SYSTEM_FIELDS):
+      continue
+    if key in base and base[key] == value:
+      continue
+    *parents, leaf = key.split('.')
+    section = config
+    for p in parents:
+      section = section[p]
+    section[leaf] = value
+  return config

@@ -104,3 +104,21 @@ def test_base_is_mr_and_tiny_is_the_tests_model():
   config = load_config_module('tiny').get_config('quickstart')
   assert config.data.name == 'synthetic_live' and config.model.embedding.name == 'small'
   assert config.model.d_model == 16
+
+
+@pytest.mark.parametrize('system,differs', [
+    ('sr', {'model.f2_ms', 'model.f1_stride'}),
+    ('dmc_b_0l', {'model.name', 'model.f2_ms', 'model.f1_stride', 'model.mlp_dims'}),
+    ('dmc_og', {'model.name', 'model.zero_latency', 'data.bleed.enabled', 'data.levels.enabled'}),
+])
+def test_rendered_systems_share_the_pretrained_recipe(system, differs):
+  """configs/rendered_<system>.py = pretrained_alm_mr with the system's own fields only."""
+  recipe = _fields(load_config('pretrained_alm_mr'))
+  got = _fields(load_config(f'rendered_{system}'))
+  changed = {k for k in set(got) | set(recipe) if got.get(k) != recipe.get(k)}
+  assert differs <= changed, sorted(changed)
+  # Data, training and the network sizes the systems share are the recipe's.
+  assert all(k.startswith('model.') or k in ('data.bleed.enabled', 'data.levels.enabled')
+             for k in changed), sorted(changed)
+  for key in ('model.d_model', 'model.embedding.name', 'model.max_channels'):
+    assert got[key] == recipe[key]
