@@ -1,6 +1,7 @@
 """Tests for alm_jax/pretrained.py: shipping a workdir's step, and `pretrained:NAME` wherever a checkpoint is taken."""
 
 import json
+import pathlib
 
 import jax
 import numpy as np
@@ -79,3 +80,23 @@ def test_the_package_ships_alm_mr_and_it_mixes():
   out = offline.mix_arrays(config, params, audio, np.ones((1, 2), bool))
   assert out['mix'].shape == (1, 44100) and np.all(np.isfinite(out['mix']))
   assert np.all(out['gains'] >= 0) and np.any(out['gains'] > 0)
+
+
+def test_readme_first_run_mixes_the_example_song(tmp_path):
+  """README's first command: the shipped mixer on examples/live_song/ writes a mix and its gains."""
+  import soundfile as sf  # pylint: disable=g-import-not-at-top
+  from alm_jax import mix  # pylint: disable=g-import-not-at-top
+  from checkpoint_fixtures import parse_flags  # pylint: disable=g-import-not-at-top
+  repo = pathlib.Path(__file__).resolve().parent.parent
+  readme = (repo / 'README.md').read_text()
+  command = ('python -m alm_jax.mix --checkpoint=pretrained:alm_mr --input=examples/live_song/ '
+             '--output=mixes/ --raw')
+  assert command in readme
+  fv = parse_flags(mix, '--checkpoint=pretrained:alm_mr', f'--input={repo / "examples" / "live_song"}',
+                   f'--output={tmp_path / "mixes"}', '--raw')
+  assert mix.run(fv) == 0
+  out = tmp_path / 'mixes' / 'live_song'
+  mixed, rate = sf.read(out / 'mix.wav')
+  target, _ = sf.read(repo / 'examples' / 'live_song_target.flac')
+  assert rate == 44100 and mixed.shape == target.shape and np.all(np.isfinite(mixed))
+  assert (out / 'raw.wav').is_file() and (out / 'gains.csv').is_file() and (out / 'gains.png').is_file()
