@@ -3,10 +3,14 @@
 The metric columns are `alm_jax.metrics.MIX_METRICS`, the names training
 validation logs to TensorBoard too. NaN (not available or undefined) is an
 empty CSV cell; summaries average the finite values and count the rest.
+summary.md can also check an expected ranking of the systems per metric
+(`ranking_lines`), and `results_doc_text` turns it into a generated document.
 """
 
 import csv
+import dataclasses
 import math
+import re
 from typing import Sequence
 
 import numpy as np
@@ -22,6 +26,18 @@ METRICS = (  # (csv column, summary heading, format)
     ('clipping_fraction', 'Clipping (fraction)', '{:.2e}'),
     ('balance_error_db', 'Balance error (dB)', '{:.2f}'),
 )
+# Which way each metric of METRICS is better, for ranking systems: 'lower', 'higher', or
+# 'closer_to_0' (a signed difference, ranked by the mean of its absolute value).
+BETTER = {
+    'mr_stft': 'lower',
+    'loudness_diff_lu': 'closer_to_0',
+    'si_sdr_db': 'higher',
+    'gain_change_db_per_s': 'lower',
+    'clipping_fraction': 'lower',
+    'balance_error_db': 'lower',
+}
+# The metrics whose ranking summary.md also gives per bleed-severity bin (the robustness claim).
+BIN_RANKING_METRICS = ('mr_stft', 'balance_error_db')
 CSV_COLUMNS = ('song_id', 'segment', 'start_seconds', 'num_channels', 'seconds',
                'bleed_severity_db', 'system', 'step') + metrics.MIX_METRICS + ('audio', 'gain_plot')
 
@@ -92,6 +108,125 @@ def bleed_table(rows: Sequence[dict], systems: Sequence[str], labels, index_of_e
   return table
 
 
+def ranking_score(values: Sequence[float], better: str) -> float:
+  """What a system is ranked by on one metric: the mean of its finite values (of their absolute
+  value when `better` is 'closer_to_0'); NaN when none is finite."""
+  v = np.asarray(values, np.float64)
+  v = v[np.isfinite(v)]
+  if not v.size:
+    return float('nan')
+  return float(np.abs(v).mean() if better == 'closer_to_0' else v.mean())
+
+
+@dataclasses.dataclass
+class Ranking:
+  """The observed order of some systems on one metric, against an expected order.
+
+  Attributes:
+    order: the systems with a finite score, best first (ties in the expected order).
+    scores: each system's score (`ranking_score`), NaN when it has none.
+    inverted: (expected above, observed above) for each adjacent pair of the
+      expected order (among the systems with a score) that the scores invert.
+    tied: adjacent pairs of the expected order with equal scores.
+    missing: systems without a finite value, which cannot be placed.
+  """
+  order: list
+  scores: dict
+  inverted: list
+  tied: list
+  missing: list
+
+  @property
+  def verdict(self) -> str:
+    """'reproduced', 'not reproduced: B above A, ...' or 'not determined: ...'."""
+    problems = [f'{b} above {a}' for a, b in self.inverted]
+    problems += [f'{a} ties with {b}' for a, b in self.tied]
+    unplaced = f'no finite value for {", ".join(self.missing)}' if self.missing else ''
+    if problems:
+      return 'not reproduced: ' + ', '.join(problems) + (f'; {unplaced}' if unplaced else '')
+    return f'not determined: {unplaced}' if unplaced else 'reproduced'
+
+
+def rank(scores: dict, expected: Sequence[str], better: str) -> Ranking:
+  """Orders `expected` (system names, best first) by `scores` and lists where they disagree.
+
+  Args:
+    scores: system name -> score (`ranking_score`), for every name of `expected`.
+    expected: the expected order, best first.
+    better: 'lower', 'higher' or 'closer_to_0' (scores are then already absolute).
+  Returns:
+    The `Ranking`. Equal scores (up to rounding) are a tie, which does not
+    reproduce a strict expected order.
+  """
+  sign = -1.0 if better == 'higher' else 1.0
+  present = [n for n in expected if math.isfinite(scores[n])]
+  order = sorted(present, key=lambda n: sign * scores[n])  # stable: ties stay in expected order
+  inverted, tied = [], []
+  for a, b in zip(present[:-1], present[1:]):
+    if math.isclose(scores[a], scores[b], rel_tol=1e-9, abs_tol=0.0):
+      tied.append((a, b))
+    elif sign * scores[b] < sign * scores[a]:
+      inverted.append((a, b))
+  return Ranking(order, {n: scores[n] for n in expected}, inverted, tied,
+                 [n for n in expected if n not in present])
+
+
+def _order_text(ranking: Ranking, fmt: str) -> str:
+  """'A (0.81) > B (0.93) = C (0.93)' (then the unplaced systems)."""
+  text = ''
+  for i, name in enumerate(ranking.order):
+    if i:
+      prev = ranking.scores[ranking.order[i - 1]]
+      tie = math.isclose(prev, ranking.scores[name], rel_tol=1e-9, abs_tol=0.0)
+      text += ' = ' if tie else ' > '
+    text += f'{name} ({fmt.format(ranking.scores[name]).lstrip("+")})'
+  if ranking.missing:
+    text += ('; ' if text else '') + 'n/a: ' + ', '.join(ranking.missing)
+  return text
+
+
+def ranking_lines(rows: Sequence[dict], expected: Sequence[str], *, table=None, labels=(),
+                  counts=()) -> list[str]:
+  """summary.md's section checking an expected ranking of the systems on every metric.
+
+  Args:
+    rows: the metric rows, each with 'system' and the METRICS columns.
+    expected: system names, best first (each with rows).
+    table, labels, counts: the bleed table (`bleed_table`), its bins' labels and
+      segment counts; given, the BIN_RANKING_METRICS are also ranked per bin.
+  Returns:
+    Markdown lines, from the heading to the last table row.
+  """
+  lines = ['## Expected ranking', '',
+           f'Expected, best first: {" > ".join(expected)}. Each metric orders the systems by '
+           'the mean over segments of its finite values (the loudness difference by its mean '
+           'absolute value); "B above A" says that B, expected below A, scored better.', '',
+           '| Metric | Better | Observed order, best first | Expected ranking |', '|---|---|---|---|']
+  for metric, heading, fmt in METRICS:
+    better = BETTER[metric]
+    scores = {n: ranking_score([r[metric] for r in rows if r['system'] == n], better)
+              for n in expected}
+    result = rank(scores, expected, better)
+    lines.append(f'| {heading} | {_better_text(better)} | {_order_text(result, fmt)} | '
+                 f'{result.verdict} |')
+  if table is not None and labels:
+    lines += ['', 'Per bleed-severity bin (the bin means of `bleed_robustness.csv`):', '',
+              '| Metric | Bleed severity | Observed order, best first | Expected ranking |',
+              '|---|---|---|---|']
+    for metric, heading, fmt in METRICS:
+      if metric not in BIN_RANKING_METRICS:
+        continue
+      for b, (label, n) in enumerate(zip(labels, counts)):
+        result = rank({s: table[(s, b, metric)][0] for s in expected}, expected, BETTER[metric])
+        lines.append(f'| {heading} | {label} (n={n}) | {_order_text(result, fmt)} | '
+                     f'{result.verdict} |')
+  return lines
+
+
+def _better_text(better: str) -> str:
+  return {'lower': 'lower', 'higher': 'higher', 'closer_to_0': 'closer to 0'}[better]
+
+
 def write_metrics_csv(path, rows):
   with open(path, 'w', newline='', encoding='utf-8') as f:
     writer = csv.writer(f)
@@ -117,8 +252,9 @@ def mode_text(cfg, whole_songs: bool) -> str:
           f'{int(cfg.data.eval_segments_per_song)} per song')
 
 
-def page_notes(cfg, split, examples, has_balance, mode):
-  """The listening page's paragraphs: what was evaluated and how to read it."""
+def page_notes(cfg, split, examples, has_balance, mode, *, ideal: bool = False):
+  """The listening page's paragraphs: what was evaluated and how to read it (`ideal`: IDEAL is
+  among the systems)."""
   songs = len({e.song_id for e in examples})
   bleed_on = bool(cfg.data.bleed.enabled)
   notes = [
@@ -131,6 +267,9 @@ def page_notes(cfg, split, examples, has_balance, mode):
       'would at a desk output. TARGET is the reference mix.',
       'Gain plots show each channel\'s applied gain in dB (floored at -60 dB).',
   ]
+  if ideal:
+    notes.append('IDEAL is not a mixer: it applies the dataset\'s ideal gains, constant, so '
+                 'without bleed it is the target and with bleed the target plus the bleed.')
   if not has_balance:
     notes.append('This dataset does not store its target balance, so no balance error is given.')
   return notes
@@ -150,9 +289,20 @@ _DEFINITIONS = (
 )
 
 
-def write_summary(path, rows, systems, cfg, split, examples, labels, counts, table, has_balance,
-                  mode):
-  """summary.md: mean ± std per system and metric, the MR-STFT per bleed bin, the definitions."""
+def summary_text(rows, systems, cfg, split, examples, labels, counts, table, has_balance, mode, *,
+                 skipped: Sequence[str] = (), expected_ranking: Sequence[str] = ()) -> str:
+  """summary.md: mean ± std per system and metric, the MR-STFT per bleed bin, the definitions.
+
+  Args:
+    rows, systems, cfg, split, examples: the evaluation's rows, `System`s, config,
+      split and `Example`s.
+    labels, counts, table: the bleed-severity bins (`severity_bins`), their
+      segment counts and the bleed table (`bleed_table`).
+    has_balance: whether some example knows its target balance.
+    mode: `mode_text`.
+    skipped: sentences on the reference systems left out (`systems.reference_systems`).
+    expected_ranking: system names, best first: adds the "Expected ranking" section.
+  """
   lines = [f'# Evaluation: {cfg.data.name}, {split} split', '',
            f'{len(examples)} segments of {len({e.song_id for e in examples})} songs '
            f'({mode}); seed {int(cfg.seed)}; bleed simulation '
@@ -169,9 +319,10 @@ def write_summary(path, rows, systems, cfg, split, examples, labels, counts, tab
     lines.append('| ' + ' | '.join(cells) + ' |')
   lines.append('')
   notes = [s for s in systems if s.note and s.kind != 'raw']
-  if notes:
+  if notes or skipped:
     lines += ['How the systems were evaluated (all others: causal, zero latency):', '']
     lines += [f'- **{s.name}**: {s.note}.' for s in notes]
+    lines += [f'- {text}' for text in skipped]
     lines.append('')
   lines += ['## MR-STFT distance against bleed severity', '',
             '| System | ' + ' | '.join(f'{lab} (n={n})' for lab, n in zip(labels, counts)) + ' |',
@@ -180,8 +331,11 @@ def write_summary(path, rows, systems, cfg, split, examples, labels, counts, tab
     vals = [table[(s.name, b, 'mr_stft')][0] for b in range(len(labels))]
     lines.append(f'| {s.name} | ' + ' | '.join('' if math.isnan(v) else f'{v:.3f}' for v in vals)
                  + ' |')
-  lines += ['', 'All metrics per bin: `bleed_robustness.csv` and `bleed_robustness.png`.', '',
-            '## Metrics (`alm_jax.metrics.mix_metrics`, as in training validation)', '']
+  lines += ['', 'All metrics per bin: `bleed_robustness.csv` and `bleed_robustness.png`.', '']
+  if expected_ranking:
+    lines += ranking_lines(rows, expected_ranking, table=table, labels=labels, counts=counts)
+    lines.append('')
+  lines += ['## Metrics (`alm_jax.metrics.mix_metrics`, as in training validation)', '']
   lines += list(_DEFINITIONS)
   lines += [('- Balance error: mean absolute difference over channels of each channel\'s gain '
              'relative to the channels\' mean (dB, time-averaged) against the same for the '
@@ -189,5 +343,23 @@ def write_summary(path, rows, systems, cfg, split, examples, labels, counts, tab
              if has_balance else
              '- Balance error: n/a — this dataset does not store its target balance (MedleyDB '
              'gives the mix, not per-track mixing gains).'), '']
-  with open(path, 'w', encoding='utf-8') as f:
-    f.write('\n'.join(lines))
+  return '\n'.join(lines)
+
+
+def results_doc_text(summary: str, command: str, notes: str = '') -> str:
+  """A results document: a line naming the command that generated it, `summary`, then `notes`.
+
+  Args:
+    summary: summary.md's text.
+    command: the exact command line that produced it.
+    notes: markdown (the human analysis), put under a "Notes" heading; '' for none.
+  """
+  # A code span needs a longer run of backticks than any inside it.
+  ticks = '`' * (max((len(m) for m in re.findall('`+', command)), default=0) + 1)
+  pad = ' ' if len(ticks) > 1 else ''
+  lines = [f'_Generated by {ticks}{pad}{command}{pad}{ticks}: do not edit this file by hand; '
+           'change the evaluation or its --notes file and rerun that command._', '',
+           summary.rstrip('\n'), '']
+  if notes.strip():
+    lines += ['## Notes', '', notes.strip(), '']
+  return '\n'.join(lines)

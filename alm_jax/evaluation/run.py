@@ -1,9 +1,11 @@
-"""The evaluation loop: every example mixed by RAW and each system, measured, written out.
+"""The evaluation loop: every example mixed by the references and each system, measured, written out.
 
-Per example it writes the target, each system's mix (16-bit WAV, as a desk
-output would clip) and gain plot, and measures each mix with
-`alm_jax.metrics.mix_metrics`; at the end it writes the tables
-(`evaluation.report`), the bleed-robustness figure and the listening page.
+The references are RAW and, where the data knows its mixing gains, IDEAL
+(`systems.reference_systems`). Per example it writes the target, each system's
+mix (16-bit WAV, as a desk output would clip) and gain plot, and measures each
+mix with `alm_jax.metrics.mix_metrics`; at the end it writes the tables
+(`evaluation.report`), optionally a results document, the bleed-robustness
+figure and the listening page.
 """
 
 import os
@@ -15,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from alm_jax import metrics
+from alm_jax import outputs
 from alm_jax.data import bleed
 from alm_jax.data import common
 from alm_jax.evaluation import examples as examples_lib
@@ -55,6 +58,25 @@ def prepare_output(output: str, overwrite: bool,
       os.remove(full)
 
 
+def check_ranking_names(expected: Sequence[str], names: Sequence[str]):
+  """Checks an expected ranking against the names that can be evaluated.
+
+  Args:
+    expected: system names, best first.
+    names: the checkpoints' names.
+  Raises:
+    EvaluationError: fewer than two names, a name twice, or one that is neither
+      a checkpoint's nor a reference's (RAW, IDEAL).
+  """
+  known = [systems_lib.RAW, systems_lib.IDEAL] + list(names)
+  unknown = [n for n in expected if n not in known]
+  if unknown or len(set(expected)) != len(expected) or len(expected) < 2:
+    raise systems_lib.EvaluationError(
+        f'--expected_ranking {",".join(expected)!r} must name two or more evaluated systems, each '
+        f'once, best first; {"unknown: " + ", ".join(unknown) if unknown else "repeated or too few"}'
+        f' (evaluated: {", ".join(known)}; names are case-sensitive).')
+
+
 def measure(system: systems_lib.System, ex: examples_lib.Example, mix, gains, loss_config) -> dict:
   """The metrics of one system's mix of one example (`metrics.mix_metrics`), as floats."""
   values = metrics.mix_metrics(mix, ex.target, gains, rate=common.SAMPLE_RATE,
@@ -67,11 +89,13 @@ def evaluate(systems: Sequence[systems_lib.System], data_config, split: str, out
              segment_seconds: Optional[float] = None, segments_per_song: Optional[int] = None,
              severity_bins_count: int = DEFAULT_SEVERITY_BINS, overwrite: bool = False,
              progress: bool = True, workdir: Optional[str] = None,
-             listening_test: Optional[str] = None) -> dict:
-  """Mixes every example of `split` with RAW and `systems` and writes the results to `output`.
+             listening_test: Optional[str] = None, expected_ranking: Sequence[str] = (),
+             results_doc: Optional[str] = None, command: str = '', notes: str = '') -> dict:
+  """Mixes every example of `split` with the references and `systems`, writes the results to `output`.
 
   Args:
-    systems: from `systems.load_system` (RAW is added here, first).
+    systems: from `systems.load_system` (the references, RAW and where the data
+      knows its gains IDEAL, are added here, first).
     data_config: the full config whose data, seed and model.max_channels define
       the evaluation examples (with bleed as configured there).
     split: 'train', 'validation' or 'test'.
@@ -83,18 +107,27 @@ def evaluate(systems: Sequence[systems_lib.System], data_config, split: str, out
     workdir: where the pipeline keeps its RIR bank when config.data.bleed.cache_dir is ''.
     listening_test: 'mushra' or 'ranking': also write the blind listening test
       (`evaluation.listening_test`); None: don't.
+    expected_ranking: system names, best first: summary.md says per metric
+      whether the observed order reproduces it (`report.ranking_lines`).
+    results_doc: also write summary.md's text there, headed by `command` (the
+      command line that generated it) and followed by `notes` (markdown) under
+      "Notes" (`report.results_doc_text`).
   Returns:
     dict of the written paths ('metrics', 'summary', 'bleed_plot', 'bleed_csv', 'index',
-    and with a listening test 'listening_test', 'listening_key'), 'rows', the metric
-    rows, and 'examples'.
+    with a listening test 'listening_test', 'listening_key', with `results_doc`
+    'results_doc'), 'rows', the metric rows, and 'examples'.
   Raises:
-    EvaluationError: names clash, no examples, or a system cannot mix an example.
+    EvaluationError: names clash, a bad expected ranking (before any mixing), no
+      examples, or a system cannot mix an example.
   """
-  raw, target = systems_lib.RAW, systems_lib.TARGET
+  target = systems_lib.TARGET
   names = [s.name for s in systems]
-  if raw in names or target in names or len(set(names)) != len(names):
-    raise systems_lib.EvaluationError(f'System names must be unique and not {raw}/{target}: '
-                                      f'{names}.')
+  if set(names) & set(systems_lib.RESERVED) or len(set(names)) != len(names):
+    raise systems_lib.EvaluationError(f'System names must be unique and not '
+                                      f'{"/".join(systems_lib.RESERVED)}: {names}.')
+  expected_ranking = list(expected_ranking)
+  if expected_ranking:
+    check_ranking_names(expected_ranking, names)
   if listening_test and (listening_test not in listening_test_lib.MODES
                          or listening_test_lib.ANCHOR in names):
     raise systems_lib.EvaluationError(
@@ -105,7 +138,11 @@ def evaluate(systems: Sequence[systems_lib.System], data_config, split: str, out
                                       segments_per_song=segments_per_song)
   examples = examples_lib.load_examples(cfg, split, workdir=workdir)
   rate = common.SAMPLE_RATE
-  all_systems = [systems_lib.raw_system(cfg)] + list(systems)
+  references, skipped = systems_lib.reference_systems(cfg, [e.target_gains for e in examples])
+  all_systems = references + list(systems)
+  if skipped and systems_lib.IDEAL in expected_ranking:
+    raise systems_lib.EvaluationError(f'--expected_ranking names {systems_lib.IDEAL}, but {skipped} '
+                                      f'Leave {systems_lib.IDEAL} out of the ranking.')
   chunk_seconds = min(offline.DEFAULT_CHUNK_SECONDS, float(cfg.data.eval_segment_seconds))
 
   rows, page_rows, trials = [], [], []
@@ -120,7 +157,8 @@ def evaluate(systems: Sequence[systems_lib.System], data_config, split: str, out
     trials.append(listening_test_lib.TrialAudio(f'{ex.song_id} segment {ex.segment} ({ex.span})',
                                                 ex.target, {}))
     for system in all_systems:
-      mix, gains = system.mix(ex.audio, mask, chunk_seconds=chunk_seconds, where=ex.where)
+      mix, gains = system.mix(ex.audio, mask, target_gains=ex.target_gains,
+                              chunk_seconds=chunk_seconds, where=ex.where)
       audio_file = f'audio/{ex.key}/{slugs[system.name]}.wav'
       plot_file = f'gains/{ex.key}/{slugs[system.name]}.png'
       listening_page.write_wav(os.path.join(output, audio_file), mix, rate)
@@ -165,11 +203,17 @@ def evaluate(systems: Sequence[systems_lib.System], data_config, split: str, out
                               f'{cfg.data.name} {split}: metrics against simulated bleed severity')
   has_balance = any(e.target_gains is not None for e in examples)
   mode = report.mode_text(cfg, segment_seconds == 0)
-  report.write_summary(paths['summary'], rows, all_systems, cfg, split, examples, labels, counts,
-                       table, has_balance, mode)
+  summary = report.summary_text(rows, all_systems, cfg, split, examples, labels, counts, table,
+                               has_balance, mode, skipped=[skipped] if skipped else [],
+                               expected_ranking=expected_ranking)
+  outputs.atomic_write_text(paths['summary'], summary)
+  if results_doc:
+    outputs.atomic_write_text(results_doc, report.results_doc_text(summary, command, notes))
+    paths['results_doc'] = results_doc
   page = listening_page.render(
       f'Listening page: {cfg.data.name}, {split} split', [target] + sys_names, page_rows,
-      notes=report.page_notes(cfg, split, examples, has_balance, mode),
+      notes=report.page_notes(cfg, split, examples, has_balance, mode,
+                              ideal=systems_lib.IDEAL in sys_names),
       systems_header=('system', 'checkpoint', 'step', 'how it was evaluated'),
       systems=[(s.name, s.checkpoint or '-', '' if s.step is None else s.step, s.note or '')
                for s in all_systems])

@@ -1,17 +1,18 @@
 """The systems under evaluation: named functions from (audio, channel mask) to a mix and its gains.
 
-A system is RAW (the plain sum of the inputs) or a restored checkpoint. How a
-checkpoint mixes follows from its mixer's capabilities (`alm_jax.models.protocol`),
-never from its name: a causal mixer is mixed chunk by chunk at zero latency, a
-per-segment one (DMC-OG) segment by segment as published;
-`alm_jax.inference.offline.mix_arrays` does both.
+A system is a reference (RAW, the plain sum of the inputs; IDEAL, the
+dataset's ideal input gains, where it knows them) or a restored checkpoint.
+How a checkpoint mixes follows from its mixer's capabilities
+(`alm_jax.models.protocol`), never from its name: a causal mixer is mixed chunk
+by chunk at zero latency, a per-segment one (DMC-OG) segment by segment as
+published; `alm_jax.inference.offline.mix_arrays` does both.
 """
 
 import copy
 import dataclasses
 import functools
 import re
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from absl import logging
 import numpy as np
@@ -23,7 +24,10 @@ from alm_jax.models import build_mixer
 from alm_jax.models import protocol
 
 RAW = 'RAW'
+IDEAL = 'IDEAL'
 TARGET = 'TARGET'
+# Added by the evaluation itself, so no checkpoint may be named so.
+RESERVED = (RAW, IDEAL, TARGET)
 
 
 class EvaluationError(ValueError):
@@ -40,11 +44,12 @@ class System:
 
   Attributes:
     name: column name (unique).
-    kind: 'raw' (sum of the inputs), 'causal' (chunked, zero latency) or
-      'per_segment' (one gain per channel per segment, from the whole segment).
-    config: the full config used to mix (for RAW: the evaluation's, whose model
-      sets RAW's gain frame).
-    params: the parameters (None for RAW).
+    kind: 'raw' (sum of the inputs), 'ideal' (the example's ideal input gains,
+      constant), 'causal' (chunked, zero latency) or 'per_segment' (one gain per
+      channel per segment, from the whole segment).
+    config: the full config used to mix (for RAW and IDEAL: the evaluation's,
+      whose model sets their gain frame).
+    params: the parameters (None for RAW and IDEAL).
     step: the checkpoint's training step.
     checkpoint: where it was restored from.
     note: how it was evaluated, when that differs from its training config.
@@ -66,27 +71,34 @@ class System:
     """Duration of one gain frame (the mixer's F2)."""
     return self.capabilities.f2 / self.capabilities.sample_rate
 
-  def mix(self, audio, mask, *, chunk_seconds: float = offline.DEFAULT_CHUNK_SECONDS,
+  def mix(self, audio, mask, *, target_gains=None,
+          chunk_seconds: float = offline.DEFAULT_CHUNK_SECONDS,
           where: str = '') -> tuple[np.ndarray, np.ndarray]:
     """Mixes one example.
 
     Args:
       audio: float32 [channels, samples].
       mask: bool [channels], False for padding channels.
+      target_gains: float64 [channels], the example's ideal input gains
+        (`Example.target_gains`), or None where unknown. Only IDEAL reads them:
+        a mixer must never see the answer.
       chunk_seconds: chunk length of a causal model.
       where: names the example in error messages.
     Returns:
       (mix float32 [samples], gains float32 [channels, frames]); padding channels get gain 0.
     Raises:
-      EvaluationError: more active channels than the model takes, or NaN/Inf output.
+      EvaluationError: more active channels than the model takes, NaN/Inf output,
+        or IDEAL without the example's ideal gains.
     """
     audio = np.asarray(audio, np.float32)
     mask = np.asarray(mask, bool)
     c, n = audio.shape
-    if self.kind == 'raw':
-      count = -(-n // self.capabilities.f2)
-      gains = np.repeat(mask.astype(np.float32)[:, None], count, axis=1)
-      return (audio * mask[:, None]).sum(axis=0), gains
+    if self.kind in ('raw', 'ideal'):
+      static = (mask.astype(np.float32) if self.kind == 'raw'
+                else self._ideal_gains(target_gains, mask, where))
+      # One gain per F2 frame, as a mixer's, so the gain metrics read them alike.
+      gains = np.repeat(static[:, None], -(-n // self.capabilities.f2), axis=1)
+      return (audio * static[:, None]).sum(axis=0), gains
     cmax = self.capabilities.max_channels
     active = np.flatnonzero(mask)
     if active.size > cmax:
@@ -110,10 +122,50 @@ class System:
                             'checkpoint.')
     return mix, gains
 
+  def _ideal_gains(self, target_gains, mask, where) -> np.ndarray:
+    """IDEAL's gains: float32 [channels], the ideal gains on active channels, 0 on padding."""
+    ideal = None if target_gains is None else np.asarray(target_gains, np.float64)
+    if ideal is None or ideal.shape != mask.shape or not np.isfinite(ideal[mask]).all():
+      raise EvaluationError(f'{self.name} needs the ideal gain of every active channel of {where} '
+                            f'(Example.target_gains), got {target_gains!r}: evaluate it only on '
+                            'data that knows its mixing gains (reference_systems decides).')
+    return np.where(mask, ideal, 0.0).astype(np.float32)
+
 
 def raw_system(data_config) -> System:
   """RAW: the plain sum of the inputs, with gain frames of `data_config`'s model."""
   return System(RAW, 'raw', data_config, note='plain sum of the inputs')
+
+
+def ideal_system(data_config) -> System:
+  """IDEAL: the example's ideal input gains, constant, with gain frames of `data_config`'s model.
+
+  Its balance error is 0 and, without bleed, its mix is the target: the
+  reference a static-gain mixer could at best reach on the bleed-laden inputs.
+  """
+  return System(IDEAL, 'ideal', data_config,
+                note=("oracle, not a mixer: the dataset's ideal input gains "
+                      '(`metrics.ideal_input_gains`), constant over the segment'))
+
+
+def reference_systems(data_config, target_gains: Sequence[Optional[np.ndarray]]
+                      ) -> tuple[list[System], str]:
+  """The systems the evaluation adds itself: RAW, and IDEAL where the data knows its gains.
+
+  Args:
+    data_config: the evaluation's config (its model sets the gain frames).
+    target_gains: each example's `Example.target_gains` (None where unknown).
+  Returns:
+    ([RAW] or [RAW, IDEAL], why IDEAL was left out: '' when it was not). IDEAL
+    needs every example's gains, so that all systems are averaged over the same segments.
+  """
+  unknown = sum(g is None for g in target_gains)
+  if target_gains and not unknown:
+    return [raw_system(data_config), ideal_system(data_config)], ''
+  return [raw_system(data_config)], (
+      f'{IDEAL} (the ideal input gains) is not evaluated: {unknown} of {len(target_gains)} '
+      "segments have no known mixing gains (the dataset gives the mix, not each track's gain, "
+      'as MedleyDB).')
 
 
 def slugify(name: str) -> str:
@@ -123,13 +175,13 @@ def slugify(name: str) -> str:
 
 
 def parse_checkpoints(spec: str) -> list[tuple[str, str]]:
-  """'NAME=PATH,NAME=PATH' -> [(name, path)] (an empty spec evaluates RAW only).
+  """'NAME=PATH,NAME=PATH' -> [(name, path)] (an empty spec evaluates the references only).
 
   Raises:
     EvaluationError: an entry without NAME=, an empty name or path, a name used
-      twice (also after making it file-name safe) or the reserved names RAW and TARGET.
+      twice (also after making it file-name safe) or a reserved name (RESERVED).
   """
-  out, slugs = [], {RAW.lower(): RAW, TARGET.lower(): TARGET}
+  out, slugs = [], {r.lower(): r for r in RESERVED}
   for entry in [e.strip() for e in (spec or '').split(',') if e.strip()]:
     name, sep, path = entry.partition('=')
     name, path = name.strip(), path.strip()
@@ -139,9 +191,10 @@ def parse_checkpoints(spec: str) -> list[tuple[str, str]]:
     slug = slugify(name).lower()
     if slug in slugs:
       clash = slugs[slug]
-      what = 'is reserved' if clash in (RAW, TARGET) else f'clashes with {clash!r}'
+      what = 'is reserved' if clash in RESERVED else f'clashes with {clash!r}'
       raise EvaluationError(f'--checkpoints name {name!r} {what} (names must be unique, also as '
-                            'file names, and RAW / TARGET are added by the evaluation itself).')
+                            f'file names, and {" / ".join(RESERVED)} are added by the evaluation '
+                            'itself): rename it.')
     slugs[slug] = name
     out.append((name, path))
   return out
