@@ -6,18 +6,27 @@ r"""Objective evaluation of trained mixers and a listening page (see docs/evalua
     python -m alm_jax.evaluate ... --listening_test             # and a blind MUSHRA test
     python -m alm_jax.evaluate --listening_results=ANSWERS_DIR --output=/tmp/eval
 
-Every song segment of the split is mixed by each checkpoint and by RAW (the
-plain sum of the inputs), measured with the metric suite training validation
-reports (`alm_jax.metrics.mix_metrics`), and DIR receives metrics.csv,
-summary.md, bleed_robustness.png/.csv, the listening page index.html and the
-audio/ and gains/ it links to; with --listening_test also a blind listening
-test (listening_test/index.html, its key kept outside that folder), whose
-downloaded answers --listening_results aggregates into listening_results.md.
-This module is the command line; the work is done in `alm_jax.evaluation`.
+    python -m alm_jax.evaluate ... --expected_ranking=ALM-MR,ALM-SR,DMC-B-0L,DMC-OG,RAW \
+        --results_doc=docs/results.md --notes=NOTES.md    # a generated results document
+
+Every song segment of the split is mixed by each checkpoint, by RAW (the plain
+sum of the inputs) and, where the data knows its mixing gains, by IDEAL (those
+gains), measured with the metric suite training validation reports
+(`alm_jax.metrics.mix_metrics`), and DIR receives metrics.csv, summary.md
+(with --expected_ranking: whether each metric reproduces that order),
+bleed_robustness.png/.csv, the listening page index.html and the audio/ and
+gains/ it links to; with --results_doc also summary.md headed by this command
+line and followed by the --notes file; with --listening_test also a blind
+listening test (listening_test/index.html, its key kept outside that folder),
+whose downloaded answers --listening_results aggregates into
+listening_results.md. This module is the command line; the work is done in
+`alm_jax.evaluation`.
 """
 
 import copy
+import shlex
 import sys
+from typing import Optional, Sequence
 
 from absl import app
 from absl import flags
@@ -34,7 +43,8 @@ def define_flags(flag_values):
   """Defines the CLI flags on `flag_values` (absl FlagValues)."""
   kw = dict(flag_values=flag_values)
   flags.DEFINE_string('checkpoints', '', 'NAME=PATH[,NAME=PATH...]: training workdirs (latest '
-                      'step) or step directories. RAW is always evaluated too.', **kw)
+                      'step) or step directories. RAW is always evaluated too, IDEAL where the '
+                      'data knows its mixing gains.', **kw)
   flags.DEFINE_string('split', 'test', 'Dataset split to evaluate.', **kw)
   flags.DEFINE_string('output', None, 'Results folder (with --listening_results: the evaluation '
                       'folder holding the test).', required=True, **kw)
@@ -56,12 +66,47 @@ def define_flags(flag_values):
                        'reference and an anchor, answers downloaded as JSON.', **kw)
   flags.DEFINE_enum('listening_test_mode', 'mushra', listening_test.MODES, 'mushra: 0-100 '
                     'sliders; ranking: rank the versions.', **kw)
+  flags.DEFINE_string('expected_ranking', '', 'NAME,NAME,...: evaluated systems (checkpoints, '
+                      'RAW, IDEAL), best first; summary.md then says per metric whether the '
+                      'observed order reproduces it and which pairs are inverted.', **kw)
+  flags.DEFINE_string('results_doc', None, "Also write summary.md's text to this file (e.g. "
+                      'docs/results.md), headed by the command line that generated it.', **kw)
+  flags.DEFINE_string('notes', None, 'Markdown file appended to --results_doc under "Notes" (the '
+                      'analysis of the results), so one command regenerates the document.', **kw)
   flags.DEFINE_string('listening_results', None, 'Folder of answer files (*.json) of the test in '
                       '--output: aggregate them into listening_results.md / .csv and exit.', **kw)
 
 
-def run(f) -> int:
-  """Runs the CLI with parsed flags `f`; returns the exit status."""
+def command_line(argv: Sequence[str]) -> str:
+  """The command line that `argv` (sys.argv: program, then arguments) ran, as a shell would take it."""
+  return shlex.join(['python', '-m', 'alm_jax.evaluate', *argv[1:]])
+
+
+def read_notes(f) -> str:
+  """The --notes file's text ('' without it).
+
+  Raises:
+    EvaluationError: --notes without --results_doc, or a file that cannot be read.
+  """
+  if not f.notes:
+    return ''
+  if not f.results_doc:
+    raise systems_lib.EvaluationError('--notes is appended to the results document: give '
+                                      '--results_doc=PATH too.')
+  try:
+    with open(f.notes, encoding='utf-8') as notes:
+      return notes.read()
+  except (OSError, UnicodeDecodeError) as e:
+    raise systems_lib.EvaluationError(f'--notes {f.notes}: cannot read it ({e}): give a UTF-8 '
+                                      'markdown file.') from e
+
+
+def run(f, argv: Optional[Sequence[str]] = None) -> int:
+  """Runs the CLI with parsed flags `f`; returns the exit status.
+
+  `argv` is the command's arguments, program first (default sys.argv): the
+  results document names the command line they make.
+  """
   if f.listening_results:
     try:
       written = listening_results.write(f.output, f.listening_results)
@@ -71,8 +116,12 @@ def run(f) -> int:
     print(written['table'])
     return 0
   try:
-    systems = [systems_lib.load_system(name, path)
-               for name, path in systems_lib.parse_checkpoints(f.checkpoints)]
+    notes = read_notes(f)
+    checkpoint_list = systems_lib.parse_checkpoints(f.checkpoints)
+    expected = [n.strip() for n in f.expected_ranking.split(',') if n.strip()]
+    if expected:  # before restoring anything (evaluate checks it again, for IDEAL)
+      run_lib.check_ranking_names(expected, [name for name, _ in checkpoint_list])
+    systems = [systems_lib.load_system(name, path) for name, path in checkpoint_list]
     data_config = f.data_config
     if data_config is None:
       if not systems:
@@ -89,11 +138,14 @@ def run(f) -> int:
                              segments_per_song=f.segments_per_song,
                              severity_bins_count=f.severity_bins, overwrite=f.overwrite,
                              workdir=f.rir_workdir,
-                             listening_test=f.listening_test_mode if f.listening_test else None)
+                             listening_test=f.listening_test_mode if f.listening_test else None,
+                             expected_ranking=expected, results_doc=f.results_doc,
+                             command=command_line(sys.argv if argv is None else argv),
+                             notes=notes)
   except (systems_lib.EvaluationError, FileExistsError, FileNotFoundError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
-  for key in ('summary', 'metrics', 'bleed_plot', 'index', 'listening_test'):
+  for key in ('summary', 'metrics', 'bleed_plot', 'index', 'listening_test', 'results_doc'):
     if key in paths:
       print(paths[key])
   return 0

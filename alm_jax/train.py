@@ -87,15 +87,6 @@ def create_train_state(rng, model: nn.Module, tx: optax.GradientTransformation,
                     model=model, tx=tx, loss_spec=loss_spec)
 
 
-def load_pretrained_embedding(config, params):
-  """params with params['embedding'] replaced by the embedding's pretrained weights, if any.
-
-  VGGish: config.model.embedding.weights (none when empty); musicnn: the
-  weights shipped with the package (`embeddings.load_pretrained`).
-  """
-  return embeddings.load_pretrained(params, config)
-
-
 # ---- steps -----------------------------------------------------------------
 
 
@@ -225,7 +216,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     state = jax.jit(create_train_state, static_argnums=(1, 2, 3), out_shardings=state_sharding,
                     compiler_options=fast)(init_rng, *statics)
     params = jax.device_get(state.params)
-    pretrained = load_pretrained_embedding(config, params)
+    pretrained = embeddings.load_pretrained(params, config.model.embedding)
     if pretrained is not params:
       logging.info('Embedding initialised from its pretrained weights (%s).',
                    config.model.embedding.get('weights', '') or 'shipped with the package')

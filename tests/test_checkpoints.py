@@ -98,8 +98,8 @@ def test_resume_order_checkpoint_then_pretrained_weights(tmp_path, monkeypatch):
   from alm_jax.models import vggish_weights  # pylint: disable=g-import-not-at-top
   calls = []
 
-  def fake_load(params, config):
-    calls.append(config.model.embedding.weights)
+  def fake_load(params, embedding_config):
+    calls.append(embedding_config.weights)
     return {**params, 'embedding': jax.tree.map(lambda x: np.full(x.shape, 0.5, x.dtype),
                                                 params['embedding'])}
 

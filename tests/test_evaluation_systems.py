@@ -1,9 +1,13 @@
-"""Tests for alm_jax/evaluation/systems.py: checkpoint lists, RAW, and how per-segment models mix."""
+"""Tests for alm_jax/evaluation/systems.py: checkpoint lists, RAW, IDEAL, and how per-segment models
+mix."""
+
+import math
 
 import jax
 import numpy as np
 import pytest
 
+from alm_jax import metrics
 from alm_jax.evaluation import systems
 from conftest import load_config
 from conftest import shrink_model
@@ -13,7 +17,8 @@ def test_parse_checkpoints():
   assert systems.parse_checkpoints('A=/x, B-2=/y/z') == [('A', '/x'), ('B-2', '/y/z')]
   assert systems.parse_checkpoints('') == []
   for bad, match in (('/just/a/path', 'NAME=PATH'), ('A=', 'NAME=PATH'), ('raw=/x', 'reserved'),
-                     ('Target=/x', 'reserved'), ('A b=/x,A_b=/y', 'clashes')):
+                     ('Target=/x', 'reserved'), ('ideal=/x', 'reserved'),
+                     ('A b=/x,A_b=/y', 'clashes')):
     with pytest.raises(systems.EvaluationError, match=match):
       systems.parse_checkpoints(bad)
 
@@ -26,6 +31,38 @@ def test_raw_sums_the_active_channels():
   np.testing.assert_allclose(mix, audio[0] + audio[1], rtol=1e-6)
   assert gains.shape == (3, 3) and (gains[:2] == 1).all() and (gains[2] == 0).all()
   assert raw.frame_seconds == pytest.approx(0.05)
+
+
+def test_ideal_applies_the_examples_ideal_gains():
+  """IDEAL: the ideal gains, constant over RAW's F2 frames; balance error 0; refused without them."""
+  cfg = load_config('quickstart')
+  ideal = systems.ideal_system(cfg)
+  f2 = 2205
+  audio = np.random.default_rng(0).standard_normal((3, 2 * f2 + 1)).astype(np.float32)
+  mask = np.array([True, True, False])
+  target_gains = np.array([0.5, 2.0, math.nan])  # unknown only on the padding channel
+  mix, gains = ideal.mix(audio, mask, target_gains=target_gains)
+  np.testing.assert_allclose(mix, 0.5 * audio[0] + 2.0 * audio[1], rtol=1e-5, atol=1e-6)
+  assert gains.shape == (3, 3) and gains.dtype == np.float32
+  np.testing.assert_array_equal(gains, [[0.5] * 3, [2.0] * 3, [0.0] * 3])
+  assert ideal.frame_seconds == systems.raw_system(cfg).frame_seconds
+  assert metrics.balance_error_db(gains, np.nan_to_num(target_gains, nan=1.0), mask) < 1e-5
+  assert metrics.gain_change_db_per_s(gains, ideal.frame_seconds, mask) == 0
+  for bad in (None, np.array([0.5, math.nan, 1.0]), np.ones(2)):
+    with pytest.raises(systems.EvaluationError, match='target_gains'):
+      ideal.mix(audio, mask, target_gains=bad, where='song segment 0')
+  # RAW, like a mixer, does not read the answer.
+  raw_mix, _ = systems.raw_system(cfg).mix(audio, mask, target_gains=target_gains)
+  np.testing.assert_allclose(raw_mix, audio[0] + audio[1], rtol=1e-6)
+
+
+def test_reference_systems_add_ideal_only_where_every_gain_is_known():
+  cfg = load_config('quickstart')
+  refs, skipped = systems.reference_systems(cfg, [np.ones(2), np.ones(3)])
+  assert [(s.name, s.kind) for s in refs] == [('RAW', 'raw'), ('IDEAL', 'ideal')] and not skipped
+  refs, skipped = systems.reference_systems(cfg, [np.ones(2), None])
+  assert [s.name for s in refs] == ['RAW']
+  assert 'IDEAL' in skipped and '1 of 2 segments' in skipped
 
 
 @pytest.mark.slow

@@ -387,11 +387,11 @@ def _musicnn_alm(f1_ms=1000.0):
 
 def test_alm_with_musicnn_starts_from_the_shipped_weights():
   tiny = _musicnn_alm()
-  params = embeddings.load_pretrained(tiny.params, tiny.config.model)
+  params = embeddings.load_pretrained(tiny.params, tiny.config.model.embedding)
   shipped = musicnn_weights.load_musicnn_params()
   np.testing.assert_array_equal(params['embedding']['tags']['kernel'], shipped['tags']['kernel'])
   tiny.config.model.embedding.weights = 'random'
-  assert embeddings.load_pretrained(tiny.params, tiny.config.model) is tiny.params
+  assert embeddings.load_pretrained(tiny.params, tiny.config.model.embedding) is tiny.params
   tiny.config.model.embedding.dim = 128
   with pytest.raises(ValueError, match='embedding.dim = 200'):
     build_model(tiny.config).init(jax.random.PRNGKey(0), np.zeros((1, 1, tiny.spec.f1), np.float32),
@@ -402,7 +402,7 @@ def test_alm_with_musicnn_starts_from_the_shipped_weights():
 def test_alm_with_musicnn_steps_like_its_call():
   """The mixer protocol with musicnn: one step over whole hops = frame by frame = the model's call."""
   tiny = _musicnn_alm()
-  params = embeddings.load_pretrained(tiny.params, tiny.config.model)
+  params = embeddings.load_pretrained(tiny.params, tiny.config.model.embedding)
   mixer = build_mixer(tiny.config)
   hop = tiny.spec.stride * tiny.spec.f2
   audio = (np.random.default_rng(0).normal(size=(1, 2, 4 * hop)) * 0.1).astype(np.float32)

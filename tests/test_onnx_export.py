@@ -3,7 +3,7 @@
 The default run checks the complex-modulus rewrite of `alm_jax.inference.onnx_export` and
 nested conds in a scan on a small function, and the CLI's refusals; converting the tiny models
 takes about 30 s per graph on one core, so the model checks (ALM and DMC-B-0L offline and
-streaming, DMC-OG offline) are `slow`.
+streaming, DMC-OG offline, and the shipped `pretrained:alm_mr`) are `slow`.
 """
 
 import json
@@ -16,6 +16,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from alm_jax import checkpoints
 from alm_jax import export
 from alm_jax.inference import offline
 from alm_jax.inference import onnx_export
@@ -100,10 +101,14 @@ def _audio(rng, b, c, n):
   return (rng.normal(size=(b, c, n)) * levels * wobble * 0.2).astype(np.float32)
 
 
-@pytest.fixture(scope='module', params=['mr', 'dmc_b_0l'])
+@pytest.fixture(scope='module', params=['mr', 'dmc_b_0l', 'pretrained'])
 def checkpoint(request, tmp_path_factory):
-  """A tiny ALM-MR or DMC-B-0L checkpoint."""
+  """A tiny ALM-MR or DMC-B-0L checkpoint, or the shipped pretrained:alm_mr."""
   root = tmp_path_factory.mktemp(f'onnx_{request.param}')
+  if request.param == 'pretrained':
+    config, params, _ = checkpoints.restore_params('pretrained:alm_mr')
+    return types.SimpleNamespace(root=root, config=config, params=params,
+                                 flag='--checkpoint=pretrained:alm_mr')
   tiny = TinyModel(request.param)
   if request.param.startswith('dmc'):
     tiny.params['post_processor']['dense2']['kernel'] *= 30.0  # spread the gains (test_mix.py)

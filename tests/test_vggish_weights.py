@@ -371,11 +371,11 @@ def test_merge_replaces_only_the_embedding(loaded, release, tiny_config, monkeyp
   monkeypatch.setattr(vggish_weights, 'load_vggish_params', fake_load)  # no second 288 MB read
   config = vggish_config(tiny_config)
   config.model.embedding.weights = release[1]
-  via_config = vggish_weights.load_pretrained_embedding(variables, config)
+  via_config = vggish_weights.load_pretrained_embedding(variables, config.model.embedding)
   assert calls == [(release[1], False)]
   assert_trees_equal(via_config['params']['embedding'], loaded)
   config.model.embedding.weights = ''
-  assert vggish_weights.load_pretrained_embedding(variables, config) is variables
+  assert vggish_weights.load_pretrained_embedding(variables, config.model.embedding) is variables
 
 
 def test_merge_into_dmc_params(loaded):
@@ -420,4 +420,4 @@ def test_load_pretrained_with_small_embedding_is_an_error(tmp_path, tiny_config)
   config = tiny_config('mr')
   config.model.embedding.weights = str(tmp_path / 'vggish_model.ckpt')
   with pytest.raises(ValueError, match="config.model.embedding.name = 'vggish'"):
-    vggish_weights.load_pretrained_embedding({'params': {'embedding': {}}}, config)
+    vggish_weights.load_pretrained_embedding({'params': {'embedding': {}}}, config.model.embedding)

@@ -77,6 +77,21 @@ def check_ranking_names(expected: Sequence[str], names: Sequence[str]):
         f' (evaluated: {", ".join(known)}; names are case-sensitive).')
 
 
+def check_results_doc(path: str):
+  """Checks, before any work, that the results document `path` can be written.
+
+  Raises:
+    EvaluationError: `path` is a folder, or its folder cannot be created or written.
+  """
+  if os.path.isdir(path):
+    raise systems_lib.EvaluationError(f'--results_doc {path} is a folder: give a file path '
+                                      '(e.g. docs/results.md).')
+  try:
+    outputs.check_writable(os.path.dirname(os.path.abspath(path)), what='--results_doc folder')
+  except outputs.OutputError as e:
+    raise systems_lib.EvaluationError(str(e)) from e
+
+
 def measure(system: systems_lib.System, ex: examples_lib.Example, mix, gains, loss_config) -> dict:
   """The metrics of one system's mix of one example (`metrics.mix_metrics`), as floats."""
   values = metrics.mix_metrics(mix, ex.target, gains, rate=common.SAMPLE_RATE,
@@ -128,6 +143,8 @@ def evaluate(systems: Sequence[systems_lib.System], data_config, split: str, out
   expected_ranking = list(expected_ranking)
   if expected_ranking:
     check_ranking_names(expected_ranking, names)
+  if results_doc:
+    check_results_doc(results_doc)
   if listening_test and (listening_test not in listening_test_lib.MODES
                          or listening_test_lib.ANCHOR in names):
     raise systems_lib.EvaluationError(
@@ -208,6 +225,7 @@ def evaluate(systems: Sequence[systems_lib.System], data_config, split: str, out
                                expected_ranking=expected_ranking)
   outputs.atomic_write_text(paths['summary'], summary)
   if results_doc:
+    os.makedirs(os.path.dirname(os.path.abspath(results_doc)), exist_ok=True)
     outputs.atomic_write_text(results_doc, report.results_doc_text(summary, command, notes))
     paths['results_doc'] = results_doc
   page = listening_page.render(

@@ -204,24 +204,22 @@ def frontend_for(model_config) -> Frontend:
   return _kind(model_config.embedding.name)[1](model_config)
 
 
-def load_pretrained(params, config):
+def load_pretrained(params, embedding_config):
   """`params` with params['embedding'] replaced by the embedding's pretrained weights, if it has any.
 
-  `config` is the full config or its `model` section.
-
-  VGGish: the file at `config.model.embedding.weights` (none when empty). Other
+  `embedding_config` is config.model.embedding. VGGish: the file at its
+  `weights` (none when empty). Other
   embeddings: their module's `pretrained_params(embedding_config)` (musicnn:
   the weights shipped with the package unless `weights` names another file,
   or none with `weights = 'random'`).
   """
-  model_config = config.model if 'model' in config else config
-  name = model_config.embedding.name
+  name = embedding_config.name
   if name in _BUILT_IN:
     # vggish_weights imports this module, so it is imported here, when used.
     from alm_jax.models import vggish_weights  # pylint: disable=g-import-not-at-top
-    return vggish_weights.load_pretrained_embedding(params, config)
+    return vggish_weights.load_pretrained_embedding(params, embedding_config)
   module = importlib.import_module(f'alm_jax.models.{name}')
-  loaded = module.pretrained_params(model_config.embedding) if hasattr(
+  loaded = module.pretrained_params(embedding_config) if hasattr(
       module, 'pretrained_params') else None
   if loaded is None:
     return params

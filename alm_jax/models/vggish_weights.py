@@ -19,7 +19,7 @@ disagree.
 
 Typical use, after `params = model.init(...)`:
 
-    params = vggish_weights.load_pretrained_embedding(params, config)
+    params = vggish_weights.load_pretrained_embedding(params, config.model.embedding)
 
 The optional PCA/whitening + 8-bit quantisation that produced the AudioSet
 embeddings is `alm_jax.models.vggish_pca`.
@@ -360,17 +360,16 @@ def merge_into_model_params(model_params, vggish_params):
   return flax.core.freeze(tree) if frozen else tree
 
 
-def load_pretrained_embedding(model_params, config):
-  """`model_params` with the weights at config.model.embedding.weights, if set.
+def load_pretrained_embedding(model_params, embedding_config):
+  """`model_params` with the weights at `embedding_config.weights`, if set.
 
   Args:
     model_params: as for `merge_into_model_params`.
-    config: the full config (or its `model` section).
+    embedding_config: config.model.embedding (name, weights, fc2_relu).
   Returns:
     The merged params, or `model_params` unchanged when no weights are set.
   """
-  model_config = config.model if 'model' in config else config
-  emb = model_config.embedding
+  emb = embedding_config
   if not emb.get('weights', ''):
     return model_params
   if emb.name != 'vggish':
