@@ -417,3 +417,45 @@ def test_alm_with_musicnn_steps_like_its_call():
     state, _, m = step(params, state, audio[..., k * f2:(k + 1) * f2], mask)
     outs.append(m)
   np.testing.assert_allclose(np.concatenate(outs, -1), ref['mix'], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_alm_with_musicnn_freezes_then_fine_tunes(tmp_path):
+  """Training starts from the shipped weights, keeps them for the frozen update, then tunes them."""
+  from alm_jax import checkpoints  # pylint: disable=g-import-not-at-top
+  from alm_jax import train  # pylint: disable=g-import-not-at-top
+  from tiny_training import FakeData, tiny_train_config  # pylint: disable=g-import-not-at-top
+  config = tiny_train_config('mr', '', '')
+  config.model.embedding.name = 'musicnn'
+  config.model.embedding.dim = musicnn.EMBEDDING_DIM
+  config.model.f1_ms = 1000.0
+  config.train.num_epochs = 2  # update 1 frozen (freeze_embedding_epochs = 1), update 2 not
+  data = FakeData()
+  state = train.train_and_evaluate(config, str(tmp_path), make_train_iterator=data.make_train_iterator,
+                                   make_eval_batches=data.make_eval_batches)
+  shipped = jax.tree.leaves(musicnn_weights.load_musicnn_params())
+  _, frozen, _ = checkpoints.restore_params(os.path.join(tmp_path, 'checkpoints', '1'))
+  assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(frozen['embedding']), shipped))
+  tuned = jax.tree.leaves(jax.device_get(state.params)['embedding'])
+  assert not all(np.array_equal(a, b) for a, b in zip(tuned, shipped))
+
+
+@pytest.mark.slow
+def test_alm_with_musicnn_exports_a_savedmodel_that_mixes_like_jax(tmp_path):
+  """Offline SavedModel export of a musicnn mixer (its own front end inside) = the JAX mix."""
+  from alm_jax import export  # pylint: disable=g-import-not-at-top
+  from alm_jax.inference import offline  # pylint: disable=g-import-not-at-top
+  from checkpoint_fixtures import parse_flags, save_checkpoint  # pylint: disable=g-import-not-at-top
+  tiny = _musicnn_alm()
+  params = embeddings.load_pretrained(tiny.params, tiny.config.model.embedding)
+  save_checkpoint(tmp_path / 'run', tiny.config, params)
+  assert export.run(parse_flags(export, f'--checkpoint={tmp_path / "run"}',
+                                f'--output={tmp_path / "offline"}')) == 0
+  rng = np.random.default_rng(3)
+  audio = (0.1 * rng.normal(size=(1, 3, int(2.2 * 44100)))).astype(np.float32)
+  mask = np.array([[True, True, False]])
+  ref = offline.mix_arrays(tiny.config, params, audio, mask)
+  loaded = tf.saved_model.load(str(tmp_path / 'offline'))
+  out = loaded.signatures['serving_default'](audio=tf.constant(audio), channel_mask=tf.constant(mask))
+  np.testing.assert_allclose(out['mix'].numpy(), ref['mix'], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(out['gains'].numpy(), ref['gains'], rtol=1e-5, atol=1e-6)
