@@ -80,10 +80,10 @@ def test_ranking_lines_state_each_metric_and_bleed_bin():
               'gain_change_db_per_s': [0.0, 0.0], 'balance_error_db': [3.0, 4.0]},
   })
   expected = ['ALM-MR', 'ALM-SR', 'RAW']
-  labels, index = report.severity_bins([bleed.BLEED_OFF_DB, -10.0], (-30, -6), 1)
+  labels, index = report.severity_bins([bleed.BLEED_OFF_DB, -10.0], (-30, -6), 2)
   table = report.bleed_table(rows, expected, labels, index)
   text = '\n'.join(report.ranking_lines(rows, expected, table=table, labels=labels,
-                                        counts=[1, 1]))
+                                        counts=[1, 0, 1]))
   line = {m: next(l for l in text.splitlines() if l.startswith(f'| {h} |'))
           for m, h, _ in report.METRICS}
   assert 'ALM-MR > ALM-SR > RAW' in text
@@ -99,8 +99,8 @@ def test_ranking_lines_state_each_metric_and_bleed_bin():
   assert line['balance_error_db'].endswith('| ALM-MR (2.00) = ALM-SR (2.00) > RAW (3.50) | '
                                            'not reproduced: ALM-MR ties with ALM-SR |')
   # Per bin: example 0 has no bleed (MR's balance 1 < SR's 2), example 1 bleed (MR 3 > SR 2).
-  bins = [l for l in text.splitlines() if '(n=1)' in l]
-  assert [l.split(' | ')[1] for l in bins] == ['no bleed (n=1)', '-30..-6 dB (n=1)'] * 2
+  bins = [l for l in text.splitlines() if '(n=' in l]  # the empty -30..-18 dB bin left out
+  assert [l.split(' | ')[1] for l in bins] == ['no bleed (n=1)', '-18..-6 dB (n=1)'] * 2
   assert bins[2].endswith('| reproduced |')
   assert bins[3].endswith('not reproduced: ALM-SR above ALM-MR |')
 

@@ -193,7 +193,7 @@ def ranking_lines(rows: Sequence[dict], expected: Sequence[str], *, table=None, 
     rows: the metric rows, each with 'system' and the METRICS columns.
     expected: system names, best first (each with rows).
     table, labels, counts: the bleed table (`bleed_table`), its bins' labels and
-      segment counts; given, the BIN_RANKING_METRICS are also ranked per bin.
+      segment counts; given, the BIN_RANKING_METRICS are also ranked per non-empty bin.
   Returns:
     Markdown lines, from the heading to the last table row.
   """
@@ -217,6 +217,8 @@ def ranking_lines(rows: Sequence[dict], expected: Sequence[str], *, table=None, 
       if metric not in BIN_RANKING_METRICS:
         continue
       for b, (label, n) in enumerate(zip(labels, counts)):
+        if not n:
+          continue  # an empty bin orders nothing
         result = rank({s: table[(s, b, metric)][0] for s in expected}, expected, BETTER[metric])
         lines.append(f'| {heading} | {label} (n={n}) | {_order_text(result, fmt)} | '
                      f'{result.verdict} |')
