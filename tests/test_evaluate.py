@@ -230,6 +230,10 @@ def test_ideal_is_left_out_where_the_gains_are_unknown(dirs, monkeypatch):
   assert [r['system'] for r in paths['rows']] == ['RAW']
   with open(paths['summary'], encoding='utf-8') as f:
     assert 'IDEAL (the ideal input gains) is not evaluated: 1 of 1 segments' in f.read()
+  # A refused run deletes no earlier results, even with --overwrite.
+  with pytest.raises(systems.EvaluationError, match='Leave IDEAL out'):
+    run.evaluate([], tiny_config(dirs), 'test', out, overwrite=True, expected_ranking=['IDEAL', 'RAW'])
+  assert os.path.exists(paths['summary']) and os.path.exists(paths['metrics'])
 
 
 def test_forces_zero_latency(evaluated, dirs):

@@ -38,6 +38,20 @@ LISTENING_OUTPUTS = (listening_test_lib.FOLDER, listening_test_lib.KEY_FILE,
 DEFAULT_SEVERITY_BINS = 4
 
 
+def earlier_results(output: str, overwrite: bool,
+                    ours: Sequence[str] = OUTPUT_FILES + OUTPUT_DIRS + LISTENING_OUTPUTS) -> list:
+  """The earlier results named in `ours` that `output` holds (checked before any work).
+
+  Raises:
+    FileExistsError: there are some and overwrite is False.
+  """
+  found = [p for p in ours if os.path.exists(os.path.join(output, p))]
+  if found and not overwrite:
+    raise FileExistsError(f'{output} already holds evaluation results ({", ".join(found)}); pass '
+                          '--overwrite or choose another --output.')
+  return found
+
+
 def prepare_output(output: str, overwrite: bool,
                    ours: Sequence[str] = OUTPUT_FILES + OUTPUT_DIRS + LISTENING_OUTPUTS):
   """Creates `output`; removes earlier results named in `ours` only with `overwrite`.
@@ -45,11 +59,8 @@ def prepare_output(output: str, overwrite: bool,
   Raises:
     FileExistsError: `output` holds some of `ours` and overwrite is False.
   """
+  found = earlier_results(output, overwrite, ours)
   os.makedirs(output, exist_ok=True)
-  found = [p for p in ours if os.path.exists(os.path.join(output, p))]
-  if found and not overwrite:
-    raise FileExistsError(f'{output} already holds evaluation results ({", ".join(found)}); pass '
-                          '--overwrite or choose another --output.')
   for p in found:
     full = os.path.join(output, p)
     if os.path.isdir(full):
@@ -150,7 +161,7 @@ def evaluate(systems: Sequence[systems_lib.System], data_config, split: str, out
     raise systems_lib.EvaluationError(
         f'A listening test needs a mode in {listening_test_lib.MODES} (got {listening_test!r}) and '
         f'no system named {listening_test_lib.ANCHOR} (the anchor): rename that checkpoint.')
-  prepare_output(output, overwrite)
+  earlier_results(output, overwrite)  # before loading anything: a refusal costs nothing
   cfg = examples_lib.eval_data_config(data_config, split, segment_seconds=segment_seconds,
                                       segments_per_song=segments_per_song)
   examples = examples_lib.load_examples(cfg, split, workdir=workdir)
@@ -160,6 +171,8 @@ def evaluate(systems: Sequence[systems_lib.System], data_config, split: str, out
   if skipped and systems_lib.IDEAL in expected_ranking:
     raise systems_lib.EvaluationError(f'--expected_ranking names {systems_lib.IDEAL}, but {skipped} '
                                       f'Leave {systems_lib.IDEAL} out of the ranking.')
+  # Only now, with every check passed: --overwrite must not delete results for a run that stops.
+  prepare_output(output, overwrite)
   chunk_seconds = min(offline.DEFAULT_CHUNK_SECONDS, float(cfg.data.eval_segment_seconds))
 
   rows, page_rows, trials = [], [], []
