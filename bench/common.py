@@ -59,3 +59,17 @@ def machine() -> str:
   return (f'{cpu_name()}; {usable_cores()} usable of {os.cpu_count()} logical cores; '
           f'Python {platform.python_version()}, jax {jax.__version__} on {dev.platform} '
           f'({dev.device_kind}); load average {load}')
+
+
+# F1 frame each embedding runs on (docs/embeddings.md: musicnn's choice is 3 s).
+EMBEDDING_F1_MS = {'musicnn': 3000.0}
+
+
+def with_embedding(config, name: str):
+  """`config` with its model's embedding switched to `name` (its size and F1 frame with it)."""
+  config.model.embedding.name = name
+  if name == 'musicnn':
+    from alm_jax.models import musicnn  # pylint: disable=g-import-not-at-top
+    config.model.embedding.dim = musicnn.EMBEDDING_DIM
+  config.model.f1_ms = EMBEDDING_F1_MS.get(name, float(config.model.f1_ms))
+  return config

@@ -2,6 +2,7 @@
 
     taskset -c 0 python bench/live.py                          # 8/16/32 channels x 64/128/256 periods
     taskset -c 0 python bench/live.py --channels=8,32,48 --seconds=10
+    taskset -c 0 python bench/live.py --embedding=musicnn --channels=8,16
 
 Pins itself to one CPU and single-threaded XLA (as bench/streaming.py does),
 builds an `alm_jax.live.app.LiveMixer` with the small-embedding model of
@@ -26,7 +27,7 @@ import argparse  # pylint: disable=g-import-not-at-top,wrong-import-position
 import sys
 import time
 
-from common import load_config, machine  # pylint: disable=wrong-import-position
+from common import load_config, machine, with_embedding  # pylint: disable=wrong-import-position
 import jax
 import numpy as np
 
@@ -96,6 +97,7 @@ def run_one(config, params, adapter, channels, period, seconds, rt):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--config', default='quickstart')
+  parser.add_argument('--embedding', default='small', help='small or musicnn (3 s F1 frame)')
   parser.add_argument('--channels', default='8,16,32')
   parser.add_argument('--periods', default='64,128,256')
   parser.add_argument('--seconds', type=float, default=6.0)
@@ -104,7 +106,7 @@ def main():
   jax.config.update('jax_cpu_enable_async_dispatch', False)
   sys.setswitchinterval(0.0005)
   engine_lib.set_realtime(max(args.rt_priority - 1, 0))
-  config = load_config(args.config)
+  config = with_embedding(load_config(args.config), args.embedding)
   chans = [int(c) for c in args.channels.split(',')]
   config.model.max_channels = max(chans + [int(config.model.max_channels)])
   params = random_params(config)

@@ -2,6 +2,7 @@
 
     taskset -c 0 python bench/streaming.py                 # small embedding and VGGish, 8 channels
     taskset -c 0 python bench/streaming.py --models=small --hops=240
+    taskset -c 0 python bench/streaming.py --models=musicnn    # musicnn on its 3 s F1 frame
 
 The script pins itself to one CPU (os.sched_setaffinity, as `taskset -c 0`) and
 sets XLA_FLAGS=--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1
@@ -40,7 +41,7 @@ import argparse  # pylint: disable=g-import-not-at-top,wrong-import-position
 import resource
 import time
 
-from common import REPO, load_config, machine  # pylint: disable=wrong-import-position
+from common import REPO, load_config, machine, with_embedding  # pylint: disable=wrong-import-position
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -121,10 +122,10 @@ def row(label, sel, wall, cpu, block_s):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--config', default=os.path.join(REPO, 'configs', 'mr.py'))
-  parser.add_argument('--models', default='small,vggish', help='comma list: small, vggish')
+  parser.add_argument('--models', default='small,vggish', help='comma list: small, vggish, musicnn')
   parser.add_argument('--channels', type=int, default=8)
   parser.add_argument('--hops', type=int, default=120, help='timed blocks for the small embedding')
-  parser.add_argument('--vggish_hops', type=int, default=24, help='timed blocks for VGGish')
+  parser.add_argument('--vggish_hops', type=int, default=24, help='timed blocks for VGGish and musicnn')
   parser.add_argument('--block', type=int, default=0,
                       help='also time this block size (e.g. 128) with the small embedding')
   args = parser.parse_args()
@@ -147,8 +148,7 @@ def main():
   if args.block:
     cases.append(('small', args.block, args.hops * (f2 // args.block), True))
   for name, block, hops, spread in cases:
-    config = load_config(args.config)
-    config.model.embedding.name = name
+    config = with_embedding(load_config(args.config), name)
     config.model.encoder.dropout = 0.0
     kinds, wall, cpu, compile_s = run(config, args.channels, block, hops, spread)
     block_s = block / config.model.sample_rate
