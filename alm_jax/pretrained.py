@@ -112,27 +112,39 @@ def ship(source, name: str, description: str, *, step: int | None = None,
 
 # ---- command line ------------------------------------------------------------
 
-_SHIP = flags.DEFINE_string('ship', None, 'Training workdir to ship into the package.')
-_NAME = flags.DEFINE_string('name', None, 'Name of the shipped mixer (pretrained:NAME).')
-_DESCRIPTION = flags.DEFINE_string('description', '', 'One line: what the mixer is.')
-_STEP = flags.DEFINE_integer('step', None, 'Step to ship (default: the newest).')
-_COMMAND = flags.DEFINE_string('command', '', 'The command that trained it (for the card).')
+
+def define_flags(flag_values):
+  """The CLI's flags on `flag_values` (defined only when run as a program: checkpoints imports this)."""
+  kw = dict(flag_values=flag_values)
+  flags.DEFINE_string('ship', None, 'Training workdir to ship into the package.', **kw)
+  flags.DEFINE_string('name', None, 'Name of the shipped mixer (pretrained:NAME).', **kw)
+  flags.DEFINE_string('description', '', 'One line: what the mixer is.', **kw)
+  flags.DEFINE_integer('step', None, 'Step to ship (default: the newest).', **kw)
+  flags.DEFINE_string('command', '', 'The command that trained it (for the card).', **kw)
+
+
+def run(f) -> int:
+  """Lists the shipped mixers, or ships --ship as --name; returns the exit status."""
+  if f.ship is None:
+    print(listing())
+    return 0
+  if not f.name or not f.description:
+    print('error: --ship needs --name and --description.')
+    return 2
+  try:
+    print(ship(f.ship, f.name, f.description, step=f.step, command=f.command))
+  except FileNotFoundError as e:
+    print(f'error: {e}')
+    return 1
+  return 0
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  if _SHIP.value is None:
-    print(listing())
-    return
-  if not _NAME.value or not _DESCRIPTION.value:
-    raise app.UsageError('--ship needs --name and --description.')
-  try:
-    print(ship(_SHIP.value, _NAME.value, _DESCRIPTION.value, step=_STEP.value,
-               command=_COMMAND.value))
-  except FileNotFoundError as e:
-    raise SystemExit(f'error: {e}') from e
+  raise SystemExit(run(flags.FLAGS))
 
 
 if __name__ == '__main__':
+  define_flags(flags.FLAGS)
   app.run(main)
