@@ -33,6 +33,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from alm_jax import outputs
 from alm_jax.evaluation import listening_results
 from alm_jax.evaluation import listening_test
 from alm_jax.evaluation import run as run_lib
@@ -116,6 +117,7 @@ def run(f, argv: Optional[Sequence[str]] = None) -> int:
     print(written['table'])
     return 0
   try:
+    outputs.check_writable(f.output, what='--output')  # before any work
     notes = read_notes(f)
     checkpoint_list = systems_lib.parse_checkpoints(f.checkpoints)
     expected = [n.strip() for n in f.expected_ranking.split(',') if n.strip()]
@@ -142,7 +144,8 @@ def run(f, argv: Optional[Sequence[str]] = None) -> int:
                              expected_ranking=expected, results_doc=f.results_doc,
                              command=command_line(sys.argv if argv is None else argv),
                              notes=notes)
-  except (systems_lib.EvaluationError, FileExistsError, FileNotFoundError) as e:
+  except (systems_lib.EvaluationError, outputs.OutputError, FileExistsError,
+          FileNotFoundError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   for key in ('summary', 'metrics', 'bleed_plot', 'index', 'listening_test', 'results_doc'):

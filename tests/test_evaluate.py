@@ -169,6 +169,14 @@ def test_refuses_to_overwrite_and_names_bad_checkpoints(evaluated, dirs, capsys)
   assert f'BAD={bad}' in capsys.readouterr().err
   with pytest.raises(systems.CheckpointError, match='NONE='):
     systems.load_system('NONE', os.path.join(dirs['work'], 'nothing_here'))
+  # An output that is a file, or lies under one: one line, before any checkpoint is read.
+  a_file = os.path.join(dirs['out'], 'a_file')
+  with open(a_file, 'w') as f:
+    f.write('not a folder')
+  for output, says in ((a_file, 'is a file'), (os.path.join(a_file, 'eval'), 'which is a file')):
+    assert run_cli('--checkpoints=NONE=/no/such/workdir', f'--output={output}') == 2
+    err = capsys.readouterr().err
+    assert says in err and 'NONE' not in err, err
 
 
 def test_ranking_and_results_doc(evaluated, dirs):
