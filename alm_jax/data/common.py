@@ -1,21 +1,11 @@
 """What every multitrack dataset here stores, and how audio is packed into it.
 
-Both builders (`medleydb`, `synthetic_live`) write examples with these features,
-so the input pipeline reads either the same way:
-
-  song_id       str
-  raw           int16 [channels, samples]  each channel scaled to its own peak
-  raw_scale     float32 [channels]         raw[c] * raw_scale[c] / 32767 = the track
-  mix           int16 [samples]            mono downmix of the target mix, same scaling
-  mix_scale     float32
-  instruments   str [channels]             one per raw track ('a/b' when the YAML lists several)
-  raw_files     str [channels]             where each channel came from
-  has_bleed     bool                       the recordings themselves hold bleed
-  sample_rate   int32                      always SAMPLE_RATE
-  genre         str
-
-Per-channel peak scaling keeps int16's full resolution for quiet close-mic
-tracks (about 96 dB below each track's own peak) at half the size of float32.
+`features(**extra)` is the FeaturesDict every builder (`medleydb`, `synthetic_live`,
+`rendered_live`) writes, so the input pipeline reads any of them the same way: int16 raw
+tracks [channels, samples] and the mono target mix, each with its peak scale, plus song id,
+instruments, `raw_files`, `has_bleed`, `sample_rate` (always SAMPLE_RATE) and `genre`.
+`quantize` / `dequantize` convert between float audio and that per-channel-peak int16 form.
+The feature table and why it is packed so: docs/data.md ("Stored features").
 """
 
 import numpy as np

@@ -1,61 +1,12 @@
 """`medleydb`: a tfds builder for a manual download of MedleyDB V1/V2.
 
-    python -c "
-    import tensorflow_datasets as tfds
-    from alm_jax.data import medleydb
-    b = medleydb.Medleydb(max_raw_tracks=8)                  # config 'max_raw_8'
-    b.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir='/data/MedleyDB'))"
-
-(or set config.data.manual_dir: the input pipeline prepares it on first use).
-
-Layout read (see MANUAL_DOWNLOAD_INSTRUCTIONS):
-    <manual_dir>/Audio/<TrackId>/<TrackId>_MIX.wav
-    <manual_dir>/Audio/<TrackId>/<TrackId>_RAW/<TrackId>_RAW_SS_RR.wav
-    <manual_dir>/Audio/<TrackId>/<TrackId>_STEMS/...           (not read)
-    <TrackId>_METADATA.yaml in Audio/<TrackId>/ or in a Metadata/ folder
-V1 and V2 may also sit side by side as <manual_dir>/<any>/Audio (and .../Metadata).
-
-Every file name comes from the YAML (`mix_filename`, `raw_dir`, and each
-`stems.SXX.raw.RYY.filename`), never from the naming convention: one V1 song maps
-R01 to `..._RAW_01_03.wav`. Channels are ordered by stem key, then raw key.
-
-A song is kept when it has at most `max_raw_tracks` raw files (the paper: 8).
-Each example holds the raw tracks (mono; stereo raw files are averaged) as int16
-[channels, samples] with per-channel scales, the mono downmix of the mix, the
-song id, one instrument per channel, `has_bleed`, and the sample rate, always
-44.1 kHz: a file at another rate is resampled with scipy.signal.resample_poly
-(see alm_jax.audio_io) unless the builder is made with `resample=False`
-(config.data.resample), when it is bad input. tfds shards the records by size.
-A split left with no song is not declared (tfds refuses empty splits).
-
-Bad input -- a missing manual dir or Audio/ folder, a missing or unparsable YAML,
-raw files missing from or extra to the YAML, a song with zero raw tracks, an
-unreadable WAV, unequal raw/mix lengths, a wrong sample rate -- raises
-MedleyDBError naming the file and the fix (`on_error='raise'`, the default), or
-is logged and the song skipped (`on_error='skip'`). No song is ever written with
-a missing or misaligned track.
-
-Splits: medleydb_splits.json (next to this file) lists every MedleyDB V1 (122)
-and V2 (74) song id -- from the track lists of the official `medleydb` Python
-package -- in 'train', 'validation' or 'test', by `split_of(song_id)`: u = the
-first 8 bytes of sha256('medleydb-split:' + id) as a fraction of 2^64; train if
-u < edges[0], validation if u < edges[1], else test, where the edges stored in
-the file are the 70 % and 85 % quantiles of u over the 196 listed songs. So the
-listed songs split exactly 137 / 30 / 29, and a song absent from the file (other
-MedleyDB-format data) still gets a split that depends only on its id. The ids
-with <= 8 raw files cannot be listed here without the dataset's metadata; a hash
-keeps about the same 70 / 15 / 15 proportions for any subset, so the paper's 43
-songs give about 30 / 6-7 / 6-7 (the paper used 35 train / 8 validation and no
-test). The exact counts of a build are logged and stored in its dataset_info.
-Songs of one artist can fall in different splits.
-
-Two more selections, each part of the config's name: `has_bleed='yes'|'no'`
-keeps the songs whose YAML flag says so ('any' keeps all), and `split_file`, a
-JSON {"train": [ids], "validation": [ids], "test": [ids]} (e.g. the paper's
-35 / 8 selection), replaces the hash rule: only the listed songs are used, and
-an id not found in the manual dir is a MedleyDBError naming it. The build logs
-how many songs each filter left out.
+`Medleydb(max_raw_tracks=8, has_bleed=..., split_file=..., on_error=..., resample=...)`
+reads `<manual_dir>/Audio/<TrackId>/` (MANUAL_DOWNLOAD_INSTRUCTIONS), every file name from the
+song's YAML, and writes the alm_jax.data.common features (raw tracks as int16 [channels,
+samples], the mono mix, at 44.1 kHz); the input pipeline prepares it on first use from
+config.data.manual_dir. Bad input raises MedleyDBError naming the file and the fix (or skips
+the song); splits come from medleydb_splits.json's hash rule (`split_of`) or a split file.
+Layout, bad input, the split rule and the selections: docs/data.md ("MedleyDB").
 """
 
 import dataclasses

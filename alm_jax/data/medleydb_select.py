@@ -1,9 +1,8 @@
 """Which MedleyDB songs a build uses, and in which split (used by alm_jax.data.medleydb).
 
-The default is the hash rule of medleydb_splits.json (see alm_jax.data.medleydb's
-module docstring); `read_split_file` reads a user's JSON of track ids per split
-instead (config.data.split_file). HAS_BLEED lists the values of
-config.data.has_bleed.
+The default is the hash rule of medleydb_splits.json (docs/data.md, "MedleyDB");
+`read_split_file` reads a user's JSON of track ids per split instead
+(config.data.split_file). HAS_BLEED lists the values of config.data.has_bleed.
 """
 
 import functools

@@ -4,20 +4,10 @@
     ds = tfds.load('rendered_live', split='train')        # 240 / 40 / 40 songs of 20-40 s
     ds = tfds.load('rendered_live/tiny', split='train')   # 3 / 1 / 2 songs of 3-4 s, for tests
 
-The same example contract as `synthetic_live` (alm_jax.data.common features plus
-`mix_gains`, mix = sum_c mix_gains[c] * raw[c]), so a config switches datasets by
-name; bleed and input levels are added on the fly by the pipeline. Music
-(alm_jax.data.rendered_music): excerpts of music21 corpus works and generated
-pop-style songs. Sound (alm_jax.data.rendered_synth): FluidSynth with Debian
-soundfonts, each part rendered dry and mono at 44.1 kHz into its own channel;
-`raw_files[c]` reads '<source>|<role>|<soundfont>:<bank>:<preset>'. Splits are
-unseen in timbre and repertoire: SPLITS says which soundfonts, composers and
-styles each uses (test shares none with train/validation; validation uses other
-pieces and tunes than train). The target mix sets each part's level by role
-(ROLE_LEVELS_DB, +-2 dB per part and song); docs/data.md gives the convention.
-Songs are deterministic in (config.seed, split, index); each song is rendered
-in a fresh synth. Needs the Debian packages in rendered_synth.APT_LINE and the
-pip packages music21 and pyfluidsynth; nothing is downloaded.
+The `synthetic_live` example contract (alm_jax.data.common features plus `mix_gains`), music
+from alm_jax.data.rendered_music, sound from FluidSynth (alm_jax.data.rendered_synth); needs
+the Debian packages in rendered_synth.APT_LINE and pip music21 and pyfluidsynth. Repertoire,
+splits (SPLITS), levels by role (ROLE_LEVELS_DB): docs/data.md ("`rendered_live`").
 """
 
 import dataclasses

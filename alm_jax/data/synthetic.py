@@ -1,31 +1,12 @@
 """`synthetic_live`: procedurally generated multitrack songs with a known target mix.
 
-Needs no download, so the quickstart and the tests train and evaluate end to end
-on a fresh machine:
-
-    import alm_jax.data.synthetic  # registers the builder
-    ds = tfds.load('synthetic_live', split='train')          # 12 / 3 / 3 songs
-    ds = tfds.load('synthetic_live/tiny', split='train')     # seconds-long songs, for tests
-
-A song: a tempo (84-140 bpm), a key (major or minor), a 4-bar chord progression,
-and 4-bar sections in which each part plays or rests (the first section plays
-everything). The parts by channel count:
-  3: drums, bass, lead | keys        4: drums, bass, harmonic, lead
-  5: kick, snare+hi-hat, bass, harmonic, lead
-  6: kick, snare, hi-hat, bass, harmonic, lead
-(harmonic = keys | pad | guitar). Each has its own spectrum: kick a 120->45 Hz
-sweep, snare band-passed noise and a 190 Hz body, hi-hat noise above 7 kHz, bass
-a low-passed sawtooth on chord roots, keys decaying triads, pad slow detuned
-triads, guitar plucked arpeggios, lead a square-ish melody with vibrato.
-
-Levels: every raw track is "recorded" at a random peak in [-20, -1] dBFS; the
-target mix puts each part at a designed RMS level (DESIGN_LEVELS_DB, about +-1.5
-dB per song), i.e. mix = sum_c mix_gains[c] * raw[c] exactly, scaled down as a
-whole only if it would peak above -1 dBFS. `mix_gains` is stored, so the ideal
-mixer is known. Songs are deterministic in (config.seed, split, index).
-
-The default config (12 train / 3 validation / 3 test songs of 8-30 s with 3-6
-channels) generates in well under a minute on 2 CPU cores.
+Needs no download, so the quickstart and the tests train and evaluate end to end on a fresh
+machine: `import alm_jax.data.synthetic` registers the builder, then
+`tfds.load('synthetic_live', split='train')` (12 / 3 / 3 songs of 8-30 s, 3-6 channels) or
+`'synthetic_live/tiny'` (seconds-long songs, for tests). Oscillator parts with a designed
+balance (DESIGN_LEVELS_DB) store their `mix_gains`, mix = sum_c mix_gains[c] * raw[c], so the
+ideal mixer is known; `generate_song` makes one song. Song structure, parts by channel count
+and levels: docs/data.md ("`synthetic_live`").
 """
 
 import dataclasses
@@ -290,7 +271,7 @@ class Song:
 
 def generate_song(seed, num_channels: int, seconds: float, sample_rate: int = common.SAMPLE_RATE
                   ) -> Song:
-  """One song (see module docstring); `seed` is anything np.random.default_rng takes."""
+  """One song (docs/data.md, "`synthetic_live`"); `seed` is anything np.random.default_rng takes."""
   rng = np.random.default_rng(seed)
   n = int(round(seconds * sample_rate))
   parts = parts_for(num_channels, rng)
