@@ -1,30 +1,11 @@
 """Multi-rate framing of multitrack audio, and the zero-latency gain shift.
 
-Time is cut into non-overlapping F2 frames of `f2` samples. Every F2 frame `t`
-is given the F1 frame (the embedding model's input, `f1` samples) of its group
-`g = t // stride`. That F1 frame *ends where F2 frame `g * stride` ends*, so the
-first F2 frame of a group is the last `f2` samples of its F1 frame and the next
-`stride - 1` F2 frames reuse it:
-
-    F2 frames:  |t0|t1|t2|t3|t4|t5|t6|t7| ...            (MR: 50 ms each)
-    F1 frame 0: ..........|t0|                           (975 ms, ends with t0)
-    F1 frame 1: ........................|t6|             (ends with t6, 300 ms later)
-
-Hence the gain predicted on F2 frame `t` depends on no audio after the end of
-frame `t`. Single rate is the special case `f1 == f2`, `stride == 1`.
-
-The first F1 frames reach back before the start of the signal (in MR the first
-one would start 925 ms before sample 0). They are **left-padded with digital
-silence**, as a console that has been running on silent inputs would see; no
-audio from the future is used to fill them. The model therefore produces a gain
-from the very first F2 frame on, at the cost of a degraded embedding for the
-first 975 ms. Samples after the last whole F2 frame are dropped: the mix has
-`num_f2_frames * f2` samples.
-
-The front end (`alm_jax.frontend`) reads each F1 frame's 975 ms plus its causal
-resampler's history, `FrontendSpec.frame_input_samples` (43659) samples ending
-with the frame, again silence before the signal; `frontend.frame_input` builds
-that input for whole signals.
+`FrameSpec` holds the F1 (embedding) and F2 (gain) frame sizes and the stride; `f2_frames`
+and `f1_frames` cut [..., samples] into [..., frames, f2] and [..., frames, f1] (an F1 frame
+ends where the first F2 frame of its group ends, left-padded with silence before the signal),
+`zero_latency_shift` applies the gain predicted on F2 frame t to frame t + 1, and `apply_gains`
+mixes [batch, channels, samples] with [batch, channels, f2_frames] gains. The framing diagram,
+the padding convention and the front end's frame input: docs/model.md ("Framing").
 """
 
 import dataclasses
@@ -86,7 +67,7 @@ def f2_frames(audio, spec: FrameSpec):
 
 
 def f1_frames(audio, spec: FrameSpec):
-  """[..., samples] -> [..., f1_frames, f1], left-padded with silence (see module doc)."""
+  """[..., samples] -> [..., f1_frames, f1], left-padded with silence (docs/model.md)."""
   x, g = frame_signal(audio, spec, spec.f1)
   return frames_ending(x, g, spec.stride * spec.f2, spec.f1)
 

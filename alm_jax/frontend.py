@@ -1,30 +1,10 @@
 """VGGish-compatible log-mel front end, in JAX, from 44.1 kHz audio.
 
-Keeping the front end inside the model lets an exported mixer take raw waveform.
-
-1. **Causal resampling to 16 kHz**, run once over the signal: a Kaiser-windowed
-   sinc (`zero_crossings` lobes each side, cut-off `rolloff * 8 kHz`, beta 8.6)
-   delayed by its half-width, so that a 16 kHz sample depends on no input
-   sample after its own time. The ratio 160/441 has 160 phases: input block q
-   (441 samples) and the `history` samples before it give output block q (160
-   samples). The blocks are anchored at the **end of each F1 frame** (F1 frame
-   ends are whole blocks apart in MR), so the last 16 kHz sample of a frame's
-   patch is computed from inputs up to the frame's last sample, and none after.
-2. **VGGish's log-mel** (tensorflow/models research/audioset/vggish): periodic
-   Hann window of 400 samples, hop 160, FFT 512, magnitude, 64 HTK mel bands
-   125-7500 Hz (DC bin zeroed), `log(mel + 0.01)`. A patch is the 15600 16 kHz
-   samples (975 ms, 96 rows) that end with the F1 frame.
-
-An F1 frame's patch reads `FrontendSpec.frame_input_samples` input samples
-(43659 at 44.1 kHz: the 975 ms frame plus the resampler's history and block
-rounding), ending with the frame; before the signal starts they are silence.
-
-When consecutive F1 frames are a whole number of resampler blocks and log-mel
-hops apart (MR: 300 ms = 30 blocks = 30 rows), overlapping frames share their
-16 kHz samples and log-mel rows, so `log_mel_frames` resamples the signal and
-computes each row once (3.25x less work than frame by frame in MR); otherwise
-(SR: 975 ms frames, not a whole number of blocks) it processes each frame on
-its own. Both give the same numbers, by construction.
+A causal Kaiser-sinc resampler to 16 kHz (`resample`, blocks anchored at F1 frame ends) and
+VGGish's 64-band log-mel (`log_mel_rows`); `log_mel_frames` gives each F1 frame's 96 x 64
+patch, sharing rows between overlapping frames when `shares_rows` says so, and `frame_input`
+builds the `FrontendSpec.frame_input_samples` (43659) samples a frame reads from whole signals.
+Filter, log-mel parameters and the row sharing: docs/model.md ("The log-mel front end").
 """
 
 import dataclasses

@@ -1,28 +1,10 @@
 """The loss and gradients of one training batch: frozen embedding, micro-batches, rematerialisation.
 
-    loss, grads = gradients.loss_and_grads(example_losses, params, batch, rng,
-                                           frozen=True, accum_steps=2, remat_chunk=64)
-
-`example_losses(params, batch, rng) -> [b]` is the model's per-example loss.
-The batch loss is the mean over the real examples (`example_mask`), and it is
-computed the same way in every mode, as (sum of the real examples' losses) /
-(their count), so that:
-  * frozen=True differentiates only the parameters outside params['embedding']:
-    the embedding's output is a constant of the step, so neither its backward
-    pass nor the activations kept for it exist (its gradient is returned as
-    zeros, which the optimiser ignores while the freeze holds). The other
-    gradients are those of the full step.
-  * accum_steps=k splits the batch into k micro-batches (example i goes to
-    micro-batch i mod k, so every device keeps its share) run one after the
-    other in a `lax.scan`; the summed losses and gradients, divided by the
-    total count, are those of the whole batch (up to summation order). Only
-    dropout differs: micro-batch j draws its masks from fold_in(rng, j).
-  * remat_chunk=n runs the embedding network on n patches (F1 frames of one
-    channel) at a time and keeps only each chunk's input for the backward pass,
-    which recomputes the chunk's activations (`jax.checkpoint`): the fine-tune
-    step then holds one chunk's activations instead of the whole batch's.
-    It is applied with `flax.linen.intercept_methods`, so the models stay as they
-    are and the parameters keep their names.
+`loss_and_grads(example_losses, params, batch, rng, frozen=..., accum_steps=..., remat_chunk=...)`
+gives the mean loss over the real examples and its gradient; `frozen` leaves params['embedding']
+undifferentiated, `accum_steps` runs the batch as micro-batches in a `lax.scan`, and
+`remat_chunk` rematerialises the embedding a few patches at a time (`remat_embedding`). What each
+mode computes and keeps: docs/model.md ("Gradients of one training batch").
 """
 
 import contextlib
@@ -37,7 +19,7 @@ from alm_jax import optimizer
 
 def loss_and_grads(example_losses: Callable, params, batch: dict, rng, *, frozen: bool = False,
                    accum_steps: int = 1, remat_chunk: int = 0):
-  """(mean loss over the real examples, its gradient w.r.t. params) of one batch (module docstring).
+  """(mean loss over the real examples, its gradient w.r.t. params) of one batch (docs/model.md).
 
   Args:
     example_losses: (params, batch, rng) -> per-example losses [b'] of a

@@ -1,34 +1,10 @@
 """Multi-resolution STFT loss, as auraloss defines it (the loss the paper trained with).
 
-For one resolution (FFT size N, window length W, hop H), with X = STFT(pred) and Y = STFT(target):
-
-    |X| = sqrt(max(re² + im², eps))                       eps = 1e-8
-    SC  = ‖|Y| − |X|‖_F / ‖|Y|‖_F                          spectral convergence
-    LM  = mean |log|Y| − log|X||                           log-magnitude distance
-    L   = w_sc · SC + w_log_mag · LM
-
-and the multi-resolution loss is the mean of L over the resolutions (paper: N = 512/1024/4096,
-W = 440/884/3528, H = int(0.25 · W)).
-
-The STFT follows `torch.stft(x, N, H, W, torch.hann_window(W), center=True, pad_mode='reflect')`:
-the signal is reflect-padded by N // 2 on both sides, the periodic Hann window of W samples sits in the
-middle of each N-sample frame (zero elsewhere), and there are 1 + (n + 2·(N//2) − N) // H frames.
-
-Implementation notes (why it looks different from a textbook STFT, with identical magnitudes):
-- Only the W windowed samples of each frame are cut out and `rfft(..., n=N)` zero-pads them. Moving
-  the window from offset (N − W) // 2 to offset 0 multiplies bin k by a unit-modulus phase factor,
-  which the magnitude ignores; this saves (N − W) / N of the framing memory.
-- Frames are cut by reshaping the padded signal into hop-sized blocks and concatenating
-  ceil(W / H) shifted views of them: no gather, so the backward pass has no scatter-add.
-- Everything runs in float32 whatever the input dtype (bf16 spectra of 20 s mixes lose the quiet bins
-  that the log-magnitude term is all about).
-
-Batch reduction, the one deliberate difference from auraloss: auraloss's SpectralConvergenceLoss takes
-the Frobenius norms over the *whole batch* (one ratio per batch, loud examples dominate), while its
-log-magnitude L1 is a plain mean. Here both terms are computed *per example* and returned as [b], so
-callers can mask padding examples; the training loss is the mean of the per-example values over the real
-examples (`reduction='mean'` with `example_mask`). For a batch of one the two definitions coincide, and
-the log-magnitude term coincides for any batch of equal-length examples.
+`multi_resolution_stft_loss(pred [b, samples], target [b, samples], config.loss)` returns the
+per-example losses [b] (or their mean over `example_mask`); `stft_magnitude` and
+`stft_loss_terms` are its parts, and `mix_loss` is the same on a mix against a target cut to
+its length. The formulas, the torch.stft convention followed, the implementation notes and the
+per-example batch reduction (the one difference from auraloss): docs/model.md ("The loss").
 """
 
 import dataclasses
@@ -98,7 +74,7 @@ def hann_window(win_length: int) -> np.ndarray:
 
 
 def _frames(x, res: STFTResolution):
-  """[..., n] float32 -> windowed frames [..., frames, win_length] (torch.stft centring, see module doc)."""
+  """[..., n] float32 -> windowed frames [..., frames, win_length] (torch.stft centring, docs/model.md)."""
   n = x.shape[-1]
   half = res.fft_size // 2
   pad = [(0, 0)] * (x.ndim - 1) + [(half, half)]
@@ -192,8 +168,8 @@ def multi_resolution_stft_loss(pred, target, loss_config, *, reduction: str = 'n
     loss_config: `config.loss` (fft_sizes, win_lengths, hop_fraction, w_sc, w_log_mag, eps) or an
       `MRSTFTSpec`.
     reduction: 'none' -> float32 [b] per-example losses; 'mean' -> float32 scalar, the mean over the
-      examples where `example_mask` is True (all if None). See the module doc for how this differs from
-      auraloss's batch-wide spectral convergence.
+      examples where `example_mask` is True (all if None). See docs/model.md ("The loss") for how
+      this differs from auraloss's batch-wide spectral convergence.
     example_mask: optional bool [b], False for padding examples (used by reduction='mean').
 
   Returns:

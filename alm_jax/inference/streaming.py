@@ -4,18 +4,10 @@
     state = stream.init_state(batch, channels)
     state, out, gains, faults = jax.jit(stream.step, donate_argnums=1)(params, state, block, mask)
 
-Each output sample is its channels' samples times gains that were known
-before the sample arrived (`Mixer.gains_in_force`); whenever a block
-completes an F2 frame, the mixer's own `Mixer.step` runs on that frame and
-yields the gains of the next one. Blocks of n samples complete at most
-ceil(n / f2) frames, a static bound, so one `lax.scan` over that many slots
-(skipping those past the block's end) serves every block size with one
-compile per size. The streamed output equals the offline mix for any
-sequence of block sizes. A block's non-finite or absurd samples
-(`protocol.contain_faults`) mute their channel for the block: the output
-stays finite, the mixer's state never sees them, and `faults` says which
-channels were muted. `StreamingMixer` is the NumPy host wrapper. Costs and
-the spread of the embedding's work: docs/streaming.md.
+Each output sample gets gains known before it arrived, and every F2 frame a block completes
+runs the mixer's own `Mixer.step`, so the stream equals the offline mix for any block sizes
+(one compile per size); faulty samples mute their channel for the block. `StreamingMixer` is
+the NumPy host wrapper. How it works, faults, state and costs: docs/streaming.md.
 """
 
 import jax

@@ -1,35 +1,12 @@
 """The Differentiable Mixing Console (DMC) baseline, gains only, in the ALM framework.
 
-Steinmetz, Pons, Pascual, Serra, "Automatic multitrack mixing with a
-differentiable mixing console of neural audio effects", ICASSP 2021:
-
-    audio [b, c, n] --F1 frames--> log-mel -> embedding e[c]          (shared over channels)
-    context = mean of e over the active channels
-    p[c] = sigmoid(MLP([e[c], context]))                               (shared over channels)
-    gain[c] = 10 ** (dB(p[c]) / 20),  dB(p) = min_gain_db + p * (max_gain_db - min_gain_db)
-    mix = sum_c gain[c] * audio[c]
-
-Only the mono gain of the console is modelled, as in the AiLive Mixer paper's
-baselines (the published DMC also predicts pan and drives neural effects).
-
-Two rates, chosen by `config.dmc_per_frame`:
-
-* per segment (False, DMC-OG): the embeddings of all F1 frames of a channel are
-  averaged (frames where every active channel is digital silence, i.e. padding,
-  left out), so the whole input is one segment and every F2 frame of a channel
-  gets the same gain. The gain of frame 0 depends on the last sample of the
-  input: the model is non-causal by design, as published.
-* per frame (True, DMC-B-0L): one gain per F1 frame from that frame's
-  embedding; with `config.zero_latency` the gain predicted on F2 frame t is
-  applied to frame t + 1, exactly as in the ALM, so the mix is causal.
-
-The call interface, outputs and the parameter name of the embedding
-('embedding') match `AiLiveMixer`'s, so training, checkpoints and the VGGish
-loader treat both models alike. In per-frame mode the model also has the ALM's
-per-stage methods (`embed`, `condition`, `recur`, `head`; `condition` and
-`recur` are identities), so the chunked mixer (`alm_jax.mix`) and the export
-run it unchanged. A per-segment model refuses them with a clear error: it must
-be given whole segments.
+Steinmetz et al., ICASSP 2021: a shared embedding per channel, a masked mean over channels as
+context, and an MLP whose sigmoid is mapped to a dB gain, mix = sum_c gain[c] * audio[c] for
+audio [b, c, n]. `DMC` is the flax module (`build_module`); `build_mixer` gives the per-frame
+model (`config.dmc_per_frame`, DMC-B-0L, causal with `zero_latency`) the ALM's
+`stepping.StagedMixer` and the per-segment one (DMC-OG, non-causal as published) a
+`SegmentDMC` mixed by `mix_by_segments`. The model, both rates and how they mix and export:
+docs/baselines.md ("The model", "DMC-OG", "DMC-B-0L").
 """
 
 from typing import Any, Sequence

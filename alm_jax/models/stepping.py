@@ -1,25 +1,12 @@
 """The `Mixer.step` of models built from per-stage methods (the ALM and the per-frame DMC).
 
 A staged model's flax module has `embed` (front-end input -> F1 embeddings),
-`embed_patches`/`contextualize` (the same from log-mel patches), `condition`,
-`recur` and `head` (the F2-rate stages). `StagedMixer.step` runs them over a
-chunk of whole F2 frames in one of two ways that give the same numbers:
-
-* a chunk of whole F1 hops that starts on a hop (every offline chunk, and
-  every step of a stride-1 model) runs each stage once over the whole chunk:
-  all F1 frames embedded in one batched call;
-* any other chunk (streaming, one F2 frame at a time) runs the stages frame by
-  frame in a `lax.scan`. In MR with log-mel rows shared between frames, each
-  frame pushes the log-mel rows it completes into a ring of the last
-  `patch_frames` rows, and an embedding with a row-by-row interface
-  (`row_tiles`, `first_map`, `layer`, `pool`: the small embedding) computes on
-  every frame the same share of the next F1 frame's layer rows whose inputs
-  have arrived (`SpreadPlan`), so the frame that completes an F1 frame adds
-  only the pooling, the projection and encoder 1.
-
-Which way runs is decided by the state's frame counter under `lax.cond`, so a
-host may mix both in one stream. The state layout is documented on
-`StagedMixer.init_state`; the spread plan in docs/streaming.md.
+`embed_patches`/`contextualize` (the same from log-mel patches), `condition`, `recur` and
+`head` (the F2-rate stages). `StagedMixer.step(params, state, chunk [b, c, k*f2], mask [b, c])`
+runs them over whole F2 frames: all F1 frames at once for a chunk of whole F1 hops starting on a
+hop, else frame by frame in a `lax.scan` (streaming), with the same numbers; `make_plan` builds
+the `SpreadPlan` that spreads an F1 frame's embedding over the F2 frames before it. Both paths,
+the plan and the state layout: docs/streaming.md ("What it computes", "Where the work goes").
 """
 
 import dataclasses

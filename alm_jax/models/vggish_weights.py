@@ -1,28 +1,12 @@
 """Loads the released VGGish weights into `alm_jax.models.embeddings.VGGish`.
 
-Two published formats hold the same trained network:
-
-* the TensorFlow release (tensorflow/models research/audioset/vggish),
-  `vggish_model.ckpt`: variables `vggish/conv1/weights` ... `vggish/fc2/biases`,
-  conv kernels [3, 3, in, out] and dense kernels [in, out], i.e. Flax's layout;
-* torchvggish's state dict (`vggish-10086976.pth`): `features.{0,3,6,8,11,13}`
-  (conv, [out, in, 3, 3]) and `embeddings.{0,2,4}` (linear, [out, in]).
-
-Both flatten the last conv block in NHWC order (torchvggish transposes
-NCHW -> NHWC before `view`), which is also our order, so fc1_1's rows only need
-the [out, in] -> [in, out] transpose.
-
-The TF release's fc2 is linear; torchvggish adds a ReLU after it. The ReLU is
-`config.model.embedding.fc2_relu` (default False, the TF behaviour). The loader
-never changes that setting: it warns when the file's origin and the setting
-disagree.
-
-Typical use, after `params = model.init(...)`:
-
-    params = vggish_weights.load_pretrained_embedding(params, config.model.embedding)
-
-The optional PCA/whitening + 8-bit quantisation that produced the AudioSet
-embeddings is `alm_jax.models.vggish_pca`.
+Reads either published format of the same network, the TensorFlow release's
+`vggish_model.ckpt` or torchvggish's `vggish-10086976.pth` (`load_vggish_params`), checks every
+name and shape, and puts it in the `embedding` subtree of a param tree
+(`merge_into_model_params`); after `params = model.init(...)`, typically
+`params = load_pretrained_embedding(params, config.model.embedding)`. The fc2 ReLU stays
+`config.model.embedding.fc2_relu` (warned on, never changed); PCA is `alm_jax.models.vggish_pca`.
+Layouts of both formats and the fc2 ReLU: docs/vggish.md ("Layouts", "The fc2 ReLU").
 """
 
 import functools
