@@ -1,17 +1,11 @@
 """Checkpoints of a training workdir, with orbax: save, resume, restore, and damage checks.
 
-Layout: WORKDIR/config.json (the run's full config, written at start) and
-WORKDIR/checkpoints/<step>/{params,opt_state,checksums} (the state after <step>
-optimiser updates, and a checksum of every array). Saves are asynchronous and
-only the last `config.train.keep_checkpoints` are kept; a step directory appears
-only once completely written. Training resumes from the newest intact step
-(`restore_latest`); inference, export and evaluation read the parameters with
-`restore_params(path)`. Every damaged file (truncated or altered arrays,
-missing or unreadable metadata, a corrupt config.json) ends in a
-`CheckpointError` naming the step and what is wrong, never in a checkpoint
-loaded as if valid; docs/checkpoints.md has the resume order and the checks.
-The workdir may be a local folder or a bucket URL (gs://...), through
-`etils.epath` (alm_jax.paths).
+WORKDIR/config.json holds the run's config and WORKDIR/checkpoints/<step> the
+state after <step> updates with a checksum of every array, saved asynchronously.
+Training resumes from the newest intact step (`restore_latest`); inference,
+export and evaluation read parameters with `restore_params(path)` (a workdir, a
+step, a console mixer's config file or 'pretrained:NAME'). Damage ends in a
+`CheckpointError` naming the step and the fix (docs/checkpoints.md).
 """
 
 import json
@@ -92,39 +86,10 @@ def load_config(workdir) -> ml_collections.ConfigDict:
   return config
 
 
-def _plain(config_section) -> dict:
-  """A config section as plain JSON values, so tuples and lists compare equal."""
-  if isinstance(config_section, ml_collections.ConfigDict):
-    return json.loads(config_section.to_json_best_effort())
-  return json.loads(json.dumps(config_section))
-
-
-def _flatten(d, prefix=''):
-  out = {}
-  for k, v in d.items():
-    key = f'{prefix}{k}'
-    if isinstance(v, dict):
-      out.update(_flatten(v, key + '.'))
-    else:
-      out[key] = v
-  return out
-
-
-def model_differences(saved_model, model) -> list[str]:
-  """'key: saved -> new' for every config.model entry that differs (init-only keys ignored)."""
-  a, b = _flatten(_plain(saved_model)), _flatten(_plain(model))
-  diffs = []
-  for key in sorted(set(a) | set(b)):
-    if key in models.INIT_ONLY_KEYS:
-      continue
-    if a.get(key, '<absent>') != b.get(key, '<absent>'):
-      diffs.append(f'model.{key}: {a.get(key, "<absent>")!r} -> {b.get(key, "<absent>")!r}')
-  return diffs
-
-
 def check_model_matches(saved_config, config, where: str):
   """Raises ConfigMismatchError (a ValueError) when `config.model` differs from the saved run's."""
-  diffs = model_differences(saved_config['model'], config.model)
+  diffs = config_checks.model_differences(saved_config['model'], config.model,
+                                          ignore=models.INIT_ONLY_KEYS)
   if diffs:
     raise ConfigMismatchError(
         f'The config does not match the model saved in {where}: ' + '; '.join(diffs) +

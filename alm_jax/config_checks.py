@@ -10,9 +10,12 @@ are skipped; names (model.name, embedding.name, ...) are left to the code that
 reads them, which lists the valid ones.
 """
 
+import json
 import math
 import numbers
 from typing import Callable, Sequence
+
+import ml_collections
 
 
 class ConfigError(ValueError):
@@ -239,3 +242,36 @@ def check(config, sections: Sequence[str] | None = None, where: str = 'The confi
   if found:
     raise ConfigError(f'{where} has {len(found)} invalid value(s): ' + ' '.join(found) +
                       ' Fix them in the config file or the --config.<key>=... override.')
+
+
+# ---- comparing configs -------------------------------------------------------
+
+
+def _plain(config_section) -> dict:
+  """A config section as plain JSON values, so tuples and lists compare equal."""
+  if isinstance(config_section, ml_collections.ConfigDict):
+    return json.loads(config_section.to_json_best_effort())
+  return json.loads(json.dumps(config_section))
+
+
+def _flatten(d, prefix=''):
+  out = {}
+  for k, v in d.items():
+    key = f'{prefix}{k}'
+    if isinstance(v, dict):
+      out.update(_flatten(v, key + '.'))
+    else:
+      out[key] = v
+  return out
+
+
+def model_differences(saved_model, model, ignore=()) -> list[str]:
+  """'model.key: saved -> new' for every config.model entry that differs, but the keys in `ignore`."""
+  a, b = _flatten(_plain(saved_model)), _flatten(_plain(model))
+  diffs = []
+  for key in sorted(set(a) | set(b)):
+    if key in ignore:
+      continue
+    if a.get(key, '<absent>') != b.get(key, '<absent>'):
+      diffs.append(f'model.{key}: {a.get(key, "<absent>")!r} -> {b.get(key, "<absent>")!r}')
+  return diffs
