@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 
-from common import load_config, machine
+from common import load_config, machine, with_embedding
 import numpy as np
 
 TARGET_SMALL = 100.0  # s of audio per s, small embedding, 2 CPU cores
@@ -56,8 +56,7 @@ def child(args) -> dict:
   from alm_jax.inference import offline  # pylint: disable=g-import-not-at-top
   from alm_jax.models import build_model  # pylint: disable=g-import-not-at-top
 
-  config = load_config('mr')
-  config.model.embedding.name = args.embedding
+  config = with_embedding(load_config('mr'), args.embedding)
   config.train.compute_dtype = args.dtype
   channels = int(config.model.max_channels)
   spec = frames.FrameSpec.from_config(config.model)
