@@ -85,28 +85,20 @@ def ship(source, name: str, description: str, *, step: int | None = None,
   where = source if step is None else source / checkpoints.CHECKPOINT_SUBDIR / str(step)
   _, _, step = checkpoints.restore_params(where)
   step_dir = source / checkpoints.CHECKPOINT_SUBDIR / str(step)
-  root.mkdir(parents=True, exist_ok=True)
-  staging = root / f'.{name}.partial'
-  shutil.rmtree(staging, ignore_errors=True)
-  target_step = staging / checkpoints.CHECKPOINT_SUBDIR / str(step)
-  target_step.mkdir(parents=True)
-  for item in _KEPT:
-    src = step_dir / item
-    if src.is_dir():
-      shutil.copytree(src, target_step / item)
-    elif src.exists():
-      shutil.copy2(src, target_step / item)
-  shutil.copy2(source / checkpoints.CONFIG_FILE, staging / checkpoints.CONFIG_FILE)
-  card = {'description': description, 'step': int(step), 'command': command,
-          'shipped': datetime.date.today().isoformat()}
-  outputs.atomic_write_text(staging / CARD, json.dumps(card, indent=2) + '\n')
   final = root / name
-  aside = root / f'.{name}.old'
-  shutil.rmtree(aside, ignore_errors=True)
-  if final.exists():
-    final.rename(aside)
-  staging.rename(final)
-  shutil.rmtree(aside, ignore_errors=True)
+  with outputs.folder_written_aside(final, replace=True) as staging:
+    target_step = staging / checkpoints.CHECKPOINT_SUBDIR / str(step)
+    target_step.mkdir(parents=True)
+    for item in _KEPT:
+      src = step_dir / item
+      if src.is_dir():
+        shutil.copytree(src, target_step / item)
+      elif src.exists():
+        shutil.copy2(src, target_step / item)
+    shutil.copy2(source / checkpoints.CONFIG_FILE, staging / checkpoints.CONFIG_FILE)
+    card = {'description': description, 'step': int(step), 'command': command,
+            'shipped': datetime.date.today().isoformat()}
+    (staging / CARD).write_text(json.dumps(card, indent=2) + '\n')
   return final
 
 
