@@ -112,6 +112,8 @@ RULES: dict[str, tuple[Callable, str]] = {
     'loss.w_sc': NON_NEGATIVE,
     'loss.w_log_mag': NON_NEGATIVE,
     'loss.eps': POSITIVE,
+    'loss.balance_weight': NON_NEGATIVE,
+    'loss.gain_change_weight': NON_NEGATIVE,
     'data.max_raw_tracks': _integer(1),
     'data.segment_seconds': POSITIVE,
     'data.eval_segment_seconds': POSITIVE,

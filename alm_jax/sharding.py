@@ -65,7 +65,7 @@ def global_batch(local_batch: dict, mesh: Mesh) -> dict:
 
 
 # The batch entries a step reads; the pipeline may add metadata the device never needs.
-MODEL_INPUTS = ('audio', 'channel_mask', 'target', 'example_mask')
+MODEL_INPUTS = ('audio', 'channel_mask', 'target', 'example_mask', 'ideal_gains')
 
 
 def model_inputs(local_batch: dict, mesh) -> dict:

@@ -9,7 +9,7 @@ exactly where the saved one stopped (docs/checkpoints.md: steps, epochs and the
 resume order).
 """
 
-import functools
+import itertools
 import os
 import time
 from typing import Any, Callable
@@ -58,6 +58,10 @@ class TrainState(struct.PyTreeNode):
   model: nn.Module = struct.field(pytree_node=False)
   tx: optax.GradientTransformation = struct.field(pytree_node=False)
   loss_spec: losses.MRSTFTSpec = struct.field(pytree_node=False)
+  # config.loss.balance_weight and gain_change_weight: the weights per dB of the terms on the
+  # gains (0: the paper's loss, MR-STFT alone).
+  balance_weight: float = struct.field(pytree_node=False, default=0.0)
+  gain_change_weight: float = struct.field(pytree_node=False, default=0.0)
 
 
 # ---- schedule and optimiser (alm_jax.optimizer, from the full config) -----------
@@ -80,11 +84,13 @@ def make_optimizer(config, spe: int) -> optax.GradientTransformation:
 
 
 def create_train_state(rng, model: nn.Module, tx: optax.GradientTransformation,
-                       loss_spec: losses.MRSTFTSpec) -> TrainState:
-  """Fresh state (traceable, with model, tx and loss_spec static)."""
+                       loss_spec: losses.MRSTFTSpec, balance_weight: float = 0.0,
+                       gain_change_weight: float = 0.0) -> TrainState:
+  """Fresh state (traceable; everything but rng static)."""
   params = init_params(rng, model)
   return TrainState(step=jnp.zeros([], jnp.int32), params=params, opt_state=tx.init(params),
-                    model=model, tx=tx, loss_spec=loss_spec)
+                    model=model, tx=tx, loss_spec=loss_spec, balance_weight=float(balance_weight),
+                    gain_change_weight=float(gain_change_weight))
 
 
 # ---- steps -----------------------------------------------------------------
@@ -103,7 +109,8 @@ def train_step(state: TrainState, batch, rng, frozen: bool = False, accum_steps:
     state: the TrainState (donated by the caller's jit).
     batch: dict with 'audio' [b, C, S], 'channel_mask' [b, C] bool,
       'target' [b, S] and optionally 'example_mask' [b] bool (False for padding
-      examples, left out of the loss).
+      examples, left out of the loss); with state.balance_weight > 0 also
+      'ideal_gains' [b, C] (the loss adds that weight × `losses.balance_loss`).
     rng: base PRNG key; the dropout key is folded with the step, so a resumed
       run draws the same dropout masks as an uninterrupted one.
     frozen, accum_steps, remat_chunk: static (positional, for jit's
@@ -119,7 +126,16 @@ def train_step(state: TrainState, batch, rng, frozen: bool = False, accum_steps:
   def example_losses(params, micro, key):
     out = state.model.apply({'params': params}, micro['audio'], micro['channel_mask'], train=True,
                             rngs={'dropout': key})
-    return losses.mix_loss(out['mix'], micro['target'], state.loss_spec)
+    loss = losses.mix_loss(out['mix'], micro['target'], state.loss_spec)
+    # Frame 0's gain is config.model.initial_gain under zero latency, not a prediction.
+    predicted = out['gains'][..., 1:]
+    if state.balance_weight:
+      loss = loss + state.balance_weight * losses.balance_loss(
+          predicted, micro['ideal_gains'], micro['channel_mask'])
+    if state.gain_change_weight:
+      loss = loss + state.gain_change_weight * losses.gain_change_loss(
+          predicted, micro['channel_mask'])
+    return loss
 
   loss, grads = gradients.loss_and_grads(example_losses, state.params, batch, dropout_rng,
                                          frozen=frozen, accum_steps=accum_steps,
@@ -128,6 +144,25 @@ def train_step(state: TrainState, batch, rng, frozen: bool = False, accum_steps:
   params = optax.apply_updates(state.params, updates)
   metrics = {'loss': loss, 'grad_norm': optax.global_norm(grads)}
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def gain_term_weights(config) -> tuple[float, float]:
+  """(balance_weight, gain_change_weight) of config.loss (0 when absent: older configs)."""
+  return (float(config.loss.get('balance_weight', 0.0)),
+          float(config.loss.get('gain_change_weight', 0.0)))
+
+
+def _check_balance_data(local_batch, weight: float, config):
+  """A balance term on data without known mixing gains would silently be the paper's loss."""
+  if not weight:
+    return
+  ideal = local_batch.get('ideal_gains')
+  if ideal is None or not np.any(
+      np.isfinite(np.asarray(ideal)[np.asarray(local_batch['channel_mask'], bool)])):
+    raise ValueError(f'config.loss.balance_weight={weight} needs a dataset with known mixing gains '
+                     f'(rendered_live, synthetic_live), but config.data.name='
+                     f'{config.data.name!r} has none in its first batch: set '
+                     'config.loss.balance_weight=0 or train on a dataset with mix_gains.')
 
 
 def step_options(train_config) -> dict:
@@ -197,9 +232,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   rng = jax.random.key(int(config.seed))
   init_rng, dropout_rng = jax.random.split(rng)
   statics = (build_model(without_init_only(config)), tx,
-             losses.MRSTFTSpec.from_config(config.loss))
-  abstract = jax.eval_shape(functools.partial(create_train_state, model=statics[0], tx=statics[1],
-                                               loss_spec=statics[2]), init_rng)
+             losses.MRSTFTSpec.from_config(config.loss), *gain_term_weights(config))
+  abstract = jax.eval_shape(lambda key: create_train_state(key, *statics), init_rng)
   repl = sharding.replicated(mesh)
   state_sharding = jax.tree.map(lambda _: repl, abstract)
   try:  # the newest intact step; damaged ones are moved aside, with a warning
@@ -213,7 +247,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   else:
     # Runs once: XLA's backend optimisations would cost more compile time than they save.
     fast = _FAST_COMPILE if jax.default_backend() == 'cpu' else None
-    state = jax.jit(create_train_state, static_argnums=(1, 2, 3), out_shardings=state_sharding,
+    state = jax.jit(create_train_state, static_argnums=(1, 2, 3, 4, 5), out_shardings=state_sharding,
                     compiler_options=fast)(init_rng, *statics)
     params = jax.device_get(state.params)
     pretrained = embeddings.load_pretrained(params, config.model.embedding)
@@ -244,6 +278,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   # ---- data -----------------------------------------------------------------
   data_kwargs = dict(process_index=process_index, process_count=process_count, workdir=workdir)
   train_iter = iter(make_train_iterator(config, start_step=start_step, **data_kwargs))
+  first = next(train_iter)  # checked before any work, then trained on first
+  _check_balance_data(first, statics[3], config)
+  train_iter = itertools.chain([first], train_iter)
   eval_batches = None  # built at the first evaluation
 
   def validate(step):

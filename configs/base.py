@@ -79,6 +79,11 @@ def get_config():
   loss.w_sc = 1.0
   loss.w_log_mag = 1.0
   loss.eps = 1e-8
+  # Weights per dB of two terms on the gains (docs/model.md): the supervised balance term
+  # (losses.balance_loss, data with known mixing gains) and the gain-change penalty
+  # (losses.gain_change_loss). 0 and 0 are the paper's loss, MR-STFT alone.
+  loss.balance_weight = 0.0
+  loss.gain_change_weight = 0.0
 
   # ---- data --------------------------------------------------------------
   data = config.data = ml_collections.ConfigDict()

@@ -74,6 +74,8 @@ _ADDED = {  # field: {config: [type, value]}, '*' for every config
     'train.remat_embedding_chunk': {'*': ['int', 0]},
     'data.has_bleed': {'*': ['str', 'any']},
     'data.split_file': {'*': ['str', '']},
+    'loss.balance_weight': {'*': ['float', 0.0]},
+    'loss.gain_change_weight': {'*': ['float', 0.0]},
 }
 
 

@@ -177,3 +177,65 @@ def test_bad_inputs_raise(signals, loss_config):
     losses.multi_resolution_stft_loss(pred, target, loss_config, reduction='sum')
   with pytest.raises(ValueError, match='window length'):
     losses.STFTResolution(fft_size=256, win_length=512, hop_size=128)
+
+
+# ---- the balance term ----------------------------------------------------------------------
+
+
+def test_balance_loss_is_the_balance_error_for_constant_gains():
+  """Constant gains: the loss is metrics.balance_error_db (one rule, two forms), level-free."""
+  from alm_jax import metrics  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  ideal = rng.uniform(0.05, 2.0, (3, 5)).astype(np.float32)
+  gains = rng.uniform(0.05, 2.0, (3, 5)).astype(np.float32)
+  mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 0, 0, 0]], bool)
+  gains = np.where(mask, gains, 0.0)
+  frames = np.repeat(gains[..., None], 7, axis=-1)
+  # atol: the loss's -80 dB floor is added to the gain (for a gradient at 0): < 0.02 dB at g >= 0.05.
+  got = np.asarray(losses.balance_loss(jnp.asarray(frames), ideal, mask))
+  want = metrics.balance_error_db(gains, ideal, mask)
+  np.testing.assert_allclose(got, want, atol=2e-2)
+  # An overall level is no error; the ideal balance itself costs nothing.
+  np.testing.assert_allclose(losses.balance_loss(jnp.asarray(frames) * 3.0, ideal, mask), got,
+                             atol=2e-2)
+  at_ideal = np.repeat((ideal * 0.5)[..., None], 7, axis=-1)
+  np.testing.assert_allclose(losses.balance_loss(jnp.asarray(at_ideal), ideal, mask), 0.0,
+                             atol=2e-2)
+
+
+def test_balance_loss_counts_wandering_gains_and_skips_unknown_ideals():
+  ideal = np.ones((2, 2), np.float32)
+  mask = np.ones((2, 2), bool)
+  wander = np.array([[1.0, 10 ** (6 / 20)], [1.0, 10 ** (-6 / 20)]], np.float32)  # +-6 dB on ch 1
+  gains = np.stack([np.stack([np.ones(2, np.float32), wander[0]]),
+                    np.stack([np.ones(2, np.float32), wander[1]])])  # [2, 2, 2]
+  # Channel 1 is at the right level on average, but 3 dB off (relative to the mean) on every frame.
+  np.testing.assert_allclose(losses.balance_loss(jnp.asarray(gains), ideal, mask), [1.5, 1.5],
+                             atol=2e-2)
+  unknown = ideal.copy()
+  unknown[1, 0] = np.nan
+  got = losses.balance_loss(jnp.asarray(gains), unknown, mask)
+  np.testing.assert_allclose(got, [1.5, 0.0], atol=2e-2)
+  grad = jax.grad(lambda g: losses.balance_loss(g, unknown, mask).sum())(jnp.asarray(gains))
+  assert np.all(np.isfinite(grad)) and np.all(grad[1] == 0)
+  # A channel at zero gain still has a gradient towards its level.
+  zero = jnp.asarray(gains).at[0, 1].set(0.0)
+  assert np.all(np.asarray(jax.grad(lambda g: losses.balance_loss(g, ideal, mask).sum())(zero))[0, 1]
+                < 0)
+
+
+def test_gain_change_loss_is_the_metric_per_frame():
+  """losses.gain_change_loss = metrics.gain_change_db_per_s x the frame duration (one rule)."""
+  from alm_jax import metrics  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(1)
+  gains = rng.uniform(0.05, 2.0, (2, 3, 9)).astype(np.float32)
+  mask = np.array([[1, 1, 1], [1, 1, 0]], bool)
+  got = np.asarray(losses.gain_change_loss(jnp.asarray(gains), mask))
+  np.testing.assert_allclose(got, metrics.gain_change_db_per_s(gains, 0.05, mask) * 0.05,
+                             atol=2e-2)
+  still = np.repeat(gains[..., :1], 9, axis=-1)
+  np.testing.assert_allclose(losses.gain_change_loss(jnp.asarray(still), mask), 0.0, atol=1e-6)
+  # A padding channel's wild gains cost nothing.
+  wild = still.copy()
+  wild[1, 2] = rng.uniform(0.0, 5.0, 9)
+  np.testing.assert_allclose(losses.gain_change_loss(jnp.asarray(wild), mask), 0.0, atol=1e-6)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
+from alm_jax import metrics
 from alm_jax.data import bleed
 from alm_jax.data import common
 from alm_jax.data import medleydb
@@ -18,7 +19,7 @@ from conftest import load_config
 
 SEG = 2.0
 S = int(SEG * common.SAMPLE_RATE)
-KEYS = {'audio', 'channel_mask', 'target', 'bleed_severity'}
+KEYS = {'audio', 'channel_mask', 'target', 'bleed_severity', 'ideal_gains'}
 METADATA = {'channel_source', 'input_gain_db', 'target_gains', 'segment_start', 'instruments'}
 
 
@@ -107,6 +108,8 @@ def test_batches_have_the_interface_shapes(config):
     assert counts[e] == song.num_channels
   assert np.all((batch['bleed_severity'] >= -30) & (batch['bleed_severity'] <= -6))
   assert np.isfinite(batch['audio']).all()
+  assert batch['ideal_gains'].shape == (4, 6) and batch['ideal_gains'].dtype == np.float32
+  assert np.all(np.isnan(batch['ideal_gains'][~batch['channel_mask']]))
 
 
 def test_stream_is_deterministic_and_resumable(config):
@@ -265,6 +268,11 @@ def test_train_metadata_is_optional_and_changes_nothing(config):
   for k in KEYS:
     np.testing.assert_array_equal(plain[k], rich[k])
   check_metadata(rich, pipeline.load_songs(config, 'train'))
+  # The loss's ideal gains are the balance metric's, from the same draws.
+  mask = rich['channel_mask']
+  np.testing.assert_allclose(
+      rich['ideal_gains'][mask],
+      metrics.ideal_input_gains(rich['target_gains'], rich['input_gain_db'])[mask], rtol=1e-6)
 
 
 def test_unknown_mix_gains_are_nan(config):
@@ -276,6 +284,7 @@ def test_unknown_mix_gains_are_nan(config):
   batch = pipeline._Maker(config, None).batch([(unknown, 0, np.random.default_rng(0))], S)
   c = song.num_channels
   assert np.isnan(batch['target_gains'][0, :c]).all()
+  assert np.isnan(batch['ideal_gains'][0]).all()
   np.testing.assert_array_equal(batch['target_gains'][0, c:], 0)
   assert np.isfinite(batch['input_gain_db']).all()
 

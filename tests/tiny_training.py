@@ -64,8 +64,9 @@ def fake_batch(config, seed: int) -> dict:
   audio[~mask] = 0.0
   gains = np.linspace(0.2, 1.5, c)[None, :, None]
   target = (audio * gains).sum(axis=1).astype(np.float32)
+  ideal = np.where(mask, np.broadcast_to(gains[..., 0], (b, c)), np.nan).astype(np.float32)
   return {'audio': audio, 'channel_mask': mask, 'target': target,
-          'bleed_severity': np.full((b,), -20.0, np.float32)}
+          'bleed_severity': np.full((b,), -20.0, np.float32), 'ideal_gains': ideal}
 
 
 class FakeData:

@@ -3,7 +3,7 @@
 `make_train_iterator(config, start_step=s)` is an endless, deterministic stream
 (batch `s` first, so a resumed run continues the same sequence) of
 {'audio' f32 [b, C, S], 'channel_mask' bool [b, C], 'target' f32 [b, S],
-'bleed_severity' f32 [b]}; `make_eval_batches(config, split)` is the fixed
+'bleed_severity' f32 [b], 'ideal_gains' f32 [b, C]}; `make_eval_batches(config, split)` is the fixed
 list of evaluation batches, with 'example_mask', 'song_id' and per-channel
 metadata. Songs stay in memory as int16; batches are built on a thread pool in
 step order. The sampling rules, the metadata and the multi-host split are in
@@ -19,6 +19,7 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
+from alm_jax import metrics
 from alm_jax import optimizer
 from alm_jax import paths
 from alm_jax.data import bleed
@@ -298,7 +299,11 @@ class _Maker:
     else:
       for e, (x, d) in enumerate(zip(sources, draws)):
         audio[e, :x.shape[0]] = bleed.apply_numpy(x, d, self.settings.workers)[:, self.preroll:]
-    out = {'audio': audio, 'channel_mask': mask, 'target': target, 'bleed_severity': severity}
+    # The gains that put each input's own source at its target level (NaN where unknown), for
+    # the loss's optional balance term and the balance error.
+    ideal = np.where(mask, metrics.ideal_input_gains(target_gains, gain_db), np.nan)
+    out = {'audio': audio, 'channel_mask': mask, 'target': target, 'bleed_severity': severity,
+           'ideal_gains': ideal.astype(np.float32)}
     if metadata:
       out.update({
           'channel_source': source,
