@@ -4,8 +4,8 @@
 per-example losses [b] (or their mean over `example_mask`); `stft_magnitude` and
 `stft_loss_terms` are its parts, and `mix_loss` is the same on a mix against a target cut to
 its length. `balance_loss` (config.loss.balance_weight, for data with known mixing gains) and
-`gain_change_loss` (config.loss.gain_change_weight) are optional terms on the gains themselves. The formulas, the torch.stft convention followed, the implementation notes and the
-per-example batch reduction (the one difference from auraloss): docs/model.md ("The loss").
+`gain_change_loss` (config.loss.gain_change_weight) are optional terms on the gains themselves.
+The formulas, the torch.stft convention followed, the implementation notes and the batch reduction (the one difference from auraloss): docs/model.md ("The loss").
 """
 
 import dataclasses
@@ -238,6 +238,11 @@ def mix_loss(mix, target, loss_spec):
                                            target[:, :n].astype(jnp.float32), loss_spec)
 
 
+def _gains_db(gains, floor_db: float):
+  """20 log10(g + floor): the gain terms' dB, with a gradient at g = 0 (metrics floor instead)."""
+  return 20.0 * jnp.log10(gains.astype(jnp.float32) + 10.0 ** (floor_db / 20.0))
+
+
 def balance_loss(gains, ideal_gains, channel_mask, floor_db: float = -80.0):
   """Per-example mean |balance error| in dB [b] of gains [b, c, t] against ideal_gains [b, c].
 
@@ -252,14 +257,13 @@ def balance_loss(gains, ideal_gains, channel_mask, floor_db: float = -80.0):
   ideal = jnp.asarray(ideal_gains, jnp.float32)
   known = jnp.all(jnp.where(mask, jnp.isfinite(ideal) & (ideal > 0), True), axis=-1)  # [b]
   ideal_db = 20.0 * jnp.log10(jnp.where(mask & known[:, None], ideal, 1.0))
-  g = gains.astype(jnp.float32)
-  pred_db = 20.0 * jnp.log10(g + 10.0 ** (floor_db / 20.0))
+  pred_db = _gains_db(gains, floor_db)
   m = mask.astype(jnp.float32)
   n = jnp.maximum(jnp.sum(m, axis=-1), 1.0)  # [b]
   pred_rel = pred_db - jnp.sum(pred_db * m[..., None], axis=1, keepdims=True) / n[:, None, None]
   ideal_rel = ideal_db - (jnp.sum(ideal_db * m, axis=-1) / n)[:, None]
   err = jnp.abs(pred_rel - ideal_rel[..., None]) * m[..., None]
-  per_example = jnp.sum(err, axis=(1, 2)) / (n * g.shape[-1])
+  per_example = jnp.sum(err, axis=(1, 2)) / (n * gains.shape[-1])
   return jnp.where(known, per_example, 0.0)
 
 
@@ -272,6 +276,6 @@ def gain_change_loss(gains, channel_mask, floor_db: float = -80.0):
   still between the changes the music needs (the paper's complaint about DMC's jumps).
   """
   m = jnp.asarray(channel_mask, bool).astype(jnp.float32)
-  db = 20.0 * jnp.log10(gains.astype(jnp.float32) + 10.0 ** (floor_db / 20.0))
+  db = _gains_db(gains, floor_db)
   change = jnp.mean(jnp.abs(jnp.diff(db, axis=-1)), axis=-1)  # [b, c]
   return jnp.sum(change * m, axis=-1) / jnp.maximum(jnp.sum(m, axis=-1), 1.0)
