@@ -5,7 +5,8 @@ per-example losses [b] (or their mean over `example_mask`); `stft_magnitude` and
 `stft_loss_terms` are its parts, and `mix_loss` is the same on a mix against a target cut to
 its length. `balance_loss` (config.loss.balance_weight, for data with known mixing gains) and
 `gain_change_loss` (config.loss.gain_change_weight) are optional terms on the gains themselves.
-The formulas, the torch.stft convention followed, the implementation notes and the batch reduction (the one difference from auraloss): docs/model.md ("The loss").
+The formulas, the torch.stft convention followed, the implementation notes and the batch
+reduction (the one difference from auraloss): docs/model.md ("The loss").
 """
 
 import dataclasses
