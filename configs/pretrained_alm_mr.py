@@ -3,8 +3,8 @@
     python -m alm_jax.main --config=configs/pretrained_alm_mr.py --workdir=/tmp/alm_pretrained
 
 configs/rendered_mr.py (small networks, sampled-instrument songs, bleed and level
-randomisation on, zero-latency training) with a longer run and one learning-rate
-decay. Resumable: the same command continues from the newest checkpoint. The
+randomisation on, zero-latency training) with a longer run, one learning-rate
+decay and the two gain terms on (docs/model.md: not in the paper). Resumable: the same command continues from the newest checkpoint. The
 model card (docs/pretrained.md) says which step was shipped and what it scores.
 """
 import pathlib
@@ -23,4 +23,8 @@ def get_config():
   train.eval_every_steps = 300
   train.checkpoint_every_steps = 60
   train.keep_checkpoints = 2
+  # Balance and gain-change terms (docs/model.md), weights chosen on the validation split among
+  # (0, 0), (0.1, 0), (0.3, 0.3) and (1, 1) at 2400 steps (docs/results_notes.md has the runs).
+  config.loss.balance_weight = 1.0
+  config.loss.gain_change_weight = 1.0
   return config

@@ -124,3 +124,13 @@ def test_rendered_systems_share_the_pretrained_recipe(system, differs):
              for k in changed), sorted(changed)
   for key in ('model.d_model', 'model.embedding.name', 'model.max_channels'):
     assert got[key] == recipe[key]
+
+
+def test_pretrained_recipe_trains_with_the_gain_terms():
+  """The shipped recipe's loss adds both gain terms (weights chosen on validation, docs/model.md);
+  the paper's configs keep the paper's loss."""
+  loss = load_config('pretrained_alm_mr').loss
+  assert (loss.balance_weight, loss.gain_change_weight) == (1.0, 1.0)
+  for name in ('mr', 'sr', 'rendered_mr'):
+    loss = load_config(name).loss
+    assert (loss.balance_weight, loss.gain_change_weight) == (0.0, 0.0), name
