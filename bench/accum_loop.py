@@ -13,7 +13,7 @@ paper-shape VGGish step with gradient accumulation did not finish on CPU (bench/
 import argparse
 import time
 
-import common  # pylint: disable=unused-import  (puts the repository root on sys.path)
+import common  # also puts the repository root on sys.path
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -4,8 +4,9 @@
 
 configs/rendered_mr.py (small networks, sampled-instrument songs, bleed and level
 randomisation on, zero-latency training) with a longer run, one learning-rate
-decay and the two gain terms on (docs/model.md: not in the paper). Resumable: the same command continues from the newest checkpoint. The
-model card (docs/pretrained.md) says which step was shipped and what it scores.
+decay and the two gain terms on (docs/model.md: not in the paper). Resumable: the
+same command continues from the newest checkpoint. The model card
+(docs/pretrained.md) says which step was shipped and what it scores.
 """
 import pathlib
 import runpy
