@@ -3,8 +3,10 @@
 `loss_and_grads(example_losses, params, batch, rng, frozen=..., accum_steps=..., remat_chunk=...)`
 gives the mean loss over the real examples and its gradient; `frozen` leaves params['embedding']
 undifferentiated, `accum_steps` runs the batch as micro-batches in a `lax.scan`, and
-`remat_chunk` rematerialises the embedding a few patches at a time (`remat_embedding`). What each
-mode computes and keeps: docs/model.md ("Gradients of one training batch").
+`remat_chunk` rematerialises the embedding a few patches at a time (`remat_embedding`).
+`accumulate_micro_batch` is that loop's one step, which the training loop can also call once per
+micro-batch from the host (`accumulation_loop`). What each mode computes and keeps: docs/model.md
+("Gradients of one training batch").
 """
 
 import contextlib
@@ -15,6 +17,24 @@ import jax
 import jax.numpy as jnp
 
 from alm_jax import optimizer
+
+
+ACCUM_LOOPS = ('auto', 'scan', 'host')
+
+
+def accumulation_loop(train_config, backend: str | None = None) -> str:
+  """'scan' or 'host': how config.train.grad_accum_steps > 1 runs its micro-batches (docs/model.md).
+
+  'auto' (the default) is 'host' on CPU, where XLA runs the embedding's forward
+  and backward about 20x slower inside a loop (bench/accum_loop.py), and
+  'scan' on accelerators, where the one-program loop is the usual choice.
+  """
+  loop = str(train_config.get('grad_accum_loop', 'auto'))
+  if loop not in ACCUM_LOOPS:
+    raise ValueError(f'config.train.grad_accum_loop = {loop!r}: valid are {", ".join(ACCUM_LOOPS)}.')
+  if loop == 'auto':
+    loop = 'host' if (backend or jax.default_backend()) == 'cpu' else 'scan'
+  return loop
 
 
 def loss_and_grads(example_losses: Callable, params, batch: dict, rng, *, frozen: bool = False,
@@ -29,17 +49,40 @@ def loss_and_grads(example_losses: Callable, params, batch: dict, rng, *, frozen
     batch: dict of arrays with leading axis b ('example_mask' [b] bool optional).
     rng: the step's dropout key.
     frozen: differentiate everything but params['embedding'].
-    accum_steps: micro-batches, k; b must be a multiple of k.
+    accum_steps: micro-batches, k, run in a `lax.scan`; b must be a multiple of k.
     remat_chunk: patches per rematerialised embedding chunk; 0: off.
   """
   k = int(accum_steps)
-  frozen = frozen and optimizer.EMBEDDING_KEY in params
-  if frozen:
-    constant = params[optimizer.EMBEDDING_KEY]
-    trained = {n: v for n, v in params.items() if n != optimizer.EMBEDDING_KEY}
-    join = lambda t: {**t, optimizer.EMBEDDING_KEY: constant}
+  acc = zero_accumulator(params, frozen=frozen)
+  if k == 1:
+    acc = accumulate_micro_batch(example_losses, params, batch, rng, None, acc, accum_steps=1,
+                                 frozen=frozen, remat_chunk=remat_chunk)
   else:
-    trained, join = params, lambda t: t
+    def body(carry, j):
+      return accumulate_micro_batch(example_losses, params, batch, rng, j, carry, accum_steps=k,
+                                    frozen=frozen, remat_chunk=remat_chunk), None
+
+    acc, _ = jax.lax.scan(body, acc, jnp.arange(k))
+  return finish_accumulation(acc, params, frozen=frozen)
+
+
+def zero_accumulator(params, *, frozen: bool = False):
+  """(loss sum 0, example count 0, zero gradients of the differentiated params)."""
+  trained, _ = _differentiated(params, frozen)
+  zero = jnp.zeros([], jnp.float32)
+  return zero, zero, jax.tree.map(jnp.zeros_like, trained)
+
+
+def accumulate_micro_batch(example_losses: Callable, params, batch: dict, rng, j, acc, *,
+                           accum_steps: int, frozen: bool = False, remat_chunk: int = 0):
+  """acc + (loss sum, real examples, gradient of the sum) of micro-batch j of `accum_steps`.
+
+  The one micro-batch step of both loops: `loss_and_grads`'s scan calls it
+  with a traced j, the host loop (config.train.grad_accum_loop = 'host') calls
+  it jitted once per micro-batch, so both split the batch and fold the dropout
+  key the same way. j = None with accum_steps = 1: the whole batch, key `rng`.
+  """
+  trained, join = _differentiated(params, frozen)
 
   def summed(t, micro, key):
     """(sum of the real examples' losses, their count) of one micro-batch; grad w.r.t. t."""
@@ -52,26 +95,35 @@ def loss_and_grads(example_losses: Callable, params, batch: dict, rng, *, frozen
     # where, not multiply: a non-finite padding value must not leak into the sum.
     return jnp.sum(jnp.where(mask, losses, 0.0)), jnp.sum(mask).astype(losses.dtype)
 
-  grad_fn = jax.value_and_grad(summed, has_aux=True)
-  if k == 1:
-    (total, count), grads = grad_fn(trained, batch, rng)
+  if j is None:
+    micro, key = batch, rng
   else:
-    micro = split_micro_batches(batch, k)
+    micro = jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(x, j, keepdims=False),
+                         split_micro_batches(batch, int(accum_steps)))
+    key = jax.random.fold_in(rng, j)
+  (s, c), g = jax.value_and_grad(summed, has_aux=True)(trained, micro, key)
+  acc_s, acc_c, acc_g = acc
+  return acc_s + s, acc_c + c, jax.tree.map(jnp.add, acc_g, g)
 
-    def body(carry, xs):
-      j, mb = xs
-      (s, c), g = grad_fn(trained, mb, jax.random.fold_in(rng, j))
-      acc_s, acc_c, acc_g = carry
-      return (acc_s + s, acc_c + c, jax.tree.map(jnp.add, acc_g, g)), None
 
-    zeros = jax.tree.map(jnp.zeros_like, trained)
-    init = (jnp.zeros([], jnp.float32), jnp.zeros([], jnp.float32), zeros)
-    (total, count, grads), _ = jax.lax.scan(body, init, (jnp.arange(k), micro))
+def finish_accumulation(acc, params, *, frozen: bool = False):
+  """(mean loss, gradients of the full params tree) from the summed micro-batches."""
+  total, count, grads = acc
   count = jnp.maximum(count, 1.0)  # an all-padding batch: loss 0, no NaN into the update
   grads = jax.tree.map(lambda g: g / count.astype(g.dtype), grads)
-  if frozen:
-    grads = {**grads, optimizer.EMBEDDING_KEY: jax.tree.map(jnp.zeros_like, constant)}
+  if frozen and optimizer.EMBEDDING_KEY in params:
+    zeros = jax.tree.map(jnp.zeros_like, params[optimizer.EMBEDDING_KEY])
+    grads = {**grads, optimizer.EMBEDDING_KEY: zeros}
   return total / count, grads
+
+
+def _differentiated(params, frozen: bool):
+  """(the params that are differentiated, a function adding the constant ones back)."""
+  if not (frozen and optimizer.EMBEDDING_KEY in params):
+    return params, lambda t: t
+  constant = params[optimizer.EMBEDDING_KEY]
+  trained = {n: v for n, v in params.items() if n != optimizer.EMBEDDING_KEY}
+  return trained, lambda t: {**t, optimizer.EMBEDDING_KEY: constant}
 
 
 def split_micro_batches(batch: dict, k: int) -> dict:

@@ -121,9 +121,40 @@ def train_step(state: TrainState, batch, rng, frozen: bool = False, accum_steps:
     (new state, metrics) with float32 scalars 'loss' (before the update) and
     'grad_norm' (of the gradients computed: without the embedding's when frozen).
   """
-  dropout_rng = jax.random.fold_in(rng, state.step)
+  loss, grads = gradients.loss_and_grads(example_losses(state), state.params, batch,
+                                         jax.random.fold_in(rng, state.step), frozen=frozen,
+                                         accum_steps=accum_steps, remat_chunk=remat_chunk)
+  return _update(state, loss, grads)
 
-  def example_losses(params, micro, key):
+
+def accumulate_step(state: TrainState, acc, batch, rng, j, frozen: bool = False,
+                    accum_steps: int = 1, remat_chunk: int = 0):
+  """acc plus micro-batch j's loss sum, example count and gradients (the host accumulation loop).
+
+  With config.train.grad_accum_loop = 'host' an update is `zero_accumulator`,
+  this for j = 0 .. accum_steps - 1 (each call one compiled program, acc
+  donated) and `apply_accumulated`: the same micro-batches, dropout keys and
+  sums as `train_step`'s scan, without XLA:CPU's slow loop (docs/model.md).
+  """
+  return gradients.accumulate_micro_batch(
+      example_losses(state), state.params, batch, jax.random.fold_in(rng, state.step), j, acc,
+      accum_steps=accum_steps, frozen=frozen, remat_chunk=remat_chunk)
+
+
+def zero_accumulator(state: TrainState, frozen: bool = False):
+  """The empty sums `accumulate_step` adds to."""
+  return gradients.zero_accumulator(state.params, frozen=frozen)
+
+
+def apply_accumulated(state: TrainState, acc, frozen: bool = False):
+  """(new state, metrics) of the update from `accumulate_step`'s sums: as `train_step`."""
+  return _update(state, *gradients.finish_accumulation(acc, state.params, frozen=frozen))
+
+
+def example_losses(state: TrainState) -> Callable:
+  """(params, micro-batch, dropout key) -> per-example training losses [b'] of `state`'s model."""
+
+  def losses_fn(params, micro, key):
     out = state.model.apply({'params': params}, micro['audio'], micro['channel_mask'], train=True,
                             rngs={'dropout': key})
     loss = losses.mix_loss(out['mix'], micro['target'], state.loss_spec)
@@ -137,9 +168,10 @@ def train_step(state: TrainState, batch, rng, frozen: bool = False, accum_steps:
           predicted, micro['channel_mask'])
     return loss
 
-  loss, grads = gradients.loss_and_grads(example_losses, state.params, batch, dropout_rng,
-                                         frozen=frozen, accum_steps=accum_steps,
-                                         remat_chunk=remat_chunk)
+  return losses_fn
+
+
+def _update(state: TrainState, loss, grads):
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics = {'loss': loss, 'grad_norm': optax.global_norm(grads)}
@@ -169,6 +201,47 @@ def step_options(train_config) -> dict:
   """train_step's static options (but `frozen`) from config.train."""
   return {'accum_steps': int(train_config.get('grad_accum_steps', 1)),
           'remat_chunk': int(train_config.get('remat_embedding_chunk', 0))}
+
+
+def compile_update(state_sharding, batch_sharding, repl, options: dict, loop: str) -> Callable:
+  """(state, batch, rng, frozen) -> (state, metrics): one update, each program jitted once.
+
+  loop 'scan' (or accum_steps 1): `train_step`, state donated. loop 'host':
+  `accumulate_step` once per micro-batch (the sums donated, j a traced
+  argument: one program for every j) then `apply_accumulated`; the host only
+  dispatches, it never waits on the device. Shardings None: inferred (one
+  device). `update.lower(state, batch, rng, frozen)` gives {name: Lowered} of
+  its programs, for their buffer sizes (bench/train.py).
+  """
+  k, remat = options['accum_steps'], options['remat_chunk']
+  shard = lambda **kw: {} if state_sharding is None else kw
+  if k == 1 or loop == 'scan':
+    step = jax.jit(train_step, donate_argnums=(0,), static_argnums=(3, 4, 5),  # frozen, k, remat
+                   **shard(in_shardings=(state_sharding, batch_sharding, repl),
+                           out_shardings=(state_sharding, repl)))
+    update = lambda state, batch, rng, frozen: step(state, batch, rng, frozen, k, remat)
+    update.lower = lambda state, batch, rng, frozen: {
+        'train_step': step.lower(state, batch, rng, frozen, k, remat)}
+    return update
+  zero = jax.jit(zero_accumulator, static_argnums=(1,))
+  add = jax.jit(accumulate_step, donate_argnums=(1,), static_argnums=(5, 6, 7))
+  # The state is donated; the sums are not (the new params and moments already reuse the old ones).
+  apply = jax.jit(apply_accumulated, donate_argnums=(0,), static_argnums=(2,),
+                  **shard(out_shardings=(state_sharding, repl)))
+
+  def update(state, batch, rng, frozen):
+    acc = zero(state, frozen)
+    for j in range(k):
+      acc = add(state, acc, batch, rng, np.int32(j), frozen, k, remat)
+    return apply(state, acc, frozen)
+
+  def lower(state, batch, rng, frozen):
+    acc = jax.eval_shape(lambda s: zero_accumulator(s, frozen), state)
+    return {'accumulate_step': add.lower(state, acc, batch, rng, np.int32(0), frozen, k, remat),
+            'apply_accumulated': apply.lower(state, acc, frozen)}
+
+  update.lower = lower
+  return update
 
 
 # ---- logging ---------------------------------------------------------------
@@ -262,12 +335,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   # Two programs: updates 1..frozen_until leave params['embedding'] out of the
   # backward pass (the optimiser does not move it then); each compiles on first use.
   frozen_until = optimizer.freeze_steps(tc, spe)
-  jit_train_step = jax.jit(train_step, in_shardings=(state_sharding, batch_sharding, repl),
-                           out_shardings=(state_sharding, repl), donate_argnums=(0,),
-                           static_argnums=(3, 4, 5))  # frozen, accum_steps, remat_chunk
-  options = step_options(tc)
-  p_train_step = lambda state, batch, rng, step: jit_train_step(
-      state, batch, rng, step <= frozen_until, options['accum_steps'], options['remat_chunk'])
+  update = compile_update(state_sharding, batch_sharding, repl, step_options(tc),
+                          gradients.accumulation_loop(tc))
+  p_train_step = lambda state, batch, rng, step: update(state, batch, rng, step <= frozen_until)
   jit_eval_step = jax.jit(validation.eval_step, static_argnums=(2, 3),
                           in_shardings=(state_sharding.params, batch_sharding),
                           out_shardings=batch_sharding)

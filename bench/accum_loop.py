@@ -2,12 +2,14 @@ r"""The embedding's gradient inside and outside the micro-batch loop: time and X
 
     python bench/accum_loop.py [--embedding=vggish] [--patches=32] [--accum=4] [--steps=2]
 
-Gradient of sum(embedding(patches) ** 2) over `patches` log-mel patches [n, 96, 64], three ways:
+Gradient of sum(embedding(patches) ** 2) over `patches` log-mel patches [n, 96, 64], four ways:
 `one batch` (`gradients.loss_and_grads`, accum_steps=1), `scan` (the same call with
-accum_steps=k: the micro-batches run in a `lax.scan`, as `config.train.grad_accum_steps` trains)
-and `unrolled` (the k micro-batches' gradients summed in a Python loop, for reference). Prints the
-median step time after compilation and the XLA temporary buffers of each. It isolates why the
-paper-shape VGGish step with gradient accumulation did not finish on CPU (bench/README.md).
+accum_steps=k: the micro-batches run in a `lax.scan`, config.train.grad_accum_loop = 'scan'),
+`host loop` (`gradients.accumulate_micro_batch` compiled once and called k times, as
+grad_accum_loop = 'host' trains) and `unrolled` (the k micro-batches' gradients summed in one
+program, for reference). Prints the median step time after compilation and the XLA temporary
+buffers of each (the host loop's: its one micro-batch program). It isolates why the paper-shape
+VGGish step with the scan did not finish on CPU and what the host loop gives (bench/README.md).
 """
 
 import argparse
@@ -58,10 +60,23 @@ def main(argv=None):
     return jax.tree.map(lambda *g: sum(g) / args.patches, *grads)
 
   unrolled = jax.jit(unrolled_fn)
+  add = jax.jit(lambda p, acc, b, j: gradients.accumulate_micro_batch(
+      example_losses, p, b, rng, j, acc, accum_steps=k), donate_argnums=(1,))
+  finish = jax.jit(lambda acc, p: gradients.finish_accumulation(acc, p)[1])
+
+  def host_loop(p, b):
+    acc = gradients.zero_accumulator(p)
+    for j in range(k):
+      acc = add(p, acc, b, np.int32(j))
+    return finish(acc, p)
+
+  acc0 = jax.eval_shape(gradients.zero_accumulator, params)
+  host_loop.lower = lambda p, b: add.lower(p, acc0, b, np.int32(0))
   print(f'{common.machine()}\n{args.embedding}: gradient over {args.patches} patches, '
         f'{k} micro-batches where split')
   print('| variant | compile + first s | step s | XLA temp GB |\n|---|---|---|---|')
-  for name, fn in (('one batch', one_batch), ('scan', scanned), ('unrolled', unrolled)):
+  for name, fn in (('one batch', one_batch), ('scan', scanned), ('host loop', host_loop),
+                   ('unrolled', unrolled)):
     temp = fn.lower(params, batch).compile().memory_analysis().temp_size_in_bytes / 1e9
     t = time.perf_counter()
     jax.block_until_ready(fn(params, batch))

@@ -21,8 +21,8 @@ on random audio of the batch's shape (speed does not depend on the values):
 
 Phases (--phases): `finetune`, every parameter differentiated, and `frozen`,
 the step of the embedding freeze (the first freeze_embedding_epochs), whose
-backward pass stops at the embedding. --grad_accum and --remat_chunk set
-config.train.grad_accum_steps and remat_embedding_chunk; --memory_only compiles
+backward pass stops at the embedding. --grad_accum, --accum_loop and --remat_chunk set
+config.train.grad_accum_steps, grad_accum_loop and remat_embedding_chunk; --memory_only compiles
 and reports XLA's buffer assignment ("XLA GB") without running steps. "RSS GB"
 is the child process's measured peak resident memory (compile included).
 
@@ -41,7 +41,6 @@ measured under load are lower bounds.
 """
 
 import argparse
-import functools
 import json
 import os
 import subprocess
@@ -64,6 +63,7 @@ def child(args) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   import flops  # pylint: disable=g-import-not-at-top  (bench/flops.py)
+  from alm_jax import gradients  # pylint: disable=g-import-not-at-top
   from alm_jax import losses  # pylint: disable=g-import-not-at-top
   from alm_jax import train  # pylint: disable=g-import-not-at-top
   from alm_jax.models import build_model  # pylint: disable=g-import-not-at-top
@@ -97,42 +97,52 @@ def child(args) -> None:
 
   t0 = time.perf_counter()
   options = {'accum_steps': args.grad_accum, 'remat_chunk': args.remat_chunk}
-  step_fn = jax.jit(functools.partial(train.train_step, frozen=args.phase == 'frozen', **options),
-                    donate_argnums=(0,))
-  compiled = step_fn.lower(state, batch, key).compile()
+  loop = args.accum_loop or gradients.accumulation_loop(config.train)
+  frozen = args.phase == 'frozen'
+  # The update as train_and_evaluate compiles it: train_step, or with --accum_loop=host one
+  # micro-batch program run grad_accum times and the AdamW program. Programs run one after
+  # another, so the largest one's buffers bound the step's.
+  update = train.compile_update(None, None, None, options, loop)
+  compiled = {name: low.compile() for name, low in update.lower(state, batch, key, frozen).items()}
   compile_s = time.perf_counter() - t0
-  mem = compiled.memory_analysis()
+  mem = [c.memory_analysis() for c in compiled.values()]
   # FLOPs from a program without micro-batch or remat loops (XLA counts a loop body once):
   # this one, or (not with --memory_only) the same step compiled without them.
   if args.grad_accum == 1 and args.remat_chunk == 0:
-    cost = flops.train_step_cost(config, compiled=compiled)
+    cost = flops.train_step_cost(config, compiled=compiled['train_step'])
   elif args.memory_only:
     cost = {'flops': float('nan')}
   else:
-    cost = flops.train_step_cost(config, frozen=args.phase == 'frozen')
-  need = flops._buffers(compiled)  # pylint: disable=protected-access
+    cost = flops.train_step_cost(config, frozen=frozen)
+  need = max(flops._buffers(c) for c in compiled.values())  # pylint: disable=protected-access
   avail = _mem_available()
   emit(stage='compiled', compile_s=compile_s, gflop_per_step=cost['flops'] / 1e9,
-       buffers_gb=need / 1e9, temp_gb=mem.temp_size_in_bytes / 1e9 if mem else float('nan'),
-       available_gb=avail / 1e9)
+       buffers_gb=need / 1e9, accum_loop=loop, available_gb=avail / 1e9,
+       temp_gb=max(m.temp_size_in_bytes for m in mem) / 1e9 if all(mem) else float('nan'))
   if args.memory_only:
     return
   if avail and need > 0.75 * avail:  # a shared machine: leave room for others
     emit(stage='skipped', reason=f'needs {need / 1e9:.1f} GB of XLA buffers, '
          f'{avail / 1e9:.1f} GB available')
     return
+  if 'train_step' in compiled:  # the compiled program itself: no second compilation
+    step = compiled['train_step']
+    update = lambda state, batch, key, frozen: step(state, batch, key)
 
   times = []
   deadline = started + args.step_budget  # the parent kills this process at its time limit
   for _ in range(args.steps):
     t = time.perf_counter()
-    state, metrics = compiled(state, batch, key)
+    state, metrics = update(state, batch, key, frozen)  # host loop: compiles again on the first
     jax.block_until_ready((state, metrics))
     times.append(time.perf_counter() - t)
     emit(stage='step', step_s=times[-1], loss=float(metrics['loss']))
     if time.perf_counter() + times[-1] > deadline:
       break
-  emit(stage='done', step_s=float(np.median(times)), steps=len(times))
+  # The host loop's jitted programs compile on their first call: that step is not timed
+  # where a later one was.
+  timed = times[1:] if 'train_step' not in compiled and len(times) > 1 else times
+  emit(stage='done', step_s=float(np.median(timed)), steps=len(timed))
 
 
 def _mem_available() -> float:
@@ -151,7 +161,8 @@ def run_case(model, shape, dtype, phase, args) -> dict:
   cmd = [sys.executable, os.path.abspath(__file__), '--child', f'--model={model}',
          f'--shape={shape}', f'--dtype={dtype}', f'--steps={args.steps}',
          f'--step_budget={args.time_limit}', f'--phase={phase}', f'--grad_accum={args.grad_accum}',
-         f'--remat_chunk={args.remat_chunk}'] + (['--memory_only'] if args.memory_only else [])
+         f'--remat_chunk={args.remat_chunk}', f'--accum_loop={args.accum_loop}'] + (
+             ['--memory_only'] if args.memory_only else [])
   result = {'model': model, 'shape': shape, 'dtype': dtype, 'phase': phase,
             'grad_accum': args.grad_accum, 'remat_chunk': args.remat_chunk}
   t0 = time.perf_counter()
@@ -187,6 +198,12 @@ def run_case(model, shape, dtype, phase, args) -> dict:
   return result
 
 
+def _accum(r) -> str:
+  """'4 host' / '4 scan': micro-batches and their loop; '1' without accumulation."""
+  k = r['grad_accum']
+  return f'{k} {r.get("accum_loop", "")}'.strip() if k > 1 else '1'
+
+
 def _fmt(v, spec):
   return format(v, spec) if isinstance(v, (int, float)) else str(v)
 
@@ -196,7 +213,7 @@ def print_table(results, peak_flops, machine):
   print(f'Machine: {machine}')
   print(f'CPU float32 matmul peak (measured, best of before and after): {peak_flops / 1e9:.1f} GFLOP/s')
   head = (f'{"model":<7} {"shape":<8} {"dtype":<9} {"phase":<8} {"emb":<7} {"b x ch x s":<11} '
-          f'{"accum":>5} {"remat":>5} {"compile s":>9} '
+          f'{"accum":>6} {"remat":>5} {"compile s":>9} '
           f'{"step s":>8} {"steps/s":>8} {"s-audio/s":>10} {"ch-s/s":>8} {"GFLOP/step":>11} '
           f'{"GFLOP/s":>8} {"% peak":>7} {"XLA GB":>7} {"RSS GB":>7}  note')
   print(head)
@@ -215,7 +232,7 @@ def print_table(results, peak_flops, machine):
       note = f'{r["steps"]} step(s) timed'
     pct = (100 * r['gflop_per_s'] * 1e9 / peak_flops) if 'gflop_per_s' in r else '-'
     print(f'{r["model"]:<7} {r["shape"]:<8} {r["dtype"]:<9} {r["phase"]:<8} '
-          f'{r.get("embedding", "-"):<7} {shape:<11} {r["grad_accum"]:>5} {r["remat_chunk"]:>5} '
+          f'{r.get("embedding", "-"):<7} {shape:<11} {_accum(r):>6} {r["remat_chunk"]:>5} '
           f'{_fmt(r.get("compile_s", "-"), ".1f"):>9} {_fmt(r.get("step_s", "-"), ".3f"):>8} '
           f'{_fmt(r.get("steps_per_s", "-"), ".3f"):>8} {_fmt(r.get("audio_s_per_s", "-"), ".2f"):>10} '
           f'{_fmt(r.get("channel_s_per_s", "-"), ".1f"):>8} '
@@ -240,6 +257,8 @@ def main():
                  'freeze: no backward through it)')
   p.add_argument('--grad_accum', type=int, default=1, help='config.train.grad_accum_steps')
   p.add_argument('--remat_chunk', type=int, default=0, help='config.train.remat_embedding_chunk')
+  p.add_argument('--accum_loop', default='', choices=('', 'scan', 'host'),
+                 help="config.train.grad_accum_loop ('': the config's, auto: host on CPU)")
   p.add_argument('--memory_only', action='store_true',
                  help='compile and report XLA\'s buffer assignment only (no steps run)')
   p.add_argument('--json', default='')

@@ -140,6 +140,10 @@ def get_config():
   # of batch_size), and the embedding run in rematerialised chunks of this many F1-frame
   # patches (0: off), so its backward keeps one chunk's activations instead of the batch's.
   train.grad_accum_steps = 1
+  # How the k micro-batches run: 'scan' (one program), 'host' (one program per micro-batch,
+  # dispatched k times: XLA:CPU runs the embedding ~20x slower inside a loop), 'auto' (host on
+  # CPU, scan elsewhere). The update is the same either way.
+  train.grad_accum_loop = 'auto'
   train.remat_embedding_chunk = 0
   train.log_every_steps = 50  # metrics to the host, console and TensorBoard
   train.eval_every_steps = 1000  # validation (and at the last step); <= 0: none

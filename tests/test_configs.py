@@ -71,6 +71,7 @@ def _fields(config, prefix=''):
 _SNAPSHOT = json.loads((REPO / 'tests' / 'data' / 'configs_snapshot.json').read_text())
 _ADDED = {  # field: {config: [type, value]}, '*' for every config
     'train.grad_accum_steps': {'*': ['int', 1]},
+    'train.grad_accum_loop': {'*': ['str', 'auto']},
     'train.remat_embedding_chunk': {'*': ['int', 0]},
     'data.has_bleed': {'*': ['str', 'any']},
     'data.split_file': {'*': ['str', '']},

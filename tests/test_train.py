@@ -8,6 +8,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -325,6 +326,51 @@ def test_micro_batches_and_remat_give_the_big_batch_update(grad_case):
   _assert_close(got_grads, grads)
   with pytest.raises(ValueError, match='grad_accum_steps'):
     gradients.split_micro_batches({'audio': jnp.zeros((4, 1))}, 3)
+
+
+def test_host_accumulation_gives_the_big_batch_update(grad_case):
+  """The host loop's micro-batch program, compiled once and run for j = 0, 1: the loss and gradients of batch 4."""
+  loss, grads = grad_case[4:6]
+  example_losses, params, batch, key = grad_case[:4]
+  acc = gradients.zero_accumulator(params)
+  add = jax.jit(lambda p, a, b, j: gradients.accumulate_micro_batch(
+      example_losses, p, b, key, j, a, accum_steps=2)).lower(params, acc, batch, 0).compile(_FAST)
+  for j in range(2):  # j is an argument of the one program, not a constant in it
+    acc = add(params, acc, batch, j)
+  got_loss, got_grads = gradients.finish_accumulation(acc, params)
+  np.testing.assert_allclose(float(got_loss), float(loss), rtol=1e-5)
+  _assert_close(got_grads, grads)
+
+
+@pytest.mark.slow  # six programs of the tiny model compile (~80 s)
+@SAME_WORKER
+def test_host_accumulation_trains_as_the_scan(tmp_path):
+  """Through train_and_evaluate: a frozen then a fine-tune update, 2 micro-batches each, host loop = scan."""
+  config = tiny_train_config('mr', '', '')
+  config.train.batch_size = 2
+  config.train.freeze_embedding_epochs = 1
+  config.train.grad_accum_steps = 2
+  data = FakeData()
+  states = {}
+  for loop in ('host', 'scan'):
+    config.train.grad_accum_loop = loop
+    states[loop] = train.train_and_evaluate(
+        _with(config, num_epochs=2), str(tmp_path / loop),
+        make_train_iterator=data.make_train_iterator, make_eval_batches=data.make_eval_batches)
+  assert int(states['host'].step) == 2
+  for a, b in zip(jax.tree.leaves((states['host'].params, states['host'].opt_state)),
+                  jax.tree.leaves((states['scan'].params, states['scan'].opt_state))):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+
+
+def test_accumulation_loop_by_backend():
+  cfg = lambda loop: ml_collections.ConfigDict({'grad_accum_loop': loop})
+  assert gradients.accumulation_loop(cfg('auto'), 'cpu') == 'host'
+  assert gradients.accumulation_loop(cfg('auto'), 'gpu') == 'scan'
+  assert gradients.accumulation_loop(cfg('scan'), 'cpu') == 'scan'
+  assert gradients.accumulation_loop(ml_collections.ConfigDict(), 'tpu') == 'scan'
+  with pytest.raises(ValueError, match="grad_accum_loop = 'loop'.*auto, scan, host"):
+    gradients.accumulation_loop(cfg('loop'))
 
 
 @pytest.mark.slow  # its own optimiser: both steps compile again
