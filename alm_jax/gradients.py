@@ -69,8 +69,9 @@ def loss_and_grads(example_losses: Callable, params, batch: dict, rng, *, frozen
 def zero_accumulator(params, *, frozen: bool = False):
   """(loss sum 0, example count 0, zero gradients of the differentiated params)."""
   trained, _ = _differentiated(params, frozen)
-  zero = jnp.zeros([], jnp.float32)
-  return zero, zero, jax.tree.map(jnp.zeros_like, trained)
+  # Two arrays, not one twice: the host loop donates every leaf of the sums.
+  return (jnp.zeros([], jnp.float32), jnp.zeros([], jnp.float32),
+          jax.tree.map(jnp.zeros_like, trained))
 
 
 def accumulate_micro_batch(example_losses: Callable, params, batch: dict, rng, j, acc, *,

@@ -17,6 +17,9 @@ since XLA flags are read once per process:
   reshape_pool the same with each 2x2 max-pool written as reshape + max
                instead of `lax.reduce_window` (every map here has even sides);
   nchw         the convolutions in NCHW / OIHW layout, as torch stores them;
+  im2col       each 3x3 convolution as one matmul: the 9 shifted copies of the
+               padded input side by side [n, h, w, 9 cin] times the kernel
+               [9 cin, cout] (XLA's dot path instead of its convolution);
   eigen_off    default with --xla_cpu_multi_thread_eigen=false (single-threaded
                Eigen convolutions);
   fast_math    default with --xla_cpu_enable_fast_math=true;
@@ -36,7 +39,7 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
 
 VARIANT_FLAGS = {
-    'default': '', 'reshape_pool': '', 'nchw': '',
+    'default': '', 'reshape_pool': '', 'nchw': '', 'im2col': '',
     'eigen_off': '--xla_cpu_multi_thread_eigen=false',
     'fast_math': '--xla_cpu_enable_fast_math=true',
     'no_thunks': '--xla_cpu_use_thunk_runtime=false',
@@ -80,7 +83,7 @@ def _jax_forward(variant, params):
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from alm_jax.models import embeddings  # pylint: disable=g-import-not-at-top
-  if variant not in ('reshape_pool', 'nchw'):
+  if variant not in ('reshape_pool', 'nchw', 'im2col'):
     net = embeddings.VGGish(dim=128)
     return jax.jit(lambda p, x: net.apply({'params': p}, x))
 
@@ -89,6 +92,12 @@ def _jax_forward(variant, params):
     a, b = axes
     new = shape[:a] + [shape[a] // 2, 2] + shape[a + 1:b] + [shape[b] // 2, 2] + shape[b + 1:]
     return jnp.max(x.reshape(new), axis=(a + 1, b + 2))
+
+  def im2col_conv(y, k):  # [n, h, w, cin] * HWIO 3x3 'SAME' -> [n, h, w, cout]
+    n, h, w, _ = y.shape
+    padded = jnp.pad(y, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    cols = jnp.concatenate([padded[:, i:i + h, j:j + w] for i in range(3) for j in range(3)], -1)
+    return cols @ k.reshape(-1, k.shape[-1])  # rows (i, j, cin) as HWIO flattens
 
   def forward(p, x):
     nchw = variant == 'nchw'
@@ -100,7 +109,10 @@ def _jax_forward(variant, params):
       name, _ = layer
       k = p[name]['kernel']
       dims = ('NCHW', 'HWIO', 'NCHW') if nchw else ('NHWC', 'HWIO', 'NHWC')
-      y = jax.lax.conv_general_dilated(y, k, (1, 1), 'SAME', dimension_numbers=dims)
+      if variant == 'im2col':
+        y = im2col_conv(y, k)
+      else:
+        y = jax.lax.conv_general_dilated(y, k, (1, 1), 'SAME', dimension_numbers=dims)
       bias = p[name]['bias']
       y = jax.nn.relu(y + (bias[:, None, None] if nchw else bias))
     if nchw:
