@@ -1,10 +1,20 @@
-"""Shared by the live tests and bench/live.py: a tiny model, a test song and the expected live mix.
+"""Shared by the live tests and the live benchmarks: a test song, the expected live mix, a JACK server.
 
 The live mixer applies the gains the model predicts on F2 frame t to frame
 t + 1 + gain_delay (docs/live.md, "Latency"), so its output equals the offline
 zero-latency mix (`alm_jax.inference.offline.mix_arrays`) with the offline gain track
-delayed by gain_delay frames; `expected_live_mix` computes that.
+delayed by gain_delay frames; `live_gains` and `apply_gains` compute that.
+`JackServer` starts a private `jackd -d dummy` and keeps its log, whose xrun
+lines say whether jackd itself kept time (`JackServer.xruns`).
 """
+
+import collections
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
 
 import numpy as np
 
@@ -69,3 +79,79 @@ def run_lockstep(config, params, audio, *, adapter=None, controls=None, period=1
   mixed = live.engine.read(0, n, mix=True)
   live.stop()
   return mixed, live
+
+
+# jackd's log lines (jack2 common/JackTimedDriver.cpp, JackEngine.cpp): the dummy driver's own
+# timer woke after the next cycle was due (the server itself late), or a client was still
+# running when its next cycle began ('was not finished') or ended after that cycle's start.
+DRIVER_XRUN = re.compile(r'JackTimedDriver::Process XRun')
+CLIENT_LATE = re.compile(r'JackEngine::XRun: client (?:= (\S+) was not finished|(\S+) finished '
+                         r'after current callback)')
+
+
+class JackServer:
+  """A private `jackd -d dummy -r 44100 -p PERIOD` (unique name), its log lines kept with their time.
+
+  Raises RuntimeError (with the log's tail) if it does not start in
+  `timeout` s; close() ends it by its pid.
+  """
+
+  def __init__(self, period: int, name: str | None = None, timeout: float = 20.0):
+    import jack  # pylint: disable=g-import-not-at-top  (optional: JACK-Client)
+    self.name = name or f'alm_test_{os.getpid()}_{period}_{time.monotonic_ns() % 10**6}'
+    self.lines = []  # (time.monotonic(), line)
+    env = dict(os.environ, JACK_NO_AUDIO_RESERVATION='1')
+    self.proc = subprocess.Popen(['jackd', '-n', self.name, '-d', 'dummy', '-r', str(SR), '-p',
+                                  str(period)], env=env, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True, errors='replace')
+    # Read continuously: a full pipe would block jackd itself, and a line's arrival time is
+    # what places it in a measured window.
+    self._reader = threading.Thread(target=self._read, daemon=True)
+    self._reader.start()
+    deadline = time.monotonic() + timeout
+    jack.set_error_function(lambda message: None)  # each failed attempt prints 'Cannot connect'
+    try:
+      while True:
+        try:
+          jack.Client('probe', servername=self.name, no_start_server=True).close()
+          break
+        except jack.JackError:
+          if time.monotonic() > deadline or self.proc.poll() is not None:
+            self.close()
+            tail = ' | '.join(line for _, line in self.lines[-5:])
+            raise RuntimeError(f'jackd -n {self.name} did not start: {tail}') from None
+          time.sleep(0.1)
+    finally:
+      jack.set_error_function(None)
+
+  def _read(self):
+    for line in self.proc.stdout:
+      self.lines.append((time.monotonic(), line.rstrip()))
+
+  def xruns(self, t0: float = -np.inf, t1: float = np.inf):
+    """Log lines from t0 to t1 (monotonic s): (driver xruns, {client: late cycles},
+    {client: of those, finished after the cycle}, other lines that mention an xrun)."""
+    driver, late, after, other = 0, collections.Counter(), collections.Counter(), []
+    for t, line in list(self.lines):
+      if not t0 <= t <= t1:
+        continue
+      m = CLIENT_LATE.search(line)
+      if DRIVER_XRUN.search(line):
+        driver += 1
+      elif m:
+        name = m.group(1) or m.group(2)
+        late[name] += 1
+        after[name] += bool(m.group(2))
+      elif 'xrun' in line.lower():
+        other.append(line)
+    return driver, late, after, other
+
+  def close(self):
+    if self.proc.poll() is None:
+      self.proc.send_signal(signal.SIGTERM)
+      try:
+        self.proc.wait(10)
+      except subprocess.TimeoutExpired:
+        self.proc.kill()
+        self.proc.wait()
+    self._reader.join(5)

@@ -6,7 +6,9 @@ this test process captures the mixer's `mix` output port with a second JACK
 client. Checks: the recorded inputs are the song, the recorded mix equals the
 offline zero-latency mix (mix_arrays) of those inputs with the gains delayed by
 gain_delay frames, the captured port equals the recording at a fixed offset
-(found from the JACK frame times and stated), no xrun and no late result.
+(found from the JACK frame times and stated), no late result, and no xrun
+where jackd itself keeps time (its log has no driver xrun; bench/jack_xruns.py
+measures that floor).
 Skipped, with the reason, where jackd or the JACK-Client package is missing.
 """
 
@@ -36,34 +38,12 @@ C = 8
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-class JackServer:
-  """A private `jackd -d dummy` server (unique name), killed by its pid on close."""
-
-  def __init__(self, period: int, name=None):
-    self.name = name or f'alm_test_{os.getpid()}_{period}_{time.monotonic_ns() % 10**6}'
-    env = dict(os.environ, JACK_NO_AUDIO_RESERVATION='1')
-    self.proc = subprocess.Popen(['jackd', '-n', self.name, '-d', 'dummy', '-r', '44100', '-p',
-                                  str(period)], env=env, stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 20
-    while True:
-      try:
-        jack.Client('probe', servername=self.name, no_start_server=True).close()
-        break
-      except jack.JackError:
-        if time.monotonic() > deadline or self.proc.poll() is not None:
-          self.close()
-          pytest.fail(f'jackd -n {self.name} did not start: {self.proc.stdout.read()!r}')
-        time.sleep(0.1)
-
-  def close(self):
-    if self.proc.poll() is None:
-      self.proc.send_signal(signal.SIGTERM)
-      try:
-        self.proc.wait(10)
-      except subprocess.TimeoutExpired:
-        self.proc.kill()
-        self.proc.wait()
+def _jack_server(period, name=None):
+  """live_helpers.JackServer, a start failure failing the test with jackd's log."""
+  try:
+    return live_helpers.JackServer(period, name)
+  except RuntimeError as e:
+    pytest.fail(str(e))
 
 
 class Capture:
@@ -172,7 +152,7 @@ def _song_offset(recorded, song, exact=True):
 
 def _run_and_check(setup, period, seconds, tmp_path):
   song_dir, song = setup.songs[seconds]
-  server = JackServer(period)
+  server = _jack_server(period)
   record = tmp_path / 'show'
   cap = None
   proc = subprocess.Popen(_mixer_cmd(setup, song_dir, record, server.name), cwd=REPO,
@@ -194,14 +174,15 @@ def _run_and_check(setup, period, seconds, tmp_path):
   info = json.loads((record / 'info.json').read_text())
   stats = info['stats']
   print(f'period {period}: {stats}')
-  # Python callbacks share the GIL: on a machine with more runnable work than
-  # cores (this project's CI shares 2 cores between many jobs) JACK reports
-  # xruns that say nothing about the mixer; demand zero only where the CPU is free.
-  load = os.getloadavg()[0] / os.cpu_count()
-  if load < 1.0:
-    assert stats['xruns'] == 0, out
-  elif stats['xruns']:
-    print(f'{stats["xruns"]} xruns at load {load:.1f} per core: not asserted')
+  # Zero xruns is asserted where jackd itself kept time: on a machine whose dummy driver wakes
+  # late (its own 'JackTimedDriver::Process XRun' lines; on this project's 2-core VM even with
+  # no client at all, bench/jack_xruns.py) no client can be on time, so there they are reported.
+  driver, late, _, _ = server.xruns()
+  if driver == 0:
+    assert stats['xruns'] == 0, (dict(late), out)
+  else:
+    print(f'{stats["xruns"]} xruns, jackd\'s own timer late {driver} times, clients late '
+          f'{dict(late)}: not asserted')
   inputs, mix = _read_recording(record)
   start, n = _song_offset(inputs, song, exact=not stats['xruns'])
   assert n == song.shape[1]
@@ -253,7 +234,7 @@ def test_jack_mix_equals_offline_mix_p64_20s(setup, tmp_path):
 @pytest.mark.slow
 def test_killed_process_leaves_a_valid_recording(setup, tmp_path):
   song_dir, song = setup.songs[20]
-  server = JackServer(128)
+  server = _jack_server(128)
   record = tmp_path / 'show'
   try:
     proc = subprocess.Popen(_mixer_cmd(setup, song_dir, record, server.name), cwd=REPO,
@@ -281,7 +262,7 @@ def test_killed_process_leaves_a_valid_recording(setup, tmp_path):
 @pytest.mark.slow
 def test_server_loss_reconnects_without_crash(setup, tmp_path):
   song_dir, _ = setup.songs[20]
-  server = JackServer(128)
+  server = _jack_server(128)
   record = tmp_path / 'show'
   proc = subprocess.Popen(_mixer_cmd(setup, song_dir, record, server.name, ['--duration=60']),
                           cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -295,7 +276,7 @@ def test_server_loss_reconnects_without_crash(setup, tmp_path):
     server.close()  # the server goes away mid-show
     time.sleep(3)
     assert proc.poll() is None, 'the mixer died with its JACK server'
-    server = JackServer(128, name=server.name)  # back under the same name
+    server = _jack_server(128, name=server.name)  # back under the same name
     time.sleep(6)
     assert proc.poll() is None
   finally:
