@@ -99,8 +99,10 @@ def accumulate_micro_batch(example_losses: Callable, params, batch: dict, rng, j
   if j is None:
     micro, key = batch, rng
   else:
-    micro = jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(x, j, keepdims=False),
-                         split_micro_batches(batch, int(accum_steps)))
+    # Examples j, j + k, ...: a slice of the [b / k, k, ...] view, not a transpose of the batch
+    # (this runs once per micro-batch, inside the scan or per host call).
+    micro = jax.tree.map(lambda x: jax.lax.dynamic_index_in_dim(
+        _grouped(x, int(accum_steps)), j, axis=1, keepdims=False), batch)
     key = jax.random.fold_in(rng, j)
   (s, c), g = jax.value_and_grad(summed, has_aux=True)(trained, micro, key)
   acc_s, acc_c, acc_g = acc
@@ -129,15 +131,16 @@ def _differentiated(params, frozen: bool):
 
 def split_micro_batches(batch: dict, k: int) -> dict:
   """Arrays [b, ...] -> [k, b / k, ...], micro-batch j holding examples j, j + k, j + 2k, ..."""
+  return jax.tree.map(lambda x: jnp.swapaxes(_grouped(x, k), 0, 1), batch)
 
-  def split(x):
-    b = x.shape[0]
-    if b % k:
-      raise ValueError(f'config.train.batch_size per step ({b}) is not a multiple of '
-                       f'config.train.grad_accum_steps ({k}); make it one.')
-    return jnp.swapaxes(x.reshape((b // k, k) + x.shape[1:]), 0, 1)
 
-  return jax.tree.map(split, batch)
+def _grouped(x, k: int):
+  """[b, ...] -> [b / k, k, ...]: column j holds micro-batch j."""
+  b = x.shape[0]
+  if b % k:
+    raise ValueError(f'config.train.batch_size per step ({b}) is not a multiple of '
+                     f'config.train.grad_accum_steps ({k}); make it one.')
+  return x.reshape((b // k, k) + x.shape[1:])
 
 
 @contextlib.contextmanager

@@ -58,18 +58,6 @@ client.close()
 """
 
 
-def _stop(proc, sig=signal.SIGTERM, wait=10):
-  """Ends `proc` (ours) by its pid: `sig`, then SIGKILL after `wait` s."""
-  if proc is None or proc.poll() is not None:
-    return
-  proc.send_signal(sig)
-  try:
-    proc.wait(wait)
-  except subprocess.TimeoutExpired:
-    proc.kill()
-    proc.wait()
-
-
 class Server(live_helpers.JackServer):
   """live_helpers.JackServer (its log timed line by line) with an inactive probe client for ports."""
 
@@ -127,7 +115,7 @@ def _run_client(server, cmd, ports, seconds, log, **popen):
         proc.wait(5)
       except subprocess.TimeoutExpired:
         pass
-    _stop(proc)
+    live_helpers.stop_process(proc)
 
 
 def _run_mixer(server, ckpt, song_dir, record, seconds, log, extra=()):
@@ -151,7 +139,7 @@ def _run_mixer(server, ckpt, song_dir, record, seconds, log, extra=()):
     if proc.returncode:
       return f'exit code {proc.returncode} (log {log})', None
   finally:
-    _stop(proc, signal.SIGINT)  # SIGINT: it flushes its recording on the way out
+    live_helpers.stop_process(proc, signal.SIGINT)  # SIGINT: it flushes its recording on the way out
   with open(os.path.join(record, 'info.json')) as f:
     return (t0, t1), json.load(f)['stats']
 
@@ -250,9 +238,10 @@ def main(argv=None):
     floor = {i: r for i, r in rates[period].items() if i < 3}
     best = min(floor, key=floor.get) if floor else None
     text = (f'floor {floor[best]:.1f} xruns/min ({CASES[best]})' if best is not None
-            else 'no floor (cases 1-3 failed)')
+            else 'no floor (cases 0-2 failed or not run)')
     mixer = rates[period].get(3)
-    text += (f', mixer {mixer:.1f} xruns/min' if mixer is not None else ', mixer failed')
+    text += (f', mixer {mixer:.1f} xruns/min' if mixer is not None
+             else ', mixer failed' if 3 in cases else ', mixer not run')
     summary.append(f'period {period}: {text}')
   load = ', '.join(f'{x:.1f}' for x in os.getloadavg())
   print('; '.join(summary) + f' (load average now {load})')

@@ -147,11 +147,17 @@ class JackServer:
     return driver, late, after, other
 
   def close(self):
-    if self.proc.poll() is None:
-      self.proc.send_signal(signal.SIGTERM)
-      try:
-        self.proc.wait(10)
-      except subprocess.TimeoutExpired:
-        self.proc.kill()
-        self.proc.wait()
+    stop_process(self.proc)
     self._reader.join(5)
+
+
+def stop_process(proc, sig=signal.SIGTERM, wait: float = 10.0):
+  """Ends `proc` (a Popen of ours) by its pid: `sig`, then SIGKILL after `wait` s."""
+  if proc is None or proc.poll() is not None:
+    return
+  proc.send_signal(sig)
+  try:
+    proc.wait(wait)
+  except subprocess.TimeoutExpired:
+    proc.kill()
+    proc.wait()
