@@ -8,6 +8,11 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["alm_jax", "alm_jax.*"]),
     package_data={"alm_jax": ["data/*.json", "models/weights/*.npz", "models/weights/*.txt",
                            "pretrained/**/*"]},  # shipped mixers: orbax step folders
+    # The live mixer's audio callback in C (alm_jax/live/native.py loads it with ctypes). Optional:
+    # without a C compiler the install goes on and `alm_jax.live` uses its Python callback.
+    ext_modules=[setuptools.Extension("alm_jax.live._rtcore", ["alm_jax/live/rtcore.c"],
+                                      extra_compile_args=["-O3"], libraries=["dl", "m"],
+                                      optional=True)],
     python_requires=">=3.10",
     install_requires=[
         "jax>=0.10.2,<0.11",

@@ -1,14 +1,16 @@
 r"""The JACK xrun floor of this machine next to the live mixer's xruns, from jackd's own log.
 
-    python bench/jack_xruns.py [--periods=128,64] [--seconds=20] [--cases=0,1,2,3]
+    python bench/jack_xruns.py [--periods=128,64] [--seconds=20] [--cases=0,1,2,3,4]
     python bench/jack_xruns.py --periods=64 --cases=3 --mixer_args='--switch_interval_ms=0.1'
 
-For each period, four cases, each on a fresh private `jackd -d dummy -r 44100 -p PERIOD`
+For each period, five cases, each on a fresh private `jackd -d dummy -r 44100 -p PERIOD`
 server (a unique name, as tests/test_live_jack.py starts it): `server alone` (no client),
 `C client (jack_simple_client)` (JACK's own example client), `empty Python client` (a
 JACK-Client client with one input and one output port whose process callback does nothing, in
 its own process) and `alm_jax.live mixer, 8 channels` (`python -m alm_jax.live` with a tiny
-random 'mr' checkpoint playing an 8-channel test song through --play, recording, as on a show).
+random 'mr' checkpoint playing an 8-channel test song through --play, recording, as on a show,
+with its C audio callbacks, rtcore.c) and the same with `--callback=python` (the Python
+callbacks, which take the GIL every period).
 Each case counts, in the server's output over its measured window (from the client's ports
 appearing until it is stopped; for the mixer until it exits after the song), the lines
 `JackTimedDriver::Process XRun` (the dummy driver's own timer woke after the next cycle was due:
@@ -41,7 +43,8 @@ import live_helpers  # pylint: disable=g-import-not-at-top,wrong-import-position
 SR = 44100
 CHANNELS = 8
 CASES = ('server alone', 'C client (jack_simple_client)', 'empty Python client',
-         f'alm_jax.live mixer, {CHANNELS} channels')
+         f'alm_jax.live mixer, {CHANNELS} channels, C callback',
+         f'alm_jax.live mixer, {CHANNELS} channels, --callback=python')
 # Run as `python -c EMPTY_CLIENT NAME SERVER`: a separate process, like the C client and the
 # mixer, so the bench's own interpreter (JAX loaded, the probe client) shares nothing with it.
 EMPTY_CLIENT = r"""
@@ -157,7 +160,7 @@ def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   p.add_argument('--periods', default='128,64', help='JACK periods (samples), comma separated')
   p.add_argument('--seconds', type=float, default=20.0, help='measured seconds per case')
-  p.add_argument('--cases', default='0,1,2,3', help='which cases to run (0-3, in the order above)')
+  p.add_argument('--cases', default='0,1,2,3,4', help='which cases to run (0-4, in the order above)')
   p.add_argument('--mixer_args', default='',
                  help="extra flags for the mixer, e.g. '--switch_interval_ms=0.1'")
   args = p.parse_args(argv)
@@ -206,8 +209,8 @@ def main(argv=None):
                                  stdin=subprocess.PIPE)
           else:
             record = os.path.join(base, f'show_p{period}')
-            window, stats = _run_mixer(server, ckpt, song_dir, record, args.seconds, log,
-                                       args.mixer_args.split())
+            extra = args.mixer_args.split() + (['--callback=python'] if i == 4 else [])
+            window, stats = _run_mixer(server, ckpt, song_dir, record, args.seconds, log, extra)
           if isinstance(window, str):
             with open(log) as f:
               tail = f.read()[-2000:]
@@ -239,9 +242,10 @@ def main(argv=None):
     best = min(floor, key=floor.get) if floor else None
     text = (f'floor {floor[best]:.1f} xruns/min ({CASES[best]})' if best is not None
             else 'no floor (cases 0-2 failed or not run)')
-    mixer = rates[period].get(3)
-    text += (f', mixer {mixer:.1f} xruns/min' if mixer is not None
-             else ', mixer failed' if 3 in cases else ', mixer not run')
+    for i, label in ((3, 'mixer (C callback)'), (4, 'mixer (Python callback)')):
+      mixer = rates[period].get(i)
+      text += (f', {label} {mixer:.1f} xruns/min' if mixer is not None
+               else f', {label} failed' if i in cases else f', {label} not run')
     summary.append(f'period {period}: {text}')
   load = ', '.join(f'{x:.1f}' for x in os.getloadavg())
   print('; '.join(summary) + f' (load average now {load})')

@@ -63,6 +63,8 @@ flags.DEFINE_string('osc_host', '127.0.0.1', 'OSC listening address.')
 flags.DEFINE_integer('rt_priority', 2, 'SCHED_FIFO priority of the worker (other Python threads: 1), '
                      'below the JACK client threads\' (0: normal scheduling; needs rtprio rights).')
 flags.DEFINE_float('switch_interval_ms', 0.5, "Python's thread switch interval (sys.setswitchinterval).")
+flags.DEFINE_enum('callback', 'auto', app_lib.CALLBACKS, "The audio callback: 'native' (C, never "
+                  "takes the GIL; built by pip install), 'python', or 'auto' (native if built).")
 flags.DEFINE_enum('ui', 'auto', ['auto', 'on', 'off'], 'Terminal meters (auto: when stdout is a tty).')
 
 
@@ -88,7 +90,7 @@ def _build(config, params):
                            absurd_db=FLAGS.absurd_db, record=FLAGS.record,
                            channel_outputs=FLAGS.channel_outputs,
                            info={'checkpoint': str(FLAGS.checkpoint), 'play': FLAGS.play},
-                           rt_priority=FLAGS.rt_priority)
+                           rt_priority=FLAGS.rt_priority, callback=FLAGS.callback)
   return live, song, sources
 
 
@@ -132,7 +134,8 @@ def main(argv):
   if song is not None and not FLAGS.no_jack:
     app_lib.wait_for(lambda: driver.connected, 30)
     player = drivers.JackPlayer(song, name=FLAGS.name + '_play', server=driver.server,
-                                destinations=[p.name for p in driver.ins])
+                                destinations=[p.name for p in driver.ins],
+                                native=live.engine.native is not None)
     time.sleep(FLAGS.play_delay)  # silence first: other clients may connect to its ports
     player.start()
   osc = None

@@ -17,6 +17,7 @@ from alm_jax.live import adapter as adapter_lib
 from alm_jax.live import controls as controls_lib
 from alm_jax.live import drivers
 from alm_jax.live import engine as engine_lib
+from alm_jax.live import native as native_lib
 from alm_jax.live import recorder as recorder_lib
 
 
@@ -36,11 +37,14 @@ class LiveMixer:
     adapter: a ready `StepAdapter` (default: built and compiled here).
     rt_priority: SCHED_FIFO priority of the worker (the recorder gets one
       less), 0 for normal scheduling (`engine.set_realtime`).
+    callback: 'native' (the C audio callback, rtcore.c), 'python'
+      (`Engine.process_python`), or 'auto': native where it is built.
   """
 
   def __init__(self, config, params, channels: int, *, names=None, controls=None,
                gain_delay: int = 1, fault: str = 'hold', absurd_db: float = 40.0, record=None,
-               channel_outputs: bool = False, adapter=None, info=None, rt_priority: int = 0):
+               channel_outputs: bool = False, adapter=None, info=None, rt_priority: int = 0,
+               callback: str = 'auto'):
     max_c = config.model.get('max_channels', None)
     if max_c is not None and channels > max_c:
       raise ValueError(f'{channels} channels but this model mixes at most {max_c} '
@@ -56,7 +60,8 @@ class LiveMixer:
     self.engine = engine_lib.Engine(channels, spec.f2, self.controls,
                                     initial_gain=float(config.model.initial_gain),
                                     gain_delay=gain_delay, sample_rate=spec.sample_rate,
-                                    channel_outputs=channel_outputs)
+                                    channel_outputs=channel_outputs,
+                                    native=choose_callback(callback) == 'native')
     self._worker_args = dict(absurd=controls_lib.db_to_gain(absurd_db), fault=fault,
                              hold_frames=math.ceil(spec.f1 / spec.f2))
     self.recorder = None
@@ -139,6 +144,24 @@ class LiveMixer:
       self.recorder.write_info(stats=self.status())
       self.recorder.stop()
       self.recorder.join(timeout=10)
+
+
+CALLBACKS = ('auto', 'native', 'python')
+
+
+def choose_callback(callback: str) -> str:
+  """'auto' | 'native' | 'python' -> the audio callback to run ('native' or 'python')."""
+  if callback not in CALLBACKS:
+    raise ValueError(f'callback={callback!r}: expected one of {", ".join(CALLBACKS)}.')
+  if callback == 'python':
+    return 'python'
+  if native_lib.available():
+    return 'native'
+  if callback == 'native':
+    raise RuntimeError(f'--callback=native: {native_lib.load_error()}, or pass --callback=python.')
+  logging.warning('Using the Python audio callback (it needs the GIL every period, so JACK may '
+                  'report more xruns): %s.', native_lib.load_error())
+  return 'python'
 
 
 def wait_for(predicate, timeout: float) -> bool:

@@ -2,7 +2,9 @@
 
 `JackDriver` owns the mixer's JACK client: one input port per channel, a mono
 `mix` output (and `out_XX` gained channels with --channel_outputs). Its process
-callback only hands the port buffers to `Engine.process`. Server loss and port
+callback is the C one (`native.attach_mixer`: JACK's thread never takes the GIL)
+when the engine has one, else a Python function handing the port buffers to
+`Engine.process`; `JackPlayer` likewise. Server loss and port
 disconnects are noticed in JACK's notification thread and acted on by `poll`,
 which the main thread calls a few times a second: it reopens the client (every
 `retry_seconds`) and remakes the requested connections.
@@ -16,6 +18,7 @@ import numpy as np
 
 from alm_jax import songs as songs_lib
 from alm_jax.live import engine as engine_lib
+from alm_jax.live import native as native_lib
 
 
 def load_song_dir(song_dir, channels: int, sample_rate: int):
@@ -53,6 +56,7 @@ class JackDriver:
     connected: whether the client is open and active.
     message: the last state change, for the UI.
     first_frame_time: JACK frame time of the first period processed (or None).
+    callback: 'native' (rtcore.c) or 'python', the process callback in use.
   """
 
   def __init__(self, engine, *, name='alm_live', server=None, sources=(), destinations=(),
@@ -64,7 +68,6 @@ class JackDriver:
     self.xruns = 0
     self.connected = False
     self.message = 'not started'
-    self.first_frame_time = None
     self.xrun_times = []  # seconds after the (last) open
     self._opened = time.monotonic()
     self.client = None
@@ -74,6 +77,12 @@ class JackDriver:
     self._dead = False  # the server shut this client down
     self.lost_a_server = False
     self._told = False
+    self._attached = None  # the C callback's structs, kept alive with the client
+    self.callback = 'native' if engine.native is not None else 'python'
+
+  @property
+  def first_frame_time(self):
+    return self.engine.first_frame_time
 
   def open(self):
     import jack  # pylint: disable=g-import-not-at-top
@@ -91,20 +100,23 @@ class JackDriver:
     mixport = client.outports.register('mix')
     outs = ([client.outports.register(f'out_{i + 1:02d}') for i in range(eng.channels)]
             if self.channel_outputs else [])
-    bufs, obufs = [None] * len(ins), [None] * len(outs)
-    process = eng.process
+    if eng.native is not None:
+      self._attached = native_lib.attach_mixer(eng.native, client, ins, mixport, outs)
+    else:
+      bufs, obufs = [None] * len(ins), [None] * len(outs)
+      process, counters = eng.process, eng.counters
 
-    def callback(frames):
-      del frames
-      for i, p in enumerate(ins):
-        bufs[i] = p.get_array()
-      for i, p in enumerate(outs):
-        obufs[i] = p.get_array()
-      if self.first_frame_time is None:
-        self.first_frame_time = client.last_frame_time
-      process(bufs, mixport.get_array(), obufs if outs else None)
+      def callback(frames):
+        del frames
+        for i, p in enumerate(ins):
+          bufs[i] = p.get_array()
+        for i, p in enumerate(outs):
+          obufs[i] = p.get_array()
+        if counters[native_lib.FIRST_TIME] < 0:
+          counters[native_lib.FIRST_TIME] = client.last_frame_time
+        process(bufs, mixport.get_array(), obufs if outs else None)
 
-    client.set_process_callback(callback)
+      client.set_process_callback(callback)
     client.set_xrun_callback(self._on_xrun)
     client.set_shutdown_callback(self._on_shutdown)
     client.set_port_connect_callback(self._on_connect)
@@ -118,12 +130,11 @@ class JackDriver:
     self._lost.clear()
     self.connect_all()
     self.message = (f'JACK: client {client.name} on server {self.server or "default"}, '
-                    f'{client.samplerate} Hz, period {client.blocksize}')
+                    f'{client.samplerate} Hz, period {client.blocksize}, {self.callback} callback')
     logging.info(self.message)
 
   def connect_all(self):
     """Makes the requested connections that are missing (sources -> in_XX, mix -> destinations)."""
-    client = self.client
     for src, port in zip(self.sources, self.ins):
       self._connect(src, port.name)
     for dst in self.destinations:
@@ -193,47 +204,60 @@ class JackDriver:
         client.close(ignore_errors=True)
       except Exception:  # pylint: disable=broad-except
         pass
+    # Only now that the client is closed may the C callback's structs go.
+    self._attached = None
 
   def close(self):
     self._drop_client()
 
 
 class JackPlayer:
-  """Plays [channels, samples] audio into JACK ports at real-time pace (its own client)."""
+  """Plays [channels, samples] audio into JACK ports at real-time pace (its own client).
 
-  def __init__(self, audio, *, name='alm_play', server=None, destinations=()):
+  native: the C callback (rtcore.c) if built (None), or force it on/off.
+  """
+
+  def __init__(self, audio, *, name='alm_play', server=None, destinations=(), native=None):
     import jack  # pylint: disable=g-import-not-at-top
     self.audio = np.ascontiguousarray(audio, np.float32)
-    self.pos = 0
-    self.playing = False
+    self._state = np.zeros(2, np.int64)  # [next sample, playing]: the callback reads both
     self.client = jack.Client(name, servername=server, no_start_server=True)
     self.ports = [self.client.outports.register(f'out_{i + 1:02d}')
                   for i in range(self.audio.shape[0])]
     total = self.audio.shape[1]
+    if native is None:
+      native = native_lib.available()
+    state = self._state
+    if native:
+      self._attached = native_lib.attach_player(self.client, self.ports, self.audio, state)
+    else:
+      def callback(frames):
+        pos = int(state[0])
+        n = min(frames, total - pos) if state[1] else 0
+        for ch, p in enumerate(self.ports):
+          buf = p.get_array()
+          if n > 0:
+            buf[:n] = self.audio[ch, pos:pos + n]
+          buf[n:] = 0.0
+        state[0] = pos + max(n, 0)
 
-    def callback(frames):
-      pos = self.pos
-      n = min(frames, total - pos) if self.playing else 0
-      for ch, p in enumerate(self.ports):
-        buf = p.get_array()
-        if n > 0:
-          buf[:n] = self.audio[ch, pos:pos + n]
-        buf[n:] = 0.0
-      self.pos = pos + max(n, 0)
-
+      self.client.set_process_callback(callback)
     self.dead = False
-    self.client.set_process_callback(callback)
     self.client.set_shutdown_callback(lambda status, reason: setattr(self, 'dead', True))
     self.client.activate()
     for p, d in zip(self.ports, destinations):
       self.client.connect(p.name, d)
 
   @property
+  def pos(self) -> int:
+    return int(self._state[0])
+
+  @property
   def done(self) -> bool:
     return self.pos >= self.audio.shape[1]
 
   def start(self):
-    self.playing = True
+    self._state[1] = 1
 
   def close(self):
     if self.dead:  # its server went away: libjack has invalidated the client

@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from alm_jax.live import controls as controls_lib
+from alm_jax.live import native as native_lib
 
 def set_realtime(priority: int) -> bool:
   """Gives the calling thread SCHED_FIFO `priority` (0: leave it); False where not permitted.
@@ -49,11 +50,15 @@ class Engine:
     bad_frame: [c] int64 the last F2 frame in which the callback saw a
       non-finite sample on the channel (-1: never).
     callback_max_s, callback_last_s: time spent in `process`.
+
+  The scalars the callback writes live in two small arrays (`counters`,
+  `values`; indices in `native.py`) so that the C callback (`rtcore.c`) and
+  `process_python` share one state: `native=True` makes `process` the C one.
   """
 
   def __init__(self, channels: int, f2: int, controls: controls_lib.Controls, *,
                initial_gain: float = 1.0, gain_delay: int = 1, ring_seconds: float = 4.0,
-               sample_rate: int = 44100, channel_outputs: bool = False):
+               sample_rate: int = 44100, channel_outputs: bool = False, native: bool = False):
     if gain_delay < 1:
       raise ValueError(f'gain_delay={gain_delay}: the gains of F2 frame t are only known when '
                        'frame t - 1 has ended, so a live mixer needs gain_delay >= 1 '
@@ -64,7 +69,8 @@ class Engine:
     self.ring_size = size
     self.ring = np.zeros((c, size), np.float32)
     self.mix_ring = np.zeros(size, np.float32)
-    self.written = 0
+    self.counters = np.zeros(native_lib.NUM_COUNTERS, np.int64)
+    self.values = np.zeros(native_lib.NUM_VALUES, np.float64)
     self.controls = controls
     controls.engine = self
     ceiling = controls_lib.db_to_gain(controls.ceiling_db)
@@ -73,25 +79,50 @@ class Engine:
     self.master = controls_lib.db_to_gain(controls.master_db)
     self.limit = np.inf if controls.limit_db is None else controls_lib.db_to_gain(controls.limit_db)
     self.limiter_gain = 1.0
+    self.values[native_lib.TAU] = max(controls.release_ms, 1.0) * 1e-3 * self.sample_rate
     self.channel_outputs = channel_outputs
     # Published gains: slot f % NUM_SLOTS holds frame f's gains once stamp[slot] == f.
     self.slot_gains = np.zeros((NUM_SLOTS, c), np.float32)
     self.slot_stamp = np.full(NUM_SLOTS, -1, np.int64)
     self.bad_frame = np.full(c, -1, np.int64)
-    self.late = 0
-    self.last_late_frame = -1
     self.late_frames = np.full(256, -1, np.int64)  # the frames of the last 256 late results
-    self.periods = 0
-    self.nonfinite_periods = 0
-    self.limited_periods = 0
-    self.callback_max_s = 0.0
-    self.callback_last_s = 0.0
-    self._frame = -1
-    self._gm = np.zeros(c, np.float32)  # applied * chan_mult
-    self._x = np.zeros((c, MAX_PERIOD), np.float32)
+    self.counters[[native_lib.LAST_LATE, native_lib.FRAME, native_lib.FIRST_TIME]] = -1
+    self.gm = np.zeros(c, np.float32)  # applied * chan_mult
+    self.gm_first = np.zeros(c, np.float32)  # a period's first part's gm when it crosses a frame
+    self.x = np.zeros((c, MAX_PERIOD), np.float32)
     self._abs = np.zeros(MAX_PERIOD, np.float32)
-    self._release = 1.0
-    self._period = 0
+    self.native = native_lib.NativeEngine(self) if native else None
+    self.process = self.native.process if native else self.process_python
+
+  # ---- the scalars in `counters` and `values` ----
+
+  def _counter(i, doc):  # pylint: disable=no-self-argument
+    return property(lambda self: int(self.counters[i]), doc=doc)
+
+  def _value(i, doc):  # pylint: disable=no-self-argument
+    def set_value(self, v):
+      self.values[i] = v
+    return property(lambda self: float(self.values[i]), set_value, doc=doc)
+
+  written = _counter(native_lib.WRITTEN, 'Samples received so far (the callback is the only writer).')
+  late = _counter(native_lib.LATE, 'F2 frames whose gains were not published in time.')
+  last_late_frame = _counter(native_lib.LAST_LATE, 'The last late frame (-1: none).')
+  periods = _counter(native_lib.PERIODS, 'Periods processed.')
+  nonfinite_periods = _counter(native_lib.NONFINITE, 'Periods with a non-finite input sample.')
+  limited_periods = _counter(native_lib.LIMITED, 'Periods in which the limiter engaged.')
+  oversize_periods = _counter(native_lib.OVERSIZE, 'Periods longer than MAX_PERIOD (silenced).')
+  master = _value(native_lib.MASTER, 'Master gain (linear), applied in the callback.')
+  limit = _value(native_lib.LIMIT, "The limiter's threshold (linear peak; inf: off).")
+  limiter_gain = _value(native_lib.LIMITER_GAIN, "The limiter's gain in the last period.")
+  callback_max_s = _value(native_lib.CB_MAX, 'Longest time spent in `process`.')
+  callback_last_s = _value(native_lib.CB_LAST, 'Time spent in the last `process`.')
+  del _counter, _value
+
+  @property
+  def first_frame_time(self) -> int | None:
+    """JACK frame time of the first period a JACK callback processed (None: none yet)."""
+    t = int(self.counters[native_lib.FIRST_TIME])
+    return None if t < 0 else t
 
   # ---- called by the worker ----
 
@@ -105,23 +136,33 @@ class Engine:
 
   def _load(self, frame: int):
     slot = frame % NUM_SLOTS
+    k = self.counters
     if self.slot_stamp[slot] == frame:
       np.copyto(self.applied, self.slot_gains[slot])
     elif frame > self.gain_delay:  # frames up to gain_delay have the initial gain by design
-      self.late_frames[self.late % self.late_frames.shape[0]] = frame
-      self.late += 1
-      self.last_late_frame = frame
-    self._frame = frame
-    np.multiply(self.applied, self.chan_mult, out=self._gm)
+      self.late_frames[k[native_lib.LATE] % self.late_frames.shape[0]] = frame
+      k[native_lib.LATE] += 1
+      k[native_lib.LAST_LATE] = frame
+    k[native_lib.FRAME] = frame
+    np.multiply(self.applied, self.chan_mult, out=self.gm)
 
-  def _mix(self, x, mix, outs, a: int, b: int):
-    np.dot(self._gm, x[:, a:b], out=mix[a:b])
+  @staticmethod
+  def _mix(gm, x, mix, outs, a: int, b: int):
+    np.dot(gm, x[:, a:b], out=mix[a:b])
     if outs is not None:
       for ch, out in enumerate(outs):
-        np.multiply(x[ch, a:b], self._gm[ch], out=out[a:b])
+        np.multiply(x[ch, a:b], gm[ch], out=out[a:b])
 
-  def process(self, inputs, mix, outs=None):
-    """One period: inputs -> ring, mix (and per-channel gained outputs).
+  def _mix_period(self, x, mix, outs, split: int):
+    n = mix.shape[0]
+    if split >= n:
+      self._mix(self.gm, x, mix, outs, 0, n)
+    else:
+      self._mix(self.gm_first, x, mix, outs, 0, split)
+      self._mix(self.gm, x, mix, outs, split, n)
+
+  def process_python(self, inputs, mix, outs=None):
+    """One period: inputs -> ring, mix (and per-channel gained outputs); rtcore.c's `alm_process`.
 
     Args:
       inputs: c arrays [n] float32 (the JACK port buffers).
@@ -129,61 +170,60 @@ class Engine:
       outs: None or c arrays [n] the gained channels are written into.
     """
     t0 = time.perf_counter()
+    k, v = self.counters, self.values
     n = mix.shape[0]
-    if n != self._period:
-      self.set_release(n)
-    x = self._x[:, :n]
+    if n > MAX_PERIOD:
+      mix[:] = 0.0
+      for out in outs or ():
+        out[:] = 0.0
+      k[native_lib.OVERSIZE] += 1
+      return
+    if n != k[native_lib.PERIOD]:
+      v[native_lib.RELEASE] = np.exp(n / v[native_lib.TAU])
+      k[native_lib.PERIOD] = n
+    x = self.x[:, :n]
     for ch in range(self.channels):
       np.copyto(x[ch], inputs[ch])
-    s0 = self.written
+    s0 = int(k[native_lib.WRITTEN])
     frame = s0 // self.f2
-    if frame != self._frame:
+    if frame != k[native_lib.FRAME]:
       self._load(frame)
     split = (frame + 1) * self.f2 - s0  # samples left in this F2 frame
-    if split >= n:
-      self._mix(x, mix, outs, 0, n)
-    else:
-      self._mix(x, mix, outs, 0, split)
+    if split < n:
+      np.copyto(self.gm_first, self.gm)
       self._load(frame + 1)
-      self._mix(x, mix, outs, split, n)
+    self._mix_period(x, mix, outs, split)
     total = mix.sum()
     if not np.isfinite(total):
       self._sanitise(x, mix, outs, s0, split)
     # Master gain and limiter: one gain per period, attack within the period.
-    g = self.master
+    g = np.float32(v[native_lib.MASTER])
     if g != 1.0:
       np.multiply(mix, g, out=mix)
-    peak = np.abs(mix, out=self._abs[:n]).max()
-    lim = min(1.0, self.limiter_gain * self._release)
-    if peak * lim > self.limit:
-      lim = self.limit / peak
-      self.limited_periods += 1
-    self.limiter_gain = lim
+    peak = float(np.abs(mix, out=self._abs[:n]).max())
+    lim = min(1.0, float(v[native_lib.LIMITER_GAIN] * v[native_lib.RELEASE]))
+    if peak * lim > v[native_lib.LIMIT]:
+      lim = float(v[native_lib.LIMIT]) / peak
+      k[native_lib.LIMITED] += 1
+    v[native_lib.LIMITER_GAIN] = lim
     if lim < 1.0:
-      np.multiply(mix, lim, out=mix)
+      np.multiply(mix, np.float32(lim), out=mix)
     self._write(x, mix, s0, n)
-    self.written = s0 + n  # publish last: readers only read samples before `written`
-    self.periods += 1
+    k[native_lib.WRITTEN] = s0 + n  # publish last: readers only read samples before `written`
+    k[native_lib.PERIODS] += 1
     dt = time.perf_counter() - t0
-    self.callback_last_s = dt
-    if dt > self.callback_max_s:
-      self.callback_max_s = dt
+    v[native_lib.CB_LAST] = dt
+    if dt > v[native_lib.CB_MAX]:
+      v[native_lib.CB_MAX] = dt
 
   def _sanitise(self, x, mix, outs, s0, split):
     """Rare path: a non-finite sample reached the mix. Zero it, note the channel, mix again."""
-    self.nonfinite_periods += 1
+    self.counters[native_lib.NONFINITE] += 1
     bad = ~np.isfinite(x).all(axis=1)
     frame = s0 // self.f2
     self.bad_frame[bad] = frame + (1 if split < mix.shape[0] else 0)
     np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-    n = mix.shape[0]
-    if split >= n:
-      self._mix(x, mix, outs, 0, n)
-    else:
-      self._load(frame)
-      self._mix(x, mix, outs, 0, split)
-      self._load(frame + 1)
-      self._mix(x, mix, outs, split, n)
+    self._mix_period(x, mix, outs, split)
     np.nan_to_num(mix, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
 
   def _write(self, x, mix, s0, n):
@@ -195,12 +235,6 @@ class Engine:
     if first < n:
       self.ring[:, :n - first] = x[:, first:]
       self.mix_ring[:n - first] = mix[first:]
-
-  def set_release(self, period: int):
-    """Per-period limiter release factor for the current period size."""
-    tau = max(self.controls.release_ms, 1.0) * 1e-3 * self.sample_rate
-    self._release = float(np.exp(period / tau))
-    self._period = period
 
   # ---- readers (worker, recorder) ----
 
