@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from alm_jax.live import native as native_lib
 from alm_jax.live import recorder as recorder_lib
 from checkpoint_fixtures import TinyModel, save_checkpoint
 import live_helpers
@@ -47,27 +48,38 @@ def _jack_server(period, name=None):
 
 
 class Capture:
-  """A JACK client recording ports into preallocated buffers (its own process callback)."""
+  """A JACK client recording ports into preallocated buffers (its own process callback).
+
+  The C capture callback (rtcore.c) where it is built, so that this probe, in
+  the test's own Python process, is not late itself; else a Python one.
+  """
 
   def __init__(self, server, sources, seconds):
     self.buf = np.zeros((len(sources), int(seconds * 44100)), np.float32)
-    self.pos = 0
+    self._state = np.zeros(2, np.int64)  # [next sample, recording]
     self.client = jack.Client('alm_capture', servername=server, no_start_server=True)
     self.ports = [self.client.inports.register(f'in_{i}') for i in range(len(sources))]
     self.sources = sources
+    state = self._state
+    if native_lib.available():
+      self._attached = native_lib.attach_player(self.client, self.ports, self.buf, state,
+                                                capture=True)
+    else:
+      def callback(frames):
+        if not state[1]:
+          return
+        pos = int(state[0])
+        n = min(frames, self.buf.shape[1] - pos)
+        for i, p in enumerate(self.ports):
+          self.buf[i, pos:pos + n] = p.get_array()[:n]
+        state[0] = pos + n
 
-    self.recording = False
-
-    def callback(frames):
-      if not self.recording:
-        return
-      n = min(frames, self.buf.shape[1] - self.pos)
-      for i, p in enumerate(self.ports):
-        self.buf[i, self.pos:self.pos + n] = p.get_array()[:n]
-      self.pos += n
-
-    self.client.set_process_callback(callback)
+      self.client.set_process_callback(callback)
     self.client.activate()
+
+  @property
+  def pos(self) -> int:
+    return int(self._state[0])
 
   def connect_when_ready(self, proc, timeout):
     deadline = time.monotonic() + timeout
@@ -75,7 +87,7 @@ class Capture:
       if all(self.client.get_ports(s) for s in self.sources):
         for s, p in zip(self.sources, self.ports):
           self.client.connect(s, p.name)
-        self.recording = True  # from now: the mixer has started, the song has not
+        self._state[1] = 1  # from now: the mixer has started, the song has not
         return
       if proc.poll() is not None:
         pytest.fail(f'the mixer exited early: {proc.stdout.read()}')
@@ -150,12 +162,13 @@ def _song_offset(recorded, song, exact=True):
   return start, n
 
 
-def _run_and_check(setup, period, seconds, tmp_path):
+def _run_and_check(setup, period, seconds, tmp_path, callback='auto'):
   song_dir, song = setup.songs[seconds]
   server = _jack_server(period)
   record = tmp_path / 'show'
   cap = None
-  proc = subprocess.Popen(_mixer_cmd(setup, song_dir, record, server.name), cwd=REPO,
+  proc = subprocess.Popen(_mixer_cmd(setup, song_dir, record, server.name,
+                                     [f'--callback={callback}']), cwd=REPO,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   try:
     # The mixer's output and what its player sends into its inputs, side by side.
@@ -174,6 +187,8 @@ def _run_and_check(setup, period, seconds, tmp_path):
   info = json.loads((record / 'info.json').read_text())
   stats = info['stats']
   print(f'period {period}: {stats}')
+  native = callback == 'native' or (callback == 'auto' and native_lib.available())
+  assert stats['callback'] == ('native' if native else 'python'), stats
   # Zero xruns is asserted where jackd itself kept time: on a machine whose dummy driver wakes
   # late (its own 'JackTimedDriver::Process XRun' lines; on this project's 2-core VM even with
   # no client at all, bench/jack_xruns.py) no client can be on time, so there they are reported.
@@ -224,6 +239,11 @@ def _run_and_check(setup, period, seconds, tmp_path):
 @pytest.mark.slow
 def test_jack_mix_equals_offline_mix_p128(setup, tmp_path):
   _run_and_check(setup, 128, 10, tmp_path)
+
+
+@pytest.mark.slow
+def test_jack_mix_equals_offline_mix_p128_python_callback(setup, tmp_path):
+  _run_and_check(setup, 128, 10, tmp_path, callback='python')
 
 
 @pytest.mark.slow

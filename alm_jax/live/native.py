@@ -37,8 +37,8 @@ class _MixerStruct(ctypes.Structure):
 
 
 class _PlayerStruct(ctypes.Structure):
-  _fields_ = [('client', _P), ('channels', _I), ('total', _I), ('audio', _P), ('ports', _P),
-              ('state', _P)]
+  _fields_ = [('client', _P), ('channels', _I), ('total', _I), ('capture', _I), ('audio', _P),
+              ('ports', _P), ('state', _P)]
 
 
 _LIB = None
@@ -166,17 +166,18 @@ def attach_mixer(native: NativeEngine, client, in_ports, mix_port, out_ports=())
   return _Attached(m, native, ins, outs, in_bufs, out_bufs)
 
 
-def attach_player(client, ports, audio: np.ndarray, state: np.ndarray):
-  """Makes the C file player `client`'s process callback: plays audio [c, samples] into `ports`.
+def attach_player(client, ports, audio: np.ndarray, state: np.ndarray, capture: bool = False):
+  """Makes a C file player `client`'s process callback: plays audio [c, samples] into `ports`.
 
-  state: int64 [2], [0] the next sample (the callback advances it), [1] 1 to play.
+  state: int64 [2], [0] the next sample (the callback advances it), [1] 1 to run.
+  capture: instead record the (input) `ports` into `audio`, from state[0] on.
   """
   lib = _jack_library()
   if audio.shape[0] != len(ports):
     raise ValueError(f'{audio.shape[0]} channels of audio for {len(ports)} ports')
   ptrs = (_P * len(ports))(*[_jack_ptr(p) for p in ports])
-  p = _PlayerStruct(_jack_ptr(client), audio.shape[0], audio.shape[1], _addr(audio, np.float32),
-                    ctypes.addressof(ptrs), _addr(state, np.int64))
+  p = _PlayerStruct(_jack_ptr(client), audio.shape[0], audio.shape[1], int(capture),
+                    _addr(audio, np.float32), ctypes.addressof(ptrs), _addr(state, np.int64))
   if lib.alm_jack_set_player(ctypes.addressof(p)) != 0:
     raise RuntimeError('jack_set_process_callback failed for the player client')
   return _Attached(p, ptrs, audio, state)

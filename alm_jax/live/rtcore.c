@@ -5,7 +5,8 @@
  * can make it late. This file is the same per-period work as
  * alm_jax/live/engine.py's `Engine.process_python`, on the same NumPy arrays
  * (the struct below holds their addresses), run by JACK's real-time thread
- * without entering Python. It also holds the --play file player's callback.
+ * without entering Python. It also holds the --play file player's callback and its mirror
+ * image, a client capturing ports into a buffer (the tests' and benches' probe).
  * Python keeps everything else: the client, its ports, the non-real-time
  * callbacks (xrun, shutdown, connections) through the JACK-Client package.
  *
@@ -230,21 +231,26 @@ int alm_jack_set_mixer(alm_jack_mixer *m) {
 typedef struct {
   void *client;
   int64_t channels, total; /* audio is [channels, total] float32 */
+  int64_t capture;         /* 0: play audio into output ports; 1: capture input ports into it */
   float *audio;
   void **ports;
-  int64_t *state; /* [0]: next sample to play, [1]: playing (0/1) */
+  int64_t *state; /* [0]: next sample, [1]: running (0/1) */
 } alm_jack_player;
 
 static int player_process(jack_nframes_t n, void *arg) {
   alm_jack_player *p = (alm_jack_player *)arg;
   const int64_t pos = p->state[0];
-  int64_t k = p->state[1] ? p->total - pos : 0;
+  int64_t k = __atomic_load_n(&p->state[1], __ATOMIC_ACQUIRE) ? p->total - pos : 0;
   if (k > (int64_t)n) k = n;
   if (k < 0) k = 0;
   for (int64_t ch = 0; ch < p->channels; ++ch) {
-    float *buf = (float *)jack_port_get_buffer_(p->ports[ch], n);
-    if (k > 0) memcpy(buf, p->audio + ch * p->total + pos, (size_t)k * sizeof(float));
-    memset(buf + k, 0, (size_t)(n - k) * sizeof(float));
+    float *buf = (float *)jack_port_get_buffer_(p->ports[ch], n), *a = p->audio + ch * p->total;
+    if (p->capture) {
+      if (k > 0) memcpy(a + pos, buf, (size_t)k * sizeof(float));
+    } else {
+      if (k > 0) memcpy(buf, a + pos, (size_t)k * sizeof(float));
+      memset(buf + k, 0, (size_t)(n - k) * sizeof(float));
+    }
   }
   __atomic_store_n(&p->state[0], pos + k, __ATOMIC_RELEASE);
   return 0;
