@@ -14,7 +14,7 @@ same `Engine.process` the JACK callback calls (the C one, rtcore.c, unless
 as the engine itself measures it (inside the call: what JACK's thread would
 spend) and their share of the period, the worker's p99 time per
 F2 frame and its share of the 50 ms budget (with --gain_delay=1 a result may
-take one F2 frame minus one period), the worker's CPU share, and late results.
+take one F2 frame minus one period), the process's CPU share (in cores: the step runs on XLA's threads), and late results.
 The last line names the largest channel count with no late result.
 """
 
@@ -58,12 +58,12 @@ def random_params(config, seed=0):
   return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
-def run_one(config, params, adapter, channels, period, seconds, rt, callback):
+def run_one(config, params, adapter, channels, period, seconds, rt, callback, gain_delay):
   sr = int(config.model.sample_rate)
   audio = (0.1 * np.random.default_rng(1).standard_normal((channels, int(seconds * sr)))
            ).astype(np.float32)
   live = app.LiveMixer(config, params, channels, adapter=adapter, rt_priority=rt,
-                       callback=callback)
+                       callback=callback, gain_delay=gain_delay)
   times = np.zeros(audio.shape[1] // period + 2)
   count = [0]
   eng = live.engine
@@ -105,6 +105,8 @@ def main():
   parser.add_argument('--seconds', type=float, default=6.0)
   parser.add_argument('--rt_priority', type=int, default=2)
   parser.add_argument('--callback', default='auto', choices=app.CALLBACKS)
+  parser.add_argument('--gain_delay', type=int, default=1,
+                      help='F2 frames of compute time per result (alm_jax.live --gain_delay)')
   args = parser.parse_args()
   jax.config.update('jax_cpu_enable_async_dispatch', False)
   sys.setswitchinterval(0.0005)
@@ -114,12 +116,13 @@ def main():
   config.model.max_channels = max(chans + [int(config.model.max_channels)])
   params = random_params(config)
   print(f'# {machine()}; {args.config} ({config.model.embedding.name} embedding, d_model '
-        f'{config.model.d_model}); {app.choose_callback(args.callback)} callback; '
+        f'{config.model.d_model}); {app.choose_callback(args.callback)} callback; gain delay '
+        f'{args.gain_delay} F2 frame(s); '
         f'{args.seconds:g} s per case; one core, XLA single-threaded; '
         f'SCHED_FIFO {"on" if engine_lib.set_realtime(0) or args.rt_priority else "off"}; '
         f'load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs')
   print('| channels | period | callback max (ms) | callback p99.9 (ms) | max / period | '
-        'worker p99 (ms) | worker max (ms) | p99 / 50 ms | worker CPU | late |')
+        'worker p99 (ms) | worker max (ms) | p99 / 50 ms | process CPU | late |')
   print('|---|---|---|---|---|---|---|---|---|---|')
   best = 0
   for c in chans:
@@ -127,7 +130,8 @@ def main():
     adapter.warm_up()
     ok = True
     for p in [int(p) for p in args.periods.split(',')]:
-      r = run_one(config, params, adapter, c, p, args.seconds, args.rt_priority, args.callback)
+      r = run_one(config, params, adapter, c, p, args.seconds, args.rt_priority, args.callback,
+                  args.gain_delay)
       ok &= r['late'] == 0
       print(f"| {c} | {p} | {r['cb_max_ms']:.3f} | {r['cb_p999_ms']:.3f} | "
             f"{100 * r['cb_share']:.0f}% | {r['worker_p99_ms']:.2f} | {r['worker_max_ms']:.2f} | "

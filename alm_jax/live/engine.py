@@ -260,7 +260,9 @@ class Worker(threading.Thread):
     predicted: [c] the model's last gains.
     held: [c] bool channels in a fault hold.
     levels_db: [c] RMS of the last frame per channel, dBFS; mix_db the mix's.
-    cpu_share: worker CPU time over the last second / wall time of its frames.
+    cpu_share: the process's CPU time over the last second / wall time, in
+      cores: XLA runs the step on its own threads, so the worker thread's own
+      CPU time misses most of it (the callback, recorder and UI add little).
     step_times: recent per-frame compute times (s), for p99.
     error: the exception that ended the thread, if any.
   """
@@ -310,8 +312,7 @@ class Worker(threading.Thread):
 
   def _loop(self):
     eng, f2 = self.engine, self.engine.f2
-    frame_s = f2 / eng.sample_rate
-    cpu0, wall0, count = time.thread_time(), time.monotonic(), 0
+    cpu0, wall0 = time.process_time(), time.monotonic()
     while not self._halt.is_set():
       k = self.frame
       if eng.written < (k + 1) * f2:
@@ -327,13 +328,12 @@ class Worker(threading.Thread):
       self._frame(k)
       self.step_times[k % self.step_times.shape[0]] = time.perf_counter() - t0
       self.frame = k + 1
-      count += 1
       if self.fail_after is not None and k >= self.fail_after:
         raise RuntimeError(f'worker stopped on request after frame {k} (test hook)')
       wall = time.monotonic() - wall0
       if wall >= 1.0:
-        self.cpu_share = (time.thread_time() - cpu0) / max(wall, count * frame_s)
-        cpu0, wall0, count = time.thread_time(), time.monotonic(), 0
+        self.cpu_share = (time.process_time() - cpu0) / wall
+        cpu0, wall0 = time.process_time(), time.monotonic()
 
   def _frame(self, k: int):
     eng, block = self.engine, self._block
