@@ -33,6 +33,7 @@ from alm_jax import validation
 from alm_jax import writers
 from alm_jax.models import embeddings
 from alm_jax.models import build_model
+from alm_jax.models import compiler_options
 from alm_jax.models import init_params
 from alm_jax.models import without_init_only
 
@@ -203,7 +204,8 @@ def step_options(train_config) -> dict:
           'remat_chunk': int(train_config.get('remat_embedding_chunk', 0))}
 
 
-def compile_update(state_sharding, batch_sharding, repl, options: dict, loop: str) -> Callable:
+def compile_update(state_sharding, batch_sharding, repl, options: dict, loop: str,
+                   xla_options: dict | None = None) -> Callable:
   """(state, batch, rng, frozen) -> (state, metrics): one update, each program jitted once.
 
   loop 'scan' (or accum_steps 1): `train_step`, state donated. loop 'host':
@@ -211,20 +213,22 @@ def compile_update(state_sharding, batch_sharding, repl, options: dict, loop: st
   argument: one program for every j) then `apply_accumulated`; the host only
   dispatches, it never waits on the device. Shardings None: inferred (one
   device). `update.lower(state, batch, rng, frozen)` gives {name: Lowered} of
-  its programs, for their buffer sizes (bench/train.py).
+  its programs, for their buffer sizes (bench/train.py). xla_options: the
+  model's `compiler_options` for the programs that run it.
   """
   k, remat = options['accum_steps'], options['remat_chunk']
   shard = lambda **kw: {} if state_sharding is None else kw
   if k == 1 or loop == 'scan':
     step = jax.jit(train_step, donate_argnums=(0,), static_argnums=(3, 4, 5),  # frozen, k, remat
-                   **shard(in_shardings=(state_sharding, batch_sharding, repl),
+                   compiler_options=xla_options, **shard(in_shardings=(state_sharding, batch_sharding, repl),
                            out_shardings=(state_sharding, repl)))
     update = lambda state, batch, rng, frozen: step(state, batch, rng, frozen, k, remat)
     update.lower = lambda state, batch, rng, frozen: {
         'train_step': step.lower(state, batch, rng, frozen, k, remat)}
     return update
   zero = jax.jit(zero_accumulator, static_argnums=(1,))
-  add = jax.jit(accumulate_step, donate_argnums=(1,), static_argnums=(5, 6, 7))
+  add = jax.jit(accumulate_step, donate_argnums=(1,), static_argnums=(5, 6, 7),
+                compiler_options=xla_options)
   # The state is donated; the sums are not (the new params and moments already reuse the old ones).
   apply = jax.jit(apply_accumulated, donate_argnums=(0,), static_argnums=(2,),
                   **shard(out_shardings=(state_sharding, repl)))
@@ -336,11 +340,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   # backward pass (the optimiser does not move it then); each compiles on first use.
   frozen_until = optimizer.freeze_steps(tc, spe)
   update = compile_update(state_sharding, batch_sharding, repl, step_options(tc),
-                          gradients.accumulation_loop(tc))
+                          gradients.accumulation_loop(tc), compiler_options(config))
   p_train_step = lambda state, batch, rng, step: update(state, batch, rng, step <= frozen_until)
   jit_eval_step = jax.jit(validation.eval_step, static_argnums=(2, 3),
                           in_shardings=(state_sharding.params, batch_sharding),
-                          out_shardings=batch_sharding)
+                          out_shardings=batch_sharding, compiler_options=compiler_options(config))
   p_eval_step = lambda params, batch: jit_eval_step(params, batch, state.model, state.loss_spec)
   # Keys cannot be device_put across processes; move their raw data instead.
   dropout_rng = jax.random.wrap_key_data(jax.device_put(jax.random.key_data(dropout_rng), repl))

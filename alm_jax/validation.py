@@ -24,6 +24,7 @@ from alm_jax import paths
 from alm_jax import sharding
 from alm_jax import writers
 from alm_jax.models import build_model
+from alm_jax.models import compiler_options
 from alm_jax.models import without_init_only
 
 
@@ -131,7 +132,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str | os.Pat
   jit_eval_step = jax.jit(eval_step, static_argnums=(2, 3),
                           in_shardings=(jax.tree.map(lambda _: repl, params),
                                         sharding.data_sharding(mesh)),
-                          out_shardings=sharding.data_sharding(mesh))
+                          out_shardings=sharding.data_sharding(mesh),
+                          compiler_options=compiler_options(config))
   p_eval_step = lambda params, batch: jit_eval_step(params, batch, model, loss_spec)
   batches = make_eval_batches(config, 'validation', process_index=jax.process_index(),
                               process_count=jax.process_count(), workdir=workdir)

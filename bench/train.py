@@ -67,6 +67,7 @@ def child(args) -> None:
   from alm_jax import losses  # pylint: disable=g-import-not-at-top
   from alm_jax import train  # pylint: disable=g-import-not-at-top
   from alm_jax.models import build_model  # pylint: disable=g-import-not-at-top
+  from alm_jax.models import compiler_options  # pylint: disable=g-import-not-at-top
 
   def emit(**kw):
     kw['peak_rss_gb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
@@ -102,7 +103,7 @@ def child(args) -> None:
   # The update as train_and_evaluate compiles it: train_step, or with --accum_loop=host one
   # micro-batch program run grad_accum times and the AdamW program. Programs run one after
   # another, so the largest one's buffers bound the step's.
-  update = train.compile_update(None, None, None, options, loop)
+  update = train.compile_update(None, None, None, options, loop, compiler_options(config))
   compiled = {name: low.compile() for name, low in update.lower(state, batch, key, frozen).items()}
   compile_s = time.perf_counter() - t0
   mem = [c.memory_analysis() for c in compiled.values()]

@@ -13,7 +13,11 @@ the ratio JAX / torch. The two are timed alternately in the same process
 the outputs are checked to agree. Each variant runs in its own child process,
 since XLA flags are read once per process:
 
-  default      `alm_jax.models.embeddings.VGGish` as the models run it;
+  default      `alm_jax.models.embeddings.VGGish` as the models run it, with its
+               XLA:CPU compiler options (`embeddings.cpu_compiler_options`:
+               convolutions by Eigen instead of YNNPACK);
+  ynn          the same with XLA's default options (YNNPACK convolutions), as
+               before those options existed;
   reshape_pool the same with each 2x2 max-pool written as reshape + max
                instead of `lax.reduce_window` (every map here has even sides);
   nchw         the convolutions in NCHW / OIHW layout, as torch stores them;
@@ -25,6 +29,15 @@ since XLA flags are read once per process:
   fast_math    default with --xla_cpu_enable_fast_math=true;
   no_thunks    default with --xla_cpu_use_thunk_runtime=false (the older
                compiled-loop CPU runtime), where this jaxlib still accepts it.
+  no_ynn       this jaxlib hands convolutions and dots to YNNPACK by default
+               (its HLO shows __ynn_fusion custom calls); this turns that off
+               (Eigen's convolutions);
+  ynn_dots     YNNPACK for the dots only (convolutions by Eigen);
+  ynn_fused    YNNPACK also for the dots' fused bias/ReLU and the reductions;
+  xnn_conv, onednn_conv
+               YNNPACK off and each convolution handed to XNNPACK or oneDNN
+               (--xla_cpu_experimental_{xnn,onednn}_fusion_type=
+               LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION).
 A flag this jaxlib does not know makes that child fail: it is reported, not fatal.
 """
 
@@ -39,10 +52,19 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
 
 VARIANT_FLAGS = {
-    'default': '', 'reshape_pool': '', 'nchw': '', 'im2col': '',
+    'default': '', 'ynn': '', 'reshape_pool': '', 'nchw': '', 'im2col': '',
     'eigen_off': '--xla_cpu_multi_thread_eigen=false',
     'fast_math': '--xla_cpu_enable_fast_math=true',
     'no_thunks': '--xla_cpu_use_thunk_runtime=false',
+    'no_ynn': '--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INVALID',
+    'ynn_dots': '--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT',
+    'ynn_fused': ('--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION,'
+                  'LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_ELTWISE,LIBRARY_FUSION_TYPE_REDUCE'),
+    'xnn_conv': ('--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INVALID '
+                 '--xla_cpu_experimental_xnn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION'),
+    'onednn_conv': ('--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INVALID '
+                    '--xla_cpu_experimental_onednn_fusion_type='
+                    'LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION'),
 }
 
 
@@ -82,10 +104,14 @@ def _torch_vggish(params, torch):
 def _jax_forward(variant, params):
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
   from alm_jax.models import embeddings  # pylint: disable=g-import-not-at-top
+  # The models' compiler options, except for the variants that are XLA's defaults or flags.
+  options = (None if VARIANT_FLAGS[variant] or variant == 'ynn' else
+             embeddings.cpu_compiler_options(ml_collections.ConfigDict({'name': 'vggish'})))
   if variant not in ('reshape_pool', 'nchw', 'im2col'):
     net = embeddings.VGGish(dim=128)
-    return jax.jit(lambda p, x: net.apply({'params': p}, x))
+    return jax.jit(lambda p, x: net.apply({'params': p}, x), compiler_options=options)
 
   def pool(x, axes):  # 2x2, stride 2 on two even axes
     shape = list(x.shape)
@@ -122,7 +148,7 @@ def _jax_forward(variant, params):
       y = jax.nn.relu(y @ p[name]['kernel'] + p[name]['bias'])
     return y @ p['fc2']['kernel'] + p['fc2']['bias']
 
-  return jax.jit(forward)
+  return jax.jit(forward, compiler_options=options)
 
 
 def child(args) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 
 from alm_jax import checks
 from alm_jax.models import build_mixer
+from alm_jax.models import compiler_options
 from alm_jax.models import protocol
 
 DEFAULT_CHUNK_SECONDS = 9.6  # 32 MR hops: big enough to amortise dispatch, small enough for RAM
@@ -102,7 +103,8 @@ class ChunkedMixer:
     self.mixer.refuse('chunk')
     caps = self.mixer.capabilities
     self.chunk_samples = max(1, math.ceil(chunk_seconds * caps.sample_rate / caps.hop)) * caps.hop
-    self._step = jax.jit(self.mixer.step, donate_argnums=(1,))
+    self._step = jax.jit(self.mixer.step, donate_argnums=(1,),
+                         compiler_options=compiler_options(config))
 
   @property
   def num_compiles(self) -> int:
@@ -212,7 +214,8 @@ class SegmentMixer:
     self.segment_frames = frames_per_segment(config, segment_seconds)
     self.segment_samples = self.segment_frames * self.mixer.capabilities.f2
     self._mix = jax.jit(functools.partial(mix_segments_whole, config,
-                                          segment_frames=self.segment_frames))
+                                          segment_frames=self.segment_frames),
+                        compiler_options=compiler_options(config))
 
   @property
   def num_compiles(self) -> int:

@@ -17,6 +17,7 @@ import numpy as np
 
 from alm_jax.inference import offline
 from alm_jax.models import build_mixer
+from alm_jax.models import compiler_options
 from alm_jax.models import protocol
 
 
@@ -104,7 +105,8 @@ def jitted_step(config):
   """`jax.jit(BlockStream.step)` with the state donated, shared by every stream of this config."""
   stream = block_stream(config)
   return offline.cached('stream-step', config,
-                        make=lambda: jax.jit(stream.step, donate_argnums=(1,)))
+                        make=lambda: jax.jit(stream.step, donate_argnums=(1,),
+                                             compiler_options=compiler_options(config)))
 
 
 class StreamingMixer:

@@ -12,6 +12,7 @@ import numpy as np
 
 from alm_jax import frames
 from alm_jax.models import build_mixer
+from alm_jax.models import compiler_options
 
 
 class StepAdapter:
@@ -41,7 +42,7 @@ class StepAdapter:
       state, _, _ = mixer.step(params, state, frame, mask)
       return state, mixer.gains_in_force(state)
 
-    self._step = jax.jit(frame_step, donate_argnums=1)
+    self._step = jax.jit(frame_step, donate_argnums=1, compiler_options=compiler_options(config))
     self.faults = np.zeros(self.channels, np.int64)
     self.reset()
 

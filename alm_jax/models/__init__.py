@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from alm_jax import frames
+from alm_jax.models import embeddings
 from alm_jax.models import protocol
 
 # Model settings that only affect a fresh initialisation, not the parameter layout.
@@ -68,6 +69,20 @@ def build_mixer(config) -> protocol.Mixer:
   """The `protocol.Mixer` of `config.model.name`: what inference, export and evaluation drive."""
   frozen = _model_config(config)
   return _mixer_module(frozen.name).build_mixer(frozen)
+
+
+def compiler_options(config) -> dict | None:
+  """`compiler_options` for `jax.jit` of any program running `config.model` (None: XLA's defaults).
+
+  On the CPU backend, the options its embedding asks for
+  (`embeddings.cpu_compiler_options`); nothing elsewhere, and nothing for a
+  mixer without an embedding (the console automixers).
+  """
+  embedding = config.model.get('embedding', None)
+  if (embedding is None or jax.default_backend() != 'cpu' or
+      not hasattr(_mixer_module(config.model.name), 'build_module')):  # no network: no embedding
+    return None
+  return embeddings.cpu_compiler_options(embedding) or None
 
 
 def without_init_only(config):

@@ -194,6 +194,29 @@ def _kind(name: str):
   return module.build_embedding, module.frontend
 
 
+# XLA:CPU compiler options per embedding, for every jitted program that runs it
+# (`alm_jax.models.compiler_options`). This jaxlib hands convolutions to YNNPACK
+# by default; for VGGish's 3x3 convolutions Eigen's are faster: the forward at
+# batch 64 went from 0.95x to 0.65x torchvggish's time, offline mixing with
+# VGGish from 3.9x to 5.4x real time, while the small embedding's convolutions
+# are faster in YNNPACK (124x vs 112x real time), so it keeps the default.
+# bench/vggish_vs_torch.py (variant 'ynn') and bench/README.md have the figures.
+# A module embedding may define CPU_COMPILER_OPTIONS likewise.
+_CPU_COMPILER_OPTIONS = {
+    'vggish': {'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT'},
+}
+
+
+def cpu_compiler_options(embedding_config) -> dict:
+  """XLA:CPU compiler options for programs running this embedding ({}: XLA's defaults)."""
+  name = embedding_config.name
+  if name in _BUILT_IN:
+    return dict(_CPU_COMPILER_OPTIONS.get(name, {}))
+  _kind(name)  # the module exists, or a clear error
+  return dict(getattr(importlib.import_module(f'alm_jax.models.{name}'), 'CPU_COMPILER_OPTIONS',
+                      {}))
+
+
 def build_embedding(embedding_config, dtype=jnp.float32, name='embedding'):
   """The embedding module named by `config.model.embedding.name`."""
   return _kind(embedding_config.name)[0](embedding_config, dtype, name)
