@@ -14,7 +14,8 @@ same `Engine.process` the JACK callback calls (the C one, rtcore.c, unless
 as the engine itself measures it (inside the call: what JACK's thread would
 spend) and their share of the period, the worker's p99 time per
 F2 frame and its share of the 50 ms budget (with --gain_delay=1 a result may
-take one F2 frame minus one period), the process's CPU share (in cores: the step runs on XLA's threads), and late results.
+take one F2 frame minus one period), the process's CPU share (in cores: the
+step runs on XLA's threads), and late results.
 The last line names the largest channel count with no late result.
 """
 
