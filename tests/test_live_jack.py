@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from alm_jax.live import drivers
 from alm_jax.live import native as native_lib
 from alm_jax.live import recorder as recorder_lib
 from checkpoint_fixtures import TinyModel, save_checkpoint
@@ -60,21 +61,8 @@ class Capture:
     self.client = jack.Client('alm_capture', servername=server, no_start_server=True)
     self.ports = [self.client.inports.register(f'in_{i}') for i in range(len(sources))]
     self.sources = sources
-    state = self._state
-    if native_lib.available():
-      self._attached = native_lib.attach_player(self.client, self.ports, self.buf, state,
-                                                capture=True)
-    else:
-      def callback(frames):
-        if not state[1]:
-          return
-        pos = int(state[0])
-        n = min(frames, self.buf.shape[1] - pos)
-        for i, p in enumerate(self.ports):
-          self.buf[i, pos:pos + n] = p.get_array()[:n]
-        state[0] = pos + n
-
-      self.client.set_process_callback(callback)
+    self._attached = drivers.attach_transport(self.client, self.ports, self.buf, self._state,
+                                              capture=True)
     self.client.activate()
 
   @property

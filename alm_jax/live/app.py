@@ -112,7 +112,7 @@ class LiveMixer:
   def status(self) -> dict:
     eng, w = self.engine, self.worker
     return {
-        'callback': 'native' if eng.native is not None else 'python',
+        'callback': eng.callback,
         'samples': eng.written, 'periods': eng.periods, 'late': eng.late,
         'late_frames': sorted(int(f) for f in eng.late_frames if f >= 0),
         'xruns': getattr(self.driver, 'xruns', 0),

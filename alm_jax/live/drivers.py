@@ -56,7 +56,6 @@ class JackDriver:
     connected: whether the client is open and active.
     message: the last state change, for the UI.
     first_frame_time: JACK frame time of the first period processed (or None).
-    callback: 'native' (rtcore.c) or 'python', the process callback in use.
   """
 
   def __init__(self, engine, *, name='alm_live', server=None, sources=(), destinations=(),
@@ -78,7 +77,6 @@ class JackDriver:
     self.lost_a_server = False
     self._told = False
     self._attached = None  # the C callback's structs, kept alive with the client
-    self.callback = 'native' if engine.native is not None else 'python'
 
   @property
   def first_frame_time(self):
@@ -130,7 +128,7 @@ class JackDriver:
     self._lost.clear()
     self.connect_all()
     self.message = (f'JACK: client {client.name} on server {self.server or "default"}, '
-                    f'{client.samplerate} Hz, period {client.blocksize}, {self.callback} callback')
+                    f'{client.samplerate} Hz, period {client.blocksize}, {eng.callback} callback')
     logging.info(self.message)
 
   def connect_all(self):
@@ -211,6 +209,36 @@ class JackDriver:
     self._drop_client()
 
 
+def attach_transport(client, ports, audio: np.ndarray, state: np.ndarray, *,
+                     capture: bool = False, native: bool | None = None):
+  """Makes `client`'s process callback play `audio` [c, samples] into `ports`, or record them into it.
+
+  From sample state[0] on (the callback advances it) while state[1] is 1;
+  state is int64 [2]. The C callback (rtcore.c) where built (native None),
+  else a Python one. Returns what must live as long as the client.
+  """
+  if native is None:
+    native = native_lib.available()
+  if native:
+    return native_lib.attach_player(client, ports, audio, state, capture=capture)
+  total = audio.shape[1]
+
+  def callback(frames):
+    pos = int(state[0])
+    n = max(min(frames, total - pos), 0) if state[1] else 0
+    for ch, p in enumerate(ports):
+      buf = p.get_array()
+      if capture:
+        audio[ch, pos:pos + n] = buf[:n]
+      else:
+        buf[:n] = audio[ch, pos:pos + n]
+        buf[n:] = 0.0
+    state[0] = pos + n
+
+  client.set_process_callback(callback)
+  return callback
+
+
 class JackPlayer:
   """Plays [channels, samples] audio into JACK ports at real-time pace (its own client).
 
@@ -224,24 +252,8 @@ class JackPlayer:
     self.client = jack.Client(name, servername=server, no_start_server=True)
     self.ports = [self.client.outports.register(f'out_{i + 1:02d}')
                   for i in range(self.audio.shape[0])]
-    total = self.audio.shape[1]
-    if native is None:
-      native = native_lib.available()
-    state = self._state
-    if native:
-      self._attached = native_lib.attach_player(self.client, self.ports, self.audio, state)
-    else:
-      def callback(frames):
-        pos = int(state[0])
-        n = min(frames, total - pos) if state[1] else 0
-        for ch, p in enumerate(self.ports):
-          buf = p.get_array()
-          if n > 0:
-            buf[:n] = self.audio[ch, pos:pos + n]
-          buf[n:] = 0.0
-        state[0] = pos + max(n, 0)
-
-      self.client.set_process_callback(callback)
+    self._attached = attach_transport(self.client, self.ports, self.audio, self._state,
+                                      native=native)
     self.dead = False
     self.client.set_shutdown_callback(lambda status, reason: setattr(self, 'dead', True))
     self.client.activate()

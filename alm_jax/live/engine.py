@@ -119,6 +119,11 @@ class Engine:
   del _counter, _value
 
   @property
+  def callback(self) -> str:
+    """'native' (rtcore.c) or 'python': which implementation `process` is."""
+    return 'python' if self.native is None else 'native'
+
+  @property
   def first_frame_time(self) -> int | None:
     """JACK frame time of the first period a JACK callback processed (None: none yet)."""
     t = int(self.counters[native_lib.FIRST_TIME])
