@@ -119,7 +119,10 @@ class JackServer:
           if time.monotonic() > deadline or self.proc.poll() is not None:
             self.close()
             tail = ' | '.join(line for _, line in self.lines[-5:])
-            raise RuntimeError(f'jackd -n {self.name} did not start: {tail}') from None
+            hint = ('; jackd says "Failed to open server": a killed jackd can leave its shared '
+                    'memory behind, remove /dev/shm/jack* while no jackd runs' if any(
+                        'Failed to open server' in line for _, line in self.lines) else '')
+            raise RuntimeError(f'jackd -n {self.name} did not start: {tail}{hint}') from None
           time.sleep(0.1)
     finally:
       jack.set_error_function(None)

@@ -180,9 +180,14 @@ def _run_and_check(setup, period, seconds, tmp_path, callback='auto'):
   # Zero xruns is asserted where jackd itself kept time: on a machine whose dummy driver wakes
   # late (its own 'JackTimedDriver::Process XRun' lines; on this project's 2-core VM even with
   # no client at all, bench/jack_xruns.py) no client can be on time, so there they are reported.
+  # Where it did, the mixer's own clients (the mixer and its --play player) must never have
+  # been late; the test's capture probe, a third client, is not the mixer's, so its late
+  # cycles are reported. The Python callback fallback needs the GIL every period
+  # (docs/live.md): its xruns are reported too; the test checks that it mixes exactly.
   driver, late, _, _ = server.xruns()
-  if driver == 0:
-    assert stats['xruns'] == 0, (dict(late), out)
+  mixer_late = {k: v for k, v in late.items() if k in ('alm_live', 'alm_live_play')}
+  if driver == 0 and native:
+    assert not mixer_late, (dict(late), out)
   else:
     print(f'{stats["xruns"]} xruns, jackd\'s own timer late {driver} times, clients late '
           f'{dict(late)}: not asserted')
