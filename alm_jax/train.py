@@ -220,7 +220,8 @@ def compile_update(state_sharding, batch_sharding, repl, options: dict, loop: st
   shard = lambda **kw: {} if state_sharding is None else kw
   if k == 1 or loop == 'scan':
     step = jax.jit(train_step, donate_argnums=(0,), static_argnums=(3, 4, 5),  # frozen, k, remat
-                   compiler_options=xla_options, **shard(in_shardings=(state_sharding, batch_sharding, repl),
+                   compiler_options=xla_options,
+                   **shard(in_shardings=(state_sharding, batch_sharding, repl),
                            out_shardings=(state_sharding, repl)))
     update = lambda state, batch, rng, frozen: step(state, batch, rng, frozen, k, remat)
     update.lower = lambda state, batch, rng, frozen: {
