@@ -80,7 +80,9 @@ def test_slew_limit_and_limiter(tiny, tmp_path):
   ctl = controls_lib.Controls(C, ceiling_db=60.0, slew_db=1.0, limit_db=-6.0)
   ctl.set_master(30.0)
   mixed, live = _run(tiny, controls=ctl, record=str(tmp_path))
-  frames, pred, applied, held = recorder_lib.read_gains_csv(tmp_path / 'gains.csv')
+  rec_dir = live.record_dir
+  assert rec_dir == tmp_path / 'take-001'
+  frames, pred, applied, held = recorder_lib.read_gains_csv(rec_dir / 'gains.csv')
   assert frames.tolist() == list(range(2, 2 + len(frames)))
   ratio = applied[1:] / np.maximum(applied[:-1], 1e-3)
   assert np.all(np.abs(20 * np.log10(ratio)) <= 1.0 + 1e-4)
@@ -90,10 +92,10 @@ def test_slew_limit_and_limiter(tiny, tmp_path):
   assert peak <= 10 ** (-6 / 20) * (1 + 1e-6)
   assert peak > 10 ** (-6 / 20) * 0.9 and live.engine.limited_periods > 0
   # The recording is the engine's output.
-  rec, rate = sf.read(tmp_path / 'mix.wav', dtype='float32')
+  rec, rate = sf.read(rec_dir / 'mix.wav', dtype='float32')
   assert rate == 44100
   np.testing.assert_array_equal(rec[:mixed.shape[0]], mixed[:rec.shape[0]])
-  rec_in, _ = sf.read(tmp_path / 'in_03.wav', dtype='float32')
+  rec_in, _ = sf.read(rec_dir / 'in_03.wav', dtype='float32')
   np.testing.assert_array_equal(rec_in[:tiny.audio.shape[1]], tiny.audio[2])
 
 
@@ -125,8 +127,8 @@ def test_faulty_channel_is_held_then_released(tiny, tmp_path):
   sr, f2 = 44100, tiny.f2
   a, b = int(0.5 * sr), int(0.7 * sr)
   audio[2, a:b] = np.nan
-  _run(tiny, audio=audio, record=str(tmp_path))
-  frames, _, applied, held = recorder_lib.read_gains_csv(tmp_path / 'gains.csv')
+  _, live = _run(tiny, audio=audio, record=str(tmp_path))
+  frames, _, applied, held = recorder_lib.read_gains_csv(live.record_dir / 'gains.csv')
   # `frames` are the frames the gains apply to: processed frame k -> frame k + 2.
   k = frames - 2
   bad = (k >= a // f2) & (k <= (b - 1) // f2)
@@ -147,7 +149,7 @@ def test_killed_worker_is_restarted_and_recording_stays_valid(tiny, tmp_path):
   mixed, live = _run(tiny, record=str(tmp_path), before=kill_early)
   assert live.worker_restarts == 1
   assert np.isfinite(mixed).all()
-  rec, _ = sf.read(tmp_path / 'mix.wav', dtype='float32')
+  rec, _ = sf.read(live.record_dir / 'mix.wav', dtype='float32')
   assert rec.shape[0] >= tiny.audio.shape[1]
   np.testing.assert_array_equal(rec[:tiny.audio.shape[1]], mixed[:tiny.audio.shape[1]])
 

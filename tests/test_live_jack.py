@@ -113,6 +113,7 @@ def _mixer_cmd(setup, song_dir, record, server, extra=()):
 
 
 def _read_recording(record):
+  record = record / 'take-001'  # --record=DIR: the first take
   ins = [sf.read(record / f'in_{ch + 1:02d}.wav', dtype='float32')[0] for ch in range(C)]
   n = min(x.shape[0] for x in ins)
   mix = sf.read(record / 'mix.wav', dtype='float32')[0]
@@ -172,7 +173,7 @@ def _run_and_check(setup, period, seconds, tmp_path, callback='auto'):
     if cap is not None:
       cap.close()
     server.close()
-  info = json.loads((record / 'info.json').read_text())
+  info = json.loads((record / 'take-001' / 'info.json').read_text())
   stats = info['stats']
   print(f'period {period}: {stats}')
   native = callback == 'native' or (callback == 'auto' and native_lib.available())
@@ -254,7 +255,7 @@ def test_killed_process_leaves_a_valid_recording(setup, tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline:
-      mix_path = record / 'mix.wav'
+      mix_path = record / 'take-001' / 'mix.wav'
       if mix_path.exists() and mix_path.stat().st_size > 4 * 44100 * 7:  # 7 s: 5 s of song
         break
       assert proc.poll() is None, proc.stdout.read()
@@ -268,7 +269,7 @@ def test_killed_process_leaves_a_valid_recording(setup, tmp_path):
   start, n = _song_offset(inputs, song, exact=False)
   assert n > 44100 * 4
   assert np.isfinite(mix).all()
-  frames = recorder_lib.read_gains_csv(record / 'gains.csv')[0]
+  frames = recorder_lib.read_gains_csv(record / 'take-001' / 'gains.csv')[0]
   assert len(frames) > 40
 
 

@@ -43,7 +43,10 @@ flags.DEFINE_string('output', '', "Where the mix goes: '1,2' (system:playback_N)
 flags.DEFINE_bool('channel_outputs', False, 'Also output each gained channel (out_XX ports).')
 flags.DEFINE_string('server', None, 'JACK server name (default: $JACK_DEFAULT_SERVER or default).')
 flags.DEFINE_string('name', 'alm_live', 'JACK client name.')
-flags.DEFINE_string('record', None, 'Record inputs, mix and gains.csv into this directory.')
+flags.DEFINE_string('record', None, 'Record inputs, mix and gains.csv into a new numbered take in '
+                    'this folder (DIR/take-001, take-002, ...; an earlier take is never touched).')
+flags.DEFINE_bool('overwrite', False, 'With --record=DIR: record into DIR itself, replacing the one '
+                  'recording it holds (refused for any other folder).')
 flags.DEFINE_string('play', None, 'Feed the mixer from this folder of channel files.')
 flags.DEFINE_bool('no_jack', False, 'With --play: no JACK at all, the files are fed at real-time pace.')
 flags.DEFINE_integer('period', 128, 'Samples per period with --no_jack.')
@@ -75,10 +78,9 @@ def _build(config, params):
   channels = FLAGS.channels or len(sources) or 0
   if FLAGS.play:
     max_c = int(config.model.get('max_channels', None) or 64)
-    song, names = drivers.load_song_dir(FLAGS.play, channels or max_c, sr)
-    if not channels:
-      channels = len(names)
-      song = song[:channels]
+    song, names = drivers.load_song_dir(FLAGS.play, max_c, sr)  # [max_c, n], silent beyond names
+    channels = channels or len(names)
+    song = song[:channels]  # --channels=N: the song's first N channels (or silent ones added)
   channels = channels or 8
   names = (list(names or []) + [str(i + 1) for i in range(channels)])[:channels]
   limit = None if FLAGS.limit_db.strip().lower() == 'off' else float(FLAGS.limit_db)
@@ -90,7 +92,8 @@ def _build(config, params):
                            absurd_db=FLAGS.absurd_db, record=FLAGS.record,
                            channel_outputs=FLAGS.channel_outputs,
                            info={'checkpoint': str(FLAGS.checkpoint), 'play': FLAGS.play},
-                           rt_priority=FLAGS.rt_priority, callback=FLAGS.callback)
+                           rt_priority=FLAGS.rt_priority, callback=FLAGS.callback,
+                           overwrite=FLAGS.overwrite, inputs=[FLAGS.play] if FLAGS.play else [])
   return live, song, sources
 
 
@@ -104,7 +107,12 @@ def main(argv):
   # normally scheduled dispatch threads, which a busy machine delays.
   jax.config.update('jax_cpu_enable_async_dispatch', False)
   config, params, _ = checkpoints.restore_params(FLAGS.checkpoint)
-  live, song, sources = _build(config, params)
+  try:
+    live, song, sources = _build(config, params)
+  except ValueError as e:  # a refused --record folder, --play song or channel count
+    raise SystemExit('error: ' + ' '.join(str(e).split())) from None
+  if live.record_dir is not None:
+    logging.info('Recording to %s', live.record_dir)
   # After the compile (in _build): XLA's compile threads keep normal priority.
   engine_lib.set_realtime(max(FLAGS.rt_priority - 1, 0))
   stop = threading.Event()
@@ -188,7 +196,7 @@ def main(argv):
     s = live.status()
     print(f'alm_jax.live: {s["samples"] / live.spec.sample_rate:.1f} s mixed, late {s["late"]}, '
           f'xruns {s["xruns"]}, callback max {s["callback_max_ms"]:.3f} ms, worker p99 '
-          f'{s["worker_p99_ms"]:.2f} ms' + (f', recorded to {FLAGS.record}' if FLAGS.record else ''))
+          f'{s["worker_p99_ms"]:.2f} ms' + (f', recorded to {live.record_dir}' if live.record_dir else ''))
     if getattr(driver, 'lost_a_server', False) or (player is not None and player.dead):
       # Everything is flushed and closed. libjack crashes tearing down the
       # clients a lost server left behind, so skip the interpreter's teardown.

@@ -33,7 +33,11 @@ class LiveMixer:
       one it is applied to, beyond the model's own one (>= 1; docs/live.md).
     fault: 'hold' or 'mute' for a channel with NaN/Inf/absurd input.
     absurd_db: peak level (dBFS) above which a frame counts as absurd.
-    record: a directory to record the show into, or None.
+    record: a folder to record the show into, or None: the show goes to a
+      new numbered take in it, `record/take-NNN` (`recorder.take_folder`);
+      `record_dir` is where.
+    overwrite: record into `record` itself, replacing the recording it holds.
+    inputs: folders the show reads (--play): `record` may not overlap one.
     adapter: a ready `StepAdapter` (default: built and compiled here).
     rt_priority: SCHED_FIFO priority of the worker (the recorder gets one
       less), 0 for normal scheduling (`engine.set_realtime`).
@@ -44,12 +48,15 @@ class LiveMixer:
   def __init__(self, config, params, channels: int, *, names=None, controls=None,
                gain_delay: int = 1, fault: str = 'hold', absurd_db: float = 40.0, record=None,
                channel_outputs: bool = False, adapter=None, info=None, rt_priority: int = 0,
-               callback: str = 'auto'):
+               callback: str = 'auto', overwrite: bool = False, inputs=()):
     max_c = config.model.get('max_channels', None)
     if max_c is not None and channels > max_c:
       raise ValueError(f'{channels} channels but this model mixes at most {max_c} '
                        '(config.model.max_channels): pass fewer --inputs.')
     self.config, self.params = config, params
+    # Before the compile: a folder that must not be written is refused at once.
+    self.record_dir = (recorder_lib.take_folder(record, overwrite=overwrite, inputs=inputs)
+                       if record else None)
     spec = frames.FrameSpec.from_config(config.model)
     self.spec = spec
     self.names = list(names or [str(i + 1) for i in range(channels)])
@@ -65,8 +72,8 @@ class LiveMixer:
     self._worker_args = dict(absurd=controls_lib.db_to_gain(absurd_db), fault=fault,
                              hold_frames=math.ceil(spec.f1 / spec.f2))
     self.recorder = None
-    if record:
-      self.recorder = recorder_lib.Recorder(self.engine, record, self.names, info={
+    if self.record_dir is not None:
+      self.recorder = recorder_lib.Recorder(self.engine, self.record_dir, self.names, info={
           'channels': channels, 'names': self.names, 'sample_rate': spec.sample_rate,
           'f2': spec.f2, 'gain_delay': gain_delay, **(info or {})})
     self.rt_priority = rt_priority
@@ -124,7 +131,8 @@ class LiveMixer:
         'held': [self.names[i] for i in np.flatnonzero(w.held)],
         'record_lost': self.recorder.lost if self.recorder else 0,
         'first_frame_time': getattr(self.driver, 'first_frame_time', None),
-        'jack_connected': getattr(self.driver, 'connected', None),
+        'driver': getattr(self.driver, 'kind', None),
+        'jack_connected': bool(isinstance(self.driver, drivers.JackDriver) and self.driver.connected),
         'controls': self.controls.snapshot(),
     }
 

@@ -75,6 +75,7 @@ class JackDriver:
     self._next_try = 0.0
     self._dead = False  # the server shut this client down
     self.lost_a_server = False
+    self.kind = 'JACK'
     self._told = False
     self._attached = None  # the C callback's structs, kept alive with the client
 
@@ -297,7 +298,8 @@ class FileDriver(threading.Thread):
     self.done = threading.Event()
     self._halt = threading.Event()
     self.xruns = 0
-    self.connected = True
+    self.connected = False  # no JACK client: info.json's jack_connected says so
+    self.kind = 'no JACK (--no_jack)'
     self.message = 'no JACK: playing files'
     self.rt_priority = 0
 

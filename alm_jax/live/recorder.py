@@ -5,13 +5,18 @@ samples are appended and, on every flush, the header's sizes are rewritten to
 cover exactly the samples written so far. A process killed at any moment
 (kill -9) leaves files whose headers describe the data up to the last flush
 (every `flush_seconds`); bytes after it are ignored by readers. gains.csv gets
-whole lines, flushed with the audio.
+whole lines, flushed with the audio. `take_folder` picks where a show goes:
+`--record=DIR` writes DIR/take-001, then DIR/take-002, ..., never touching an
+earlier take; only `--overwrite` records into DIR itself, replacing the one
+recording it holds.
 """
 
 import csv
 import json
 import os
+import pathlib
 import queue
+import re
 import struct
 import threading
 import time
@@ -21,6 +26,81 @@ import numpy as np
 from alm_jax import outputs
 
 _HEADER = 56  # RIFF + fmt (16) + fact + data chunk headers
+TAKE_PREFIX = 'take-'
+MARK = 'alm_jax.live recording'  # info.json's "written_by": what --overwrite may replace
+_TAKE = re.compile(r'^take-(\d+)$')
+_RECORDING_FILE = re.compile(r'^(in_\d+\.wav|mix\.wav|gains\.csv|info\.json)$')
+
+
+class RecordError(ValueError):
+  """A --record folder that cannot or must not be written; the message names it and the fix."""
+
+
+def holds_recording(folder) -> bool:
+  """Whether `folder` holds a recording's files (ours or not) directly in it."""
+  folder = pathlib.Path(folder)
+  return folder.is_dir() and any(_RECORDING_FILE.match(p.name) for p in folder.iterdir())
+
+
+def take_folder(record, *, overwrite: bool = False, inputs=()) -> pathlib.Path:
+  """The folder a show recorded with `--record=record` goes to, created here.
+
+  Without overwrite: a new numbered take, `record/take-NNN` one above the
+  highest there (take-001 in a new or empty folder), made with an exclusive
+  mkdir, so an earlier take is never written into. With overwrite: `record`
+  itself, after removing the recording it holds; refused where it holds
+  anything but one alm_jax.live recording (a folder of takes, other files).
+  `inputs` are folders the show reads (--play): the recording may not equal,
+  contain or lie inside one. Raises RecordError naming the folder and the fix.
+  """
+  try:
+    root = outputs.check_writable(record, what='--record')
+  except outputs.OutputError as e:
+    raise RecordError(str(e)) from None
+  for src in inputs:
+    src = pathlib.Path(os.path.abspath(src))
+    if root == src or src in root.parents or root in src.parents:
+      raise RecordError(f'--record={record} overlaps the input folder {src} (--play): record '
+                        'into a folder outside it.')
+  try:
+    if overwrite:
+      return _replace_recording(root)
+    root.mkdir(parents=True, exist_ok=True)
+    while True:
+      numbers = [int(m.group(1)) for m in map(_TAKE.match, os.listdir(root)) if m]
+      take = root / f'{TAKE_PREFIX}{max(numbers, default=0) + 1:03d}'
+      try:
+        take.mkdir()
+        return take
+      except FileExistsError:  # another mixer took this number just now
+        continue
+  except OSError as e:
+    raise RecordError(f'--record={record}: cannot create {e.filename or root} ({e.strerror}): '
+                      'choose a folder you can write.') from None
+
+
+def _replace_recording(root: pathlib.Path) -> pathlib.Path:
+  if not root.exists():
+    root.mkdir(parents=True)
+    return root
+  names = sorted(p.name for p in root.iterdir())
+  others = [n for n in names if not _RECORDING_FILE.match(n)]
+  info = root / 'info.json'
+  ours = False
+  if info.is_file():
+    try:
+      ours = json.loads(info.read_text(encoding='utf-8')).get('written_by') == MARK
+    except (ValueError, OSError, AttributeError):
+      ours = False
+  if names and (others or not ours):
+    what = (f'holds {", ".join(others[:5])}' + (' ...' if len(others) > 5 else '')
+            if others else 'holds files that no alm_jax.live recording wrote')
+    raise RecordError(f'--record={root} --overwrite: the folder {what}; --overwrite replaces only '
+                      'a folder holding one alm_jax.live recording. Drop --overwrite (the show '
+                      f'goes to a new {root}/take-NNN) or choose a new folder.')
+  for n in names:  # every file of the old recording: no old in_NN.wav left beside the new ones
+    (root / n).unlink()
+  return root
 
 
 class WavWriter:
@@ -82,7 +162,7 @@ class Recorder(threading.Thread):
     self._rows = queue.SimpleQueue()
     self.pos = 0
     self.lost = 0
-    self.info = dict(info or {})
+    self.info = {'written_by': MARK, **dict(info or {})}
     self._halt = threading.Event()
     self.rt_priority = 0
     self.write_info()

@@ -1,0 +1,77 @@
+"""`python -m alm_jax.live` as a user runs it: takes, refused flags, no JACK server, info.json.
+
+Each case runs the program as its own process (no JACK: --no_jack, or no
+server at all) on a tiny checkpoint and a 1 s song, and checks what the user
+sees: the exit code, one `error:` line naming the fix, the files written.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+import soundfile as sf
+
+from checkpoint_fixtures import TinyModel, save_checkpoint
+import live_helpers
+
+C = 8
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory):
+  base = tmp_path_factory.mktemp('live_main')
+  tm = TinyModel('mr', max_channels=32)
+  save_checkpoint(base / 'ckpt', tm.config, tm.params)
+  tm.ckpt = base / 'ckpt'
+  tm.song = base / 'song'
+  tm.song.mkdir()
+  audio = live_helpers.song(C, 1.0, seed=3)
+  for ch in range(C):
+    sf.write(tm.song / f'ch{ch + 1:02d}.wav', audio[ch], 44100, subtype='FLOAT')
+  tm.base = base
+  return tm
+
+
+def _live(setup, *args, timeout=300, env=None):
+  cmd = [sys.executable, '-m', 'alm_jax.live', f'--checkpoint={setup.ckpt}', '--osc_port=0',
+         '--ui=off', *args]
+  t0 = time.monotonic()
+  proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                        env=dict(os.environ, **(env or {})))
+  proc.seconds = time.monotonic() - t0
+  return proc
+
+
+def _digest(folder):
+  return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+
+
+def test_record_twice_makes_two_takes_and_keeps_the_first(setup, tmp_path):
+  show = tmp_path / 'show'
+  common = [f'--play={setup.song}', '--no_jack', f'--record={show}', '--play_delay=0']
+  first = _live(setup, *common)
+  assert first.returncode == 0, first.stdout + first.stderr
+  take1 = show / 'take-001'
+  assert f'recorded to {take1}' in first.stdout, first.stdout
+  info = json.loads((take1 / 'info.json').read_text())
+  assert info['stats']['jack_connected'] is False  # --no_jack: no JACK client at all (#31)
+  assert info['stats']['driver'] == 'no JACK (--no_jack)'
+  before = _digest(take1)
+  second = _live(setup, *common, '--channels=4')
+  assert second.returncode == 0, second.stdout + second.stderr
+  take2 = show / 'take-002'
+  assert sorted(p.name for p in take2.glob('in_*.wav')) == [f'in_{i:02d}.wav' for i in range(1, 5)]
+  assert _digest(take1) == before
+  # --overwrite: only a folder holding one recording; a folder of takes is refused in one line.
+  third = _live(setup, *common, '--overwrite')
+  assert third.returncode != 0
+  lines = [l for l in third.stderr.splitlines() if l.startswith('error:')]
+  assert len(lines) == 1 and '--overwrite' in lines[0] and 'take-001' in lines[0], third.stderr
+  assert 'Traceback' not in third.stderr
+  assert _digest(take1) == before
