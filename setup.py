@@ -6,7 +6,7 @@ setuptools.setup(
     version="0.1.0",
     description="AiLive Mixer: zero-latency deep-learning automatic mixing of live multitrack audio, in JAX/Flax.",
     packages=setuptools.find_packages(include=["alm_jax", "alm_jax.*"]),
-    package_data={"alm_jax": ["data/*.json", "models/weights/*.npz", "models/weights/*.txt",
+    package_data={"alm_jax": ["data/*.json", "embeddings/weights/*.npz", "embeddings/weights/*.txt",
                            "pretrained/**/*"]},  # shipped mixers: orbax step folders
     # The live mixer's audio callback in C (alm_jax/live/native.py loads it with ctypes). Optional:
     # without a C compiler the install goes on and `alm_jax.live` uses its Python callback.

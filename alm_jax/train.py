@@ -24,6 +24,7 @@ import numpy as np
 import optax
 
 from alm_jax import checkpoints
+from alm_jax import embeddings
 from alm_jax import gradients
 from alm_jax import losses
 from alm_jax import optimizer
@@ -31,7 +32,6 @@ from alm_jax import paths
 from alm_jax import sharding
 from alm_jax import validation
 from alm_jax import writers
-from alm_jax.models import embeddings
 from alm_jax.models import build_model
 from alm_jax.models import compiler_options
 from alm_jax.models import init_params

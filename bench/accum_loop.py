@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from alm_jax import embeddings
 from alm_jax import gradients
-from alm_jax.models import embeddings
 
 
 def main(argv=None):

@@ -69,7 +69,7 @@ def with_embedding(config, name: str):
   """`config` with its model's embedding switched to `name` (its size and F1 frame with it)."""
   config.model.embedding.name = name
   if name == 'musicnn':
-    from alm_jax.models import musicnn  # pylint: disable=g-import-not-at-top
-    config.model.embedding.dim = musicnn.EMBEDDING_DIM
+    from alm_jax.embeddings import musicnn_network  # pylint: disable=g-import-not-at-top
+    config.model.embedding.dim = musicnn_network.EMBEDDING_DIM
   config.model.f1_ms = EMBEDDING_F1_MS.get(name, float(config.model.f1_ms))
   return config

@@ -45,17 +45,20 @@ import jax  # pylint: disable=wrong-import-position
 import jax.numpy as jnp  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
+from alm_jax import embeddings  # pylint: disable=wrong-import-position
 from alm_jax import frames as framing  # pylint: disable=wrong-import-position
-from alm_jax import frontend  # pylint: disable=wrong-import-position
-from alm_jax.models import embeddings  # pylint: disable=wrong-import-position
-from alm_jax.models import musicnn  # pylint: disable=wrong-import-position
-from alm_jax.models import musicnn_weights  # pylint: disable=wrong-import-position
+from alm_jax.embeddings import musicnn_frontend  # pylint: disable=wrong-import-position
+from alm_jax.embeddings import musicnn_network  # pylint: disable=wrong-import-position
+from alm_jax.embeddings import musicnn_weights  # pylint: disable=wrong-import-position
+from alm_jax.embeddings import small  # pylint: disable=wrong-import-position
+from alm_jax.embeddings import vggish_frontend as frontend  # pylint: disable=wrong-import-position
+from alm_jax.embeddings import vggish_network  # pylint: disable=wrong-import-position
 
 RATE = 44100
 
 
 def musicnn_spec(seconds: float):
-  return musicnn.MusicnnSpec.for_f1(framing.ms_to_samples(1000 * seconds, RATE))
+  return musicnn_frontend.MusicnnSpec.for_f1(framing.ms_to_samples(1000 * seconds, RATE))
 
 
 def candidates():
@@ -63,12 +66,12 @@ def candidates():
   out = []
   for seconds in (1.0, 2.0, 3.0):
     spec = musicnn_spec(seconds)
-    out.append((f'musicnn F1 {seconds:g} s ({spec.patch_frames} rows)', musicnn.Musicnn(),
+    out.append((f'musicnn F1 {seconds:g} s ({spec.patch_frames} rows)', musicnn_network.Musicnn(),
                 (spec.patch_frames, spec.n_mels), spec.frame_input_samples,
-                lambda x, s=spec: musicnn.log_mel_frames(x, 1, s.frame_input_samples, s)[:, 0]))
+                lambda x, s=spec: musicnn_frontend.log_mel_frames(x, 1, s.frame_input_samples, s)[:, 0]))
   vspec = frontend.FrontendSpec()
-  for label, module in (('VGGish (0.975 s)', embeddings.VGGish()),
-                        ('small (0.975 s)', embeddings.SmallEmbedding())):
+  for label, module in (('VGGish (0.975 s)', vggish_network.VGGish()),
+                        ('small (0.975 s)', small.SmallEmbedding())):
     out.append((label, module, (vspec.patch_frames, vspec.n_mels), vspec.frame_input_samples,
                 lambda x, s=vspec: frontend.log_mel_frames(x, 1, s.frame_input_samples, s)[:, 0]))
   return out
@@ -198,12 +201,12 @@ def librosa_tags(audio, model, params):
 
 def agreement(args):
   params = musicnn_weights.load_musicnn_params()
-  model = musicnn.Musicnn()
+  model = musicnn_network.Musicnn()
   lengths = [float(s) for s in args.lengths.split(',')]
   reference = max(lengths)
   specs = {s: musicnn_spec(s) for s in lengths}
   hop = RATE // 2  # a frame end every 0.5 s
-  tags = np.array(musicnn.MTT_TAGS)
+  tags = np.array(musicnn_network.MTT_TAGS)
   stats = {s: [] for s in lengths}
   pipeline = []
   with tempfile.TemporaryDirectory() as tmp:
@@ -217,7 +220,7 @@ def agreement(args):
       for s, spec in specs.items():
         start = longest - spec.frame_input_samples
         x = audio[start:start + (g - 1) * hop + spec.frame_input_samples]
-        patches = musicnn.log_mel_frames(jnp.asarray(x[None]), g, hop, spec)[0]
+        patches = musicnn_frontend.log_mel_frames(jnp.asarray(x[None]), g, hop, spec)[0]
         emb, logits = model.apply({'params': params}, patches, method=model.embed_and_tag)
         out[s] = (np.asarray(emb), np.asarray(jax.nn.sigmoid(logits)))
       ref_emb, ref_p = out[reference]

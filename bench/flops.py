@@ -226,8 +226,9 @@ def train_step_cost(config, batch: int | None = None, seconds: float | None = No
 
 def vggish_example_gflop() -> float:
   """XLA's GFLOP for the VGGish network on one [96, 64] log-mel patch."""
-  from alm_jax.models import embeddings  # pylint: disable=g-import-not-at-top
-  net = embeddings.VGGish(dim=128)
+  from alm_jax import embeddings  # pylint: disable=g-import-not-at-top
+  from alm_jax.embeddings import vggish_network  # pylint: disable=g-import-not-at-top
+  net = vggish_network.VGGish(dim=128)
   x = jax.ShapeDtypeStruct((1, 96, 64), jnp.float32)
   params = jax.eval_shape(net.init, jax.random.key(0), x)
   return _flops(jax.jit(net.apply).lower(params, x).compile()) / 1e9

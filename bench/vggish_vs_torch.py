@@ -13,7 +13,7 @@ the ratio JAX / torch. The two are timed alternately in the same process
 the outputs are checked to agree. Each variant runs in its own child process,
 since XLA flags are read once per process:
 
-  default      `alm_jax.models.embeddings.VGGish` as the models run it, with its
+  default      `alm_jax.embeddings.vggish_network.VGGish` as the models run it, with its
                XLA:CPU compiler options (`embeddings.cpu_compiler_options`:
                convolutions by Eigen instead of YNNPACK);
   ynn          the same with XLA's default options (YNNPACK convolutions), as
@@ -70,10 +70,11 @@ VARIANT_FLAGS = {
 
 def _torch_vggish(params, torch):
   """torchvggish's VGG (features + embeddings) with alm_jax's VGGish parameters."""
-  from alm_jax.models import embeddings  # pylint: disable=g-import-not-at-top
+  from alm_jax import embeddings  # pylint: disable=g-import-not-at-top
+  from alm_jax.embeddings import vggish_network  # pylint: disable=g-import-not-at-top
   nn = torch.nn
   layers, c_in = [], 1
-  for layer in embeddings.VGGISH_LAYERS:
+  for layer in vggish_network.VGGISH_LAYERS:
     if layer == 'pool':
       layers.append(nn.MaxPool2d(2, 2))
       continue
@@ -85,7 +86,7 @@ def _torch_vggish(params, torch):
     layers += [conv, nn.ReLU(inplace=True)]
     c_in = features
   fcs = []
-  for name, _ in embeddings.VGGISH_FC + (('fc2', 0),):
+  for name, _ in vggish_network.VGGISH_FC + (('fc2', 0),):
     k = params[name]['kernel']
     fc = nn.Linear(*k.shape)
     fc.weight.data = torch.from_numpy(k.T.copy())
@@ -105,12 +106,13 @@ def _jax_forward(variant, params):
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import ml_collections  # pylint: disable=g-import-not-at-top
-  from alm_jax.models import embeddings  # pylint: disable=g-import-not-at-top
+  from alm_jax import embeddings  # pylint: disable=g-import-not-at-top
+  from alm_jax.embeddings import vggish_network  # pylint: disable=g-import-not-at-top
   # The models' compiler options, except for the variants that are XLA's defaults or flags.
   options = (None if VARIANT_FLAGS[variant] or variant == 'ynn' else
              embeddings.cpu_compiler_options(ml_collections.ConfigDict({'name': 'vggish'})))
   if variant not in ('reshape_pool', 'nchw', 'im2col'):
-    net = embeddings.VGGish(dim=128)
+    net = vggish_network.VGGish(dim=128)
     return jax.jit(lambda p, x: net.apply({'params': p}, x), compiler_options=options)
 
   def pool(x, axes):  # 2x2, stride 2 on two even axes
@@ -128,7 +130,7 @@ def _jax_forward(variant, params):
   def forward(p, x):
     nchw = variant == 'nchw'
     y = x[:, None] if nchw else x[..., None]
-    for layer in embeddings.VGGISH_LAYERS:
+    for layer in vggish_network.VGGISH_LAYERS:
       if layer == 'pool':
         y = pool(y, (2, 3) if nchw else (1, 2))
         continue
@@ -144,7 +146,7 @@ def _jax_forward(variant, params):
     if nchw:
       y = jnp.transpose(y, (0, 2, 3, 1))
     y = y.reshape(y.shape[0], -1)
-    for name, _ in embeddings.VGGISH_FC:
+    for name, _ in vggish_network.VGGISH_FC:
       y = jax.nn.relu(y @ p[name]['kernel'] + p[name]['bias'])
     return y @ p['fc2']['kernel'] + p['fc2']['bias']
 
@@ -157,11 +159,12 @@ def child(args) -> None:
   import numpy as np  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
-  from alm_jax.models import embeddings  # pylint: disable=g-import-not-at-top
+  from alm_jax import embeddings  # pylint: disable=g-import-not-at-top
+  from alm_jax.embeddings import vggish_network  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(args.threads)
   rng = np.random.default_rng(0)
   x = rng.standard_normal((args.batch, 96, 64)).astype(np.float32)
-  params = jax.device_get(embeddings.VGGish(dim=128).init(jax.random.key(0), x[:1])['params'])
+  params = jax.device_get(vggish_network.VGGish(dim=128).init(jax.random.key(0), x[:1])['params'])
   params = jax.tree.map(lambda a: np.asarray(a, np.float32), params)
   jax_fn = _jax_forward(args.variant, params)
   torch_fn = _torch_vggish(params, torch)

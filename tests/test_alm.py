@@ -9,8 +9,8 @@ import pytest
 
 from alm_jax import checks
 from alm_jax import frames
+from alm_jax.embeddings import vggish_network
 from alm_jax.models import build_model
-from alm_jax.models import embeddings
 
 NUM_SAMPLES = 97020  # 2.2 s: 44 MR frames, 2 SR frames
 
@@ -155,7 +155,7 @@ def test_bad_values_are_rejected():
 
 
 def test_vggish_architecture_and_names():
-  vggish = embeddings.VGGish()
+  vggish = vggish_network.VGGish()
   shapes = jax.eval_shape(vggish.init, jax.random.PRNGKey(0), jnp.zeros((1, 96, 64)))['params']
   assert shapes['conv1']['kernel'].shape == (3, 3, 1, 64)
   assert shapes['conv4_2']['kernel'].shape == (3, 3, 512, 512)

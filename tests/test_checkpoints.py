@@ -98,7 +98,7 @@ def test_restart_with_a_different_model_is_refused(runs):
 
 def test_resume_order_checkpoint_then_pretrained_weights(tmp_path, monkeypatch):
   """A fresh run loads config.model.embedding.weights; a restart takes the checkpoint instead."""
-  from alm_jax.models import vggish_weights  # pylint: disable=g-import-not-at-top
+  from alm_jax.embeddings import vggish_weights  # pylint: disable=g-import-not-at-top
   calls = []
 
   def fake_load(params, embedding_config):

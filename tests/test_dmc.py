@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from alm_jax import frames
-from alm_jax import frontend
+from alm_jax.embeddings import vggish_frontend as frontend
 from alm_jax.inference import offline
 from alm_jax.models import build_model
 from alm_jax.models import dmc

@@ -17,9 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alm_jax import frontend
 from alm_jax import losses
 from alm_jax import train
+from alm_jax.embeddings import vggish_frontend as frontend
 from alm_jax.models import build_model
 from conftest import load_config, shrink_model
 

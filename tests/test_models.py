@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from alm_jax import embeddings
 from alm_jax import models
-from alm_jax.models import embeddings
 from conftest import load_config
 
 _YNN = re.compile(r'__ynn_fusion')

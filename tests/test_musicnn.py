@@ -1,4 +1,4 @@
-"""Tests for alm_jax.models.musicnn, musicnn_frontend and musicnn_weights.
+"""Tests for alm_jax.embeddings.musicnn, musicnn_frontend and musicnn_weights.
 
 The Flax port is compared with a forward pass written here with TensorFlow ops
 (tf.nn convolutions with TF's own 'SAME' padding, unfolded batch norms, the
@@ -21,15 +21,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from alm_jax import embeddings
 from alm_jax import frames
 from alm_jax import frames as framing
-from alm_jax import frontend
+from alm_jax.embeddings import musicnn_frontend
+from alm_jax.embeddings import musicnn_network
+from alm_jax.embeddings import musicnn_weights
+from alm_jax.embeddings import vggish_frontend as frontend
 from alm_jax.models import build_mixer
 from alm_jax.models import build_model
-from alm_jax.models import embeddings
-from alm_jax.models import musicnn
-from alm_jax.models import musicnn_frontend
-from alm_jax.models import musicnn_weights
 from checkpoint_fixtures import TinyModel, random_params
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -100,23 +100,23 @@ def test_port_matches_independent_tf_forward_pass(release, params):
   # Log-mel values of music lie in about [0, 4].
   x = (4.0 * rng.random((2, 187, 96)) * np.linspace(1.0, 0.3, 96)).astype(np.float32)
   probs_ref, pen_ref = tf_forward(release, x)
-  model = musicnn.Musicnn()
+  model = musicnn_network.Musicnn()
   emb, logits = jax.jit(lambda p, x: model.apply({'params': p}, x, method=model.embed_and_tag))(
       params, jnp.asarray(x))
   np.testing.assert_allclose(np.asarray(jax.nn.sigmoid(logits)), probs_ref, rtol=0, atol=1e-4)
   np.testing.assert_allclose(np.asarray(emb), pen_ref, rtol=0, atol=1e-4 * np.abs(pen_ref).max())
   assert probs_ref.std() > 0.01  # the input exercises the network
-  assert emb.shape == (2, musicnn.EMBEDDING_DIM)
+  assert emb.shape == (2, musicnn_network.EMBEDDING_DIM)
 
 
 def test_params_fit_module_and_lengths(params):
-  model = musicnn.Musicnn()
+  model = musicnn_network.Musicnn()
   init = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 16, 96)))['params']
   assert jax.tree.map(np.shape, init) == jax.tree.map(np.shape, params)
   # Any patch length: the back end pools over time.
   for rows in (1, 62, 300):
     out = jax.eval_shape(lambda x: model.apply({'params': params}, x), jnp.zeros((3, rows, 96)))
-    assert out.shape == (3, musicnn.EMBEDDING_DIM)
+    assert out.shape == (3, musicnn_network.EMBEDDING_DIM)
   with pytest.raises(ValueError, match='96 mel bands'):
     model.apply({'params': params}, jnp.zeros((1, 16, 64)))
 
@@ -171,13 +171,13 @@ def reference_resample(x, spec):
 
 
 def test_mel_filterbank_and_rows_match_float64_reference():
-  spec = musicnn.MusicnnSpec()
+  spec = musicnn_frontend.MusicnnSpec()
   np.testing.assert_allclose(musicnn_frontend.mel_matrix(96, 512, 16000, 0.0, 8000.0).T,
                              reference_mel(96, 512, 16000, 0.0, 8000.0), rtol=1e-9, atol=1e-12)
   rng = np.random.default_rng(1)
   t = np.arange(16000) / 16000
   x16 = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(16000)
-  got = musicnn.log_mel_rows(jnp.asarray(x16, jnp.float32), 61, spec)
+  got = musicnn_frontend.log_mel_rows(jnp.asarray(x16, jnp.float32), 61, spec)
   np.testing.assert_allclose(np.asarray(got), reference_log_mel(x16, 61, spec), rtol=0, atol=2e-4)
 
 
@@ -192,18 +192,18 @@ def test_log_mel_matches_librosa():
   mel = librosa.feature.melspectrogram(y=x16, sr=16000, hop_length=256, n_fft=512, n_mels=96,
                                        center=False).T
   rows = mel.shape[0]
-  got = musicnn.log_mel_rows(jnp.asarray(x16), rows, musicnn.MusicnnSpec())
+  got = musicnn_frontend.log_mel_rows(jnp.asarray(x16), rows, musicnn_frontend.MusicnnSpec())
   np.testing.assert_allclose(np.asarray(got), np.log10(10000 * mel + 1), rtol=0, atol=2e-4)
 
 
 @pytest.mark.parametrize('hop', [13230, 14112])  # MR's 300 ms (frame by frame); 320 ms (shared rows)
 def test_log_mel_frames_match_reference(hop):
-  spec = musicnn.MusicnnSpec(patch_frames=40)
+  spec = musicnn_frontend.MusicnnSpec(patch_frames=40)
   assert musicnn_frontend.shares_rows(hop, spec) == (hop == 14112)
   num_frames = 3
   rng = np.random.default_rng(3)
   x = (0.2 * rng.standard_normal((1, 2, (num_frames - 1) * hop + spec.frame_input_samples)))
-  got = np.asarray(jax.jit(musicnn.log_mel_frames, static_argnums=(1, 2, 3))(
+  got = np.asarray(jax.jit(musicnn_frontend.log_mel_frames, static_argnums=(1, 2, 3))(
       jnp.asarray(x, jnp.float32), num_frames, hop, spec))
   assert got.shape == (1, 2, num_frames, 40, 96)
   for j in range(num_frames):
@@ -215,13 +215,13 @@ def test_log_mel_frames_match_reference(hop):
 
 def test_spec_for_f1_and_frame_checks():
   f1 = framing.ms_to_samples(3000, 44100)
-  spec = musicnn.MusicnnSpec.for_f1(f1)
+  spec = musicnn_frontend.MusicnnSpec.for_f1(f1)
   assert spec.patch_frames == 186  # 3 s at 16 kHz: (48000 - 512) // 256 + 1
-  musicnn.check_frame(f1, spec)
+  musicnn_frontend.check_frame(f1, spec)
   with pytest.raises(ValueError, match='config.model.f1_ms'):
-    musicnn.check_frame(f1, musicnn.MusicnnSpec(patch_frames=187))
+    musicnn_frontend.check_frame(f1, musicnn_frontend.MusicnnSpec(patch_frames=187))
   frame_spec = framing.FrameSpec(sample_rate=44100, f1=f1, f2=2205, stride=6)
-  x, g = musicnn.frame_input(jnp.zeros((1, 2, 5 * 44100)), frame_spec, spec)
+  x, g = musicnn_frontend.frame_input(jnp.zeros((1, 2, 5 * 44100)), frame_spec, spec)
   assert x.shape[-1] == (g - 1) * 6 * 2205 + spec.frame_input_samples
 
 
@@ -279,7 +279,7 @@ def test_knows_instruments(params, tmp_path):
   soundfont = next((s for s in SOUNDFONTS if os.path.exists(s)), None)
   if soundfont is None:
     pytest.skip('no General MIDI soundfont: apt-get install timgm6mb-soundfont')
-  spec = musicnn.MusicnnSpec()
+  spec = musicnn_frontend.MusicnnSpec()
   num_frames, hop = 2, 2 * 44100
   n = (num_frames - 1) * hop + spec.frame_input_samples
   audio = []
@@ -291,18 +291,18 @@ def test_knows_instruments(params, tmp_path):
     a, rate = sf.read(tmp_path / f'{name}.wav', dtype='float32', always_2d=True)
     assert rate == 44100 and len(a) >= n
     audio.append(a[:n].mean(axis=1))
-  model = musicnn.Musicnn()
+  model = musicnn_network.Musicnn()
 
   @jax.jit
   def tag_logits(p, x):
-    patches = musicnn.log_mel_frames(x, num_frames, hop, spec)
+    patches = musicnn_frontend.log_mel_frames(x, num_frames, hop, spec)
     return model.apply({'params': p}, patches.reshape(-1, spec.patch_frames, 96),
                        method=model.tag_logits)
 
   logits = tag_logits(params, jnp.asarray(np.stack(audio)))
   probs = np.asarray(jax.nn.sigmoid(logits)).reshape(len(audio), num_frames, -1).mean(axis=1)
   for (name, (_, _, _, accepted)), p in zip(parts().items(), probs):
-    top5 = [musicnn.MTT_TAGS[i] for i in np.argsort(-p)[:5]]
+    top5 = [musicnn_network.MTT_TAGS[i] for i in np.argsort(-p)[:5]]
     assert accepted & set(top5), f'{name} ({soundfont}): top-5 tags {top5}'
 
 
@@ -354,7 +354,7 @@ def test_release_shapes_and_checkpoint_directory(release, params, tmp_path):
   expected.update({f'{k}/{leaf}': (n,) for k, n in BNS.items() for leaf in musicnn_weights.BN_LEAVES})
   assert musicnn_weights.release_shapes() == expected
   assert {k: v.shape for k, v in release.items() if k not in musicnn_weights.METADATA} == expected
-  assert tuple(str(t) for t in release['tags']) == musicnn.MTT_TAGS
+  assert tuple(str(t) for t in release['tags']) == musicnn_network.MTT_TAGS
   notice = os.path.join(os.path.dirname(musicnn_weights.DEFAULT_WEIGHTS), 'LICENSE_musicnn.txt')
   with open(notice) as f:
     assert 'Permission to use, copy, modify, and/or distribute' in f.read()  # ISC, shipped beside
@@ -377,7 +377,7 @@ def test_release_shapes_and_checkpoint_directory(release, params, tmp_path):
 def _musicnn_alm(f1_ms=1000.0):
   tiny = TinyModel('mr')
   tiny.config.model.embedding.name = 'musicnn'
-  tiny.config.model.embedding.dim = musicnn.EMBEDDING_DIM
+  tiny.config.model.embedding.dim = musicnn_network.EMBEDDING_DIM
   tiny.config.model.f1_ms = f1_ms
   tiny.model = build_model(tiny.config)
   tiny.spec = frames.FrameSpec.from_config(tiny.config.model)
@@ -427,7 +427,7 @@ def test_alm_with_musicnn_freezes_then_fine_tunes(tmp_path):
   from tiny_training import FakeData, tiny_train_config  # pylint: disable=g-import-not-at-top
   config = tiny_train_config('mr', '', '')
   config.model.embedding.name = 'musicnn'
-  config.model.embedding.dim = musicnn.EMBEDDING_DIM
+  config.model.embedding.dim = musicnn_network.EMBEDDING_DIM
   config.model.f1_ms = 1000.0
   config.train.num_epochs = 2  # update 1 frozen (freeze_embedding_epochs = 1), update 2 not
   data = FakeData()

@@ -5,12 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from alm_jax import embeddings
 from alm_jax import frames
-from alm_jax import frontend
+from alm_jax.embeddings import small
+from alm_jax.embeddings import vggish_frontend as frontend
 from alm_jax.inference import streaming
 from alm_jax.models import build_mixer
 from alm_jax.models import build_model
-from alm_jax.models import embeddings
 from alm_jax.models import protocol
 from alm_jax.models import stepping
 from conftest import load_config, shrink_model
@@ -298,7 +299,7 @@ def test_plan_works_ahead_only_on_arrived_inputs(tiny_config):
     for i, chunk in enumerate(plan.net_chunks):
       start = plan.net_starts[k][i]
       # Layer i's rows on phase k read only input rows that exist by then, and leave no gap.
-      assert (start + chunk) * embeddings.small_tile(i)[0] <= ready and start <= done[i]
+      assert (start + chunk) * small.small_tile(i)[0] <= ready and start <= done[i]
       done[i] = max(done[i], start + chunk)
       ready = done[i]
   assert tuple(done) == plan.net_heights  # the frame's whole network by its embedding boundary

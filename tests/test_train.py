@@ -305,7 +305,7 @@ def _embedding_patches(case) -> int:
 
 
 def _embedding_forward_flops(emb_params, n: int) -> float:
-  from alm_jax.models import embeddings  # pylint: disable=g-import-not-at-top
+  from alm_jax import embeddings  # pylint: disable=g-import-not-at-top
   config = tiny_train_config('mr', '', '')
   net = embeddings.build_embedding(config.model.embedding)
   x = jax.ShapeDtypeStruct((n, int(config.model.frontend.patch_frames),

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from alm_jax.models import vggish_pca
+from alm_jax.embeddings import vggish_pca
 
 
 

@@ -1,4 +1,4 @@
-"""Tests for alm_jax.models.vggish_weights.
+"""Tests for alm_jax.embeddings.vggish_weights.
 
 Checkpoints are written here with random values under the released names (a TF
 checkpoint, and a torchvggish state dict when torch is installed), loaded, and
@@ -17,9 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from alm_jax import embeddings
+from alm_jax.embeddings import vggish_network
+from alm_jax.embeddings import vggish_weights
 from alm_jax.models import build_model
-from alm_jax.models import embeddings
-from alm_jax.models import vggish_weights
 from conftest import load_config
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
@@ -129,7 +130,7 @@ def loaded(release):
 def flax_output(loaded):
   """(Flax VGGish with the loaded params on a [2, 96, 64] batch -> [2, 128], the batch)."""
   patches = np.random.default_rng(1).standard_normal((2, 96, 64)).astype(np.float32)
-  out = jax.jit(embeddings.VGGish().apply)({'params': loaded}, patches)
+  out = jax.jit(vggish_network.VGGish().apply)({'params': loaded}, patches)
   return np.asarray(out), patches
 
 

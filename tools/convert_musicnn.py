@@ -6,13 +6,13 @@ the package, whose numpy<1.17 pin clashes with ours):
     pip download musicnn==0.1.0 --no-deps -d /tmp/musicnn
     unzip /tmp/musicnn/musicnn-0.1.0-py3-none-any.whl -d /tmp/musicnn/whl
     python tools/convert_musicnn.py /tmp/musicnn/whl/musicnn/MTT_musicnn \
-        alm_jax/models/weights/musicnn_mtt.npz
+        alm_jax/embeddings/weights/musicnn_mtt.npz
 
 The .npz keeps the checkpoint's own variable names (`conv2d/kernel`,
 `batch_normalization_3/moving_mean`, ...) and values, minus the optimiser's
 slots (`*/Adam*`, `beta*_power`), plus `tags` (the 50 MagnaTagATune labels
 in output order, as musicnn's configuration.py lists them), `network` and `source`.
-`alm_jax.models.musicnn_weights` checks every name and shape on load.
+`alm_jax.embeddings.musicnn_weights` checks every name and shape on load.
 """
 
 import argparse
@@ -22,8 +22,8 @@ import sys
 
 import numpy as np
 
-from alm_jax.models import musicnn
-from alm_jax.models import musicnn_weights
+from alm_jax.embeddings import musicnn_network
+from alm_jax.embeddings import musicnn_weights
 
 
 def main(argv=None):
@@ -41,9 +41,9 @@ def main(argv=None):
   if os.path.exists(config_path):
     with open(config_path) as f:
       n_classes = json.load(f)['num_classes_dataset']
-    if n_classes != len(musicnn.MTT_TAGS):
-      raise SystemExit(f'{config_path}: {n_classes} classes, expected {len(musicnn.MTT_TAGS)}.')
-  np.savez_compressed(args.output, **variables, tags=np.array(musicnn.MTT_TAGS), network=np.array(name),
+    if n_classes != len(musicnn_network.MTT_TAGS):
+      raise SystemExit(f'{config_path}: {n_classes} classes, expected {len(musicnn_network.MTT_TAGS)}.')
+  np.savez_compressed(args.output, **variables, tags=np.array(musicnn_network.MTT_TAGS), network=np.array(name),
                       source=np.array(args.source))
   musicnn_weights.load_musicnn_params(args.output)  # names and shapes as the Flax module needs
   size = os.path.getsize(args.output)

@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from alm_jax import embeddings
 from alm_jax import frames
-from alm_jax.models import embeddings
 from alm_jax.models import protocol
 
 # Model settings that only affect a fresh initialisation, not the parameter layout.

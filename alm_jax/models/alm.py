@@ -22,8 +22,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from alm_jax import checks
+from alm_jax import embeddings
 from alm_jax import frames
-from alm_jax.models import embeddings
 from alm_jax.models import layers
 from alm_jax.models import protocol
 from alm_jax.models import stepping

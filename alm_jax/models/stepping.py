@@ -15,9 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from alm_jax import embeddings
 from alm_jax import frames
-from alm_jax import frontend
-from alm_jax.models import embeddings
 from alm_jax.models import protocol
 
 
@@ -101,7 +100,7 @@ def rows_reader(front: embeddings.Frontend, num_rows: int):
   n_in = (blocks + 1) * down  # one more block: the resampler's history
 
   def rows(x):
-    x16 = frontend.resample(x, front.resampler)[..., blocks * up - need:]
+    x16 = front.resample(x)[..., blocks * up - need:]
     return front.log_mel_rows(x16, num_rows)
 
   return n_in, rows

@@ -1,11 +1,11 @@
-"""Loads the released VGGish weights into `alm_jax.models.embeddings.VGGish`.
+"""Loads the released VGGish weights into `alm_jax.embeddings.vggish_network.VGGish`.
 
 Reads either published format of the same network, the TensorFlow release's
 `vggish_model.ckpt` or torchvggish's `vggish-10086976.pth` (`load_vggish_params`), checks every
 name and shape, and puts it in the `embedding` subtree of a param tree
 (`merge_into_model_params`); after `params = model.init(...)`, typically
 `params = load_pretrained_embedding(params, config.model.embedding)`. The fc2 ReLU stays
-`config.model.embedding.fc2_relu` (warned on, never changed); PCA is `alm_jax.models.vggish_pca`.
+`config.model.embedding.fc2_relu` (warned on, never changed); PCA is `alm_jax.embeddings.vggish_pca`.
 Layouts of both formats and the fc2 ReLU: docs/vggish.md ("Layouts", "The fc2 ReLU").
 """
 
@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alm_jax.models import embeddings
+from alm_jax.embeddings import vggish_network
 
 # Flax layer name -> variable scope in the TF checkpoint.
 TF_SCOPES = {
@@ -65,7 +65,7 @@ _CONFIG_HINT = 'config.model.embedding.weights'
 
 @functools.lru_cache(maxsize=None)
 def _param_shapes(dim: int):
-  abstract = jax.eval_shape(embeddings.VGGish(dim=dim).init, jax.random.key(0),
+  abstract = jax.eval_shape(vggish_network.VGGish(dim=dim).init, jax.random.key(0),
                             jax.ShapeDtypeStruct((1, 96, 64), jnp.float32))
   return flax.traverse_util.flatten_dict(abstract['params'])
 

@@ -3,12 +3,12 @@
 The layers follow musicnn/models.py `build_musicnn` (num_filt 1.6, mid-end 64
 filters, back end 200 units) in inference mode: every batch normalisation is a
 per-channel affine `scale * x + bias` folded from the release's moving
-statistics (ε = 0.001) by `alm_jax.models.musicnn_weights`, and stays trainable
+statistics (ε = 0.001) by `alm_jax.embeddings.musicnn_weights`, and stays trainable
 for fine-tuning. The embedding is the back end's penultimate layer (200 values,
 after its batch norm: musicnn's `penultimate` feature); `tag_logits` also gives
 the 50 MagnaTagATune tags (`MTT_TAGS` order, sigmoid for probabilities). The
-front end (`MusicnnSpec`, `log_mel_frames`) lives in `musicnn_frontend` and is
-re-exported here. Design notes and measurements: docs/embeddings.md.
+front end (`MusicnnSpec`, `log_mel_frames`) is `musicnn_frontend`; the 'musicnn'
+embedding entry is `alm_jax.embeddings.musicnn`. Notes and figures: docs/embeddings.md.
 """
 
 from typing import Any
@@ -16,14 +16,6 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from alm_jax import frames
-from alm_jax.models import embeddings
-from alm_jax.models import musicnn_frontend
-from alm_jax.models.musicnn_frontend import MusicnnSpec  # pylint: disable=unused-import
-from alm_jax.models.musicnn_frontend import check_frame  # pylint: disable=unused-import
-from alm_jax.models.musicnn_frontend import frame_input  # pylint: disable=unused-import
-from alm_jax.models.musicnn_frontend import log_mel_frames  # pylint: disable=unused-import
-from alm_jax.models.musicnn_frontend import log_mel_rows  # pylint: disable=unused-import
 
 # musicnn/configuration.py MTT_LABELS: the order of the network's outputs.
 MTT_TAGS = (
@@ -94,7 +86,7 @@ class Musicnn(nn.Module):
     """[n, rows, 96] -> the mid-end's feature map [n, rows, 753] (front end 561 + 3 x 64)."""
     if patches.shape[-1] != N_MELS:
       raise ValueError(f'musicnn takes {N_MELS} mel bands, got patches of shape {patches.shape}: '
-                       'use alm_jax.models.musicnn.log_mel_frames.')
+                       'use alm_jax.embeddings.musicnn_frontend.log_mel_frames.')
     x = self.input_bn(patches[..., None].astype(self.dtype))  # [n, rows, 96, 1]
     front = []
     for conv, bn in zip(self.timbral + self.temporal, self.timbral_bn + self.temporal_bn):
@@ -126,31 +118,3 @@ class Musicnn(nn.Module):
   def embed_and_tag(self, patches):
     """[n, rows, 96] -> (embeddings [n, 200], tag logits [n, num_tags])."""
     return self.backend(self.features(patches))
-
-
-# ---- as an embedding of the mixers (alm_jax.models.embeddings finds these by name) ----------
-
-
-def build_embedding(embedding_config, dtype=jnp.float32, name='embedding') -> Musicnn:
-  """`config.model.embedding.name = 'musicnn'`: the MTT network, 200-dimensional embeddings."""
-  if int(embedding_config.dim) != EMBEDDING_DIM:
-    raise ValueError(f'musicnn embeddings have {EMBEDDING_DIM} dimensions: set '
-                     f'config.model.embedding.dim = {EMBEDDING_DIM} (got {embedding_config.dim}).')
-  return Musicnn(dtype=dtype, name=name)
-
-
-def frontend(model_config):
-  """musicnn's log-mel front end, its patch the most rows the F1 frame holds."""
-  f1 = frames.FrameSpec.from_config(model_config).f1
-  spec = MusicnnSpec.for_f1(f1, in_rate=int(model_config.sample_rate))
-  return embeddings.Frontend(spec, musicnn_frontend)
-
-
-def pretrained_params(embedding_config):
-  """The released MTT_musicnn weights (shipped; or `weights`' file), None for `weights = 'random'`."""
-  # musicnn_weights imports this module, so it is imported here, when used.
-  from alm_jax.models import musicnn_weights  # pylint: disable=g-import-not-at-top
-  path = embedding_config.get('weights', '')
-  if path == 'random':
-    return None
-  return musicnn_weights.load_musicnn_params(path or None)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from alm_jax import frames
-from alm_jax import frontend
+from alm_jax.embeddings import vggish_frontend as frontend
 
 SPEC = frontend.FrontendSpec()
 

@@ -12,7 +12,7 @@ from typing import Mapping
 import jax.numpy as jnp
 import numpy as np
 
-from alm_jax.models import vggish_weights
+from alm_jax.embeddings import vggish_weights
 
 
 

@@ -1,6 +1,6 @@
-"""Loads the released MTT_musicnn weights into `alm_jax.models.musicnn.Musicnn`.
+"""Loads the released MTT_musicnn weights into `alm_jax.embeddings.musicnn_network.Musicnn`.
 
-The weights ship with the package as `alm_jax/models/weights/musicnn_mtt.npz`
+The weights ship with the package as `alm_jax/embeddings/weights/musicnn_mtt.npz`
 (`DEFAULT_WEIGHTS`, ISC licence notice beside it), written once by
 tools/convert_musicnn.py from the PyPI wheel's TF1 checkpoint: the
 checkpoint's variable names and values (`conv2d/kernel`,
@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alm_jax.models import musicnn
+from alm_jax.embeddings import musicnn_network as musicnn
 
 DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'weights',
                                'musicnn_mtt.npz')

@@ -1,6 +1,6 @@
 """musicnn's log-mel front end, in JAX, from model-rate (44.1 kHz) audio.
 
-The audio is resampled to 16 kHz with `alm_jax.frontend.resample` (the causal
+The audio is resampled to 16 kHz with `alm_jax.embeddings.vggish_frontend.resample` (the causal
 Kaiser-windowed sinc the VGGish front end uses, anchored at the end of each F1
 frame), then turned into musicnn's log-mel (musicnn/extractor.py): a power
 spectrogram (periodic Hann window of 512 samples, FFT 512, hop 256), librosa's
@@ -13,8 +13,9 @@ spectrograms as float16; this front end stays in float32 (see docs/embeddings.md
 An F1 frame's patch is the last `patch_frames` rows that end with the frame;
 `MusicnnSpec.frame_input_samples` input samples feed it, silence before the
 signal starts. `log_mel_frames` has the contract of
-`alm_jax.frontend.log_mel_frames` (shared rows when consecutive F1 frames are a
-whole number of resampler blocks and hops apart, else frame by frame).
+`alm_jax.embeddings.vggish_frontend.log_mel_frames` (shared rows when consecutive F1 frames are a
+whole number of resampler blocks and hops apart, else frame by frame); `MusicnnFrontend`
+is this front end as a `frontend.Frontend`.
 """
 
 import dataclasses
@@ -25,7 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from alm_jax import frames as framing
-from alm_jax import frontend
+from alm_jax.embeddings import frontend
+from alm_jax.embeddings import vggish_frontend
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,9 +58,9 @@ class MusicnnSpec(frontend.PatchGeometry):
     return dataclasses.replace(spec, patch_frames=rows)
 
   @property
-  def resampler(self) -> frontend.FrontendSpec:
-    """The `frontend.FrontendSpec` whose resampler (`frontend.resample`) this front end uses."""
-    return frontend.FrontendSpec(in_rate=self.in_rate, out_rate=self.out_rate,
+  def resampler(self) -> vggish_frontend.FrontendSpec:
+    """The `vggish_frontend.FrontendSpec` whose resampler this front end uses."""
+    return vggish_frontend.FrontendSpec(in_rate=self.in_rate, out_rate=self.out_rate,
                                  zero_crossings=self.zero_crossings, rolloff=self.rolloff)
 
 
@@ -122,7 +124,7 @@ def log_mel_rows(x16, num_rows, spec: MusicnnSpec):
   return jnp.log10(spec.log_scale * mel + 1.0)
 
 
-shares_rows = frontend.shares_rows  # the same rule: whole resampler blocks and log-mel hops
+shares_rows = vggish_frontend.shares_rows  # the same rule: whole resampler blocks and log-mel hops
 
 
 def check_frame(f1: int, spec: MusicnnSpec):
@@ -136,8 +138,8 @@ def check_frame(f1: int, spec: MusicnnSpec):
 
 
 def log_mel_frames(x, num_frames, hop: int, spec: MusicnnSpec):
-  """musicnn log-mel patches [..., num_frames, patch_frames, 96] (`frontend.log_mel_frames`'s contract)."""
-  return frontend.log_mel_frames(x, num_frames, hop, spec, rows_fn=log_mel_rows)
+  """musicnn log-mel patches [..., num_frames, patch_frames, 96] (as `vggish_frontend.log_mel_frames`)."""
+  return vggish_frontend.log_mel_frames(x, num_frames, hop, spec, rows_fn=log_mel_rows)
 
 
 def frame_input(audio, frame_spec, spec: MusicnnSpec):
@@ -147,7 +149,41 @@ def frame_input(audio, frame_spec, spec: MusicnnSpec):
     audio: [..., samples].
     frame_spec: `frames.FrameSpec`.
   Returns:
-    (x [..., (g - 1) * hop + frame_input_samples], g), as `frontend.frame_input`.
+    (x [..., (g - 1) * hop + frame_input_samples], g), as `vggish_frontend.frame_input`.
   """
   check_frame(frame_spec.f1, spec)
   return framing.frame_signal(audio, frame_spec, spec.frame_input_samples)
+
+
+@dataclasses.dataclass(frozen=True)
+class MusicnnFrontend(frontend.Frontend):
+  """musicnn's log-mel front end as a `frontend.Frontend` (its shape contract)."""
+  spec: MusicnnSpec
+
+  @classmethod
+  def from_config(cls, model_config) -> 'MusicnnFrontend':
+    """The front end whose patch is the most rows the F1 frame holds."""
+    f1 = framing.FrameSpec.from_config(model_config).f1
+    return cls(MusicnnSpec.for_f1(f1, in_rate=int(model_config.sample_rate)))
+
+  @property
+  def resampler(self) -> vggish_frontend.FrontendSpec:
+    return self.spec.resampler
+
+  def resample(self, x):
+    return vggish_frontend.resample(x, self.spec.resampler)
+
+  def log_mel_rows(self, x16, num_rows):
+    return log_mel_rows(x16, num_rows, self.spec)
+
+  def log_mel_frames(self, x, num_frames, hop: int):
+    return log_mel_frames(x, num_frames, hop, self.spec)
+
+  def frame_input(self, audio, frame_spec):
+    return frame_input(audio, frame_spec, self.spec)
+
+  def check_frame(self, f1: int) -> None:
+    check_frame(f1, self.spec)
+
+  def shares_rows(self, hop: int) -> bool:
+    return shares_rows(hop, self.spec)

@@ -3,7 +3,9 @@
 A causal Kaiser-sinc resampler to 16 kHz (`resample`, blocks anchored at F1 frame ends) and
 VGGish's 64-band log-mel (`log_mel_rows`); `log_mel_frames` gives each F1 frame's 96 x 64
 patch, sharing rows between overlapping frames when `shares_rows` says so, and `frame_input`
-builds the `FrontendSpec.frame_input_samples` (43659) samples a frame reads from whole signals.
+builds the `FrontendSpec.frame_input_samples` (43659) samples a frame reads from whole signals;
+`VGGishFrontend` is this front end as a `frontend.Frontend` (the 'vggish' and 'small'
+embeddings run it).
 Filter, log-mel parameters and the row sharing: docs/model.md ("The log-mel front end").
 """
 
@@ -16,45 +18,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from alm_jax import frames as framing
-
-
-class PatchGeometry:
-  """Sizes shared by every log-mel front end here (VGGish's, musicnn's), from the fields
-  `in_rate`, `out_rate`, `window`, `hop` and `patch_frames` of the dataclass that mixes it in."""
-
-  @property
-  def patch_samples(self) -> int:
-    """Resampled samples one patch reads (15600 for VGGish)."""
-    return (self.patch_frames - 1) * self.hop + self.window
-
-  @property
-  def ratio(self):
-    """(up, down): out_rate / in_rate in lowest terms (160, 441)."""
-    g = math.gcd(self.in_rate, self.out_rate)
-    return self.out_rate // g, self.in_rate // g
-
-  @property
-  def patch_blocks(self) -> int:
-    """Resampler blocks whose outputs cover a patch (98 for VGGish)."""
-    return -(-self.patch_samples // self.ratio[0])
-
-  @property
-  def frame_input_samples(self) -> int:
-    """Input samples one F1 frame's patch reads, ending with the frame (43659 for VGGish at 44.1 kHz).
-
-    The patch's resampler blocks plus one block of which the first output
-    block reads its `history` (shorter than a block).
-    """
-    return (self.patch_blocks + 1) * self.ratio[1]
-
-  @property
-  def patch_offset(self) -> int:
-    """Resampled samples of a frame's input before its patch (80 for VGGish)."""
-    return self.patch_blocks * self.ratio[0] - self.patch_samples
+from alm_jax.embeddings import frontend
 
 
 @dataclasses.dataclass(frozen=True)
-class FrontendSpec(PatchGeometry):
+class FrontendSpec(frontend.PatchGeometry):
   in_rate: int = 44100
   out_rate: int = 16000
   window: int = 400
@@ -266,3 +234,35 @@ def frame_input(audio, frame_spec, spec: FrontendSpec):
   """
   check_frame(frame_spec.f1, spec)
   return framing.frame_signal(audio, frame_spec, spec.frame_input_samples)
+
+
+@dataclasses.dataclass(frozen=True)
+class VGGishFrontend(frontend.Frontend):
+  """VGGish's log-mel front end as a `frontend.Frontend` (its shape contract)."""
+  spec: FrontendSpec
+
+  @classmethod
+  def from_config(cls, model_config) -> 'VGGishFrontend':
+    return cls(FrontendSpec.from_config(model_config))
+
+  @property
+  def resampler(self) -> FrontendSpec:
+    return self.spec
+
+  def resample(self, x):
+    return resample(x, self.spec)
+
+  def log_mel_rows(self, x16, num_rows):
+    return log_mel_rows(x16, num_rows, self.spec)
+
+  def log_mel_frames(self, x, num_frames, hop: int):
+    return log_mel_frames(x, num_frames, hop, self.spec)
+
+  def frame_input(self, audio, frame_spec):
+    return frame_input(audio, frame_spec, self.spec)
+
+  def check_frame(self, f1: int) -> None:
+    check_frame(f1, self.spec)
+
+  def shares_rows(self, hop: int) -> bool:
+    return shares_rows(hop, self.spec)
