@@ -122,14 +122,8 @@ def check_output(output, overwrite: bool) -> pathlib.Path:
         f'--output {path} is a training workdir (it holds config.json or checkpoints/): an export '
         'replaces its whole folder, so it never writes there. Choose a new folder, e.g. '
         f'{path / "export"}.')
-  if not (path / EXPORT_MARKER).exists():
-    raise outputs.OutputError(
-        f'--output {path} is a non-empty folder that is not an export of this tool (no '
-        f'{EXPORT_MARKER}): an export replaces its whole folder, so it is left alone. Choose a new '
-        'or empty folder.')
-  if not overwrite:
-    raise outputs.OutputError(f'--output {path} holds a previous export: pass --overwrite to '
-                              'replace it, or choose another folder.')
+  # The rule every command that writes folders follows (alm_jax.outputs).
+  outputs.check_replaceable(path, EXPORT_MARKER, overwrite=overwrite, tool='alm_jax.export')
   return path
 
 

@@ -30,13 +30,15 @@ def run(f, extra_inputs: Sequence[str] = ()) -> int:
   inputs = list(f.input or []) + list(extra_inputs)
   try:
     songs = songs_lib.discover_songs(inputs)
-    outputs.check_writable(f.output, what='--output')  # before any work
+    # Before any work: a writable --output, apart from the inputs, replacing only earlier mixes.
+    outputs.check_writable(f.output, what='--output')
+    songs_lib.check_output(songs, f.output, f.overwrite, inputs)
     config, params, step = checkpoints.restore_params(f.checkpoint)
     logging.info('Restored %s at step %d; mixing %d song(s).', f.checkpoint, step, len(songs))
     written = songs_lib.mix_songs(config, params, songs, f.output, batch_songs=f.batch_songs,
                         chunk_seconds=f.chunk_seconds, raw=f.raw, pad_unequal=f.pad_unequal,
                         overwrite=f.overwrite, segment_seconds=f.segment_seconds,
-                                 pad_short=f.pad_short)
+                                 pad_short=f.pad_short, source=f'{f.checkpoint} (step {step})')
   except (songs_lib.InputError, protocol.UnsupportedModelError, offline.SettingsError,
           audio_io.AudioFileError, outputs.OutputError, FileExistsError, FileNotFoundError) as e:
     print(f'error: {e}', file=sys.stderr)
@@ -68,7 +70,9 @@ def define_flags(flag_values):
                      'gets one gain per channel, in seconds, rounded down to whole F2 frames; '
                      'changes the result. Default: the training segment '
                      '(config.data.segment_seconds).', **kw)
-  flags.DEFINE_boolean('overwrite', False, 'Replace existing song output folders.', **kw)
+  flags.DEFINE_boolean('overwrite', False, 'Replace song output folders an earlier run of this '
+                       'command wrote (they hold alm_jax_mix.json); other folders are never '
+                       'replaced.', **kw)
 
 
 def main(argv):

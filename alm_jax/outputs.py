@@ -7,13 +7,18 @@ sits in a folder the user cannot write is refused with one line before any
 work is done; a folder is written under a hidden `.tmp-*` name beside its
 final place, given a normal folder's permissions (not mkdtemp's 0700) and
 renamed into place, so a crash never leaves a half-written result under the
-final name; and an existing folder is only replaced when the caller says it
-may be (a previous output of the same tool, with `--overwrite`). Leftover
-`.tmp-*` folders of a killed run are removed by the next run
+final name. What the user had is never destroyed: a folder a command writes
+holds its tool's marker file (`write_marker`), and an existing folder is
+replaced only when it is empty or holds that marker and the user passed
+`--overwrite` (`check_replaceable`, enforced again at the rename); an output
+that equals, contains or lies inside an input is refused
+(`check_apart_from_inputs`), so no command writes into its own inputs.
+Leftover `.tmp-*` folders of a killed run are removed by the next run
 (`clean_stale_temporaries`).
 """
 
 import contextlib
+import json
 import os
 import pathlib
 import shutil
@@ -66,6 +71,76 @@ def check_writable(path, *, what: str = 'output') -> pathlib.Path:
   return path
 
 
+def _real(path) -> pathlib.Path:
+  return pathlib.Path(os.path.realpath(os.path.abspath(os.path.expanduser(os.fspath(path)))))
+
+
+def check_apart_from_inputs(output, inputs, *, what: str = '--output') -> None:
+  """Refuses an output that equals, contains or lies inside one of `inputs` (files or folders).
+
+  Symbolic links are resolved, so a link to an input folder is that folder.
+  Writing there could replace, delete or mix into the inputs (a song folder
+  written over its own channel files), so it is refused before any work.
+
+  Raises:
+    OutputError: naming the input and the fix.
+  """
+  out = _real(output)
+  for given in inputs:
+    inp = _real(given)
+    if out == inp:
+      relation = 'is the input'
+    elif out in inp.parents:
+      relation = 'contains the input'
+    elif inp in out.parents:
+      relation = 'lies inside the input'
+    else:
+      continue
+    outside = inp.parent if inp.is_file() else inp
+    raise OutputError(f'{what} {out} {relation} {inp}: a command never writes into its inputs. '
+                      f'Choose {what} outside it, e.g. {outside.parent / (outside.name + "-out")}.')
+
+
+def write_marker(folder, marker: str, description: dict) -> pathlib.Path:
+  """Writes the marker file `marker` (JSON `description`) that makes `folder` this tool's output."""
+  path = pathlib.Path(folder) / marker
+  path.write_text(json.dumps(description, indent=2, sort_keys=True), encoding='utf-8')
+  return path
+
+
+def check_replaceable(folder, marker: str, *, overwrite: bool, what: str = '--output',
+                      tool: str = 'this tool') -> bool:
+  """Whether `folder` exists and may be replaced; refuses what must not be.
+
+  The one rule of every command that writes folders: a folder that does not
+  exist is created; an empty folder may be replaced (nothing in it is lost);
+  a folder holding `marker` (an earlier output of the same tool) is replaced
+  only with `overwrite`; any other folder is never replaced, whatever
+  `overwrite` says: the tool did not create it.
+
+  Returns:
+    True when `folder` exists (the caller replaces it), False when it does not.
+  Raises:
+    OutputError: naming the folder and the fix.
+  """
+  folder = pathlib.Path(folder)
+  if not folder.exists() and not folder.is_symlink():
+    return False
+  if folder.is_symlink() or not folder.is_dir():
+    raise OutputError(f'{what} {folder} exists and is not a folder {tool} wrote: it is left alone. '
+                      'Choose another path, or move it away.')
+  if not any(folder.iterdir()):
+    return True
+  if not (folder / marker).is_file():
+    raise OutputError(
+        f'{what} {folder} exists and was not written by {tool} (it holds no {marker}): it is '
+        'never replaced, even with --overwrite. Choose another path, or move that folder away.')
+  if not overwrite:
+    raise OutputError(f'{what} {folder} holds an earlier output of {tool}: pass --overwrite to '
+                      'replace it, or choose another path.')
+  return True
+
+
 def atomic_write_bytes(path, data: bytes):
   """Writes a file through a uniquely named temporary beside it and a rename.
 
@@ -101,7 +176,8 @@ def atomic_write_text(path, text: str):
 
 
 @contextlib.contextmanager
-def folder_written_aside(final, *, replace: bool = False):
+def folder_written_aside(final, *, replace: bool = False, marker: str | None = None,
+                         description: dict | None = None):
   """Yields a fresh temporary folder beside `final`, renamed to `final` when the block succeeds.
 
   Args:
@@ -109,8 +185,12 @@ def folder_written_aside(final, *, replace: bool = False):
     replace: whether an existing `final` may be replaced (the caller has
       checked that it is its own earlier output and the user asked for it).
       It is moved aside first and removed only once the new folder is in place.
+    marker: the tool's marker file name: written into the new folder (with
+      `description`), and an existing `final` is replaced only when it is
+      empty or holds it (checked again here, at the rename).
   Raises:
     FileExistsError: `final` exists and `replace` is False.
+    OutputError: `final` exists, is not empty and holds no `marker`.
   On an exception inside the block, the temporary folder is removed and
   `final` is left as it was.
   """
@@ -120,9 +200,13 @@ def folder_written_aside(final, *, replace: bool = False):
   try:
     os.chmod(tmp, _mode_for_folders())
     yield tmp
-    if final.exists():
+    if marker is not None:
+      write_marker(tmp, marker, description or {})
+    if final.exists() or final.is_symlink():
       if not replace:
         raise FileExistsError(f'{final} exists; pass --overwrite or choose another --output.')
+      if marker is not None:
+        check_replaceable(final, marker, overwrite=True, what='output folder')
       old = pathlib.Path(tempfile.mkdtemp(prefix=f'{OLD_PREFIX}{final.name}-', dir=final.parent))
       os.replace(final, old / final.name)
       os.replace(tmp, final)

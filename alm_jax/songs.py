@@ -29,6 +29,8 @@ from alm_jax.models import build_mixer
 
 AUDIO_EXTENSIONS = ('.wav', '.flac')
 GAINS_TIME_COLUMN = 'time_s'
+# Written into every song folder the mixer writes: what `--overwrite` may replace (alm_jax.outputs).
+MIX_MARKER = 'alm_jax_mix.json'
 
 
 class InputError(ValueError):
@@ -193,14 +195,23 @@ def write_gains_csv(path, gains, frame_seconds: float, channel_names: Sequence[s
       writer.writerow([f'{t * frame_seconds:.6f}'] + [f'{g:.7g}' for g in gains[:, t]])
 
 
+def _description(song: Song, source: str) -> dict:
+  """What MIX_MARKER records: the tool, the song, its input files and the checkpoint."""
+  return {'tool': 'alm_jax.mix', 'song': song.name, 'inputs': [os.fspath(f) for f in song.files],
+          'checkpoint': source}
+
+
 def write_song(out_dir: pathlib.Path, song: Song, mix, gains, raw, sample_rate: int, f2: int,
-               overwrite: bool) -> pathlib.Path:
+               overwrite: bool, source: str = '') -> pathlib.Path:
   """Writes one song's results into a temporary folder, then renames it into place.
 
   A crash leaves only a hidden `.tmp-*` folder (removed by the next run,
-  `outputs.clean_stale_temporaries`), never an incomplete song folder.
+  `outputs.clean_stale_temporaries`), never an incomplete song folder. The
+  folder holds MIX_MARKER; an existing one is replaced only when it holds it
+  too (and `overwrite`).
   """
-  with outputs.folder_written_aside(out_dir / song.name, replace=overwrite) as tmp:
+  with outputs.folder_written_aside(out_dir / song.name, replace=overwrite, marker=MIX_MARKER,
+                                    description=_description(song, source)) as tmp:
     audio_io.write_wav(tmp / 'mix.wav', mix, sample_rate, subtype='FLOAT')
     peak = float(np.max(np.abs(mix))) if mix.size else 0.0
     if peak > 1.0:
@@ -220,12 +231,34 @@ def write_song(out_dir: pathlib.Path, song: Song, mix, gains, raw, sample_rate: 
 # ---------------------------------------------------------------------------
 
 
+def check_output(songs: list[Song], out_dir, overwrite: bool, inputs: Sequence[str] = ()
+                 ) -> dict[str, bool]:
+  """Checks, before any work, that the songs' results may be written under `out_dir`.
+
+  Refuses (outputs.OutputError) an `out_dir` that equals, contains or lies
+  inside a song's folder or one of `inputs` (the --input paths), and an
+  existing `out_dir/<song>/` that this tool did not write or that needs
+  `overwrite`. Returns {song name: whether its folder exists and is replaced}.
+  """
+  folders = {p for s in songs for f in s.files for p in (f.absolute().parent, f.resolve().parent)}
+  outputs.check_apart_from_inputs(out_dir, [*inputs, *sorted(folders)])
+  return {s.name: outputs.check_replaceable(pathlib.Path(out_dir) / s.name, MIX_MARKER,
+                                            overwrite=overwrite, tool='alm_jax.mix')
+          for s in songs}
+
+
 def mix_songs(config, params, songs: list[Song], out_dir, *, batch_songs: int = 4,
               chunk_seconds: float = offline.DEFAULT_CHUNK_SECONDS, raw: bool = False,
               pad_unequal: bool = True, overwrite: bool = False, progress: bool = True,
               segment_seconds: float | None = None, engine=None,
-              pad_short: bool = False) -> list[pathlib.Path]:
+              pad_short: bool = False, source: str = '') -> list[pathlib.Path]:
   """Mixes songs in batches of `batch_songs` and writes their results under `out_dir/<song>/`.
+
+  Nothing the user had is touched (`alm_jax.outputs`): `out_dir` may not
+  equal, contain or lie inside a song's folder, and an existing
+  `out_dir/<song>/` is replaced only when an earlier run of this tool wrote it
+  (it holds MIX_MARKER) and `overwrite`. `source` (the checkpoint) is recorded
+  in the marker.
 
   Every batch is padded to [batch_songs, max_channels, samples], so the
   offline engine the mixer's capabilities call for (`offline.get_offline_mixer`;
@@ -247,15 +280,11 @@ def mix_songs(config, params, songs: list[Song], out_dir, *, batch_songs: int = 
                     offline.describe_per_segment(config, segment_seconds))
   max_channels = caps.max_channels
   out_dir = outputs.check_writable(out_dir, what='--output')
+  replace = check_output(songs, out_dir, overwrite)
   validate_songs(songs, max_channels, pad_unequal, pad_short)
   out_dir.mkdir(parents=True, exist_ok=True)
   for leftover in outputs.clean_stale_temporaries(out_dir):
     logging.info('Removed %s, left by an interrupted run.', leftover)
-  if not overwrite:
-    existing = [str(out_dir / s.name) for s in songs if (out_dir / s.name).exists()]
-    if existing:
-      raise FileExistsError(f'Output folder(s) exist: {", ".join(existing)}; pass --overwrite or '
-                            'choose another --output.')
   sample_rate, f2 = caps.sample_rate, caps.f2
   # Similar lengths share a batch, so little time is spent mixing padding.
   order = sorted(range(len(songs)), key=lambda i: songs[i].frames / max(songs[i].rate, 1))
@@ -277,6 +306,6 @@ def mix_songs(config, params, songs: list[Song], out_dir, *, batch_songs: int = 
         c, m = t.shape
         written[song.name] = write_song(
             out_dir, song, out['mix'][i, :m], out['gains'][i, :c, :-(-m // f2)],
-            t.sum(axis=0) if raw else None, sample_rate, f2, overwrite)
+            t.sum(axis=0) if raw else None, sample_rate, f2, replace[song.name], source)
         bar.update(1)
   return [written[s.name] for s in songs]

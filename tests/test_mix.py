@@ -2,6 +2,7 @@
 
 import csv
 import functools
+import json
 import os
 import pathlib
 import time
@@ -13,6 +14,7 @@ import soundfile as sf
 
 from alm_jax import checkpoints
 from alm_jax import mix
+from alm_jax import outputs
 from alm_jax import songs as songs_lib
 from alm_jax.inference import offline
 from alm_jax.models import protocol
@@ -146,7 +148,7 @@ def songs_dir(tmp_path_factory):
 def _check_song_output(folder: pathlib.Path, song: songs_lib.Song, raw: bool, f2: int = 2205):
   """Checks a song's output folder; returns (audio [c, n], mix [n], gains [c, frames]) as read."""
   assert sorted(p.name for p in folder.iterdir()) == sorted(
-      ['mix.wav', 'gains.csv', 'gains.png'] + (['raw.wav'] if raw else []))
+      ['mix.wav', 'gains.csv', 'gains.png', songs_lib.MIX_MARKER] + (['raw.wav'] if raw else []))
   audio = songs_lib.load_song(song, SR)
   c, n = audio.shape
   out, rate = sf.read(folder / 'mix.wav', dtype='float32')
@@ -180,14 +182,19 @@ def test_mix_songs_batches_compile_once_and_writes_everything(mr, songs_dir, tmp
     _check_song_output(out_dir / song.name, song, raw=True)
   assert songs_lib.load_song(songs[1], SR).shape == (1, int(0.8 * SR))  # 22.05 kHz resampled
   assert not list(out_dir.glob('.tmp-*'))
-  # A killed run's leftover is removed by the next run; a second run refuses to overwrite.
+  # A killed run's leftover is removed by the next run.
   leftover = out_dir / '.tmp-alpha-killed'
   leftover.mkdir()
   os.utime(leftover, (time.time() - 3600,) * 2)
-  with pytest.raises(FileExistsError, match='overwrite'):
+  # A second run refuses to overwrite before any work; with --overwrite it replaces
+  # its own earlier output and removes the killed run's leftover.
+  with pytest.raises(outputs.OutputError, match='earlier output of alm_jax.mix: pass --overwrite'):
     songs_lib.mix_songs(mr.config, mr.params, songs, out_dir, batch_songs=2,
                   chunk_seconds=BATCH_CHUNK_SECONDS, progress=False)
+  songs_lib.mix_songs(mr.config, mr.params, songs, out_dir, batch_songs=2, overwrite=True,
+                      chunk_seconds=BATCH_CHUNK_SECONDS, progress=False)
   assert not leftover.exists()
+  assert sorted(p.name for p in out_dir.iterdir()) == ['alpha', 'beta', 'gamma']
 
 
 def test_bad_inputs_are_refused_naming_the_files(mr, tmp_path):
@@ -238,6 +245,71 @@ def test_bad_inputs_are_refused_naming_the_files(mr, tmp_path):
   with pytest.raises(songs_lib.InputError, match='either audio files .* or folders'):
     run([uneven / 'a.wav', rates])
   assert not out.exists() or not any(out.iterdir())  # nothing written
+
+
+def _tree(path: pathlib.Path):
+  return sorted((str(p.relative_to(path)), p.stat().st_size) for p in path.rglob('*'))
+
+
+def test_mix_never_writes_into_or_replaces_its_inputs(mr, tmp_path, capsys):
+  """Issue 29 item 1: --output = the input's parent with --overwrite deleted the channel files."""
+  workdir = tmp_path / 'run'
+  save_checkpoint(workdir, mr.config, mr.params)
+  rng = np.random.default_rng(7)
+  band = tmp_path / 'X' / 'band'
+  for name in ('kick', 'snare'):
+    _write(band / f'{name}.wav', _signal(rng, 1, 20000))
+  before = _tree(tmp_path / 'X')
+  link = tmp_path / 'link'
+  link.symlink_to(tmp_path / 'X')
+  files = [str(p) for p in sorted(band.glob('*.wav'))]
+  cases = [([str(band)], tmp_path / 'X', 'contains the input'),
+           ([str(band)], band, 'is the input'),
+           ([str(band)], band / 'mixes', 'lies inside the input'),
+           ([str(band)], link, 'contains the input'),  # the same folder through a link
+           (files, band, 'contains the input'),
+           (files, tmp_path / 'X', 'contains the input'),
+           ([str(tmp_path / 'X')], tmp_path / 'X' / 'mixes', 'lies inside the input')]
+  for inputs, output, message in cases:
+    for extra in ((), ('--overwrite',)):
+      fv = parse_flags(mix, f'--checkpoint={workdir}', f'--input={inputs[0]}', f'--output={output}',
+                       *extra)
+      assert mix.run(fv, inputs[1:]) == 2
+      err = capsys.readouterr().err
+      assert message in err and 'never writes into its inputs' in err, (inputs, output, err)
+      assert len(err.strip().splitlines()) == 1
+      assert _tree(tmp_path / 'X') == before
+  # The library refuses too, whatever called it.
+  with pytest.raises(outputs.OutputError, match='contains the input'):
+    songs_lib.mix_songs(mr.config, mr.params, songs_lib.discover_songs([str(band)]), band.parent,
+                        overwrite=True, progress=False)
+
+  # A folder the mixer did not write is never replaced, even with --overwrite.
+  out = tmp_path / 'out'
+  (out / 'band').mkdir(parents=True)
+  (out / 'band' / 'notes.txt').write_text('mine')
+  for extra in ((), ('--overwrite',)):
+    fv = parse_flags(mix, f'--checkpoint={workdir}', f'--input={band}', f'--output={out}', *extra)
+    assert mix.run(fv) == 2
+    err = capsys.readouterr().err
+    assert 'was not written by alm_jax.mix' in err and 'never replaced' in err
+  assert [name for name, _ in _tree(out)] == ['band', 'band/notes.txt']
+  assert (out / 'band' / 'notes.txt').read_text() == 'mine'
+  # An empty folder holds nothing to lose; an earlier mix is replaced with --overwrite only.
+  (out / 'band' / 'notes.txt').unlink()
+  fv = parse_flags(mix, f'--checkpoint={workdir}', f'--input={band}', f'--output={out}')
+  assert mix.run(fv) == 0
+  marker = json.loads((out / 'band' / songs_lib.MIX_MARKER).read_text())
+  assert marker['tool'] == 'alm_jax.mix' and marker['inputs'] == files
+  assert str(workdir) in marker['checkpoint']
+  assert mix.run(fv) == 2
+  assert 'pass --overwrite' in capsys.readouterr().err
+  fv = parse_flags(mix, f'--checkpoint={workdir}', f'--input={band}', f'--output={out}',
+                   '--overwrite')
+  assert mix.run(fv) == 0
+  assert sorted(p.name for p in out.iterdir()) == ['band']
+  assert _tree(tmp_path / 'X') == before
+  capsys.readouterr()
 
 
 def test_failed_write_leaves_no_song_folder(monkeypatch, tmp_path):

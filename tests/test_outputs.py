@@ -1,5 +1,6 @@
 """alm_jax/outputs.py and the export/mix output rules: nothing the user had is ever destroyed."""
 
+import json
 import os
 import pathlib
 import stat
@@ -92,7 +93,7 @@ def test_export_never_touches_a_workdir_or_foreign_folder(workdir, tmp_path, cap
   foreign = tmp_path / 'photos'
   foreign.mkdir()
   (foreign / 'cat.jpg').write_bytes(b'\xff\xd8 not really')
-  cases = [(workdir, 'training workdir'), (foreign, 'not an export of this tool'),
+  cases = [(workdir, 'training workdir'), (foreign, 'was not written by alm_jax.export'),
            (workdir / 'checkpoints' / '99', 'inside the checkpoint folder')]
   for output, message in cases:
     for extra in ((), ('--overwrite',)):
@@ -125,3 +126,46 @@ def test_export_replaces_a_previous_export_only_with_overwrite(workdir, tmp_path
                                 f'--output={blocker / "sub"}')) == 2
   assert 'which is a file' in capsys.readouterr().err
   np.testing.assert_equal(blocker.read_text(), 'x')
+
+
+def test_check_apart_from_inputs_refuses_equal_containing_and_inside(tmp_path):
+  song = tmp_path / 'X' / 'band'
+  song.mkdir(parents=True)
+  (song / 'kick.wav').write_bytes(b'x')
+  (tmp_path / 'link').symlink_to(song)
+  for output, relation in [(song, 'is the input'), (tmp_path / 'X', 'contains the input'),
+                           (song / 'out', 'lies inside the input'),
+                           (tmp_path / 'link', 'is the input'), (tmp_path, 'contains the input')]:
+    with pytest.raises(outputs.OutputError, match=relation + '.*never writes into its inputs'):
+      outputs.check_apart_from_inputs(output, [song])
+  with pytest.raises(outputs.OutputError, match='contains the input .*kick.wav'):
+    outputs.check_apart_from_inputs(song, [song / 'kick.wav'])
+  outputs.check_apart_from_inputs(tmp_path / 'X' / 'band-out', [song])  # a sibling is fine
+  outputs.check_apart_from_inputs(tmp_path / 'X' / 'ban', [song])  # a name prefix is not a parent
+
+
+def test_a_folder_is_replaced_only_when_empty_or_marked(tmp_path):
+  new = tmp_path / 'new'
+  assert outputs.check_replaceable(new, 'm.json', overwrite=False) is False
+  new.mkdir()
+  assert outputs.check_replaceable(new, 'm.json', overwrite=False) is True  # empty
+  (new / 'notes.txt').write_text('mine')
+  for overwrite in (False, True):
+    with pytest.raises(outputs.OutputError, match='holds no m.json.*never replaced, even with'):
+      outputs.check_replaceable(new, 'm.json', overwrite=overwrite, tool='tool')
+  (tmp_path / 'file').write_text('x')
+  with pytest.raises(outputs.OutputError, match='not a folder'):
+    outputs.check_replaceable(tmp_path / 'file', 'm.json', overwrite=True)
+  ours = tmp_path / 'ours'
+  with outputs.folder_written_aside(ours, marker='m.json', description={'tool': 't'}) as tmp:
+    (tmp / 'a.txt').write_text('1')
+  assert json.loads((ours / 'm.json').read_text()) == {'tool': 't'}
+  with pytest.raises(outputs.OutputError, match='pass --overwrite'):
+    outputs.check_replaceable(ours, 'm.json', overwrite=False)
+  assert outputs.check_replaceable(ours, 'm.json', overwrite=True) is True
+  # Enforced again at the rename: a foreign folder that appeared meanwhile is left alone.
+  with pytest.raises(outputs.OutputError, match='holds no m.json'):
+    with outputs.folder_written_aside(new, replace=True, marker='m.json') as tmp:
+      (tmp / 'b.txt').write_text('2')
+  assert sorted(p.name for p in new.iterdir()) == ['notes.txt']
+  assert not list(tmp_path.glob('.tmp-*')) and not list(tmp_path.glob('.old-*'))
