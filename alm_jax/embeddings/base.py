@@ -33,6 +33,7 @@ class Embedding:
     dim: the only embedding size it gives (None: config.model.embedding.dim).
     row_by_row: its network has the row-by-row interface (`row_tiles`, ...) the
       streaming step spreads over F2 frames.
+    has_weights: released weights load into it.
     description: one line for listings and errors.
   """
   name: str
@@ -43,11 +44,8 @@ class Embedding:
   cpu_compiler_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   dim: int | None = None
   row_by_row: bool = False
+  has_weights: bool = False
   description: str = ''
-
-  @property
-  def has_weights(self) -> bool:
-    return self.pretrained is not None or self.merge_pretrained is not None
 
   def load_pretrained(self, params, embedding_config):
     """`params` (a model's tree) with params['embedding'] replaced by pretrained weights, if any."""

@@ -3,7 +3,7 @@
 Runs VGGish's front end (`vggish_frontend.VGGishFrontend`) and is the one embedding
 with the row-by-row interface the streaming step spreads over F2 frames
 (docs/streaming.md). It has no released weights: `config.model.embedding.weights`
-set for it is refused with the fix.
+set for it goes to the VGGish loader, which refuses it with the fix (the file holds VGGish's).
 """
 
 from typing import Any, Sequence
@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from alm_jax.embeddings import base
 from alm_jax.embeddings import vggish_frontend
+from alm_jax.embeddings import vggish_weights
 
 
 class SmallEmbedding(nn.Module):
@@ -91,7 +92,12 @@ def build(embedding_config, dtype=jnp.float32, name='embedding') -> SmallEmbeddi
                         dtype=dtype, name=name)
 
 
+def load_pretrained(params, embedding_config):
+  """Unchanged `params` unless config.model.embedding.weights is set: then the VGGish loader's refusal."""
+  return vggish_weights.load_pretrained_embedding(params, embedding_config)
+
+
 EMBEDDING = base.Embedding(
     name='small', build=build, frontend=vggish_frontend.VGGishFrontend.from_config,
-    row_by_row=True,
+    merge_pretrained=load_pretrained, row_by_row=True,
     description='patch-merging network on VGGish\'s log-mel, ~2.8 MFLOP per patch')

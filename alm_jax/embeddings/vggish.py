@@ -23,8 +23,13 @@ def build(embedding_config, dtype, name='embedding') -> vggish_network.VGGish:
                                dtype=dtype, name=name)
 
 
+def load_pretrained(params, embedding_config):
+  """`params` with the VGGish weights at config.model.embedding.weights (unchanged when unset)."""
+  return vggish_weights.load_pretrained_embedding(params, embedding_config)
+
+
 EMBEDDING = base.Embedding(
     name='vggish', build=build, frontend=vggish_frontend.VGGishFrontend.from_config,
-    merge_pretrained=vggish_weights.load_pretrained_embedding,
-    cpu_compiler_options=CPU_COMPILER_OPTIONS,
+    merge_pretrained=load_pretrained,
+    cpu_compiler_options=CPU_COMPILER_OPTIONS, has_weights=True,
     description='VGGish (AudioSet release), 128-d, ~1.7 GFLOP per patch')
