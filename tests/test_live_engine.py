@@ -53,10 +53,10 @@ def test_live_mix_equals_offline_mix_with_delayed_gains(tiny, period, delay):
 def test_controls_change_the_output_as_specified(tiny):
   ceiling = 10 ** (-1 / 20)
   ctl = controls_lib.Controls(C, ceiling_db=-1.0, slew_db=0.0, limit_db=None)
-  ctl.set_mute(0, True)
-  ctl.set_override(1, -6.0)
-  ctl.set_weight(2, 6.0)
-  ctl.set_weight(3, -20.0)
+  ctl.set('mute', ch=0, value=True)
+  ctl.set('override', ch=1, value=-6.0)
+  ctl.set('weight', ch=2, value=6.0)
+  ctl.set('weight', ch=3, value=-20.0)
   mixed, _ = _run(tiny, controls=ctl)
   g = live_helpers.live_gains(tiny.gains).astype(np.float64)
   want_g = g.copy()
@@ -78,7 +78,7 @@ def test_controls_change_the_output_as_specified(tiny):
 
 def test_slew_limit_and_limiter(tiny, tmp_path):
   ctl = controls_lib.Controls(C, ceiling_db=60.0, slew_db=1.0, limit_db=-6.0)
-  ctl.set_master(30.0)
+  ctl.set('master', 24.0)
   mixed, live = _run(tiny, controls=ctl, record=str(tmp_path))
   rec_dir = live.record_dir
   assert rec_dir == tmp_path / 'take-001'
@@ -159,8 +159,8 @@ def test_controls_apply_order():
   prev = np.array([1.0, 1.0, 0.0], np.float32)
   g = ctl.apply(np.array([4.0, 0.01, 1.0], np.float32), prev, np.zeros(3, bool), False)
   np.testing.assert_allclose(g, [10 ** (3 / 20), 10 ** (-3 / 20), 10 ** (-57 / 20)], rtol=1e-5)
-  ctl.set_auto(0, False)
-  ctl.set_mute(1, True)
+  ctl.set('auto', ch=0, value=False)
+  ctl.set('mute', ch=1, value=True)
   g = ctl.apply(np.array([4.0, 1.0, np.nan], np.float32), prev, np.zeros(3, bool), False)
   np.testing.assert_allclose(g, [1.0, 0.0, 0.0], rtol=1e-6)  # frozen, muted, NaN held at prev
 

@@ -75,3 +75,18 @@ def test_record_twice_makes_two_takes_and_keeps_the_first(setup, tmp_path):
   assert len(lines) == 1 and '--overwrite' in lines[0] and 'take-001' in lines[0], third.stderr
   assert 'Traceback' not in third.stderr
   assert _digest(take1) == before
+
+
+@pytest.mark.parametrize('flag,words', [
+    ('--ceiling_db=nan', ['--ceiling_db=nan', 'finite']),
+    ('--master_db=inf', ['--master_db=inf', 'finite']),
+    ('--osc_port=70000', ['--osc_port=70000', '65535']),
+])
+def test_a_bad_flag_is_a_clear_error_before_anything_starts(setup, tmp_path, flag, words):
+  proc = _live(setup, f'--play={setup.song}', '--no_jack', f'--record={tmp_path / "show"}', flag,
+               timeout=120)
+  assert proc.returncode == 1, proc.stdout + proc.stderr
+  assert 'Traceback' not in proc.stderr
+  line = [l for l in proc.stderr.splitlines() if 'Flags parsing error' in l]
+  assert len(line) == 1 and all(w in line[0] for w in words), proc.stderr
+  assert not (tmp_path / 'show').exists()  # refused before anything was made

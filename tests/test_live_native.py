@@ -57,12 +57,12 @@ def test_the_c_callback_computes_what_the_python_one_does():
       x[3, 0] = np.inf
     if period_index == 40:
       for eng in (py, cc):
-        eng.controls.set_mute(2, True)
-        eng.controls.set_master(-4.0)
+        eng.controls.set('mute', ch=2, value=True)
+        eng.controls.set('master', -4.0)
     if period_index == 90:
       for eng in (py, cc):
-        eng.controls.set_mute(2, False)
-        eng.controls.set_limit(None)
+        eng.controls.set('mute', ch=2, value=False)
+        eng.controls.set('limit', None)
     outs = {}
     for eng in (py, cc):
       mix = np.full(n, 7.0, np.float32)

@@ -70,8 +70,8 @@ def test_meter_table_renders_states():
   eng = engine_lib.Engine(3, 2205, ctl)
   worker = engine_lib.Worker(eng, types.SimpleNamespace(initial_gain=1.0))
   worker.held[2] = True
-  ctl.set_mute(0, True)
-  ctl.set_override(1, -6.0)
+  ctl.set('mute', ch=0, value=True)
+  ctl.set('override', ch=1, value=-6.0)
   live = types.SimpleNamespace(engine=eng, worker=worker, controls=ctl, names=['kick', 'bass', 'vox'],
                                driver=types.SimpleNamespace(message='JACK: test', xruns=0),
                                last_message='')

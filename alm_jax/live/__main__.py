@@ -17,6 +17,7 @@ if 'xla_cpu_multi_thread_eigen' not in os.environ.get('XLA_FLAGS', ''):
                              ' --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1')
 
 import logging  # pylint: disable=g-import-not-at-top,wrong-import-position
+import math
 import signal
 import sys
 import threading
@@ -27,6 +28,7 @@ from absl import flags
 import jax
 import numpy as np
 
+from alm_jax import cli
 from alm_jax import checkpoints
 from alm_jax.live import app as app_lib
 from alm_jax.live import controls as controls_lib
@@ -38,7 +40,7 @@ FLAGS = flags.FLAGS
 checkpoints.define_checkpoint_flag(FLAGS)
 flags.DEFINE_string('inputs', '', "Capture ports feeding the channels: '1-8' (system:capture_N) or "
                     'full port names, comma separated. Empty: no connections (--channels ports).')
-flags.DEFINE_integer('channels', 0, 'Input channels when --inputs/--play do not say (default 8).')
+flags.DEFINE_integer('channels', 0, lower_bound=0, help='Input channels when --inputs/--play do not say (default 8).')
 flags.DEFINE_string('output', '', "Where the mix goes: '1,2' (system:playback_N) or port names.")
 flags.DEFINE_bool('channel_outputs', False, 'Also output each gained channel (out_XX ports).')
 flags.DEFINE_string('server', None, 'JACK server name (default: $JACK_DEFAULT_SERVER or default).')
@@ -49,26 +51,63 @@ flags.DEFINE_bool('overwrite', False, 'With --record=DIR: record into DIR itself
                   'recording it holds (refused for any other folder).')
 flags.DEFINE_string('play', None, 'Feed the mixer from this folder of channel files.')
 flags.DEFINE_bool('no_jack', False, 'With --play: no JACK at all, the files are fed at real-time pace.')
-flags.DEFINE_integer('period', 128, 'Samples per period with --no_jack.')
-flags.DEFINE_float('play_delay', 0.5, 'Seconds between the mixer starting and --play starting.')
-flags.DEFINE_float('duration', 0.0, 'Stop after this many seconds (0: with --play, at its end + '
-                   '1 s; else run until Ctrl-C).')
-flags.DEFINE_integer('gain_delay', 1, 'F2 frames of compute time the worker gets (>= 1, docs/live.md).')
-flags.DEFINE_float('ceiling_db', 12.0, 'Gain ceiling for every channel, dB.')
-flags.DEFINE_float('slew_db', 6.0, 'Slew limit: most dB a gain changes per F2 frame (0: off).')
-flags.DEFINE_string('limit_db', '-1', "Output limiter threshold, dBFS, or 'off'.")
-flags.DEFINE_float('master_db', 0.0, 'Master gain, dB.')
+flags.DEFINE_integer('period', 128, lower_bound=1, upper_bound=engine_lib.MAX_PERIOD,
+                     help='Samples per period with --no_jack.')
+flags.DEFINE_float('play_delay', 0.5, lower_bound=0.0, upper_bound=3600.0,
+                   help='Seconds between the mixer starting and --play starting.')
+flags.DEFINE_float('duration', 0.0, lower_bound=0.0, help='Stop after this many seconds (0: with '
+                   '--play, at its end + 1 s; else run until Ctrl-C).')
+flags.DEFINE_integer('gain_delay', 1, lower_bound=1, upper_bound=engine_lib.NUM_SLOTS - 2,
+                     help='F2 frames of compute time the worker gets (docs/live.md).')
 flags.DEFINE_enum('fault', 'hold', ['hold', 'mute'], 'A channel with NaN/Inf/absurd input keeps '
                   'its last good gain (hold) or is muted, until clean for one F1 frame.')
-flags.DEFINE_float('absurd_db', 40.0, 'A frame peaking above this (dBFS) counts as a fault.')
-flags.DEFINE_integer('osc_port', 9000, 'OSC control port on --osc_host (0: no OSC).')
+flags.DEFINE_float('absurd_db', 40.0, lower_bound=-60.0, upper_bound=200.0,
+                   help='A frame peaking above this (dBFS) counts as a fault.')
+flags.DEFINE_integer('osc_port', 9000, lower_bound=0, upper_bound=65535,
+                     help='OSC control port on --osc_host (0: no OSC).')
 flags.DEFINE_string('osc_host', '127.0.0.1', 'OSC listening address.')
-flags.DEFINE_integer('rt_priority', 2, 'SCHED_FIFO priority of the worker (other Python threads: 1), '
+flags.DEFINE_integer('rt_priority', 2, lower_bound=0, upper_bound=98, help='SCHED_FIFO priority of the worker (other Python threads: 1), '
                      'below the JACK client threads\' (0: normal scheduling; needs rtprio rights).')
-flags.DEFINE_float('switch_interval_ms', 0.5, "Python's thread switch interval (sys.setswitchinterval).")
+flags.DEFINE_float('switch_interval_ms', 0.5, lower_bound=0.01, upper_bound=1000.0,
+                   help="Python's thread switch interval (sys.setswitchinterval).")
 flags.DEFINE_enum('callback', 'auto', app_lib.CALLBACKS, "The audio callback: 'native' (C, never "
                   "takes the GIL; built by pip install), 'python', or 'auto' (native if built).")
 flags.DEFINE_enum('ui', 'auto', ['auto', 'on', 'off'], 'Terminal meters (auto: when stdout is a tty).')
+
+
+def _define_control_flags():
+  """The start value of each global control of the table that names a flag, checked by the table."""
+  for ctl in controls_lib.CONTROLS:
+    if not ctl.flag:
+      continue
+    text = f'{ctl.effect[:1].upper()}{ctl.effect[1:]}; {ctl.lo:g}..{ctl.hi:g} dB'
+    if ctl.kind == 'db_or_off':
+      flags.DEFINE_string(ctl.flag, 'off' if ctl.default is None else f'{ctl.default:g}',
+                          text + " or 'off'.")
+      checker = ctl.parse
+    else:
+      flags.DEFINE_float(ctl.flag, ctl.default, text + '.')
+      checker = ctl.check
+
+    def validate(value, checker=checker):
+      try:
+        checker(value)
+      except controls_lib.ControlError as e:
+        raise flags.ValidationError(f'{e}; see docs/live.md, "Controls"') from None
+      return True
+
+    flags.register_validator(ctl.flag, validate)
+
+
+def _check_finite(name):
+  # absl's bounds let NaN through (every comparison with it is false).
+  flags.register_validator(name, lambda v: v is None or math.isfinite(v),
+                           f'--{name} must be a finite number')
+
+
+_define_control_flags()
+for _name in ('play_delay', 'duration', 'absurd_db', 'switch_interval_ms'):
+  _check_finite(_name)
 
 
 def _build(config, params):
@@ -83,10 +122,12 @@ def _build(config, params):
     song = song[:channels]  # --channels=N: the song's first N channels (or silent ones added)
   channels = channels or 8
   names = (list(names or []) + [str(i + 1) for i in range(channels)])[:channels]
-  limit = None if FLAGS.limit_db.strip().lower() == 'off' else float(FLAGS.limit_db)
-  ctl = controls_lib.Controls(channels, ceiling_db=FLAGS.ceiling_db, slew_db=FLAGS.slew_db,
-                              limit_db=limit)
-  ctl.master_db = FLAGS.master_db
+  start = {}
+  for c in controls_lib.CONTROLS:
+    if c.flag:
+      value = FLAGS[c.flag].value
+      start[c.attr] = c.parse(value) if isinstance(value, str) else c.check(value)
+  ctl = controls_lib.Controls(channels, **start)
   live = app_lib.LiveMixer(config, params, channels, names=names, controls=ctl,
                            gain_delay=FLAGS.gain_delay, fault=FLAGS.fault,
                            absurd_db=FLAGS.absurd_db, record=FLAGS.record,
@@ -206,4 +247,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  absl_app.run(main)
+  cli.run(main)

@@ -25,7 +25,7 @@ class LiveMixer:
   """One live mixing session.
 
   Args:
-    config, params: the trained model (`checkpoints.restore_params`).
+    config, params: the trained model (`restore.restore_params`).
     channels: input channels.
     names: channel names (default '1'..'c').
     controls: a `Controls` (default: its defaults).

@@ -75,9 +75,10 @@ class Engine:
     controls.engine = self
     ceiling = controls_lib.db_to_gain(controls.ceiling_db)
     self.applied = np.full(c, min(initial_gain, ceiling), np.float32)
-    self.chan_mult = np.where(controls.mute, 0.0, 1.0).astype(np.float32)
-    self.master = controls_lib.db_to_gain(controls.master_db)
-    self.limit = np.inf if controls.limit_db is None else controls_lib.db_to_gain(controls.limit_db)
+    self.chan_mult = np.ones(c, np.float32)
+    for ctl in controls_lib.CONTROLS:  # what the callback reads of each control, from its table entry
+      if ctl.callback is not None:
+        self.control_changed(ctl)
     self.limiter_gain = 1.0
     self.values[native_lib.TAU] = max(controls.release_ms, 1.0) * 1e-3 * self.sample_rate
     self.channel_outputs = channel_outputs
@@ -128,6 +129,18 @@ class Engine:
     """JACK frame time of the first period a JACK callback processed (None: none yet)."""
     t = int(self.counters[native_lib.FIRST_TIME])
     return None if t < 0 else t
+
+  def control_changed(self, ctl: controls_lib.Control, ch: int | None = None):
+    """Puts control `ctl`'s value (of channel `ch`, or every channel) where the audio callback reads it.
+
+    Per-channel controls with a callback multiply into `chan_mult`; global ones
+    go to their slot of `values` (`native.VALUE`, derived from the table).
+    """
+    if ctl.per_channel:
+      for c in range(self.channels) if ch is None else (ch,):
+        self.chan_mult[c] = self.controls.chan_mult(c)
+    else:
+      self.values[native_lib.VALUE[ctl.name]] = ctl.callback(getattr(self.controls, ctl.attr))
 
   # ---- called by the worker ----
 

@@ -13,19 +13,27 @@ import importlib.util
 
 import numpy as np
 
-# Indices into Engine.counters / Engine.values; rtcore.c's enums, in the same order.
+from alm_jax.live import controls as controls_lib
+
+# Indices into Engine.counters, and into Engine.values of the engine's own scalars: rtcore.c's
+# enums, in the same order.
 WRITTEN, LATE, LAST_LATE, PERIODS, NONFINITE, LIMITED, FRAME, PERIOD, FIRST_TIME, OVERSIZE = range(10)
 NUM_COUNTERS = 10
-MASTER, LIMIT, LIMITER_GAIN, RELEASE, TAU, CB_MAX, CB_LAST = range(7)
-NUM_VALUES = 7
+LIMITER_GAIN, RELEASE, TAU, CB_MAX, CB_LAST = range(5)
+# Then the global controls the callback reads, from the control table; the C code gets their
+# indices in its struct (v_master, v_limit), so the table alone fixes the layout.
+VALUE = {name: 5 + i for i, name in enumerate(controls_lib.CALLBACK_SCALARS)}
+NUM_VALUES = 5 + len(VALUE)
+MASTER, LIMIT = VALUE['master'], VALUE['limit']
 
+ABI_VERSION = 2  # rtcore.c's ALM_ABI_VERSION: the layout of _EngineStruct and the values array
 _P = ctypes.c_void_p
 _I = ctypes.c_int64
 
 
 class _EngineStruct(ctypes.Structure):
   _fields_ = ([(n, _I) for n in ('channels', 'f2', 'gain_delay', 'num_slots', 'ring_size',
-                                 'max_period', 'late_cap')] +
+                                 'max_period', 'late_cap', 'v_master', 'v_limit')] +
               [(n, _P) for n in ('ring', 'mix_ring', 'applied', 'chan_mult', 'slot_gains', 'x',
                                  'gm', 'gm_first', 'slot_stamp', 'bad_frame', 'late_frames',
                                  'counters', 'values')])
@@ -59,6 +67,11 @@ def library():
       lib = ctypes.CDLL(spec.origin)
     except OSError as e:
       _ERROR = f'cannot load {spec.origin} ({e}): rerun `pip install -e .`'
+      return None
+    abi = getattr(lib, 'alm_abi_version', None)
+    if abi is None or abi() != ABI_VERSION:
+      _ERROR = (f'{spec.origin} was built from an older rtcore.c (its engine layout differs): '
+                'rebuild it with `pip install -e .` (or python3 setup.py build_ext --inplace)')
       return None
     lib.alm_process.argtypes = [_P, _P, _P, _P, _I]
     lib.alm_process.restype = None
@@ -102,7 +115,7 @@ class NativeEngine:
     f32, i64 = np.float32, np.int64
     self.struct = _EngineStruct(
         e.channels, e.f2, e.gain_delay, e.slot_gains.shape[0], e.ring_size, e.x.shape[1],
-        e.late_frames.shape[0],
+        e.late_frames.shape[0], MASTER, LIMIT,
         _addr(e.ring, f32), _addr(e.mix_ring, f32), _addr(e.applied, f32),
         _addr(e.chan_mult, f32), _addr(e.slot_gains, f32), _addr(e.x, f32), _addr(e.gm, f32),
         _addr(e.gm_first, f32), _addr(e.slot_stamp, i64), _addr(e.bad_frame, i64),

@@ -30,13 +30,16 @@ static struct PyModuleDef rtcore_module = {PyModuleDef_HEAD_INIT, "_rtcore",
                                            -1, NULL};
 PyMODINIT_FUNC PyInit__rtcore(void) { return PyModule_Create(&rtcore_module); }
 
-/* Indices into `counters` (int64) and `values` (float64): keep in step with native.py. */
+/* Indices into `counters` (int64) and the engine's own `values` (float64): keep in step with
+ * native.py. The controls' values (master gain, limiter threshold) follow them at the indices
+ * v_master and v_limit, which native.py derives from the control table (controls.py). */
 enum { C_WRITTEN, C_LATE, C_LAST_LATE, C_PERIODS, C_NONFINITE, C_LIMITED, C_FRAME, C_PERIOD,
        C_FIRST_TIME, C_OVERSIZE, C_COUNT };
-enum { V_MASTER, V_LIMIT, V_LIMITER_GAIN, V_RELEASE, V_TAU, V_CB_MAX, V_CB_LAST, V_COUNT };
+enum { V_LIMITER_GAIN, V_RELEASE, V_TAU, V_CB_MAX, V_CB_LAST };
 
 typedef struct {
   int64_t channels, f2, gain_delay, num_slots, ring_size, max_period, late_cap;
+  int64_t v_master, v_limit; /* indices into values */
   float *ring;        /* [channels, ring_size] */
   float *mix_ring;    /* [ring_size] */
   float *applied;     /* [channels] */
@@ -49,8 +52,12 @@ typedef struct {
   int64_t *bad_frame;   /* [channels] */
   int64_t *late_frames; /* [late_cap] */
   int64_t *counters;    /* [C_COUNT] */
-  double *values;       /* [V_COUNT] */
+  double *values;       /* [5 + the controls'] */
 } alm_engine;
+
+/* The struct layout above: native.py refuses a library built from another one (rebuild). */
+#define ALM_ABI_VERSION 2
+int alm_abi_version(void) { return ALM_ABI_VERSION; }
 
 static double now_s(void) {
   struct timespec t;
@@ -150,14 +157,14 @@ void alm_process(alm_engine *e, float **ins, float *mix, float **outs, int64_t n
   for (int64_t i = 0; i < n; ++i) total += mix[i];
   if (!isfinite(total)) sanitise(e, mix, outs, s0, split, n);
   /* Master gain and limiter: one gain per period, attack within the period. */
-  const float g = (float)v[V_MASTER];
+  const float g = (float)v[e->v_master];
   if (g != 1.0f)
     for (int64_t i = 0; i < n; ++i) mix[i] *= g;
   float peak = 0.0f;
   for (int64_t i = 0; i < n; ++i) peak = fmaxf(peak, fabsf(mix[i]));
   double lim = fmin(1.0, v[V_LIMITER_GAIN] * v[V_RELEASE]);
-  if ((double)peak * lim > v[V_LIMIT]) {
-    lim = v[V_LIMIT] / (double)peak;
+  if ((double)peak * lim > v[e->v_limit]) {
+    lim = v[e->v_limit] / (double)peak;
     k[C_LIMITED] += 1;
   }
   v[V_LIMITER_GAIN] = lim;

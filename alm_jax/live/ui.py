@@ -1,8 +1,10 @@
 """The engineer's interfaces: text commands, the OSC server and the `rich` terminal meters.
 
-All three end in `apply_command` or the `Controls` setters, so the terminal and
-a control surface act identically. The OSC address space is listed in
-docs/live.md and in `OSC_HELP`.
+Commands and OSC addresses are read from the control table
+(`controls.CONTROLS`): both end in `Controls.set`, which checks every value, so
+the terminal and a control surface act identically and a refused value (wrong
+type, NaN, out of range) is one log line with the previous value kept. The
+OSC address space is listed in docs/live.md and in `osc_help()`.
 """
 
 import logging
@@ -10,98 +12,135 @@ import threading
 
 from alm_jax.live import controls as controls_lib
 
-COMMAND_HELP = ('commands: m N (mute toggle) | o N DB (override) | o N off | w N DB (weight) | '
-                'a N (auto toggle) | master DB | ceiling DB | slew DB | limit DB|off | q (quit)')
 
-OSC_HELP = """/alm/ch/N/mute i        1 mutes channel N (from 1), 0 unmutes
-/alm/ch/N/override f    fixed gain in dB for channel N; /alm/ch/N/override/off returns it to the model
-/alm/ch/N/weight f      dB offset on channel N's predicted gain
-/alm/ch/N/auto i        0 freezes channel N at its applied gain, 1 resumes the model
-/alm/master f           master gain, dB
-/alm/ceiling f          gain ceiling for every channel, dB
-/alm/slew f             slew limit, dB per F2 frame (0: off)
-/alm/limit f            output limiter threshold, dBFS; /alm/limit/off disables it
-/alm/status             replies /alm/status s (JSON of controls and meters) to the sender's port"""
+def command_help() -> str:
+  parts = []
+  for c in controls_lib.CONTROLS:
+    n = ' N' if c.per_channel else ''
+    if c.kind == 'bool':
+      parts.append(f'{c.key}{n} ({c.name} toggle)')
+    else:
+      parts.append(f'{c.key}{n} DB{"|off" if c.kind == "db_or_off" else ""} ({c.name})')
+  return 'commands: ' + ' | '.join(parts) + ' | q (quit)'
+
+
+def osc_help() -> str:
+  lines = [f'{c.osc:<22} {c.describe_value():<28} {c.effect}' for c in controls_lib.CONTROLS]
+  lines.append(f'{"/alm/status":<22} {"":<28} replies /alm/status s (JSON of controls and meters) '
+               "to the sender's port")
+  return '\n'.join(lines)
+
+
+COMMAND_HELP = command_help()
+OSC_HELP = osc_help()
 
 
 def apply_command(controls, text: str) -> str:
-  """Runs one terminal command (see COMMAND_HELP); returns a message for the UI."""
+  """Runs one terminal command (see COMMAND_HELP); returns a message for the UI.
+
+  `KEY [N] VALUE`: a per-channel control takes the channel (from 1) first; a
+  per-channel on/off control with no value toggles. A refused command changes
+  nothing and is logged (one line).
+  """
   parts = text.strip().split()
   if not parts:
     return ''
   cmd, args = parts[0].lower(), parts[1:]
+  ctl = controls_lib.BY_KEY.get(cmd)
+  if ctl is None:
+    return f'unknown command {cmd!r}; {COMMAND_HELP}'
   try:
-    if cmd == 'm':
-      ch = int(args[0]) - 1
-      controls.set_mute(ch, not controls.mute[controls._check(ch)])  # pylint: disable=protected-access
-    elif cmd == 'o':
-      controls.set_override(int(args[0]) - 1, None if args[1] == 'off' else float(args[1]))
-    elif cmd == 'w':
-      controls.set_weight(int(args[0]) - 1, float(args[1]))
-    elif cmd == 'a':
-      ch = controls._check(int(args[0]) - 1)  # pylint: disable=protected-access
-      controls.set_auto(ch, not controls.auto[ch])
-    elif cmd == 'master':
-      controls.set_master(float(args[0]))
-    elif cmd == 'ceiling':
-      controls.set_ceiling(float(args[0]))
-    elif cmd == 'slew':
-      controls.set_slew(float(args[0]))
-    elif cmd == 'limit':
-      controls.set_limit(None if args[0] == 'off' else float(args[0]))
+    ch = None
+    if ctl.per_channel:
+      if not args:
+        raise controls_lib.ControlError(f'{ctl.name}: give a channel number')
+      try:
+        number = int(args[0])
+      except ValueError:
+        raise controls_lib.ControlError(f'{args[0]!r} is not a channel number') from None
+      ch = controls.channel(number - 1)
+      args = args[1:]
+    if len(args) > 1:
+      raise controls_lib.ControlError(f'{ctl.name}: one value, got {" ".join(args)!r}')
+    if args:
+      value = ctl.parse(args[0])
+    elif ctl.kind == 'bool' and ctl.per_channel:
+      value = not controls.get(ctl.name, ch)
     else:
-      return f'unknown command {cmd!r}; {COMMAND_HELP}'
-  except (IndexError, ValueError) as e:
-    return f'bad command {text!r} ({e}); {COMMAND_HELP}'
+      raise controls_lib.ControlError(f'{ctl.name}: give a value')
+    controls.set(ctl.name, value, ch)
+  except controls_lib.ControlError as e:
+    message = f'refused {text.strip()!r}: {e}; kept the previous value'
+    logging.warning('terminal: %s', message)
+    return f'{message}; {COMMAND_HELP}'
   return f'ok: {text.strip()}'
 
 
+def apply_osc(controls, address: str, args) -> str:
+  """Puts an OSC control message in force; ControlError for a refused one. Returns the control's name."""
+  parts = address.strip('/').split('/')
+  ch, off = None, False
+  if parts[-1:] == ['off']:
+    parts, off = parts[:-1], True
+  if parts[:2] == ['alm', 'ch'] and len(parts) == 4:
+    try:
+      ch = int(parts[2]) - 1
+    except ValueError:
+      raise controls_lib.ControlError(f'{parts[2]!r} is not a channel number') from None
+    name, per_channel = parts[3], True
+  elif parts[:1] == ['alm'] and len(parts) == 2:
+    name, per_channel = parts[1], False
+  else:
+    raise controls_lib.ControlError('unknown address')
+  ctl = controls_lib.BY_NAME.get(name)
+  if ctl is None or ctl.per_channel != per_channel or (off and ctl.kind != 'db_or_off'):
+    raise controls_lib.ControlError('unknown address')
+  if off:
+    if args:
+      raise controls_lib.ControlError(f'{address} takes no value')
+    value = None
+  else:
+    if len(args) != 1:
+      raise controls_lib.ControlError(f'{address} takes one value, got {len(args)}')
+    value = args[0]
+    if value is None:  # an OSC nil is not 'off': that is the /off address
+      raise controls_lib.ControlError(f'{ctl.name}: nil is not a value')
+  if ch is not None:
+    ch = controls.channel(ch)
+  controls.set(ctl.name, value, ch)
+  return ctl.name
+
+
 def osc_handler(controls, status_fn):
-  """An OSC default handler: address + args -> the matching setter (unknown addresses are logged)."""
+  """An OSC default handler: address + args -> `Controls.set`; refused messages are logged (one line)."""
 
   def handle(client_address, address, *args):
-    parts = address.strip('/').split('/')
     try:
-      if parts[:2] == ['alm', 'ch'] and len(parts) >= 4:
-        ch, what = int(parts[2]) - 1, parts[3]
-        if what == 'mute':
-          controls.set_mute(ch, bool(args[0]))
-        elif what == 'override':
-          controls.set_override(ch, None if parts[4:] == ['off'] else float(args[0]))
-        elif what == 'weight':
-          controls.set_weight(ch, float(args[0]))
-        elif what == 'auto':
-          controls.set_auto(ch, bool(args[0]))
-        else:
-          raise ValueError(what)
-      elif parts == ['alm', 'master']:
-        controls.set_master(float(args[0]))
-      elif parts == ['alm', 'ceiling']:
-        controls.set_ceiling(float(args[0]))
-      elif parts == ['alm', 'slew']:
-        controls.set_slew(float(args[0]))
-      elif parts == ['alm', 'limit']:
-        controls.set_limit(float(args[0]))
-      elif parts == ['alm', 'limit', 'off']:
-        controls.set_limit(None)
-      elif parts == ['alm', 'status']:
+      if address.rstrip('/') == '/alm/status':
         from pythonosc import udp_client  # pylint: disable=g-import-not-at-top
         udp_client.SimpleUDPClient(*client_address).send_message('/alm/status', status_fn())
-      else:
-        raise ValueError('unknown address')
-    except (IndexError, ValueError) as e:
-      logging.warning('OSC %s %s ignored (%s); addresses: docs/live.md', address, args, e)
+        return
+      apply_osc(controls, address, args)
+    except controls_lib.ControlError as e:
+      logging.warning('OSC %s %s refused (%s); previous value kept; addresses: docs/live.md',
+                      address, list(args), e)
+    except Exception as e:  # pylint: disable=broad-except  (a control surface never stops the show)
+      logging.warning('OSC %s %s refused (%r); addresses: docs/live.md', address, list(args), e)
 
   return handle
 
 
 def start_osc(controls, status_fn, host: str, port: int):
-  """Serves OSC on host:port in a daemon thread; returns the server (call .shutdown())."""
+  """Serves OSC on host:port in a daemon thread; returns the server (call .shutdown()).
+
+  One thread handles the messages in the order they arrive, so a fader's last
+  position is the one in force.
+  """
   from pythonosc import dispatcher as dispatcher_lib  # pylint: disable=g-import-not-at-top
   from pythonosc import osc_server  # pylint: disable=g-import-not-at-top
   disp = dispatcher_lib.Dispatcher()
   disp.set_default_handler(osc_handler(controls, status_fn), needs_reply_address=True)
-  server = osc_server.ThreadingOSCUDPServer((host, port), disp)
+  server = osc_server.BlockingOSCUDPServer((host, port), disp)
   threading.Thread(target=server.serve_forever, name='alm-live-osc', daemon=True).start()
   logging.info('OSC on %s:%d', *server.server_address)
   return server
