@@ -90,3 +90,20 @@ def test_a_bad_flag_is_a_clear_error_before_anything_starts(setup, tmp_path, fla
   line = [l for l in proc.stderr.splitlines() if 'Flags parsing error' in l]
   assert len(line) == 1 and all(w in line[0] for w in words), proc.stderr
   assert not (tmp_path / 'show').exists()  # refused before anything was made
+
+
+def test_play_without_a_jack_server_says_so_at_once(setup):
+  jack = pytest.importorskip('jack', reason='JACK-Client is not installed (pip install JACK-Client)')
+  del jack
+  server = f'alm_no_server_{os.getpid()}'  # no jackd of this name runs
+  proc = _live(setup, f'--play={setup.song}', f'--server={server}', timeout=120,
+               env={'JACK_NO_START_SERVER': '1'})
+  print(f'exit after {proc.seconds:.1f} s (the interpreter and JAX imports included)')
+  assert proc.returncode == 1, proc.stdout + proc.stderr
+  assert 'Traceback' not in proc.stderr and 'AttributeError' not in proc.stderr
+  errors = [l for l in proc.stderr.splitlines() if l.startswith('error:')]
+  assert len(errors) == 1, proc.stderr
+  for words in (server, 'jackd -d dummy', 'jackd -d alsa', '--no_jack'):
+    assert words in errors[0], errors[0]
+  # Checked before the checkpoint is read and the step compiled (the old path waited 30 s).
+  assert 'Recording' not in proc.stderr and proc.seconds < 60

@@ -147,6 +147,14 @@ def main(argv):
   # The worker runs each step on its own (real-time) thread instead of XLA's
   # normally scheduled dispatch threads, which a busy machine delays.
   jax.config.update('jax_cpu_enable_async_dispatch', False)
+  if FLAGS.no_jack and not FLAGS.play:
+    raise SystemExit('error: --no_jack needs --play=SONG_DIR (there is no other input).')
+  server = FLAGS.server or os.environ.get('JACK_DEFAULT_SERVER')
+  if not FLAGS.no_jack:
+    try:  # before the checkpoint and the compile: no server is a second's answer, not a minute's
+      drivers.check_jack_server(server)
+    except drivers.JackUnavailable as e:
+      raise SystemExit(f'error: {e}') from None
   config, params, _ = checkpoints.restore_params(FLAGS.checkpoint)
   try:
     live, song, sources = _build(config, params)
@@ -160,15 +168,12 @@ def main(argv):
   signal.signal(signal.SIGTERM, lambda *_: stop.set())
   player = None
   if FLAGS.no_jack:
-    if song is None:
-      raise absl_app.UsageError('--no_jack needs --play=SONG_DIR (there is no other input).')
     delay = int(FLAGS.play_delay * live.spec.sample_rate)
     song = np.pad(song, ((0, 0), (delay, 0)))
     driver = drivers.FileDriver(live.engine, song, period=FLAGS.period, pace=True,
                                 tail=live.spec.sample_rate)
     driver.rt_priority = FLAGS.rt_priority
   else:
-    server = FLAGS.server or os.environ.get('JACK_DEFAULT_SERVER')
     dests = drivers.parse_ports(FLAGS.output, 'system:playback_') if FLAGS.output else []
     driver = drivers.JackDriver(live.engine, name=FLAGS.name, server=server,
                                 sources=[] if song is not None else sources,
@@ -181,7 +186,10 @@ def main(argv):
       raise
     driver.message = f'JACK unavailable at start ({e}); retrying'
   if song is not None and not FLAGS.no_jack:
-    app_lib.wait_for(lambda: driver.connected, 30)
+    if not app_lib.wait_for(lambda: driver.poll() or driver.connected, 10):
+      live.stop()
+      raise SystemExit(f'error: the JACK server went away at start ({driver.message}); start it '
+                       'again (jackd -d dummy -r 44100, or jackd -d alsa ...) or use --no_jack.')
     player = drivers.JackPlayer(song, name=FLAGS.name + '_play', server=driver.server,
                                 destinations=[p.name for p in driver.ins],
                                 native=live.engine.native is not None)

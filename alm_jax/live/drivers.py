@@ -48,6 +48,36 @@ def parse_ports(spec: str, prefix: str) -> list[str]:
   return names
 
 
+class JackUnavailable(RuntimeError):
+  """No JACK server to connect to (or no JACK library); the message says how to start one."""
+
+
+def check_jack_server(server: str | None = None):
+  """Raises JackUnavailable, at once, where no JACK server `server` (None: the default) runs.
+
+  libjack answers within milliseconds when no server listens; the message
+  names the commands that start one and --no_jack.
+  """
+  try:
+    import jack  # pylint: disable=g-import-not-at-top  (optional: JACK-Client and libjack)
+  except (ImportError, OSError) as e:
+    raise JackUnavailable(
+        f'cannot load JACK ({e}): install it (pip install JACK-Client; apt-get install jackd2), '
+        'or run without JACK: --no_jack --play=SONG_DIR.') from None
+  jack.set_error_function(lambda message: None)  # libjack's own 'Cannot connect' lines
+  try:
+    jack.Client('alm_live_probe', servername=server, no_start_server=True).close()
+  except jack.JackError:
+    name = f'named {server!r}' if server else '(the default server)'
+    raise JackUnavailable(
+        f'no JACK server {name} is running. Start one first: `jackd -d dummy -r 44100` (no '
+        'audio interface) or `jackd -d alsa -d hw:0 -r 44100` (an interface; or qjackctl, or '
+        'PipeWire\'s JACK layer), name another with --server=NAME, or mix a folder without JACK: '
+        '--no_jack --play=SONG_DIR.') from None
+  finally:
+    jack.set_error_function(None)
+
+
 class JackDriver:
   """The mixer's JACK client.
 
