@@ -4,17 +4,25 @@
     check_file('song.wav')                           # the same checks, block by block, no array kept
     mono = to_mono(audio)                            # float32 [samples]
     write_wav('mix.wav', mix, 44100)                 # [samples] or [channels, samples]
+    with BlockReader('long.wav', 44100, frames) as r: block = r.read(441000)  # mono, bounded memory
+    with WavWriter('mix.wav', 44100) as w: w.write(block)                     # block by block
 
 A file that decodes is still refused when its data cannot be what a recording
-holds: fewer samples than its header declares (a truncated copy; `pad_short`
-pads them with silence instead), NaN/Inf, a sample beyond +-MAX_ABS_SAMPLE
-(+60 dBFS, a damaged or mis-scaled float file), or full-scale white noise (a
-data chunk overwritten with random bytes, see `_looks_random`). Resampling: a
+holds: a header whose rate or length no recording has (`check_header`:
+outside MIN_RATE-MAX_RATE, beyond MAX_HOURS; refused before anything is
+allocated), fewer samples than its header declares (a truncated copy;
+`pad_short` pads them with silence instead, unless under a tenth is there),
+NaN/Inf, a sample beyond +-MAX_ABS_SAMPLE (+60 dBFS, a damaged or mis-scaled
+float file), or full-scale white noise (a data chunk overwritten with random
+bytes, see `_looks_random`). Resampling: a
 file at another rate is converted with `scipy.signal.resample_poly(x, up,
 down)` where up/down = target/source reduced by their gcd (44100/48000 ->
 147/160): a polyphase FIR low-pass designed with a Kaiser window (beta 5),
 zero-phase, so the output stays time-aligned with other tracks of the same
-song. `on_rate_mismatch='error'` refuses such files instead.
+song. `on_rate_mismatch='error'` refuses such files instead. `BlockReader`
+resamples block by block with enough overlap for the filter, so its output
+equals resampling the whole file (tested sample for sample) while memory stays
+one block whatever the file's length.
 """
 
 import dataclasses
@@ -35,6 +43,16 @@ _RANDOM_MIN_RMS = 10.0 ** (-7.0 / 20.0)
 _RANDOM_MAX_CORRELATION = 0.05
 _RANDOM_MIN_SAMPLES = 4096
 _BLOCK_FRAMES = 1 << 18
+# Headers that lie: rates and lengths no recording has are refused before anything is
+# allocated for them (a 1 Hz header resampled to 44.1 kHz, or a declared length padded
+# with --pad_short, would allocate tens of GB).
+MIN_RATE = 8000  # the lowest rate in use (telephony)
+MAX_RATE = 768000  # 16x 48 kHz, above any converter
+MAX_HOURS = 24.0  # a day: longer than any one recording mixed here
+# --pad_short pads a copy cut short; a file holding under a tenth of its declared length
+# (and missing over a minute) has a damaged header rather than a lost end.
+MIN_HELD_FRACTION = 0.1
+MAX_PAD_ALWAYS_S = 60.0
 
 
 class AudioFileError(ValueError):
@@ -90,6 +108,27 @@ def declared_frames(path) -> int | None:
         return size // block_align
       else:
         fh.seek(size + (size & 1), os.SEEK_CUR)
+
+
+def check_header(path, rate: int, frames: int) -> None:
+  """Refuses a header whose rate or length no recording has, before anything is allocated.
+
+  Args:
+    rate: the sample rate the header declares.
+    frames: the samples per channel it declares (or libsndfile counts).
+  Raises:
+    AudioFileError: a rate outside [MIN_RATE, MAX_RATE] or a length beyond MAX_HOURS.
+  """
+  if not MIN_RATE <= rate <= MAX_RATE:
+    raise AudioFileError(
+        f'Audio file {path} declares a sample rate of {rate} Hz: no recording has that rate '
+        f'(accepted: {MIN_RATE}-{MAX_RATE} Hz), so its header is damaged or it is not audio. '
+        'Re-export it, or rewrite the header with the right rate (e.g. `sox -r 44100 IN OUT.wav`).')
+  if frames > MAX_HOURS * 3600 * rate:
+    raise AudioFileError(
+        f'Audio file {path} declares {frames} samples per channel at {rate} Hz '
+        f'({frames / rate / 3600:.1f} h), beyond the {MAX_HOURS:g} h accepted: its header is '
+        'damaged (re-export it), or split a longer recording into parts.')
 
 
 @dataclasses.dataclass
@@ -166,6 +205,7 @@ def _decode(path, pad_short: bool, keep: bool):
   with _open(path) as f:
     rate, channels = int(f.samplerate), int(f.channels)
     declared = f.frames if declared is None else declared
+    check_header(path, rate, max(declared, f.frames))
     while True:
       try:
         block = f.read(_BLOCK_FRAMES, dtype='float32', always_2d=True)
@@ -188,6 +228,12 @@ def _decode(path, pad_short: bool, keep: bool):
       raise TruncatedAudioError(
           f'Audio file {path} is truncated: {what}. Re-copy or re-export it, or pass --pad_short to '
           'mix it with the missing end as silence.')
+    if missing > MAX_PAD_ALWAYS_S * rate and stats.frames < MIN_HELD_FRACTION * declared:
+      raise TruncatedAudioError(
+          f'Audio file {path} is truncated beyond padding: {what}. Less than '
+          f'{MIN_HELD_FRACTION:.0%} of the declared length is there, so the header is more likely '
+          f'damaged than the copy short, and --pad_short would add {missing / rate / 60:.1f} min '
+          'of silence: re-copy or re-export it.')
     logging.warning('%s is truncated: %s; the missing %.3f s are silence (--pad_short).', path, what,
                     missing / rate)
     if keep:
@@ -242,6 +288,129 @@ def read_audio(path, target_rate: int | None = DEFAULT_RATE, *,
                        "on_rate_mismatch='resample'.")
     audio, rate = resample(audio, rate, target_rate), target_rate
   return audio, int(rate)
+
+
+class BlockReader:
+  """Reads one file as mono float32 [samples] at `target_rate`, block by block.
+
+  The same samples as `to_mono(read_audio(path, target_rate, pad_short=...))`,
+  to float precision (stereo is averaged before resampling here, after it
+  there; both are linear), followed by silence for as long as the caller
+  reads: songs pad their shorter files so. Memory is one block of the file.
+
+  Args:
+    path: a file `check_file` has accepted.
+    target_rate: the rate of the samples returned.
+    frames: the file's length at its own rate as `check_file` returns it
+      (a truncated file accepted with pad_short counts its declared length:
+      the missing end reads as silence).
+  """
+
+  def __init__(self, path, target_rate: int, frames: int):
+    self.path = os.fspath(path)
+    self._file = _open(self.path)
+    self.source_rate, self.channels = int(self._file.samplerate), int(self._file.channels)
+    self.target_rate = int(target_rate)
+    self._in_frames = int(frames)
+    g = math.gcd(self.source_rate, self.target_rate)
+    self._up, self._down = self.target_rate // g, self.source_rate // g
+    # Output samples there are before the silence (resample_poly's length of the whole file).
+    self.length = -(-self._in_frames * self._up // self._down)
+    self._in_pos = 0  # input frames consumed from the file (past its data: zeros)
+    self._out = np.zeros(0, np.float32)  # produced, not yet returned
+    self._produced = 0  # output samples produced so far (returned + in self._out)
+    self._block_in = 1 << 16
+    if self._up != self._down:
+      # resample_poly's filter reaches 10 * max(up, down) upsampled samples either side; blocks
+      # overlap by `_margin` input samples (a multiple of `down`, so phases line up) beyond it.
+      reach = -(-10 * max(self._up, self._down) // self._up) + 1
+      self._margin = -(-reach // self._down) * self._down
+      self._block_in = max(1, (1 << 16) // self._down) * self._down
+      self._buf = np.zeros(0, np.float32)  # input from self._buf_start on
+      self._buf_start = 0
+
+  def _read_input(self, n: int) -> np.ndarray:
+    """The next `n` mono input frames (fewer at the end of `frames`), zeros past the file's data."""
+    n = max(0, min(n, self._in_frames - self._in_pos))
+    block = self._file.read(n, dtype='float32', always_2d=True)
+    mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+    if len(mono) < n:  # a truncated file accepted with pad_short
+      mono = np.concatenate([mono, np.zeros(n - len(mono), np.float32)])
+    self._in_pos += n
+    return np.ascontiguousarray(mono, np.float32)
+
+  def _produce(self) -> bool:
+    """Appends the next block of output to self._out; False once the file's length is produced."""
+    if self._produced >= self.length:
+      return False
+    if self._up == self._down:
+      out = self._read_input(self._block_in)
+    else:
+      # Output block [o0, o1) needs input [i0 - margin, i1 + margin), i0 = o0 * down / up.
+      i0 = self._produced // self._up * self._down
+      i1 = i0 + self._block_in
+      lo, hi = max(0, i0 - self._margin), min(self._in_frames, i1 + self._margin)
+      if hi > self._buf_start + len(self._buf):
+        self._buf = np.concatenate([self._buf, self._read_input(hi - self._buf_start - len(self._buf))])
+      self._buf, self._buf_start = self._buf[lo - self._buf_start:], lo
+      seg = resample(self._buf[:hi - lo], self.source_rate, self.target_rate)
+      skip = (i0 - lo) // self._down * self._up
+      out = seg[skip:skip + min(self._block_in // self._down * self._up, self.length - self._produced)]
+    self._out = np.concatenate([self._out, out]) if len(self._out) else out
+    self._produced += len(out)
+    return len(out) > 0
+
+  def read(self, n: int) -> np.ndarray:
+    """The next `n` samples, float32 [n]: the file's, then silence."""
+    while len(self._out) < n and self._produce():
+      pass
+    out, self._out = self._out[:n], self._out[n:]
+    if len(out) < n:
+      out = np.concatenate([out, np.zeros(n - len(out), np.float32)])
+    return out
+
+  def close(self):
+    self._file.close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+
+
+class WavWriter:
+  """Writes mono float audio to a WAV file block by block, refusing NaN/Inf as `write_wav` does.
+
+  Keeps the peak written (`peak`), for the caller's clipping warning.
+  """
+
+  def __init__(self, path, rate: int, *, subtype: str = 'FLOAT'):
+    if int(rate) <= 0:
+      raise ValueError(f'Sample rate must be positive, got {rate} for {path}.')
+    self.path = os.fspath(path)
+    self.peak = 0.0
+    self.frames = 0
+    self._file = sf.SoundFile(self.path, 'w', int(rate), 1, subtype=subtype, format='WAV')
+
+  def write(self, block) -> None:
+    """Appends block [samples]."""
+    block = np.asarray(block, np.float32)
+    if not np.isfinite(block).all():
+      raise ValueError(f'Refusing to write {self.path}: the audio holds NaN or Inf.')
+    if block.size:
+      self.peak = max(self.peak, float(np.max(np.abs(block))))
+    self._file.write(block)
+    self.frames += len(block)
+
+  def close(self):
+    self._file.close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
 
 
 def to_mono(audio: np.ndarray) -> np.ndarray:

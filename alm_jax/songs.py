@@ -9,6 +9,7 @@ song's results (mix.wav, optional raw.wav, gains.csv, gains.png) are written
 aside and renamed into place (`alm_jax.outputs`).
 """
 
+import contextlib
 import csv
 import dataclasses
 import math
@@ -23,9 +24,8 @@ from tqdm import tqdm
 
 from alm_jax import audio_io
 from alm_jax import outputs
-from alm_jax import plots
+from alm_jax.evaluation import plots
 from alm_jax.inference import offline
-from alm_jax.models import build_mixer
 
 AUDIO_EXTENSIONS = ('.wav', '.flac')
 GAINS_TIME_COLUMN = 'time_s'
@@ -45,6 +45,8 @@ class Song:
   rate: int = 0
   frames: int = 0  # longest file, at its own rate
   pad_short: bool = False  # pad files shorter than their header says (validate_songs sets it)
+  # Each file's length at its own rate as audio_io.check_file found it (validate_songs sets it).
+  file_frames: dict = dataclasses.field(default_factory=dict)
 
   @property
   def channel_names(self) -> list[str]:
@@ -131,7 +133,7 @@ def validate_songs(songs: list[Song], max_channels: int, pad_unequal: bool,
     song.pad_short = pad_short
     for f in song.files:
       try:
-        audio_io.check_file(f, pad_short=pad_short)
+        song.file_frames[f] = audio_io.check_file(f, pad_short=pad_short)[1]
       except audio_io.AudioFileError as e:
         problems.append(f'{song.name}: {e}')
     for f, info in infos.items():
@@ -203,27 +205,65 @@ def _description(song: Song, source: str) -> dict:
 
 def write_song(out_dir: pathlib.Path, song: Song, mix, gains, raw, sample_rate: int, f2: int,
                overwrite: bool, source: str = '') -> pathlib.Path:
-  """Writes one song's results into a temporary folder, then renames it into place.
+  """Writes one song's results (whole arrays) into a temporary folder, then renames it into place.
 
   A crash leaves only a hidden `.tmp-*` folder (removed by the next run,
   `outputs.clean_stale_temporaries`), never an incomplete song folder. The
   folder holds MIX_MARKER; an existing one is replaced only when it holds it
-  too (and `overwrite`).
+  too (and `overwrite`). `mix_songs` writes block by block instead
+  (`_SongWriter`), the same files.
   """
   with outputs.folder_written_aside(out_dir / song.name, replace=overwrite, marker=MIX_MARKER,
                                     description=_description(song, source)) as tmp:
-    audio_io.write_wav(tmp / 'mix.wav', mix, sample_rate, subtype='FLOAT')
-    peak = float(np.max(np.abs(mix))) if mix.size else 0.0
+    writer = _SongWriter(tmp, song, len(gains), sample_rate, f2, raw is not None)
+    try:
+      writer.write(mix, gains, raw)
+      writer.finish(len(mix))
+    finally:
+      writer.close()
+  return out_dir / song.name
+
+
+class _SongWriter:
+  """One song's results written block by block into `folder`: mix.wav, raw.wav, gains.csv/png.
+
+  The mix and raw sum go to disk as they come; only the gains ([channels,
+  frames], 40 frames per second) are kept for the CSV and the plot.
+  """
+
+  def __init__(self, folder: pathlib.Path, song: Song, channels: int, sample_rate: int, f2: int,
+               raw: bool):
+    self.folder, self.song, self.channels = folder, song, channels
+    self.sample_rate, self.f2 = sample_rate, f2
+    self._gains = []
+    self._mix = audio_io.WavWriter(folder / 'mix.wav', sample_rate)
+    self._raw = audio_io.WavWriter(folder / 'raw.wav', sample_rate) if raw else None
+
+  def write(self, mix, gains, raw=None):
+    """Appends mix [n], gains [channels, ceil(n / f2)] and raw [n] (when raw.wav is written)."""
+    self._mix.write(mix)
+    self._gains.append(np.asarray(gains[:self.channels], np.float32))
+    if self._raw is not None:
+      self._raw.write(raw)
+
+  def finish(self, samples: int):
+    """Closes the audio and writes the gains of `samples` samples (CSV and plot)."""
+    self.close()
+    gains = np.concatenate(self._gains, axis=-1)[:, :-(-samples // self.f2)]
+    peak = self._mix.peak
     if peak > 1.0:
       logging.warning('%s: the mix peaks at %.2f (%.1f dBFS); it is written as float WAV, so '
-                      'nothing is clipped, but players may clip it.', song.name, peak,
+                      'nothing is clipped, but players may clip it.', self.song.name, peak,
                       20 * math.log10(peak))
-    if raw is not None:
-      audio_io.write_wav(tmp / 'raw.wav', raw, sample_rate, subtype='FLOAT')
-    write_gains_csv(tmp / 'gains.csv', gains, f2 / sample_rate, song.channel_names)
-    plots.plot_gains(gains, f2 / sample_rate, song.channel_names, tmp / 'gains.png',
-                     title=song.name)
-  return out_dir / song.name
+    frame_seconds = self.f2 / self.sample_rate
+    write_gains_csv(self.folder / 'gains.csv', gains, frame_seconds, self.song.channel_names)
+    plots.plot_gains(gains, frame_seconds, self.song.channel_names, self.folder / 'gains.png',
+                     title=self.song.name)
+
+  def close(self):
+    self._mix.close()
+    if self._raw is not None:
+      self._raw.close()
 
 
 # ---------------------------------------------------------------------------
@@ -247,7 +287,7 @@ def check_output(songs: list[Song], out_dir, overwrite: bool, inputs: Sequence[s
           for s in songs}
 
 
-def mix_songs(config, params, songs: list[Song], out_dir, *, batch_songs: int = 4,
+def mix_songs(loaded, songs: list[Song], out_dir, *, batch_songs: int = 4,
               chunk_seconds: float = offline.DEFAULT_CHUNK_SECONDS, raw: bool = False,
               pad_unequal: bool = True, overwrite: bool = False, progress: bool = True,
               segment_seconds: float | None = None, engine=None,
@@ -260,10 +300,14 @@ def mix_songs(config, params, songs: list[Song], out_dir, *, batch_songs: int = 
   (it holds MIX_MARKER) and `overwrite`. `source` (the checkpoint) is recorded
   in the marker.
 
-  Every batch is padded to [batch_songs, max_channels, samples], so the
-  offline engine the mixer's capabilities call for (`offline.get_offline_mixer`;
-  or `engine`) compiles once for the whole run. Per-segment mixers' gains are
-  written per F2 frame like the others', constant within a segment.
+  Every batch is padded to [min(batch_songs, len(songs)), max_channels, block],
+  so the offline engine the mixer's capabilities call for
+  (`offline.get_offline_mixer`; or `engine`) compiles once for the whole run.
+  The files are read, mixed and written block by block (BLOCK_SECONDS,
+  whole engine pieces; a causal engine carries its state across blocks), so
+  the result equals mixing whole songs while memory stays bounded whatever
+  their length. Per-segment mixers' gains are written per F2 frame like the
+  others', constant within a segment.
 
   Returns:
     The song folders written, in the order of `songs`.
@@ -272,12 +316,12 @@ def mix_songs(config, params, songs: list[Song], out_dir, *, batch_songs: int = 
     raise ValueError(f'--batch_songs must be >= 1, got {batch_songs}.')
   # Built first: a checkpoint or setting that cannot be mixed fails before anything is written.
   if engine is None:
-    engine = offline.get_offline_mixer(config, chunk_seconds=chunk_seconds,
+    engine = offline.get_offline_mixer(loaded, chunk_seconds=chunk_seconds,
                                        segment_seconds=segment_seconds)
-  caps = build_mixer(config).capabilities
+  caps = loaded.capabilities
   if caps.per_segment:
     logging.warning('Mixing with a %s (--chunk_seconds does not apply.)',
-                    offline.describe_per_segment(config, segment_seconds))
+                    offline.describe_per_segment(loaded, segment_seconds))
   max_channels = caps.max_channels
   out_dir = outputs.check_writable(out_dir, what='--output')
   replace = check_output(songs, out_dir, overwrite)
@@ -286,26 +330,86 @@ def mix_songs(config, params, songs: list[Song], out_dir, *, batch_songs: int = 
   for leftover in outputs.clean_stale_temporaries(out_dir):
     logging.info('Removed %s, left by an interrupted run.', leftover)
   sample_rate, f2 = caps.sample_rate, caps.f2
+  # Audio is read, mixed and written one block at a time (whole engine pieces, so the result is
+  # the engine's on the whole song): memory stays a few blocks whatever the songs' lengths.
+  piece = engine.segment_samples if caps.per_segment else engine.chunk_samples
+  block = piece * max(1, round(BLOCK_SECONDS * sample_rate / piece))
+  # Every batch has the same shape (one compilation); a run of fewer songs uses fewer rows.
+  rows = min(batch_songs, len(songs))
   # Similar lengths share a batch, so little time is spent mixing padding.
   order = sorted(range(len(songs)), key=lambda i: songs[i].frames / max(songs[i].rate, 1))
   written = {}
   with tqdm(total=len(songs), unit='song', disable=not progress) as bar:
-    for start in range(0, len(order), batch_songs):
-      batch = [songs[i] for i in order[start:start + batch_songs]]
-      tracks = [load_song(s, sample_rate) for s in batch]
-      n = max(t.shape[-1] for t in tracks)
-      audio = np.zeros((batch_songs, max_channels, n), np.float32)
-      mask = np.zeros((batch_songs, max_channels), bool)
-      # Unused batch rows get one silent active channel: every row needs one.
-      mask[len(batch):, 0] = True
-      for i, t in enumerate(tracks):
-        audio[i, :t.shape[0], :t.shape[1]] = t
-        mask[i, :t.shape[0]] = True
-      out = engine(params, audio, mask)
-      for i, (song, t) in enumerate(zip(batch, tracks)):
-        c, m = t.shape
-        written[song.name] = write_song(
-            out_dir, song, out['mix'][i, :m], out['gains'][i, :c, :-(-m // f2)],
-            t.sum(axis=0) if raw else None, sample_rate, f2, replace[song.name], source)
-        bar.update(1)
+    for start in range(0, len(order), rows):
+      batch = [songs[i] for i in order[start:start + rows]]
+      _mix_batch(engine, loaded.params, batch, rows, max_channels, sample_rate, f2, block,
+                 caps.per_segment, out_dir, replace, raw, source)
+      written.update((song.name, out_dir / song.name) for song in batch)
+      bar.update(len(batch))
   return [written[s.name] for s in songs]
+
+
+BLOCK_SECONDS = 30.0  # audio read, mixed and written at a time (rounded to whole engine pieces)
+
+
+def _open_song(song: Song, sample_rate: int, stack: contextlib.ExitStack) -> list:
+  """BlockReaders of a validated song's files at `sample_rate`, closed with `stack`; logs as load_song."""
+  readers = [stack.enter_context(audio_io.BlockReader(f, sample_rate, song.file_frames[f]))
+             for f in song.files]
+  n = max(r.length for r in readers)
+  for f, r in zip(song.files, readers):
+    if r.channels == 2:
+      logging.info('%s is stereo: downmixed to mono as (left + right) / 2.', f)
+    if r.length < n:
+      logging.warning('%s: %s is %.3f s shorter than the longest file: padded with silence at the '
+                      'end.', song.name, f.name, (n - r.length) / sample_rate)
+  if song.rate != sample_rate:
+    logging.info('%s: resampled from %d Hz to %d Hz (scipy.signal.resample_poly).', song.name,
+                 song.rate, sample_rate)
+  return readers
+
+
+def _mix_batch(engine, params, batch: list[Song], rows: int, max_channels: int,
+               sample_rate: int, f2: int, block: int, per_segment: bool, out_dir, replace: dict,
+               raw: bool, source: str) -> None:
+  """Mixes one batch block by block and writes each song's folder.
+
+  Audio [rows, max_channels, block] is read from the files, mixed (a causal
+  engine carries its state from block to block; a per-segment one mixes whole
+  segments) and each song's share written, until the longest song ends.
+  """
+  mask = np.zeros((rows, max_channels), bool)
+  mask[len(batch):, 0] = True  # unused rows get one silent active channel: every row needs one
+  with contextlib.ExitStack() as stack:
+    readers = [_open_song(song, sample_rate, stack) for song in batch]
+    lengths = [max(r.length for r in rs) for rs in readers]
+    writers = []
+    for song, rs in zip(batch, readers):
+      mask[len(writers), :len(rs)] = True
+      tmp = stack.enter_context(outputs.folder_written_aside(
+          out_dir / song.name, replace=replace[song.name], marker=MIX_MARKER,
+          description=_description(song, source)))
+      writers.append(_SongWriter(tmp, song, len(rs), sample_rate, f2, raw))
+      stack.callback(writers[-1].close)  # closed before the folder is renamed or removed
+    n = max(lengths)
+    state = None
+    for start in range(0, n, block):
+      size = min(block, n - start)
+      audio = np.zeros((rows, max_channels, size), np.float32)
+      for i, rs in enumerate(readers):
+        for j, r in enumerate(rs):
+          audio[i, j] = r.read(size)
+      if per_segment:
+        out = engine(params, audio, mask)
+      elif start + size < n:
+        out, state = engine(params, audio, mask, state=state, return_state=True)
+      else:
+        out = engine(params, audio, mask, state=state)
+      for i, (w, m) in enumerate(zip(writers, lengths)):
+        keep = max(0, min(size, m - start))
+        if keep:
+          c = len(readers[i])
+          w.write(out['mix'][i, :keep], out['gains'][i, :c, :-(-keep // f2)],
+                  audio[i, :c, :keep].sum(axis=0) if raw else None)
+    for w, m in zip(writers, lengths):
+      w.finish(m)

@@ -80,3 +80,47 @@ def test_to_mono_and_write_checks(tmp_path):
   with pytest.raises(ValueError, match='shape'):
     audio_io.write_wav(tmp_path / 'x.wav', np.zeros((1, 0)), 44100)
   assert not (tmp_path / 'x.wav').exists()
+
+
+@pytest.mark.parametrize('rate,channels,frames', [
+    (44100, 1, 200001), (48000, 2, 300007), (22050, 1, 70001), (96000, 2, 150000),
+    (8000, 1, 5)])
+@pytest.mark.parametrize('read_size', [1000, 44100, 100000])
+def test_block_reader_equals_reading_the_whole_file(tmp_path, rate, channels, frames, read_size):
+  """Block by block, resampling included, the samples of read_audio + to_mono, then silence."""
+  rng = np.random.default_rng(rate + channels)
+  path = tmp_path / 'a.wav'
+  sf.write(path, (rng.normal(size=(frames, channels)) * 0.1).astype(np.float32), rate,
+           subtype='FLOAT')
+  ref = audio_io.to_mono(audio_io.read_audio(path, 44100)[0])
+  _, declared, _ = audio_io.check_file(path)
+  with audio_io.BlockReader(path, 44100, declared) as reader:
+    assert reader.length == len(ref)
+    out = np.concatenate([reader.read(read_size) for _ in range(len(ref) // read_size + 3)])
+  np.testing.assert_allclose(out[:len(ref)], ref, rtol=1e-6, atol=1e-7)
+  assert not out[len(ref):].any() and len(out) > len(ref)
+
+
+def test_block_reader_pads_a_truncated_file_as_read_audio_does(tmp_path):
+  path = tmp_path / 't.wav'
+  sf.write(path, np.full(20000, 0.25, np.float32), 48000, subtype='FLOAT')
+  data = path.read_bytes()
+  path.write_bytes(data[:-4 * 5000])  # the header still declares 20000 samples
+  ref = audio_io.to_mono(audio_io.read_audio(path, 44100, pad_short=True)[0])
+  _, declared, _ = audio_io.check_file(path, pad_short=True)
+  assert declared == 20000
+  with audio_io.BlockReader(path, 44100, declared) as reader:
+    out = reader.read(len(ref) + 10)
+  np.testing.assert_allclose(out[:len(ref)], ref, rtol=1e-6, atol=1e-7)
+
+
+def test_wav_writer_writes_blocks_and_refuses_nan(tmp_path):
+  with audio_io.WavWriter(tmp_path / 'm.wav', 44100) as writer:
+    writer.write(np.full(100, 0.5, np.float32))
+    writer.write(np.full(50, -2.0, np.float32))
+    with pytest.raises(ValueError, match='m.wav.*NaN'):
+      writer.write(np.array([np.nan], np.float32))
+  assert writer.peak == 2.0 and writer.frames == 150
+  back, rate = sf.read(tmp_path / 'm.wav', dtype='float32')
+  assert rate == 44100 and sf.info(tmp_path / 'm.wav').subtype == 'FLOAT'
+  np.testing.assert_array_equal(back, np.r_[np.full(100, 0.5), np.full(50, -2.0)].astype(np.float32))

@@ -15,6 +15,8 @@ import os
 import pathlib
 import re
 import shutil
+import struct as struct_lib
+import tracemalloc
 
 from flax import struct
 import hypothesis
@@ -30,6 +32,7 @@ from alm_jax import evaluate
 from alm_jax import export
 from alm_jax import mix
 from alm_jax import models
+from alm_jax import restore
 from checkpoint_fixtures import TinyModel, parse_flags, save_checkpoint
 
 SR = 44100
@@ -386,6 +389,57 @@ def test_pad_short_reads_a_truncated_file_padded_with_silence(tmp_path, caplog):
   assert audio_io.check_file(tmp_path / 't.wav', pad_short=True) == (SR, 66150, 1)
 
 
+def _lying_wav(rate=SR, frames=1000, data_size=None) -> bytes:
+  """A 16-bit mono WAV whose header declares `rate` and `data_size` bytes of data (None: the truth)."""
+  data = (np.sin(np.arange(frames) * 0.05) * 3000).astype('<i2').tobytes()
+  fmt = struct_lib.pack('<HHIIHH', 1, 1, rate, (rate * 2) & 0xFFFFFFFF, 2, 16)
+  size = len(data) if data_size is None else data_size
+  return (b'RIFF' + struct_lib.pack('<I', 36 + len(data)) + b'WAVE' + b'fmt ' +
+          struct_lib.pack('<I', 16) + fmt + b'data' + struct_lib.pack('<I', size) + data)
+
+
+LYING_HEADERS = [
+    ('1 Hz', _lying_wav(rate=1), False, r'bad\.wav declares a sample rate of 1 Hz: .*Re-export it'),
+    ('2^31-1 Hz', _lying_wav(rate=2**31 - 1), False, r'bad\.wav declares a sample rate of 2147483647 Hz'),
+    ('huge length', _lying_wav(frames=SR, data_size=0xFFFFFFF0), False,
+     r'bad\.wav is truncated: its header declares 2147483640 samples .*--pad_short'),
+    ('huge length, --pad_short', _lying_wav(frames=SR, data_size=0xFFFFFFF0), True,
+     r'bad\.wav is truncated beyond padding: .*Less than 10% .*re-copy or re-export it'),
+]
+
+
+@pytest.mark.parametrize('case,data,pad_short,says', LYING_HEADERS, ids=[c[0] for c in LYING_HEADERS])
+def test_headers_that_lie_are_refused_before_allocating(case, data, pad_short, says, good_workdir,
+                                                        tmp_path, capsys):
+  """Issue 29 item 7: absurd rates and declared lengths, one line, nothing allocated for them."""
+  CASES['table'] += 1
+  folder = tmp_path / 'in' / 'song'
+  _write(folder, 'ok.wav', GOOD)
+  _write(folder, 'bad.wav', data)
+  tracemalloc.start()
+  try:
+    with pytest.raises(audio_io.AudioFileError, match=says):
+      audio_io.read_audio(folder / 'bad.wav', pad_short=pad_short)
+    peak = tracemalloc.get_traced_memory()[1]
+  finally:
+    tracemalloc.stop()
+  assert peak < 50e6, (case, peak)  # the file's own samples, not the header's claim
+  out = tmp_path / 'out'
+  fv = parse_flags(mix, f'--checkpoint={good_workdir}', f'--input={folder}', f'--output={out}',
+                   *(['--pad_short'] if pad_short else []))
+  assert mix.run(fv) == 2
+  err = capsys.readouterr().err
+  assert 'Traceback' not in err and re.search(says, err), (case, err)
+  assert not out.exists() or _tree_files(out) == []
+
+
+def test_pad_short_still_pads_a_copy_cut_short_by_less_than_a_minute(tmp_path):
+  """A file holding under a tenth of its length is padded when less than a minute is missing."""
+  (tmp_path / 't.wav').write_bytes(_lying_wav(frames=1000, data_size=2 * 20 * SR))
+  audio, _ = audio_io.read_audio(tmp_path / 't.wav', pad_short=True)
+  assert audio.shape == (1, 20 * SR) and not audio[0, 1000:].any()
+
+
 # ---------------------------------------------------------------------------
 # Config values, through the training command
 # ---------------------------------------------------------------------------
@@ -517,7 +571,7 @@ def _fuzz_checkpoint(good_workdir, tiny, root, damage):
     data = data[:int(cut * len(data))]
   path.write_bytes(bytes(data))
   try:
-    _, params, step = checkpoints.restore_params(workdir)
+    _, params, step = restore.restore_params(workdir)
   except checkpoints.CheckpointError as e:
     assert 'checkpoints/3' in str(e) or 'config.json' in str(e), str(e)
     return

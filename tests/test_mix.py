@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from alm_jax import checkpoints
 from alm_jax import mix
+from alm_jax import models
 from alm_jax import outputs
+from alm_jax import restore
 from alm_jax import songs as songs_lib
 from alm_jax.inference import offline
 from alm_jax.models import protocol
@@ -56,12 +57,12 @@ def test_chunked_mix_equals_whole_song_call(name, zero_latency, seconds, chunk_s
   audio = np.stack([_signal(rng, 3, n), _signal(rng, 3, n)])
   mask = np.array([[True, True, True], [True, False, True]])
   ref = s.whole_song(audio, mask)
-  out = offline.mix_arrays(s.config, s.params, audio, mask, chunk_seconds=chunk_seconds)
+  out = offline.mix_arrays(models.load(s.config, s.params), audio, mask, chunk_seconds=chunk_seconds)
   t = ref['gains'].shape[-1]
   f2 = s.spec.f2
   assert out['mix'].shape == (2, n)  # every input sample is kept
   assert out['gains'].shape == (2, 3, -(-n // f2))
-  assert n > offline.get_mixer(s.config, chunk_seconds).chunk_samples  # several chunks
+  assert n > offline.get_mixer(models.load(s.config, s.params), chunk_seconds).chunk_samples  # several chunks
   np.testing.assert_allclose(out['gains'][..., :t], ref['gains'], rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(out['mix'][:, :t * f2], ref['mix'], rtol=1e-5, atol=1e-6)
   assert np.all(out['gains'][1, 1] == 0.0)  # masked channel
@@ -73,10 +74,10 @@ def test_chunked_mix_equals_whole_song_call(name, zero_latency, seconds, chunk_s
   # Causal: a shorter song is a prefix of the longer one's result, and a new
   # length costs no compile. Without zero latency the gain of the trailing
   # partial frame depends on that frame itself, so only whole frames compare.
-  mixer = offline.get_mixer(s.config, chunk_seconds)
+  mixer = offline.get_mixer(models.load(s.config, s.params), chunk_seconds)
   compiles = mixer.num_compiles
   m = n - 30000
-  short = offline.mix_arrays(s.config, s.params, audio[..., :m], mask, chunk_seconds=chunk_seconds)
+  short = offline.mix_arrays(models.load(s.config, s.params), audio[..., :m], mask, chunk_seconds=chunk_seconds)
   assert mixer.num_compiles == compiles == 1
   same = m if zero_latency else m // f2 * f2
   np.testing.assert_allclose(short['mix'][:, :same], out['mix'][:, :same], rtol=1e-5, atol=1e-6)
@@ -87,7 +88,7 @@ def test_a_show_mixed_in_parts_with_the_state_carried_equals_one_call(mr):
   hop = mr.spec.stride * mr.spec.f2
   audio = _signal(rng, 3, 7 * hop)[None]
   mask = np.ones((1, 3), bool)
-  mixer = offline.get_mixer(mr.config, 0.6)
+  mixer = offline.get_mixer(models.load(mr.config, mr.params), 0.6)
   whole = mixer(mr.params, audio, mask)
   first, state = mixer(mr.params, audio[..., :3 * hop], mask, return_state=True)
   second, _ = mixer(mr.params, audio[..., 3 * hop:], mask, state=state, return_state=True)
@@ -99,7 +100,7 @@ def test_a_show_mixed_in_parts_with_the_state_carried_equals_one_call(mr):
 
 def test_per_segment_dmc_is_refused_up_front():
   with pytest.raises(protocol.UnsupportedModelError, match='per-segment DMC'):
-    offline.ChunkedMixer(load_config('dmc_og'))
+    offline.ChunkedMixer(models.load(load_config('dmc_og'), {}))
 
 
 def test_mix_arrays_rejects_bad_arrays(mr):
@@ -107,11 +108,11 @@ def test_mix_arrays_rejects_bad_arrays(mr):
   bad = audio.copy()
   bad[0, 1, 5] = np.nan
   with pytest.raises(ValueError, match='NaN'):
-    offline.mix_arrays(mr.config, mr.params, bad, np.ones((1, 2), bool))
+    offline.mix_arrays(models.load(mr.config, mr.params), bad, np.ones((1, 2), bool))
   with pytest.raises(ValueError, match='every channel masked'):
-    offline.mix_arrays(mr.config, mr.params, audio, np.zeros((1, 2), bool))
+    offline.mix_arrays(models.load(mr.config, mr.params), audio, np.zeros((1, 2), bool))
   with pytest.raises(ValueError, match='more than the 8'):
-    offline.mix_arrays(mr.config, mr.params, np.zeros((1, 9, SR), np.float32), np.ones((1, 9), bool))
+    offline.mix_arrays(models.load(mr.config, mr.params), np.zeros((1, 9, SR), np.float32), np.ones((1, 9), bool))
 
 
 # ---------------------------------------------------------------------------
@@ -172,8 +173,8 @@ def test_mix_songs_batches_compile_once_and_writes_everything(mr, songs_dir, tmp
   songs = songs_lib.discover_songs([str(songs_dir)])
   assert [s.name for s in songs] == ['alpha', 'beta', 'gamma']
   out_dir = tmp_path / 'out'
-  mixer = offline.get_mixer(mr.config, BATCH_CHUNK_SECONDS)
-  written = songs_lib.mix_songs(mr.config, mr.params, songs, out_dir, batch_songs=2,
+  mixer = offline.get_mixer(models.load(mr.config, mr.params), BATCH_CHUNK_SECONDS)
+  written = songs_lib.mix_songs(models.load(mr.config, mr.params), songs, out_dir, batch_songs=2,
                           chunk_seconds=BATCH_CHUNK_SECONDS, raw=True, progress=False)
   # Two batches of different lengths and channel counts, one compilation.
   assert mixer.num_compiles == 1
@@ -189,12 +190,31 @@ def test_mix_songs_batches_compile_once_and_writes_everything(mr, songs_dir, tmp
   # A second run refuses to overwrite before any work; with --overwrite it replaces
   # its own earlier output and removes the killed run's leftover.
   with pytest.raises(outputs.OutputError, match='earlier output of alm_jax.mix: pass --overwrite'):
-    songs_lib.mix_songs(mr.config, mr.params, songs, out_dir, batch_songs=2,
+    songs_lib.mix_songs(models.load(mr.config, mr.params), songs, out_dir, batch_songs=2,
                   chunk_seconds=BATCH_CHUNK_SECONDS, progress=False)
-  songs_lib.mix_songs(mr.config, mr.params, songs, out_dir, batch_songs=2, overwrite=True,
+  songs_lib.mix_songs(models.load(mr.config, mr.params), songs, out_dir, batch_songs=2, overwrite=True,
                       chunk_seconds=BATCH_CHUNK_SECONDS, progress=False)
   assert not leftover.exists()
   assert sorted(p.name for p in out_dir.iterdir()) == ['alpha', 'beta', 'gamma']
+
+
+def test_block_by_block_mix_equals_mixing_whole_songs(mr, songs_dir, tmp_path, monkeypatch):
+  """Issue 29 item 6: songs read, mixed and written in blocks give today's whole-song result."""
+  monkeypatch.setattr(songs_lib, 'BLOCK_SECONDS', 0.5)  # 2 engine pieces: 2-3 blocks per song
+  songs = songs_lib.discover_songs([str(songs_dir)])
+  out = tmp_path / 'out'
+  songs_lib.mix_songs(models.load(mr.config, mr.params), songs, out, batch_songs=2, chunk_seconds=0.3,
+                      raw=True, progress=False)
+  for song in songs:
+    audio = songs_lib.load_song(song, SR)  # the whole song in memory, as mixed before
+    ref = offline.mix_arrays(models.load(mr.config, mr.params), audio[None], np.ones((1, len(audio)), bool),
+                             chunk_seconds=0.3)
+    mixed, _ = sf.read(out / song.name / 'mix.wav', dtype='float32')
+    np.testing.assert_allclose(mixed, ref['mix'][0], rtol=1e-5, atol=1e-6)
+    _, table = _read_gains_csv(out / song.name / 'gains.csv')
+    np.testing.assert_allclose(table[:, 1:].T, ref['gains'][0], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(sf.read(out / song.name / 'raw.wav', dtype='float32')[0],
+                               audio.sum(0), rtol=1e-6, atol=1e-6)
 
 
 def test_bad_inputs_are_refused_naming_the_files(mr, tmp_path):
@@ -203,7 +223,7 @@ def test_bad_inputs_are_refused_naming_the_files(mr, tmp_path):
   out = tmp_path / 'out'
 
   def run(inputs, **kw):
-    songs_lib.mix_songs(cfg, params, songs_lib.discover_songs([str(p) for p in inputs]), out, progress=False,
+    songs_lib.mix_songs(models.load(cfg, params), songs_lib.discover_songs([str(p) for p in inputs]), out, progress=False,
                   **kw)
 
   uneven = tmp_path / 'uneven'
@@ -281,7 +301,7 @@ def test_mix_never_writes_into_or_replaces_its_inputs(mr, tmp_path, capsys):
       assert _tree(tmp_path / 'X') == before
   # The library refuses too, whatever called it.
   with pytest.raises(outputs.OutputError, match='contains the input'):
-    songs_lib.mix_songs(mr.config, mr.params, songs_lib.discover_songs([str(band)]), band.parent,
+    songs_lib.mix_songs(models.load(mr.config, mr.params), songs_lib.discover_songs([str(band)]), band.parent,
                         overwrite=True, progress=False)
 
   # A folder the mixer did not write is never replaced, even with --overwrite.
@@ -368,7 +388,9 @@ def dmc_og(tmp_path_factory):
   return s
 
 
-def test_cli_mixes_a_per_segment_dmc_segment_by_segment(dmc_og, tmp_path, capsys, caplog):
+def test_cli_mixes_a_per_segment_dmc_segment_by_segment(dmc_og, tmp_path, capsys, caplog,
+                                                        monkeypatch):
+  monkeypatch.setattr(songs_lib, 'BLOCK_SECONDS', 1.0)  # one segment per block: 3 blocks
   f2 = dmc_og.spec.f2
   rng = np.random.default_rng(11)
   songs = tmp_path / 'songs'
@@ -381,7 +403,7 @@ def test_cli_mixes_a_per_segment_dmc_segment_by_segment(dmc_og, tmp_path, capsys
   fv = parse_flags(mix, f'--checkpoint={dmc_og.workdir}', f'--input={songs}',
                    f'--output={tmp_path / "out"}', '--batch_songs=2')
   # The mixer is cached per config, so other tests of this worker may have compiled it already.
-  segment_mixer = offline.get_segment_mixer(checkpoints.restore_params(str(dmc_og.workdir))[0])
+  segment_mixer = offline.get_segment_mixer(restore.load_mixer(str(dmc_og.workdir)))
   compiles_before = segment_mixer.num_compiles
   with caplog.at_level('WARNING'):
     assert mix.run(fv) == 0
