@@ -14,6 +14,7 @@ from alm_jax.embeddings import base
 from alm_jax.embeddings import frontend
 from alm_jax.embeddings import musicnn
 from alm_jax.embeddings import small
+from alm_jax.embeddings import student
 from alm_jax.embeddings import vggish
 
 Embedding = base.Embedding
@@ -24,6 +25,7 @@ EMBEDDINGS: dict[str, base.Embedding] = {e.name: e for e in (
     vggish.EMBEDDING,
     small.EMBEDDING,
     musicnn.EMBEDDING,
+    student.EMBEDDING,
 )}
 
 
