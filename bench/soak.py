@@ -12,9 +12,22 @@ song's intermediate arrays would show. Streaming: the same show through
 last tenth of the show and the RSS growth between them must stay flat.
 Random-weight parameters: the figures are costs, not mixing quality. The show
 is synthesised in pieces (noise with moving envelopes), never held twice.
+
+Live: `python bench/soak.py --live [--minutes=60 --channels=16 ...]` runs
+bench/live_soak.py instead: the live mixer at real-time pace for the whole show
+with random OSC traffic (bad values included) and NaN/Inf bursts, checking late
+results, RSS and the recording.
 """
 
-import argparse
+import sys
+
+if __name__ == '__main__' and '--live' in sys.argv[1:]:
+  # Before JAX is imported here: the live soak sets XLA's threading first.
+  import live_soak  # pylint: disable=g-import-not-at-top
+  sys.argv.remove('--live')
+  sys.exit(live_soak.main())
+
+import argparse  # pylint: disable=g-import-not-at-top,wrong-import-position
 import resource
 import time
 
