@@ -2,17 +2,18 @@
 
 WORKDIR/config.json holds the run's config and WORKDIR/checkpoints/<step> the
 state after <step> updates with a checksum of every array, saved asynchronously.
-Training resumes from the newest intact step (`restore_latest`); inference,
-export and evaluation read parameters with `restore_params(path)` (a workdir, a
-step, a console mixer's config file or 'pretrained:NAME'). Damage ends in a
-`CheckpointError` naming the step and the fix (docs/checkpoints.md).
+Training resumes from the newest intact step (`restore_latest`); inference reads
+one step's parameters with `load_params_from_path(path, abstract_params)`, the
+caller giving the abstract tree (maxtext's shape). This module knows paths, not
+names: `alm_jax.restore` resolves `--checkpoint` ('pretrained:NAME', a config
+file) above it. Damage ends in one `CheckpointError` naming the step and the fix
+(docs/checkpoints.md), orbax's and TensorStore's own logging kept quiet meanwhile.
 """
 
+import contextlib
 import json
-import os
-import runpy
+import logging as py_logging
 
-from absl import flags
 from absl import logging
 from etils import epath
 import jax
@@ -24,7 +25,6 @@ from alm_jax import integrity
 from alm_jax import models
 from alm_jax import outputs
 from alm_jax import paths
-from alm_jax import pretrained
 
 CONFIG_FILE = 'config.json'
 CHECKPOINT_SUBDIR = 'checkpoints'
@@ -154,6 +154,28 @@ def _check_layout(saved, abstract, where):
 
 # ---- damage checks ---------------------------------------------------------
 
+# Loggers that report a failed read of a damaged step with its whole traceback (orbax logs each
+# failed TensorStore read and its asyncio task; 1,900-5,400 lines for one truncated file): while a
+# step is read they are kept to CRITICAL, and the failure becomes one CheckpointError instead.
+_NOISY_LOGGERS = ('absl', 'orbax', 'asyncio', 'tensorstore', 'jax')
+
+
+@contextlib.contextmanager
+def _quiet_io():
+  """Silences orbax, TensorStore and asyncio logging while a checkpoint step is read."""
+  loggers = [py_logging.getLogger(name) for name in _NOISY_LOGGERS]
+  levels = [logger.level for logger in loggers]
+  verbosity = logging.get_verbosity()
+  try:
+    for logger in loggers:
+      logger.setLevel(py_logging.CRITICAL)
+    logging.set_verbosity(logging.FATAL)
+    yield
+  finally:
+    logging.set_verbosity(verbosity)
+    for logger, level in zip(loggers, levels):
+      logger.setLevel(level)
+
 
 def _restore_verified(manager, step: int, abstract: dict, shardings: dict) -> dict:
   """Items `abstract` ({item: abstract tree}) of checkpoint `step`, each array read and verified.
@@ -167,19 +189,22 @@ def _restore_verified(manager, step: int, abstract: dict, shardings: dict) -> di
   saved = {}
   for item in abstract:  # each item alone: inference needs params, not a readable opt_state
     try:
-      saved[item] = ocp.StandardCheckpointHandler().metadata(step_dir / item)
+      with _quiet_io():
+        saved[item] = ocp.StandardCheckpointHandler().metadata(step_dir / item)
     except Exception as e:  # pylint: disable=broad-except  (orbax/TensorStore share no error type)
       raise integrity.Damaged(
-          f'the array metadata of {item} cannot be read ({integrity.first_line(e)})') from e
+          f'the array metadata of {item} cannot be read ({integrity.first_line(e)})') from None
   if 'params' in abstract:  # (orbax saves optax's named tuples under other key names)
     _check_layout(saved['params'], abstract['params'], step_dir)
   args = {item: ocp.args.StandardRestore(_abstract_with(tree, shardings[item]))
           for item, tree in abstract.items()}
   try:
-    restored = dict(manager.restore(step, args=ocp.args.Composite(**args)))
-    jax.block_until_ready([restored[item] for item in abstract])
+    with _quiet_io():
+      restored = dict(manager.restore(step, args=ocp.args.Composite(**args)))
+      jax.block_until_ready([restored[item] for item in abstract])
   except Exception as e:  # pylint: disable=broad-except  (orbax/TensorStore share no error type)
-    raise integrity.Damaged(f'its array files cannot be read ({integrity.first_line(e)})') from e
+    # `from None`: the chained asyncio/TensorStore traceback is thousands of lines and says no more.
+    raise integrity.Damaged(f'its array files cannot be read ({integrity.first_line(e)})') from None
   if sums is None:
     logging.info('%s has no checksums (saved by an older version): its values are not verified.',
                  step_dir)
@@ -249,13 +274,8 @@ def _sync_after_move(manager):
   manager.reload()
 
 
-def _resolve(path):
-  """A workdir, one of its checkpoints/<step> dirs or 'pretrained:NAME' -> (workdir, step or None)."""
-  if pretrained.is_name(path):
-    try:
-      path = pretrained.workdir(path)
-    except FileNotFoundError as e:
-      raise CheckpointError(str(e)) from e
+def locate(path):
+  """A workdir or one of its checkpoints/<step> dirs -> (workdir, step or None)."""
   path = paths.as_path(path)
   name, parent = path.name, path.parent
   if name.isdigit() and parent.name == CHECKPOINT_SUBDIR:
@@ -265,79 +285,35 @@ def _resolve(path):
   return path, None
 
 
-def restore_params(path, config=None):
-  """Parameters of a trained model, for inference, export and evaluation.
-
-  Args:
-    path: a workdir (its latest checkpoint is used), a step directory
-      WORKDIR/checkpoints/<step> (local or a URL such as gs://..., str or path
-      object), or 'pretrained:NAME', a mixer shipped in the package.
-    config: optional config to check against: its `config.model` must equal the
-      saved run's.
-  Returns:
-    (config, params, step): the saved run's full config (from WORKDIR/config.json),
-    the parameters (on the first local device) and the checkpoint's step.
-  Raises:
-    CheckpointError (a FileNotFoundError): no config.json or no checkpoint at
-      `path`, or either is damaged.
-    ConfigMismatchError (a ValueError): `config` or the saved parameters do not match
-      the saved model.
-  A mixer without trained parameters (a console automixer) has no workdir:
-  `path` is then its config file (configs/dugan.py), giving (config, {}, 0).
-  """
-  if str(path).endswith('.py'):
-    return _parameter_free(path)
-  workdir, _ = _resolve(path)
-  _require_checkpoint_dir(path, workdir)
-  saved_config = load_config(workdir)
-  if config is not None:
-    check_model_matches(saved_config, config, workdir)
-  params, step = load_params(path, models.abstract_params(saved_config))
-  return saved_config, params, step
-
-
-def _parameter_free(path):
-  """(config, {}, 0) of a config file whose mixer has no trained parameters."""
-  if not os.path.isfile(path):
-    raise CheckpointError(f'No config file at {path}.')
-  try:
-    config = runpy.run_path(os.fspath(path))['get_config']()
-  except Exception as e:  # pylint: disable=broad-except  (whatever a broken config raises)
-    raise CheckpointError(f'Cannot load the config file {path}: {type(e).__name__}: {e}') from e
-  if models.build_mixer(config).capabilities.trainable:
-    raise CheckpointError(f'{path} describes a mixer with trained parameters: give the workdir it '
-                          'was trained in (python -m alm_jax.main --config=... --workdir=...), not '
-                          'its config file.')
-  return config, {}, 0
-
-
-def _require_checkpoint_dir(path, workdir):
+def require_checkpoint_dir(path, workdir):
+  """Raises CheckpointError unless `workdir` (where `path` points) has a checkpoints/ folder."""
   if not checkpoint_dir(workdir).is_dir():
     raise CheckpointError(f'No checkpoint at {path}: expected a training workdir (with '
                           f'{CHECKPOINT_SUBDIR}/ and {CONFIG_FILE}) or one of its '
                           f'{CHECKPOINT_SUBDIR}/<step> directories.')
 
 
-def load_params(path, abstract):
-  """The `params` item of a checkpoint, restored into the layout of `abstract` and verified.
+def load_params_from_path(path, abstract_params):
+  """The `params` item of a checkpoint, restored into the layout of `abstract_params` and verified.
 
   Args:
     path: a workdir (latest step) or a step directory WORKDIR/checkpoints/<step>.
-    abstract: the expected parameter tree (jax.ShapeDtypeStruct leaves), e.g.
+    abstract_params: the expected parameter tree (jax.ShapeDtypeStruct leaves), e.g.
       `alm_jax.models.abstract_params(config)`.
   Returns:
     (params, step), the parameters on the first local device.
   Raises:
     CheckpointError: no such checkpoint, or it is damaged (the message lists the
       intact steps and how to pick one).
-    ConfigMismatchError (a ValueError): the saved parameters do not fit `abstract`.
+    ConfigMismatchError (a ValueError): the saved parameters do not fit `abstract_params`.
   """
-  workdir, step = _resolve(path)
-  _require_checkpoint_dir(path, workdir)
+  workdir, step = locate(path)
+  require_checkpoint_dir(path, workdir)
   ckpt_dir = checkpoint_dir(workdir)
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  want = ({'params': abstract}, {'params': jax.tree.map(lambda _: device, abstract)})
-  manager = open_manager(workdir, None, read_only=True)
+  want = ({'params': abstract_params}, {'params': jax.tree.map(lambda _: device, abstract_params)})
+  with _quiet_io():  # orbax warns that a read-only manager saves nothing: true, and noise here
+    manager = open_manager(workdir, None, read_only=True)
   try:
     steps = manager.all_steps()
     if step is None:
@@ -367,11 +343,3 @@ def _is_intact(manager, step: int, want) -> bool:
   except (integrity.Damaged, ValueError):
     return False
   return True
-
-
-def define_checkpoint_flag(flag_values):
-  """`--checkpoint`, as every command that reads a trained mixer takes it (absl FlagValues)."""
-  flags.DEFINE_string('checkpoint', None,
-                      'Training workdir (latest step), one step directory, or a mixer shipped in '
-                      'the package: ' + pretrained.listing().replace('\n', '; '),
-                      required=True, flag_values=flag_values)

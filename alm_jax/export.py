@@ -38,12 +38,13 @@ samples in this block) and the new state (see docs/inference.md). Conversion
 itself is `alm_jax.inference.savedmodel`, which knows no model.
 """
 
+import dataclasses
 import functools
 import json
 import os
 import pathlib
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 from absl import app
 from absl import flags
@@ -52,6 +53,7 @@ import ml_collections
 
 from alm_jax import checkpoints
 from alm_jax import outputs
+from alm_jax import restore
 from alm_jax.inference import offline
 from alm_jax.inference import savedmodel
 from alm_jax.inference import streaming
@@ -59,32 +61,35 @@ from alm_jax.models import build_mixer
 from alm_jax.models import protocol
 
 
-def offline_serve(config, segment_seconds: float | None = None):
+def offline_serve(loaded: protocol.LoadedMixer, segment_seconds: float | None = None):
   """(serve(params, audio, channel_mask) -> {'mix', 'gains'}, max_channels) of the offline mixer."""
-  mixer = build_mixer(config)
+  mixer = loaded.mixer
   caps = mixer.capabilities
   if caps.per_segment:
-    segment_frames = offline.frames_per_segment(config, segment_seconds)
-    logging.warning('Exporting a %s', offline.describe_per_segment(config, segment_seconds))
-    serve = functools.partial(offline.mix_segments_whole, config, segment_frames=segment_frames)
+    segment_frames = offline.frames_per_segment(loaded, segment_seconds)
+    logging.warning('Exporting a %s', offline.describe_per_segment(loaded, segment_seconds))
+    serve = functools.partial(offline.mix_segments_whole, mixer, segment_frames=segment_frames)
   else:
     if segment_seconds is not None:
       mixer.refuse('segments')
-    serve = functools.partial(offline.mix_whole, config)
+    serve = functools.partial(offline.mix_whole, mixer)
   return serve, caps.max_channels
 
 
-def offline_signature(config, params, platforms: Sequence[str] = ('cpu',),
+def offline_signature(loaded: protocol.LoadedMixer, platforms: Sequence[str] = ('cpu',),
                       segment_seconds: float | None = None):
   """(module, tf.function(audio, channel_mask) -> {'mix', 'gains'}) of the offline mixer."""
-  serve, max_channels = offline_serve(config, segment_seconds)
-  return savedmodel.convert_offline(serve, params, max_channels, platforms)
+  serve, max_channels = offline_serve(loaded, segment_seconds)
+  return savedmodel.convert_offline(serve, loaded.params, max_channels, platforms)
 
 
-def streaming_signatures(config, params, block_size: int, platforms: Sequence[str] = ('cpu',)):
+def streaming_signatures(loaded: protocol.LoadedMixer, block_size: int,
+                         platforms: Sequence[str] = ('cpu',)):
   """(module, init_fn, step_fn, state_keys) of the block stream (`inference.streaming.BlockStream`)."""
-  stream = streaming.block_stream(config)
-  # The shape probe evaluates init_state at 7 channels, above a small model's limit.
+  stream = streaming.block_stream(loaded)
+  config, params = loaded.config, loaded.params
+  # The shape probe evaluates init_state at 7 channels, above a small model's limit: the same
+  # model with a higher channel limit (its parameters do not depend on it).
   probe_config = ml_collections.ConfigDict(config.to_dict())
   probe_config.model.max_channels = max(7, int(config.model.max_channels))
   probe = streaming.BlockStream(build_mixer(probe_config))
@@ -139,7 +144,7 @@ def _save(module, signatures, output, overwrite: bool, description: dict):
   return output
 
 
-def export_offline(config, params, output, platforms: Sequence[str] = ('cpu',),
+def export_offline(loaded: protocol.LoadedMixer, output, platforms: Sequence[str] = ('cpu',),
                    segment_seconds: float | None = None, *, overwrite: bool = False,
                    source: str = ''):
   """Writes the offline mixer SavedModel (signature `serving_default`) to `output`.
@@ -147,12 +152,12 @@ def export_offline(config, params, output, platforms: Sequence[str] = ('cpu',),
   `output` must be new, empty, or (with `overwrite`) a previous export: see `check_output`.
   """
   check_output(output, overwrite)
-  module, serving = offline_signature(config, params, platforms, segment_seconds)
+  module, serving = offline_signature(loaded, platforms, segment_seconds)
   return _save(module, {'serving_default': serving}, output, overwrite,
-               {'kind': 'offline', 'model': config.model.name, 'checkpoint': source})
+               {'kind': 'offline', 'model': loaded.config.model.name, 'checkpoint': source})
 
 
-def export_streaming(config, params, output, block_size: int,
+def export_streaming(loaded: protocol.LoadedMixer, output, block_size: int,
                      platforms: Sequence[str] = ('cpu',), *, overwrite: bool = False,
                      source: str = ''):
   """Writes the streaming SavedModel (signatures `init_state` and `step`) to `output`.
@@ -160,14 +165,15 @@ def export_streaming(config, params, output, block_size: int,
   `output` must be new, empty, or (with `overwrite`) a previous export: see `check_output`.
   """
   check_output(output, overwrite)
-  build_mixer(config).refuse('stream')
-  module, init_state, step, _ = streaming_signatures(config, params, block_size, platforms)
+  loaded.mixer.refuse('stream')
+  module, init_state, step, _ = streaming_signatures(loaded, block_size, platforms)
   return _save(module, {'init_state': init_state, 'step': step, 'serving_default': step}, output,
                overwrite, {'kind': 'streaming', 'block_size': int(block_size),
-                           'model': config.model.name, 'checkpoint': source})
+                           'model': loaded.config.model.name, 'checkpoint': source})
 
 
-def export_onnx(config, params, output, *, stream: bool, block_sizes: Sequence[int] = (441,),
+def export_onnx(loaded: protocol.LoadedMixer, output, *, stream: bool,
+                block_sizes: Sequence[int] = (441,),
                 batch: int = 1, channels: int | None = None, samples: int = 1323000,
                 segment_seconds: float | None = None, overwrite: bool = False, source: str = ''):
   """Writes ONNX graphs (`alm_jax.inference.onnx_export`, docs/deploy.md) into the folder `output`.
@@ -179,7 +185,7 @@ def export_onnx(config, params, output, *, stream: bool, block_sizes: Sequence[i
   """
   from alm_jax.inference import onnx_export  # pylint: disable=g-import-not-at-top
   output = check_output(output, overwrite)
-  mixer = build_mixer(config)
+  mixer, params = loaded.mixer, loaded.params
   if stream:
     mixer.refuse('stream')
   max_channels = int(mixer.capabilities.max_channels)
@@ -193,21 +199,53 @@ def export_onnx(config, params, output, *, stream: bool, block_sizes: Sequence[i
     raise offline.SettingsError(f'--onnx_channels={channels} exceeds the {max_channels} channels '
                                 'this model allows (config.model.max_channels).')
   description = {'kind': 'streaming' if stream else 'offline', 'format': 'onnx',
-                 'model': config.model.name, 'checkpoint': source, 'batch': batch,
+                 'model': loaded.config.model.name, 'checkpoint': source, 'batch': batch,
                  'channels': channels}
   with outputs.folder_written_aside(output, replace=output.exists()) as tmp:
     if stream:
-      blocks = streaming.block_stream(config)
+      blocks = streaming.block_stream(loaded)
       onnx_export.export_streaming_onnx(blocks.init_state, blocks.step, params, block_sizes, tmp,
                                         batch=batch, channels=channels)
       description['block_sizes'] = sorted({int(n) for n in block_sizes})
     else:
-      serve, _ = offline_serve(config, segment_seconds)
+      serve, _ = offline_serve(loaded, segment_seconds)
       onnx_export.export_offline_onnx(serve, params, tmp / 'offline.onnx', batch=batch,
                                       channels=channels, samples=samples)
       description['samples'] = samples
     (tmp / EXPORT_MARKER).write_text(json.dumps(description, indent=2, sort_keys=True))
   return output
+
+
+def _write_savedmodel(loaded: protocol.LoadedMixer, f, **common):
+  if f.streaming:
+    return export_streaming(loaded, f.output, f.block_size, tuple(f.platforms), **common)
+  return export_offline(loaded, f.output, tuple(f.platforms), f.segment_seconds, **common)
+
+
+def _write_onnx(loaded: protocol.LoadedMixer, f, **common):
+  return export_onnx(loaded, f.output, stream=f.streaming,
+                     block_sizes=[int(n) for n in f.onnx_block_sizes or [f.block_size]],
+                     batch=f.onnx_batch, channels=f.onnx_channels, samples=f.onnx_samples,
+                     segment_seconds=f.segment_seconds, **common)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportFormat:
+  """One `--format`: its one-line description and its writer.
+
+  write: (loaded mixer, parsed flags, *, overwrite, source) -> the folder written.
+  """
+  description: str
+  write: Callable[..., pathlib.Path]
+
+
+# The export formats, declared once: --format's choices, its help and what `run` calls.
+# A new format is one writer function and one entry here.
+FORMATS = {
+    'savedmodel': ExportFormat('TF SavedModel (jax2tf)', _write_savedmodel),
+    'onnx': ExportFormat('ONNX graphs of fixed shapes for ONNX Runtime (docs/deploy.md)',
+                         _write_onnx),
+}
 
 
 def run(f) -> int:
@@ -219,20 +257,12 @@ def run(f) -> int:
     print('error: --segment_seconds applies to the offline export of per-segment models only, '
           'not to --streaming.', file=sys.stderr)
     return 2
-  platforms = tuple(f.platforms)
   try:
     check_output(f.output, f.overwrite)  # before any work
-    config, params, step = checkpoints.restore_params(f.checkpoint)
-    common = dict(overwrite=f.overwrite, source=f'{f.checkpoint} (step {step})')
-    if f.format == 'onnx':
-      path = export_onnx(config, params, f.output, stream=f.streaming,
-                         block_sizes=[int(n) for n in f.onnx_block_sizes or [f.block_size]],
-                         batch=f.onnx_batch, channels=f.onnx_channels, samples=f.onnx_samples,
-                         segment_seconds=f.segment_seconds, **common)
-    elif f.streaming:
-      path = export_streaming(config, params, f.output, f.block_size, platforms, **common)
-    else:
-      path = export_offline(config, params, f.output, platforms, f.segment_seconds, **common)
+    loaded = restore.load_mixer(f.checkpoint)
+    step = loaded.step
+    path = FORMATS[f.format].write(loaded, f, overwrite=f.overwrite,
+                                   source=f'{f.checkpoint} (step {step})')
   except (FileNotFoundError, protocol.UnsupportedModelError, offline.SettingsError,
           outputs.OutputError) as e:
     print(f'error: {e}', file=sys.stderr)
@@ -245,7 +275,7 @@ def run(f) -> int:
 def define_flags(flag_values):
   """Defines the CLI flags on `flag_values` (absl FlagValues)."""
   kw = dict(flag_values=flag_values)
-  checkpoints.define_checkpoint_flag(flag_values)
+  restore.define_checkpoint_flag(flag_values)
   flags.DEFINE_string('output', None, 'SavedModel folder to write: a new or empty folder, or a '
                       'previous export with --overwrite (anything else is refused).',
                       required=True, **kw)
@@ -259,8 +289,8 @@ def define_flags(flag_values):
                      'gets one gain per channel, in seconds (rounded down to whole F2 frames), '
                      'fixed in the export. Default: the training segment '
                      '(config.data.segment_seconds).', **kw)
-  flags.DEFINE_enum('format', 'savedmodel', ['savedmodel', 'onnx'], 'savedmodel: TF SavedModel '
-                    '(jax2tf); onnx: ONNX graphs of fixed shapes for ONNX Runtime (docs/deploy.md).',
+  flags.DEFINE_enum('format', 'savedmodel', list(FORMATS),
+                    '; '.join(f'{name}: {fmt.description}' for name, fmt in FORMATS.items()) + '.',
                     **kw)
   flags.DEFINE_integer('onnx_batch', 1, '--format=onnx: streams (or songs) per call, fixed.', **kw)
   flags.DEFINE_integer('onnx_channels', None, '--format=onnx: channels per stream, fixed; fewer '

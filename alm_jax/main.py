@@ -179,7 +179,7 @@ def main(argv):
   from alm_jax import train  # pylint: disable=g-import-not-at-top
   from alm_jax import validation  # pylint: disable=g-import-not-at-top
   logging.info('JAX devices: %s', jax.devices())
-  from alm_jax.data import medleydb  # pylint: disable=g-import-not-at-top
+  from alm_jax.data import datasets  # pylint: disable=g-import-not-at-top
   if quiet:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     tfds.disable_progress_bar()  # the dataset build logs one line of its own (data/pipeline.py)
@@ -190,7 +190,7 @@ def main(argv):
       train.train_and_evaluate(config, FLAGS.workdir)
   # Bad input the user fixes (a missing or broken MedleyDB, a diverged run, a damaged or
   # mismatched checkpoint): the message, not a traceback.
-  except (train.NonFiniteLossError, medleydb.MedleyDBError, checkpoints.CheckpointError) as e:
+  except (train.NonFiniteLossError, *datasets.USER_ERRORS, checkpoints.CheckpointError) as e:
     raise SystemExit(f'error: {e}') from e
   if FLAGS.mode != 'train':
     try:

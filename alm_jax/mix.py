@@ -17,8 +17,8 @@ from absl import flags
 from absl import logging
 
 from alm_jax import audio_io
-from alm_jax import checkpoints
 from alm_jax import outputs
+from alm_jax import restore
 from alm_jax import songs as songs_lib
 from alm_jax.inference import offline
 from alm_jax.models import protocol
@@ -33,9 +33,10 @@ def run(f, extra_inputs: Sequence[str] = ()) -> int:
     # Before any work: a writable --output, apart from the inputs, replacing only earlier mixes.
     outputs.check_writable(f.output, what='--output')
     songs_lib.check_output(songs, f.output, f.overwrite, inputs)
-    config, params, step = checkpoints.restore_params(f.checkpoint)
+    loaded = restore.load_mixer(f.checkpoint)
+    step = loaded.step
     logging.info('Restored %s at step %d; mixing %d song(s).', f.checkpoint, step, len(songs))
-    written = songs_lib.mix_songs(config, params, songs, f.output, batch_songs=f.batch_songs,
+    written = songs_lib.mix_songs(loaded, songs, f.output, batch_songs=f.batch_songs,
                         chunk_seconds=f.chunk_seconds, raw=f.raw, pad_unequal=f.pad_unequal,
                         overwrite=f.overwrite, segment_seconds=f.segment_seconds,
                                  pad_short=f.pad_short, source=f'{f.checkpoint} (step {step})')
@@ -51,7 +52,7 @@ def run(f, extra_inputs: Sequence[str] = ()) -> int:
 def define_flags(flag_values):
   """Defines the CLI flags on `flag_values` (absl FlagValues)."""
   kw = dict(flag_values=flag_values)
-  checkpoints.define_checkpoint_flag(flag_values)
+  restore.define_checkpoint_flag(flag_values)
   flags.DEFINE_multi_string('input', None, 'A song folder of per-channel WAV/FLAC files, audio '
                             'files of one song, or a folder of song folders. Repeatable; extra '
                             'positional arguments are inputs too (shell globs).', **kw)

@@ -3,9 +3,9 @@
 A pretrained mixer is a training workdir cut down to what inference reads
 (config.json and one step's `params` and `checksums`, no optimiser state),
 kept under alm_jax/pretrained/NAME/ with a `card.json` (what it is, its step,
-the command that trained it). `checkpoints.restore_params` resolves the name,
-so `mix`, `export`, `evaluate`, `live` and the benchmarks take it like any
-workdir, with the same integrity checks. `ship` makes one from a workdir;
+the command that trained it). `alm_jax.restore` resolves the name, so `mix`,
+`export`, `evaluate`, `live` and the benchmarks take it like any workdir, with
+the same integrity checks. `ship` makes one from a workdir;
 docs/pretrained.md is the model card.
 
     python -m alm_jax.pretrained                       # list them
@@ -19,6 +19,10 @@ import shutil
 
 from absl import app
 from absl import flags
+
+from alm_jax import checkpoints
+from alm_jax import models
+from alm_jax import outputs
 
 PREFIX = 'pretrained:'
 CARD = 'card.json'
@@ -78,12 +82,10 @@ def ship(source, name: str, description: str, *, step: int | None = None,
   replaced only once the new copy is complete.
   """
   root = ROOT if root is None else root
-  # pylint: disable=g-import-not-at-top  (checkpoints imports this module)
-  from alm_jax import checkpoints
-  from alm_jax import outputs
   source = pathlib.Path(source)
   where = source if step is None else source / checkpoints.CHECKPOINT_SUBDIR / str(step)
-  _, _, step = checkpoints.restore_params(where)
+  _, step = checkpoints.load_params_from_path(
+      where, models.abstract_params(checkpoints.load_config(source)))
   step_dir = source / checkpoints.CHECKPOINT_SUBDIR / str(step)
   final = root / name
   with outputs.folder_written_aside(final, replace=True) as staging:
@@ -106,7 +108,7 @@ def ship(source, name: str, description: str, *, step: int | None = None,
 
 
 def define_flags(flag_values):
-  """The CLI's flags on `flag_values` (defined only when run as a program: checkpoints imports this)."""
+  """The CLI's flags on `flag_values` (defined only when run as a program: restore imports this)."""
   kw = dict(flag_values=flag_values)
   flags.DEFINE_string('ship', None, 'Training workdir to ship into the package.', **kw)
   flags.DEFINE_string('name', None, 'Name of the shipped mixer (pretrained:NAME).', **kw)

@@ -68,14 +68,6 @@ class TrainState(struct.PyTreeNode):
 # ---- schedule and optimiser (alm_jax.optimizer, from the full config) -----------
 
 
-def steps_per_epoch(config, num_train_songs: Callable | None = None) -> int:
-  """`optimizer.steps_per_epoch` of config.train, the song count from the input pipeline."""
-  if num_train_songs is None:
-    from alm_jax.data import pipeline  # pylint: disable=g-import-not-at-top  (loads tfds)
-    num_train_songs = pipeline.num_train_songs
-  return optimizer.steps_per_epoch(config.train, lambda: num_train_songs(config))
-
-
 def make_optimizer(config, spe: int) -> optax.GradientTransformation:
   """The optimiser of `optimizer.make` for the full config (see alm_jax.optimizer)."""
   return optimizer.make(config.train, spe)[0]
@@ -299,7 +291,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   # ---- mesh, schedule ------------------------------------------------------
   mesh = sharding.make_mesh()
   sharding.check_batch_size(int(tc.batch_size), mesh, process_count)
-  spe = steps_per_epoch(config, num_train_songs)
+  if num_train_songs is None:
+    from alm_jax.data import pipeline  # pylint: disable=g-import-not-at-top  (loads tfds)
+    num_train_songs = pipeline.num_train_songs
+  # Steps per epoch: computed once, here where the loop starts, and handed to the schedule and
+  # the input pipeline (flax imagenet's train.py); alm_jax.optimizer holds the rule.
+  spe = optimizer.steps_per_epoch(tc, lambda: num_train_songs(config))
   num_steps = optimizer.total_steps(tc, spe)
   tx, schedule = optimizer.make(tc, spe)
   logging.info('%d devices, %d processes; %d steps per epoch, %d steps in all.',
@@ -352,7 +349,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 
   # ---- data -----------------------------------------------------------------
   data_kwargs = dict(process_index=process_index, process_count=process_count, workdir=workdir)
-  train_iter = iter(make_train_iterator(config, start_step=start_step, **data_kwargs))
+  train_iter = iter(make_train_iterator(config, start_step=start_step, steps_per_epoch=spe,
+                                       **data_kwargs))
   first = next(train_iter)  # checked before any work, then trained on first
   _check_balance_data(first, statics[3], config)
   train_iter = itertools.chain([first], train_iter)

@@ -16,11 +16,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from alm_jax import checkpoints
 from alm_jax import frames
 from alm_jax import losses
 from alm_jax import metrics
 from alm_jax import paths
+from alm_jax import restore
 from alm_jax import sharding
 from alm_jax import writers
 from alm_jax.models import build_model
@@ -122,7 +122,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str | os.Pat
   """
   _, make_eval_batches = data_functions(lambda *a, **k: None, make_eval_batches)
   workdir = paths.as_path(workdir)
-  saved_config, params, step = checkpoints.restore_params(workdir, config)
+  saved_config, params, step = restore.restore_params(workdir, config)
   del saved_config
   mesh = sharding.make_mesh()
   repl = sharding.replicated(mesh)

@@ -53,6 +53,7 @@ def child(args) -> dict:
   """Runs one measurement in this process and returns its figures."""
   import jax  # pylint: disable=g-import-not-at-top
   from alm_jax import frames  # pylint: disable=g-import-not-at-top
+  from alm_jax import models  # pylint: disable=g-import-not-at-top
   from alm_jax.inference import offline  # pylint: disable=g-import-not-at-top
   from alm_jax.models import build_model  # pylint: disable=g-import-not-at-top
 
@@ -61,7 +62,7 @@ def child(args) -> dict:
   channels = int(config.model.max_channels)
   spec = frames.FrameSpec.from_config(config.model)
   params = jax.device_put(_random_params(build_model(config), spec))
-  mixer = offline.ChunkedMixer(config, args.chunk_seconds)
+  mixer = offline.ChunkedMixer(models.load(config, params), args.chunk_seconds)
 
   n = int(args.seconds * spec.sample_rate)
   rng = np.random.default_rng(1)

@@ -49,11 +49,13 @@ def timed(fn, repeats):
 
 def bench_pipeline(config, batches, workdir, workers):
   """(first batch, set-up s, (wall s, cpu s) per batch) with `workers` threads."""
+  from alm_jax import optimizer  # pylint: disable=g-import-not-at-top
   from alm_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   config.data.prefetch = 0
   config.data.num_workers = workers
   start = time.perf_counter()
-  it = pipeline.make_train_iterator(config, workdir=workdir)
+  spe = optimizer.steps_per_epoch(config.train, lambda: pipeline.num_train_songs(config))
+  it = pipeline.make_train_iterator(config, steps_per_epoch=spe, workdir=workdir)
   first = next(it)
   setup = time.perf_counter() - start
   # Once W batches are in flight, each timed batch starts as one is taken: steady state.

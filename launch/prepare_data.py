@@ -30,12 +30,14 @@ def main(argv):
     raise app.UsageError('Give --config=configs/<name>.py.')
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')
+  from alm_jax import optimizer  # pylint: disable=g-import-not-at-top
   from alm_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   config = FLAGS.config
   builder = pipeline.prepare(config, FLAGS.workdir)
   sizes = {name: split.num_examples for name, split in builder.info.splits.items()}
   print(f'{builder.info.full_name} prepared in {builder.data_dir}: {sizes} songs')
-  iterator = pipeline.make_train_iterator(config, workdir=FLAGS.workdir)
+  spe = optimizer.steps_per_epoch(config.train, sizes.get('train', 0))
+  iterator = pipeline.make_train_iterator(config, steps_per_epoch=spe, workdir=FLAGS.workdir)
   try:
     batch = next(iterator)
   finally:

@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from alm_jax import models
 from alm_jax.inference import offline
 from alm_jax.live import app
 from alm_jax.live import controls as controls_lib
@@ -41,7 +42,7 @@ def song(channels: int, seconds: float, seed: int = 0):
 def offline_gains(config, params, audio):
   """[c, T] the gain of each F2 frame in the offline zero-latency mix (mix_arrays)."""
   c = audio.shape[0]
-  return offline.mix_arrays(config, params, audio[None], np.ones((1, c), bool))['gains'][0]
+  return offline.mix_arrays(models.load(config, params), audio[None], np.ones((1, c), bool))['gains'][0]
 
 
 def live_gains(gains, gain_delay: int = 1):

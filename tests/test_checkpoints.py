@@ -11,6 +11,7 @@ import pytest
 from alm_jax import checkpoints
 from alm_jax import config_checks
 from alm_jax import models
+from alm_jax import restore
 from alm_jax import train
 from alm_jax import validation
 from tiny_training import SAME_WORKER, FakeData, shared_data_dirs, tiny_train_config
@@ -53,26 +54,26 @@ def test_resumed_run_equals_straight_run(runs):
 
 def test_restore_params_from_workdir_and_step_dir(runs):
   config, straight, _, final, _ = runs
-  saved_config, params, step = checkpoints.restore_params(straight)
+  saved_config, params, step = restore.restore_params(straight)
   assert step == 4
   assert saved_config.model.d_model == config.model.d_model
   assert _max_abs_diff(params, final.params) == 0.0
-  _, params2, step2 = checkpoints.restore_params(os.path.join(straight, 'checkpoints', '2'))
+  _, params2, step2 = restore.restore_params(os.path.join(straight, 'checkpoints', '2'))
   assert step2 == 2 and _max_abs_diff(params2, params) > 0.0
   # With a config to check against.
-  checkpoints.restore_params(straight, config)
+  restore.restore_params(straight, config)
   other = tiny_train_config('mr', '', '')
   other.model.gru_hidden = 24
   with pytest.raises(ValueError, match=r'model.gru_hidden: 16 -> 24'):
-    checkpoints.restore_params(straight, other)
+    restore.restore_params(straight, other)
 
 
 def test_restore_params_errors(runs, tmp_path):
   _, straight, _, _, _ = runs
   with pytest.raises(FileNotFoundError, match='No checkpoint at'):
-    checkpoints.restore_params(str(tmp_path / 'nowhere'))
+    restore.restore_params(str(tmp_path / 'nowhere'))
   with pytest.raises(FileNotFoundError, match='No step 3 checkpoint'):
-    checkpoints.restore_params(os.path.join(straight, 'checkpoints', '3'))
+    restore.restore_params(os.path.join(straight, 'checkpoints', '3'))
   # A config.json that does not describe the saved parameters.
   broken = tmp_path / 'broken'
   shutil.copytree(straight, broken)
@@ -80,7 +81,7 @@ def test_restore_params_errors(runs, tmp_path):
   saved['model']['gru_hidden'] = 24
   (broken / 'config.json').write_text(json.dumps(saved))
   with pytest.raises(ValueError, match=r'does not match the model of the config: .* has shape \('):
-    checkpoints.restore_params(str(broken))
+    restore.restore_params(str(broken))
 
 
 def test_restart_with_a_different_model_is_refused(runs):
@@ -125,9 +126,9 @@ def test_workdir_urls_are_not_made_local():
   """gs:// workdirs keep their scheme (os.path.abspath made them '<cwd>/gs:/...')."""
   assert str(checkpoints.checkpoint_dir('gs://bucket/runs/mr')) == 'gs://bucket/runs/mr/checkpoints'
   assert str(checkpoints.config_path('gs://bucket/runs/mr')) == 'gs://bucket/runs/mr/config.json'
-  workdir, step = checkpoints._resolve('gs://bucket/runs/mr/checkpoints/12')
+  workdir, step = checkpoints.locate('gs://bucket/runs/mr/checkpoints/12')
   assert (str(workdir), step) == ('gs://bucket/runs/mr', 12)
-  workdir, step = checkpoints._resolve('gs://bucket/runs/mr/checkpoints')
+  workdir, step = checkpoints.locate('gs://bucket/runs/mr/checkpoints')
   assert (str(workdir), step) == ('gs://bucket/runs/mr', None)
   # Local paths, relative or with '~', still become absolute.
   assert str(checkpoints.checkpoint_dir('run')) == os.path.join(os.getcwd(), 'run', 'checkpoints')
@@ -145,7 +146,7 @@ def test_workdir_as_an_epath_object(tmp_path):
                                    make_eval_batches=data.make_eval_batches)
   assert (workdir / 'config.json').exists() and (workdir / 'checkpoints' / '1').is_dir()
   assert list(workdir.glob('events.out.tfevents.*'))
-  saved, params, step = checkpoints.restore_params(workdir / 'checkpoints' / '1')
+  saved, params, step = restore.restore_params(workdir / 'checkpoints' / '1')
   assert step == 1 and saved.model.d_model == config.model.d_model
   assert _max_abs_diff(params, state.params) == 0.0
   assert checkpoints.load_config(workdir).data.name == config.data.name
@@ -212,7 +213,7 @@ def test_kill_9_then_resume_gives_bit_identical_parameters(during, kill_step, tm
     assert 4 not in manager.all_steps()
     manager.close()
   _train_subprocess(killed)
-  _, a, step_a = checkpoints.restore_params(straight)
-  _, b, step_b = checkpoints.restore_params(killed)
+  _, a, step_a = restore.restore_params(straight)
+  _, b, step_b = restore.restore_params(killed)
   assert step_a == step_b == 5
   assert _max_abs_diff(a, b) == 0.0

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 from alm_jax import frames
+from alm_jax import models
+from alm_jax import restore
 from alm_jax.embeddings import vggish_frontend as frontend
 from alm_jax.inference import offline
 from alm_jax.models import build_model
@@ -268,7 +270,7 @@ def test_chunked_mixer_matches_whole_call():
   audio = _audio(8)
   mask = jnp.array([[True, True, False], [True, True, True]])
   whole = forward(params, audio, mask)
-  chunked = jax.jit(functools.partial(offline.mix_whole, config))(params, audio, mask)
+  chunked = jax.jit(functools.partial(offline.mix_whole, models.build_mixer(config)))(params, audio, mask)
   _assert_same(chunked['gains'][..., :T], whole['gains'])
   _assert_same(chunked['mix'][:, :T * F1], whole['mix'])
 
@@ -276,7 +278,7 @@ def test_chunked_mixer_matches_whole_call():
 def test_segment_model_refuses_chunked_mixing():
   config = _tiny('dmc_og')
   with pytest.raises(ValueError, match='per-segment'):
-    jax.eval_shape(functools.partial(offline.mix_whole, config), _setup('dmc_og')[2],
+    jax.eval_shape(functools.partial(offline.mix_whole, models.build_mixer(config)), _setup('dmc_og')[2],
                    jax.ShapeDtypeStruct((1, 2, F1), jnp.float32), jax.ShapeDtypeStruct((1, 2), jnp.bool_))
 
 
@@ -296,8 +298,9 @@ def _fake_data(config):
     return {'audio': audio, 'channel_mask': mask, 'target': audio.sum(1) * 0.5,
             'bleed_severity': np.zeros(b, np.float32)}
 
-  def make_train_iterator(config, *, start_step=0, process_index=0, process_count=1, workdir=None):
-    del config, process_index, process_count, workdir
+  def make_train_iterator(config, *, start_step=0, process_index=0, process_count=1, workdir=None,
+                          steps_per_epoch=None):
+    del config, process_index, process_count, workdir, steps_per_epoch
     step = start_step
     while True:
       yield batch(step)
@@ -357,7 +360,7 @@ def test_two_step_smoke_train_and_resume(name, tmp_path):
   same = jax.tree_util.tree_map(lambda a, b: bool(np.array_equal(a, b)), one, two)
   assert all(jax.tree_util.tree_leaves(same['embedding']))
   assert not any(jax.tree_util.tree_leaves(same['post_processor']))
-  saved_config, params, step = checkpoints.restore_params(str(tmp_path))
+  saved_config, params, step = restore.restore_params(str(tmp_path))
   assert step == 2 and saved_config.model.name == 'dmc'
   assert set(params) == {'embedding', 'post_processor'}
   jax.tree_util.tree_map(np.testing.assert_array_equal, params, two)

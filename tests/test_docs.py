@@ -3,7 +3,7 @@
 docs/streaming.md's ```python blocks are executed in order in one namespace
 that holds only `checkpoint` (a tiny ALM-MR training workdir written by
 `checkpoint_fixtures.save_checkpoint`) and `audio_blocks`; they restore it
-themselves with `checkpoints.restore_params`, so a change of any entry
+themselves with `restore.restore_params`, so a change of any entry
 point's calling convention breaks this test before it breaks a user.
 """
 
@@ -13,7 +13,8 @@ import re
 import numpy as np
 import pytest
 
-from alm_jax import checkpoints
+from alm_jax import models
+from alm_jax import restore
 from alm_jax.inference import streaming
 from checkpoint_fixtures import TinyModel, save_checkpoint
 
@@ -64,7 +65,7 @@ def test_the_documented_convention_is_enforced(workdir):
   """The docs say every entry point takes the unwrapped tree and refuses {'params': tree}."""
   text = (DOCS / 'streaming.md').read_text(encoding='utf-8')
   assert 'unwrapped' in text and "{'params': tree}" in text
-  config, params, _ = checkpoints.restore_params(workdir)
+  config, params, _ = restore.restore_params(workdir)
   assert set(params) != {'params'}  # restore_params gives the tree itself
   with pytest.raises(TypeError, match='unwrapped'):
-    streaming.StreamingMixer(config, {'params': params}, batch=1, channels=6)
+    streaming.StreamingMixer(models.load(config, {'params': params}), batch=1, channels=6)

@@ -1,9 +1,9 @@
-"""Gain plots: written as images, bad shapes refused."""
+"""Gain plots (alm_jax/evaluation/plots.py; gains.png of alm_jax.mix): images, bad shapes refused."""
 
 import numpy as np
 import pytest
 
-from alm_jax import plots
+from alm_jax.evaluation import plots
 
 PNG = b'\x89PNG\r\n\x1a\n'
 
@@ -29,11 +29,9 @@ def test_plot_gains_refuses_bad_arguments(tmp_path):
 
 def test_default_is_a_db_axis_named_by_channel(tmp_path, monkeypatch):
   """gains.png of alm_jax.mix (default arguments): dB, one legend entry per file name."""
-  from alm_jax.evaluation import plots as evaluation_plots  # pylint: disable=g-import-not-at-top
-  assert plots.plot_gains is evaluation_plots.plot_gains
   made = []
-  subplots = evaluation_plots.plt.subplots
-  monkeypatch.setattr(evaluation_plots.plt, 'subplots',
+  subplots = plots.plt.subplots
+  monkeypatch.setattr(plots.plt, 'subplots',
                       lambda *a, **k: made.append(subplots(*a, **k)) or made[-1])
   gains = np.full((2, 10), 0.5)
   gains[1] = 0.01

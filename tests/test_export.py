@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from alm_jax import export
+from alm_jax import models
 from alm_jax.inference import offline
 from checkpoint_fixtures import TinyModel, parse_flags, save_checkpoint
 
@@ -36,7 +37,7 @@ def exported(tmp_path_factory):
   audio = (rng.normal(size=(3, 5, n)) * 0.2 * (1.2 + np.sin(2 * np.pi * rng.uniform(
       0.3, 1.5, (3, 5, 1)) * t))).astype(np.float32)
   mask = np.array([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [1, 0, 1, 0, 1]], bool)
-  ref = offline.mix_arrays(config, params, audio, mask)
+  ref = offline.mix_arrays(models.load(config, params), audio, mask)
   return types.SimpleNamespace(root=root, config=config, params=params, audio=audio, mask=mask,
                                ref=ref)
 
@@ -151,7 +152,7 @@ def test_per_segment_dmc_exports_the_whole_input_function(tmp_path, capsys):
     levels = np.geomspace(0.02, 4.0, c)[rng.permutation(c)]
     audio = (rng.normal(size=(b, c, n)) * levels[:, None]).astype(np.float32)
     mask = np.array(mask, bool)
-    ref = offline.mix_arrays(config, params, audio, mask)
+    ref = offline.mix_arrays(models.load(config, params), audio, mask)
     out = serve(audio=tf.constant(audio), channel_mask=tf.constant(mask))
     assert out['mix'].shape == (b, n) and out['gains'].shape == (b, c, -(-n // f2))
     np.testing.assert_allclose(out['mix'].numpy(), ref['mix'], rtol=1e-5, atol=1e-6)
@@ -175,7 +176,7 @@ def test_per_frame_dmc_exports_a_streaming_step(tmp_path):
   rng = np.random.default_rng(3)
   audio = (rng.normal(size=(1, 3, 5 * block)) * 0.3).astype(np.float32)
   mask = np.array([[True, True, False]])
-  ref = offline.mix_arrays(tiny.config, tiny.params, audio, mask)
+  ref = offline.mix_arrays(models.load(tiny.config, tiny.params), audio, mask)
   loaded = tf.saved_model.load(str(tmp_path / 'streaming'))
   state = loaded.signatures['init_state'](channel_mask=tf.constant(mask))
   outs = []

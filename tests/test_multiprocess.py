@@ -185,6 +185,7 @@ def test_two_processes_match_one_process(tmp_path):
   import jax  # pylint: disable=g-import-not-at-top
   from alm_jax import checkpoints  # pylint: disable=g-import-not-at-top
   from alm_jax import losses  # pylint: disable=g-import-not-at-top
+  from alm_jax import optimizer  # pylint: disable=g-import-not-at-top
   from alm_jax import train  # pylint: disable=g-import-not-at-top
   from alm_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   from alm_jax.models import build_model  # pylint: disable=g-import-not-at-top
@@ -253,7 +254,7 @@ def test_two_processes_match_one_process(tmp_path):
   # One process, same global batch: update 2 from checkpoint 1 on the concatenation
   # of both processes' batches at iterator position 1.
   saved = checkpoints.load_config(str(workdir))
-  spe = train.steps_per_epoch(saved)
+  spe = optimizer.steps_per_epoch(saved.train, pipeline.num_train_songs(saved))
   model = build_model(saved)
   tx = train.make_optimizer(saved, spe)
   loss_spec = losses.MRSTFTSpec.from_config(saved.loss)
@@ -266,8 +267,8 @@ def test_two_processes_match_one_process(tmp_path):
   manager.close()
   parts = []
   for p in (0, 1):
-    it = pipeline.make_train_iterator(config, start_step=1, process_index=p, process_count=2,
-                                      workdir=str(workdir))
+    it = pipeline.make_train_iterator(config, steps_per_epoch=spe, start_step=1, process_index=p,
+                                      process_count=2, workdir=str(workdir))
     parts.append(next(it))
     it.close()
   batch = {k: np.concatenate([b[k] for b in parts]) for k in parts[0]}

@@ -24,6 +24,8 @@ import soundfile as sf
 from alm_jax import embeddings
 from alm_jax import frames
 from alm_jax import frames as framing
+from alm_jax import models
+from alm_jax import restore
 from alm_jax.embeddings import musicnn_frontend
 from alm_jax.embeddings import musicnn_network
 from alm_jax.embeddings import musicnn_weights
@@ -182,7 +184,7 @@ def test_mel_filterbank_and_rows_match_float64_reference():
 
 
 def test_log_mel_matches_librosa():
-  librosa = pytest.importorskip('librosa')
+  librosa = pytest.importorskip('librosa', reason='librosa is not installed: pip install -e ".[test]"')
   np.testing.assert_allclose(musicnn_frontend.mel_matrix(96, 512, 16000, 0.0, 8000.0).T,
                              librosa.filters.mel(sr=16000, n_fft=512, n_mels=96), rtol=1e-5,
                              atol=1e-7)
@@ -434,7 +436,7 @@ def test_alm_with_musicnn_freezes_then_fine_tunes(tmp_path):
   state = train.train_and_evaluate(config, str(tmp_path), make_train_iterator=data.make_train_iterator,
                                    make_eval_batches=data.make_eval_batches)
   shipped = jax.tree.leaves(musicnn_weights.load_musicnn_params())
-  _, frozen, _ = checkpoints.restore_params(os.path.join(tmp_path, 'checkpoints', '1'))
+  _, frozen, _ = restore.restore_params(os.path.join(tmp_path, 'checkpoints', '1'))
   assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(frozen['embedding']), shipped))
   tuned = jax.tree.leaves(jax.device_get(state.params)['embedding'])
   assert not all(np.array_equal(a, b) for a, b in zip(tuned, shipped))
@@ -454,7 +456,7 @@ def test_alm_with_musicnn_exports_a_savedmodel_that_mixes_like_jax(tmp_path):
   rng = np.random.default_rng(3)
   audio = (0.1 * rng.normal(size=(1, 3, int(2.2 * 44100)))).astype(np.float32)
   mask = np.array([[True, True, False]])
-  ref = offline.mix_arrays(tiny.config, params, audio, mask)
+  ref = offline.mix_arrays(models.load(tiny.config, params), audio, mask)
   loaded = tf.saved_model.load(str(tmp_path / 'offline'))
   out = loaded.signatures['serving_default'](audio=tf.constant(audio), channel_mask=tf.constant(mask))
   np.testing.assert_allclose(out['mix'].numpy(), ref['mix'], rtol=1e-5, atol=1e-6)

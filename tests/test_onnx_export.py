@@ -16,8 +16,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from alm_jax import checkpoints
 from alm_jax import export
+from alm_jax import models
+from alm_jax import restore
 from alm_jax.inference import offline
 from alm_jax.inference import onnx_export
 from alm_jax.inference import streaming
@@ -106,7 +107,7 @@ def checkpoint(request, tmp_path_factory):
   """A tiny ALM-MR or DMC-B-0L checkpoint, or the shipped pretrained:alm_mr."""
   root = tmp_path_factory.mktemp(f'onnx_{request.param}')
   if request.param == 'pretrained':
-    config, params, _ = checkpoints.restore_params('pretrained:alm_mr')
+    config, params, _ = restore.restore_params('pretrained:alm_mr')
     return types.SimpleNamespace(root=root, config=config, params=params,
                                  flag='--checkpoint=pretrained:alm_mr')
   tiny = TinyModel(request.param)
@@ -136,7 +137,7 @@ def test_offline_onnx_matches_jax_at_two_batch_sizes_and_channel_counts(checkpoi
     mask = np.ones((b, c), bool)
     mask[0, 1] = False
     out = _run(session, audio=audio, channel_mask=mask)
-    ref = offline.mix_arrays(e.config, e.params, audio, mask)
+    ref = offline.mix_arrays(models.load(e.config, e.params), audio, mask)
     # The gains differ between channels and frames, far above the tolerance: a mix-up shows.
     assert np.ptp(np.log(ref['gains'][-1, mask[-1], 1:])) > 1e-3
     np.testing.assert_allclose(out['mix'], ref['mix'], **TOL)
@@ -148,7 +149,7 @@ def test_offline_onnx_matches_jax_at_two_batch_sizes_and_channel_counts(checkpoi
     mask = np.zeros((b, c), bool)
     mask[:, :used] = True
     out = _run(session, audio=padded, channel_mask=mask)
-    ref = offline.mix_arrays(e.config, e.params, audio[:, :used, :short], mask[:, :used])
+    ref = offline.mix_arrays(models.load(e.config, e.params), audio[:, :used, :short], mask[:, :used])
     np.testing.assert_allclose(out['mix'][:, :short], ref['mix'], **TOL)
     frames = ref['gains'].shape[-1]
     np.testing.assert_allclose(out['gains'][:, :used, :frames], ref['gains'], **TOL)
@@ -174,7 +175,7 @@ def test_streaming_onnx_matches_the_jax_step_and_the_offline_mix(streaming_expor
   num_blocks = int(1.3 * SR) // block  # crosses F1 frames and the embedding boundaries
   audio = _audio(np.random.default_rng(2), 1, 3, num_blocks * block)
   mask = np.array([[True, True, False]])
-  jax_mixer = streaming.StreamingMixer(e.config, e.params, batch=1, channels=3, channel_mask=mask)
+  jax_mixer = streaming.StreamingMixer(models.load(e.config, e.params), batch=1, channels=3, channel_mask=mask)
   outs = []
   for i in range(num_blocks):
     block_audio = audio[..., i * block:(i + 1) * block]
@@ -184,7 +185,7 @@ def test_streaming_onnx_matches_the_jax_step_and_the_offline_mix(streaming_expor
     np.testing.assert_allclose(result['out'], ref_out, **TOL)
     np.testing.assert_allclose(result['gains'], jax_mixer.gains, **TOL)
     outs.append(result['out'])
-  ref = offline.mix_arrays(e.config, e.params, audio, mask)
+  ref = offline.mix_arrays(models.load(e.config, e.params), audio, mask)
   np.testing.assert_allclose(np.concatenate(outs, axis=-1), ref['mix'], **TOL)
 
 
@@ -202,7 +203,7 @@ def test_per_segment_dmc_exports_offline_only(tmp_path):
   audio = _audio(rng, 2, 4, n)
   mask = np.array([[1, 1, 0, 1], [1, 1, 1, 1]], bool)
   out = _run(_session(tmp_path / 'o' / 'offline.onnx'), audio=audio, channel_mask=mask)
-  ref = offline.mix_arrays(tiny.config, params, audio, mask)
+  ref = offline.mix_arrays(models.load(tiny.config, params), audio, mask)
   assert np.ptp(np.log(ref['gains'][1, :, 0])) > 0.1
   np.testing.assert_allclose(out['mix'], ref['mix'], **TOL)
   np.testing.assert_allclose(out['gains'], ref['gains'], **TOL)

@@ -10,6 +10,7 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 from alm_jax import metrics
+from alm_jax import optimizer
 from alm_jax.data import bleed
 from alm_jax.data import common
 from alm_jax.data import medleydb
@@ -44,7 +45,13 @@ def config(dirs):
   return c
 
 
+def steps_per_epoch(config) -> int:
+  """As the training loop computes it (alm_jax.optimizer, the one rule) and hands it down."""
+  return optimizer.steps_per_epoch(config.train, pipeline.num_train_songs(config))
+
+
 def take(config, n, **kwargs):
+  kwargs.setdefault('steps_per_epoch', steps_per_epoch(config))
   it = pipeline.make_train_iterator(config, **kwargs)
   out = list(itertools.islice(it, n))
   it.close()
@@ -168,7 +175,7 @@ def test_parallel_batches_order_errors_and_bound():
 
 def test_every_song_once_per_epoch_and_target_untouched(config):
   songs = pipeline.load_songs(config, 'train')
-  assert pipeline.steps_per_epoch(config) == 1  # 4 songs, batch 4
+  assert steps_per_epoch(config) == 1  # 4 songs, batch 4
   for batch in take(config, 3):
     seen = [identify(songs, t)[0].song_id for t in batch['target']]
     assert sorted(seen) == sorted(s.song_id for s in songs)
@@ -230,7 +237,7 @@ def test_process_sharding(config):
   assert not np.array_equal(b0['target'], b1['target'])
   config.train.batch_size = 3
   with pytest.raises(ValueError, match='divisible'):
-    pipeline.make_train_iterator(config, process_count=2)
+    pipeline.make_train_iterator(config, steps_per_epoch=1, process_count=2)
 
 
 def test_eval_batches_are_fixed_and_padded(config):
@@ -300,7 +307,7 @@ def test_jax_backend_matches_numpy(config):
 def test_bad_configs(config, tmp_path):
   config.model.max_channels = 3
   with pytest.raises(ValueError, match='max_channels'):
-    pipeline.make_train_iterator(config)
+    pipeline.make_train_iterator(config, steps_per_epoch=1)
   config.model.max_channels = 6
   with pytest.raises(ValueError, match="no 'holdout' split"):
     pipeline.make_eval_batches(config, 'holdout')

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from alm_jax import checkpoints
+from alm_jax import models
 from alm_jax import pretrained
+from alm_jax import restore
 from checkpoint_fixtures import TinyModel, save_checkpoint
 
 
@@ -37,7 +39,7 @@ def test_ship_keeps_params_of_the_newest_step_without_optimiser_state(shipped, m
   assert card['step'] == 5 and card['description'] == 'a tiny test mixer'
   assert pretrained.listing(root) == 'pretrained:tiny  a tiny test mixer (step 5)'
   monkeypatch.setattr(pretrained, 'ROOT', root)
-  config, params, step = checkpoints.restore_params('pretrained:tiny', tiny.config)
+  config, params, step = restore.restore_params('pretrained:tiny', tiny.config)
   assert step == 5 and config.model.d_model == tiny.config.model.d_model
   for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(later)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -48,7 +50,7 @@ def test_unknown_name_and_damaged_shipped_step_are_clear_errors(shipped, monkeyp
   monkeypatch.setattr(pretrained, 'ROOT', root)
   with pytest.raises(checkpoints.CheckpointError, match=r"No pretrained mixer 'pretrained:nope'.*"
                      r"installed: pretrained:tiny"):
-    checkpoints.restore_params('pretrained:nope')
+    restore.restore_params('pretrained:nope')
   # A damaged copy is refused, not loaded: flip bytes in one array file.
   import shutil  # pylint: disable=g-import-not-at-top
   copy = tmp_path / 'root'
@@ -60,7 +62,7 @@ def test_unknown_name_and_damaged_shipped_step_are_clear_errors(shipped, monkeyp
   data[len(data) // 2] ^= 0xFF
   files[0].write_bytes(bytes(data))
   with pytest.raises(checkpoints.CheckpointError):
-    checkpoints.restore_params('pretrained:tiny')
+    restore.restore_params('pretrained:tiny')
 
 
 def test_ship_refuses_a_workdir_without_checkpoints(tmp_path):
@@ -73,11 +75,11 @@ def test_the_package_ships_alm_mr_and_it_mixes():
   """The shipped mixer restores with every check and mixes two channels to a finite mix."""
   from alm_jax.inference import offline  # pylint: disable=g-import-not-at-top
   assert 'alm_mr' in pretrained.available(), pretrained.listing()
-  config, params, step = checkpoints.restore_params('pretrained:alm_mr')
+  config, params, step = restore.restore_params('pretrained:alm_mr')
   assert step > 0 and config.data.name == 'rendered_live'
   rng = np.random.default_rng(0)
   audio = (0.1 * rng.standard_normal((1, 2, 44100))).astype(np.float32)
-  out = offline.mix_arrays(config, params, audio, np.ones((1, 2), bool))
+  out = offline.mix_arrays(models.load(config, params), audio, np.ones((1, 2), bool))
   assert out['mix'].shape == (1, 44100) and np.all(np.isfinite(out['mix']))
   assert np.all(out['gains'] >= 0) and np.any(out['gains'] > 0)
 

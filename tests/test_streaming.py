@@ -7,6 +7,7 @@ import pytest
 
 from alm_jax import embeddings
 from alm_jax import frames
+from alm_jax import models
 from alm_jax.embeddings import small
 from alm_jax.embeddings import vggish_frontend as frontend
 from alm_jax.inference import streaming
@@ -76,7 +77,7 @@ class Setup:
     samples streamed after each block [blocks]).
     """
     if spread:
-      mixer = streaming.StreamingMixer(self.config, self.params, 1, audio.shape[1], MASK)
+      mixer = streaming.StreamingMixer(models.load(self.config, self.params), 1, audio.shape[1], MASK)
     else:
       mixer = _Unspread(self.config, self.params, audio.shape[1])
     outs, gains, ends = [], [], []
@@ -199,7 +200,7 @@ def test_mr_causality_sample_by_sample(mr, where):
 
 
 def test_mixer_keeps_state_per_instance_and_resets(mr):
-  a = streaming.StreamingMixer(mr.config, mr.params, 1, 3, MASK)
+  a = streaming.StreamingMixer(models.load(mr.config, mr.params), 1, 3, MASK)
   first = a.process(mr.audio[0, :, :2205])
   a.process(mr.audio[0, :, 2205:4410])
   a.reset()
@@ -209,20 +210,20 @@ def test_mixer_keeps_state_per_instance_and_resets(mr):
 
 def test_bad_blocks_fail_clearly(mr):
   with pytest.raises(ValueError, match='shape'):
-    streaming.StreamingMixer(mr.config, mr.params, 1, 3, MASK).process(mr.audio[0, :2, :1000])
+    streaming.StreamingMixer(models.load(mr.config, mr.params), 1, 3, MASK).process(mr.audio[0, :2, :1000])
   with pytest.raises(ValueError, match='every channel masked'):
-    streaming.StreamingMixer(mr.config, mr.params, 1, 3, np.zeros((1, 3), bool))
+    streaming.StreamingMixer(models.load(mr.config, mr.params), 1, 3, np.zeros((1, 3), bool))
   with pytest.raises(ValueError, match='max_channels'):
     build_mixer(mr.config).init_state(1, mr.config.model.max_channels + 1)
   with pytest.raises(TypeError, match='unwrapped'):
-    streaming.StreamingMixer(mr.config, {'params': mr.params}, 1, 3, MASK)
+    streaming.StreamingMixer(models.load(mr.config, {'params': mr.params}), 1, 3, MASK)
 
 
 @pytest.mark.parametrize('value', [np.nan, np.inf, -np.inf, 1e20])
 def test_a_poisoned_block_is_contained_and_the_stream_recovers(mr, value):
   """One bad sample mutes its channel for its block; the state never absorbs it; the others mix on."""
-  mixer = streaming.StreamingMixer(mr.config, mr.params, 1, 3, MASK)
-  clean = streaming.StreamingMixer(mr.config, mr.params, 1, 3, MASK)
+  mixer = streaming.StreamingMixer(models.load(mr.config, mr.params), 1, 3, MASK)
+  clean = streaming.StreamingMixer(models.load(mr.config, mr.params), 1, 3, MASK)
   audio = mr.audio[0]
   size, bad_block = 2205, 3
   outs, refs = [], []
@@ -265,7 +266,7 @@ def test_the_bare_step_contains_faults_too(mr):
 
 def test_state_is_flat_and_zero_latency_start(tiny_config):
   config = tiny_config('mr')
-  state = streaming.block_stream(config).init_state(2, 4)
+  state = streaming.block_stream(models.load(config, {})).init_state(2, 4)
   assert all(isinstance(v, jnp.ndarray) for v in state.values())
   fs = frontend.FrontendSpec.from_config(config.model)
   assert state['history'].shape == (2, 4, fs.frame_input_samples - 2205)
@@ -343,10 +344,10 @@ def test_refuses_models_it_cannot_stream(tiny_config):
   config = tiny_config('mr')
   config.model.zero_latency = False
   with pytest.raises(protocol.UnsupportedModelError, match='zero_latency'):
-    streaming.block_stream(config)
+    streaming.block_stream(models.load(config, {}))
   with pytest.raises(protocol.UnsupportedModelError, match='per-segment DMC'):
-    streaming.block_stream(shrink_model(load_config('dmc_og')))
+    streaming.block_stream(models.load(shrink_model(load_config('dmc_og')), {}))
   config = tiny_config('mr')
   config.model.name = 'wavenet'
   with pytest.raises(ValueError, match="'wavenet'"):
-    streaming.block_stream(config)
+    streaming.block_stream(models.load(config, {}))

@@ -18,6 +18,7 @@ from alm_jax import frames
 from alm_jax import gradients
 from alm_jax import losses
 from alm_jax import optimizer
+from alm_jax import restore
 from alm_jax import train
 from alm_jax.models import build_model
 from alm_jax.models import init_params
@@ -93,12 +94,12 @@ def test_steps_per_epoch():
   config = tiny_train_config('mr', '', '')
   config.train.steps_per_epoch = -1
   config.train.batch_size = 4
-  assert train.steps_per_epoch(config, num_train_songs=lambda c: 35) == 9  # the paper: 35 songs
+  assert optimizer.steps_per_epoch(config.train, lambda: 35) == 9  # the paper: 35 songs
   config.train.steps_per_epoch = 5
-  assert train.steps_per_epoch(config, num_train_songs=lambda c: 35) == 5
+  assert optimizer.steps_per_epoch(config.train, lambda: 35) == 5
   config.train.steps_per_epoch = -1
   with pytest.raises(ValueError, match='no songs'):
-    train.steps_per_epoch(config, num_train_songs=lambda c: 0)
+    optimizer.steps_per_epoch(config.train, lambda: 0)
   assert optimizer.steps_per_epoch(config.train, 35) == 9
   config.train.steps_per_epoch = 5  # the song count is not needed, so not asked for
   assert optimizer.steps_per_epoch(config.train, lambda: 1 / 0) == 5
@@ -157,7 +158,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
   with pytest.raises(train.NonFiniteLossError, match=r'step 3 .*last good checkpoint \(step 2\)'):
     train.train_and_evaluate(config, workdir, make_train_iterator=data.make_train_iterator,
                              make_eval_batches=data.make_eval_batches)
-  _, params, step = checkpoints.restore_params(workdir)
+  _, params, step = restore.restore_params(workdir)
   assert step == 2
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(params))
 
@@ -390,7 +391,7 @@ def test_resume_before_the_end_of_the_freeze(tmp_path):
                   jax.tree.leaves((split.params, split.opt_state))):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
   # The embedding did not move during the freeze (updates 1, 2), and moved after it (update 3).
-  _, p2, _ = checkpoints.restore_params(os.path.join(tmp_path, 'split', 'checkpoints', '2'))
+  _, p2, _ = restore.restore_params(os.path.join(tmp_path, 'split', 'checkpoints', '2'))
   emb = lambda p: jax.tree.leaves(p['embedding'])
   assert all(np.array_equal(a, b) for a, b in zip(emb(after_one), emb(p2)))
   assert not all(np.array_equal(a, b) for a, b in zip(emb(p2), emb(jax.device_get(split.params))))

@@ -77,8 +77,8 @@ class FakeData:
     self.poison = set(poison)
 
   def make_train_iterator(self, config, *, start_step=0, process_index=0, process_count=1,
-                          workdir=None):
-    del process_index, process_count, workdir
+                          workdir=None, steps_per_epoch=None):
+    del process_index, process_count, workdir, steps_per_epoch
     step = start_step
     while True:
       batch = fake_batch(config, 0 if self.same_batch else step)

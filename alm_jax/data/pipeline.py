@@ -20,15 +20,12 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from alm_jax import metrics
-from alm_jax import optimizer
 from alm_jax import paths
 from alm_jax.data import bleed
 from alm_jax.data import common
-from alm_jax.data import medleydb
+from alm_jax.data import datasets
 from alm_jax.data import prefetch
 from alm_jax.data import rooms
-from alm_jax.data import rendered  # pylint: disable=unused-import  (registers the builder)
-from alm_jax.data import synthetic  # pylint: disable=unused-import  (registers the builder)
 
 _TRAIN, _ORDER, _EVAL = 0, 1, 2  # rng stream tags
 _SILENCE_TRIES = 10
@@ -81,21 +78,8 @@ def segment_samples(seconds: float) -> int:
 
 
 def get_builder(config):
-  """The tfds builder named by config.data.name (not necessarily prepared)."""
-  name = str(config.data.name)
-  data_dir = str(config.data.data_dir) or None
-  if name.split('/')[0] == 'medleydb':
-    return medleydb.Medleydb(data_dir=data_dir, max_raw_tracks=int(config.data.max_raw_tracks),
-                             on_error=str(config.data.get('on_error', 'raise')),
-                             resample=bool(config.data.get('resample', True)),
-                             has_bleed=str(config.data.get('has_bleed', 'any')),
-                             split_file=str(config.data.get('split_file', '')))
-  try:
-    return tfds.builder(name, data_dir=data_dir)
-  except tfds.core.registered.DatasetNotFoundError as e:
-    raise ValueError(f"Unknown dataset config.data.name={name!r}: use 'synthetic_live', "
-                     "'rendered_live' or 'medleydb' (or a registered tfds builder with the "
-                     'features of alm_jax.data.common).') from e
+  """The tfds builder named by config.data.name (not necessarily prepared; `datasets.builder`)."""
+  return datasets.builder(config)
 
 
 def prepared_builder(config):
@@ -103,16 +87,14 @@ def prepared_builder(config):
   builder = get_builder(config)
   if builder.is_prepared():
     return builder
-  if builder.name == 'medleydb':
+  entry = datasets.get(config)
+  download_config = None
+  if entry.manual_download:
     manual_dir = str(config.data.manual_dir)
     if not manual_dir:
-      raise medleydb.MedleyDBError(
-          f'MedleyDB is not prepared in {builder.data_dir}. Set config.data.manual_dir to the '
-          'folder holding its Audio/ folder (it is read once), or config.data.data_dir to where '
-          'it was prepared.\n' + medleydb.MANUAL_DOWNLOAD_INSTRUCTIONS)
+      error = entry.user_errors[0] if entry.user_errors else ValueError
+      raise error(entry.missing_manual.format(data_dir=builder.data_dir))
     download_config = tfds.download.DownloadConfig(manual_dir=manual_dir)
-  else:
-    download_config = None
   logging.info('Preparing %s in %s.', builder.info.full_name, builder.data_dir)
   builder.download_and_prepare(download_config=download_config)
   return builder
@@ -190,12 +172,6 @@ def prepare(config, workdir=None):
 def num_train_songs(config) -> int:
   """Songs in the training split (all processes together)."""
   return _split_size(prepared_builder(config), 'train')
-
-
-def steps_per_epoch(config, num_songs: int | None = None) -> int:
-  """`alm_jax.optimizer.steps_per_epoch` with this dataset's training songs (or `num_songs`)."""
-  return optimizer.steps_per_epoch(
-      config.train, (lambda: num_train_songs(config)) if num_songs is None else num_songs)
 
 
 def local_batch_size(config, process_count: int) -> int:
@@ -324,10 +300,14 @@ def _epoch_order(seed, epoch: int, process_index: int, num_songs: int, slots: in
   return np.concatenate([rng.permutation(num_songs) for _ in range(reps)])[:slots]
 
 
-def make_train_iterator(config, *, start_step: int = 0, process_index: int = 0,
-                        process_count: int = 1, workdir=None, metadata: bool = False):
+def make_train_iterator(config, *, steps_per_epoch: int, start_step: int = 0,
+                        process_index: int = 0, process_count: int = 1, workdir=None,
+                        metadata: bool = False):
   """Endless iterator of training batches, the batch of `start_step` first (module docstring).
 
+  steps_per_epoch: batches per epoch, as the training loop computed it
+    (`alm_jax.optimizer.steps_per_epoch`): every song is drawn once per epoch
+    (more than once when an epoch has more slots than songs).
   workdir: where the RIR bank is cached when config.data.bleed.cache_dir is ''
     (local path or URL, str or path object).
   metadata: also yield the per-example metadata (module docstring). Off by
@@ -339,7 +319,7 @@ def make_train_iterator(config, *, start_step: int = 0, process_index: int = 0,
   if not songs:
     raise ValueError(f'The training split of {config.data.name!r} has no songs; check '
                      'config.data (dataset name, max_raw_tracks, manual_dir).')
-  spe = steps_per_epoch(config)
+  spe = int(steps_per_epoch)
   length = segment_samples(config.data.segment_seconds)
   maker = _Maker(config, workdir)
   seed = [int(config.seed), int(config.data.shuffle_seed)]

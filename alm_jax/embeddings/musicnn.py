@@ -30,5 +30,5 @@ def pretrained_params(embedding_config):
 
 EMBEDDING = base.Embedding(
     name='musicnn', build=build, frontend=musicnn_frontend.MusicnnFrontend.from_config,
-    pretrained=pretrained_params, dim=musicnn_network.EMBEDDING_DIM,
+    pretrained=pretrained_params, dim=musicnn_network.EMBEDDING_DIM, has_weights=True,
     description='MTT_musicnn (MagnaTagATune release), 200-d, shipped weights')

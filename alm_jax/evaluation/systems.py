@@ -17,10 +17,10 @@ from typing import Any, Optional, Sequence
 from absl import logging
 import numpy as np
 
-from alm_jax import checkpoints
+from alm_jax import models
+from alm_jax import restore
 from alm_jax.data import common
 from alm_jax.inference import offline
-from alm_jax.models import build_mixer
 from alm_jax.models import protocol
 
 RAW = 'RAW'
@@ -53,6 +53,7 @@ class System:
     step: the checkpoint's training step.
     checkpoint: where it was restored from.
     note: how it was evaluated, when that differs from its training config.
+    loaded: the mixer built once from `config` and `params` (None for RAW and IDEAL).
   """
   name: str
   kind: str
@@ -61,10 +62,11 @@ class System:
   step: Optional[int] = None
   checkpoint: str = ''
   note: str = ''
+  loaded: Optional[protocol.LoadedMixer] = None
 
   @functools.cached_property
   def capabilities(self) -> protocol.Capabilities:
-    return capabilities(self.config)
+    return self.loaded.capabilities if self.loaded is not None else capabilities(self.config)
 
   @property
   def frame_seconds(self) -> float:
@@ -111,8 +113,9 @@ class System:
     model_mask[0, :active.size] = True
     # Causal mixers chunk by chunk; per-segment ones segment by segment, each segment of
     # its training length completed with silence (alm_jax.inference.offline).
-    out = offline.mix_arrays(self.config, self.params, padded, model_mask,
-                             chunk_seconds=chunk_seconds)
+    loaded = self.loaded if self.loaded is not None else _load(self.name, self.checkpoint,
+                                                                self.config, self.params)
+    out = offline.mix_arrays(loaded, padded, model_mask, chunk_seconds=chunk_seconds)
     mix = out['mix'][0]
     gains = np.zeros((c, out['gains'].shape[-1]), np.float32)
     gains[active] = out['gains'][0, :active.size]
@@ -207,14 +210,22 @@ def capabilities(config) -> protocol.Capabilities:
     UnsupportedModelError: the mixer refuses this config (e.g. a per-segment DMC
       with zero_latency=True, which has no defined mix).
   """
-  return build_mixer(config).capabilities
+  return models.capabilities(config)
+
+
+def _load(name: str, path: str, config, params, step: Optional[int] = None):
+  """The mixer of a checkpoint's config, built once (CheckpointError if it refuses the config)."""
+  try:
+    return models.load(config, params, step=step or 0, source=path)
+  except protocol.UnsupportedModelError as e:
+    raise CheckpointError(f'Checkpoint {name}={path}: {e}') from e
 
 
 def load_system(name: str, path: str) -> System:
   """Restores a checkpoint and decides how it mixes (module docstring).
 
   `path` is a training workdir or step directory, or the config file of a mixer
-  without trained parameters (configs/dugan.py), as `checkpoints.restore_params` takes.
+  without trained parameters (configs/dugan.py), as `restore.restore_params` takes.
 
   A causal checkpoint trained with `model.zero_latency = False` is evaluated
   with it forced on (its gains arrive one F2 frame late, as they would live).
@@ -225,13 +236,11 @@ def load_system(name: str, path: str) -> System:
       model has no defined offline mix; the message names the checkpoint.
   """
   try:
-    config, params, step = checkpoints.restore_params(path)
+    config, params, step = restore.restore_params(path)
   except Exception as e:  # orbax and the config check raise several types; all end here
     raise CheckpointError(f'Cannot evaluate checkpoint {name}={path}: {type(e).__name__}: {e}') from e
-  try:
-    caps = capabilities(config)
-  except protocol.UnsupportedModelError as e:
-    raise CheckpointError(f'Checkpoint {name}={path}: {e}') from e
+  loaded = _load(name, path, config, params, step)
+  caps = loaded.capabilities
   if caps.sample_rate != int(common.SAMPLE_RATE):
     raise CheckpointError(f'Checkpoint {name}={path} mixes at {caps.sample_rate} Hz; the '
                           f'datasets are at {common.SAMPLE_RATE} Hz.')
@@ -240,7 +249,7 @@ def load_system(name: str, path: str) -> System:
   if caps.per_segment:
     note = ('non-causal as published: one gain per channel per '
             f'{float(config.data.segment_seconds):g} s segment, computed from the whole segment')
-    return System(name, 'per_segment', config, params, step, path, note)
+    return System(name, 'per_segment', config, params, step, path, note, loaded)
   note = ''
   if not caps.zero_latency:
     config = copy.deepcopy(config)
@@ -249,4 +258,5 @@ def load_system(name: str, path: str) -> System:
     note = ('zero latency forced: trained with zero_latency=False, its gains are applied one F2 '
             'frame late')
     logging.warning('%s: %s.', name, note)
-  return System(name, 'causal', config, params, step, path, note)
+    loaded = _load(name, path, config, params, step)
+  return System(name, 'causal', config, params, step, path, note, loaded)

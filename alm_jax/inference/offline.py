@@ -1,5 +1,10 @@
 """Offline mixing of arrays with any mixer, dispatched on its capabilities.
 
+Everything here takes the mixer built once where the command started (a
+`protocol.LoadedMixer`: mixer, parameters, config), never a config to build
+one from; compiled engines are cached by the config they were built from
+(`cached`, the one compile cache, shared with `streaming`).
+
 Causal mixers are mixed chunk by chunk (`ChunkedMixer`): one jitted
 `Mixer.step` per chunk of whole F1 hops, the state carried between chunks, so
 the result equals one step over the whole signal. Per-segment mixers (DMC-OG)
@@ -21,7 +26,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from alm_jax import checks
-from alm_jax.models import build_mixer
 from alm_jax.models import compiler_options
 from alm_jax.models import protocol
 
@@ -38,7 +42,10 @@ _CACHE: dict = {}
 
 
 def cached(kind: str, config, *key, make):
-  """`make()` once per (kind, config, *key): mixers of the same model share their compilations."""
+  """`make()` once per (kind, config, *key): mixers of the same model share their compilations.
+
+  The one compile cache of inference: offline engines and streams (`streaming`) alike.
+  """
   full_key = (kind, config.to_json_best_effort(sort_keys=True)) + key
   if full_key not in _CACHE:
     _CACHE[full_key] = make()
@@ -98,13 +105,13 @@ class ChunkedMixer:
   compile once.
   """
 
-  def __init__(self, config, chunk_seconds: float = DEFAULT_CHUNK_SECONDS):
-    self.mixer = build_mixer(config)
+  def __init__(self, loaded: protocol.LoadedMixer, chunk_seconds: float = DEFAULT_CHUNK_SECONDS):
+    self.mixer = loaded.mixer
     self.mixer.refuse('chunk')
     caps = self.mixer.capabilities
     self.chunk_samples = max(1, math.ceil(chunk_seconds * caps.sample_rate / caps.hop)) * caps.hop
     self._step = jax.jit(self.mixer.step, donate_argnums=(1,),
-                         compiler_options=compiler_options(config))
+                         compiler_options=compiler_options(loaded.config))
 
   @property
   def num_compiles(self) -> int:
@@ -131,22 +138,23 @@ class ChunkedMixer:
     return (out, state) if return_state else out
 
 
-def get_mixer(config, chunk_seconds: float = DEFAULT_CHUNK_SECONDS) -> ChunkedMixer:
+def get_mixer(loaded: protocol.LoadedMixer,
+              chunk_seconds: float = DEFAULT_CHUNK_SECONDS) -> ChunkedMixer:
   """A cached `ChunkedMixer`, so repeated calls reuse its compilation."""
-  return cached('chunked', config, float(chunk_seconds),
-                make=lambda: ChunkedMixer(config, chunk_seconds))
+  return cached('chunked', loaded.config, float(chunk_seconds),
+                make=lambda: ChunkedMixer(loaded, chunk_seconds))
 
 
-def mix_whole(config, params, audio, channel_mask):
+def mix_whole(mixer: protocol.Mixer, params, audio, channel_mask):
   """Mixes whole signals as one step from the initial state (traceable; the export's serve function).
 
   Args:
+    mixer: a built `protocol.Mixer`.
     audio: [batch, channels, samples], any samples >= 1 (may be symbolic).
     channel_mask: [batch, channels] bool.
   Returns:
     dict with `mix` [batch, samples] and `gains` [batch, channels, ceil(samples / f2)].
   """
-  mixer = build_mixer(config)
   mixer.refuse('chunk')
   caps = mixer.capabilities
   b, c, n = audio.shape
@@ -159,7 +167,7 @@ def mix_whole(config, params, audio, channel_mask):
 # ---- per-segment mixers ----------------------------------------------------------------------
 
 
-def frames_per_segment(config, segment_seconds: float | None = None) -> int:
+def frames_per_segment(loaded: protocol.LoadedMixer, segment_seconds: float | None = None) -> int:
   """F2 frames per segment of a per-segment mixer.
 
   Args:
@@ -169,8 +177,9 @@ def frames_per_segment(config, segment_seconds: float | None = None) -> int:
   Raises:
     SettingsError: a segment shorter than one F1 frame, which the model cannot embed.
   """
-  caps = build_mixer(config).capabilities
-  seconds = float(config.data.segment_seconds if segment_seconds is None else segment_seconds)
+  caps = loaded.capabilities
+  seconds = float(loaded.config.data.segment_seconds if segment_seconds is None
+                  else segment_seconds)
   count = int(round(seconds * caps.sample_rate)) // caps.f2
   if count * caps.f2 < caps.f1:
     raise SettingsError(
@@ -180,10 +189,10 @@ def frames_per_segment(config, segment_seconds: float | None = None) -> int:
   return count
 
 
-def describe_per_segment(config, segment_seconds: float | None = None) -> str:
+def describe_per_segment(loaded: protocol.LoadedMixer, segment_seconds: float | None = None) -> str:
   """One line for the log: how a per-segment mixer mixes, and that it is not causal."""
-  caps = build_mixer(config).capabilities
-  count = frames_per_segment(config, segment_seconds)
+  caps = loaded.capabilities
+  count = frames_per_segment(loaded, segment_seconds)
   return (f'per-segment model ({caps.description}), NON-CAUSAL as published: each '
           f'{count * caps.f2 / caps.sample_rate:g} s segment ({count} F2 frames) is mixed with one '
           'gain per channel computed from the whole segment, future samples included, so it '
@@ -191,9 +200,8 @@ def describe_per_segment(config, segment_seconds: float | None = None) -> str:
           'completed with silence, which the segment mean leaves out.')
 
 
-def mix_segments_whole(config, params, audio, channel_mask, segment_frames: int):
+def mix_segments_whole(mixer: protocol.Mixer, params, audio, channel_mask, segment_frames: int):
   """Whole signals with a per-segment mixer, completed with silence to whole segments (traceable)."""
-  mixer = build_mixer(config)
   mixer.refuse('segments')
   f2 = mixer.capabilities.f2
   size = int(segment_frames) * f2
@@ -207,15 +215,15 @@ def mix_segments_whole(config, params, audio, channel_mask, segment_frames: int)
 class SegmentMixer:
   """Mixes arrays of any length with a per-segment mixer, one segment per jitted call."""
 
-  def __init__(self, config, segment_seconds: float | None = None):
-    self.mixer = build_mixer(config)
+  def __init__(self, loaded: protocol.LoadedMixer, segment_seconds: float | None = None):
+    self.mixer = loaded.mixer
     self.mixer.refuse('segments')
-    self.config = config
-    self.segment_frames = frames_per_segment(config, segment_seconds)
+    self.config = loaded.config
+    self.segment_frames = frames_per_segment(loaded, segment_seconds)
     self.segment_samples = self.segment_frames * self.mixer.capabilities.f2
-    self._mix = jax.jit(functools.partial(mix_segments_whole, config,
+    self._mix = jax.jit(functools.partial(mix_segments_whole, self.mixer,
                                           segment_frames=self.segment_frames),
-                        compiler_options=compiler_options(config))
+                        compiler_options=compiler_options(loaded.config))
 
   @property
   def num_compiles(self) -> int:
@@ -235,33 +243,33 @@ class SegmentMixer:
                           self.mixer.capabilities.f2)[0]
 
 
-def get_segment_mixer(config, segment_seconds: float | None = None) -> SegmentMixer:
+def get_segment_mixer(loaded: protocol.LoadedMixer,
+                      segment_seconds: float | None = None) -> SegmentMixer:
   """A cached `SegmentMixer`, so repeated calls reuse its compilation."""
-  return cached('segments', config, frames_per_segment(config, segment_seconds),
-                make=lambda: SegmentMixer(config, segment_seconds))
+  return cached('segments', loaded.config, frames_per_segment(loaded, segment_seconds),
+                make=lambda: SegmentMixer(loaded, segment_seconds))
 
 
 # ---- dispatch --------------------------------------------------------------------------------
 
 
-def get_offline_mixer(config, *, chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+def get_offline_mixer(loaded: protocol.LoadedMixer, *,
+                      chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
                       segment_seconds: float | None = None):
   """The cached offline engine the mixer's capabilities call for (chunked or per-segment)."""
-  mixer = build_mixer(config)
-  if mixer.capabilities.per_segment:
-    return get_segment_mixer(config, segment_seconds)
+  if loaded.capabilities.per_segment:
+    return get_segment_mixer(loaded, segment_seconds)
   if segment_seconds is not None:
-    mixer.refuse('segments')
-  return get_mixer(config, chunk_seconds)
+    loaded.mixer.refuse('segments')
+  return get_mixer(loaded, chunk_seconds)
 
 
-def mix_arrays(config, params, audio, channel_mask, *, chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
-               segment_seconds: float | None = None):
+def mix_arrays(loaded: protocol.LoadedMixer, audio, channel_mask, *,
+               chunk_seconds: float = DEFAULT_CHUNK_SECONDS, segment_seconds: float | None = None):
   """Mixes a batch of multitrack signals with the engine the mixer's capabilities call for.
 
   Args:
-    config: the full config the parameters were trained with.
-    params: the parameter tree (unwrapped, as `restore_params` returns it).
+    loaded: the mixer and its parameters (`restore.load_mixer`, `models.load`).
     audio: [batch, channels, samples] float numpy at the model's rate, >= 1 sample.
     channel_mask: [batch, channels] bool, False for padded channels.
     chunk_seconds: chunk length (rounded up to whole F1 hops); causal mixers only.
@@ -274,5 +282,5 @@ def mix_arrays(config, params, audio, channel_mask, *, chunk_seconds: float = DE
       segment_seconds given to a causal mixer.
   """
   checks.check_values(audio, channel_mask)
-  return get_offline_mixer(config, chunk_seconds=chunk_seconds,
-                           segment_seconds=segment_seconds)(params, audio, channel_mask)
+  return get_offline_mixer(loaded, chunk_seconds=chunk_seconds,
+                           segment_seconds=segment_seconds)(loaded.params, audio, channel_mask)

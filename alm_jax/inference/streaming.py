@@ -1,6 +1,6 @@
 """Zero-latency streaming: any mixer that streams, fed blocks of any size.
 
-    stream = BlockStream(build_mixer(config))
+    stream = BlockStream(loaded.mixer)          # loaded: restore.load_mixer(...)
     state = stream.init_state(batch, channels)
     state, out, gains, faults = jax.jit(stream.step, donate_argnums=1)(params, state, block, mask)
 
@@ -12,11 +12,9 @@ the NumPy host wrapper. How it works, faults, state and costs: docs/streaming.md
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from alm_jax.inference import offline
-from alm_jax.models import build_mixer
 from alm_jax.models import compiler_options
 from alm_jax.models import protocol
 
@@ -96,17 +94,17 @@ class BlockStream:
     return new_state, out, gains, faults
 
 
-def block_stream(config) -> BlockStream:
-  """The cached `BlockStream` of `config`'s mixer."""
-  return offline.cached('stream', config, make=lambda: BlockStream(build_mixer(config)))
+def block_stream(loaded: protocol.LoadedMixer) -> BlockStream:
+  """The cached `BlockStream` of the loaded mixer (one per config: `offline.cached`)."""
+  return offline.cached('stream', loaded.config, make=lambda: BlockStream(loaded.mixer))
 
 
-def jitted_step(config):
+def jitted_step(loaded: protocol.LoadedMixer):
   """`jax.jit(BlockStream.step)` with the state donated, shared by every stream of this config."""
-  stream = block_stream(config)
-  return offline.cached('stream-step', config,
+  stream = block_stream(loaded)
+  return offline.cached('stream-step', loaded.config,
                         make=lambda: jax.jit(stream.step, donate_argnums=(1,),
-                                             compiler_options=compiler_options(config)))
+                                             compiler_options=compiler_options(loaded.config)))
 
 
 class StreamingMixer:
@@ -118,24 +116,21 @@ class StreamingMixer:
       non-finite or absurd samples.
   """
 
-  def __init__(self, config, params, batch: int = 1, channels: int | None = None,
+  def __init__(self, loaded: protocol.LoadedMixer, batch: int = 1, channels: int | None = None,
                channel_mask=None):
     """Args:
-      config: the full config the params were trained with.
-      params: the parameter tree, unwrapped (what `checkpoints.restore_params` returns).
+      loaded: the mixer and its parameters (`restore.load_mixer`, `models.load`).
       batch: streams mixed in parallel.
       channels: channels per stream; default: the mixer's max_channels.
       channel_mask: [batch, channels] bool, default all True.
     """
-    protocol.check_params_convention(params)
-    if not isinstance(config, ml_collections.ConfigDict):
-      config = ml_collections.ConfigDict(config)
-    self.stream = block_stream(config)
+    protocol.check_params_convention(loaded.params)
+    self.stream = block_stream(loaded)
     caps = self.stream.capabilities
-    self.params = params
+    self.params = loaded.params
     self.batch = batch
     self.channels = int(caps.max_channels if channels is None else channels)
-    self._step = jitted_step(config)
+    self._step = jitted_step(loaded)
     self.set_channel_mask(np.ones((batch, self.channels), bool) if channel_mask is None
                           else channel_mask)
     self.reset()

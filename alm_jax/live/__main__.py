@@ -29,7 +29,7 @@ import jax
 import numpy as np
 
 from alm_jax import cli
-from alm_jax import checkpoints
+from alm_jax import restore
 from alm_jax.live import app as app_lib
 from alm_jax.live import controls as controls_lib
 from alm_jax.live import drivers
@@ -37,7 +37,7 @@ from alm_jax.live import engine as engine_lib
 from alm_jax.live import ui
 
 FLAGS = flags.FLAGS
-checkpoints.define_checkpoint_flag(FLAGS)
+restore.define_checkpoint_flag(FLAGS)
 flags.DEFINE_string('inputs', '', "Capture ports feeding the channels: '1-8' (system:capture_N) or "
                     'full port names, comma separated. Empty: no connections (--channels ports).')
 flags.DEFINE_integer('channels', 0, lower_bound=0, help='Input channels when --inputs/--play do not say (default 8).')
@@ -155,7 +155,7 @@ def main(argv):
       drivers.check_jack_server(server)
     except drivers.JackUnavailable as e:
       raise SystemExit(f'error: {e}') from None
-  config, params, _ = checkpoints.restore_params(FLAGS.checkpoint)
+  config, params, _ = restore.restore_params(FLAGS.checkpoint)
   try:
     live, song, sources = _build(config, params)
   except ValueError as e:  # a refused --record folder, --play song or channel count

@@ -71,6 +71,17 @@ def build_mixer(config) -> protocol.Mixer:
   return _mixer_module(frozen.name).build_mixer(frozen)
 
 
+def capabilities(config) -> protocol.Capabilities:
+  """What the mixer of `config` promises (`build_mixer(config).capabilities`)."""
+  return build_mixer(config).capabilities
+
+
+def load(config, params, *, step: int = 0, source: str = '') -> protocol.LoadedMixer:
+  """The mixer of `config` with its parameters: what an entry point builds once and hands down."""
+  protocol.check_params_convention(params)
+  return protocol.LoadedMixer(build_mixer(config), params, config, int(step), str(source))
+
+
 def compiler_options(config) -> dict | None:
   """`compiler_options` for `jax.jit` of any program running `config.model` (None: XLA's defaults).
 

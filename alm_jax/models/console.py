@@ -9,7 +9,7 @@ rule's state is a flat dict next to `gain` (the gains in force) and `faults`.
 The level measure is the frame's mean square, optionally through the
 BS.1770 K-weighting filter's magnitude response applied to the frame's
 spectrum (`frame_power`). They have no parameters (`params` is ignored; `{}`
-is what `checkpoints.restore_params` gives for their config files).
+is what `restore.restore_params` gives for their config files).
 """
 
 import functools

@@ -132,6 +132,32 @@ def contain_faults(chunk, f2: int):
 def check_params_convention(params) -> None:
   """Refuses the `{'params': tree}` variables dict where the unwrapped tree is expected."""
   if isinstance(params, Mapping) and set(params) == {'params'}:
-    raise TypeError("Pass the parameter tree itself (what alm_jax.checkpoints.restore_params "
+    raise TypeError("Pass the parameter tree itself (what alm_jax.restore.restore_params "
                     "returns), not the variables dict {'params': tree}: every alm_jax entry point "
                     "takes the unwrapped tree.")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LoadedMixer:
+  """A mixer ready to run, built once where a command starts and handed down whole.
+
+  Inference, export, evaluation and the live program take this rather than a
+  config, so no layer below the entry point builds a mixer again; compiled
+  programs are cached by it (it compares and hashes by identity).
+
+  Attributes:
+    mixer: the `Mixer` of `config`.
+    params: its parameter tree, unwrapped ({} for a mixer without parameters).
+    config: the full config it was built from (a checkpoint's: the saved run's).
+    step: the checkpoint's step (0 for a config file).
+    source: what named it (the --checkpoint value), for messages.
+  """
+  mixer: Mixer
+  params: Params
+  config: Any
+  step: int = 0
+  source: str = ''
+
+  @property
+  def capabilities(self) -> Capabilities:
+    return self.mixer.capabilities
