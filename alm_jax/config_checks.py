@@ -12,6 +12,7 @@ reads them, which lists the valid ones.
 
 import json
 import math
+import os
 import numbers
 from typing import Callable, Sequence
 
@@ -217,7 +218,37 @@ def _relations(get) -> list[str]:
   v = both('train.compute_dtype')
   if v and v[0] not in COMPUTE_DTYPES:
     problems.append(f'config.train.compute_dtype = {v[0]!r}: valid are {", ".join(COMPUTE_DTYPES)}.')
+  v = both('train.batch_size', 'model.max_channels', 'data.segment_seconds', 'model.sample_rate')
+  if v:
+    problems.extend(_batch_memory(*v))
   return problems
+
+
+def physical_memory() -> int | None:
+  """This machine's RAM in bytes (None where the OS does not say)."""
+  try:
+    return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+  except (ValueError, OSError, AttributeError):
+    return None
+
+
+def _batch_memory(batch: int, channels: int, seconds: float, rate: int) -> list[str]:
+  """A batch whose audio alone exceeds this machine's RAM is refused, saying how much it needs.
+
+  The bound is a floor: one batch's multitrack input and its target mix in
+  float32 ([batch, channels + 1, samples]); the model's activations come on
+  top. Without it a batch of a million grinds for minutes before failing.
+  """
+  total = physical_memory()
+  per_example = (channels + 1) * math.ceil(seconds * rate) * 4
+  need = batch * per_example
+  if total is None or need <= total:
+    return []
+  return [f'config.train.batch_size = {batch!r} needs at least {need / 1e9:,.1f} GB for one '
+          f'batch\'s audio alone ({batch} x {channels + 1} tracks x {seconds:g} s at {rate} Hz, '
+          f'float32), more than this machine\'s {total / 1e9:.1f} GB of RAM: at most '
+          f'{total // per_example} fits even before the model; lower train.batch_size (or '
+          'data.segment_seconds).']
 
 
 def problems(config, sections: Sequence[str] | None = None) -> list[str]:
@@ -244,6 +275,63 @@ def check(config, sections: Sequence[str] | None = None, where: str = 'The confi
   if found:
     raise ConfigError(f'{where} has {len(found)} invalid value(s): ' + ' '.join(found) +
                       ' Fix them in the config file or the --config.<key>=... override.')
+
+
+# ---- command-line overrides --------------------------------------------------
+
+
+def _load_config_file(spec: str):
+  """get_config() of `--config`'s value (PATH or PATH:ARG, as ml_collections reads it)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top  (only for this check)
+  path, _, arg = spec.partition(':')
+  module_spec = importlib.util.spec_from_file_location('_alm_config_for_overrides', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def override_problem(argv: Sequence[str], flag: str = 'config') -> str | None:
+  """One line for a `--config.a.b=...` override naming a key the config lacks, else None.
+
+  ml_collections raises a bare AttributeError (a traceback) while parsing the
+  flags; this check runs first and says which key is wrong and the closest
+  valid one ("did you mean num_epochs"). Anything it cannot check (no
+  --config, a config file that does not load) is left to the flag parser.
+  """
+  import difflib  # pylint: disable=g-import-not-at-top  (only for this check)
+  spec, keys = None, []
+  args = list(argv)
+  for i, a in enumerate(args):
+    if a == '--':
+      break
+    if a.startswith(f'--{flag}=') or a.startswith(f'-{flag}='):
+      spec = a.split('=', 1)[1]
+    elif a in (f'--{flag}', f'-{flag}') and i + 1 < len(args):
+      spec = args[i + 1]
+    elif a.lstrip('-').startswith(f'{flag}.') and a.startswith('-'):
+      keys.append(a.lstrip('-')[len(flag) + 1:].split('=', 1)[0])
+  if spec is None or not keys:
+    return None
+  try:
+    config = _load_config_file(spec)
+  except Exception:  # pylint: disable=broad-except  (the flag parser reports it)
+    return None
+  for key in keys:
+    node, where = config, flag
+    for part in key.split('.'):
+      if isinstance(node, (ml_collections.ConfigDict, dict)) and part in node:
+        node, where = node[part], f'{where}.{part}'
+        continue
+      if isinstance(node, (ml_collections.ConfigDict, dict)):
+        valid = sorted(node.keys())
+        close = difflib.get_close_matches(part, valid, n=1, cutoff=0.5)
+        hint = (f'did you mean {close[0]} (--{where}.{close[0]}=...)?' if close else
+                f'its keys are {", ".join(valid)}.')
+        return (f'--{flag}.{key}: {where} in {spec} has no key {part!r}; {hint} Fix the '
+                'override.')
+      return (f'--{flag}.{key}: {where} in {spec} is a value ({node!r}), not a section with '
+              f'key {part!r}; fix the override.')
+  return None
 
 
 # ---- comparing configs -------------------------------------------------------

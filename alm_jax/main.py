@@ -35,6 +35,7 @@ systems (see alm_jax.paths).
 
 import logging as std_logging
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -42,6 +43,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from alm_jax import config_checks
+from alm_jax import outputs
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).', lock_config=True)
@@ -164,7 +166,8 @@ def main(argv):
   quiet = quiet_console()
   try:  # every value in range before any work (a bad override names its key)
     config_checks.check(FLAGS.config)
-  except config_checks.ConfigError as e:
+    outputs.check_workdir(FLAGS.workdir)  # under a file, in /proc, read-only: one line, no work
+  except (config_checks.ConfigError, outputs.OutputError) as e:
     raise SystemExit(f'error: {e}') from e
 
   # TF only feeds the input pipeline: keep it off the accelerators JAX owns.
@@ -179,7 +182,7 @@ def main(argv):
   from alm_jax import train  # pylint: disable=g-import-not-at-top
   from alm_jax import validation  # pylint: disable=g-import-not-at-top
   logging.info('JAX devices: %s', jax.devices())
-  from alm_jax.data import datasets  # pylint: disable=g-import-not-at-top
+  from alm_jax.data import medleydb  # pylint: disable=g-import-not-at-top
   if quiet:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     tfds.disable_progress_bar()  # the dataset build logs one line of its own (data/pipeline.py)
@@ -190,8 +193,13 @@ def main(argv):
       train.train_and_evaluate(config, FLAGS.workdir)
   # Bad input the user fixes (a missing or broken MedleyDB, a diverged run, a damaged or
   # mismatched checkpoint): the message, not a traceback.
-  except (train.NonFiniteLossError, *datasets.USER_ERRORS, checkpoints.CheckpointError) as e:
+  except (train.NonFiniteLossError, medleydb.MedleyDBError, checkpoints.CheckpointError) as e:
     raise SystemExit(f'error: {e}') from e
+  except Exception as e:  # pylint: disable=broad-except  (a full disk: one line; others re-raised)
+    full = outputs.disk_full(e)
+    if full is None:
+      raise
+    raise SystemExit(f'error: {outputs.disk_full_message(full, FLAGS.workdir)}') from e
   if FLAGS.mode != 'train':
     try:
       results = validation.evaluate_checkpoint(config, FLAGS.workdir)
@@ -205,4 +213,8 @@ def main(argv):
 
 if __name__ == '__main__':
   flags.mark_flags_as_required(['config', 'workdir'])
+  # A misspelled --config.<key> override: one line with the closest key, not the parser's traceback.
+  _problem = config_checks.override_problem(sys.argv[1:])
+  if _problem:
+    sys.exit(f'error: {_problem}')
   app.run(main)

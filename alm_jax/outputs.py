@@ -18,6 +18,7 @@ Leftover `.tmp-*` folders of a killed run are removed by the next run
 """
 
 import contextlib
+import errno
 import json
 import os
 import pathlib
@@ -69,6 +70,72 @@ def check_writable(path, *, what: str = 'output') -> pathlib.Path:
     raise OutputError(f'{what} {path}: {probe} is not writable by this user: choose a folder you '
                       'can write, or fix its permissions.')
   return path
+
+
+def check_workdir(path, *, what: str = '--workdir') -> None:
+  """Checks, before any work, that a local folder can be created at `path` and written into.
+
+  Beyond `check_writable`, it really creates the folder and a file in it
+  (then removes what it created): /proc, /sys and read-only mounts accept
+  os.access's question but refuse the write. Bucket URLs are left to their
+  file system.
+
+  Raises:
+    OutputError: naming the path and the fix.
+  """
+  if paths.is_url(path):
+    return
+  folder = check_writable(path, what=what)
+  created = []
+  probe = folder
+  while not probe.exists():
+    created.append(probe)
+    probe = probe.parent
+  try:
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=TMP_PREFIX, dir=folder)
+    os.close(fd)
+    os.unlink(name)
+  except OSError as e:
+    raise OutputError(f'{what} {folder} cannot be written ({e.strerror or e}): choose a folder on '
+                      'a writable disk you own, e.g. under your home folder.') from e
+  finally:
+    for made in created:  # deepest first; only what this check made, and only if still empty
+      try:
+        made.rmdir()
+      except OSError:
+        break
+
+
+def disk_full(error: BaseException) -> OSError | None:
+  """The OSError(ENOSPC or EDQUOT) behind `error` (itself, its causes or contexts), else None."""
+  seen = set()
+  stack = [error]
+  while stack:
+    e = stack.pop()
+    if e is None or id(e) in seen:
+      continue
+    seen.add(id(e))
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+      return e
+    stack += [e.__cause__, e.__context__, *getattr(e, 'exceptions', ())]
+  return None
+
+
+def disk_full_message(error: OSError, folder) -> str:
+  """One line for a full disk while writing under `folder`: the path, and what to do."""
+  where = error.filename or folder
+  probe = pathlib.Path(os.path.abspath(os.fspath(where)))
+  while not probe.exists() and probe != probe.parent:
+    probe = probe.parent
+  try:
+    free = shutil.disk_usage(probe).free / 1e9
+    free_text = f'{free:.2f} GB free now'
+  except OSError:
+    free_text = 'free space unknown'
+  return (f'no space left on the disk holding {where} ({free_text}): free space there (or choose '
+          f'another --workdir) and rerun the same command. Nothing incomplete is used: a run '
+          'resumes from the last complete checkpoint.')
 
 
 def _real(path) -> pathlib.Path:

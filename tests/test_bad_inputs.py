@@ -16,6 +16,8 @@ import pathlib
 import re
 import shutil
 import struct as struct_lib
+import subprocess
+import sys
 import tracemalloc
 
 from flax import struct
@@ -462,6 +464,9 @@ CONFIG_CASES = [
     ({'train': {'compute_dtype': 'float8'}}, r"compute_dtype = 'float8': valid are float32"),
     ({'model': {'encoder': {'dropout': 1.0}}}, r'dropout = 1\.0: must be a finite number >= 0 '
      r'and < 1'),
+    # Issue 29 item 10: refused up front, saying how much memory it needs (was minutes of grinding).
+    ({'train': {'batch_size': 1000000}}, r'config\.train\.batch_size = 1000000 needs at least '
+     r'[\d,.]+ GB for one batch.s audio alone .* at most \d+ fits'),
 ]
 
 
@@ -483,6 +488,104 @@ def test_bad_config_values_are_refused_by_name_before_any_work(updates, says, tm
     flags.FLAGS.unparse_flags()
   assert 'Fix them in the config file' in str(e.value)
   assert not workdir.exists()  # refused before any work
+
+
+def test_a_misspelled_config_key_is_one_line_with_did_you_mean(tmp_path):
+  """Issue 29 item 9: `--config.train.epochs=0` was an AttributeError traceback."""
+  from conftest import REPO  # pylint: disable=g-import-not-at-top
+  CASES['table'] += 1
+  proc = subprocess.run(
+      [sys.executable, '-m', 'alm_jax.main', '--config=configs/quickstart.py',
+       f'--workdir={tmp_path / "w"}', '--config.train.epochs=0'],
+      cwd=str(REPO), capture_output=True, text=True, timeout=300, check=False)
+  assert proc.returncode != 0
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error: --config.train.epochs: '), proc.stderr
+  assert 'did you mean num_epochs' in lines[0]
+  assert not (tmp_path / 'w').exists()
+  from alm_jax import config_checks  # pylint: disable=g-import-not-at-top
+  config = str(REPO / 'configs' / 'quickstart.py')
+  assert 'did you mean train' in config_checks.override_problem(
+      [f'--config={config}', '--config.trian.batch_size=2'])
+  assert 'is a value' in config_checks.override_problem(
+      ['--config', config, '--config.train.batch_size.x=2'])
+  assert config_checks.override_problem([f'--config={config}', '--config.train.batch_size=2']) is None
+
+
+def _main_refuses(workdir, says, monkeypatch=None):
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from alm_jax import main  # pylint: disable=g-import-not-at-top
+  from conftest import REPO  # pylint: disable=g-import-not-at-top
+  flags.FLAGS.unparse_flags()
+  try:
+    flags.FLAGS(['alm_jax.main', f'--config={REPO / "configs" / "quickstart.py"}',
+                 f'--workdir={workdir}'])
+    with pytest.raises(SystemExit, match=says) as e:
+      main.main(['alm_jax.main'])
+  finally:
+    flags.FLAGS.unparse_flags()
+  message = str(e.value)
+  assert message.startswith('error: ') and '\n' not in message
+  return message
+
+
+@pytest.mark.parametrize('where', ['under a file', 'in /proc', 'read-only folder'])
+def test_a_workdir_that_cannot_be_written_is_one_line(where, tmp_path):
+  """Issue 29 item 8: `main --workdir` under a file or in /proc was a traceback."""
+  CASES['table'] += 1
+  if where == 'under a file':
+    (tmp_path / 'file').write_text('x')
+    workdir, says = tmp_path / 'file' / 'run', r'--workdir .*run lies under .*file, which is a file'
+  elif where == 'in /proc':
+    workdir, says = pathlib.Path('/proc/alm_jax_test_run'), r'--workdir /proc/alm_jax_test_run cannot be written'
+  else:
+    ro = tmp_path / 'ro'
+    ro.mkdir()
+    ro.chmod(0o555)
+    workdir, says = ro / 'run', r'--workdir .*ro/run'
+  try:
+    if where == 'read-only folder' and os.access(tmp_path / 'ro', os.W_OK):
+      if os.geteuid() == 0:
+        pytest.skip('root writes into read-only folders')
+    _main_refuses(workdir, says)
+  finally:
+    if where == 'read-only folder':
+      (tmp_path / 'ro').chmod(0o755)
+  assert not workdir.exists()
+
+
+def test_a_full_disk_during_training_is_one_line(tmp_path, monkeypatch):
+  """Issue 29 item 8: a full disk printed hundreds of tracebacks and no project message."""
+  import errno  # pylint: disable=g-import-not-at-top
+  from alm_jax import main  # pylint: disable=g-import-not-at-top
+  from alm_jax import train  # pylint: disable=g-import-not-at-top
+  CASES['table'] += 1
+  workdir = tmp_path / 'run'
+
+  def full(config, workdir_arg):
+    del config
+    try:  # as the checkpoint library reports it: its own error raised from the OSError
+      raise OSError(errno.ENOSPC, 'No space left on device', f'{workdir_arg}/checkpoints/7/params')
+    except OSError as e:
+      raise RuntimeError('Checkpoint save failed') from e
+
+  monkeypatch.setattr(main, 'prepare_data_once', lambda config, workdir: None)
+  monkeypatch.setattr(train, 'train_and_evaluate', full)
+  message = _main_refuses(workdir, r'no space left on the disk holding .*checkpoints/7/params')
+  assert 'GB free now' in message and 'free space there' in message and 'rerun' in message
+  # Any other error is not turned into this message.
+  monkeypatch.setattr(train, 'train_and_evaluate', lambda c, w: (_ for _ in ()).throw(
+      RuntimeError('something else')))
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from conftest import REPO  # pylint: disable=g-import-not-at-top
+  flags.FLAGS.unparse_flags()
+  try:
+    flags.FLAGS(['alm_jax.main', f'--config={REPO / "configs" / "quickstart.py"}',
+                 f'--workdir={workdir}'])
+    with pytest.raises(RuntimeError, match='something else'):
+      main.main(['alm_jax.main'])
+  finally:
+    flags.FLAGS.unparse_flags()
 
 
 # ---------------------------------------------------------------------------
