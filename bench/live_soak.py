@@ -45,6 +45,7 @@ import numpy as np
 import soundfile as sf
 
 from alm_jax import frames  # pylint: disable=wrong-import-position
+from alm_jax import models  # pylint: disable=wrong-import-position
 from alm_jax.live import app  # pylint: disable=wrong-import-position
 from alm_jax.live import controls as controls_lib  # pylint: disable=wrong-import-position
 from alm_jax.live import engine as engine_lib  # pylint: disable=wrong-import-position
@@ -278,7 +279,7 @@ def main(argv=None):
   params = random_params(config)
   seconds = args.minutes * 60
   record_root = args.record or tempfile.mkdtemp(prefix='alm_soak_')
-  live = app.LiveMixer(config, params, args.channels, record=record_root,
+  live = app.LiveMixer(models.load(config, params), args.channels, record=record_root,
                        rt_priority=args.rt_priority)
   f2 = live.spec.f2
   drv = SoakDriver(live.engine, args.channels, seconds, period=args.period, seed=args.seed,
@@ -295,6 +296,8 @@ def main(argv=None):
   t0 = time.monotonic()
   live.start(drv)
   surface.start()
+  print(f'# XLA pool threads given the worker\'s real-time priority: {live.worker.promoted}',
+        flush=True)
   rss = []  # (s, MiB)
   next_report = args.report_every
   late_at_warmup = None

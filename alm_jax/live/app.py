@@ -25,7 +25,7 @@ class LiveMixer:
   """One live mixing session.
 
   Args:
-    config, params: the trained model (`restore.restore_params`).
+    loaded: the mixer built once (`restore.load_mixer`): mixer, parameters, config.
     channels: input channels.
     names: channel names (default '1'..'c').
     controls: a `Controls` (default: its defaults).
@@ -45,10 +45,11 @@ class LiveMixer:
       (`Engine.process_python`), or 'auto': native where it is built.
   """
 
-  def __init__(self, config, params, channels: int, *, names=None, controls=None,
+  def __init__(self, loaded, channels: int, *, names=None, controls=None,
                gain_delay: int = 1, fault: str = 'hold', absurd_db: float = 40.0, record=None,
                channel_outputs: bool = False, adapter=None, info=None, rt_priority: int = 0,
                callback: str = 'auto', overwrite: bool = False, inputs=()):
+    config, params = loaded.config, loaded.params
     max_c = config.model.get('max_channels', None)
     if max_c is not None and channels > max_c:
       raise ValueError(f'{channels} channels but this model mixes at most {max_c} '
@@ -61,7 +62,7 @@ class LiveMixer:
     self.spec = spec
     self.names = list(names or [str(i + 1) for i in range(channels)])
     self.controls = controls or controls_lib.Controls(channels)
-    self.adapter = adapter or adapter_lib.StepAdapter(config, params, channels)
+    self.adapter = adapter or adapter_lib.StepAdapter(loaded, channels)
     if adapter is None:
       self.adapter.warm_up()
     self.engine = engine_lib.Engine(channels, spec.f2, self.controls,
@@ -127,7 +128,7 @@ class LiveMixer:
         'limited_periods': eng.limited_periods,
         'callback_max_ms': 1e3 * eng.callback_max_s, 'worker_p99_ms': w.p99_ms(),
         'worker_cpu_share': w.cpu_share, 'worker_restarts': self.worker_restarts,
-        'worker_overruns': w.overruns, 'frames': w.frame,
+        'worker_overruns': w.overruns, 'frames': w.frame, 'xla_threads_promoted': w.promoted,
         'held': [self.names[i] for i in np.flatnonzero(w.held)],
         'record_lost': self.recorder.lost if self.recorder else 0,
         'first_frame_time': getattr(self.driver, 'first_frame_time', None),
