@@ -1,7 +1,7 @@
 """Song folders: finding, validating, loading, mixing in batches and writing results.
 
-A song is a folder of per-channel WAV/FLAC files (or audio files given one by
-one); a folder of such folders is a batch of songs. Every file's header is
+A song is a folder of per-channel audio files in any format libsndfile reads
+(or audio files given one by one); a folder of such folders is a batch of songs. Every file's header is
 checked before any mixing, so a bad file fails the run up front naming the
 file and the fix. Songs are mixed in padded batches of the same shape, so the
 offline engine (`alm_jax.inference.offline`) compiles once per run; each
@@ -27,7 +27,19 @@ from alm_jax import outputs
 from alm_jax.evaluation import plots
 from alm_jax.inference import offline
 
-AUDIO_EXTENSIONS = ('.wav', '.flac')
+# File extensions of the formats libsndfile reads (soundfile.available_formats()). Left out:
+# RAW (header-less: any file would do), MAT4/MAT5 (.mat also holds non-audio data), HTK
+# (speech features more often than audio) and MPC2K (.mpc is also Musepack, which it cannot read).
+_FORMAT_EXTENSIONS = {
+    'WAV': ('.wav', '.wave', '.bwf'), 'WAVEX': ('.wav',), 'RF64': ('.rf64',), 'W64': ('.w64',),
+    'AIFF': ('.aif', '.aiff', '.aifc'), 'FLAC': ('.flac',), 'OGG': ('.ogg', '.oga', '.opus'),
+    'MP3': ('.mp3',), 'CAF': ('.caf',), 'AU': ('.au', '.snd'), 'SVX': ('.iff', '.8svx', '.16sv'),
+    'IRCAM': ('.sf', '.ircam'), 'VOC': ('.voc',), 'NIST': ('.nist', '.sph'), 'PAF': ('.paf',),
+    'SD2': ('.sd2',), 'AVR': ('.avr',), 'SDS': ('.sds',), 'XI': ('.xi',), 'PVF': ('.pvf',),
+    'WVE': ('.wve',),
+}
+AUDIO_EXTENSIONS = tuple(sorted({ext for name in sf.available_formats()
+                                 for ext in _FORMAT_EXTENSIONS.get(name, ())}))
 GAINS_TIME_COLUMN = 'time_s'
 # Written into every song folder the mixer writes: what `--overwrite` may replace (alm_jax.outputs).
 MIX_MARKER = 'alm_jax_mix.json'
@@ -55,16 +67,34 @@ class Song:
     return [f.name if stems.count(f.stem) > 1 else f.stem for f in self.files]
 
 
+def _is_audio(path: pathlib.Path) -> bool:
+  # Hidden files (.DS_Store, macOS's ._kick.wav resource forks) are never channels.
+  return path.is_file() and not path.name.startswith('.') and path.suffix.lower() in AUDIO_EXTENSIONS
+
+
 def _audio_files(folder: pathlib.Path) -> list[pathlib.Path]:
-  return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+  return sorted(p for p in folder.iterdir() if _is_audio(p))
+
+
+def _log_skipped(folder: pathlib.Path, skipped: list[pathlib.Path]) -> None:
+  """Names every entry of a song folder (or of a folder of songs) that is not mixed."""
+  if skipped:
+    logging.warning('%s: skipped %d entr%s that %s not audio files libsndfile reads: %s '
+                    '(read: %s).', folder, len(skipped), 'y' if len(skipped) == 1 else 'ies',
+                    'is' if len(skipped) == 1 else 'are', ', '.join(p.name for p in skipped),
+                    ' '.join(AUDIO_EXTENSIONS))
 
 
 def discover_songs(inputs: Sequence[str]) -> list[Song]:
   """Turns the --input values into songs.
 
   * files only: one song made of those files (named after the first one's folder);
-  * a folder holding WAV/FLAC files: one song (named after the folder);
+  * a folder holding audio files: one song (named after the folder);
   * a folder holding only song folders: one song per sub-folder (batch mode).
+
+  Audio files are those of every format libsndfile reads (AUDIO_EXTENSIONS);
+  anything else in a song folder (notes, images, hidden files) is named in a
+  warning and left out.
 
   Raises:
     InputError: missing paths, files mixed with folders, or no audio found.
@@ -79,7 +109,8 @@ def discover_songs(inputs: Sequence[str]) -> list[Song]:
   if all(is_file):
     bad = [str(p) for p in paths if p.suffix.lower() not in AUDIO_EXTENSIONS]
     if bad:
-      raise InputError(f'Not WAV/FLAC files: {", ".join(bad)}.')
+      raise InputError(f'Not audio files libsndfile reads: {", ".join(bad)} (read: '
+                       f'{" ".join(AUDIO_EXTENSIONS)}); convert them, e.g. `ffmpeg -i IN OUT.wav`.')
     return [Song(name=paths[0].resolve().parent.name or 'song', files=paths)]
   if any(is_file):
     raise InputError('Give either audio files (one song) or folders, not both: '
@@ -90,11 +121,17 @@ def discover_songs(inputs: Sequence[str]) -> list[Song]:
     files = _audio_files(folder)
     if files:
       songs.append(Song(name=folder.resolve().name, files=files))
+      _log_skipped(folder, sorted(p for p in folder.iterdir() if p not in files))
       continue
     subs = sorted(p for p in folder.iterdir() if p.is_dir() and _audio_files(p))
     if not subs:
-      raise InputError(f'No WAV/FLAC files in {folder} nor in any folder inside it.')
-    songs.extend(Song(name=s.name, files=_audio_files(s)) for s in subs)
+      raise InputError(f'No audio files in {folder} nor in any folder inside it (read: '
+                       f'{" ".join(AUDIO_EXTENSIONS)}).')
+    _log_skipped(folder, sorted(p for p in folder.iterdir() if p not in subs))
+    for s in subs:
+      files = _audio_files(s)
+      songs.append(Song(name=s.name, files=files))
+      _log_skipped(s, sorted(p for p in s.iterdir() if p not in files))
   names = [s.name for s in songs]
   dups = sorted({n for n in names if names.count(n) > 1})
   if dups:

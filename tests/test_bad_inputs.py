@@ -361,7 +361,7 @@ def test_input_layout_errors(good_workdir, song, tmp_path, capsys):
     _write(twins / parent / 'same', 'x.wav', GOOD)
   cases = [
       ([str(tmp_path / 'nowhere')], r'do not exist: .*nowhere'),
-      ([str(empty)], r'No WAV/FLAC files in .*empty'),
+      ([str(empty)], r'No audio files in .*empty'),
       ([str(song / 'a.wav'), str(song)], r'either audio files .* or folders'),
       ([str(twins / 'a'), str(twins / 'b')], r"Several songs are named \['same'\]"),
   ]
@@ -440,6 +440,17 @@ def test_pad_short_still_pads_a_copy_cut_short_by_less_than_a_minute(tmp_path):
   (tmp_path / 't.wav').write_bytes(_lying_wav(frames=1000, data_size=2 * 20 * SR))
   audio, _ = audio_io.read_audio(tmp_path / 't.wav', pad_short=True)
   assert audio.shape == (1, 20 * SR) and not audio[0, 1000:].any()
+
+
+def test_streaming_mixer_refuses_integer_blocks(tiny):
+  """Issue 29 item 10: int16 blocks were mixed at x32767; float ones are taken as they are."""
+  from alm_jax.inference import streaming  # pylint: disable=g-import-not-at-top
+  CASES['table'] += 1
+  mixer = streaming.StreamingMixer(models.load(tiny.config, tiny.params), channels=2)
+  for dtype in (np.int16, np.int32, np.uint8, bool):
+    with pytest.raises(TypeError, match=f'float blocks .*got {np.dtype(dtype)}.*astype'):
+      mixer.process(np.zeros((2, 441), dtype))
+  assert mixer.process(np.zeros((2, 441), np.float64)).shape == (441,)
 
 
 # ---------------------------------------------------------------------------

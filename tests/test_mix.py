@@ -5,6 +5,7 @@ import functools
 import json
 import os
 import pathlib
+import re
 import time
 
 import jax
@@ -217,6 +218,33 @@ def test_block_by_block_mix_equals_mixing_whole_songs(mr, songs_dir, tmp_path, m
                                audio.sum(0), rtol=1e-6, atol=1e-6)
 
 
+def test_every_format_libsndfile_reads_is_mixed_and_skipped_files_are_named(mr, tmp_path, caplog):
+  """Issue 29 item 10: .ogg, .mp3, .aiff channels were silently left out of the mix."""
+  rng = np.random.default_rng(8)
+  song = tmp_path / 'band'
+  song.mkdir()
+  formats = {'kick.wav': ('WAV', 'FLOAT'), 'snare.flac': ('FLAC', 'PCM_16'),
+             'keys.aiff': ('AIFF', 'PCM_24'), 'vox.ogg': ('OGG', 'VORBIS'),
+             'bass.mp3': ('MP3', 'MPEG_LAYER_III'), 'gtr.caf': ('CAF', 'PCM_16')}
+  for name, (fmt, subtype) in formats.items():
+    sf.write(song / name, 0.3 * _signal(rng, 1, SR)[0], SR, format=fmt, subtype=subtype)
+  (song / 'notes.txt').write_text('set list')
+  (song / '.DS_Store').write_bytes(b'\0')
+  (song / 'takes').mkdir()
+  with caplog.at_level('WARNING'):
+    songs = songs_lib.discover_songs([str(song)])
+  assert [f.name for f in songs[0].files] == sorted(formats)
+  assert re.search(r'band: skipped 3 entries that are not audio files libsndfile reads: '
+                   r'\.DS_Store, notes\.txt, takes', caplog.text), caplog.text
+  out = tmp_path / 'out'
+  songs_lib.mix_songs(models.load(mr.config, mr.params), songs, out, progress=False)
+  _check_song_output(out / 'band', songs[0], raw=False)
+  _, table = _read_gains_csv(out / 'band' / 'gains.csv')
+  assert table.shape[1] == 1 + len(formats)  # every channel mixed
+  with pytest.raises(songs_lib.InputError, match=r'Not audio files libsndfile reads: .*notes\.txt'):
+    songs_lib.discover_songs([str(song / 'kick.wav'), str(song / 'notes.txt')])
+
+
 def test_bad_inputs_are_refused_naming_the_files(mr, tmp_path):
   rng = np.random.default_rng(5)
   cfg, params = mr.config, mr.params
@@ -246,7 +274,7 @@ def test_bad_inputs_are_refused_naming_the_files(mr, tmp_path):
 
   empty = tmp_path / 'empty'
   empty.mkdir()
-  with pytest.raises(songs_lib.InputError, match='No WAV/FLAC files in .*empty'):
+  with pytest.raises(songs_lib.InputError, match='No audio files in .*empty'):
     run([empty])
   with pytest.raises(songs_lib.InputError, match='No --input'):
     run([])

@@ -151,8 +151,15 @@ class StreamingMixer:
     self._mask_device = jnp.asarray(mask)
 
   def process(self, block):
-    """Mixes one block [batch, channels, n] (or [channels, n] when batch is 1) -> [batch, n] (or [n])."""
-    block = np.asarray(block, np.float32)
+    """Mixes one block [batch, channels, n] (or [channels, n] when batch is 1) -> [batch, n] (or [n]).
+
+    The block is float audio, full scale +-1; integer PCM is refused (it would mix at x32767).
+    """
+    block = np.asarray(block)
+    if not np.issubdtype(block.dtype, np.floating):
+      raise TypeError(f'StreamingMixer.process takes float blocks (full scale +-1), got {block.dtype}:'
+                      ' convert integer PCM first, e.g. block.astype(np.float32) / 32768 for int16.')
+    block = block.astype(np.float32, copy=False)
     squeeze = block.ndim == 2
     if squeeze:
       if self.batch != 1:
