@@ -39,6 +39,7 @@ from alm_jax.live import drivers  # pylint: disable=wrong-import-position
 from alm_jax.live import engine as engine_lib  # pylint: disable=wrong-import-position
 from alm_jax.models import build_model  # pylint: disable=wrong-import-position
 from alm_jax import frames  # pylint: disable=wrong-import-position
+from alm_jax import models  # pylint: disable=wrong-import-position
 
 
 def random_params(config, seed=0):
@@ -63,7 +64,7 @@ def run_one(config, params, adapter, channels, period, seconds, rt, callback, ga
   sr = int(config.model.sample_rate)
   audio = (0.1 * np.random.default_rng(1).standard_normal((channels, int(seconds * sr)))
            ).astype(np.float32)
-  live = app.LiveMixer(config, params, channels, adapter=adapter, rt_priority=rt,
+  live = app.LiveMixer(models.load(config, params), channels, adapter=adapter, rt_priority=rt,
                        callback=callback, gain_delay=gain_delay)
   times = np.zeros(audio.shape[1] // period + 2)
   count = [0]
@@ -127,7 +128,7 @@ def main():
   print('|---|---|---|---|---|---|---|---|---|---|')
   best = 0
   for c in chans:
-    adapter = adapter_lib.StepAdapter(config, params, c)
+    adapter = adapter_lib.StepAdapter(models.load(config, params), c)
     adapter.warm_up()
     ok = True
     for p in [int(p) for p in args.periods.split(',')]:

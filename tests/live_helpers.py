@@ -68,7 +68,7 @@ def run_lockstep(config, params, audio, *, adapter=None, controls=None, period=1
   c, n = audio.shape
   if adapter is not None:
     adapter.reset()
-  live = app.LiveMixer(config, params, c, controls=controls or controls_lib.Controls(
+  live = app.LiveMixer(models.load(config, params), c, controls=controls or controls_lib.Controls(
       c, ceiling_db=60.0, slew_db=0.0, limit_db=None), adapter=adapter, record=record, **kwargs)
   drv = drivers.FileDriver(live.engine, audio, period=period, pace=False,
                            worker_frame=lambda: live.worker.frame)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from alm_jax import models
 from alm_jax.live import adapter as adapter_lib
 from alm_jax.live import controls as controls_lib
 from alm_jax.live import recorder as recorder_lib
@@ -23,7 +24,7 @@ SECONDS = 3.0
 def tiny():
   """A tiny ALM-MR for 8 channels, its compiled step, a song and its offline gains."""
   tm = TinyModel('mr', max_channels=32)
-  tm.adapter = adapter_lib.StepAdapter(tm.config, tm.params, C)
+  tm.adapter = adapter_lib.StepAdapter(models.load(tm.config, tm.params), C)
   tm.adapter.warm_up()
   tm.audio = live_helpers.song(C, SECONDS)
   tm.gains = live_helpers.offline_gains(tm.config, tm.params, tm.audio)

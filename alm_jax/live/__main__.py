@@ -110,7 +110,8 @@ for _name in ('play_delay', 'duration', 'absurd_db', 'switch_interval_ms'):
   _check_finite(_name)
 
 
-def _build(config, params):
+def _build(loaded):
+  config = loaded.config
   sr = int(config.model.sample_rate)
   song, names = None, None
   sources = drivers.parse_ports(FLAGS.inputs, 'system:capture_') if FLAGS.inputs else []
@@ -128,7 +129,7 @@ def _build(config, params):
       value = FLAGS[c.flag].value
       start[c.attr] = c.parse(value) if isinstance(value, str) else c.check(value)
   ctl = controls_lib.Controls(channels, **start)
-  live = app_lib.LiveMixer(config, params, channels, names=names, controls=ctl,
+  live = app_lib.LiveMixer(loaded, channels, names=names, controls=ctl,
                            gain_delay=FLAGS.gain_delay, fault=FLAGS.fault,
                            absurd_db=FLAGS.absurd_db, record=FLAGS.record,
                            channel_outputs=FLAGS.channel_outputs,
@@ -155,9 +156,9 @@ def main(argv):
       drivers.check_jack_server(server)
     except drivers.JackUnavailable as e:
       raise SystemExit(f'error: {e}') from None
-  config, params, _ = restore.restore_params(FLAGS.checkpoint)
+  loaded = restore.load_mixer(FLAGS.checkpoint)
   try:
-    live, song, sources = _build(config, params)
+    live, song, sources = _build(loaded)
   except ValueError as e:  # a refused --record folder, --play song or channel count
     raise SystemExit('error: ' + ' '.join(str(e).split())) from None
   if live.record_dir is not None:

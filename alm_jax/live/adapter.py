@@ -11,7 +11,6 @@ import jax
 import numpy as np
 
 from alm_jax import frames
-from alm_jax.models import build_mixer
 from alm_jax.models import compiler_options
 
 
@@ -25,14 +24,16 @@ class StepAdapter:
     faults: [channels] F2 frames the step itself muted (its own guard).
   """
 
-  def __init__(self, config, params, channels: int):
-    self.mixer = build_mixer(config)
+  def __init__(self, loaded, channels: int):
+    """loaded: the mixer built once where the program started (`restore.load_mixer`)."""
+    config = loaded.config
+    self.mixer = loaded.mixer
     self.mixer.refuse('stream')
     caps = self.mixer.capabilities
     if channels > caps.max_channels:
       raise ValueError(f'{channels} channels but {caps.description} mixes at most '
                        f'{caps.max_channels} (config.model.max_channels).')
-    self.params = params  # the unwrapped tree restore_params returns
+    self.params = loaded.params  # the unwrapped tree
     self.channels = int(channels)
     self.spec = frames.FrameSpec.from_config(config.model)
     self.initial_gain = float(caps.initial_gain)
