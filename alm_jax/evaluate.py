@@ -33,6 +33,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from alm_jax import cli
 from alm_jax import outputs
 from alm_jax.evaluation import listening_results
 from alm_jax.evaluation import listening_test
@@ -164,5 +165,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  define_flags(flags.FLAGS)
-  app.run(main)
+  cli.run(main, define_flags)

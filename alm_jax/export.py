@@ -46,12 +46,12 @@ import pathlib
 import sys
 from typing import Callable, Sequence
 
-from absl import app
 from absl import flags
 from absl import logging
 import ml_collections
 
 from alm_jax import checkpoints
+from alm_jax import cli
 from alm_jax import outputs
 from alm_jax import restore
 from alm_jax.inference import offline
@@ -310,5 +310,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  define_flags(flags.FLAGS)
-  app.run(main)
+  cli.run(main, define_flags)

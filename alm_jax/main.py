@@ -33,7 +33,6 @@ checkpoints and TensorBoard events are written through etils.epath / TF's file
 systems (see alm_jax.paths).
 """
 
-import logging as std_logging
 import os
 import sys
 
@@ -42,6 +41,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from alm_jax import cli
 from alm_jax import config_checks
 from alm_jax import outputs
 
@@ -126,44 +126,12 @@ def _barrier(name: str):
     multihost_utils.sync_global_devices(name)
 
 
-# Libraries whose INFO and WARNING lines (checkpoint-library internals, dataset
-# deprecations) would bury the training progress; their errors still show.
-_QUIET_LIBRARIES = ('orbax', 'tensorflow_datasets', 'etils')
-
-
-class ConsoleFilter(std_logging.Filter):
-  """Default console: alm_jax's lines, other code's warnings and errors, the noisy ones' errors."""
-
-  def filter(self, record):
-    path = record.pathname.replace(os.sep, '/')
-    if '/alm_jax/' in path:
-      return True
-    if any(f'/{name}/' in path for name in _QUIET_LIBRARIES):
-      return record.levelno >= std_logging.ERROR
-    return record.levelno >= std_logging.WARNING
-
-
-def quiet_console(flag_values=FLAGS) -> bool:
-  """Keeps library chatter off the console unless the user chose a --verbosity (-v); True if so.
-
-  Shown: alm_jax's banner, progress, validation and checkpoint lines, every
-  warning and error; `--verbosity=0` (or -v 0, 1, ...) shows everything again.
-  """
-  if flag_values['verbosity'].present:
-    return False
-  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')  # TF's C++ INFO lines, before TF loads
-  handler = logging.get_absl_handler()
-  if not any(isinstance(f, ConsoleFilter) for f in handler.filters):
-    handler.addFilter(ConsoleFilter())
-  return True
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if FLAGS.config is None or FLAGS.workdir is None:
     raise app.UsageError('Give --config=configs/<name>.py and --workdir=<folder>.')
-  quiet = quiet_console()
+  quiet = cli.quiet_console()
   try:  # every value in range before any work (a bad override names its key)
     config_checks.check(FLAGS.config)
     outputs.check_workdir(FLAGS.workdir)  # under a file, in /proc, read-only: one line, no work
@@ -195,6 +163,12 @@ def main(argv):
   # mismatched checkpoint): the message, not a traceback.
   except (train.NonFiniteLossError, medleydb.MedleyDBError, checkpoints.CheckpointError) as e:
     raise SystemExit(f'error: {e}') from e
+  except train.TrainingInterrupted as e:  # Ctrl-C: one line, not a traceback
+    print(e, file=sys.stderr)
+    raise SystemExit(130) from None
+  except KeyboardInterrupt:
+    print('stopped before training began; rerun the same command to go on', file=sys.stderr)
+    raise SystemExit(130) from None
   except Exception as e:  # pylint: disable=broad-except  (a full disk: one line; others re-raised)
     full = outputs.disk_full(e)
     if full is None:

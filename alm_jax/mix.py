@@ -12,12 +12,12 @@ checkpoint's mixer calls for); see docs/inference.md.
 import sys
 from typing import Sequence
 
-from absl import app
 from absl import flags
 from absl import logging
 
 from alm_jax import audio_io
 from alm_jax import outputs
+from alm_jax import cli
 from alm_jax import restore
 from alm_jax import songs as songs_lib
 from alm_jax.inference import offline
@@ -81,5 +81,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  define_flags(flags.FLAGS)
-  app.run(main)
+  cli.run(main, define_flags)

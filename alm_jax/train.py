@@ -47,6 +47,21 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class TrainState(struct.PyTreeNode):
+class TrainingInterrupted(Exception):
+  """Ctrl-C during training; str() is the one line a command line shows."""
+
+  def __init__(self, step: int, saved: int | None):
+    self.step, self.saved = step, saved
+    if saved is not None and saved == step:
+      message = f'stopped at step {step}; rerun the same command to resume'
+    elif saved is not None:
+      message = (f'stopped at step {step}; rerun the same command to resume from the last '
+                 f'checkpoint (step {saved})')
+    else:
+      message = f'stopped at step {step}, before any checkpoint; rerun the same command to start'
+    super().__init__(message)
+
+
   """Everything a training step reads and writes.
 
   Only `step`, `params` and `opt_state` are arrays (and checkpointed); the model,
@@ -364,6 +379,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     writer.write(step, {f'validation/{k}': v for k, v in results.items()})
     return results
 
+  if start_step >= num_steps:
+    manager.close()
+    if is_writer:
+      logging.info('This run is finished: step %d of %d in %s; nothing to train (give another '
+                   '--workdir for a new run).', start_step, num_steps, workdir)
+    return state
   # ---- loop -----------------------------------------------------------------
   writer = writers.MetricWriter(workdir, enabled=is_writer)
   from tqdm import auto as tqdm  # pylint: disable=g-import-not-at-top
@@ -407,6 +428,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         last_validation = validate(step)
       if save_now and last_saved != step:
         checkpoints.save_state(manager, step, state)
+  step = start_step  # the loop's step, read by the Ctrl-C handler
         if is_writer:
           logging.info('Saving checkpoint %s (in the background).',
                        checkpoints.checkpoint_dir(workdir) / str(step))
@@ -424,3 +446,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                  '' if last_validation is None else
                  f', validation loss {last_validation["loss"]:.4f}')
   return state
+  except KeyboardInterrupt:
+    # Ctrl-C: keep the step reached (if its state is finite) so the same command resumes there.
+    try:
+      reached = int(jax.device_get(state.step))
+      finite = all(np.isfinite(x).all() for x in jax.tree.leaves(jax.device_get(state.params)))
+    except (RuntimeError, ValueError):  # the state was donated to the update the interrupt cut
+      reached, finite = max(start_step, step - 1), False
+    if process_count == 1 and finite and reached > start_step and reached != last_saved:
+      checkpoints.save_state(manager, reached, state)
+      last_saved = reached
+    raise TrainingInterrupted(reached, last_saved) from None
