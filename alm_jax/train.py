@@ -46,7 +46,6 @@ class NonFiniteLossError(FloatingPointError):
   """The loss or the gradient became NaN/Inf; training stopped before saving that state."""
 
 
-class TrainState(struct.PyTreeNode):
 class TrainingInterrupted(Exception):
   """Ctrl-C during training; str() is the one line a command line shows."""
 
@@ -62,6 +61,7 @@ class TrainingInterrupted(Exception):
     super().__init__(message)
 
 
+class TrainState(struct.PyTreeNode):
   """Everything a training step reads and writes.
 
   Only `step`, `params` and `opt_state` are arrays (and checkpointed); the model,
@@ -346,6 +346,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                    config.model.embedding.get('weights', '') or 'shipped with the package')
       state = state.replace(params=jax.device_put(pretrained, state_sharding.params))
   start_step = int(jax.device_get(state.step))
+  if start_step >= num_steps:
+    manager.close()
+    if is_writer:
+      logging.info('This run is finished: step %d of %d in %s; nothing to train (give another '
+                   '--workdir for a new run).', start_step, num_steps, workdir)
+    return state
 
   # ---- compiled steps (each compiled once) ----------------------------------
   batch_sharding = sharding.data_sharding(mesh)
@@ -379,12 +385,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     writer.write(step, {f'validation/{k}': v for k, v in results.items()})
     return results
 
-  if start_step >= num_steps:
-    manager.close()
-    if is_writer:
-      logging.info('This run is finished: step %d of %d in %s; nothing to train (give another '
-                   '--workdir for a new run).', start_step, num_steps, workdir)
-    return state
   # ---- loop -----------------------------------------------------------------
   writer = writers.MetricWriter(workdir, enabled=is_writer)
   from tqdm import auto as tqdm  # pylint: disable=g-import-not-at-top
@@ -394,6 +394,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   eval_every = int(tc.eval_every_steps)  # <= 0: no validation at all
   pending, window = [], []  # device metrics not yet fetched; fetched ones not yet logged
   first_loss = last_loss = last_validation = None
+  step = start_step  # the loop's step, read by the Ctrl-C handler
   try:
     if eval_every > 0 and start_step == 0:
       last_validation = validate(0)  # where a fresh run starts from
@@ -428,11 +429,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         last_validation = validate(step)
       if save_now and last_saved != step:
         checkpoints.save_state(manager, step, state)
-  step = start_step  # the loop's step, read by the Ctrl-C handler
         if is_writer:
           logging.info('Saving checkpoint %s (in the background).',
                        checkpoints.checkpoint_dir(workdir) / str(step))
         last_saved = step
+  except KeyboardInterrupt:
+    # Ctrl-C: keep the step reached (if its state is finite) so the same command resumes there.
+    try:
+      reached = int(jax.device_get(state.step))
+      finite = all(np.isfinite(x).all() for x in jax.tree.leaves(jax.device_get(state.params)))
+    except (RuntimeError, ValueError):  # the state was donated to the update the interrupt cut
+      reached, finite = max(start_step, step - 1), False
+    if process_count == 1 and finite and reached > start_step and reached != last_saved:
+      checkpoints.save_state(manager, reached, state)
+      last_saved = reached
+    raise TrainingInterrupted(reached, last_saved) from None
   finally:
     if hasattr(train_iter, 'close'):  # stops the pipeline's prefetch thread
       train_iter.close()
@@ -446,14 +457,3 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                  '' if last_validation is None else
                  f', validation loss {last_validation["loss"]:.4f}')
   return state
-  except KeyboardInterrupt:
-    # Ctrl-C: keep the step reached (if its state is finite) so the same command resumes there.
-    try:
-      reached = int(jax.device_get(state.step))
-      finite = all(np.isfinite(x).all() for x in jax.tree.leaves(jax.device_get(state.params)))
-    except (RuntimeError, ValueError):  # the state was donated to the update the interrupt cut
-      reached, finite = max(start_step, step - 1), False
-    if process_count == 1 and finite and reached > start_step and reached != last_saved:
-      checkpoints.save_state(manager, reached, state)
-      last_saved = reached
-    raise TrainingInterrupted(reached, last_saved) from None
