@@ -84,8 +84,10 @@ def ship(source, name: str, description: str, *, step: int | None = None,
   root = ROOT if root is None else root
   source = pathlib.Path(source)
   where = source if step is None else source / checkpoints.CHECKPOINT_SUBDIR / str(step)
+  workdir, _ = checkpoints.locate(where)
+  checkpoints.require_checkpoint_dir(where, workdir)
   _, step = checkpoints.load_params_from_path(
-      where, models.abstract_params(checkpoints.load_config(source)))
+      where, models.abstract_params(checkpoints.load_config(workdir)))
   step_dir = source / checkpoints.CHECKPOINT_SUBDIR / str(step)
   final = root / name
   with outputs.folder_written_aside(final, replace=True) as staging:
