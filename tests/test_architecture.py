@@ -14,18 +14,20 @@ import pathlib
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / 'alm_jax'
 
-# Lowest first. A module takes the layer of the longest prefix that names it.
+# Lowest first. A module takes the layer of the longest prefix that names it ('alm_jax' itself,
+# the package's __init__, names only itself).
 LAYERS = (
     ('alm_jax', 'alm_jax.checks', 'alm_jax.paths', 'alm_jax.frames', 'alm_jax.loudness',
      'alm_jax.integrity', 'alm_jax.stereo', 'alm_jax.config_checks', 'alm_jax.sharding',
      'alm_jax.writers', 'alm_jax.losses', 'alm_jax.audio_io', 'alm_jax.outputs', 'alm_jax.cli',
-     'alm_jax.optimizer', 'alm_jax.gradients', 'alm_jax.metrics'),
+     'alm_jax.optimizer', 'alm_jax.gradients', 'alm_jax.metrics', 'alm_jax.evaluation.plots',
+     'alm_jax.songio'),
     ('alm_jax.embeddings',),
     ('alm_jax.models',),
     ('alm_jax.data',),
     ('alm_jax.checkpoints', 'alm_jax.pretrained'),
     ('alm_jax.restore',),
-    ('alm_jax.inference', 'alm_jax.songs', 'alm_jax.evaluation.plots'),
+    ('alm_jax.inference', 'alm_jax.songs'),
     ('alm_jax.validation', 'alm_jax.train', 'alm_jax.evaluation', 'alm_jax.live'),
     ('alm_jax.main', 'alm_jax.mix', 'alm_jax.export', 'alm_jax.evaluate', 'alm_jax.live.__main__'),
 )
@@ -75,7 +77,8 @@ def layer(name: str) -> int:
   best, best_len = None, -1
   for i, prefixes in enumerate(LAYERS):
     for prefix in prefixes:
-      if (name == prefix or name.startswith(prefix + '.')) and len(prefix) > best_len:
+      covers = name == prefix or (prefix != 'alm_jax' and name.startswith(prefix + '.'))
+      if covers and len(prefix) > best_len:
         best, best_len = i, len(prefix)
   return best
 
