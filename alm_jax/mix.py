@@ -4,9 +4,10 @@ r"""Offline mixing of song folders with a trained mixer: the command line.
     python -m alm_jax.mix --checkpoint=... --input=SONG_DIR/*.wav --output=OUT_DIR [--raw]
     python -m alm_jax.mix --checkpoint=... --input=FOLDER_OF_SONG_DIRS --output=OUT_DIR --batch_songs=4
 
-A thin layer over `alm_jax.songs` (finding, checking, loading and writing song
-folders) and `alm_jax.inference.offline` (the chunked or per-segment engine the
-checkpoint's mixer calls for); see docs/inference.md.
+A thin layer over `alm_jax.songio` (finding, checking, reading and writing song
+folders), `alm_jax.songs` (mixing them in batches) and `alm_jax.inference.offline`
+(the chunked or per-segment engine the checkpoint's mixer calls for); see
+docs/inference.md.
 """
 
 import sys
@@ -19,6 +20,7 @@ from alm_jax import audio_io
 from alm_jax import outputs
 from alm_jax import cli
 from alm_jax import restore
+from alm_jax import songio
 from alm_jax import songs as songs_lib
 from alm_jax.inference import offline
 from alm_jax.models import protocol
@@ -29,10 +31,10 @@ def run(f, extra_inputs: Sequence[str] = ()) -> int:
   # Shell globs (--input=song/*.wav) put all but the first file after the flags.
   inputs = list(f.input or []) + list(extra_inputs)
   try:
-    songs = songs_lib.discover_songs(inputs)
+    songs = songio.discover_songs(inputs)
     # Before any work: a writable --output, apart from the inputs, replacing only earlier mixes.
     outputs.check_writable(f.output, what='--output')
-    songs_lib.check_output(songs, f.output, f.overwrite, inputs)
+    songio.check_output(songs, f.output, f.overwrite, inputs)
     loaded = restore.load_mixer(f.checkpoint)
     step = loaded.step
     logging.info('Restored %s at step %d; mixing %d song(s).', f.checkpoint, step, len(songs))
@@ -40,7 +42,7 @@ def run(f, extra_inputs: Sequence[str] = ()) -> int:
                         chunk_seconds=f.chunk_seconds, raw=f.raw, pad_unequal=f.pad_unequal,
                         overwrite=f.overwrite, segment_seconds=f.segment_seconds,
                                  pad_short=f.pad_short, source=f'{f.checkpoint} (step {step})')
-  except (songs_lib.InputError, protocol.UnsupportedModelError, offline.SettingsError,
+  except (songio.InputError, protocol.UnsupportedModelError, offline.SettingsError,
           audio_io.AudioFileError, outputs.OutputError, FileExistsError, FileNotFoundError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2

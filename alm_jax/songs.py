@@ -1,330 +1,28 @@
-"""Song folders: finding, validating, loading, mixing in batches and writing results.
+"""Mixing song folders in batches, block by block, with a loaded mixer.
 
-A song is a folder of per-channel audio files in any format libsndfile reads
-(or audio files given one by one); a folder of such folders is a batch of songs. Every file's header is
-checked before any mixing, so a bad file fails the run up front naming the
-file and the fix. Songs are mixed in padded batches of the same shape, so the
-offline engine (`alm_jax.inference.offline`) compiles once per run; each
-song's results (mix.wav, optional raw.wav, gains.csv, gains.png) are written
-aside and renamed into place (`alm_jax.outputs`).
+Songs (`alm_jax.songio`: found, checked, read and written there) are mixed in
+padded batches of the same shape, so the offline engine
+(`alm_jax.inference.offline`) compiles once per run. Each batch is read, mixed
+and written block by block (whole engine pieces, a causal engine carrying its
+state), so the result equals mixing whole songs while memory stays bounded
+whatever their length.
 """
 
 import contextlib
-import csv
-import dataclasses
-import math
-import os
 import pathlib
-from typing import Sequence
 
 from absl import logging
 import numpy as np
-import soundfile as sf
 from tqdm import tqdm
 
-from alm_jax import audio_io
 from alm_jax import outputs
-from alm_jax.evaluation import plots
+from alm_jax import songio
 from alm_jax.inference import offline
 
-# File extensions of the formats libsndfile reads (soundfile.available_formats()). Left out:
-# RAW (header-less: any file would do), MAT4/MAT5 (.mat also holds non-audio data), HTK
-# (speech features more often than audio) and MPC2K (.mpc is also Musepack, which it cannot read).
-_FORMAT_EXTENSIONS = {
-    'WAV': ('.wav', '.wave', '.bwf'), 'WAVEX': ('.wav',), 'RF64': ('.rf64',), 'W64': ('.w64',),
-    'AIFF': ('.aif', '.aiff', '.aifc'), 'FLAC': ('.flac',), 'OGG': ('.ogg', '.oga', '.opus'),
-    'MP3': ('.mp3',), 'CAF': ('.caf',), 'AU': ('.au', '.snd'), 'SVX': ('.iff', '.8svx', '.16sv'),
-    'IRCAM': ('.sf', '.ircam'), 'VOC': ('.voc',), 'NIST': ('.nist', '.sph'), 'PAF': ('.paf',),
-    'SD2': ('.sd2',), 'AVR': ('.avr',), 'SDS': ('.sds',), 'XI': ('.xi',), 'PVF': ('.pvf',),
-    'WVE': ('.wve',),
-}
-AUDIO_EXTENSIONS = tuple(sorted({ext for name in sf.available_formats()
-                                 for ext in _FORMAT_EXTENSIONS.get(name, ())}))
-GAINS_TIME_COLUMN = 'time_s'
-# Written into every song folder the mixer writes: what `--overwrite` may replace (alm_jax.outputs).
-MIX_MARKER = 'alm_jax_mix.json'
+BLOCK_SECONDS = 30.0  # audio read, mixed and written at a time (rounded to whole engine pieces)
 
 
-class InputError(ValueError):
-  """Input files that cannot be mixed; the message names them and the fix."""
-
-
-@dataclasses.dataclass
-class Song:
-  """One multitrack recording: its name and its channel files."""
-  name: str
-  files: list[pathlib.Path]
-  rate: int = 0
-  frames: int = 0  # longest file, at its own rate
-  pad_short: bool = False  # pad files shorter than their header says (validate_songs sets it)
-  # Each file's length at its own rate as audio_io.check_file found it (validate_songs sets it).
-  file_frames: dict = dataclasses.field(default_factory=dict)
-
-  @property
-  def channel_names(self) -> list[str]:
-    """File stems, or file names where two files share a stem."""
-    stems = [f.stem for f in self.files]
-    return [f.name if stems.count(f.stem) > 1 else f.stem for f in self.files]
-
-
-def _is_audio(path: pathlib.Path) -> bool:
-  # Hidden files (.DS_Store, macOS's ._kick.wav resource forks) are never channels.
-  return path.is_file() and not path.name.startswith('.') and path.suffix.lower() in AUDIO_EXTENSIONS
-
-
-def _audio_files(folder: pathlib.Path) -> list[pathlib.Path]:
-  return sorted(p for p in folder.iterdir() if _is_audio(p))
-
-
-def _log_skipped(folder: pathlib.Path, skipped: list[pathlib.Path]) -> None:
-  """Names every entry of a song folder (or of a folder of songs) that is not mixed."""
-  if skipped:
-    logging.warning('%s: skipped %d entr%s that %s not audio files libsndfile reads: %s '
-                    '(read: %s).', folder, len(skipped), 'y' if len(skipped) == 1 else 'ies',
-                    'is' if len(skipped) == 1 else 'are', ', '.join(p.name for p in skipped),
-                    ' '.join(AUDIO_EXTENSIONS))
-
-
-def discover_songs(inputs: Sequence[str]) -> list[Song]:
-  """Turns the --input values into songs.
-
-  * files only: one song made of those files (named after the first one's folder);
-  * a folder holding audio files: one song (named after the folder);
-  * a folder holding only song folders: one song per sub-folder (batch mode).
-
-  Audio files are those of every format libsndfile reads (AUDIO_EXTENSIONS);
-  anything else in a song folder (notes, images, hidden files) is named in a
-  warning and left out.
-
-  Raises:
-    InputError: missing paths, files mixed with folders, or no audio found.
-  """
-  if not inputs:
-    raise InputError('No --input given: pass a song folder, audio files or a folder of song folders.')
-  paths = [pathlib.Path(p) for p in inputs]
-  missing = [str(p) for p in paths if not p.exists()]
-  if missing:
-    raise InputError(f'Input path(s) do not exist: {", ".join(missing)}.')
-  is_file = [p.is_file() for p in paths]
-  if all(is_file):
-    bad = [str(p) for p in paths if p.suffix.lower() not in AUDIO_EXTENSIONS]
-    if bad:
-      raise InputError(f'Not audio files libsndfile reads: {", ".join(bad)} (read: '
-                       f'{" ".join(AUDIO_EXTENSIONS)}); convert them, e.g. `ffmpeg -i IN OUT.wav`.')
-    return [Song(name=paths[0].resolve().parent.name or 'song', files=paths)]
-  if any(is_file):
-    raise InputError('Give either audio files (one song) or folders, not both: '
-                     f'files {[str(p) for p, f in zip(paths, is_file) if f]}, '
-                     f'folders {[str(p) for p, f in zip(paths, is_file) if not f]}.')
-  songs = []
-  for folder in paths:
-    files = _audio_files(folder)
-    if files:
-      songs.append(Song(name=folder.resolve().name, files=files))
-      _log_skipped(folder, sorted(p for p in folder.iterdir() if p not in files))
-      continue
-    subs = sorted(p for p in folder.iterdir() if p.is_dir() and _audio_files(p))
-    if not subs:
-      raise InputError(f'No audio files in {folder} nor in any folder inside it (read: '
-                       f'{" ".join(AUDIO_EXTENSIONS)}).')
-    _log_skipped(folder, sorted(p for p in folder.iterdir() if p not in subs))
-    for s in subs:
-      files = _audio_files(s)
-      songs.append(Song(name=s.name, files=files))
-      _log_skipped(s, sorted(p for p in s.iterdir() if p not in files))
-  names = [s.name for s in songs]
-  dups = sorted({n for n in names if names.count(n) > 1})
-  if dups:
-    raise InputError(f'Several songs are named {dups}: their outputs would collide; rename the '
-                     'folders or mix them in separate runs.')
-  return songs
-
-
-def validate_songs(songs: list[Song], max_channels: int, pad_unequal: bool,
-                   pad_short: bool = False) -> None:
-  """Checks every file, header and samples, before any mixing, so a bad file fails the run up front.
-
-  Besides the headers, every file is decoded once block by block
-  (`audio_io.check_file`): data shorter than the header declares (refused
-  unless `pad_short`), NaN/Inf, absurd values and random data are found here,
-  not halfway through a batch. Fills `song.rate`, `song.frames` and
-  `song.pad_short`. Raises InputError listing every problem.
-  """
-  problems = []
-  for song in songs:
-    if not song.files:
-      problems.append(f'{song.name}: no audio files.')
-      continue
-    if len(song.files) > max_channels:
-      problems.append(f'{song.name}: {len(song.files)} files but the model mixes at most '
-                      f'{max_channels} channels (config.model.max_channels): premix or drop some of '
-                      f'{", ".join(f.name for f in song.files)}.')
-    infos = {}
-    for f in song.files:
-      try:
-        infos[f] = sf.info(os.fspath(f))
-      except (RuntimeError, sf.LibsndfileError, OSError) as e:
-        problems.append(f'{song.name}: cannot read {f}: {e}')
-    if len(infos) < len(song.files):
-      continue
-    song.pad_short = pad_short
-    for f in song.files:
-      try:
-        song.file_frames[f] = audio_io.check_file(f, pad_short=pad_short)[1]
-      except audio_io.AudioFileError as e:
-        problems.append(f'{song.name}: {e}')
-    for f, info in infos.items():
-      if info.channels > 2:
-        problems.append(f'{song.name}: {f} has {info.channels} channels; give mono or stereo files.')
-      if info.frames == 0:
-        problems.append(f'{song.name}: {f} holds no samples.')
-    rates = {f: info.samplerate for f, info in infos.items()}
-    if len(set(rates.values())) > 1:
-      listing = ', '.join(f'{f.name}: {r} Hz' for f, r in rates.items())
-      problems.append(f'{song.name}: files have different sample rates ({listing}); the tracks of '
-                      'one recording share a rate, so one of them is likely from another session: '
-                      'check them, or convert them to one rate (e.g. `sox IN -r 44100 OUT.wav`).')
-      continue
-    song.rate = next(iter(rates.values()))
-    lengths = {f: info.frames for f, info in infos.items()}
-    song.frames = max(lengths.values())
-    if len(set(lengths.values())) > 1 and not pad_unequal:
-      listing = ', '.join(f'{f.name}: {n}' for f, n in lengths.items())
-      problems.append(f'{song.name}: files have different lengths in samples ({listing}); trim them '
-                      'or pass --pad_unequal=true to pad the short ones with silence at the end.')
-  if problems:
-    raise InputError('Cannot mix:\n  ' + '\n  '.join(problems))
-
-
-def load_song(song: Song, sample_rate: int) -> np.ndarray:
-  """Reads a validated song as float32 [channels, samples] at `sample_rate`, mono per channel."""
-  tracks = []
-  for f in song.files:
-    # Resampled with scipy.signal.resample_poly (see alm_jax.audio_io); raises
-    # naming the file when it is unreadable, empty or holds NaN/Inf.
-    audio, _ = audio_io.read_audio(f, sample_rate, pad_short=song.pad_short)
-    if audio.shape[0] == 2:
-      logging.info('%s is stereo: downmixed to mono as (left + right) / 2.', f)
-    tracks.append(audio_io.to_mono(audio))
-  n = max(t.shape[-1] for t in tracks)
-  short = [(f, t.shape[-1]) for f, t in zip(song.files, tracks) if t.shape[-1] < n]
-  for f, m in short:
-    logging.warning('%s: %s is %.3f s shorter than the longest file: padded with silence at the end.',
-                    song.name, f.name, (n - m) / sample_rate)
-  out = np.zeros((len(tracks), n), np.float32)
-  for i, t in enumerate(tracks):
-    out[i, :t.shape[-1]] = t
-  if song.rate != sample_rate:
-    logging.info('%s: resampled from %d Hz to %d Hz (scipy.signal.resample_poly).', song.name,
-                 song.rate, sample_rate)
-  return out
-
-
-# ---------------------------------------------------------------------------
-# Writing results
-# ---------------------------------------------------------------------------
-
-
-def write_gains_csv(path, gains, frame_seconds: float, channel_names: Sequence[str]) -> None:
-  """gains [channels, frames] -> CSV: `time_s` (start of the F2 frame), then one column per channel."""
-  with open(path, 'w', newline='', encoding='utf-8') as fh:
-    writer = csv.writer(fh)
-    writer.writerow([GAINS_TIME_COLUMN] + list(channel_names))
-    for t in range(gains.shape[1]):
-      writer.writerow([f'{t * frame_seconds:.6f}'] + [f'{g:.7g}' for g in gains[:, t]])
-
-
-def _description(song: Song, source: str) -> dict:
-  """What MIX_MARKER records: the tool, the song, its input files and the checkpoint."""
-  return {'tool': 'alm_jax.mix', 'song': song.name, 'inputs': [os.fspath(f) for f in song.files],
-          'checkpoint': source}
-
-
-def write_song(out_dir: pathlib.Path, song: Song, mix, gains, raw, sample_rate: int, f2: int,
-               overwrite: bool, source: str = '') -> pathlib.Path:
-  """Writes one song's results (whole arrays) into a temporary folder, then renames it into place.
-
-  A crash leaves only a hidden `.tmp-*` folder (removed by the next run,
-  `outputs.clean_stale_temporaries`), never an incomplete song folder. The
-  folder holds MIX_MARKER; an existing one is replaced only when it holds it
-  too (and `overwrite`). `mix_songs` writes block by block instead
-  (`_SongWriter`), the same files.
-  """
-  with outputs.folder_written_aside(out_dir / song.name, replace=overwrite, marker=MIX_MARKER,
-                                    description=_description(song, source)) as tmp:
-    writer = _SongWriter(tmp, song, len(gains), sample_rate, f2, raw is not None)
-    try:
-      writer.write(mix, gains, raw)
-      writer.finish(len(mix))
-    finally:
-      writer.close()
-  return out_dir / song.name
-
-
-class _SongWriter:
-  """One song's results written block by block into `folder`: mix.wav, raw.wav, gains.csv/png.
-
-  The mix and raw sum go to disk as they come; only the gains ([channels,
-  frames], 40 frames per second) are kept for the CSV and the plot.
-  """
-
-  def __init__(self, folder: pathlib.Path, song: Song, channels: int, sample_rate: int, f2: int,
-               raw: bool):
-    self.folder, self.song, self.channels = folder, song, channels
-    self.sample_rate, self.f2 = sample_rate, f2
-    self._gains = []
-    self._mix = audio_io.WavWriter(folder / 'mix.wav', sample_rate)
-    self._raw = audio_io.WavWriter(folder / 'raw.wav', sample_rate) if raw else None
-
-  def write(self, mix, gains, raw=None):
-    """Appends mix [n], gains [channels, ceil(n / f2)] and raw [n] (when raw.wav is written)."""
-    self._mix.write(mix)
-    self._gains.append(np.asarray(gains[:self.channels], np.float32))
-    if self._raw is not None:
-      self._raw.write(raw)
-
-  def finish(self, samples: int):
-    """Closes the audio and writes the gains of `samples` samples (CSV and plot)."""
-    self.close()
-    gains = np.concatenate(self._gains, axis=-1)[:, :-(-samples // self.f2)]
-    peak = self._mix.peak
-    if peak > 1.0:
-      logging.warning('%s: the mix peaks at %.2f (%.1f dBFS); it is written as float WAV, so '
-                      'nothing is clipped, but players may clip it.', self.song.name, peak,
-                      20 * math.log10(peak))
-    frame_seconds = self.f2 / self.sample_rate
-    write_gains_csv(self.folder / 'gains.csv', gains, frame_seconds, self.song.channel_names)
-    plots.plot_gains(gains, frame_seconds, self.song.channel_names, self.folder / 'gains.png',
-                     title=self.song.name)
-
-  def close(self):
-    self._mix.close()
-    if self._raw is not None:
-      self._raw.close()
-
-
-# ---------------------------------------------------------------------------
-# Batch driver
-# ---------------------------------------------------------------------------
-
-
-def check_output(songs: list[Song], out_dir, overwrite: bool, inputs: Sequence[str] = ()
-                 ) -> dict[str, bool]:
-  """Checks, before any work, that the songs' results may be written under `out_dir`.
-
-  Refuses (outputs.OutputError) an `out_dir` that equals, contains or lies
-  inside a song's folder or one of `inputs` (the --input paths), and an
-  existing `out_dir/<song>/` that this tool did not write or that needs
-  `overwrite`. Returns {song name: whether its folder exists and is replaced}.
-  """
-  folders = {p for s in songs for f in s.files for p in (f.absolute().parent, f.resolve().parent)}
-  outputs.check_apart_from_inputs(out_dir, [*inputs, *sorted(folders)])
-  return {s.name: outputs.check_replaceable(pathlib.Path(out_dir) / s.name, MIX_MARKER,
-                                            overwrite=overwrite, tool='alm_jax.mix')
-          for s in songs}
-
-
-def mix_songs(loaded, songs: list[Song], out_dir, *, batch_songs: int = 4,
+def mix_songs(loaded, songs: list[songio.Song], out_dir, *, batch_songs: int = 4,
               chunk_seconds: float = offline.DEFAULT_CHUNK_SECONDS, raw: bool = False,
               pad_unequal: bool = True, overwrite: bool = False, progress: bool = True,
               segment_seconds: float | None = None, engine=None,
@@ -334,7 +32,7 @@ def mix_songs(loaded, songs: list[Song], out_dir, *, batch_songs: int = 4,
   Nothing the user had is touched (`alm_jax.outputs`): `out_dir` may not
   equal, contain or lie inside a song's folder, and an existing
   `out_dir/<song>/` is replaced only when an earlier run of this tool wrote it
-  (it holds MIX_MARKER) and `overwrite`. `source` (the checkpoint) is recorded
+  (it holds songio.MIX_MARKER) and `overwrite`. `source` (the checkpoint) is recorded
   in the marker.
 
   Every batch is padded to [min(batch_songs, len(songs)), max_channels, block],
@@ -361,8 +59,8 @@ def mix_songs(loaded, songs: list[Song], out_dir, *, batch_songs: int = 4,
                     offline.describe_per_segment(loaded, segment_seconds))
   max_channels = caps.max_channels
   out_dir = outputs.check_writable(out_dir, what='--output')
-  replace = check_output(songs, out_dir, overwrite)
-  validate_songs(songs, max_channels, pad_unequal, pad_short)
+  replace = songio.check_output(songs, out_dir, overwrite)
+  songio.validate_songs(songs, max_channels, pad_unequal, pad_short)
   out_dir.mkdir(parents=True, exist_ok=True)
   for leftover in outputs.clean_stale_temporaries(out_dir):
     logging.info('Removed %s, left by an interrupted run.', leftover)
@@ -386,27 +84,7 @@ def mix_songs(loaded, songs: list[Song], out_dir, *, batch_songs: int = 4,
   return [written[s.name] for s in songs]
 
 
-BLOCK_SECONDS = 30.0  # audio read, mixed and written at a time (rounded to whole engine pieces)
-
-
-def _open_song(song: Song, sample_rate: int, stack: contextlib.ExitStack) -> list:
-  """BlockReaders of a validated song's files at `sample_rate`, closed with `stack`; logs as load_song."""
-  readers = [stack.enter_context(audio_io.BlockReader(f, sample_rate, song.file_frames[f]))
-             for f in song.files]
-  n = max(r.length for r in readers)
-  for f, r in zip(song.files, readers):
-    if r.channels == 2:
-      logging.info('%s is stereo: downmixed to mono as (left + right) / 2.', f)
-    if r.length < n:
-      logging.warning('%s: %s is %.3f s shorter than the longest file: padded with silence at the '
-                      'end.', song.name, f.name, (n - r.length) / sample_rate)
-  if song.rate != sample_rate:
-    logging.info('%s: resampled from %d Hz to %d Hz (scipy.signal.resample_poly).', song.name,
-                 song.rate, sample_rate)
-  return readers
-
-
-def _mix_batch(engine, params, batch: list[Song], rows: int, max_channels: int,
+def _mix_batch(engine, params, batch: list[songio.Song], rows: int, max_channels: int,
                sample_rate: int, f2: int, block: int, per_segment: bool, out_dir, replace: dict,
                raw: bool, source: str) -> None:
   """Mixes one batch block by block and writes each song's folder.
@@ -418,15 +96,15 @@ def _mix_batch(engine, params, batch: list[Song], rows: int, max_channels: int,
   mask = np.zeros((rows, max_channels), bool)
   mask[len(batch):, 0] = True  # unused rows get one silent active channel: every row needs one
   with contextlib.ExitStack() as stack:
-    readers = [_open_song(song, sample_rate, stack) for song in batch]
+    readers = [songio.open_song(song, sample_rate, stack) for song in batch]
     lengths = [max(r.length for r in rs) for rs in readers]
     writers = []
     for song, rs in zip(batch, readers):
       mask[len(writers), :len(rs)] = True
       tmp = stack.enter_context(outputs.folder_written_aside(
-          out_dir / song.name, replace=replace[song.name], marker=MIX_MARKER,
-          description=_description(song, source)))
-      writers.append(_SongWriter(tmp, song, len(rs), sample_rate, f2, raw))
+          out_dir / song.name, replace=replace[song.name], marker=songio.MIX_MARKER,
+          description=songio.marker_description(song, source)))
+      writers.append(songio.SongWriter(tmp, song, len(rs), sample_rate, f2, raw))
       stack.callback(writers[-1].close)  # closed before the folder is renamed or removed
     n = max(lengths)
     state = None

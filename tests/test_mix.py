@@ -17,6 +17,7 @@ from alm_jax import mix
 from alm_jax import models
 from alm_jax import outputs
 from alm_jax import restore
+from alm_jax import songio
 from alm_jax import songs as songs_lib
 from alm_jax.inference import offline
 from alm_jax.models import protocol
@@ -147,17 +148,17 @@ def songs_dir(tmp_path_factory):
   return root
 
 
-def _check_song_output(folder: pathlib.Path, song: songs_lib.Song, raw: bool, f2: int = 2205):
+def _check_song_output(folder: pathlib.Path, song: songio.Song, raw: bool, f2: int = 2205):
   """Checks a song's output folder; returns (audio [c, n], mix [n], gains [c, frames]) as read."""
   assert sorted(p.name for p in folder.iterdir()) == sorted(
-      ['mix.wav', 'gains.csv', 'gains.png', songs_lib.MIX_MARKER] + (['raw.wav'] if raw else []))
-  audio = songs_lib.load_song(song, SR)
+      ['mix.wav', 'gains.csv', 'gains.png', songio.MIX_MARKER] + (['raw.wav'] if raw else []))
+  audio = songio.load_song(song, SR)
   c, n = audio.shape
   out, rate = sf.read(folder / 'mix.wav', dtype='float32')
   info = sf.info(folder / 'mix.wav')
   assert rate == SR and info.subtype == 'FLOAT' and out.shape == (n,)
   header, table = _read_gains_csv(folder / 'gains.csv')
-  assert header == [songs_lib.GAINS_TIME_COLUMN] + song.channel_names
+  assert header == [songio.GAINS_TIME_COLUMN] + song.channel_names
   assert table.shape == (-(-n // f2), 1 + c)
   np.testing.assert_allclose(table[:, 0], np.arange(table.shape[0]) * f2 / SR, atol=1e-6)
   # The written mix is the written gains applied to the channels, frame by frame.
@@ -171,7 +172,7 @@ def _check_song_output(folder: pathlib.Path, song: songs_lib.Song, raw: bool, f2
 
 
 def test_mix_songs_batches_compile_once_and_writes_everything(mr, songs_dir, tmp_path):
-  songs = songs_lib.discover_songs([str(songs_dir)])
+  songs = songio.discover_songs([str(songs_dir)])
   assert [s.name for s in songs] == ['alpha', 'beta', 'gamma']
   out_dir = tmp_path / 'out'
   mixer = offline.get_mixer(models.load(mr.config, mr.params), BATCH_CHUNK_SECONDS)
@@ -182,7 +183,7 @@ def test_mix_songs_batches_compile_once_and_writes_everything(mr, songs_dir, tmp
   assert written == [out_dir / s.name for s in songs]
   for song in songs:
     _check_song_output(out_dir / song.name, song, raw=True)
-  assert songs_lib.load_song(songs[1], SR).shape == (1, int(0.8 * SR))  # 22.05 kHz resampled
+  assert songio.load_song(songs[1], SR).shape == (1, int(0.8 * SR))  # 22.05 kHz resampled
   assert not list(out_dir.glob('.tmp-*'))
   # A killed run's leftover is removed by the next run.
   leftover = out_dir / '.tmp-alpha-killed'
@@ -202,12 +203,12 @@ def test_mix_songs_batches_compile_once_and_writes_everything(mr, songs_dir, tmp
 def test_block_by_block_mix_equals_mixing_whole_songs(mr, songs_dir, tmp_path, monkeypatch):
   """Issue 29 item 6: songs read, mixed and written in blocks give today's whole-song result."""
   monkeypatch.setattr(songs_lib, 'BLOCK_SECONDS', 0.5)  # 2 engine pieces: 2-3 blocks per song
-  songs = songs_lib.discover_songs([str(songs_dir)])
+  songs = songio.discover_songs([str(songs_dir)])
   out = tmp_path / 'out'
   songs_lib.mix_songs(models.load(mr.config, mr.params), songs, out, batch_songs=2, chunk_seconds=0.3,
                       raw=True, progress=False)
   for song in songs:
-    audio = songs_lib.load_song(song, SR)  # the whole song in memory, as mixed before
+    audio = songio.load_song(song, SR)  # the whole song in memory, as mixed before
     ref = offline.mix_arrays(models.load(mr.config, mr.params), audio[None], np.ones((1, len(audio)), bool),
                              chunk_seconds=0.3)
     mixed, _ = sf.read(out / song.name / 'mix.wav', dtype='float32')
@@ -232,7 +233,7 @@ def test_every_format_libsndfile_reads_is_mixed_and_skipped_files_are_named(mr, 
   (song / '.DS_Store').write_bytes(b'\0')
   (song / 'takes').mkdir()
   with caplog.at_level('WARNING'):
-    songs = songs_lib.discover_songs([str(song)])
+    songs = songio.discover_songs([str(song)])
   assert [f.name for f in songs[0].files] == sorted(formats)
   assert re.search(r'band: skipped 3 entries that are not audio files libsndfile reads: '
                    r'\.DS_Store, notes\.txt, takes', caplog.text), caplog.text
@@ -241,8 +242,8 @@ def test_every_format_libsndfile_reads_is_mixed_and_skipped_files_are_named(mr, 
   _check_song_output(out / 'band', songs[0], raw=False)
   _, table = _read_gains_csv(out / 'band' / 'gains.csv')
   assert table.shape[1] == 1 + len(formats)  # every channel mixed
-  with pytest.raises(songs_lib.InputError, match=r'Not audio files libsndfile reads: .*notes\.txt'):
-    songs_lib.discover_songs([str(song / 'kick.wav'), str(song / 'notes.txt')])
+  with pytest.raises(songio.InputError, match=r'Not audio files libsndfile reads: .*notes\.txt'):
+    songio.discover_songs([str(song / 'kick.wav'), str(song / 'notes.txt')])
 
 
 def test_bad_inputs_are_refused_naming_the_files(mr, tmp_path):
@@ -251,46 +252,46 @@ def test_bad_inputs_are_refused_naming_the_files(mr, tmp_path):
   out = tmp_path / 'out'
 
   def run(inputs, **kw):
-    songs_lib.mix_songs(models.load(cfg, params), songs_lib.discover_songs([str(p) for p in inputs]), out, progress=False,
+    songs_lib.mix_songs(models.load(cfg, params), songio.discover_songs([str(p) for p in inputs]), out, progress=False,
                   **kw)
 
   uneven = tmp_path / 'uneven'
   _write(uneven / 'a.wav', _signal(rng, 1, 30000))
   _write(uneven / 'b.wav', _signal(rng, 1, 20000))
-  with pytest.raises(songs_lib.InputError, match=r'(?s)different lengths.*a\.wav: 30000.*b\.wav: 20000'):
+  with pytest.raises(songio.InputError, match=r'(?s)different lengths.*a\.wav: 30000.*b\.wav: 20000'):
     run([uneven], pad_unequal=False)
 
   rates = tmp_path / 'rates'
   _write(rates / 'a.wav', _signal(rng, 1, 30000), 44100)
   _write(rates / 'b.wav', _signal(rng, 1, 30000), 48000)
-  with pytest.raises(songs_lib.InputError, match=r'different sample rates.*a\.wav: 44100 Hz, b\.wav: 48000'):
+  with pytest.raises(songio.InputError, match=r'different sample rates.*a\.wav: 44100 Hz, b\.wav: 48000'):
     run([rates])
 
   broken = tmp_path / 'broken'
   _write(broken / 'ok.wav', _signal(rng, 1, 30000))
   (broken / 'bad.wav').write_bytes(b'RIFF not really a wave file')
-  with pytest.raises(songs_lib.InputError, match='cannot read .*bad.wav'):
+  with pytest.raises(songio.InputError, match='cannot read .*bad.wav'):
     run([broken])
 
   empty = tmp_path / 'empty'
   empty.mkdir()
-  with pytest.raises(songs_lib.InputError, match='No audio files in .*empty'):
+  with pytest.raises(songio.InputError, match='No audio files in .*empty'):
     run([empty])
-  with pytest.raises(songs_lib.InputError, match='No --input'):
+  with pytest.raises(songio.InputError, match='No --input'):
     run([])
 
   many = tmp_path / 'many'
   for i in range(9):
     _write(many / f'ch{i}.wav', _signal(rng, 1, 1000))
-  with pytest.raises(songs_lib.InputError, match=r'9 files but the model mixes at most 8 .*ch0\.wav'):
+  with pytest.raises(songio.InputError, match=r'9 files but the model mixes at most 8 .*ch0\.wav'):
     run([many])
 
   surround = tmp_path / 'surround'
   _write(surround / 'six.wav', _signal(rng, 6, 1000))
-  with pytest.raises(songs_lib.InputError, match='six.wav has 6 channels'):
+  with pytest.raises(songio.InputError, match='six.wav has 6 channels'):
     run([surround])
 
-  with pytest.raises(songs_lib.InputError, match='either audio files .* or folders'):
+  with pytest.raises(songio.InputError, match='either audio files .* or folders'):
     run([uneven / 'a.wav', rates])
   assert not out.exists() or not any(out.iterdir())  # nothing written
 
@@ -329,7 +330,7 @@ def test_mix_never_writes_into_or_replaces_its_inputs(mr, tmp_path, capsys):
       assert _tree(tmp_path / 'X') == before
   # The library refuses too, whatever called it.
   with pytest.raises(outputs.OutputError, match='contains the input'):
-    songs_lib.mix_songs(models.load(mr.config, mr.params), songs_lib.discover_songs([str(band)]), band.parent,
+    songs_lib.mix_songs(models.load(mr.config, mr.params), songio.discover_songs([str(band)]), band.parent,
                         overwrite=True, progress=False)
 
   # A folder the mixer did not write is never replaced, even with --overwrite.
@@ -347,7 +348,7 @@ def test_mix_never_writes_into_or_replaces_its_inputs(mr, tmp_path, capsys):
   (out / 'band' / 'notes.txt').unlink()
   fv = parse_flags(mix, f'--checkpoint={workdir}', f'--input={band}', f'--output={out}')
   assert mix.run(fv) == 0
-  marker = json.loads((out / 'band' / songs_lib.MIX_MARKER).read_text())
+  marker = json.loads((out / 'band' / songio.MIX_MARKER).read_text())
   assert marker['tool'] == 'alm_jax.mix' and marker['inputs'] == files
   assert str(workdir) in marker['checkpoint']
   assert mix.run(fv) == 2
@@ -364,10 +365,10 @@ def test_failed_write_leaves_no_song_folder(monkeypatch, tmp_path):
   def fail(*args, **kwargs):
     raise OSError('disk full')
 
-  monkeypatch.setattr(songs_lib.plots, 'plot_gains', fail)
-  song = songs_lib.Song('s', [pathlib.Path('a.wav')])
+  monkeypatch.setattr(songio.plots, 'plot_gains', fail)
+  song = songio.Song('s', [pathlib.Path('a.wav')])
   with pytest.raises(OSError, match='disk full'):
-    songs_lib.write_song(tmp_path, song, np.zeros(4410, np.float32), np.ones((1, 2), np.float32), None,
+    songio.write_song(tmp_path, song, np.zeros(4410, np.float32), np.ones((1, 2), np.float32), None,
                    SR, 2205, overwrite=False)
   assert list(tmp_path.iterdir()) == []
 
@@ -382,7 +383,7 @@ def test_cli_mixes_files_from_a_checkpoint(mr, songs_dir, tmp_path, capsys):
                    f'--chunk_seconds={BATCH_CHUNK_SECONDS}')
   assert mix.run(fv, files[1:]) == 0
   assert capsys.readouterr().out.strip() == str(tmp_path / 'out' / 'gamma')
-  _check_song_output(tmp_path / 'out' / 'gamma', songs_lib.discover_songs(files)[0], raw=False)
+  _check_song_output(tmp_path / 'out' / 'gamma', songio.discover_songs(files)[0], raw=False)
 
   fv = parse_flags(mix, f'--checkpoint={workdir}', f'--input={songs_dir / "gamma"}',
                    f'--output={tmp_path / "out2"}', '--pad_unequal=false')
@@ -441,7 +442,7 @@ def test_cli_mixes_a_per_segment_dmc_segment_by_segment(dmc_og, tmp_path, capsys
   assert segment_mixer.num_compiles - compiles_before <= 1
   assert segment_mixer.num_compiles >= 1
 
-  long_song, short_song = songs_lib.discover_songs([str(songs)])
+  long_song, short_song = songio.discover_songs([str(songs)])
   _check_song_output(tmp_path / 'out' / 'short', short_song, raw=False, f2=f2)
   audio, out, gains = _check_song_output(tmp_path / 'out' / 'long', long_song, raw=False, f2=f2)
   # One gain per channel per segment, the last partial segment included.

@@ -16,19 +16,19 @@ import time
 
 import numpy as np
 
-from alm_jax import songs as songs_lib
+from alm_jax import songio
 from alm_jax.live import engine as engine_lib
 from alm_jax.live import native as native_lib
 
 
 def load_song_dir(song_dir, channels: int, sample_rate: int):
   """A folder of channel files -> float32 [channels, samples] (missing channels silent)."""
-  songs = songs_lib.discover_songs([str(song_dir)])
+  songs = songio.discover_songs([str(song_dir)])
   if len(songs) != 1:
     raise ValueError(f'--play={song_dir}: expected one song folder of channel files, found '
                      f'{len(songs)} songs.')
-  songs_lib.validate_songs(songs, channels, pad_unequal=True)
-  audio = songs_lib.load_song(songs[0], sample_rate)
+  songio.validate_songs(songs, channels, pad_unequal=True)
+  audio = songio.load_song(songs[0], sample_rate)
   out = np.zeros((channels, audio.shape[1]), np.float32)
   out[:audio.shape[0]] = audio
   return out, songs[0].channel_names
