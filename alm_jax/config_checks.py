@@ -115,6 +115,8 @@ RULES: dict[str, tuple[Callable, str]] = {
     'loss.eps': POSITIVE,
     'loss.balance_weight': NON_NEGATIVE,
     'loss.gain_change_weight': NON_NEGATIVE,
+    'loss.side_weight': NON_NEGATIVE,
+    'loss.pan_weight': NON_NEGATIVE,
     'data.max_raw_tracks': _integer(1),
     'data.segment_seconds': POSITIVE,
     'data.eval_segment_seconds': POSITIVE,
@@ -355,9 +357,17 @@ def _flatten(d, prefix=''):
   return out
 
 
+# config.model keys added after models were saved with them absent: absent means this value,
+# so a checkpoint saved before the key existed matches a config that states the default.
+MODEL_DEFAULTS = {'outputs': ['gain']}
+
+
 def model_differences(saved_model, model, ignore=()) -> list[str]:
   """'model.key: saved -> new' for every config.model entry that differs, but the keys in `ignore`."""
   a, b = _flatten(_plain(saved_model)), _flatten(_plain(model))
+  for key, value in MODEL_DEFAULTS.items():
+    a.setdefault(key, value)
+    b.setdefault(key, value)
   diffs = []
   for key in sorted(set(a) | set(b)):
     if key in ignore:

@@ -4,7 +4,9 @@
 per-example losses [b] (or their mean over `example_mask`); `stft_magnitude` and
 `stft_loss_terms` are its parts, and `mix_loss` is the same on a mix against a target cut to
 its length. `balance_loss` (config.loss.balance_weight, for data with known mixing gains) and
-`gain_change_loss` (config.loss.gain_change_weight) are optional terms on the gains themselves.
+`gain_change_loss` (config.loss.gain_change_weight) are optional terms on the gains themselves;
+`stereo_loss` (the MR-STFT on mid and side) and `pan_loss` (config.loss.pan_weight) train a
+mixer with pans.
 The formulas, the torch.stft convention followed, the implementation notes and the batch
 reduction (the one difference from auraloss): docs/model.md ("The loss").
 """
@@ -15,6 +17,8 @@ from typing import Tuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from alm_jax import stereo
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,7 +226,7 @@ def _check_pair(pred, target):
 __all__ = [
     'STFTResolution', 'MRSTFTSpec', 'hann_window', 'stft_magnitude', 'stft_loss_terms', 'stft_loss',
     'multi_resolution_stft_loss', 'masked_mean', 'mr_stft_loss_jit', 'mix_loss', 'balance_loss',
-    'gain_change_loss'
+    'gain_change_loss', 'stereo_loss', 'pan_loss'
 ]
 
 
@@ -280,3 +284,45 @@ def gain_change_loss(gains, channel_mask, floor_db: float = -80.0):
   db = _gains_db(gains, floor_db)
   change = jnp.mean(jnp.abs(jnp.diff(db, axis=-1)), axis=-1)  # [b, c]
   return jnp.sum(change * m, axis=-1) / jnp.maximum(jnp.sum(m, axis=-1), 1.0)
+
+
+def stereo_loss(stereo_mix, target_stereo, loss_spec, side_weight: float = 1.0):
+  """Per-example MR-STFT of a stereo mix on its mid and side channels [b].
+
+  Args:
+    stereo_mix: [b, 2, n] left/right.
+    target_stereo: [b, 2, >= n] (cut to the mix's length).
+    loss_spec: `config.loss` or an `MRSTFTSpec`.
+    side_weight: the side (difference) term's weight (config.loss.side_weight).
+  Returns:
+    float32 [b]: MR-STFT(mid) + side_weight · MR-STFT(side), the side term 0 where
+    the target's side is silent (`stereo.has_side`; the pan term still holds
+    those pans). At the centre the mid is the
+    mono mix (`stereo.mid_side`), so a centred mixer's mid term is the mono loss
+    against the target's mid. docs/model.md ("Stereo").
+  """
+  n = stereo_mix.shape[-1]
+  if target_stereo.shape[-1] < n:
+    raise ValueError(f'target_stereo has {target_stereo.shape[-1]} samples, fewer than the mix ({n}).')
+  pred = stereo.mid_side(stereo_mix.astype(jnp.float32))
+  target = stereo.mid_side(target_stereo[..., :n].astype(jnp.float32))
+  b = pred.shape[0]
+  both = multi_resolution_stft_loss(pred.reshape(2 * b, n), target.reshape(2 * b, n),
+                                    loss_spec).reshape(b, 2)
+  return both[:, 0] + side_weight * jnp.where(stereo.has_side(target), both[:, 1], 0.0)
+
+
+def pan_loss(pans, ideal_pans, channel_mask):
+  """Per-example mean |pan - designed pan| [b] of pans [b, c, t] against ideal_pans [b, c].
+
+  Over the active channels and frames. An example whose pans are unknown on an
+  active channel (NaN: data without a designed placement) gives 0.
+  """
+  mask = jnp.asarray(channel_mask, bool)
+  ideal = jnp.asarray(ideal_pans, jnp.float32)
+  known = jnp.all(jnp.where(mask, jnp.isfinite(ideal), True), axis=-1)  # [b]
+  ideal = jnp.where(mask & known[:, None], ideal, 0.0)
+  m = mask.astype(jnp.float32)
+  err = jnp.abs(pans.astype(jnp.float32) - ideal[..., None]) * m[..., None]
+  per_example = jnp.sum(err, axis=(1, 2)) / (jnp.maximum(jnp.sum(m, axis=-1), 1.0) * pans.shape[-1])
+  return jnp.where(known, per_example, 0.0)

@@ -24,6 +24,8 @@ from alm_jax import loudness
 # The names `mix_metrics` returns, in report order ('mr_stft' only when given a loss config).
 MIX_METRICS = ('mr_stft', 'loudness_diff_lu', 'si_sdr_db', 'gain_change_db_per_s',
                'clipping_fraction', 'balance_error_db')
+# What `mix_metrics` adds when given a stereo mix (every system: a mono one at the centre).
+STEREO_METRICS = ('mr_stft_mid', 'mr_stft_side', 'pan_error')
 # One perfect example must not make a mean +inf; 100 dB is far above any real mix.
 SI_SDR_MAX_DB = 100.0
 
@@ -159,6 +161,70 @@ def balance_error_db(gains, target_gains, channel_mask=None, *, per_channel: boo
   if per_channel:
     return error
   return _masked_channel_mean(np.abs(np.where(mask, error, 0.0)), mask)
+
+
+def pan_error(pans, target_pans, channel_mask=None, *, per_channel: bool = False):
+  """Pan error against a designed placement, in pan units (-1 left ... +1 right).
+
+  Time-varying pans are summarised by their mean over the frames, as `balance_error_db`
+  summarises gains.
+
+  Args:
+    pans: [..., channels, frames] (or [..., channels]) pans of the system.
+    target_pans: [..., channels] the designed pans (NaN where unknown).
+    channel_mask: bool [..., channels] (default: all active).
+    per_channel: return the signed per-channel errors instead of their mean absolute value.
+  Returns:
+    per_channel=False: float64 [...] mean |error| over active channels (nan if none is
+    active, or a target pan of an active channel is unknown).
+    per_channel=True: float64 [..., channels] signed error (system - target), nan at
+    inactive channels.
+  """
+  target = np.asarray(target_pans, np.float64)
+  p = loudness.finite_float64(pans, 'pans')
+  if p.ndim == target.ndim + 1:
+    p = p.mean(axis=-1)
+  if p.shape != target.shape:
+    raise ValueError(f'pans {p.shape} and target_pans {target.shape} disagree on [..., channels].')
+  mask = _channel_mask(channel_mask, p.shape)
+  error = np.where(mask, p - target, np.nan)
+  if per_channel:
+    return error
+  known = np.all(np.isfinite(np.where(mask, target, 0.0)), axis=-1)
+  out = np.where(known, _masked_channel_mean(np.abs(np.where(mask, error, 0.0)), mask), np.nan)
+  return out[()] if out.ndim == 0 else out
+
+
+def stereo_metrics(stereo_mix, target_stereo, pans, target_pans, *, loss_config,
+                   channel_mask=None) -> dict:
+  """The stereo metrics (`STEREO_METRICS`) of stereo mixes against their targets.
+
+  Args:
+    stereo_mix: [..., 2, n] left/right (a mono system's: `stereo.centred(mix)`).
+    target_stereo: [..., 2, >= n].
+    pans: [..., channels, frames] the applied pans (0 for a mono system).
+    target_pans: [..., channels] designed pans, NaN where unknown.
+    loss_config: `config.loss` (the MR-STFT's resolutions).
+  Returns:
+    'mr_stft_mid', 'mr_stft_side': the MR-STFT distance of the mid and of the side
+    (`stereo.mid_side`) to the target's; the side is NaN where the target's side is
+    silent (`stereo.has_side`). 'pan_error': `pan_error`. float64 [...].
+  """
+  from alm_jax import stereo  # pylint: disable=g-import-not-at-top  (JAX, as mr_stft_distance)
+
+  mix = loudness.finite_float64(stereo_mix, 'stereo_mix')
+  target = loudness.finite_float64(target_stereo, 'target_stereo')
+  if mix.ndim not in (2, 3) or mix.shape[-2] != 2 or target.shape[:-1] != mix.shape[:-1]:
+    raise ValueError(f'stereo_metrics needs stereo_mix [..., 2, n] and target [..., 2, >= n], got '
+                     f'{mix.shape} and {target.shape}.')
+  ms, ms_target = stereo.mid_side(mix), stereo.mid_side(target[..., :mix.shape[-1]])
+  n = mix.shape[-1]
+  dist = mr_stft_distance(ms.reshape(-1, n), ms_target.reshape(-1, n), loss_config)
+  dist = np.asarray(dist, np.float64).reshape(mix.shape[:-2] + (2,))
+  out = {'mr_stft_mid': dist[..., 0],
+         'mr_stft_side': np.where(stereo.has_side(ms_target), dist[..., 1], np.nan),
+         'pan_error': pan_error(pans, target_pans, channel_mask)}
+  return {k: np.asarray(v, np.float64)[()] for k, v in out.items()}
 
 
 # ---- mix-level ----------------------------------------------------------------

@@ -65,7 +65,8 @@ def global_batch(local_batch: dict, mesh: Mesh) -> dict:
 
 
 # The batch entries a step reads; the pipeline may add metadata the device never needs.
-MODEL_INPUTS = ('audio', 'channel_mask', 'target', 'example_mask', 'ideal_gains')
+MODEL_INPUTS = ('audio', 'channel_mask', 'target', 'example_mask', 'ideal_gains',
+                'target_stereo', 'ideal_pans')
 
 
 def model_inputs(local_batch: dict, mesh) -> dict:

@@ -30,6 +30,7 @@ from alm_jax import losses
 from alm_jax import optimizer
 from alm_jax import paths
 from alm_jax import sharding
+from alm_jax import stereo
 from alm_jax import validation
 from alm_jax import writers
 from alm_jax.models import build_model
@@ -78,6 +79,10 @@ class TrainState(struct.PyTreeNode):
   # gains (0: the paper's loss, MR-STFT alone).
   balance_weight: float = struct.field(pytree_node=False, default=0.0)
   gain_change_weight: float = struct.field(pytree_node=False, default=0.0)
+  # Models with pans (docs/model.md, "Stereo"): config.loss.side_weight, the side term of the
+  # MR-STFT on mid and side, and config.loss.pan_weight, the known-pan term.
+  side_weight: float = struct.field(pytree_node=False, default=1.0)
+  pan_weight: float = struct.field(pytree_node=False, default=0.0)
 
 
 # ---- schedule and optimiser (alm_jax.optimizer, from the full config) -----------
@@ -93,12 +98,14 @@ def make_optimizer(config, spe: int) -> optax.GradientTransformation:
 
 def create_train_state(rng, model: nn.Module, tx: optax.GradientTransformation,
                        loss_spec: losses.MRSTFTSpec, balance_weight: float = 0.0,
-                       gain_change_weight: float = 0.0) -> TrainState:
+                       gain_change_weight: float = 0.0, side_weight: float = 1.0,
+                       pan_weight: float = 0.0) -> TrainState:
   """Fresh state (traceable; everything but rng static)."""
   params = init_params(rng, model)
   return TrainState(step=jnp.zeros([], jnp.int32), params=params, opt_state=tx.init(params),
                     model=model, tx=tx, loss_spec=loss_spec, balance_weight=float(balance_weight),
-                    gain_change_weight=float(gain_change_weight))
+                    gain_change_weight=float(gain_change_weight), side_weight=float(side_weight),
+                    pan_weight=float(pan_weight))
 
 
 # ---- steps -----------------------------------------------------------------
@@ -165,7 +172,14 @@ def example_losses(state: TrainState) -> Callable:
   def losses_fn(params, micro, key):
     out = state.model.apply({'params': params}, micro['audio'], micro['channel_mask'], train=True,
                             rngs={'dropout': key})
-    loss = losses.mix_loss(out['mix'], micro['target'], state.loss_spec)
+    if 'stereo' in out:  # a model with pans: the MR-STFT on the stereo mix's mid and side
+      loss = losses.stereo_loss(out['stereo'], micro['target_stereo'], state.loss_spec,
+                                state.side_weight)
+      if state.pan_weight:
+        loss = loss + state.pan_weight * losses.pan_loss(
+            out['pans'][..., 1:], micro['ideal_pans'], micro['channel_mask'])
+    else:
+      loss = losses.mix_loss(out['mix'], micro['target'], state.loss_spec)
     # Frame 0's gain is config.model.initial_gain under zero latency, not a prediction.
     predicted = out['gains'][..., 1:]
     if state.balance_weight:
@@ -190,6 +204,24 @@ def gain_term_weights(config) -> tuple[float, float]:
   """(balance_weight, gain_change_weight) of config.loss (0 when absent: older configs)."""
   return (float(config.loss.get('balance_weight', 0.0)),
           float(config.loss.get('gain_change_weight', 0.0)))
+
+
+def stereo_term_weights(config) -> tuple[float, float]:
+  """(side_weight, pan_weight) of config.loss (1 and 0 when absent: older configs)."""
+  return (float(config.loss.get('side_weight', 1.0)), float(config.loss.get('pan_weight', 0.0)))
+
+
+def _check_pan_data(local_batch, config):
+  """A model with pans on data without a designed placement would learn no placement."""
+  if not stereo.has_pans(config.model):
+    return
+  pans = local_batch.get('ideal_pans')
+  if pans is None or not np.any(
+      np.isfinite(np.asarray(pans)[np.asarray(local_batch['channel_mask'], bool)])):
+    raise ValueError("config.model.outputs = ('gain', 'pan') needs a dataset with a designed "
+                     'stereo placement (rendered_live, synthetic_live: docs/data.md), but '
+                     f'config.data.name={config.data.name!r} has none in its first batch: set '
+                     "config.model.outputs = ('gain',) or train on such a dataset.")
 
 
 def _check_balance_data(local_batch, weight: float, config):
@@ -322,7 +354,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   rng = jax.random.key(int(config.seed))
   init_rng, dropout_rng = jax.random.split(rng)
   statics = (build_model(without_init_only(config)), tx,
-             losses.MRSTFTSpec.from_config(config.loss), *gain_term_weights(config))
+             losses.MRSTFTSpec.from_config(config.loss), *gain_term_weights(config),
+             *stereo_term_weights(config))
   abstract = jax.eval_shape(lambda key: create_train_state(key, *statics), init_rng)
   repl = sharding.replicated(mesh)
   state_sharding = jax.tree.map(lambda _: repl, abstract)
@@ -337,8 +370,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   else:
     # Runs once: XLA's backend optimisations would cost more compile time than they save.
     fast = _FAST_COMPILE if jax.default_backend() == 'cpu' else None
-    state = jax.jit(create_train_state, static_argnums=(1, 2, 3, 4, 5), out_shardings=state_sharding,
-                    compiler_options=fast)(init_rng, *statics)
+    state = jax.jit(create_train_state, static_argnums=(1, 2, 3, 4, 5, 6, 7),
+                    out_shardings=state_sharding, compiler_options=fast)(init_rng, *statics)
     params = jax.device_get(state.params)
     pretrained = embeddings.load_pretrained(params, config.model.embedding)
     if pretrained is not params:
@@ -374,6 +407,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                                        **data_kwargs))
   first = next(train_iter)  # checked before any work, then trained on first
   _check_balance_data(first, statics[3], config)
+  _check_pan_data(first, config)
   train_iter = itertools.chain([first], train_iter)
   eval_batches = None  # built at the first evaluation
 

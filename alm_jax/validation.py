@@ -42,12 +42,18 @@ def eval_step(params, batch, model: nn.Module, loss_spec: losses.MRSTFTSpec):
 
   Returns:
     dict with 'loss' [b] (the training loss), 'mix' [b, n] float32 and
-    'gains' [b, c, t] (the applied gains), all sharded like the batch.
+    'gains' [b, c, t] (the applied gains), all sharded like the batch; a model
+    with pans also 'stereo' [b, 2, n] and 'pans' [b, c, t], and its loss is the
+    MR-STFT on mid and side (`losses.stereo_loss`, side weight 1).
   """
   out = model.apply({'params': params}, batch['audio'], batch['channel_mask'], train=False)
   mix = out['mix'].astype(jnp.float32)
-  return {'loss': losses.mix_loss(mix, batch['target'], loss_spec), 'mix': mix,
-          'gains': out['gains'].astype(jnp.float32)}
+  result = {'loss': losses.mix_loss(mix, batch['target'], loss_spec), 'mix': mix,
+            'gains': out['gains'].astype(jnp.float32)}
+  if 'stereo' in out:
+    result.update(loss=losses.stereo_loss(out['stereo'], batch['target_stereo'], loss_spec),
+                  stereo=out['stereo'].astype(jnp.float32), pans=out['pans'])
+  return result
 
 
 def example_metrics(out, batch, config) -> dict[str, np.ndarray]:
@@ -65,9 +71,14 @@ def example_metrics(out, batch, config) -> dict[str, np.ndarray]:
   if 'target_gains' in batch and 'input_gain_db' in batch:
     ideal = metrics.ideal_input_gains(batch['target_gains'], batch['input_gain_db'])
   rate = int(config.model.sample_rate)
-  return metrics.mix_metrics(out['mix'], batch['target'], out['gains'], rate=rate,
-                             frame_seconds=frames.FrameSpec.from_config(config.model).f2 / rate,
-                             channel_mask=batch['channel_mask'], ideal_gains=ideal)
+  found = metrics.mix_metrics(out['mix'], batch['target'], out['gains'], rate=rate,
+                              frame_seconds=frames.FrameSpec.from_config(config.model).f2 / rate,
+                              channel_mask=batch['channel_mask'], ideal_gains=ideal)
+  if 'stereo' in out and 'target_stereo' in batch:  # a model with pans, data with a placement
+    found.update(metrics.stereo_metrics(out['stereo'], batch['target_stereo'], out['pans'],
+                                        batch['ideal_pans'], loss_config=config.loss,
+                                        channel_mask=batch['channel_mask']))
+  return found
 
 
 def to_host(tree):
@@ -91,7 +102,7 @@ def evaluate(eval_fn, params, batches, mesh, config) -> dict[str, float]:
     out = to_host(eval_fn(params, sharding.model_inputs(local, mesh)))
     # The metadata the metrics need, for the whole global batch on every process.
     host = {k: local[k] for k in ('target', 'channel_mask', 'target_gains', 'input_gain_db',
-                                  'example_mask') if k in local}
+                                  'example_mask', 'target_stereo', 'ideal_pans') if k in local}
     if jax.process_count() > 1:
       host = to_host(sharding.global_batch(host, mesh))
     mask = np.asarray(host.get('example_mask', np.ones(out['loss'].shape, bool)), bool)

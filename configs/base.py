@@ -70,6 +70,9 @@ def get_config():
   model.gru_hidden = 128
   model.mlp_dims = (64, 32)
   model.gain_activation = 'softplus'  # 'softplus' | 'relu'
+  # ('gain',): a gain per channel and F2 frame, a mono mix (the paper). ('gain', 'pan'): also a
+  # pan (constant-power law, alm_jax/stereo.py), a stereo mix (docs/model.md, "Stereo").
+  model.outputs = ('gain',)
 
   # ---- loss --------------------------------------------------------------
   loss = config.loss = ml_collections.ConfigDict()
@@ -84,6 +87,11 @@ def get_config():
   # (losses.gain_change_loss). 0 and 0 are the paper's loss, MR-STFT alone.
   loss.balance_weight = 0.0
   loss.gain_change_weight = 0.0
+  # Models with pans only (docs/model.md, "Stereo"): the MR-STFT is taken on the stereo mix's mid
+  # and side; side_weight weighs the side (difference) term, pan_weight a known-pan term
+  # (losses.pan_loss, data with a designed placement).
+  loss.side_weight = 1.0
+  loss.pan_weight = 0.0
 
   # ---- data --------------------------------------------------------------
   data = config.data = ml_collections.ConfigDict()

@@ -77,6 +77,9 @@ _ADDED = {  # field: {config: [type, value]}, '*' for every config
     'data.split_file': {'*': ['str', '']},
     'loss.balance_weight': {'*': ['float', 0.0]},
     'loss.gain_change_weight': {'*': ['float', 0.0]},
+    'model.outputs': {'*': ['tuple', ['gain']]},
+    'loss.side_weight': {'*': ['float', 1.0]},
+    'loss.pan_weight': {'*': ['float', 0.0]},
 }
 
 

@@ -239,3 +239,44 @@ def test_gain_change_loss_is_the_metric_per_frame():
   wild = still.copy()
   wild[1, 2] = rng.uniform(0.0, 5.0, 9)
   np.testing.assert_allclose(losses.gain_change_loss(jnp.asarray(wild), mask), 0.0, atol=1e-6)
+
+
+def test_stereo_loss_mid_side_and_silent_side():
+  from alm_jax import stereo  # pylint: disable=g-import-not-at-top
+  spec = losses.MRSTFTSpec.from_config(load_config('mr').loss)
+  rng = np.random.default_rng(0)
+  a, b = rng.standard_normal((2, 2, 8192)).astype(np.float32) * 0.1
+  # Centred mixes: the loss is the mono loss of the mids, the (silent) side left out.
+  target = stereo.centred(jnp.asarray(a))
+  pred = stereo.centred(jnp.asarray(b))
+  np.testing.assert_allclose(losses.stereo_loss(pred, target, spec, side_weight=5.0),
+                             losses.multi_resolution_stft_loss(b, a, spec), rtol=1e-5)
+  assert float(losses.stereo_loss(target, target, spec)[0]) == pytest.approx(0.0, abs=1e-6)
+  # A target with a side: a centred prediction pays for the missing side, weighted.
+  wide = jnp.stack([jnp.asarray(a), 0.3 * jnp.asarray(a)], axis=1)  # [2, 2, n]: left-heavy
+  ms = stereo.mid_side(wide)
+  mid_only = losses.stereo_loss(pred, wide, spec, side_weight=0.0)
+  both = losses.stereo_loss(pred, wide, spec, side_weight=2.0)
+  side = losses.multi_resolution_stft_loss(stereo.mid_side(pred)[:, 1], ms[:, 1], spec)
+  np.testing.assert_allclose(both - mid_only, 2.0 * side, rtol=1e-4)
+  np.testing.assert_allclose(mid_only, losses.multi_resolution_stft_loss(
+      stereo.mid_side(pred)[:, 0], ms[:, 0], spec), rtol=1e-5)
+  longer = jnp.pad(wide, [(0, 0), (0, 0), (0, 100)])  # the target is cut to the mix
+  np.testing.assert_allclose(losses.stereo_loss(pred, longer, spec), losses.stereo_loss(
+      pred, wide, spec), rtol=1e-6)
+  with pytest.raises(ValueError, match='fewer than the mix'):
+    losses.stereo_loss(longer, wide, spec)
+  grads = jax.grad(lambda p: jnp.sum(losses.stereo_loss(p, target, spec)))(pred)
+  assert np.isfinite(np.asarray(grads)).all()
+
+
+def test_pan_loss():
+  pans = np.zeros((2, 3, 5), np.float32)
+  pans[0, 0] = 0.5
+  ideal = np.array([[0.0, 0.0, -1.0], [0.2, np.nan, 0.0]], np.float32)
+  mask = np.array([[True, True, False], [True, True, True]])
+  out = np.asarray(losses.pan_loss(jnp.asarray(pans), ideal, mask))
+  np.testing.assert_allclose(out[0], 0.25)  # (0.5 + 0) / 2 channels; the masked one is free
+  assert out[1] == 0.0  # an unknown pan on an active channel: no term
+  g = jax.grad(lambda p: jnp.sum(losses.pan_loss(p, ideal, mask)))(jnp.asarray(pans))
+  assert np.all(np.asarray(g)[0, 2] == 0) and np.all(np.asarray(g)[1] == 0)

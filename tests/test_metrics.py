@@ -158,3 +158,34 @@ def test_mix_metrics_undefined_and_bad_shapes():
 def test_ideal_input_gains():
   np.testing.assert_allclose(metrics.ideal_input_gains([2.0, 1.0], [20 * np.log10(2), -20.0]), [1.0, 10.0])
   assert np.isnan(metrics.ideal_input_gains([np.nan], [0.0])[0])
+
+
+def test_pan_error_and_stereo_metrics():
+  from alm_jax import stereo  # pylint: disable=g-import-not-at-top
+  pans = np.zeros((2, 3, 4))
+  pans[0, 0] = [0.2, 0.4, 0.6, 0.8]  # mean 0.5
+  target = np.array([[0.0, 0.1, 0.9], [0.0, np.nan, 0.0]])
+  mask = np.array([[True, True, False], [True, True, True]])
+  np.testing.assert_allclose(metrics.pan_error(pans, target, mask)[0], (0.5 + 0.1) / 2)
+  assert np.isnan(metrics.pan_error(pans, target, mask)[1])  # unknown designed pan
+  signed = metrics.pan_error(pans, target, mask, per_channel=True)
+  np.testing.assert_allclose(signed[0, :2], [0.5, -0.1])
+  assert np.isnan(signed[0, 2])
+  rng = np.random.default_rng(1)
+  a = rng.standard_normal((2, 8192)) * 0.1
+  loss = load_config('mr').loss
+  centred = stereo.centred(a)
+  wide = np.stack([a, 0.2 * a], axis=1)
+  out = metrics.stereo_metrics(centred, wide, np.zeros((2, 3, 4)), np.zeros((2, 3)),
+                               loss_config=loss)
+  assert set(out) == set(metrics.STEREO_METRICS)
+  assert np.all(out['mr_stft_side'] > 1.0)  # a centred mix has no side where the target has one
+  same = metrics.stereo_metrics(wide, wide, np.zeros((2, 3, 4)), np.zeros((2, 3)),
+                                loss_config=loss)
+  np.testing.assert_allclose(same['mr_stft_mid'], 0.0, atol=1e-6)
+  np.testing.assert_allclose(same['mr_stft_side'], 0.0, atol=1e-6)
+  silent_side = metrics.stereo_metrics(centred, centred, np.zeros((2, 3, 4)), np.zeros((2, 3)),
+                                       loss_config=loss)
+  assert np.all(np.isnan(silent_side['mr_stft_side']))  # undefined without a target side
+  with pytest.raises(ValueError, match=r'\[\.\.\., 2, n\]'):
+    metrics.stereo_metrics(a[0], a[0], pans, target, loss_config=loss)

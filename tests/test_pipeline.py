@@ -15,13 +15,17 @@ from alm_jax.data import bleed
 from alm_jax.data import common
 from alm_jax.data import medleydb
 from alm_jax.data import pipeline
+from alm_jax.data import placement
 from alm_jax.data import prefetch
+from alm_jax import stereo
 from conftest import load_config
 
 SEG = 2.0
 S = int(SEG * common.SAMPLE_RATE)
 KEYS = {'audio', 'channel_mask', 'target', 'bleed_severity', 'ideal_gains'}
-METADATA = {'channel_source', 'input_gain_db', 'target_gains', 'segment_start', 'instruments'}
+METADATA = {'channel_source', 'input_gain_db', 'target_gains', 'segment_start', 'instruments',
+            'target_stereo', 'ideal_pans'}
+STEREO = {'target_stereo', 'ideal_pans'}  # training batches of a model with pans
 
 
 @pytest.fixture(scope='module')
@@ -95,6 +99,16 @@ def check_metadata(batch, songs):
                                atol=2e-3 * np.abs(batch['target'][e]).max())
     np.testing.assert_array_equal(gains[c:], 0)
     np.testing.assert_array_equal(batch['input_gain_db'][e, c:], 0)
+    # The designed placement of the song's tracks, and the stereo target it makes of them.
+    pans = batch['ideal_pans'][e]
+    np.testing.assert_array_equal(pans[:c], placement.designed_pans(song.song_id,
+                                                                    song.instruments)[src[:c]])
+    assert np.isnan(pans[c:]).all()
+    np.testing.assert_allclose(batch['target_stereo'][e],
+                               stereo.mix_numpy(clean, gains[:c], pans[:c]), atol=1e-6)
+    # Its mid: each track at gain x cos(pan x pi / 4), the centre's channels at their mono level.
+    mid = stereo.mid_side(batch['target_stereo'][e])[0]
+    np.testing.assert_allclose(mid, (gains[:c] * np.cos(pans[:c] * np.pi / 4)) @ clean, atol=1e-5)
     assert np.all(np.abs(batch['input_gain_db'][e, :c]) <= 24 + 1e-4)
   return found
 
@@ -294,6 +308,22 @@ def test_unknown_mix_gains_are_nan(config):
   assert np.isnan(batch['ideal_gains'][0]).all()
   np.testing.assert_array_equal(batch['target_gains'][0, c:], 0)
   assert np.isfinite(batch['input_gain_db']).all()
+  # No designed mix, no designed placement: the mono target at the centre, pans unknown.
+  assert np.isnan(batch['ideal_pans'][0]).all()
+  np.testing.assert_array_equal(batch['target_stereo'][0], stereo.centred(batch['target'][0]))
+
+
+def test_a_model_with_pans_gets_the_stereo_target(config):
+  plain, = take(config, 1)
+  config.model.outputs = ('gain', 'pan')
+  wide, = take(config, 1)
+  rich, = take(config, 1, metadata=True)
+  assert set(wide) == KEYS | STEREO
+  for k in KEYS | STEREO:
+    np.testing.assert_array_equal(wide[k], rich[k])
+  for k in KEYS:  # the mono batch is unchanged
+    np.testing.assert_array_equal(plain[k], wide[k])
+  assert np.isfinite(wide['ideal_pans'][wide['channel_mask']]).all()
 
 
 def test_jax_backend_matches_numpy(config):

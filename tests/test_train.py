@@ -402,3 +402,107 @@ def _with(config, **train_fields):
   for k, v in train_fields.items():
     c.train[k] = v
   return c
+
+
+# ---- a mixer with pans ------------------------------------------------------------------------
+
+
+def _stereo_config(*dirs):
+  config = tiny_train_config('mr', *dirs)
+  config.model.outputs = ('gain', 'pan')
+  config.loss.pan_weight = 1.0
+  return config
+
+
+def _placed(batch):
+  """fake_batch with a designed placement: hard left to hard right, and its stereo target."""
+  from alm_jax import stereo  # pylint: disable=g-import-not-at-top
+  batch = dict(batch)
+  mask = batch['channel_mask']
+  pans = np.where(mask, np.linspace(-0.8, 0.8, mask.shape[1]), np.nan).astype(np.float32)
+  gains = np.where(mask, batch['ideal_gains'], 0.0)
+  batch['ideal_pans'] = pans
+  batch['target_stereo'] = stereo.mix_numpy(batch['audio'], gains, np.nan_to_num(pans))
+  return batch
+
+
+@SAME_WORKER
+def test_stereo_training_on_the_real_pipeline(data_dirs, tmp_path):
+  """A model with pans trains on synthetic_live's designed placement; validation has the stereo metrics."""
+  config = _stereo_config(*data_dirs)
+  config.train.num_epochs = 1
+  state = train.train_and_evaluate(config, str(tmp_path))
+  assert 'pan_mlp' in state.params
+  scalars = read_scalars(str(tmp_path))
+  assert np.isfinite(scalars['train/loss'][1])
+  for metric in ('loss', 'pan_error', 'mr_stft_mid', 'balance_error_db'):
+    assert np.isfinite(scalars[f'validation/{metric}'][1]), metric
+
+
+@SAME_WORKER
+def test_pan_term_alone_trains_the_pans(tmp_path):
+  config = _stereo_config('', '')
+  config.loss.w_sc = config.loss.w_log_mag = 0.0  # MR-STFT off: only the pan term is left
+  data = FakeData(same_batch=True)
+
+  def placed(config, **kwargs):
+    for batch in data.make_train_iterator(config, **kwargs):
+      yield _placed(batch)
+
+  def placed_eval(config, split, **kwargs):
+    return [_placed(b) for b in data.make_eval_batches(config, split, **kwargs)]
+
+  batch = _placed(fake_batch(config, 0))
+  errors = []
+  for epochs in (1, 20):
+    config.train.num_epochs = epochs
+    state = train.train_and_evaluate(config, str(tmp_path), make_train_iterator=placed,
+                                     make_eval_batches=placed_eval)
+    out = build_model(config).apply({'params': state.params}, batch['audio'],
+                                    batch['channel_mask'])
+    errors.append(float(np.mean(losses.pan_loss(out['pans'][..., 1:], batch['ideal_pans'],
+                                                 batch['channel_mask']))))
+  assert errors[1] < 0.5 * errors[0], errors
+
+
+def test_pans_refuse_data_without_a_placement(tmp_path):
+  config = _stereo_config('', '')
+  data = FakeData()
+
+  def unplaced(config, **kwargs):
+    for batch in data.make_train_iterator(config, **kwargs):
+      batch = _placed(batch)
+      batch['ideal_pans'][:] = np.nan
+      yield batch
+
+  with pytest.raises(ValueError, match=r"needs a dataset with a designed stereo placement"):
+    train.train_and_evaluate(config, str(tmp_path), make_train_iterator=unplaced,
+                             make_eval_batches=data.make_eval_batches)
+  assert not list(tmp_path.glob('checkpoints/*'))
+
+
+@SAME_WORKER
+def test_ctrl_c_keeps_the_step_reached_and_a_finished_run_trains_nothing(tmp_path, caplog):
+  config = tiny_train_config('mr', '', '')
+  config.train.checkpoint_every_steps = 100  # only the last step and the interrupt save
+  data = FakeData()
+
+  def interrupted(config, *, start_step=0, **kwargs):
+    for i, batch in enumerate(data.make_train_iterator(config, start_step=start_step, **kwargs)):
+      if start_step + i == 2:  # iterator position 2 = while update 3 waits for its batch
+        raise KeyboardInterrupt
+      yield batch
+
+  workdir = str(tmp_path)
+  with pytest.raises(train.TrainingInterrupted,
+                     match=r'^stopped at step 2; rerun the same command to resume$'):
+    train.train_and_evaluate(config, workdir, make_train_iterator=interrupted,
+                             make_eval_batches=data.make_eval_batches)
+  assert restore.restore_params(workdir)[2] == 2
+  train.train_and_evaluate(config, workdir, make_train_iterator=data.make_train_iterator,
+                           make_eval_batches=data.make_eval_batches)
+  assert restore.restore_params(workdir)[2] == 4
+  with caplog.at_level('INFO'):
+    state = train.train_and_evaluate(config, workdir, make_train_iterator=interrupted,
+                                     make_eval_batches=data.make_eval_batches)
+  assert int(state.step) == 4 and 'This run is finished: step 4 of 4' in caplog.text

@@ -3,7 +3,8 @@
 `make_train_iterator(config, start_step=s)` is an endless, deterministic stream
 (batch `s` first, so a resumed run continues the same sequence) of
 {'audio' f32 [b, C, S], 'channel_mask' bool [b, C], 'target' f32 [b, S],
-'bleed_severity' f32 [b], 'ideal_gains' f32 [b, C]}; `make_eval_batches(config, split)` is the fixed
+'bleed_severity' f32 [b], 'ideal_gains' f32 [b, C]} (for a model with pans also
+'target_stereo' f32 [b, 2, S] and 'ideal_pans' f32 [b, C]); `make_eval_batches(config, split)` is the fixed
 list of evaluation batches, with 'example_mask', 'song_id' and per-channel
 metadata. Songs stay in memory as int16; batches are built on a thread pool in
 step order. The sampling rules, the metadata and the multi-host split are in
@@ -21,9 +22,11 @@ import tensorflow_datasets as tfds
 
 from alm_jax import metrics
 from alm_jax import paths
+from alm_jax import stereo
 from alm_jax.data import bleed
 from alm_jax.data import common
 from alm_jax.data import datasets
+from alm_jax.data import placement
 from alm_jax.data import prefetch
 from alm_jax.data import rooms
 
@@ -41,6 +44,7 @@ class Song:
   mix_scale: float
   instruments: tuple
   mix_gains: Optional[np.ndarray] = None  # float32 [c]: mix = sum_c mix_gains[c] * raw track c
+  pans: Optional[np.ndarray] = None  # float32 [c]: the designed placement (alm_jax.data.placement)
 
   @property
   def num_channels(self) -> int:
@@ -151,6 +155,10 @@ def _read_songs(builder, split: str, process_index: int, process_count: int) -> 
         raise ValueError(f'Song {song.song_id} of {builder.info.full_name} has {n} {name} for '
                          f'{song.num_channels} raw tracks; rebuild the dataset (delete it from '
                          f'{builder.data_dir}).')
+    if song.mix_gains is not None and placement.known(song.instruments):
+      # A designed mix has a designed placement too: derived, not stored (docs/data.md).
+      song = dataclasses.replace(song, pans=placement.designed_pans(song.song_id,
+                                                                    song.instruments))
     songs.append(song)
   songs.sort(key=lambda s: s.song_id)
   logging.info('Loaded %d %s songs of %s (process %d of %d).', len(songs), split,
@@ -233,6 +241,7 @@ class _Maker:
 
   def __init__(self, config, workdir):
     self.cmax = int(config.model.max_channels)
+    self.stereo = stereo.has_pans(config.model)  # training batches carry the stereo target
     self.settings = bleed.Settings.from_config(config.data)
     self.bank = rooms.bank_for_config(config, _bank_dir(config, workdir))
     self.preroll = self.bank.rirs.shape[-1] if self.bank is not None else 0
@@ -247,6 +256,8 @@ class _Maker:
     source = np.full((bsz, self.cmax), -1, np.int32)
     gain_db = np.zeros((bsz, self.cmax), np.float32)
     target_gains = np.zeros((bsz, self.cmax), np.float32)
+    target_stereo = np.zeros((bsz, 2, length), np.float32)
+    ideal_pans = np.full((bsz, self.cmax), np.nan, np.float32)
     starts = np.array([start for _, start, _ in picks], np.float64)
     draws, sources, instruments = [], [], []
     for e, (song, start, rng) in enumerate(picks):
@@ -266,6 +277,13 @@ class _Maker:
       gain_db[e, :c] = 20 * (np.log10(d.pre_gain.astype(np.float64))
                              + np.log10(d.post_gain.astype(np.float64)))
       target_gains[e, :c] = song.mix_gains[perm] if song.mix_gains is not None else np.nan
+      if self.stereo or metadata:
+        if song.pans is not None and song.mix_gains is not None:  # the clean tracks, designed
+          ideal_pans[e, :c] = song.pans[perm]
+          target_stereo[e] = stereo.mix_numpy(x[:, self.preroll:], song.mix_gains[perm],
+                                              song.pans[perm])
+        else:  # no designed placement: the mono target at the centre (no side, no pan term)
+          target_stereo[e] = stereo.centred(target[e])
       instruments.append([song.instruments[p] for p in perm] + [''] * (self.cmax - c))
     if self.settings.backend == 'jax' and self.bank is not None:
       full = np.zeros((bsz, self.cmax, length + self.preroll), np.float32)
@@ -280,6 +298,8 @@ class _Maker:
     ideal = np.where(mask, metrics.ideal_input_gains(target_gains, gain_db), np.nan)
     out = {'audio': audio, 'channel_mask': mask, 'target': target, 'bleed_severity': severity,
            'ideal_gains': ideal.astype(np.float32)}
+    if self.stereo or metadata:
+      out.update(target_stereo=target_stereo, ideal_pans=ideal_pans)
     if metadata:
       out.update({
           'channel_source': source,
@@ -308,6 +328,7 @@ def make_train_iterator(config, *, steps_per_epoch: int, start_step: int = 0,
   steps_per_epoch: batches per epoch, as the training loop computed it
     (`alm_jax.optimizer.steps_per_epoch`): every song is drawn once per epoch
     (more than once when an epoch has more slots than songs).
+
   workdir: where the RIR bank is cached when config.data.bleed.cache_dir is ''
     (local path or URL, str or path object).
   metadata: also yield the per-example metadata (module docstring). Off by

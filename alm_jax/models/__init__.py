@@ -18,6 +18,7 @@ import ml_collections
 
 from alm_jax import embeddings
 from alm_jax import frames
+from alm_jax import stereo
 from alm_jax.models import protocol
 
 # Model settings that only affect a fresh initialisation, not the parameter layout.
@@ -62,13 +63,24 @@ def build_model(config) -> nn.Module:
     raise ValueError(f"config.model.name={frozen.name!r} has no trainable parameters: there is "
                      'nothing to train. Use it directly wherever a checkpoint is taken, e.g. '
                      f'`python -m alm_jax.mix --checkpoint=configs/{frozen.name}.py ...`.')
+  _check_outputs(frozen, module)
   return module.build_module(frozen)
 
 
 def build_mixer(config) -> protocol.Mixer:
   """The `protocol.Mixer` of `config.model.name`: what inference, export and evaluation drive."""
   frozen = _model_config(config)
-  return _mixer_module(frozen.name).build_mixer(frozen)
+  module = _mixer_module(frozen.name)
+  _check_outputs(frozen, module)
+  return module.build_mixer(frozen)
+
+
+def _check_outputs(frozen, module) -> None:
+  """Refuses pans (config.model.outputs) for a mixer that sets gains only, rather than ignore them."""
+  if stereo.has_pans(frozen) and not module.build_mixer(frozen).capabilities.stereo:
+    raise ValueError(f"config.model.outputs = {tuple(frozen.outputs)}, but config.model.name="
+                     f"{frozen.name!r} sets gains only: use config.model.outputs = ('gain',) "
+                     "(its mix is placed at the centre wherever a stereo mix is made).")
 
 
 def capabilities(config) -> protocol.Capabilities:

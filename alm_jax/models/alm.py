@@ -1,10 +1,13 @@
-"""The AiLive Mixer (ALM): per-channel gains per F2 frame, applied with zero latency.
+"""The AiLive Mixer (ALM): per-channel gains (and, optionally, pans) per F2 frame, zero latency.
 
     audio [b, c, n] --F1 frames--> log-mel -> embedding -> encoder 1 (channels)   (F1 rate)
                      --F2 frames--> RMS -> projection + PReLU with the embedding
                                     -> encoder 2 (channels) -> GRU (time)
                                     -> encoder 3 (channels) -> MLP -> gain >= 0   (F2 rate)
+                                    -> pan MLP -> pan in [-1, 1]   (config.model.outputs
+                                                                    = ('gain', 'pan') only)
     mix = sum_c gain[c, t - 1] * audio[c, frame t]     (zero-latency mode)
+    stereo = the same with pan[c, t - 1] on the constant-power law (alm_jax.stereo)
 
 Every network is shared across channels and no layer sees a channel index, so
 any channel count and order works; padded channels are masked out of attention
@@ -24,6 +27,7 @@ import ml_collections
 from alm_jax import checks
 from alm_jax import embeddings
 from alm_jax import frames
+from alm_jax import stereo
 from alm_jax.models import layers
 from alm_jax.models import protocol
 from alm_jax.models import stepping
@@ -57,6 +61,10 @@ class AiLiveMixer(nn.Module):
     self.gru = layers.TimeGRU(cfg.gru_hidden, dtype=dtype)
     self.encoder3 = layers.ChannelEncoder(**enc)
     self.mlp = layers.PReLUMLP(tuple(cfg.mlp_dims) + (1,), dtype=dtype)
+    # A second head of the same shape, so a stereo model's gain path keeps the mono
+    # model's parameter names and shapes (and a mono checkpoint's tree is unchanged).
+    self.pan_mlp = (layers.PReLUMLP(tuple(cfg.mlp_dims) + (1,), dtype=dtype)
+                    if stereo.has_pans(cfg) else None)
 
   # ---- F1 rate -------------------------------------------------------------
 
@@ -99,8 +107,18 @@ class AiLiveMixer(nn.Module):
     return self.gru(carry, x)
 
   def head(self, y, channel_mask, deterministic: bool = True):
-    """GRU output [b, c, t, h] -> predicted gains [b, c, t] (float32, >= 0, 0 on masked channels)."""
+    """GRU output [b, c, t, h] -> predicted gains [b, c, t] (float32, >= 0, 0 on masked channels).
+
+    With pans (config.model.outputs = ('gain', 'pan')): (gains, pans [b, c, t]
+    float32 in [-1, 1] by tanh, 0 on masked channels).
+    """
     y = self.encoder3(y, channel_mask, deterministic)
+    if self.pan_mlp is not None:
+      p = jnp.tanh(self.pan_mlp(y)[..., 0].astype(jnp.float32))
+      return self._gains(y, channel_mask), jnp.where(channel_mask[..., None], p, 0.0)
+    return self._gains(y, channel_mask)
+
+  def _gains(self, y, channel_mask):
     g = self.mlp(y)[..., 0].astype(jnp.float32)
     if self.config.gain_activation == 'softplus':
       g = jax.nn.softplus(g)
@@ -125,7 +143,9 @@ class AiLiveMixer(nn.Module):
     Returns:
       dict with `pred_gains` [b, c, t] (gain predicted on each F2 frame),
       `gains` [b, c, t] (gain applied to each F2 frame: `pred_gains` shifted by
-      one frame in zero-latency mode) and `mix` [b, t * f2].
+      one frame in zero-latency mode) and `mix` [b, t * f2]; with pans also
+      `pred_pans`, `pans` [b, c, t] (shifted the same way, the centre first) and
+      `stereo` [b, 2, t * f2] (left, right).
     """
     spec = self.frame_spec
     checks.check_shapes(audio.shape, channel_mask.shape, spec.f1)
@@ -142,11 +162,20 @@ class AiLiveMixer(nn.Module):
     x = self.condition(emb, rms, channel_mask, deterministic)
     _, y = self.recur(self.initial_carry(b, c), x)
     pred = self.head(y, channel_mask, deterministic)
+    pred_pans = None
+    if self.pan_mlp is not None:
+      pred, pred_pans = pred
     gains = (frames.zero_latency_shift(pred, self.config.initial_gain)
              if self.config.zero_latency else pred)
     gains = jnp.where(channel_mask[..., None], gains, 0.0)
-    return {'pred_gains': pred, 'gains': gains,
-            'mix': frames.apply_gains(audio, gains, channel_mask, spec)}
+    out = {'pred_gains': pred, 'gains': gains,
+           'mix': frames.apply_gains(audio, gains, channel_mask, spec)}
+    if pred_pans is not None:
+      pans = stereo.zero_latency_shift(pred_pans) if self.config.zero_latency else pred_pans
+      pans = jnp.where(channel_mask[..., None], pans, 0.0)
+      out.update(pred_pans=pred_pans, pans=pans,
+                 stereo=stereo.apply_gains_stereo(audio, gains, pans, channel_mask, spec))
+    return out
 
 
 def build_module(model_config) -> AiLiveMixer:
@@ -166,7 +195,8 @@ def capabilities(model_config) -> protocol.Capabilities:
       description='ALM-MR' if spec.stride > 1 else 'ALM-SR', sample_rate=spec.sample_rate,
       f1=spec.f1, f2=spec.f2, stride=spec.stride, max_channels=int(model_config.max_channels),
       causal=True, zero_latency=bool(model_config.zero_latency),
-      initial_gain=float(model_config.initial_gain), streaming_refusal=refusal)
+      initial_gain=float(model_config.initial_gain), streaming_refusal=refusal,
+      outputs=stereo.outputs_of(model_config))
 
 
 def build_mixer(model_config) -> stepping.StagedMixer:

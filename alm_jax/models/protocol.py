@@ -17,6 +17,8 @@ from typing import Any, Mapping, Protocol
 import jax
 import jax.numpy as jnp
 
+from alm_jax import stereo
+
 # A sample beyond this magnitude (+80 dB over full scale) is no audio any
 # interface delivers: squaring one near 1.9e19 overflows float32 and would
 # turn the RMS, and from it every later gain, into NaN.
@@ -49,6 +51,8 @@ class Capabilities:
     trainable: has parameters learnt by `alm_jax.main` (console automixers: False).
     initial_gain: gain applied before the first prediction.
     streaming_refusal: why the mixer cannot stream, or None when it can.
+    outputs: what it sets per channel and F2 frame: ('gain',) (a mono mix) or
+      ('gain', 'pan') (also a pan, a stereo mix: `Mixer.step_stereo`).
   """
   description: str
   sample_rate: int
@@ -62,6 +66,12 @@ class Capabilities:
   trainable: bool = True
   initial_gain: float = 1.0
   streaming_refusal: str | None = None
+  outputs: tuple = ('gain',)
+
+  @property
+  def stereo(self) -> bool:
+    """Whether the mixer pans (a mono mixer's stereo output is its mix at the centre)."""
+    return 'pan' in self.outputs
 
   @property
   def hop(self) -> int:
@@ -101,6 +111,19 @@ class Mixer(Protocol):
   def gains_in_force(self, state: State) -> jax.Array:
     """[b, c]: the gains the next F2 frame will get (known before it arrives when zero_latency)."""
 
+  def step_stereo(self, params: Params, state: State, chunk: jax.Array, channel_mask: jax.Array):
+    """Stereo mixers only (`capabilities.stereo`): `step` with the pans and the stereo mix.
+
+    Returns (state, gains [b, c, k], pans [b, c, k], stereo [b, 2, k * f2]): the
+    pans applied to each F2 frame (0 on masked channels) and the left/right
+    mix (`alm_jax.stereo.apply_gains_stereo`). `step`'s mono mix is the sum of
+    gain x input, whatever the pans. Callers go through `step_stereo(mixer, ...)`
+    below, which places a mono mixer's mix at the centre.
+    """
+
+  def pans_in_force(self, state: State) -> jax.Array:
+    """Stereo mixers only: [b, c] the pans the next F2 frame will get."""
+
   def mix_segments(self, params: Params, audio: jax.Array, channel_mask: jax.Array,
                    segment_frames: int) -> dict:
     """Per-segment mixers only: audio [b, c, n] (whole segments) -> {'mix', 'gains'}."""
@@ -110,6 +133,26 @@ class Mixer(Protocol):
 
     `use` is 'stream', 'chunk' or 'segments'.
     """
+
+
+def step_stereo(mixer: Mixer, params: Params, state: State, chunk, channel_mask):
+  """(state, gains [b, c, k], pans [b, c, k], stereo [b, 2, k * f2]) of any mixer.
+
+  A stereo mixer's own `step_stereo`; a mono mixer (the DMC, the console
+  automixers) pans every channel to the centre: its `step` mix at -3 dB on
+  both sides (`stereo.centred`), pans 0.
+  """
+  if mixer.capabilities.stereo:
+    return mixer.step_stereo(params, state, chunk, channel_mask)
+  state, gains, mix = mixer.step(params, state, chunk, channel_mask)
+  return state, gains, jnp.zeros_like(gains), stereo.centred(mix)
+
+
+def pans_in_force(mixer: Mixer, state: State):
+  """[b, c]: the pans the next F2 frame gets (0, the centre, for a mono mixer)."""
+  if mixer.capabilities.stereo:
+    return mixer.pans_in_force(state)
+  return jnp.zeros_like(mixer.gains_in_force(state))
 
 
 def contain_faults(chunk, f2: int):

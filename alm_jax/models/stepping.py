@@ -17,6 +17,7 @@ import numpy as np
 
 from alm_jax import embeddings
 from alm_jax import frames
+from alm_jax import stereo
 from alm_jax.models import protocol
 
 
@@ -132,6 +133,7 @@ class StagedMixer:
     self.row_tiles = tuple(getattr(emb, 'row_tiles', ()))
     self.features = tuple(cfg.embedding.get('small_features', ()))
     self.plan = make_plan(self.spec, self.front, self.row_tiles, spread)
+    self.stereo = capabilities.stereo  # the module's head also returns pans
 
   def refuse(self, use: str) -> None:
     caps = self.capabilities
@@ -164,6 +166,7 @@ class StagedMixer:
       emb      [b, c, E] the current F1 frame's embedding;
       carry    [b, c, gru_hidden] the recurrent state;
       gain     [b, c] the gain the next F2 frame gets (initial_gain at first);
+      pan      [b, c] the pan the next F2 frame gets (the centre at first; stereo only);
       faults   [b, c] int32 F2 frames muted by `contain_faults`;
       mel      [b, c, patch_frames, n_mels] the last log-mel rows (MR only);
       prepared [] bool whether net<i> holds the next F1 frame's rows (spread only);
@@ -183,6 +186,8 @@ class StagedMixer:
         'gain': jnp.full((batch, channels), caps.initial_gain, jnp.float32),
         'faults': jnp.zeros((batch, channels), jnp.int32),
     }
+    if self.stereo:
+      state['pan'] = jnp.full((batch, channels), stereo.CENTRE, jnp.float32)
     for key, shape in self._work_shapes(batch, channels).items():
       if key == 'mel':  # rows of silence, exactly as the front end computes them
         state[key] = jnp.broadcast_to(self._silent_row(), shape)
@@ -195,6 +200,16 @@ class StagedMixer:
   def gains_in_force(self, state):
     return state['gain']
 
+  def pans_in_force(self, state):
+    self._refuse_mono()
+    return state['pan']
+
+  def _refuse_mono(self):
+    if not self.stereo:
+      raise protocol.UnsupportedModelError(
+          f"{self.capabilities.description} sets gains only (config.model.outputs = ('gain',)): "
+          'it has no pans; use protocol.step_stereo, which places its mix at the centre.')
+
   def _silent_row(self):
     n_in, rows = rows_reader(self.front, 1)
     return rows(jnp.zeros((1, 1, n_in), jnp.float32))[0, 0, 0].astype(jnp.float32)
@@ -203,6 +218,17 @@ class StagedMixer:
 
   def step(self, params, state, chunk, channel_mask):
     """See `protocol.Mixer.step`."""
+    state, gains, _, chunk, mask = self._advance(params, state, chunk, channel_mask)
+    return state, gains, frames.apply_gains(chunk, gains, mask, self.spec)
+
+  def step_stereo(self, params, state, chunk, channel_mask):
+    """See `protocol.Mixer.step_stereo`."""
+    self._refuse_mono()
+    state, gains, pans, chunk, mask = self._advance(params, state, chunk, channel_mask)
+    return state, gains, pans, stereo.apply_gains_stereo(chunk, gains, pans, mask, self.spec)
+
+  def _advance(self, params, state, chunk, channel_mask):
+    """(state, gains [b, c, k], pans [b, c, k] or None, the chunk with faults muted, mask)."""
     spec = self.spec
     n = chunk.shape[-1]
     if n % spec.f2:
@@ -212,23 +238,29 @@ class StagedMixer:
     t = n // spec.f2
     if t % spec.stride == 0:
       if spec.stride == 1:
-        new_state, gains, mix = self._whole_hops(params, state, chunk, mask)
+        new_state, gains, pans = self._whole_hops(params, state, chunk, mask)
       else:
-        new_state, gains, mix = jax.lax.cond(
+        new_state, gains, pans = jax.lax.cond(
             state['frame'] % spec.stride == 0, self._whole_hops, self._frame_by_frame,
             params, state, chunk, mask)
     else:
-      new_state, gains, mix = self._frame_by_frame(params, state, chunk, mask)
+      new_state, gains, pans = self._frame_by_frame(params, state, chunk, mask)
     new_state = dict(new_state, faults=state['faults'] + jnp.sum(bad, axis=-1, dtype=jnp.int32))
-    return new_state, gains, mix
+    return new_state, gains, pans, chunk, mask
 
   def _apply(self, params, *args, method):
     return self.module.apply({'params': params}, *args, method=method)
 
-  def _gains_applied(self, state, pred, mask):
-    """Predicted gains [b, c, t] -> the gains applied to those frames."""
+  def _head(self, params, y, mask):
+    """GRU output -> (predicted gains [b, c, t], pans [b, c, t] or None), float32."""
+    pred = self._apply(params, y, mask, method=self.module.head)
+    gains, pans = pred if self.stereo else (pred, None)
+    return gains.astype(jnp.float32), None if pans is None else pans.astype(jnp.float32)
+
+  def _gains_applied(self, state, pred, mask, key: str = 'gain'):
+    """Predicted gains (or pans, key='pan') [b, c, t] -> those applied to the frames."""
     if self.zero_latency:
-      gains = jnp.concatenate([state['gain'][..., None], pred[..., :-1]], axis=-1)
+      gains = jnp.concatenate([state[key][..., None], pred[..., :-1]], axis=-1)
     else:
       gains = pred
     return jnp.where(mask[..., None], gains, 0.0)
@@ -248,7 +280,7 @@ class StagedMixer:
     x = self._apply(params, jnp.repeat(emb, spec.stride, axis=2), rms, mask,
                     method=self.module.condition)
     carry, y = self._apply(params, state['carry'], x, method=self.module.recur)
-    pred = self._apply(params, y, mask, method=self.module.head).astype(jnp.float32)
+    pred, pred_pans = self._head(params, y, mask)
     gains = self._gains_applied(state, pred, mask)
     new_state = dict(state)
     new_state.update(
@@ -258,12 +290,16 @@ class StagedMixer:
         # Fixed dtypes: a low-precision compute dtype must not change the state's type.
         carry=carry.astype(jnp.float32),
         gain=pred[..., -1])
+    pans = None
+    if self.stereo:
+      pans = self._gains_applied(state, pred_pans, mask, 'pan')
+      new_state['pan'] = pred_pans[..., -1]
     if self.plan.rows_per_f2:
       n_in, rows = rows_reader(self.front, fs.patch_frames)
       new_state['mel'] = rows(ext[..., ext.shape[-1] - n_in:]).astype(jnp.float32)
     if self.plan.net_heights:
       new_state['prepared'] = jnp.zeros((), bool)  # the next F1 frame is embedded whole
-    return new_state, gains, frames.apply_gains(chunk, gains, mask, spec)
+    return new_state, gains, pans
 
   def _frame_by_frame(self, params, state, chunk, mask):
     """Any chunk of whole F2 frames: the stages one frame at a time in a scan."""
@@ -272,15 +308,15 @@ class StagedMixer:
     framed = jnp.moveaxis(chunk.reshape(b, c, n // spec.f2, spec.f2), 2, 0)  # [t, b, c, f2]
 
     def body(st, frame):
-      st, gain = self._one_frame(params, st, frame, mask)
-      return st, gain
+      st, gain, pan = self._one_frame(params, st, frame, mask)
+      return st, (gain, pan)
 
-    new_state, gains = jax.lax.scan(body, dict(state), framed)
+    new_state, (gains, pans) = jax.lax.scan(body, dict(state), framed)
     gains = jnp.moveaxis(gains, 0, -1)  # [b, c, t]
-    return new_state, gains, frames.apply_gains(chunk, gains, mask, spec)
+    return new_state, gains, None if pans is None else jnp.moveaxis(pans, 0, -1)
 
   def _one_frame(self, params, st, frame, mask):
-    """One F2 frame [b, c, f2] -> (state, gain applied to it [b, c])."""
+    """One F2 frame [b, c, f2] -> (state, gain applied to it [b, c], pan or None)."""
     spec, fs, plan, m = self.spec, self.fs, self.plan, self.module
     ext = jnp.concatenate([st['history'], frame], axis=-1)
     phase = st['frame'] % spec.stride
@@ -314,14 +350,19 @@ class StagedMixer:
     rms = frames.frame_rms(frame)  # [b, c]
     x = self._apply(params, emb[:, :, None], rms[:, :, None], mask, method=m.condition)
     carry, y = self._apply(params, st['carry'], x, method=m.recur)
-    pred = self._apply(params, y, mask, method=m.head)[:, :, 0].astype(jnp.float32)
+    pred, pred_pan = self._head(params, y, mask)
+    pred = pred[:, :, 0]
     applied = jnp.where(mask, st['gain'] if self.zero_latency else pred, 0.0)
     st.update(history=ext[..., ext.shape[-1] - self.history:], frame=st['frame'] + 1, emb=emb,
               carry=carry.astype(jnp.float32), gain=pred)
+    pan = None
+    if self.stereo:
+      pan = jnp.where(mask, st['pan'] if self.zero_latency else pred_pan[:, :, 0], 0.0)
+      st['pan'] = pred_pan[:, :, 0]
     if plan.net_heights:
       # After an F1 frame's own frame, the next ones prepare the following F1 frame.
       st['prepared'] = st['prepared'] | (phase == 0)
-    return st, applied
+    return st, applied, pan
 
   def _prepare_rows(self, params, st, phase):
     """This phase's share of every embedding layer's rows of the F1 frame being prepared."""
