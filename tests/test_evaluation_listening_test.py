@@ -151,7 +151,7 @@ def _browser():
   """Playwright's sync API and Debian's Chromium, or a skip saying which is missing."""
   if not os.path.exists(CHROMIUM):
     pytest.skip(f'{CHROMIUM} is absent (apt-get install chromium)')
-  playwright = pytest.importorskip('playwright.sync_api', reason='pip install playwright')
+  playwright = pytest.importorskip('playwright.sync_api', reason='pip install -e ".[test]"')
   return playwright.sync_playwright
 
 

@@ -29,8 +29,9 @@ from alm_jax.live import native as native_lib
 from alm_jax.live import recorder as recorder_lib
 from checkpoint_fixtures import TinyModel, save_checkpoint
 import live_helpers
+import optional
 
-jack = pytest.importorskip('jack', reason='JACK-Client is not installed (pip install JACK-Client)')
+jack = optional.import_or_skip('jack', 'apt-get install jackd2')  # libjack; JACK-Client is a dependency
 pytestmark = [
     pytest.mark.skipif(shutil.which('jackd') is None,
                        reason='jackd is not installed (apt-get install jackd2)'),

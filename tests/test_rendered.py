@@ -20,6 +20,10 @@ SPLITS = ('train', 'validation', 'test')
 
 @pytest.fixture(scope='module')
 def built(tmp_path_factory):
+  try:  # FluidSynth and the Debian soundfonts are optional parts: skip, naming the install
+    synth.check_installed(list(synth.SOUNDFONTS))
+  except synth.RenderError as e:
+    pytest.skip(f'{e} (or run tools/setup.sh --test, which installs everything the tests use)')
   data_dir = tmp_path_factory.mktemp('rendered')
   builder = tfds.builder('rendered_live/tiny', data_dir=str(data_dir))
   builder.download_and_prepare()

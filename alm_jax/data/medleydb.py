@@ -40,6 +40,9 @@ If the YAML files are not inside the track folders, put them in
 /data/MedleyDB/Metadata/ (they are also in the medleydb repository,
 github.com/marl/medleydb, under medleydb/data/Metadata/). Then point
 config.data.manual_dir (or tfds's --manual_dir) at /data/MedleyDB.
+Without MedleyDB, train on data made on this machine: configs/quickstart.py
+(synthetic_live, generated) or configs/rendered_mr.py (rendered_live, rendered
+with FluidSynth and Debian soundfonts; docs/data.md).
 """
 
 

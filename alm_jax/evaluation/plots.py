@@ -47,11 +47,13 @@ def plot_gains(gains, frame_seconds: float, channel_names, path, *, scale: str =
     ax.set_ylabel(ylabel)
     ax.set_xlim(0.0, t[-1] if t[-1] > 0 else 1.0)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc='upper right', fontsize='small', ncol=max(1, len(channel_names) // 8))
+    # Outside the axes, right of them: inside, it hid the top curves.
+    ax.legend(loc='upper left', bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize='small',
+              ncol=max(1, -(-len(channel_names) // 16)))
     if title:
       ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(os.fspath(path))
+    fig.savefig(os.fspath(path), bbox_inches='tight')  # the figure grows to hold the legend
   finally:
     plt.close(fig)
 
