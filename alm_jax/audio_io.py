@@ -400,11 +400,29 @@ class WavWriter:
       raise ValueError(f'Refusing to write {self.path}: the audio holds NaN or Inf.')
     if block.size:
       self.peak = max(self.peak, float(np.max(np.abs(block))))
-    self._file.write(block)
+    try:
+      self._file.write(block)
+    except sf.LibsndfileError as e:
+      raise self._os_error(e, 4 * len(block)) from e
     self.frames += len(block)
 
+  def _os_error(self, error, needed: int) -> OSError:
+    """libsndfile says only 'System error.': an OSError naming the file, ENOSPC on a full disk."""
+    import errno  # pylint: disable=g-import-not-at-top  (only on a failed write)
+    import shutil  # pylint: disable=g-import-not-at-top
+    try:
+      full = shutil.disk_usage(os.path.dirname(os.path.abspath(self.path))).free < needed + (1 << 16)
+    except OSError:
+      full = False
+    if full:
+      return OSError(errno.ENOSPC, 'No space left on device', self.path)
+    return OSError(errno.EIO, f'could not write audio ({error})', self.path)
+
   def close(self):
-    self._file.close()
+    try:
+      self._file.close()
+    except sf.LibsndfileError as e:
+      raise self._os_error(e, 0) from e
 
   def __enter__(self):
     return self

@@ -46,6 +46,14 @@ def run(f, extra_inputs: Sequence[str] = ()) -> int:
           audio_io.AudioFileError, outputs.OutputError, FileExistsError, FileNotFoundError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
+  except OSError as e:  # a full disk: one line (nothing half-written stays: see alm_jax.outputs)
+    full = outputs.disk_full(e)
+    if full is None:
+      raise
+    print('error: ' + outputs.disk_full_message(
+        full, f.output, what='--output', after='Songs finished earlier stay; no half-written song '
+        'folder is left.', name_file=False), file=sys.stderr)
+    return 2
   for path in written:
     print(path)
   return 0

@@ -122,9 +122,14 @@ def disk_full(error: BaseException) -> OSError | None:
   return None
 
 
-def disk_full_message(error: OSError, folder) -> str:
-  """One line for a full disk while writing under `folder`: the path, and what to do."""
-  where = error.filename or folder
+def disk_full_message(error: OSError, folder, *, what: str = '--workdir',
+                      after: str = 'Nothing incomplete is used: a run resumes from the last '
+                                   'complete checkpoint.', name_file: bool = True) -> str:
+  """One line for a full disk while writing under `folder`: the path, the free space, what to do.
+
+  `name_file`: name the file being written (else `folder`, when that file is a hidden temporary).
+  """
+  where = (error.filename if name_file else None) or folder
   probe = pathlib.Path(os.path.abspath(os.fspath(where)))
   while not probe.exists() and probe != probe.parent:
     probe = probe.parent
@@ -134,8 +139,7 @@ def disk_full_message(error: OSError, folder) -> str:
   except OSError:
     free_text = 'free space unknown'
   return (f'no space left on the disk holding {where} ({free_text}): free space there (or choose '
-          f'another --workdir) and rerun the same command. Nothing incomplete is used: a run '
-          'resumes from the last complete checkpoint.')
+          f'another {what}) and rerun the same command. {after}')
 
 
 def _real(path) -> pathlib.Path:

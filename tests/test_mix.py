@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import re
+import subprocess
 import time
 
 import jax
@@ -359,6 +360,30 @@ def test_mix_never_writes_into_or_replaces_its_inputs(mr, tmp_path, capsys):
   assert sorted(p.name for p in out.iterdir()) == ['band']
   assert _tree(tmp_path / 'X') == before
   capsys.readouterr()
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_song_folder(mr, songs_dir, tmp_path, capsys):
+  """A real full disk (a 64 KiB tmpfs): one error line naming --output, no song folder left."""
+  small = tmp_path / 'small'
+  small.mkdir()
+  if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', str(small)],
+                    capture_output=True, check=False).returncode != 0:
+    pytest.skip('cannot mount a tmpfs here (needs root)')
+  try:
+    workdir = tmp_path / 'run'
+    save_checkpoint(workdir, mr.config, mr.params)
+    fv = parse_flags(mix, f'--checkpoint={workdir}', f'--input={songs_dir / "gamma"}',
+                     f'--output={small / "out"}', '--raw')
+    assert mix.run(fv) == 2
+    err = capsys.readouterr().err
+    assert 'Traceback' not in err
+    errors = [line for line in err.splitlines() if line.startswith('error:')]  # besides tqdm's bar
+    assert len(errors) == 1, err
+    assert errors[0].startswith(f'error: no space left on the disk holding {small / "out"} ('), err
+    assert 'choose another --output' in errors[0]
+    assert list((small / 'out').iterdir()) == []  # no song folder, no temporary
+  finally:
+    subprocess.run(['umount', str(small)], check=False)
 
 
 def test_failed_write_leaves_no_song_folder(monkeypatch, tmp_path):
