@@ -39,15 +39,21 @@ setuptools.setup(
         "JACK-Client>=0.5.4",  # alm_jax.live (needs libjack: Debian jackd2 or PipeWire's JACK)
         "python-osc>=1.8",  # alm_jax.live: OSC control
         "rich>=13",  # alm_jax.live: terminal meters
-        "pytest>=8",
-        "pytest-xdist>=3.6",
-        "hypothesis>=6.100",  # tests/test_bad_inputs.py: fuzzing of audio and checkpoint files
-        "playwright>=1.40",  # tests: drives Debian's chromium through the listening-test page
     ],
     extras_require={
-        "torch": ["torch>=2.9"],
-        # --format=onnx export and its tests; jax2onnx==0.17.1 itself is installed with
-        # --no-deps (its orbax-checkpoint<0.11.37 pin conflicts with ours; docs/deploy.md).
-        "onnx": ["onnx>=1.23,<1.24", "onnxruntime>=1.32,<1.33", "onnx-ir>=1.1,<1.2"],
+        # The test suite (README: tools/setup.sh installs it with the system packages).
+        "test": [
+            "pytest>=8",
+            "pytest-xdist>=3.6",
+            "hypothesis>=6.100",  # tests/test_bad_inputs.py: fuzzing of audio and checkpoint files
+            "playwright>=1.40",  # tests: drives Debian's chromium through the listening-test page
+            "librosa>=0.10",  # tests/test_musicnn.py: the log-mel against librosa's
+        ],
+        "torch": ["torch>=2.9"],  # loads torchvggish weights (docs/vggish.md)
+        # --format=onnx export and its tests (docs/deploy.md). jax2onnx 0.13.0 is the newest
+        # release whose requirements admit our orbax-checkpoint (0.13.1 to 0.17.1 declare
+        # orbax-checkpoint<0.11.37, which they do not use for this export).
+        "onnx": ["onnx>=1.23,<1.24", "onnxruntime>=1.32,<1.33", "onnx-ir>=1.1,<1.2",
+                 "jax2onnx==0.13.0"],
     },
 )

@@ -1,7 +1,9 @@
 """ONNX export: graphs pass onnx.checker and ONNX Runtime reproduces the JAX mixer to 1e-5.
 
-The default run checks the complex-modulus rewrite of `alm_jax.inference.onnx_export` and
-nested conds in a scan on a small function, and the CLI's refusals; converting the tiny models
+The default run checks the complex-modulus rewrite of `alm_jax.inference.onnx_export`,
+nested conds in a scan and the compaction of constants on small functions, and the CLI's
+refusals. Without the ONNX extra (`pip install -e ".[onnx]"`) the module skips. Converting the
+tiny models
 takes about 30 s per graph on one core, so the model checks (ALM and DMC-B-0L offline and
 streaming, DMC-OG offline, and the shipped `pretrained:alm_mr`) are `slow`.
 """
@@ -12,8 +14,6 @@ import types
 import jax
 import jax.numpy as jnp
 import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
 
 from alm_jax import export
@@ -23,6 +23,12 @@ from alm_jax.inference import offline
 from alm_jax.inference import onnx_export
 from alm_jax.inference import streaming
 from checkpoint_fixtures import TinyModel, parse_flags, save_checkpoint
+
+# The extra's packages (setup.py extras_require['onnx']); without them these tests skip.
+ONNX_EXTRA = 'needs the ONNX extra: pip install -e ".[onnx]" (or tools/setup.sh --test)'
+onnx = pytest.importorskip('onnx', reason=ONNX_EXTRA)
+ort = pytest.importorskip('onnxruntime', reason=ONNX_EXTRA)
+pytest.importorskip('jax2onnx', reason=ONNX_EXTRA)
 
 SR = 44100
 TOL = dict(rtol=1e-5, atol=1e-5)
@@ -45,7 +51,7 @@ def _run(session, **feeds):
 
 
 def test_rfft_modulus_and_nested_conds_in_a_scan_match_jax():
-  """|rfft| (wrong in jax2onnx 0.17 without the rewrite) and conds three deep in a scan.
+  """|rfft| (wrong in jax2onnx 0.13-0.17 without the rewrite) and conds three deep in a scan.
 
   The capture repair (`_inline_captures`) is exercised by the streaming
   graphs (slow tests): this small scan does not trip ONNX Runtime's bug.
@@ -76,6 +82,23 @@ def test_rfft_modulus_and_nested_conds_in_a_scan_match_jax():
   ref = jax.jit(fn)(x, flags)
   np.testing.assert_allclose(out['carry'], ref[0], rtol=1e-5, atol=1e-4)
   np.testing.assert_allclose(out['sums'], ref[1], rtol=1e-5, atol=1e-3)
+
+
+def test_uniform_and_repeated_constants_are_not_stored_in_full():
+  """A broadcast 0 of `where` and a table used twice: 2 small constants instead of 3 big ones."""
+  table = jnp.asarray(np.random.default_rng(3).normal(size=(64, 1024)), jnp.float32)
+
+  def fn(x):
+    y = jnp.where(x > 0, x, 0.0) * table  # jax2onnx writes the 0 as a [64, 1024] tensor
+    return [jnp.tanh(y) * table + jnp.sin(y) * jnp.asarray(np.asarray(table))]
+
+  specs = [jax.ShapeDtypeStruct(table.shape, jnp.float32)]
+  model = onnx_export.convert(fn, specs, ['x'], ['y'])
+  onnx.checker.check_model(model, full_check=True)
+  assert model.ByteSize() < 1.5 * table.size * 4  # one copy of the table, no full-size zeros
+  x = np.random.default_rng(4).normal(size=table.shape).astype(np.float32)
+  session = ort.InferenceSession(model.SerializeToString(), providers=['CPUExecutionProvider'])
+  np.testing.assert_allclose(_run(session, x=x)['y'], jax.jit(fn)(x)[0], rtol=1e-6, atol=1e-6)
 
 
 def test_cli_refuses_streaming_a_per_segment_model_and_too_many_channels(tmp_path, capsys):
@@ -207,3 +230,14 @@ def test_per_segment_dmc_exports_offline_only(tmp_path):
   assert np.ptp(np.log(ref['gains'][1, :, 0])) > 0.1
   np.testing.assert_allclose(out['mix'], ref['mix'], **TOL)
   np.testing.assert_allclose(out['gains'], ref['gains'], **TOL)
+
+
+@pytest.mark.slow
+def test_offline_onnx_of_the_shipped_mixer_is_at_most_twice_its_savedmodel(tmp_path):
+  """The graph stores the parameters and the constants it needs once (`onnx_export.compact`)."""
+  flag = '--checkpoint=pretrained:alm_mr'
+  assert _run_cli(flag, f'--output={tmp_path / "onnx"}', '--format=onnx') == 0
+  assert _run_cli(flag, f'--output={tmp_path / "savedmodel"}') == 0
+  size = lambda folder: sum(p.stat().st_size for p in folder.rglob('*') if p.is_file())
+  onnx_bytes, savedmodel_bytes = size(tmp_path / 'onnx'), size(tmp_path / 'savedmodel')
+  assert onnx_bytes <= 2 * savedmodel_bytes, (onnx_bytes, savedmodel_bytes)

@@ -102,3 +102,19 @@ def test_readme_first_run_mixes_the_example_song(tmp_path):
   target, _ = sf.read(repo / 'examples' / 'live_song_target.flac')
   assert rate == 44100 and mixed.shape == target.shape and np.all(np.isfinite(mixed))
   assert (out / 'raw.wav').is_file() and (out / 'gains.csv').is_file() and (out / 'gains.png').is_file()
+  # The score README states: the balance error of gains.csv and of the plain sum (all gains 1)
+  # against the designed gains of examples/live_song.json, by the project's one metric.
+  import csv  # pylint: disable=g-import-not-at-top
+  import json  # pylint: disable=g-import-not-at-top
+  import re  # pylint: disable=g-import-not-at-top
+  from alm_jax import metrics  # pylint: disable=g-import-not-at-top
+  ideal_db = json.loads((repo / 'examples' / 'live_song.json').read_text())['ideal_gains_db']
+  ideal = 10 ** (np.asarray(ideal_db, np.float64) / 20)
+  with open(out / 'gains.csv', newline='', encoding='utf-8') as fh:
+    gains = np.array(list(csv.reader(fh))[1:], np.float64)[:, 1:].T  # [channels, frames]
+  stated = re.search(r"\*\*([\d.]+) dB\*\*\s+for\s+the\s+pretrained\s+mixer's\s+`gains.csv`,\s+"
+                     r'against\s+\*\*([\d.]+) dB\*\*\s+for\s+the\s+plain\s+sum', readme)
+  assert stated, 'README states what the example scores'
+  mask = np.ones(len(ideal), bool)
+  assert round(float(metrics.balance_error_db(gains, ideal, mask)), 1) == float(stated[1])
+  assert round(float(metrics.balance_error_db(np.ones_like(ideal), ideal)), 1) == float(stated[2])

@@ -5,14 +5,17 @@
 `init_state(batch, channels)` / `step(params, state, block, channel_mask)`
 into an `init_state` graph and one `step` graph per block size, with one
 tensor per state key in (`state_<key>`) and out (`new_state_<key>`). Every
-dimension is fixed at export (jax2onnx 0.17 cannot lower this graph with
+dimension is fixed at export (jax2onnx 0.17 could not lower this graph with
 symbolic dimensions); the parameters are initializers. Before conversion the
-traced jaxpr is rewritten into ONNX-friendly equivalents (`onnx_friendly`) and
-the converted graph is repaired for ONNX Runtime (`_inline_captures`). Why
-jax2onnx and not tf2onnx, the graphs' signatures and a host loop:
-docs/deploy.md.
+traced jaxpr is rewritten into ONNX-friendly equivalents (`onnx_friendly`); the
+converted graph is repaired for ONNX Runtime (`_inline_captures`) and compacted
+(`compact`: no full-size copies of broadcast scalars, one copy of each
+constant). jax2onnx is 0.13.0, the newest whose requirements admit our orbax
+(setup.py). Why jax2onnx and not tf2onnx, the graphs' signatures and a host
+loop: docs/deploy.md.
 """
 
+import hashlib
 import logging
 import os
 import pathlib
@@ -22,6 +25,7 @@ import jax
 from jax import lax
 from jax.extend import core as jcore
 import jax.numpy as jnp
+import numpy as np
 
 OPSET = 20  # jax2onnx writes DFT in its opset-20 form (axis as an input); ONNX Runtime >= 1.17
 # Above this the weights go to a `<name>.data` file beside the graph (protobuf's 2 GB limit).
@@ -33,12 +37,32 @@ def _onnx():
   return onnx
 
 
+# jax2onnx graph passes left out of the conversion: 0.13.0's removal of reshape
+# pairs drops a Reshape of the top graph whose output an If body still reads (a
+# dangling name that onnx.checker rejects: "Nodes in a graph must be topologically
+# sorted"). Without it the graph keeps a Reshape pair; the results are the same.
+_SKIPPED_PASSES = ('remove_redundant_reshape_pairs_ir',)
+
+
 def _to_onnx():
   # jax2onnx imports every optional plugin and logs a traceback for each one
   # whose package (equinox, dm_pix) is absent: those plugins are not needed.
   logging.getLogger('jax2onnx.plugins.plugin_system').setLevel(logging.ERROR)
   from jax2onnx import to_onnx  # pylint: disable=g-import-not-at-top
-  return to_onnx
+  from jax2onnx.converter import ir_optimizations  # pylint: disable=g-import-not-at-top
+
+  def converted(*args, **kwargs):
+    saved = {name: getattr(ir_optimizations, name) for name in _SKIPPED_PASSES
+             if hasattr(ir_optimizations, name)}
+    try:
+      for name in saved:
+        setattr(ir_optimizations, name, lambda graph: None)
+      return to_onnx(*args, **kwargs)
+    finally:
+      for name, fn in saved.items():
+        setattr(ir_optimizations, name, fn)
+
+  return converted
 
 
 # ---------------------------------------------------------------------------
@@ -65,7 +89,7 @@ def _rewrite_param(value):
 def _interpret(jaxpr, consts, *args):
   """Evaluates `jaxpr` under the current trace, binding each equation again except:
 
-  * `abs` of a complex value (|rfft| in the front end): jax2onnx 0.17 lowers it
+  * `abs` of a complex value (|rfft| in the front end): jax2onnx 0.13-0.17 lower it
     to an elementwise Abs of the [..., 2] (re, im) pair instead of the modulus;
     here it is sqrt(re^2 + im^2) (the same number to float rounding);
   * `jit` calls and custom-derivative wrappers: inlined (export needs no
@@ -205,6 +229,117 @@ def _drop_unused_initializers(graph) -> int:
   return removed
 
 
+def _is_uniform(array) -> bool:
+  flat = array.reshape(-1)
+  return flat.size > 0 and bool((flat == flat[0]).all())
+
+
+def _fill_uniform_constants(graph, min_elements: int) -> int:
+  """Replaces each initializer of one repeated value by a `ConstantOfShape` node making it.
+
+  jax2onnx writes a broadcast scalar (the 0 of `jnp.where(mask, x, 0)` over
+  [batch, channels, frames, samples]) as a full-size initializer: for the
+  shipped mixer two [1, 8, 600, 2205] zeros took 85 of the file's 96 MB. The
+  node computes the same tensor when the session starts (ONNX Runtime folds
+  it), so the graph's results are unchanged. Subgraphs (If/Loop bodies) too.
+
+  Returns:
+    the number of initializers replaced.
+  """
+  onnx = _onnx()
+  from onnx import numpy_helper  # pylint: disable=g-import-not-at-top
+  keep, nodes = [], []
+  for tensor in graph.initializer:
+    if _numel(tensor) < min_elements or tensor.data_location == onnx.TensorProto.EXTERNAL:
+      keep.append(tensor)
+      continue
+    array = numpy_helper.to_array(tensor)
+    if not _is_uniform(array):
+      keep.append(tensor)
+      continue
+    shape = numpy_helper.from_array(np.asarray(array.shape, np.int64), tensor.name + '__shape')
+    keep.append(shape)
+    value = numpy_helper.from_array(array.reshape(-1)[:1].copy(), 'value')
+    nodes.append(onnx.helper.make_node('ConstantOfShape', [shape.name], [tensor.name],
+                                       name=tensor.name + '__fill', value=value))
+  if nodes:
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    rest = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes + rest)  # first: the graph's nodes stay topologically sorted
+  replaced = len(nodes)
+  for node in graph.node:
+    for sub in _subgraphs(node):
+      replaced += _fill_uniform_constants(sub, min_elements)
+  return replaced
+
+
+def _numel(tensor) -> int:
+  return int(np.prod(tensor.dims, dtype=np.int64)) if tensor.dims else 1
+
+
+def _merge_duplicate_initializers(graph) -> int:
+  """Keeps one copy of top-level initializers equal in type, shape and values.
+
+  jax2onnx writes a constant once per use (the resampler's filter bank once per
+  embedding call: eight copies in the shipped mixer's graph). Readers,
+  subgraphs included, are pointed at the first copy.
+
+  Returns:
+    the number of initializers removed.
+  """
+  onnx = _onnx()
+  from onnx import numpy_helper  # pylint: disable=g-import-not-at-top
+  outputs = {v.name for v in graph.output}
+  first, mapping, keep = {}, {}, []
+  for tensor in graph.initializer:
+    if (tensor.data_location == onnx.TensorProto.EXTERNAL or _numel(tensor) < 16
+        or tensor.name in outputs):
+      keep.append(tensor)
+      continue
+    key = (tensor.data_type, tuple(tensor.dims),
+           hashlib.sha256(numpy_helper.to_array(tensor).tobytes()).hexdigest())
+    if key in first:
+      mapping[tensor.name] = first[key]
+    else:
+      first[key] = tensor.name
+      keep.append(tensor)
+  if mapping:
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    _rename_inputs(graph, mapping)
+  return len(mapping)
+
+
+def _drop_value_info(graph) -> int:
+  """Removes the intermediate shape annotations (`value_info`) of `graph` and its subgraphs.
+
+  They are hints, not part of what the graph computes; jax2onnx 0.13 writes
+  some inside `If` bodies with the batch dimension of 1 whatever the batch, which
+  onnx.checker's shape inference rejects ("Inferred shape and existing shape
+  differ"). Without them, ONNX and ONNX Runtime infer the shapes themselves.
+  """
+  removed = len(graph.value_info)
+  del graph.value_info[:]
+  for node in graph.node:
+    for sub in _subgraphs(node):
+      removed += _drop_value_info(sub)
+  return removed
+
+
+def compact(model, min_elements: int = 1024):
+  """Shrinks `model` in place without changing what it computes; returns it.
+
+  Uniform initializers of at least `min_elements` become `ConstantOfShape`
+  nodes and duplicate initializers one copy (`_fill_uniform_constants`,
+  `_merge_duplicate_initializers`).
+  """
+  _merge_duplicate_initializers(model.graph)
+  _fill_uniform_constants(model.graph, min_elements)
+  return model
+
+
 def _save(model, path) -> pathlib.Path:
   """Checks `model` (onnx.checker) and writes it; large weights go to `<name>.data` beside it."""
   onnx = _onnx()
@@ -224,7 +359,8 @@ def convert(fn: Callable, specs: Sequence[jax.ShapeDtypeStruct], input_names: Se
                      output_names=list(output_names), opset=opset, model_name=name)
   _inline_captures(model.graph)
   _drop_unused_initializers(model.graph)
-  return model
+  _drop_value_info(model.graph)
+  return compact(model)
 
 
 # ---------------------------------------------------------------------------
