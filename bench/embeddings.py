@@ -51,6 +51,7 @@ from alm_jax.embeddings import musicnn_frontend  # pylint: disable=wrong-import-
 from alm_jax.embeddings import musicnn_network  # pylint: disable=wrong-import-position
 from alm_jax.embeddings import musicnn_weights  # pylint: disable=wrong-import-position
 from alm_jax.embeddings import small  # pylint: disable=wrong-import-position
+from alm_jax.embeddings import student  # pylint: disable=wrong-import-position
 from alm_jax.embeddings import vggish_frontend as frontend  # pylint: disable=wrong-import-position
 from alm_jax.embeddings import vggish_network  # pylint: disable=wrong-import-position
 
@@ -67,6 +68,11 @@ def candidates():
   for seconds in (1.0, 2.0, 3.0):
     spec = musicnn_spec(seconds)
     out.append((f'musicnn F1 {seconds:g} s ({spec.patch_frames} rows)', musicnn_network.Musicnn(),
+                (spec.patch_frames, spec.n_mels), spec.frame_input_samples,
+                lambda x, s=spec: musicnn_frontend.log_mel_frames(x, 1, s.frame_input_samples, s)[:, 0]))
+  for seconds in (1.0, 3.0):  # distilled from musicnn, on musicnn's front end
+    spec = musicnn_spec(seconds)
+    out.append((f'student F1 {seconds:g} s ({spec.patch_frames} rows)', student.Student(),
                 (spec.patch_frames, spec.n_mels), spec.frame_input_samples,
                 lambda x, s=spec: musicnn_frontend.log_mel_frames(x, 1, s.frame_input_samples, s)[:, 0]))
   vspec = frontend.FrontendSpec()
