@@ -106,18 +106,11 @@ def test_every_test_collects_without_the_optional_parts(tmp_path):
   assert re.search(r'\d+ tests? collected', summary), report[-3000:]
 
 
-def test_rendered_live_tests_skip_without_soundfonts(tmp_path):
+def test_tests_of_missing_parts_skip_naming_the_install(tmp_path):
+  """The ONNX extra's module and a rendered_live test, in one child run without them."""
   out = _pytest(_bare_env(tmp_path, hide_soundfonts=True), '-rs', '-n', '0',
-                'tests/test_rendered.py::test_no_bach_anywhere')
+                'tests/test_onnx_export.py', 'tests/test_rendered.py::test_no_bach_anywhere')
   report = out.stdout + out.stderr
-  assert out.returncode == 0 and '1 skipped' in report, report[-4000:]
-  assert 'apt-get install' in report, report[-4000:]  # the reason names the command
-
-
-@pytest.mark.parametrize('module, extra', [('tests/test_onnx_export.py', '.[onnx]')])
-def test_optional_extra_tests_skip_naming_the_install(tmp_path, module, extra):
-  out = _pytest(_bare_env(tmp_path), '-rs', '-n', '0', module)
-  report = out.stdout + out.stderr
-  # A module skipped as a whole collects no test: pytest's exit status 5.
-  assert out.returncode in (0, 5) and 'skipped' in report and 'passed' not in report, report[-4000:]
-  assert f'pip install -e "{extra}"' in report, report[-4000:]
+  assert out.returncode == 0 and '2 skipped' in report and 'passed' not in report, report[-4000:]
+  assert 'pip install -e ".[onnx]"' in report, report[-4000:]  # each reason names its command
+  assert 'apt-get install' in report and 'timgm6mb-soundfont' in report, report[-4000:]
