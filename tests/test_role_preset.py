@@ -129,3 +129,13 @@ def test_nearest_role_is_cosine_after_centring():
   cents = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
   x = np.array([[3.0, 1.1], [1.2, 5.0], [0.0, 1.0]], np.float32)
   np.testing.assert_array_equal(role_preset.nearest_role(x, center, cents), [0, 1, 1])
+
+
+def test_offline_engine_mixes_it(mixer_and_run, tmp_path):
+  # The offline engine donates the state between chunks: every state array must be its own buffer.
+  from alm_jax.inference import offline  # pylint: disable=import-outside-toplevel
+  mixer, audio, _, gains = mixer_and_run
+  cfg = make_config(fake_centroids(tmp_path))
+  out = offline.mix_arrays(models.load(cfg, {}), audio, np.ones((1, audio.shape[1]), bool),
+                           chunk_seconds=0.5)
+  np.testing.assert_allclose(out['gains'][..., :gains.shape[-1]], gains, rtol=1e-5, atol=1e-6)

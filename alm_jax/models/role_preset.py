@@ -138,10 +138,11 @@ class RolePreset:
     if channels > self.capabilities.max_channels:
       raise ValueError(f'{channels} channels is more than the {self.capabilities.max_channels} '
                        'this mixer allows (config.model.max_channels).')
-    z = jnp.zeros((batch, channels), jnp.float32)
+    # Distinct buffers: the offline engine donates the state, and one buffer may not be donated twice.
+    z = lambda: jnp.zeros((batch, channels), jnp.float32)  # pylint: disable=unnecessary-lambda-assignment
     return {'history': jnp.zeros((batch, channels, self.history), jnp.float32),
-            'frame': jnp.zeros((), jnp.int32), 'peak': z, 'power': z, 'count': z,
-            'emb_sum': jnp.zeros((batch, channels, self.dim), jnp.float32), 'emb_weight': z,
+            'frame': jnp.zeros((), jnp.int32), 'peak': z(), 'power': z(), 'count': z(),
+            'emb_sum': jnp.zeros((batch, channels, self.dim), jnp.float32), 'emb_weight': z(),
             'role': jnp.full((batch, channels), -1, jnp.int32),
             'gain': jnp.full((batch, channels), self.capabilities.initial_gain, jnp.float32),
             'faults': jnp.zeros((batch, channels), jnp.int32)}
