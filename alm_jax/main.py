@@ -155,6 +155,8 @@ def main(argv):
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     tfds.disable_progress_bar()  # the dataset build logs one line of its own (data/pipeline.py)
   config = FLAGS.config
+  # A full disk: the checkpoint library's threads log a traceback per array; one error: line instead.
+  disk_log = outputs.DiskFullLogFilter().install()
   try:
     prepare_data_once(config, FLAGS.workdir)
     if FLAGS.mode == 'train':
@@ -170,10 +172,14 @@ def main(argv):
     print('stopped before training began; rerun the same command to go on', file=sys.stderr)
     raise SystemExit(130) from None
   except Exception as e:  # pylint: disable=broad-except  (a full disk: one line; others re-raised)
-    full = outputs.disk_full(e)
+    full = outputs.disk_full(e) or disk_log.seen
     if full is None:
       raise
-    raise SystemExit(f'error: {outputs.disk_full_message(full, FLAGS.workdir)}') from e
+    raise SystemExit(
+        f'error: {outputs.disk_full_message(full, FLAGS.workdir, name_file=False)}') from e
+  if disk_log.seen is not None:  # a background checkpoint write failed, training went on
+    raise SystemExit(
+        f'error: {outputs.disk_full_message(disk_log.seen, FLAGS.workdir, name_file=False)}')
   if FLAGS.mode != 'train':
     try:
       results = validation.evaluate_checkpoint(config, FLAGS.workdir)

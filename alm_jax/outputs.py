@@ -20,8 +20,10 @@ Leftover `.tmp-*` folders of a killed run are removed by the next run
 import contextlib
 import errno
 import json
+import logging as std_logging
 import os
 import pathlib
+import re
 import shutil
 import tempfile
 import time
@@ -118,8 +120,48 @@ def disk_full(error: BaseException) -> OSError | None:
     seen.add(id(e))
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
       return e
+    # TensorStore (the checkpoint library's writer) raises ValueError('RESOURCE_EXHAUSTED: ...
+    # Failed writing: "PATH" ...: No space left on device [os_error_code=28]').
+    text = str(e)
+    if _NO_SPACE.search(text):
+      paths_named = _QUOTED_PATH.findall(text)
+      return OSError(errno.ENOSPC, 'No space left on device', paths_named[-1] if paths_named else None)
     stack += [e.__cause__, e.__context__, *getattr(e, 'exceptions', ())]
   return None
+
+
+_NO_SPACE = re.compile(r"No space left on device|os_error_code='?28\b|Disk quota exceeded")
+_QUOTED_PATH = re.compile(r'"(/[^"]+)"')
+
+
+class DiskFullLogFilter(std_logging.Filter):
+  """Drops log records that report a full disk (a checkpoint library's threads log one per array).
+
+  Installed on the console handlers for a run, it keeps the console to the one
+  `error:` line the command prints; `seen` keeps the first such error, so the
+  command can say it even when the failing writer ran in a background thread.
+  """
+
+  def __init__(self):
+    super().__init__()
+    self.seen: OSError | None = None
+
+  def filter(self, record):
+    text = record.getMessage()
+    if record.exc_info and record.exc_info[1] is not None:
+      text += ' ' + str(record.exc_info[1])
+    if not _NO_SPACE.search(text):
+      return True
+    if self.seen is None:
+      named = _QUOTED_PATH.findall(text)
+      self.seen = OSError(errno.ENOSPC, 'No space left on device', named[-1] if named else None)
+    return False
+
+  def install(self) -> 'DiskFullLogFilter':
+    """Adds the filter to every handler of the root logger (absl's and asyncio's output)."""
+    for handler in std_logging.getLogger().handlers:
+      handler.addFilter(self)
+    return self
 
 
 def disk_full_message(error: OSError, folder, *, what: str = '--workdir',

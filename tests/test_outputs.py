@@ -169,3 +169,38 @@ def test_a_folder_is_replaced_only_when_empty_or_marked(tmp_path):
       (tmp / 'b.txt').write_text('2')
   assert sorted(p.name for p in new.iterdir()) == ['notes.txt']
   assert not list(tmp_path.glob('.tmp-*')) and not list(tmp_path.glob('.old-*'))
+
+
+def test_disk_full_is_found_behind_wrappers_and_in_tensorstore_text(tmp_path):
+  import errno  # pylint: disable=g-import-not-at-top
+  import logging  # pylint: disable=g-import-not-at-top
+  try:
+    try:
+      raise OSError(errno.ENOSPC, 'No space left on device', str(tmp_path / 'a'))
+    except OSError as e:
+      raise RuntimeError('save failed') from e
+  except RuntimeError as wrapped:
+    assert outputs.disk_full(wrapped).filename == str(tmp_path / 'a')
+  store = ValueError('RESOURCE_EXHAUSTED: Error writing local file "/w/checkpoints/1.tmp/m": '
+                     'Failed to write 280 bytes to file 5: No space left on device '
+                     "[os_error_code='28']")
+  assert outputs.disk_full(store).errno == errno.ENOSPC
+  assert outputs.disk_full(store).filename == '/w/checkpoints/1.tmp/m'
+  assert outputs.disk_full(ValueError('RESOURCE_EXHAUSTED: out of memory')) is None
+  message = outputs.disk_full_message(outputs.disk_full(store), tmp_path / 'run', name_file=False)
+  assert message.startswith(f'no space left on the disk holding {tmp_path / "run"} (')
+  assert 'GB free now' in message and '--workdir' in message
+  # The checkpoint library's threads log one traceback per array: dropped, the first kept.
+  log = logging.getLogger('test_disk_full')
+  handler = logging.StreamHandler(__import__('io').StringIO())
+  log.addHandler(handler)
+  disk_log = outputs.DiskFullLogFilter()
+  handler.addFilter(disk_log)
+  try:
+    log.error('writing failed: %s', store)
+    log.error('Task exception was never retrieved', exc_info=(ValueError, store, None))
+    log.error('an unrelated error')
+  finally:
+    log.removeHandler(handler)
+  assert handler.stream.getvalue() == 'an unrelated error\n'
+  assert disk_log.seen.filename == '/w/checkpoints/1.tmp/m'
