@@ -64,7 +64,8 @@ def define_flags(flag_values):
   kw = dict(flag_values=flag_values)
   restore.define_checkpoint_flag(flag_values)
   flags.DEFINE_multi_string('input', None, 'A song folder of per-channel audio files (any format '
-                            'libsndfile reads: WAV, FLAC, AIFF, OGG, MP3, ...), audio files of one song, or a folder of song folders. Repeatable; extra '
+                            'libsndfile reads: WAV, FLAC, AIFF, OGG, MP3, ...), audio files of '
+                            'one song, or a folder of song folders. Repeatable; extra '
                             'positional arguments are inputs too (shell globs).', **kw)
   flags.DEFINE_string('output', None, 'Output folder; each song goes to OUTPUT/<song name>/.',
                       required=True, **kw)
