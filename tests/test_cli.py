@@ -23,10 +23,10 @@ def _command(module, *args, timeout=300):
                         capture_output=True, text=True, timeout=timeout, check=False)
 
 
-@pytest.mark.parametrize('module, first', [('alm_jax.mix', '--checkpoint'),
-                                           ('alm_jax.export', '--checkpoint'),
-                                           ('alm_jax.live', '--checkpoint'),
-                                           ('alm_jax.evaluate', '--checkpoints')])
+@pytest.mark.parametrize('module, first', [
+    ('alm_jax.mix', '--checkpoint'), ('alm_jax.export', '--checkpoint'),
+    ('alm_jax.live', '--checkpoint'),
+    pytest.param('alm_jax.evaluate', '--checkpoints', marks=pytest.mark.slow)])
 def test_help_lists_the_tools_own_flags_and_exits_0(module, first):
   proc = _command(module, '--help')
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -85,8 +85,12 @@ def tiny_song(tmp_path_factory):
   return root
 
 
-def test_mix_prints_its_own_lines_and_verbosity_brings_the_libraries_back(tiny_song):
-  args = (f'--checkpoint={tiny_song / "run"}', f'--input={tiny_song / "song"}', '--raw')
+def _mix_args(tiny_song):
+  return (f'--checkpoint={tiny_song / "run"}', f'--input={tiny_song / "song"}', '--raw')
+
+
+def test_mix_prints_its_own_lines(tiny_song):
+  args = _mix_args(tiny_song)
   quiet = _command('alm_jax.mix', *args, f'--output={tiny_song / "quiet"}')
   assert quiet.returncode == 0, quiet.stderr[-3000:]
   lines = [l for l in re.split(r'[\r\n]+', quiet.stderr) if l.strip()]
@@ -96,6 +100,11 @@ def test_mix_prints_its_own_lines_and_verbosity_brings_the_libraries_back(tiny_s
   # The plain sum peaks above full scale: warned, as mix.wav is.
   assert any(l.startswith('WARNING: ') and 'raw sum peaks' in l for l in own), quiet.stderr
   assert len(own) <= 6, quiet.stderr
-  loud = _command('alm_jax.mix', *args, f'--output={tiny_song / "loud"}', '--verbosity=0')
+
+
+@pytest.mark.slow
+def test_verbosity_brings_the_libraries_back(tiny_song):
+  loud = _command('alm_jax.mix', *_mix_args(tiny_song), f'--output={tiny_song / "loud"}',
+                  '--verbosity=0')
   assert loud.returncode == 0, loud.stderr[-3000:]
   assert 'orbax' in loud.stderr or 'checkpoint_manager' in loud.stderr, loud.stderr[-3000:]
