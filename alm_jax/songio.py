@@ -44,6 +44,8 @@ _FORMAT_EXTENSIONS = {
 AUDIO_EXTENSIONS = tuple(sorted({ext for name in sf.available_formats()
                                  for ext in _FORMAT_EXTENSIONS.get(name, ())}))
 GAINS_TIME_COLUMN = 'time_s'
+# gains.csv's channel columns are '<channel> (linear)': amplitude factors (20 log10 for dB).
+GAINS_UNIT_SUFFIX = ' (linear)'
 # Written into every song folder the mixer writes: what `--overwrite` may replace (alm_jax.outputs).
 MIX_MARKER = 'alm_jax_mix.json'
 
@@ -230,10 +232,13 @@ def load_song(song: Song, sample_rate: int) -> np.ndarray:
 
 
 def write_gains_csv(path, gains, frame_seconds: float, channel_names: Sequence[str]) -> None:
-  """gains [channels, frames] -> CSV: `time_s` (start of the F2 frame), then one column per channel."""
+  """gains [channels, frames] -> CSV: `time_s` (start of the F2 frame), then `<channel> (linear)` each.
+
+  The gains are linear amplitude factors, as applied (20 log10 of them is dB).
+  """
   with open(path, 'w', newline='', encoding='utf-8') as fh:
     writer = csv.writer(fh)
-    writer.writerow([GAINS_TIME_COLUMN] + list(channel_names))
+    writer.writerow([GAINS_TIME_COLUMN] + [f'{name}{GAINS_UNIT_SUFFIX}' for name in channel_names])
     for t in range(gains.shape[1]):
       writer.writerow([f'{t * frame_seconds:.6f}'] + [f'{g:.7g}' for g in gains[:, t]])
 
@@ -291,11 +296,12 @@ class SongWriter:
     """Closes the audio and writes the gains of `samples` samples (CSV and plot)."""
     self.close()
     gains = np.concatenate(self._gains, axis=-1)[:, :-(-samples // self.f2)]
-    peak = self._mix.peak
-    if peak > 1.0:
-      logging.warning('%s: the mix peaks at %.2f (%.1f dBFS); it is written as float WAV, so '
-                      'nothing is clipped, but players may clip it.', self.song.name, peak,
-                      20 * math.log10(peak))
+    for name, writer in (('mix', self._mix), ('raw sum', self._raw)):
+      peak = writer.peak if writer is not None else 0.0
+      if peak > 1.0:
+        logging.warning('%s: the %s peaks at %.2f (%.1f dBFS); it is written as float WAV, so '
+                        'nothing is clipped, but players may clip it.', self.song.name, name, peak,
+                        20 * math.log10(peak))
     frame_seconds = self.f2 / self.sample_rate
     write_gains_csv(self.folder / 'gains.csv', gains, frame_seconds, self.song.channel_names)
     plots.plot_gains(gains, frame_seconds, self.song.channel_names, self.folder / 'gains.png',

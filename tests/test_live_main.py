@@ -18,6 +18,7 @@ import soundfile as sf
 
 from checkpoint_fixtures import TinyModel, save_checkpoint
 import live_helpers
+import optional
 
 C = 8
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -93,7 +94,7 @@ def test_a_bad_flag_is_a_clear_error_before_anything_starts(setup, tmp_path, fla
 
 
 def test_play_without_a_jack_server_says_so_at_once(setup):
-  jack = pytest.importorskip('jack', reason='JACK-Client is not installed (pip install JACK-Client)')
+  jack = optional.import_or_skip('jack', 'apt-get install jackd2')
   del jack
   server = f'alm_no_server_{os.getpid()}'  # no jackd of this name runs
   proc = _live(setup, f'--play={setup.song}', f'--server={server}', timeout=120,

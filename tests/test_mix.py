@@ -159,7 +159,7 @@ def _check_song_output(folder: pathlib.Path, song: songio.Song, raw: bool, f2: i
   info = sf.info(folder / 'mix.wav')
   assert rate == SR and info.subtype == 'FLOAT' and out.shape == (n,)
   header, table = _read_gains_csv(folder / 'gains.csv')
-  assert header == [songio.GAINS_TIME_COLUMN] + song.channel_names
+  assert header == [songio.GAINS_TIME_COLUMN] + [n + songio.GAINS_UNIT_SUFFIX for n in song.channel_names]
   assert table.shape == (-(-n // f2), 1 + c)
   np.testing.assert_allclose(table[:, 0], np.arange(table.shape[0]) * f2 / SR, atol=1e-6)
   # The written mix is the written gains applied to the channels, frame by frame.
