@@ -204,3 +204,27 @@ def test_disk_full_is_found_behind_wrappers_and_in_tensorstore_text(tmp_path):
     log.removeHandler(handler)
   assert handler.stream.getvalue() == 'an unrelated error\n'
   assert disk_log.seen.filename == '/w/checkpoints/1.tmp/m'
+
+
+def test_evaluate_overwrite_never_deletes_results_it_did_not_write(tmp_path):
+  """evaluate --overwrite removed audio/, gains/, index.html ... of any --output folder."""
+  from alm_jax.evaluation import run  # pylint: disable=g-import-not-at-top
+  mine = tmp_path / 'music'
+  (mine / 'audio').mkdir(parents=True)
+  (mine / 'audio' / 'take1.wav').write_bytes(b'RIFF')
+  (mine / 'index.html').write_text('my page')
+  for overwrite in (False, True):
+    with pytest.raises((outputs.OutputError, FileExistsError),
+                       match='never replaced, even with --overwrite' if overwrite else 'overwrite'):
+      run.prepare_output(str(mine), overwrite)
+  assert (mine / 'audio' / 'take1.wav').exists() and (mine / 'index.html').read_text() == 'my page'
+  # Its own results (the marker written with them) are replaced with --overwrite.
+  out = tmp_path / 'eval'
+  run.prepare_output(str(out), False)
+  assert json.loads((out / run.EVALUATE_MARKER).read_text())['tool'] == 'alm_jax.evaluate'
+  (out / 'audio').mkdir()
+  (out / 'summary.md').write_text('old')
+  with pytest.raises(FileExistsError, match='pass --overwrite'):
+    run.prepare_output(str(out), False)
+  run.prepare_output(str(out), True)
+  assert sorted(p.name for p in out.iterdir()) == [run.EVALUATE_MARKER]

@@ -32,6 +32,8 @@ from alm_jax.inference import offline
 OUTPUT_FILES = ('metrics.csv', 'summary.md', 'bleed_robustness.png', 'bleed_robustness.csv',
                 'index.html')
 OUTPUT_DIRS = ('audio', 'gains')
+# Written into --output: the results there that `--overwrite` may replace (alm_jax.outputs).
+EVALUATE_MARKER = 'alm_jax_evaluate.json'
 # Written with --listening_test (and by aggregating its answers): replaced with the rest.
 LISTENING_OUTPUTS = (listening_test_lib.FOLDER, listening_test_lib.KEY_FILE,
                      *listening_results.RESULT_FILES)
@@ -49,6 +51,12 @@ def earlier_results(output: str, overwrite: bool,
   if found and not overwrite:
     raise FileExistsError(f'{output} already holds evaluation results ({", ".join(found)}); pass '
                           '--overwrite or choose another --output.')
+  if found and not os.path.isfile(os.path.join(output, EVALUATE_MARKER)):
+    # The rule of alm_jax.outputs: never delete what this tool did not write.
+    raise outputs.OutputError(
+        f'{output} holds {", ".join(found)} but no {EVALUATE_MARKER}: they were not written by '
+        'alm_jax.evaluate, so they are never replaced, even with --overwrite. Choose another '
+        '--output, or move them away.')
   return found
 
 
@@ -61,6 +69,7 @@ def prepare_output(output: str, overwrite: bool,
   """
   found = earlier_results(output, overwrite, ours)
   os.makedirs(output, exist_ok=True)
+  outputs.write_marker(output, EVALUATE_MARKER, {'tool': 'alm_jax.evaluate'})
   for p in found:
     full = os.path.join(output, p)
     if os.path.isdir(full):
