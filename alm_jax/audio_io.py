@@ -380,22 +380,31 @@ class BlockReader:
 
 
 class WavWriter:
-  """Writes mono float audio to a WAV file block by block, refusing NaN/Inf as `write_wav` does.
+  """Writes float audio (mono, or `channels` > 1: a stereo mix) to a WAV file block by block.
+
+  Refuses NaN/Inf as `write_wav` does.
 
   Keeps the peak written (`peak`), for the caller's clipping warning.
   """
 
-  def __init__(self, path, rate: int, *, subtype: str = 'FLOAT'):
+  def __init__(self, path, rate: int, *, subtype: str = 'FLOAT', channels: int = 1):
     if int(rate) <= 0:
       raise ValueError(f'Sample rate must be positive, got {rate} for {path}.')
     self.path = os.fspath(path)
     self.peak = 0.0
     self.frames = 0
-    self._file = sf.SoundFile(self.path, 'w', int(rate), 1, subtype=subtype, format='WAV')
+    self.channels = int(channels)
+    self._file = sf.SoundFile(self.path, 'w', int(rate), self.channels, subtype=subtype,
+                              format='WAV')
 
   def write(self, block) -> None:
-    """Appends block [samples]."""
+    """Appends block [samples] (mono) or [channels, samples]."""
     block = np.asarray(block, np.float32)
+    if self.channels > 1:
+      if block.ndim != 2 or block.shape[0] != self.channels:
+        raise ValueError(f'{self.path} has {self.channels} channels: write [channels, samples] '
+                         f'blocks, got shape {block.shape}.')
+      block = block.T  # soundfile takes [samples, channels]
     if not np.isfinite(block).all():
       raise ValueError(f'Refusing to write {self.path}: the audio holds NaN or Inf.')
     if block.size:
@@ -403,7 +412,7 @@ class WavWriter:
     try:
       self._file.write(block)
     except sf.LibsndfileError as e:
-      raise self._os_error(e, 4 * len(block)) from e
+      raise self._os_error(e, 4 * block.size) from e
     self.frames += len(block)
 
   def _os_error(self, error, needed: int) -> OSError:

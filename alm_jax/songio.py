@@ -243,6 +243,15 @@ def write_gains_csv(path, gains, frame_seconds: float, channel_names: Sequence[s
       writer.writerow([f'{t * frame_seconds:.6f}'] + [f'{g:.7g}' for g in gains[:, t]])
 
 
+def write_pans_csv(path, pans, frame_seconds: float, channel_names: Sequence[str]) -> None:
+  """pans [channels, frames] -> CSV: `time_s`, then `<channel> (pan)` each (-1 left ... +1 right)."""
+  with open(path, 'w', newline='', encoding='utf-8') as fh:
+    writer = csv.writer(fh)
+    writer.writerow([GAINS_TIME_COLUMN] + [f'{name} (pan)' for name in channel_names])
+    for t in range(pans.shape[1]):
+      writer.writerow([f'{t * frame_seconds:.6f}'] + [f'{p:.7g}' for p in pans[:, t]])
+
+
 def marker_description(song: Song, source: str) -> dict:
   """What MIX_MARKER records: the tool, the song, its input files and the checkpoint."""
   return {'tool': 'alm_jax.mix', 'song': song.name, 'inputs': [os.fspath(f) for f in song.files],
@@ -274,21 +283,26 @@ class SongWriter:
   """One song's results written block by block into `folder`: mix.wav, raw.wav, gains.csv/png.
 
   The mix and raw sum go to disk as they come; only the gains ([channels,
-  frames], 40 frames per second) are kept for the CSV and the plot.
+  frames], 40 frames per second) are kept for the CSV and the plot. With
+  `stereo` (a mixer with pans) mix.wav is the stereo mix (left, right) and the
+  pans go beside the gains: pans.csv and pans.png.
   """
 
   def __init__(self, folder: pathlib.Path, song: Song, channels: int, sample_rate: int, f2: int,
-               raw: bool):
+               raw: bool, stereo: bool = False):
     self.folder, self.song, self.channels = folder, song, channels
     self.sample_rate, self.f2 = sample_rate, f2
     self._gains = []
-    self._mix = audio_io.WavWriter(folder / 'mix.wav', sample_rate)
+    self._pans = [] if stereo else None
+    self._mix = audio_io.WavWriter(folder / 'mix.wav', sample_rate, channels=2 if stereo else 1)
     self._raw = audio_io.WavWriter(folder / 'raw.wav', sample_rate) if raw else None
 
-  def write(self, mix, gains, raw=None):
-    """Appends mix [n], gains [channels, ceil(n / f2)] and raw [n] (when raw.wav is written)."""
+  def write(self, mix, gains, raw=None, pans=None):
+    """Appends mix [n] (stereo: [2, n]), gains and pans [channels, ceil(n / f2)] and raw [n]."""
     self._mix.write(mix)
     self._gains.append(np.asarray(gains[:self.channels], np.float32))
+    if self._pans is not None:
+      self._pans.append(np.asarray(pans[:self.channels], np.float32))
     if self._raw is not None:
       self._raw.write(raw)
 
@@ -306,6 +320,11 @@ class SongWriter:
     write_gains_csv(self.folder / 'gains.csv', gains, frame_seconds, self.song.channel_names)
     plots.plot_gains(gains, frame_seconds, self.song.channel_names, self.folder / 'gains.png',
                      title=self.song.name)
+    if self._pans is not None:
+      pans = np.concatenate(self._pans, axis=-1)[:, :gains.shape[1]]
+      write_pans_csv(self.folder / 'pans.csv', pans, frame_seconds, self.song.channel_names)
+      plots.plot_gains(pans, frame_seconds, self.song.channel_names, self.folder / 'pans.png',
+                       scale='pan', title=f'{self.song.name}: stereo placement')
 
   def close(self):
     self._mix.close()

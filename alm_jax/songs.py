@@ -84,6 +84,12 @@ def mix_songs(loaded, songs: list[songio.Song], out_dir, *, batch_songs: int = 4
   return [written[s.name] for s in songs]
 
 
+def _stereo(engine) -> bool:
+  """Whether the engine's mixer pans (a stereo mix.wav, pans.csv and pans.png)."""
+  mixer = getattr(engine, 'mixer', None)
+  return bool(mixer is not None and mixer.capabilities.stereo)
+
+
 def _mix_batch(engine, params, batch: list[songio.Song], rows: int, max_channels: int,
                sample_rate: int, f2: int, block: int, per_segment: bool, out_dir, replace: dict,
                raw: bool, source: str) -> None:
@@ -104,7 +110,8 @@ def _mix_batch(engine, params, batch: list[songio.Song], rows: int, max_channels
       tmp = stack.enter_context(outputs.folder_written_aside(
           out_dir / song.name, replace=replace[song.name], marker=songio.MIX_MARKER,
           description=songio.marker_description(song, source)))
-      writers.append(songio.SongWriter(tmp, song, len(rs), sample_rate, f2, raw))
+      writers.append(songio.SongWriter(tmp, song, len(rs), sample_rate, f2, raw,
+                                       stereo=_stereo(engine)))
       stack.callback(writers[-1].close)  # closed before the folder is renamed or removed
     n = max(lengths)
     state = None
@@ -124,7 +131,12 @@ def _mix_batch(engine, params, batch: list[songio.Song], rows: int, max_channels
         keep = max(0, min(size, m - start))
         if keep:
           c = len(readers[i])
-          w.write(out['mix'][i, :keep], out['gains'][i, :c, :-(-keep // f2)],
-                  audio[i, :c, :keep].sum(axis=0) if raw else None)
+          frames = -(-keep // f2)
+          if 'stereo' in out:  # a mixer with pans: the stereo mix and the pans
+            w.write(out['stereo'][i, :, :keep], out['gains'][i, :c, :frames],
+                    audio[i, :c, :keep].sum(axis=0) if raw else None, out['pans'][i, :c, :frames])
+          else:
+            w.write(out['mix'][i, :keep], out['gains'][i, :c, :frames],
+                    audio[i, :c, :keep].sum(axis=0) if raw else None)
     for w, m in zip(writers, lengths):
       w.finish(m)

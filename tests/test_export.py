@@ -187,3 +187,37 @@ def test_per_frame_dmc_exports_a_streaming_step(tmp_path):
     outs.append(result['out'].numpy())
   assert np.ptp(ref['gains'][0, :2, :3]) > 1e-3  # the gains move between frames
   np.testing.assert_allclose(np.concatenate(outs, axis=-1), ref['mix'], rtol=1e-5, atol=1e-6)
+
+
+def test_a_stereo_mixer_exports_its_pans_and_stereo_mix(tmp_path):
+  """A mixer with pans (config.model.outputs): the SavedModels carry `pans` and `stereo` = JAX."""
+  tiny = TinyModel('mr', outputs=('gain', 'pan'), max_channels=4)
+  tiny.params['pan_mlp'] = jax.tree.map(lambda x: 2.0 * x, tiny.params['pan_mlp'])  # off centre
+  save_checkpoint(tmp_path / 'run', tiny.config, tiny.params)
+  assert _run_cli(f'--checkpoint={tmp_path / "run"}', f'--output={tmp_path / "offline"}') == 0
+  assert _run_cli(f'--checkpoint={tmp_path / "run"}', f'--output={tmp_path / "streaming"}',
+                  '--streaming', f'--block_size={BLOCK}') == 0
+  rng = np.random.default_rng(4)
+  audio = (rng.normal(size=(2, 4, 4 * BLOCK + 100)) * 0.2).astype(np.float32)
+  mask = np.array([[1, 1, 1, 0], [1, 1, 1, 1]], bool)
+  ref = offline.mix_arrays(models.load(tiny.config, tiny.params), audio, mask)
+  assert np.ptp(ref['pans'][1, :, 1:]) > 0.01  # the pans differ between channels and frames
+  serve = tf.saved_model.load(str(tmp_path / 'offline')).signatures['serving_default']
+  out = serve(audio=tf.constant(audio), channel_mask=tf.constant(mask))
+  assert set(out) == {'mix', 'gains', 'pans', 'stereo'}
+  for key in out:
+    np.testing.assert_allclose(out[key].numpy(), ref[key], rtol=1e-5, atol=1e-5, err_msg=key)
+  loaded = tf.saved_model.load(str(tmp_path / 'streaming'))
+  state = loaded.signatures['init_state'](channel_mask=tf.constant(mask))
+  assert 'state_pan' in state
+  outs = []
+  for i in range(4):
+    result = loaded.signatures['step'](block=tf.constant(audio[..., i * BLOCK:(i + 1) * BLOCK]),
+                                       channel_mask=tf.constant(mask), **state)
+    state = {k: v for k, v in result.items() if k.startswith('state_')}
+    outs.append(result['out'].numpy())
+    # The pans in force after the block: those of the next F2 frame.
+    np.testing.assert_allclose(state['state_pan'].numpy() * mask, ref['pans'][..., 2 * (i + 1)],
+                               atol=1e-5)
+  np.testing.assert_allclose(np.concatenate(outs, axis=-1), ref['stereo'][..., :4 * BLOCK],
+                             rtol=1e-5, atol=1e-5)

@@ -492,3 +492,34 @@ def test_cli_mixes_a_per_segment_dmc_segment_by_segment(dmc_og, tmp_path, capsys
   assert mix.run(fv) == 2
   assert 'less than one F1 frame' in capsys.readouterr().err
   assert not (tmp_path / 'out2').exists()
+
+
+def test_cli_writes_a_stereo_mix_and_the_pans_of_a_mixer_with_pans(songs_dir, tmp_path, capsys):
+  """A mixer with pans: mix.wav is stereo (left, right) and pans.csv / pans.png sit beside the gains."""
+  from alm_jax import stereo  # pylint: disable=g-import-not-at-top
+  tiny = TinyModel('mr', outputs=('gain', 'pan'))
+  tiny.params['pan_mlp'] = jax.tree.map(lambda x: 2.0 * x, tiny.params['pan_mlp'])  # off centre
+  save_checkpoint(tmp_path / 'run', tiny.config, tiny.params)
+  fv = parse_flags(mix, f'--checkpoint={tmp_path / "run"}', f'--input={songs_dir / "alpha"}',
+                   f'--output={tmp_path / "out"}', f'--chunk_seconds={BATCH_CHUNK_SECONDS}')
+  assert mix.run(fv) == 0
+  folder = tmp_path / 'out' / 'alpha'
+  assert sorted(p.name for p in folder.iterdir()) == sorted(
+      ['mix.wav', 'gains.csv', 'gains.png', 'pans.csv', 'pans.png', songio.MIX_MARKER])
+  song = songio.discover_songs([str(songs_dir / 'alpha')])[0]
+  audio = songio.load_song(song, SR)
+  c, n = audio.shape
+  out, rate = sf.read(folder / 'mix.wav', dtype='float32')
+  assert rate == SR and out.shape == (n, 2)
+  _, gains = _read_gains_csv(folder / 'gains.csv')
+  with open(folder / 'pans.csv', encoding='utf-8') as fh:
+    rows = list(csv.reader(fh))
+  assert rows[0] == [songio.GAINS_TIME_COLUMN] + [f'{name} (pan)' for name in song.channel_names]
+  pans = np.array(rows[1:], np.float64)[:, 1:].T
+  assert pans.shape == (c, -(-n // 2205)) and np.ptp(pans[:, 1:]) > 0.01
+  # The written stereo mix is the written gains and pans on the one pan law, frame by frame.
+  left, right = stereo.pan_law(np.repeat(pans, 2205, axis=1)[:, :n])
+  g = np.repeat(gains[:, 1:].T, 2205, axis=1)[:, :n]
+  np.testing.assert_allclose(out[:, 0], np.sum(g * left * audio, axis=0), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(out[:, 1], np.sum(g * right * audio, axis=0), rtol=1e-4, atol=1e-5)
+  assert (folder / 'pans.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'

@@ -125,15 +125,19 @@ def _audio(rng, b, c, n):
   return (rng.normal(size=(b, c, n)) * levels * wobble * 0.2).astype(np.float32)
 
 
-@pytest.fixture(scope='module', params=['mr', 'dmc_b_0l', 'pretrained'])
+@pytest.fixture(scope='module', params=['mr', 'dmc_b_0l', 'pretrained', 'mr_stereo'])
 def checkpoint(request, tmp_path_factory):
-  """A tiny ALM-MR or DMC-B-0L checkpoint, or the shipped pretrained:alm_mr."""
+  """A tiny ALM-MR (mono or with pans) or DMC-B-0L checkpoint, or the shipped pretrained:alm_mr."""
   root = tmp_path_factory.mktemp(f'onnx_{request.param}')
   if request.param == 'pretrained':
     config, params, _ = restore.restore_params('pretrained:alm_mr')
     return types.SimpleNamespace(root=root, config=config, params=params,
                                  flag='--checkpoint=pretrained:alm_mr')
-  tiny = TinyModel(request.param)
+  if request.param == 'mr_stereo':  # pans off the centre, so a pan mix-up shows
+    tiny = TinyModel('mr', outputs=('gain', 'pan'))
+    tiny.params['pan_mlp'] = jax.tree.map(lambda x: 2.0 * x, tiny.params['pan_mlp'])
+  else:
+    tiny = TinyModel(request.param)
   if request.param.startswith('dmc'):
     tiny.params['post_processor']['dense2']['kernel'] *= 30.0  # spread the gains (test_mix.py)
   save_checkpoint(root / 'run', tiny.config, tiny.params)
@@ -163,8 +167,9 @@ def test_offline_onnx_matches_jax_at_two_batch_sizes_and_channel_counts(checkpoi
     ref = offline.mix_arrays(models.load(e.config, e.params), audio, mask)
     # The gains differ between channels and frames, far above the tolerance: a mix-up shows.
     assert np.ptp(np.log(ref['gains'][-1, mask[-1], 1:])) > 1e-3
-    np.testing.assert_allclose(out['mix'], ref['mix'], **TOL)
-    np.testing.assert_allclose(out['gains'], ref['gains'], **TOL)
+    assert set(out) == set(ref)  # a stereo mixer's graph also outputs `pans` and `stereo`
+    for key in ref:
+      np.testing.assert_allclose(out[key], ref[key], err_msg=key, **TOL)
     # Fewer channels and a shorter song: masked silent channels, silence at the end.
     short, used = e.n // 2 + 777, c - 1
     padded = np.zeros_like(audio)
@@ -207,9 +212,11 @@ def test_streaming_onnx_matches_the_jax_step_and_the_offline_mix(streaming_expor
     ref_out = jax_mixer.process(block_audio)
     np.testing.assert_allclose(result['out'], ref_out, **TOL)
     np.testing.assert_allclose(result['gains'], jax_mixer.gains, **TOL)
+    if 'state_pan' in state:  # a stereo mixer: its pans in force are state
+      np.testing.assert_allclose(state['state_pan'] * mask, jax_mixer.pans, **TOL)
     outs.append(result['out'])
   ref = offline.mix_arrays(models.load(e.config, e.params), audio, mask)
-  np.testing.assert_allclose(np.concatenate(outs, axis=-1), ref['mix'], **TOL)
+  np.testing.assert_allclose(np.concatenate(outs, axis=-1), ref.get('stereo', ref['mix']), **TOL)
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
 """Tests for alm_jax/stereo.py and the mixer with pans: the pan law, stereo mixing, the stereo ALM."""
 
 import functools
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -157,14 +158,14 @@ def test_step_stereo_equals_the_module_in_any_chunks():
   for sizes in ([t], [12, 6, t - 18], [1] * 7 + [5, t - 12]):
     state, pieces, start = mixer.init_state(2, 4), [], 0
     for k in sizes:
-      state, g, p, mix = step(params, state, audio[..., start * spec.f2:(start + k) * spec.f2],
-                              mask)
-      pieces.append((g, p, mix))
+      state, o = step(params, state, audio[..., start * spec.f2:(start + k) * spec.f2], mask)
+      pieces.append((o['gains'], o['pans'], o['stereo'], o['mix']))
       start += k
-    g, p, mix = (np.concatenate(x, axis=-1) for x in zip(*pieces))
+    g, p, mix, mono = (np.concatenate(x, axis=-1) for x in zip(*pieces))
     np.testing.assert_allclose(g, out['gains'], atol=1e-5)
     np.testing.assert_allclose(p, out['pans'], atol=1e-5)
     np.testing.assert_allclose(mix, out['stereo'], atol=1e-4)
+    np.testing.assert_allclose(mono, out['mix'], atol=1e-4)
     np.testing.assert_allclose(mixer.pans_in_force(state), out['pred_pans'][..., -1], atol=1e-5)
   # The mono step of the stereo mixer: the same gains, the mono mix.
   _, g, mono = jax.jit(mixer.step)(params, mixer.init_state(2, 4), audio[..., :t * spec.f2], mask)
@@ -180,10 +181,11 @@ def test_a_mono_mixer_is_placed_at_the_centre():
   audio = audio[..., :(44100 // 2205) * 2205]
   state = mixer.init_state(2, 4)
   _, g, mix = mixer.step(mono_params, state, audio, mask)
-  _, g2, pans, st = protocol.step_stereo(mixer, mono_params, mixer.init_state(2, 4), audio, mask)
-  np.testing.assert_array_equal(g, g2)
-  np.testing.assert_array_equal(pans, 0.0)
-  np.testing.assert_allclose(st, stereo.centred(mix), atol=0)
+  _, o = protocol.step_stereo(mixer, mono_params, mixer.init_state(2, 4), audio, mask)
+  np.testing.assert_array_equal(g, o['gains'])
+  np.testing.assert_array_equal(mix, o['mix'])
+  np.testing.assert_array_equal(o['pans'], 0.0)
+  np.testing.assert_allclose(o['stereo'], stereo.centred(mix), atol=0)
   np.testing.assert_array_equal(protocol.pans_in_force(mixer, state), 0.0)
   with pytest.raises(protocol.UnsupportedModelError, match='no pans'):
     mixer.step_stereo(mono_params, state, audio, mask)
@@ -196,3 +198,50 @@ def test_pans_are_refused_for_a_gains_only_mixer():
     build_model(config)
   with pytest.raises(ValueError, match='sets gains only'):
     build_mixer(config)
+
+
+# ---- everywhere a mix goes: offline and streaming ------------------------------------------------
+
+
+def test_offline_and_streaming_stereo_equal_the_module():
+  from alm_jax import models  # pylint: disable=g-import-not-at-top
+  from alm_jax.inference import offline, streaming  # pylint: disable=g-import-not-at-top
+  _, st, params = _models()
+  loaded = models.load(st, params)
+  spec = frames.FrameSpec.from_config(st.model)
+  audio, mask = _audio(4, n=SAMPLES + 1000), np.array([[1, 1, 0, 1], [1, 1, 1, 1]], bool)
+  ref = build_model(st).apply({'params': params}, audio[..., :SAMPLES], mask)
+  out = offline.mix_arrays(loaded, audio, mask, chunk_seconds=0.3)  # one hop per chunk
+  assert out['stereo'].shape == (2, 2, audio.shape[-1])
+  assert out['pans'].shape == out['gains'].shape == (2, 4, -(-audio.shape[-1] // spec.f2))
+  t = SAMPLES // spec.f2
+  np.testing.assert_allclose(out['pans'][..., :t], ref['pans'], atol=1e-5)
+  np.testing.assert_allclose(out['stereo'][..., :SAMPLES], ref['stereo'], atol=1e-4)
+  np.testing.assert_allclose(out['mix'][..., :SAMPLES], ref['mix'], atol=1e-4)
+  # Streaming, blocks of any size: each sample gets the gain and pan in force, as offline.
+  mixer = streaming.StreamingMixer(loaded, batch=2, channels=4, channel_mask=mask)
+  rng = np.random.default_rng(5)
+  cuts = np.sort(rng.choice(np.arange(1, audio.shape[-1]), 40, replace=False))
+  blocks = [mixer.process(b) for b in np.split(audio, cuts, axis=-1)]
+  assert blocks[0].shape[:2] == (2, 2)
+  np.testing.assert_allclose(np.concatenate(blocks, axis=-1), out['stereo'], atol=1e-4)
+  # In force after the last sample (inside the last, partial F2 frame): that frame's.
+  np.testing.assert_allclose(mixer.pans, out['pans'][..., -1], atol=1e-5)
+  np.testing.assert_allclose(mixer.gains, out['gains'][..., -1], atol=1e-5)
+  assert np.abs(mixer.pans).max() > 0.05 and np.all(mixer.pans[0, 2] == 0)
+
+
+def test_console_automixers_pan_to_the_centre():
+  from alm_jax import restore  # pylint: disable=g-import-not-at-top
+  for path in ('configs/dugan.py', 'configs/loudness_preset.py'):
+    loaded = restore.load_mixer(str(pathlib.Path(__file__).resolve().parents[1] / path))
+    mixer = loaded.mixer
+    assert not mixer.capabilities.stereo
+    f2 = mixer.capabilities.f2
+    audio = _audio(6, b=1, c=3, n=8 * f2)
+    mask = np.ones((1, 3), bool)
+    _, gains, mix = mixer.step(loaded.params, mixer.init_state(1, 3), audio, mask)
+    _, out = protocol.step_stereo(mixer, loaded.params, mixer.init_state(1, 3), audio, mask)
+    np.testing.assert_array_equal(out['gains'], gains)
+    np.testing.assert_array_equal(out['pans'], 0.0)
+    np.testing.assert_allclose(out['stereo'], stereo.centred(mix), atol=0)

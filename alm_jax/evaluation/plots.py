@@ -20,7 +20,8 @@ def plot_gains(gains, frame_seconds: float, channel_names, path, *, scale: str =
     path: where to write the image (format from the extension, e.g. .png).
     scale: 'db' (20 log10 gain, floored at `floor_db` so muted channels stay
       on the plot; channels do not hide under each other as on a linear axis)
-      or 'linear' (the gains as applied).
+      or 'linear' (the gains as applied), or 'pan': `gains` are pans in [-1, 1]
+      (a stereo mixer's placement, -1 left, +1 right).
     floor_db: lowest value drawn in 'db' mode.
     title: optional figure title.
   """
@@ -35,8 +36,11 @@ def plot_gains(gains, frame_seconds: float, channel_names, path, *, scale: str =
   elif scale == 'linear':
     values = gains
     ylabel = 'gain (linear)'
+  elif scale == 'pan':
+    values = gains
+    ylabel = 'pan (-1 left, +1 right)'
   else:
-    raise ValueError(f"scale must be 'linear' or 'db', got {scale!r}.")
+    raise ValueError(f"scale must be 'linear', 'db' or 'pan', got {scale!r}.")
   # Each gain holds for a whole frame: draw steps, which is what was applied.
   t = np.arange(gains.shape[1] + 1) * frame_seconds
   fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
@@ -46,6 +50,8 @@ def plot_gains(gains, frame_seconds: float, channel_names, path, *, scale: str =
     ax.set_xlabel('time (s)')
     ax.set_ylabel(ylabel)
     ax.set_xlim(0.0, t[-1] if t[-1] > 0 else 1.0)
+    if scale == 'pan':
+      ax.set_ylim(-1.05, 1.05)
     ax.grid(True, alpha=0.3)
     # Outside the axes, right of them: inside, it hid the top curves.
     ax.legend(loc='upper left', bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize='small',

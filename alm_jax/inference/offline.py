@@ -63,14 +63,16 @@ def _mix_in_pieces(mix_piece, carry, audio, size: int, f2: int, *, pad_last: boo
   """Pad, put, loop, get, trim: mixes audio [b, c, n] in pieces of `size` samples.
 
   Args:
-    mix_piece: (carry, piece [b, c, size]) -> (carry, gains [b, c, size / f2], mix [b, size]),
-      already jitted; it only dispatches.
+    mix_piece: (carry, piece [b, c, size]) -> (carry, outputs): `gains` [b, c, size / f2] and
+      `mix` [b, size], and from a stereo mixer `pans` [b, c, size / f2] and `stereo`
+      [b, 2, size]; already jitted; it only dispatches.
     carry: the device state before the first piece.
     pad_last: complete the last piece with silence (one compile for every
       length); False mixes it at its own length, so the carry after it is the
       state at the end of the audio.
   Returns:
-    (dict with `mix` [b, n] and `gains` [b, c, ceil(n / f2)] as numpy, the last carry).
+    (the outputs for the whole audio as numpy: `mix` [b, n], `gains` [b, c, ceil(n / f2)],
+    and `pans`, `stereo` [b, 2, n] from a stereo mixer; the last carry).
   """
   n = audio.shape[-1]
   outputs = []
@@ -78,13 +80,15 @@ def _mix_in_pieces(mix_piece, carry, audio, size: int, f2: int, *, pad_last: boo
     piece = audio[..., start:start + size]
     if pad_last and piece.shape[-1] < size:
       piece = np.pad(piece, [(0, 0), (0, 0), (0, size - piece.shape[-1])])
-    carry, gains, mix = mix_piece(carry, _put(piece))
+    carry, out = mix_piece(carry, _put(piece))
     # Fetched piece by piece in the background: the host keeps only the outputs,
     # never a chunk's intermediate arrays, so memory is bounded by the song's mix.
-    outputs.append((gains, mix))
+    outputs.append(out)
   outputs = jax.device_get(outputs)  # one transfer: the loop only dispatched
-  return {'mix': np.concatenate([m for _, m in outputs], axis=-1)[:, :n],
-          'gains': np.concatenate([g for g, _ in outputs], axis=-1)[..., :-(-n // f2)]}, carry
+  # Per-sample outputs keep n samples, per-frame ones ceil(n / f2) frames.
+  keep = {k: n if k in ('mix', 'stereo') else -(-n // f2) for k in outputs[0]}
+  return {k: np.concatenate([o[k] for o in outputs], axis=-1)[..., :keep[k]]
+          for k in outputs[0]}, carry
 
 
 def _checked(mixer, audio, channel_mask):
@@ -110,8 +114,9 @@ class ChunkedMixer:
     self.mixer.refuse('chunk')
     caps = self.mixer.capabilities
     self.chunk_samples = max(1, math.ceil(chunk_seconds * caps.sample_rate / caps.hop)) * caps.hop
-    self._step = jax.jit(self.mixer.step, donate_argnums=(1,),
-                         compiler_options=compiler_options(loaded.config))
+    # A stereo mixer's step also gives its pans and stereo mix (protocol.Mixer.step_stereo).
+    self._step = jax.jit(self.mixer.step_stereo if caps.stereo else self.mixer.step,
+                         donate_argnums=(1,), compiler_options=compiler_options(loaded.config))
 
   @property
   def num_compiles(self) -> int:
@@ -120,6 +125,7 @@ class ChunkedMixer:
   def __call__(self, params, audio, channel_mask, *, state=None, return_state: bool = False):
     """Mixes audio [b, c, n] (numpy) -> dict(mix [b, n], gains [b, c, ceil(n / f2)]) as numpy.
 
+    A stereo mixer's dict also holds `pans` [b, c, ceil(n / f2)] and `stereo` [b, 2, n].
     With `return_state`, returns (outputs, state) and n must be whole F1 hops:
     the state after the last sample, from which a later call with `state`
     continues the same song (a long show mixed in parts equals one call).
@@ -133,8 +139,14 @@ class ChunkedMixer:
                        f'got {n} samples.')
     params, mask = _put(params), _put(channel_mask)
     start = _put(self.mixer.init_state(b, c) if state is None else state)
-    out, state = _mix_in_pieces(lambda st, piece: self._step(params, st, piece, mask), start,
-                                audio, self.chunk_samples, caps.f2, pad_last=not return_state)
+    if caps.stereo:
+      mix_piece = lambda st, piece: self._step(params, st, piece, mask)
+    else:
+      def mix_piece(st, piece):
+        st, gains, mix = self._step(params, st, piece, mask)
+        return st, {'gains': gains, 'mix': mix}
+    out, state = _mix_in_pieces(mix_piece, start, audio, self.chunk_samples, caps.f2,
+                                pad_last=not return_state)
     return (out, state) if return_state else out
 
 
@@ -153,15 +165,22 @@ def mix_whole(mixer: protocol.Mixer, params, audio, channel_mask):
     audio: [batch, channels, samples], any samples >= 1 (may be symbolic).
     channel_mask: [batch, channels] bool.
   Returns:
-    dict with `mix` [batch, samples] and `gains` [batch, channels, ceil(samples / f2)].
+    dict with `mix` [batch, samples] and `gains` [batch, channels, ceil(samples / f2)]; a
+    stereo mixer's also `pans` [batch, channels, ceil(samples / f2)] and `stereo`
+    [batch, 2, samples].
   """
   mixer.refuse('chunk')
   caps = mixer.capabilities
   b, c, n = audio.shape
   padded_n = caps.hop * ((n + caps.hop - 1) // caps.hop)  # symbolic-friendly ceil
   padded = jnp.pad(audio.astype(jnp.float32), [(0, 0), (0, 0), (0, padded_n - n)])
+  frames = (n + caps.f2 - 1) // caps.f2
+  if caps.stereo:
+    _, out = mixer.step_stereo(params, mixer.init_state(b, c), padded, channel_mask.astype(bool))
+    return {'mix': out['mix'][:, :n], 'gains': out['gains'][..., :frames],
+            'pans': out['pans'][..., :frames], 'stereo': out['stereo'][..., :n]}
   _, gains, mix = mixer.step(params, mixer.init_state(b, c), padded, channel_mask.astype(bool))
-  return {'mix': mix[:, :n], 'gains': gains[..., :(n + caps.f2 - 1) // caps.f2]}
+  return {'mix': mix[:, :n], 'gains': gains[..., :frames]}
 
 
 # ---- per-segment mixers ----------------------------------------------------------------------
@@ -236,8 +255,7 @@ class SegmentMixer:
     params, mask = _put(params), _put(channel_mask)
 
     def piece_fn(carry, piece):
-      out = self._mix(params, piece, mask)
-      return carry, out['gains'], out['mix']
+      return carry, self._mix(params, piece, mask)
 
     return _mix_in_pieces(piece_fn, None, audio, self.segment_samples,
                           self.mixer.capabilities.f2)[0]

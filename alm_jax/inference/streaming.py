@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from alm_jax import stereo
 from alm_jax.inference import offline
 from alm_jax.models import compiler_options
 from alm_jax.models import protocol
@@ -46,7 +47,8 @@ class BlockStream:
 
     `gains` are the gains in force after the block's last sample (those the
     next sample gets; 0 on masked channels); `faults` marks channels muted for
-    this block.
+    this block. A stereo mixer's `out` is [b, 2, n] (left, right), each sample
+    panned with the pans in force (`stereo.pan_law`), as offline.
     """
     f2 = self.capabilities.f2
     b, c = state['pending'].shape[:2]
@@ -78,20 +80,34 @@ class BlockStream:
         return mstate
 
       mstate = jax.lax.cond(end <= n, run, lambda s: s, mstate)
-      return mstate, self.mixer.gains_in_force(mstate)
+      return mstate, self._in_force(mstate)
 
-    in_force0 = self.mixer.gains_in_force(mixer_state)
+    in_force0 = self._in_force(mixer_state)
     mixer_state, after = jax.lax.scan(slot, mixer_state, jnp.arange(-(-n // f2), dtype=jnp.int32))
     # Sample i lies in the (i + fill) // f2-th frame the block touches; its
     # gain is the one in force before that frame began.
-    in_force = jnp.concatenate([in_force0[None], after], axis=0)  # [K + 1, b, c]
+    in_force = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b], axis=0),
+                            in_force0, after)  # [K + 1, b, c] each
     seg = (jnp.arange(n, dtype=jnp.int32) + fill) // f2
-    g = jnp.where(mask[None], in_force[seg], 0.0)  # [n, b, c]
-    out = jnp.einsum('bcn,nbc->bn', block, g)
+    if self.capabilities.stereo:
+      gains_now, pans_now = in_force
+      g = jnp.where(mask[None], gains_now[seg], 0.0)  # [n, b, c]
+      left, right = stereo.pan_law(pans_now[seg])
+      out = stereo.stack2(jnp.einsum('bcn,nbc->bn', block, g * left),
+                          jnp.einsum('bcn,nbc->bn', block, g * right), axis=1)
+    else:
+      g = jnp.where(mask[None], in_force[seg], 0.0)  # [n, b, c]
+      out = jnp.einsum('bcn,nbc->bn', block, g)
     new_state = dict(mixer_state, pending=ext[..., ext.shape[-1] - f2:],
                      fill=jnp.mod(fill + n, f2).astype(jnp.int32))
     gains = jnp.where(mask, self.mixer.gains_in_force(mixer_state), 0.0)
     return new_state, out, gains, faults
+
+  def _in_force(self, mstate):
+    """The gains in force (and, for a stereo mixer, the pans): [b, c] each."""
+    if self.capabilities.stereo:
+      return self.mixer.gains_in_force(mstate), self.mixer.pans_in_force(mstate)
+    return self.mixer.gains_in_force(mstate)
 
 
 def block_stream(loaded: protocol.LoadedMixer) -> BlockStream:
@@ -110,8 +126,11 @@ def jitted_step(loaded: protocol.LoadedMixer):
 class StreamingMixer:
   """Mixes a live multitrack stream block by block (NumPy in and out).
 
+  A stereo mixer's blocks come out as [batch, 2, n] (left, right).
+
   Attributes:
     gains: [batch, channels] the gains in force after the last block.
+    pans: [batch, channels] the pans in force after the last block (0: a mono mixer).
     faults: [batch, channels] int, blocks in which each channel was muted for
       non-finite or absurd samples.
   """
@@ -139,6 +158,7 @@ class StreamingMixer:
     """Back to the state before the first sample."""
     self.state = self.stream.init_state(self.batch, self.channels)
     self.gains = np.where(self._mask, self.stream.capabilities.initial_gain, 0.0).astype(np.float32)
+    self.pans = np.zeros((self.batch, self.channels), np.float32)
     self.faults = np.zeros((self.batch, self.channels), np.int64)
 
   def set_channel_mask(self, channel_mask):
@@ -152,6 +172,8 @@ class StreamingMixer:
 
   def process(self, block):
     """Mixes one block [batch, channels, n] (or [channels, n] when batch is 1) -> [batch, n] (or [n]).
+
+    A stereo mixer returns [batch, 2, n] (or [2, n]).
 
     The block is float audio, full scale +-1; integer PCM is refused (it would mix at x32767).
     """
@@ -170,10 +192,13 @@ class StreamingMixer:
       raise ValueError(f'Expected a block of shape [{self.batch}, {self.channels}, samples], got '
                        f'{block.shape}.')
     if block.shape[-1] == 0:
-      return np.zeros((self.batch, 0) if not squeeze else (0,), np.float32)
+      lead = (2,) if self.stream.capabilities.stereo else ()
+      return np.zeros(((self.batch,) if not squeeze else ()) + lead + (0,), np.float32)
     self.state, out, gains, faults = self._step(self.params, self.state, jnp.asarray(block),
                                                 self._mask_device)
     self.gains = np.asarray(gains)
+    if self.stream.capabilities.stereo:
+      self.pans = np.where(self._mask, np.asarray(self.stream.mixer.pans_in_force(self.state)), 0.0)
     self.faults += np.asarray(faults)
     out = np.asarray(out)
     return out[0] if squeeze else out

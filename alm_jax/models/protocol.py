@@ -114,11 +114,12 @@ class Mixer(Protocol):
   def step_stereo(self, params: Params, state: State, chunk: jax.Array, channel_mask: jax.Array):
     """Stereo mixers only (`capabilities.stereo`): `step` with the pans and the stereo mix.
 
-    Returns (state, gains [b, c, k], pans [b, c, k], stereo [b, 2, k * f2]): the
-    pans applied to each F2 frame (0 on masked channels) and the left/right
-    mix (`alm_jax.stereo.apply_gains_stereo`). `step`'s mono mix is the sum of
-    gain x input, whatever the pans. Callers go through `step_stereo(mixer, ...)`
-    below, which places a mono mixer's mix at the centre.
+    Returns (state, outputs): outputs is a dict of `gains` [b, c, k], `pans`
+    [b, c, k] (applied to each F2 frame, 0 on masked channels), `mix` [b, k * f2]
+    (`step`'s mono mix: the sum of gain x input, whatever the pans) and `stereo`
+    [b, 2, k * f2] (left, right: `alm_jax.stereo.apply_gains_stereo`). Callers go
+    through `step_stereo(mixer, ...)` below, which places a mono mixer's mix at
+    the centre.
     """
 
   def pans_in_force(self, state: State) -> jax.Array:
@@ -136,7 +137,7 @@ class Mixer(Protocol):
 
 
 def step_stereo(mixer: Mixer, params: Params, state: State, chunk, channel_mask):
-  """(state, gains [b, c, k], pans [b, c, k], stereo [b, 2, k * f2]) of any mixer.
+  """(state, {'gains', 'pans', 'mix', 'stereo'}) of any mixer (see `Mixer.step_stereo`).
 
   A stereo mixer's own `step_stereo`; a mono mixer (the DMC, the console
   automixers) pans every channel to the centre: its `step` mix at -3 dB on
@@ -145,7 +146,8 @@ def step_stereo(mixer: Mixer, params: Params, state: State, chunk, channel_mask)
   if mixer.capabilities.stereo:
     return mixer.step_stereo(params, state, chunk, channel_mask)
   state, gains, mix = mixer.step(params, state, chunk, channel_mask)
-  return state, gains, jnp.zeros_like(gains), stereo.centred(mix)
+  return state, {'gains': gains, 'pans': jnp.zeros_like(gains), 'mix': mix,
+                 'stereo': stereo.centred(mix)}
 
 
 def pans_in_force(mixer: Mixer, state: State):

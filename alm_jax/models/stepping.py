@@ -225,7 +225,9 @@ class StagedMixer:
     """See `protocol.Mixer.step_stereo`."""
     self._refuse_mono()
     state, gains, pans, chunk, mask = self._advance(params, state, chunk, channel_mask)
-    return state, gains, pans, stereo.apply_gains_stereo(chunk, gains, pans, mask, self.spec)
+    return state, {'gains': gains, 'pans': pans,
+                   'mix': frames.apply_gains(chunk, gains, mask, self.spec),
+                   'stereo': stereo.apply_gains_stereo(chunk, gains, pans, mask, self.spec)}
 
   def _advance(self, params, state, chunk, channel_mask):
     """(state, gains [b, c, k], pans [b, c, k] or None, the chunk with faults muted, mask)."""
