@@ -302,3 +302,15 @@ def test_docs_controls_table_is_the_table():
   assert controls_lib.markdown_table() in text, (
       'docs/live.md\'s controls table differs from controls.CONTROLS; paste '
       'python -c "from alm_jax.live import controls; print(controls.markdown_table())"')
+
+
+def test_a_mute_acts_from_the_next_period_inside_a_frame():
+  pair = (controls_lib.Controls(C, limit_db=None), controls_lib.Controls(C, limit_db=None))
+  for eng in _engines(pair):
+    x = np.ones((C, 32), np.float32)
+    mix = np.zeros(32, np.float32)
+    eng.process(list(x), mix)  # F2 frame 0: the initial gain, 0.5
+    assert mix[0] == pytest.approx(C * 0.5)
+    eng.controls.set('mute', True, 1)
+    eng.process(list(x), mix)  # samples 32..63: still F2 frame 0
+    assert eng.written < F2 and mix[0] == pytest.approx((C - 1) * 0.5), eng.callback

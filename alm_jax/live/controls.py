@@ -176,8 +176,8 @@ FAULT_HOLD_ORDER, FAULT_MUTE_ORDER = 40, 70
 
 # The controls. Order here is the order of the docs table and of the help texts.
 CONTROLS = (
-    Control('mute', 'bool', True, False, 'mute', 'm', 'gain 0 from the next F2 frame (50 ms; '
-            'in the callback, even if the worker stalls)', stage=_mute, order=80,
+    Control('mute', 'bool', True, False, 'mute', 'm', 'gain 0 from the next period (in the '
+            'callback, even if the worker stalls)', stage=_mute, order=80,
             callback=lambda on: 0.0 if on else 1.0),
     Control('override', 'db_or_off', True, None, 'override_db', 'o', "a fixed gain in dB "
             "instead of the model's (off: back to the model)", lo=-120.0, hi=24.0,

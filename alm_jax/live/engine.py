@@ -235,6 +235,8 @@ class Engine:
     frame = s0 // self.f2
     if frame != k[native_lib.FRAME]:
       self._load(frame)
+    else:  # a mute changed since the frame began acts from this period
+      np.multiply(self.applied, self.chan_mult, out=self.gm)
     split = (frame + 1) * self.f2 - s0  # samples left in this F2 frame
     if split < n:
       np.copyto(self.gm_first, self.gm)

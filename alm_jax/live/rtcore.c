@@ -146,7 +146,11 @@ void alm_process(alm_engine *e, float **ins, float *mix, float **outs, int64_t n
   for (int64_t ch = 0; ch < c; ++ch)
     memcpy(e->x + ch * e->max_period, ins[ch], (size_t)n * sizeof(float));
   const int64_t s0 = k[C_WRITTEN], frame = s0 / f2;
-  if (frame != k[C_FRAME]) load(e, frame);
+  if (frame != k[C_FRAME]) {
+    load(e, frame);
+  } else { /* a mute changed since the frame began acts from this period */
+    for (int64_t ch = 0; ch < c; ++ch) e->gm[ch] = e->applied[ch] * e->chan_mult[ch];
+  }
   const int64_t split = (frame + 1) * f2 - s0; /* samples left in this F2 frame */
   if (split < n) {
     memcpy(e->gm_first, e->gm, (size_t)c * sizeof(float));
