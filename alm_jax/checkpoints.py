@@ -163,16 +163,15 @@ _NOISY_LOGGERS = ('absl', 'orbax', 'asyncio', 'tensorstore', 'jax')
 @contextlib.contextmanager
 def _quiet_io():
   """Silences orbax, TensorStore and asyncio logging while a checkpoint step is read."""
+  # Each logger's own level is put back as it was (NOTSET stays NOTSET, so a logger that
+  # inherited its level, absl's included, goes on inheriting it).
   loggers = [py_logging.getLogger(name) for name in _NOISY_LOGGERS]
   levels = [logger.level for logger in loggers]
-  verbosity = logging.get_verbosity()
   try:
     for logger in loggers:
       logger.setLevel(py_logging.CRITICAL)
-    logging.set_verbosity(logging.FATAL)
     yield
   finally:
-    logging.set_verbosity(verbosity)
     for logger, level in zip(loggers, levels):
       logger.setLevel(level)
 
