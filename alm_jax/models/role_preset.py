@@ -117,7 +117,8 @@ class RolePreset:
   @staticmethod
   def _embedding_params(m):
     net = embeddings.build_embedding(m.embedding)
-    shape = (1, int(m.embedding.get('init_rows', 8)), embeddings.frontend_for(m).spec.n_mels)
+    spec = embeddings.frontend_for(m).spec  # a patch of the F1 frame (shapes only: eval_shape)
+    shape = (1, spec.patch_frames, spec.n_mels)
     fresh = jax.eval_shape(lambda: net.init(jax.random.key(0), jnp.zeros(shape)))['params']
     fresh = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), fresh)
     loaded = embeddings.load_pretrained({'embedding': fresh}, m.embedding)['embedding']
