@@ -84,6 +84,19 @@ def test_the_package_ships_alm_mr_and_it_mixes():
   assert np.all(out['gains'] >= 0) and np.any(out['gains'] > 0)
 
 
+def test_the_package_ships_alm_mr_stereo_and_it_mixes_in_stereo():
+  """The shipped stereo mixer (docs/pretrained_stereo.md): gains, pans and a stereo mix."""
+  from alm_jax.inference import offline  # pylint: disable=g-import-not-at-top
+  assert 'alm_mr_stereo' in pretrained.available(), pretrained.listing()
+  loaded = restore.load_mixer('pretrained:alm_mr_stereo')
+  assert loaded.step > 0 and loaded.capabilities.stereo
+  rng = np.random.default_rng(0)
+  audio = (0.1 * rng.standard_normal((1, 3, 44100))).astype(np.float32)
+  out = offline.mix_arrays(loaded, audio, np.ones((1, 3), bool))
+  assert out['stereo'].shape == (1, 2, 44100) and np.all(np.isfinite(out['stereo']))
+  assert np.all(np.abs(out['pans']) <= 1) and np.all(out['pans'][..., 0] == 0)
+
+
 def test_readme_first_run_mixes_the_example_song(tmp_path):
   """README's first command: the shipped mixer on examples/live_song/ writes a mix and its gains."""
   import soundfile as sf  # pylint: disable=g-import-not-at-top
