@@ -502,7 +502,8 @@ def test_ctrl_c_keeps_the_step_reached_and_a_finished_run_trains_nothing(tmp_pat
   train.train_and_evaluate(config, workdir, make_train_iterator=data.make_train_iterator,
                            make_eval_batches=data.make_eval_batches)
   assert restore.restore_params(workdir)[2] == 4
-  with caplog.at_level('INFO'):
+  # absl's logger too: an earlier test in this worker may have raised its level.
+  with caplog.at_level('INFO'), caplog.at_level('INFO', logger='absl'):
     state = train.train_and_evaluate(config, workdir, make_train_iterator=interrupted,
                                      make_eval_batches=data.make_eval_batches)
   assert int(state.step) == 4 and 'This run is finished: step 4 of 4' in caplog.text
