@@ -150,7 +150,7 @@ def main(argv):
   from alm_jax import train  # pylint: disable=g-import-not-at-top
   from alm_jax import validation  # pylint: disable=g-import-not-at-top
   logging.info('JAX devices: %s', jax.devices())
-  from alm_jax.data import medleydb  # pylint: disable=g-import-not-at-top
+  from alm_jax.data import datasets  # pylint: disable=g-import-not-at-top
   if quiet:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     tfds.disable_progress_bar()  # the dataset build logs one line of its own (data/pipeline.py)
@@ -161,9 +161,9 @@ def main(argv):
     prepare_data_once(config, FLAGS.workdir)
     if FLAGS.mode == 'train':
       train.train_and_evaluate(config, FLAGS.workdir)
-  # Bad input the user fixes (a missing or broken MedleyDB, a diverged run, a damaged or
-  # mismatched checkpoint): the message, not a traceback.
-  except (train.NonFiniteLossError, medleydb.MedleyDBError, checkpoints.CheckpointError) as e:
+  # Bad input the user fixes (a missing or broken dataset such as MedleyDB, a diverged run, a
+  # damaged or mismatched checkpoint): the message, not a traceback.
+  except (train.NonFiniteLossError, *datasets.USER_ERRORS, checkpoints.CheckpointError) as e:
     raise SystemExit(f'error: {e}') from e
   except train.TrainingInterrupted as e:  # Ctrl-C: one line, not a traceback
     print(e, file=sys.stderr)

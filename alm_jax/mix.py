@@ -17,8 +17,8 @@ from absl import flags
 from absl import logging
 
 from alm_jax import audio_io
-from alm_jax import outputs
 from alm_jax import cli
+from alm_jax import outputs
 from alm_jax import restore
 from alm_jax import songio
 from alm_jax import songs as songs_lib
