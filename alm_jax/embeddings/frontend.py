@@ -11,6 +11,33 @@ import abc
 import math
 from typing import Any
 
+import jax.numpy as jnp
+import numpy as np
+
+
+def periodic_hann(n: int):
+  return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
+
+
+def windowed_rows(x16, num_rows, spec):
+  """Hann-windowed rows of a resampled signal: row r is samples [r * hop, r * hop + window).
+
+  Args:
+    x16: [..., m] (shorter than (num_rows - 1) * hop + window: zero-padded).
+    num_rows: rows to cut (may be a symbolic dimension).
+    spec: a front end's spec (`hop`, `window`).
+  Returns:
+    [..., num_rows, window], each row times a periodic Hann window.
+  """
+  k = -(-spec.window // spec.hop)  # hops a window spans
+  need = (num_rows - 1 + k) * spec.hop
+  m = x16.shape[-1]
+  x16 = jnp.pad(x16, [(0, 0)] * (x16.ndim - 1) + [(0, need - m)]) if need > m else x16[..., :need]
+  hops = x16.reshape(x16.shape[:-1] + (num_rows - 1 + k, spec.hop))
+  # Shifted slices rather than a gather: XLA lowers them to copies.
+  win = jnp.concatenate([hops[..., j:j + num_rows, :] for j in range(k)], axis=-1)[..., :spec.window]
+  return win * jnp.asarray(periodic_hann(spec.window), x16.dtype)
+
 
 class PatchGeometry:
   """Sizes shared by every log-mel front end here (VGGish's, musicnn's), from the fields

@@ -96,10 +96,6 @@ def mel_matrix(n_mels: int, n_fft: int, sample_rate: int, fmin: float, fmax: flo
   return weights * (2.0 / (upper - lower))[None]
 
 
-def periodic_hann(n: int):
-  return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
-
-
 def log_mel_rows(x16, num_rows, spec: MusicnnSpec):
   """musicnn log-mel rows of a 16 kHz signal: row r covers samples [r * hop, r * hop + window).
 
@@ -109,15 +105,7 @@ def log_mel_rows(x16, num_rows, spec: MusicnnSpec):
   Returns:
     [..., num_rows, n_mels].
   """
-  k = -(-spec.window // spec.hop)  # hops a window spans
-  need = (num_rows - 1 + k) * spec.hop
-  m = x16.shape[-1]
-  x16 = jnp.pad(x16, [(0, 0)] * (x16.ndim - 1) + [(0, need - m)]) if need > m else x16[..., :need]
-  hops = x16.reshape(x16.shape[:-1] + (num_rows - 1 + k, spec.hop))
-  # Shifted slices rather than a gather: XLA lowers them to copies.
-  win = jnp.concatenate([hops[..., j:j + num_rows, :] for j in range(k)], axis=-1)[..., :spec.window]
-  spectrum = jnp.fft.rfft(win * jnp.asarray(periodic_hann(spec.window), x16.dtype), n=spec.n_fft,
-                          axis=-1)
+  spectrum = jnp.fft.rfft(frontend.windowed_rows(x16, num_rows, spec), n=spec.n_fft, axis=-1)
   power = jnp.real(spectrum) ** 2 + jnp.imag(spectrum) ** 2
   mel = power @ jnp.asarray(mel_matrix(spec.n_mels, spec.n_fft, spec.out_rate, spec.fmin, spec.fmax),
                             power.dtype)

@@ -144,10 +144,6 @@ def mel_matrix(n_mels: int, n_bins: int, sample_rate: int, fmin: float, fmax: fl
   return weights
 
 
-def periodic_hann(n: int):
-  return 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
-
-
 def log_mel_rows(x16, num_rows, spec: FrontendSpec):
   """Log-mel rows of a 16 kHz signal: row r covers samples [r * hop, r * hop + window).
 
@@ -157,15 +153,7 @@ def log_mel_rows(x16, num_rows, spec: FrontendSpec):
   Returns:
     [..., num_rows, n_mels].
   """
-  k = -(-spec.window // spec.hop)  # hops a window spans
-  need = (num_rows - 1 + k) * spec.hop
-  m = x16.shape[-1]
-  x16 = jnp.pad(x16, [(0, 0)] * (x16.ndim - 1) + [(0, need - m)]) if need > m else x16[..., :need]
-  hops = x16.reshape(x16.shape[:-1] + (num_rows - 1 + k, spec.hop))
-  # Shifted reshapes rather than a gather: XLA lowers them to copies.
-  win = jnp.concatenate([hops[..., j:j + num_rows, :] for j in range(k)], axis=-1)[..., :spec.window]
-  win = win * jnp.asarray(periodic_hann(spec.window), x16.dtype)
-  mag = jnp.abs(jnp.fft.rfft(win, n=spec.n_fft, axis=-1))
+  mag = jnp.abs(jnp.fft.rfft(frontend.windowed_rows(x16, num_rows, spec), n=spec.n_fft, axis=-1))
   mel = mag @ jnp.asarray(mel_matrix(spec.n_mels, spec.n_fft // 2 + 1, spec.out_rate, spec.fmin,
                                      spec.fmax), mag.dtype)
   return jnp.log(mel + spec.log_offset)
