@@ -73,3 +73,29 @@ def with_embedding(config, name: str):
     config.model.embedding.dim = musicnn_network.EMBEDDING_DIM
   config.model.f1_ms = EMBEDDING_F1_MS.get(name, float(config.model.f1_ms))
   return config
+
+
+def random_params(config, seed=0):
+  """Random parameters of the model's shapes (the unwrapped tree restore_params returns).
+
+  Matrices are scaled by 1/sqrt(fan-in); scales near 1, leaky slopes near 0.25, the rest near 0.
+  """
+  # Here, not at the top: importing common must not import JAX (see the module docstring).
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from alm_jax import frames  # pylint: disable=g-import-not-at-top
+  from alm_jax.models import build_model  # pylint: disable=g-import-not-at-top
+  model = build_model(config)
+  spec = frames.FrameSpec.from_config(config.model)
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), np.zeros((1, 2, spec.f1), np.float32),
+                          np.ones((1, 2), bool))['params']
+  rng = np.random.default_rng(seed)
+
+  def draw(path, leaf):
+    name = jax.tree_util.keystr(path)
+    if leaf.ndim >= 2:
+      return rng.standard_normal(leaf.shape, np.float32) / np.sqrt(np.prod(leaf.shape[:-1]))
+    base = 1.0 if 'scale' in name else 0.25 if 'negative_slope' in name else 0.0
+    return (base + 0.1 * rng.standard_normal(leaf.shape)).astype(np.float32)
+
+  return jax.tree_util.tree_map_with_path(draw, shapes)

@@ -29,7 +29,7 @@ if hasattr(os, 'sched_setaffinity'):
 import argparse  # pylint: disable=g-import-not-at-top,wrong-import-position
 import sys
 
-from common import load_config, machine, with_embedding  # pylint: disable=wrong-import-position
+from common import load_config, machine, random_params, with_embedding  # pylint: disable=wrong-import-position
 import jax
 import numpy as np
 
@@ -37,27 +37,7 @@ from alm_jax.live import adapter as adapter_lib  # pylint: disable=wrong-import-
 from alm_jax.live import app  # pylint: disable=wrong-import-position
 from alm_jax.live import drivers  # pylint: disable=wrong-import-position
 from alm_jax.live import engine as engine_lib  # pylint: disable=wrong-import-position
-from alm_jax.models import build_model  # pylint: disable=wrong-import-position
-from alm_jax import frames  # pylint: disable=wrong-import-position
 from alm_jax import models  # pylint: disable=wrong-import-position
-
-
-def random_params(config, seed=0):
-  """Random parameters of the model's shapes (the unwrapped tree restore_params returns)."""
-  model = build_model(config)
-  spec = frames.FrameSpec.from_config(config.model)
-  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), np.zeros((1, 2, spec.f1), np.float32),
-                          np.ones((1, 2), bool))['params']
-  rng = np.random.default_rng(seed)
-
-  def draw(path, leaf):
-    name = jax.tree_util.keystr(path)
-    if leaf.ndim >= 2:
-      return rng.standard_normal(leaf.shape, np.float32) / np.sqrt(np.prod(leaf.shape[:-1]))
-    base = 1.0 if 'scale' in name else 0.25 if 'negative_slope' in name else 0.0
-    return (base + 0.1 * rng.standard_normal(leaf.shape)).astype(np.float32)
-
-  return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
 def run_one(config, params, adapter, channels, period, seconds, rt, callback, gain_delay):

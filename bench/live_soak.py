@@ -39,19 +39,17 @@ import tempfile
 import threading
 import time
 
-from common import load_config, machine, with_embedding  # pylint: disable=wrong-import-position
+from common import load_config, machine, random_params, with_embedding  # pylint: disable=wrong-import-position
 import jax
 import numpy as np
 import soundfile as sf
 
-from alm_jax import frames  # pylint: disable=wrong-import-position
 from alm_jax import models  # pylint: disable=wrong-import-position
 from alm_jax.live import app  # pylint: disable=wrong-import-position
 from alm_jax.live import controls as controls_lib  # pylint: disable=wrong-import-position
 from alm_jax.live import engine as engine_lib  # pylint: disable=wrong-import-position
 from alm_jax.live import recorder as recorder_lib  # pylint: disable=wrong-import-position
 from alm_jax.live import ui  # pylint: disable=wrong-import-position
-from alm_jax.models import build_model  # pylint: disable=wrong-import-position
 
 SR = 44100
 
@@ -59,24 +57,6 @@ SR = 44100
 def rss_mib() -> float:
   with open('/proc/self/statm') as f:
     return int(f.read().split()[1]) * resource.getpagesize() / 2**20
-
-
-def random_params(config, seed=0):
-  """Random parameters of the model's shapes (as bench/live.py draws them)."""
-  model = build_model(config)
-  spec = frames.FrameSpec.from_config(config.model)
-  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), np.zeros((1, 2, spec.f1), np.float32),
-                          np.ones((1, 2), bool))['params']
-  rng = np.random.default_rng(seed)
-
-  def draw(path, leaf):
-    name = jax.tree_util.keystr(path)
-    if leaf.ndim >= 2:
-      return rng.standard_normal(leaf.shape, np.float32) / np.sqrt(np.prod(leaf.shape[:-1]))
-    base = 1.0 if 'scale' in name else 0.25 if 'negative_slope' in name else 0.0
-    return (base + 0.1 * rng.standard_normal(leaf.shape)).astype(np.float32)
-
-  return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
 def show_second(k: int, channels: int, seed: int) -> np.ndarray:
