@@ -71,6 +71,56 @@ def per_channel(values, channels: int, name: str) -> np.ndarray:
   return np.pad(values, (0, channels - values.size))
 
 
+def refuse_segments(description: str, use: str) -> None:
+  """`protocol.Mixer.refuse` of a causal mixer that sets a gain per F2 frame."""
+  if use == 'segments':
+    raise protocol.UnsupportedModelError(
+        f'The {description} is causal and sets a gain per F2 frame: there are no segments '
+        'to give it; drop --segment_seconds.')
+
+
+def check_state_shape(capabilities, batch: int, channels: int) -> None:
+  """Raises ValueError naming the limit if `init_state` cannot make a state of this shape."""
+  if batch < 1 or channels < 1:
+    raise ValueError(f'Need batch >= 1 and channels >= 1, got batch={batch}, channels={channels}.')
+  if channels > capabilities.max_channels:
+    raise ValueError(f'{channels} channels is more than the {capabilities.max_channels} '
+                     'this mixer allows (config.model.max_channels).')
+
+
+def scan_frames(spec, state, chunk, channel_mask, frame_inputs, update):
+  """`protocol.Mixer.step` of a per-F2-frame rule: one `lax.scan` over the chunk's F2 frames.
+
+  Args:
+    spec: `frames.FrameSpec`.
+    state: dict with `gain` [b, c] (the gains in force) and `faults` [b, c].
+    chunk: [b, c, n], n a multiple of spec.f2.
+    channel_mask: [b, c].
+    frame_inputs: framed chunk [b, c, t, f2] (faults contained) -> scanned inputs [t, ...].
+    update: (state without `faults`, one frame's input, mask [b, c] bool) -> that state with the
+      next frame's `gain`.
+  Returns:
+    (new state, gains [b, c, t] applied to each frame, mixed [b, ...] as `frames.apply_gains`).
+  """
+  f2 = spec.f2
+  b, c, n = chunk.shape
+  if n % f2:
+    raise ValueError(f'A step takes whole F2 frames ({f2} samples each), got {n} samples.')
+  chunk, bad = protocol.contain_faults(chunk.astype(jnp.float32), f2)
+  mask = channel_mask.astype(bool)
+  xs = frame_inputs(chunk.reshape(b, c, n // f2, f2))
+
+  def body(st, x):
+    applied = jnp.where(mask, st['gain'], 0.0)
+    return update(st, x, mask), applied
+
+  inner = {k: v for k, v in state.items() if k != 'faults'}
+  inner, gains = jax.lax.scan(body, inner, xs)
+  gains = jnp.moveaxis(gains, 0, -1)  # [b, c, t]
+  new_state = dict(inner, faults=state['faults'] + jnp.sum(bad, axis=-1, dtype=jnp.int32))
+  return new_state, gains, frames.apply_gains(chunk, gains, mask, spec)
+
+
 class FrameRuleMixer:
   """`protocol.Mixer` of a per-frame gain rule; subclasses define `rule_state` and `update`."""
 
@@ -90,10 +140,7 @@ class FrameRuleMixer:
         trainable=False, initial_gain=float(model_config.initial_gain))
 
   def refuse(self, use: str) -> None:
-    if use == 'segments':
-      raise protocol.UnsupportedModelError(
-          f'The {self.description} is causal and sets a gain per F2 frame: there are no segments '
-          'to give it; drop --segment_seconds.')
+    refuse_segments(self.description, use)
 
   def rule_state(self, batch: int, channels: int) -> dict:
     return {}
@@ -103,11 +150,7 @@ class FrameRuleMixer:
     raise NotImplementedError
 
   def init_state(self, batch: int, channels: int) -> dict:
-    if batch < 1 or channels < 1:
-      raise ValueError(f'Need batch >= 1 and channels >= 1, got batch={batch}, channels={channels}.')
-    if channels > self.capabilities.max_channels:
-      raise ValueError(f'{channels} channels is more than the {self.capabilities.max_channels} '
-                       'this mixer allows (config.model.max_channels).')
+    check_state_shape(self.capabilities, batch, channels)
     return {'gain': jnp.full((batch, channels), self.capabilities.initial_gain, jnp.float32),
             'faults': jnp.zeros((batch, channels), jnp.int32),
             **self.rule_state(batch, channels)}
@@ -117,21 +160,8 @@ class FrameRuleMixer:
 
   def step(self, params, state, chunk, channel_mask):
     del params  # no parameters
-    f2 = self.spec.f2
-    b, c, n = chunk.shape
-    if n % f2:
-      raise ValueError(f'A step takes whole F2 frames ({f2} samples each), got {n} samples.')
-    chunk, bad = protocol.contain_faults(chunk.astype(jnp.float32), f2)
-    mask = channel_mask.astype(bool)
-    framed = chunk.reshape(b, c, n // f2, f2)
-    power = jnp.moveaxis(frame_power(framed, self.spec.sample_rate, self.k_weighted), -1, 0)
 
-    def body(st, p):
-      applied = jnp.where(mask, st['gain'], 0.0)
-      return self.update(st, p, mask), applied
+    def frame_inputs(framed):  # [b, c, t, f2] -> power [t, b, c]
+      return jnp.moveaxis(frame_power(framed, self.spec.sample_rate, self.k_weighted), -1, 0)
 
-    inner = {k: v for k, v in state.items() if k != 'faults'}
-    inner, gains = jax.lax.scan(body, inner, power)
-    gains = jnp.moveaxis(gains, 0, -1)  # [b, c, t]
-    new_state = dict(inner, faults=state['faults'] + jnp.sum(bad, axis=-1, dtype=jnp.int32))
-    return new_state, gains, frames.apply_gains(chunk, gains, mask, self.spec)
+    return scan_frames(self.spec, state, chunk, channel_mask, frame_inputs, self.update)

@@ -29,6 +29,7 @@ import numpy as np
 
 from alm_jax import embeddings
 from alm_jax import frames
+from alm_jax.models import console
 from alm_jax.models import protocol
 
 EMBED_LEVEL_DB = -20.0  # active level (dBFS RMS) every F1 frame is scaled to before embedding
@@ -128,17 +129,10 @@ class RolePreset:
     return jax.tree.map(jnp.asarray, loaded)
 
   def refuse(self, use: str) -> None:
-    if use == 'segments':
-      raise protocol.UnsupportedModelError(
-          f'The {self.description} is causal and sets a gain per F2 frame: there are no segments '
-          'to give it; drop --segment_seconds.')
+    console.refuse_segments(self.description, use)
 
   def init_state(self, batch: int, channels: int) -> dict:
-    if batch < 1 or channels < 1:
-      raise ValueError(f'Need batch >= 1 and channels >= 1, got batch={batch}, channels={channels}.')
-    if channels > self.capabilities.max_channels:
-      raise ValueError(f'{channels} channels is more than the {self.capabilities.max_channels} '
-                       'this mixer allows (config.model.max_channels).')
+    console.check_state_shape(self.capabilities, batch, channels)
     # Distinct buffers: the offline engine donates the state, and one buffer may not be donated twice.
     z = lambda: jnp.zeros((batch, channels), jnp.float32)  # pylint: disable=unnecessary-lambda-assignment
     return {'history': jnp.zeros((batch, channels, self.history), jnp.float32),
@@ -206,23 +200,9 @@ class RolePreset:
   def step(self, params, state, chunk, channel_mask):
     """See `protocol.Mixer.step`; `params` is ignored (the preset's weights are its own)."""
     del params
-    f2 = self.spec.f2
-    b, c, n = chunk.shape
-    if n % f2:
-      raise ValueError(f'A step takes whole F2 frames ({f2} samples each), got {n} samples.')
-    chunk, bad = protocol.contain_faults(chunk.astype(jnp.float32), f2)
-    mask = channel_mask.astype(bool)
-    framed = jnp.moveaxis(chunk.reshape(b, c, n // f2, f2), 2, 0)  # [t, b, c, f2]
-
-    def body(st, frame):
-      applied = jnp.where(mask, st['gain'], 0.0)
-      return self._update(st, frame, mask), applied
-
-    inner = {k: v for k, v in state.items() if k != 'faults'}
-    inner, gains = jax.lax.scan(body, inner, framed)
-    gains = jnp.moveaxis(gains, 0, -1)  # [b, c, t]
-    new_state = dict(inner, faults=state['faults'] + jnp.sum(bad, axis=-1, dtype=jnp.int32))
-    return new_state, gains, frames.apply_gains(chunk, gains, mask, self.spec)
+    return console.scan_frames(self.spec, state, chunk, channel_mask,
+                               lambda framed: jnp.moveaxis(framed, 2, 0),  # [t, b, c, f2]
+                               self._update)
 
 
 def build_mixer(model_config) -> RolePreset:
