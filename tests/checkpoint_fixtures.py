@@ -10,6 +10,7 @@ from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
+import soundfile as sf
 
 from alm_jax import checkpoints
 from alm_jax import frames
@@ -68,3 +69,15 @@ def parse_flags(module, *args):
   module.define_flags(fv)
   fv([module.__name__] + list(args))
   return fv
+
+
+def write_song(folder, seconds: float, sample_rate: int):
+  """Writes a valid two-channel song folder: a.wav and b.wav, `seconds` of float white noise
+  (0.1 rms, seed 0). Returns `folder` (created here; its parent must exist)."""
+  folder.mkdir()
+  rng = np.random.default_rng(0)
+  for name in ('a', 'b'):
+    sf.write(folder / f'{name}.wav',
+             (0.1 * rng.standard_normal(int(seconds * sample_rate))).astype(np.float32),
+             sample_rate, subtype='FLOAT')
+  return folder

@@ -35,7 +35,7 @@ from alm_jax import export
 from alm_jax import mix
 from alm_jax import models
 from alm_jax import restore
-from checkpoint_fixtures import TinyModel, parse_flags, save_checkpoint
+from checkpoint_fixtures import TinyModel, parse_flags, save_checkpoint, write_song
 
 SR = 44100
 STEPS = (1, 2, 3)  # saved steps; step s holds the fixture's params × s
@@ -60,13 +60,7 @@ def good_workdir(tiny, tmp_path_factory):
 @pytest.fixture(scope='module')
 def song(tmp_path_factory):
   """A valid two-channel song folder (1.5 s)."""
-  folder = tmp_path_factory.mktemp('songs') / 'song'
-  folder.mkdir()
-  rng = np.random.default_rng(0)
-  for name in ('a', 'b'):
-    sf.write(folder / f'{name}.wav', (0.1 * rng.standard_normal(int(1.5 * SR))).astype(np.float32),
-             SR, subtype='FLOAT')
-  return folder
+  return write_song(tmp_path_factory.mktemp('songs') / 'song', 1.5, SR)
 
 
 def _copy(workdir, tmp_path) -> pathlib.Path:

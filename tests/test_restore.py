@@ -13,7 +13,6 @@ import shutil
 import jax
 import numpy as np
 import pytest
-import soundfile as sf
 
 from alm_jax import checkpoints
 from alm_jax import evaluate
@@ -21,7 +20,7 @@ from alm_jax import export
 from alm_jax import mix
 from alm_jax import models
 from alm_jax import restore
-from checkpoint_fixtures import TinyModel, parse_flags, save_checkpoint
+from checkpoint_fixtures import TinyModel, parse_flags, save_checkpoint, write_song
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SR = 44100
@@ -41,13 +40,7 @@ def workdir(tiny, tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def song(tmp_path_factory):
-  folder = tmp_path_factory.mktemp('songs') / 'song'
-  folder.mkdir()
-  rng = np.random.default_rng(0)
-  for name in ('a', 'b'):
-    sf.write(folder / f'{name}.wav', (0.1 * rng.standard_normal(SR)).astype(np.float32), SR,
-             subtype='FLOAT')
-  return folder
+  return write_song(tmp_path_factory.mktemp('songs') / 'song', 1.0, SR)
 
 
 def test_every_checkpoint_form_gives_one_loaded_mixer(tiny, workdir):
