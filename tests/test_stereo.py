@@ -203,6 +203,9 @@ def test_pans_are_refused_for_a_gains_only_mixer():
 # ---- everywhere a mix goes: offline and streaming ------------------------------------------------
 
 
+# Slow (~140 s on 2 cores): every engine at several chunkings; the default run keeps
+# test_step_stereo_equals_the_module_in_any_chunks and the real-pipeline stereo training test.
+@pytest.mark.slow
 def test_offline_and_streaming_stereo_equal_the_module():
   from alm_jax import models  # pylint: disable=g-import-not-at-top
   from alm_jax.inference import offline, streaming  # pylint: disable=g-import-not-at-top

@@ -186,7 +186,8 @@ def _gain_terms(config, params, batch):
 
 
 @SAME_WORKER
-@pytest.mark.parametrize('term', [0, 1], ids=['balance_weight', 'gain_change_weight'])
+@pytest.mark.parametrize('term', [0, pytest.param(1, marks=pytest.mark.slow)],
+                         ids=['balance_weight', 'gain_change_weight'])  # one term in the default run
 def test_gain_terms_alone_train_the_gains(term, tmp_path):
   """Each of the loss's gain terms reaches the update: alone (MR-STFT off), it lowers itself."""
   config = tiny_train_config('mr', '', '')
@@ -440,6 +441,7 @@ def test_stereo_training_on_the_real_pipeline(data_dirs, tmp_path):
 
 
 @SAME_WORKER
+@pytest.mark.slow  # ~60 s; the default run trains pans in test_stereo_training_on_the_real_pipeline
 def test_pan_term_alone_trains_the_pans(tmp_path):
   config = _stereo_config('', '')
   config.loss.w_sc = config.loss.w_log_mag = 0.0  # MR-STFT off: only the pan term is left
