@@ -315,7 +315,8 @@ def main(argv=None):
   t0 = time.monotonic()
   live.start(drv)
   surface.start()
-  print(f'# XLA pool threads given the worker\'s real-time priority: {live.worker.promoted}',
+  print(f'# XLA pool threads given the worker\'s real-time priority: {live.worker.promoted}; '
+        f'memory locked (mlockall): {live.memory_locked}',
         flush=True)
   rss = []  # (s, MiB)
   next_report = args.report_every

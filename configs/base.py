@@ -73,6 +73,17 @@ def get_config():
   # ('gain',): a gain per channel and F2 frame, a mono mix (the paper). ('gain', 'pan'): also a
   # pan (constant-power law, alm_jax/stereo.py), a stereo mix (docs/model.md, "Stereo").
   model.outputs = ('gain',)
+  # 'none': the MLP's output through gain_activation is the gain (the paper). 'staging': it is an
+  # offset (x staging.offset_scale_db) from a causal staging of each channel's running active
+  # level at staging.level_db (alm_jax/models/staging.py; docs/model.md, "Staged gains").
+  model.gain_reference = 'none'
+  model.staging = ml_collections.ConfigDict()
+  model.staging.level_db = -20.0  # active level (dBFS RMS) an offset of 0 stages a channel to
+  model.staging.offset_scale_db = 10.0  # dB per unit of the MLP's output
+  model.staging.active_range_db = 40.0  # active frames: within this of the loudest so far
+  model.staging.time_constant_s = 10.0  # the running level: mean of all active frames, then this
+  model.staging.min_gain_db = -40.0
+  model.staging.max_gain_db = 30.0
 
   # ---- loss --------------------------------------------------------------
   loss = config.loss = ml_collections.ConfigDict()

@@ -58,8 +58,9 @@ def _random_params(model, audio, seed):
 class Setup:
   """A tiny model, its params, a song and the offline result, built once per config."""
 
-  def __init__(self, name, seconds, seed):
+  def __init__(self, name, seconds, seed, gain_reference='none'):
     self.config = shrink_model(load_config(name))
+    self.config.model.gain_reference = gain_reference
     self.model = build_model(self.config)
     self.spec = frames.FrameSpec.from_config(self.config.model)
     self.audio = _song(int(seconds * SR), seed)
@@ -121,6 +122,11 @@ def sr():
   return Setup('sr', 2.4, 1)
 
 
+@pytest.fixture(scope='module')
+def staged():
+  return Setup('mr', 2.2, 2, gain_reference='staging')
+
+
 def _check_against_offline(setup, mix, gains, ends):
   t = setup.ref['gains'].shape[-1]
   f2 = setup.spec.f2
@@ -146,6 +152,13 @@ def test_mr_stream_equals_offline_for_every_block_size(mr):
   mix2, gains2, ends2 = mr.stream(mr.audio, (2205,))
   _check_against_offline(mr, mix2, gains2, ends2)
   assert not gains[:, 1].any(), 'the masked channel must get gain 0'
+
+
+def test_staged_mr_stream_equals_offline(staged):
+  """Gains as offsets from the running-level staging: the level's state streams in the carry."""
+  assert staged.ref['pred_gains'][0, MASK[0]].std(axis=-1).min() > 1e-3
+  mix, gains, ends = staged.stream(staged.audio, MIXED_SIZES)
+  _check_against_offline(staged, mix, gains, ends)
 
 
 def test_mr_unspread_front_end_equals_offline(mr):

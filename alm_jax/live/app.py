@@ -81,6 +81,7 @@ class LiveMixer:
     self.worker = self._new_worker(start_frame=0)
     self.driver = None
     self.worker_restarts = 0
+    self.memory_locked = False  # lock_memory() succeeded (real-time mode only)
     self.last_message = ''
 
   def _new_worker(self, start_frame=None):
@@ -95,6 +96,8 @@ class LiveMixer:
     self.driver = driver
     self.worker.start()
     self.worker.ready.wait(600)
+    if self.rt_priority > 0:
+      self.memory_locked = engine_lib.lock_memory()
     if self.recorder:
       self.recorder.rt_priority = max(self.rt_priority - 1, 0)
       self.recorder.start()
@@ -129,6 +132,7 @@ class LiveMixer:
         'callback_max_ms': 1e3 * eng.callback_max_s, 'worker_p99_ms': w.p99_ms(),
         'worker_cpu_share': w.cpu_share, 'worker_restarts': self.worker_restarts,
         'worker_overruns': w.overruns, 'frames': w.frame, 'xla_threads_promoted': w.promoted,
+        'memory_locked': self.memory_locked,
         'held': [self.names[i] for i in np.flatnonzero(w.held)],
         'record_lost': self.recorder.lost if self.recorder else 0,
         'first_frame_time': getattr(self.driver, 'first_frame_time', None),

@@ -9,6 +9,9 @@ lock is taken and the callback never waits. Timing, fault handling and the
 gain delay are explained in docs/live.md.
 """
 
+import ctypes
+import ctypes.util
+import gc
 import os
 import threading
 import time
@@ -61,6 +64,24 @@ def promote_threads(prefixes, priority: int) -> int:
     except (OSError, ValueError):
       continue  # the thread ended, or no rights
   return count
+
+
+def lock_memory() -> bool:
+  """Locks the pages this process holds now in RAM (mlockall); False where not permitted.
+
+  A page of the model or of the ring that the kernel reclaimed must be read back
+  when the worker next touches it: the soak's longest stall (715 ms at load 20)
+  was such a reclaim. Called once the step has run (its buffers exist). Not
+  MCL_FUTURE: it makes every later allocation fault in and zero all its pages
+  at once, which put the worker's p99 from about 6 to 22 ms. Needs root or a
+  large enough RLIMIT_MEMLOCK.
+  """
+  name = ctypes.util.find_library('c')
+  if not name or not hasattr(os, 'sched_setscheduler'):
+    return False
+  libc = ctypes.CDLL(name, use_errno=True)
+  mcl_current = 1  # <sys/mman.h> on Linux
+  return libc.mlockall(mcl_current) == 0
 
 
 NUM_SLOTS = 8  # published gain frames kept: the worker overwrites a slot NUM_SLOTS frames later
@@ -355,6 +376,11 @@ class Worker(threading.Thread):
       self.adapter.warm_up()
       # The step waits on XLA's pool threads (made by now): they get the worker's priority.
       self.promoted = promote_threads(XLA_POOL_THREADS, self.rt_priority)
+      if self.rt_priority > 0:
+        # Everything made so far (modules, the jitted step) lives for the show: moved out of the
+        # collector's view, a full collection started by any thread no longer walks it while
+        # holding the GIL the callback and the worker need.
+        gc.freeze()
       self.ready.set()
       self._loop()
     except Exception as e:  # pylint: disable=broad-except

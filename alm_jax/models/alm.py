@@ -6,6 +6,10 @@
                                     -> encoder 3 (channels) -> MLP -> gain >= 0   (F2 rate)
                                     -> pan MLP -> pan in [-1, 1]   (config.model.outputs
                                                                     = ('gain', 'pan') only)
+    with config.model.gain_reference = 'staging' the MLP gives an offset in dB from a
+    causal staging (alm_jax.models.staging: each channel's running active level brought
+    to staging.level_db), so the mixer starts where a loudness preset is and learns
+    what each channel is worth
     mix = sum_c gain[c, t - 1] * audio[c, frame t]     (zero-latency mode)
     stereo = the same with pan[c, t - 1] on the constant-power law (alm_jax.stereo)
 
@@ -30,6 +34,7 @@ from alm_jax import frames
 from alm_jax import stereo
 from alm_jax.models import layers
 from alm_jax.models import protocol
+from alm_jax.models import staging
 from alm_jax.models import stepping
 
 
@@ -66,6 +71,16 @@ class AiLiveMixer(nn.Module):
     self.pan_mlp = (layers.PReLUMLP(tuple(cfg.mlp_dims) + (1,), dtype=dtype)
                     if stereo.has_pans(cfg) else None)
 
+  @property
+  def staged(self) -> bool:
+    """Gains are offsets from the causal staging (config.model.gain_reference = 'staging')."""
+    return staging.enabled(self.config)
+
+  @property
+  def carry_size(self) -> int:
+    """Recurrent state per channel: the GRU's, then the staging's running level (if staged)."""
+    return int(self.config.gru_hidden) + (staging.STATE_SIZE if self.staged else 0)
+
   # ---- F1 rate -------------------------------------------------------------
 
   def embed(self, signal, num_frames, channel_mask, deterministic: bool = True):
@@ -100,11 +115,24 @@ class AiLiveMixer(nn.Module):
     level = jnp.maximum(20.0 * jnp.log10(rms), floor) / -floor
     x = jnp.concatenate([emb, level[..., None].astype(emb.dtype)], axis=-1)
     x = self.rms_act(self.rms_proj(x))
-    return self.encoder2(x, channel_mask, deterministic)
+    x = self.encoder2(x, channel_mask, deterministic)
+    # A staged model's recurrence also tracks each channel's running level, from the RMS.
+    return (x, rms) if self.staged else x
 
   def recur(self, carry, x):
-    """GRU over frames: carry [b, c, h], x [b, c, t, d] -> (carry, [b, c, t, h])."""
-    return self.gru(carry, x)
+    """GRU over frames: carry [b, c, carry_size], x [b, c, t, d] -> (carry, [b, c, t, h]).
+
+    Staged: x is (x, rms [b, c, t]) and the output (GRU output, running active level
+    [b, c, t] dB after each frame); the carry's last STATE_SIZE values are the staging's.
+    """
+    if not self.staged:
+      return self.gru(carry, x)
+    x, rms = x
+    h = int(self.config.gru_hidden)
+    gru_carry, y = self.gru(carry[..., :h], x)
+    level_state, level_db = staging.running_level(
+        carry[..., h:], rms, staging.rule(self.config, self.frame_spec))
+    return jnp.concatenate([gru_carry.astype(jnp.float32), level_state], axis=-1), (y, level_db)
 
   def head(self, y, channel_mask, deterministic: bool = True):
     """GRU output [b, c, t, h] -> predicted gains [b, c, t] (float32, >= 0, 0 on masked channels).
@@ -112,24 +140,29 @@ class AiLiveMixer(nn.Module):
     With pans (config.model.outputs = ('gain', 'pan')): (gains, pans [b, c, t]
     float32 in [-1, 1] by tanh, 0 on masked channels).
     """
+    level_db = None
+    if self.staged:
+      y, level_db = y
     y = self.encoder3(y, channel_mask, deterministic)
-    if self.pan_mlp is not None:
-      p = jnp.tanh(self.pan_mlp(y)[..., 0].astype(jnp.float32))
-      return self._gains(y, channel_mask), jnp.where(channel_mask[..., None], p, 0.0)
-    return self._gains(y, channel_mask)
+    gains = jnp.where(channel_mask[..., None], self._gains(y, level_db), 0.0)
+    if self.pan_mlp is None:
+      return gains
+    p = jnp.tanh(self.pan_mlp(y)[..., 0].astype(jnp.float32))
+    return gains, jnp.where(channel_mask[..., None], p, 0.0)
 
-  def _gains(self, y, channel_mask):
+  def _gains(self, y, level_db):
+    """The MLP's output -> gains >= 0: an offset from the staging (staged), else the activation."""
     g = self.mlp(y)[..., 0].astype(jnp.float32)
+    if level_db is not None:
+      return staging.gains(self.config, g, level_db)
     if self.config.gain_activation == 'softplus':
-      g = jax.nn.softplus(g)
-    elif self.config.gain_activation == 'relu':
-      g = jax.nn.relu(g)
-    else:
-      raise ValueError(f'Unknown config.model.gain_activation {self.config.gain_activation!r}.')
-    return jnp.where(channel_mask[..., None], g, 0.0)
+      return jax.nn.softplus(g)
+    if self.config.gain_activation == 'relu':
+      return jax.nn.relu(g)
+    raise ValueError(f'Unknown config.model.gain_activation {self.config.gain_activation!r}.')
 
   def initial_carry(self, batch: int, channels: int):
-    return jnp.zeros((batch, channels, self.config.gru_hidden), jnp.float32)
+    return jnp.zeros((batch, channels, self.carry_size), jnp.float32)
 
   # ---- whole signals -------------------------------------------------------
 

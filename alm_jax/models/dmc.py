@@ -150,8 +150,12 @@ class DMC(nn.Module):
     self._check_per_frame('head')
     return self._gains(y, channel_mask, deterministic)
 
+  @property
+  def carry_size(self) -> int:
+    return int(self.config.gru_hidden)
+
   def initial_carry(self, batch: int, channels: int):
-    return jnp.zeros((batch, channels, self.config.gru_hidden), jnp.float32)
+    return jnp.zeros((batch, channels, self.carry_size), jnp.float32)
 
   # ---- the computation -------------------------------------------------------
 

@@ -126,7 +126,7 @@ class StagedMixer:
     self.fs = self.front.spec
     self.front.check_frame(self.spec.f1)
     self.embedding_dim = int(embedding_dim)
-    self.gru_hidden = int(cfg.gru_hidden)
+    self.carry_size = int(module.carry_size)  # the module's recurrent state per channel
     self.zero_latency = bool(cfg.zero_latency)
     self.history = max(0, self.fs.frame_input_samples - self.spec.f2)
     emb = embeddings.build_embedding(cfg.embedding)
@@ -164,7 +164,7 @@ class StagedMixer:
                (silence before the signal, as offline);
       frame    [] int32 F2 frames mixed so far;
       emb      [b, c, E] the current F1 frame's embedding;
-      carry    [b, c, gru_hidden] the recurrent state;
+      carry    [b, c, carry_size] the recurrent state (the module's `carry_size`);
       gain     [b, c] the gain the next F2 frame gets (initial_gain at first);
       pan      [b, c] the pan the next F2 frame gets (the centre at first; stereo only);
       faults   [b, c] int32 F2 frames muted by `contain_faults`;
@@ -182,7 +182,7 @@ class StagedMixer:
         'history': jnp.zeros((batch, channels, self.history), jnp.float32),
         'frame': jnp.zeros((), jnp.int32),
         'emb': jnp.zeros((batch, channels, self.embedding_dim), jnp.float32),
-        'carry': jnp.zeros((batch, channels, self.gru_hidden), jnp.float32),
+        'carry': jnp.zeros((batch, channels, self.carry_size), jnp.float32),
         'gain': jnp.full((batch, channels), caps.initial_gain, jnp.float32),
         'faults': jnp.zeros((batch, channels), jnp.int32),
     }
