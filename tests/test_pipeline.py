@@ -101,8 +101,8 @@ def check_metadata(batch, songs):
     np.testing.assert_array_equal(batch['input_gain_db'][e, c:], 0)
     # The designed placement of the song's tracks, and the stereo target it makes of them.
     pans = batch['ideal_pans'][e]
-    np.testing.assert_array_equal(pans[:c], placement.designed_pans(song.song_id,
-                                                                    song.instruments)[src[:c]])
+    np.testing.assert_array_equal(pans[:c], placement.designed_pans(
+        song.song_id, song.instruments, song.raw)[src[:c]])
     assert np.isnan(pans[c:]).all()
     np.testing.assert_allclose(batch['target_stereo'][e],
                                stereo.mix_numpy(clean, gains[:c], pans[:c]), atol=1e-6)

@@ -158,7 +158,7 @@ def _read_songs(builder, split: str, process_index: int, process_count: int) -> 
     if song.mix_gains is not None and placement.known(song.instruments):
       # A designed mix has a designed placement too: derived, not stored (docs/data.md).
       song = dataclasses.replace(song, pans=placement.designed_pans(song.song_id,
-                                                                    song.instruments))
+                                                                    song.instruments, song.raw))
     songs.append(song)
   songs.sort(key=lambda s: s.song_id)
   logging.info('Loaded %d %s songs of %s (process %d of %d).', len(songs), split,
