@@ -193,8 +193,16 @@ def log_mel_frames(x, num_frames, hop: int, spec: FrontendSpec, rows_fn=None):
   x = x.astype(jnp.float32)
   up, down = spec.ratio
   if not shares_rows(hop, spec):
+    one = isinstance(num_frames, int) and num_frames == 1
+    if not one and hop % down == 0:
+      # Frames start on resampler blocks: resample the signal once and cut each frame's samples
+      # from it (the same numbers; a 3 s frame every 1 s resamples a third as much).
+      x16 = resample(x, resampler)
+      length = (spec.frame_input_samples // down - 1) * up
+      x16 = framing.frames_ending(x16, num_frames, hop // down * up, length)[..., spec.patch_offset:]
+      return rows_fn(x16, spec.patch_frames, spec)
     # One frame: any hop frames it, and frames_ending's cost grows with length / hop.
-    hop = spec.frame_input_samples if isinstance(num_frames, int) and num_frames == 1 else hop
+    hop = spec.frame_input_samples if one else hop
     frames = framing.frames_ending(x, num_frames, hop, spec.frame_input_samples)
     x16 = resample(frames, resampler)[..., spec.patch_offset:]
     return rows_fn(x16, spec.patch_frames, spec)
