@@ -3,6 +3,7 @@
     taskset -c 0 python bench/live.py                          # 8/16/32 channels x 64/128/256 periods
     taskset -c 0 python bench/live.py --channels=8,32,48 --seconds=10
     taskset -c 0 python bench/live.py --embedding=musicnn --channels=8,16
+    taskset -c 0 python bench/live.py --mix=mono,stereo --channels=16 --periods=128
 
 Pins itself to one CPU and single-threaded XLA (as bench/streaming.py does),
 builds an `alm_jax.live.app.LiveMixer` with the small-embedding model of
@@ -17,6 +18,9 @@ F2 frame and its share of the 50 ms budget (with --gain_delay=1 a result may
 take one F2 frame minus one period), the process's CPU share (in cores: the
 step runs on XLA's threads), and late results.
 The last line names the largest channel count with no late result.
+`--mix=stereo` runs the same model made stereo (config.model.outputs =
+('gain', 'pan'), its pans computed by the step) to two outputs: what a stereo
+show (`--output=1,2`) adds to the callback (a second bus) and to the worker.
 """
 
 import os
@@ -40,12 +44,13 @@ from alm_jax.live import engine as engine_lib  # pylint: disable=wrong-import-po
 from alm_jax import models  # pylint: disable=wrong-import-position
 
 
-def run_one(config, params, adapter, channels, period, seconds, rt, callback, gain_delay):
+def run_one(config, params, adapter, channels, period, seconds, rt, callback, gain_delay,
+            stereo=False):
   sr = int(config.model.sample_rate)
   audio = (0.1 * np.random.default_rng(1).standard_normal((channels, int(seconds * sr)))
            ).astype(np.float32)
   live = app.LiveMixer(models.load(config, params), channels, adapter=adapter, rt_priority=rt,
-                       callback=callback, gain_delay=gain_delay)
+                       callback=callback, gain_delay=gain_delay, stereo=stereo)
   times = np.zeros(audio.shape[1] // period + 2)
   count = [0]
   eng = live.engine
@@ -89,7 +94,12 @@ def main():
   parser.add_argument('--callback', default='auto', choices=app.CALLBACKS)
   parser.add_argument('--gain_delay', type=int, default=1,
                       help='F2 frames of compute time per result (alm_jax.live --gain_delay)')
+  parser.add_argument('--mix', default='mono', help="mono, stereo or mono,stereo: 'stereo' is "
+                      "the model with outputs ('gain', 'pan') to two outputs (--output=1,2)")
   args = parser.parse_args()
+  mixes = args.mix.split(',')
+  if not mixes or set(mixes) - {'mono', 'stereo'}:
+    parser.error(f'--mix={args.mix}: give mono, stereo or mono,stereo')
   jax.config.update('jax_cpu_enable_async_dispatch', False)
   sys.setswitchinterval(0.0005)
   engine_lib.set_realtime(max(args.rt_priority - 1, 0))
@@ -97,31 +107,37 @@ def main():
   chans = [int(c) for c in args.channels.split(',')]
   config.model.max_channels = max(chans + [int(config.model.max_channels)])
   params = random_params(config)
+  if 'stereo' in mixes:
+    stereo_config = config.copy_and_resolve_references()
+    stereo_config.model.outputs = ('gain', 'pan')
+    stereo_params = random_params(stereo_config)
   print(f'# {machine()}; {args.config} ({config.model.embedding.name} embedding, d_model '
         f'{config.model.d_model}); {app.choose_callback(args.callback)} callback; gain delay '
         f'{args.gain_delay} F2 frame(s); '
         f'{args.seconds:g} s per case; one core, XLA single-threaded; '
         f'SCHED_FIFO {"on" if engine_lib.set_realtime(0) or args.rt_priority else "off"}; '
         f'load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs')
-  print('| channels | period | callback max (ms) | callback p99.9 (ms) | max / period | '
+  print('| mix | channels | period | callback max (ms) | callback p99.9 (ms) | max / period | '
         'worker p99 (ms) | worker max (ms) | p99 / 50 ms | process CPU | late |')
-  print('|---|---|---|---|---|---|---|---|---|---|')
+  print('|---|---|---|---|---|---|---|---|---|---|---|')
   best = 0
-  for c in chans:
-    adapter = adapter_lib.StepAdapter(models.load(config, params), c)
+  cases = [(m, c) for c in chans for m in mixes]
+  for mix, c in cases:
+    cfg, prm = (stereo_config, stereo_params) if mix == 'stereo' else (config, params)
+    adapter = adapter_lib.StepAdapter(models.load(cfg, prm), c)
     adapter.warm_up()
     ok = True
     for p in [int(p) for p in args.periods.split(',')]:
-      r = run_one(config, params, adapter, c, p, args.seconds, args.rt_priority, args.callback,
-                  args.gain_delay)
+      r = run_one(cfg, prm, adapter, c, p, args.seconds, args.rt_priority, args.callback,
+                  args.gain_delay, stereo=mix == 'stereo')
       ok &= r['late'] == 0
-      print(f"| {c} | {p} | {r['cb_max_ms']:.3f} | {r['cb_p999_ms']:.3f} | "
+      print(f"| {mix} | {c} | {p} | {r['cb_max_ms']:.3f} | {r['cb_p999_ms']:.3f} | "
             f"{100 * r['cb_share']:.0f}% | {r['worker_p99_ms']:.2f} | {r['worker_max_ms']:.2f} | "
             f"{100 * r['worker_share']:.0f}% | {100 * r['cpu_share']:.1f}% | {r['late']} |",
             flush=True)
-    if ok:
+    if ok and mix == mixes[-1]:
       best = c
-  print(f'\nlargest channel count with no late result: {best or "none"} (of {chans})')
+  print(f'\nlargest channel count with no late result ({args.mix}): {best or "none"} (of {chans})')
 
 
 if __name__ == '__main__':

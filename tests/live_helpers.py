@@ -3,7 +3,8 @@
 The live mixer applies the gains the model predicts on F2 frame t to frame
 t + 1 + gain_delay (docs/live.md, "Latency"), so its output equals the offline
 zero-latency mix (`alm_jax.inference.offline.mix_arrays`) with the offline gain track
-delayed by gain_delay frames; `live_gains` and `apply_gains` compute that.
+delayed by gain_delay frames; `live_gains` and `apply_gains` compute that (for a
+stereo mixer, `offline_outputs` and `apply_stereo`: the pans delayed alike).
 `JackServer` starts a private `jackd -d dummy` and keeps its log, whose xrun
 lines say whether jackd itself kept time (`JackServer.xruns`).
 """
@@ -16,9 +17,12 @@ import subprocess
 import threading
 import time
 
+import jax.numpy as jnp
 import numpy as np
 
+from alm_jax import frames
 from alm_jax import models
+from alm_jax import stereo
 from alm_jax.inference import offline
 from alm_jax.live import app
 from alm_jax.live import controls as controls_lib
@@ -45,6 +49,26 @@ def offline_gains(config, params, audio):
   return offline.mix_arrays(models.load(config, params), audio[None], np.ones((1, c), bool))['gains'][0]
 
 
+def offline_outputs(config, params, audio):
+  """mix_arrays of audio [c, n]: {'gains' [c, T], and for a stereo mixer 'pans' [c, T], ...}."""
+  c = audio.shape[0]
+  out = offline.mix_arrays(models.load(config, params), audio[None], np.ones((1, c), bool))
+  return {k: v[0] for k, v in out.items()}
+
+
+def apply_stereo(audio, frame_gains, frame_pans, f2: int):
+  """`stereo.apply_gains_stereo` (the pan law's one definition) of audio [c, n] with [c, T]
+  gains and pans: [2, n]."""
+  c, n = audio.shape
+  t = frame_gains.shape[1]
+  padded = np.zeros((c, t * f2), np.float32)
+  padded[:, :min(n, t * f2)] = audio[:, :t * f2]
+  spec = frames.FrameSpec(sample_rate=SR, f1=f2, f2=f2, stride=1)
+  out = stereo.apply_gains_stereo(jnp.asarray(padded[None]), jnp.asarray(frame_gains[None]),
+                                  jnp.asarray(frame_pans[None]), jnp.ones((1, c), bool), spec)
+  return np.asarray(out)[0, :, :n]
+
+
 def live_gains(gains, gain_delay: int = 1):
   """Offline gains [c, T] -> the gains the live mixer applies to each frame [c, T]."""
   idx = np.maximum(np.arange(gains.shape[1]) - gain_delay, 0)
@@ -63,7 +87,8 @@ def run_lockstep(config, params, audio, *, adapter=None, controls=None, period=1
   """Mixes `audio` through a LiveMixer fed by a FileDriver in lockstep (no JACK, no timing).
 
   Returns:
-    (mix [n] float32 read back from the engine's mix ring, the LiveMixer).
+    (mix [n] float32 read back from the engine's mix ring ([2, n] for a stereo
+    engine), the LiveMixer).
   """
   c, n = audio.shape
   if adapter is not None:

@@ -5,13 +5,17 @@ every result is deterministic; the JACK tests (test_live_jack.py) check the
 same mixer in real time.
 """
 
+import json
+
 import numpy as np
 import pytest
 import soundfile as sf
 
 from alm_jax import models
+from alm_jax import stereo
 from alm_jax.live import adapter as adapter_lib
 from alm_jax.live import controls as controls_lib
+from alm_jax.live import native as native_lib
 from alm_jax.live import recorder as recorder_lib
 from checkpoint_fixtures import TinyModel
 import live_helpers
@@ -176,3 +180,121 @@ def test_wav_writer_is_valid_up_to_the_last_flush(tmp_path):
   data, rate = sf.read(path, dtype='float32')
   assert rate == 44100
   np.testing.assert_array_equal(data, np.arange(100, dtype=np.float32))
+
+
+# ---- stereo (issue 32): two outputs, the model's pans beside its gains ----
+
+
+@pytest.fixture(scope='module')
+def tiny_stereo():
+  """A tiny stereo ALM-MR (config.model.outputs = ('gain', 'pan')), random parameters."""
+  tm = TinyModel('mr', max_channels=32, outputs=('gain', 'pan'))
+  tm.adapter = adapter_lib.StepAdapter(models.load(tm.config, tm.params), C)
+  tm.adapter.warm_up()
+  tm.audio = live_helpers.song(C, SECONDS, seed=1)
+  tm.offline = live_helpers.offline_outputs(tm.config, tm.params, tm.audio)
+  tm.f2 = tm.spec.f2
+  return tm
+
+
+def _want_stereo(tm, delay=1):
+  out = tm.offline
+  return live_helpers.apply_stereo(tm.audio, live_helpers.live_gains(out['gains'], delay),
+                                   live_helpers.live_gains(out['pans'], delay), tm.f2)
+
+
+@pytest.mark.parametrize('callback,period,delay', [('native', 128, 1), ('python', 64, 2)])
+def test_stereo_live_mix_equals_offline_stereo_mix(tiny_stereo, tmp_path, callback, period, delay):
+  """Both callbacks: left and right equal the offline stereo mix (mix_arrays' gains and pans,
+  delayed by gain_delay frames, through stereo.apply_gains_stereo); the recording holds them."""
+  if callback == 'native' and not native_lib.available():
+    pytest.skip(f'C callback not built: {native_lib.load_error()}')
+  tm = tiny_stereo
+  mixed, live = live_helpers.run_lockstep(tm.config, tm.params, tm.audio, adapter=tm.adapter,
+                                          period=period, gain_delay=delay, callback=callback,
+                                          record=str(tmp_path))
+  assert live.engine.callback == callback and live.engine.stereo and mixed.shape[0] == 2
+  want = _want_stereo(tm, delay)
+  n = want.shape[1]
+  np.testing.assert_allclose(mixed[:, :n], want, atol=2e-6 * np.abs(want).max())
+  assert live.engine.late == 0
+  pans = tm.offline['pans']
+  assert np.abs(pans).max() > 0.05 and np.abs(want[0] - want[1]).max() > 1e-2  # really panned
+  # The pans a frame late do not match: the test can tell the pan track apart.
+  other = live_helpers.apply_stereo(tm.audio, live_helpers.live_gains(tm.offline['gains'], delay),
+                                    live_helpers.live_gains(pans, delay + 1), tm.f2)
+  assert np.abs(mixed[:, :n] - other).max() > 1e-4 * np.abs(want).max()
+  # The recording: a 2-channel mix.wav equal to the output, pans.csv beside gains.csv.
+  rec, rate = sf.read(live.record_dir / 'mix.wav', dtype='float32')
+  assert rate == 44100 and rec.ndim == 2 and rec.shape[1] == 2
+  m = min(rec.shape[0], mixed.shape[1])
+  np.testing.assert_array_equal(rec[:m].T, mixed[:, :m])
+  frames, pred_pans, pans_applied = recorder_lib.read_pans_csv(live.record_dir / 'pans.csv')
+  gain_frames = recorder_lib.read_gains_csv(live.record_dir / 'gains.csv')[0]
+  np.testing.assert_array_equal(frames, gain_frames)
+  # Row k: the pans of frame k (= the offline pans of frame k - delay), none held.
+  np.testing.assert_allclose(pans_applied, pans[:, frames - delay].T, atol=1e-6)
+  np.testing.assert_array_equal(pred_pans, pans_applied)
+  info = json.loads((live.record_dir / 'info.json').read_text())
+  assert info['mix'] == 'stereo' and info['model_pans'] is True
+
+
+def test_mono_model_to_two_outputs_is_its_mix_at_the_centre(tiny):
+  """stereo=True with a mono model (--output=1,2): both sides are the offline mono mix / √2, as
+  protocol.step_stereo places a mono mixer's mix; no pans.csv."""
+  mixed, live = _run(tiny, stereo=True)
+  assert live.engine.stereo and not live.adapter.stereo
+  want = live_helpers.apply_gains(tiny.audio, live_helpers.live_gains(tiny.gains), tiny.f2)
+  n = want.shape[0]
+  centred = want * np.float32(stereo.SQRT_HALF)
+  for side in mixed:
+    np.testing.assert_allclose(side[:n], centred, atol=2e-6 * np.abs(want).max())
+
+
+def test_stereo_model_to_one_output_is_its_mono_mix(tiny_stereo):
+  """stereo=False (--output=1): the stereo model's gains, no pans: mix_arrays' mono mix."""
+  tm = tiny_stereo
+  mixed, live = live_helpers.run_lockstep(tm.config, tm.params, tm.audio, adapter=tm.adapter,
+                                          stereo=False)
+  assert mixed.ndim == 1 and not live.engine.stereo
+  want = live_helpers.apply_gains(tm.audio, live_helpers.live_gains(tm.offline['gains']), tm.f2)
+  np.testing.assert_allclose(mixed[:want.shape[0]], want, atol=2e-6 * np.abs(want).max())
+
+
+def test_stereo_nan_burst_holds_the_pan_and_never_makes_it_nan(tiny_stereo, tmp_path):
+  """A NaN/Inf burst on one channel: the output stays finite on both sides, the channel's pan
+  is held at its last good value while its gain is, and the other channels stay exact."""
+  tm = tiny_stereo
+  audio = tm.audio.copy()
+  sr, f2 = 44100, tm.f2
+  a, b = int(0.5 * sr), int(0.7 * sr)
+  audio[2, a:b] = np.nan
+  audio[2, a + 10] = np.inf
+  mixed, live = live_helpers.run_lockstep(tm.config, tm.params, audio, adapter=tm.adapter,
+                                          record=str(tmp_path))
+  assert np.isfinite(mixed).all() and live.engine.nonfinite_periods > 0
+  frames, _, _, held = recorder_lib.read_gains_csv(live.record_dir / 'gains.csv')
+  pframes, _, pans = recorder_lib.read_pans_csv(live.record_dir / 'pans.csv')
+  np.testing.assert_array_equal(frames, pframes)
+  assert np.isfinite(pans).all() and np.abs(pans).max() <= 1.0
+  bad = held[:, 2]
+  assert bad.any() and not held[:, [0, 1, 3]].any()
+  first = np.flatnonzero(bad)[0]
+  assert np.all(pans[bad, 2] == pans[first - 1, 2])  # held: the last good pan
+  assert np.ptp(pans[~bad, 2]) > 1e-4  # elsewhere the pan moves: holding it is a real rule
+  assert np.isfinite(live.worker.pans).all()
+  want = _want_stereo(tm)
+  first_bad = a // f2 * f2
+  np.testing.assert_allclose(mixed[:, :first_bad], want[:, :first_bad],
+                             atol=2e-6 * np.abs(want).max())
+
+
+def test_pans_follow_the_controls_rule():
+  """Controls.apply_pans: held, non-finite or auto-off channels keep their pan; others clip."""
+  ctl = controls_lib.Controls(4)
+  ctl.set('auto', ch=3, value=False)
+  prev = np.array([0.5, -0.5, 0.25, -1.0], np.float32)
+  pans = ctl.apply_pans(np.array([2.0, np.nan, 0.1, 0.9], np.float32), prev,
+                        np.array([False, False, True, False]))
+  np.testing.assert_array_equal(pans, np.array([1.0, -0.5, 0.25, -1.0], np.float32))
+  assert pans.dtype == np.float32

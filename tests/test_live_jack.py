@@ -301,3 +301,77 @@ def test_server_loss_reconnects_without_crash(setup, tmp_path):
   assert 'JACK server gone' in out, out
   assert 'JACK: reconnected' in out, out
   assert proc.returncode == 0, out
+
+
+@pytest.fixture(scope='module')
+def stereo_setup(tmp_path_factory):
+  """A checkpoint of a tiny stereo ALM-MR (outputs gain and pan, random parameters), a 6 s song."""
+  base = tmp_path_factory.mktemp('live_jack_stereo')
+  tm = TinyModel('mr', max_channels=32, outputs=('gain', 'pan'))
+  save_checkpoint(base / 'ckpt', tm.config, tm.params)
+  tm.ckpt = base / 'ckpt'
+  audio = live_helpers.song(C, 6, seed=6)
+  folder = base / 'song_6'
+  folder.mkdir()
+  for ch in range(C):
+    sf.write(folder / f'ch{ch + 1:02d}.wav', audio[ch], 44100, subtype='FLOAT')
+  tm.songs = {6: (folder, audio)}
+  return tm
+
+
+@pytest.mark.slow
+def test_jack_stereo_output_to_two_ports(stereo_setup, tmp_path):
+  """--output=L,R: the mixer registers mix_left and mix_right and connects them to the two given
+  ports (here this test's capture client); the recorded stereo mix equals the offline stereo mix
+  of the recorded inputs (gains and pans delayed by gain_delay), and each captured port carries
+  its side of it, at the same offset."""
+  song_dir, _ = stereo_setup.songs[6]
+  server = _jack_server(128)
+  record = tmp_path / 'show'
+  # Two capture ports, left and right; the mixer connects to them itself (--output).
+  cap = Capture(server.name, ['alm_live:mix_left', 'alm_live:mix_right'], 40)
+  dests = ','.join(p.name for p in cap.ports)
+  proc = subprocess.Popen(_mixer_cmd(stereo_setup, song_dir, record, server.name,
+                                     [f'--output={dests}']),
+                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  connections = None
+  try:
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline and proc.poll() is None:
+      connections = [[p.name for p in cap.client.get_all_connections(port)] for port in cap.ports]
+      if all(connections):
+        cap._state[1] = 1  # pylint: disable=protected-access
+        break
+      time.sleep(0.05)
+    out, _ = proc.communicate(timeout=400)
+    assert proc.returncode == 0, out
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+      proc.wait()
+    cap.close()
+    server.close()
+  assert connections == [['alm_live:mix_left'], ['alm_live:mix_right']], (connections, out)
+  take = record / 'take-001'
+  info = json.loads((take / 'info.json').read_text())
+  assert info['mix'] == 'stereo' and info['stats']['mix'] == 'stereo'
+  ins = [sf.read(take / f'in_{ch + 1:02d}.wav', dtype='float32')[0] for ch in range(C)]
+  n = min(x.shape[0] for x in ins)
+  inputs = np.stack([x[:n] for x in ins])
+  mix = sf.read(take / 'mix.wav', dtype='float32')[0][:n].T  # [2, n]
+  offline = live_helpers.offline_outputs(stereo_setup.config, stereo_setup.params, inputs)
+  delay = info['gain_delay']
+  want = live_helpers.apply_stereo(inputs, live_helpers.live_gains(offline['gains'], delay),
+                                   live_helpers.live_gains(offline['pans'], delay), info['f2'])
+  np.testing.assert_allclose(mix, want, atol=2e-6 * np.abs(want).max())
+  assert np.abs(mix[0] - mix[1]).max() > 1e-2 * np.abs(mix).max()  # the two sides differ
+  got = cap.buf[:, :cap.pos]
+  start = int(np.flatnonzero(inputs[0])[0])
+  offsets = []
+  for w in _windows(start, n - start):
+    p_l, p_r = _find(got[0], mix[0, w]), _find(got[1], mix[1, w])
+    if p_l is not None and p_r is not None:
+      offsets.append(p_l - p_r)
+  print(f'{len(offsets)} windows found on both captured ports; xruns {info["stats"]["xruns"]}')
+  assert len(offsets) >= 3 and set(offsets) == {0}, offsets
+  assert (take / 'pans.csv').exists()

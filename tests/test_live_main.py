@@ -13,8 +13,11 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import soundfile as sf
+
+from alm_jax.live import recorder as recorder_lib
 
 from checkpoint_fixtures import TinyModel, save_checkpoint
 import live_helpers
@@ -82,6 +85,8 @@ def test_record_twice_makes_two_takes_and_keeps_the_first(setup, tmp_path):
     ('--ceiling_db=nan', ['--ceiling_db=nan', 'finite']),
     ('--master_db=inf', ['--master_db=inf', 'finite']),
     ('--osc_port=70000', ['--osc_port=70000', '65535']),
+    ('--output=1,2,3', ['--output', '3 ports', 'left, right', '--output=1,2', '--channel_outputs']),
+    ('--output=front', ['--output=front', 'port numbers', 'system:playback_1']),
 ])
 def test_a_bad_flag_is_a_clear_error_before_anything_starts(setup, tmp_path, flag, words):
   proc = _live(setup, f'--play={setup.song}', '--no_jack', f'--record={tmp_path / "show"}', flag,
@@ -108,3 +113,21 @@ def test_play_without_a_jack_server_says_so_at_once(setup):
     assert words in errors[0], errors[0]
   # Checked before the checkpoint is read and the step compiled (the old path waited 30 s).
   assert 'Recording' not in proc.stderr and proc.seconds < 60
+
+
+def test_two_outputs_make_a_stereo_show_of_a_mono_model(setup, tmp_path):
+  """--output=1,2 with a mono model (--no_jack: no ports, the recording shows it): a 2-channel
+  mix.wav whose sides are both the mono mix at the centre (-3 dB), pans.csv all centre."""
+  show = tmp_path / 'show'
+  proc = _live(setup, f'--play={setup.song}', '--no_jack', f'--record={show}', '--play_delay=0',
+               '--output=1,2', '--limit_db=off')
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+  take = show / 'take-001'
+  mix, rate = sf.read(take / 'mix.wav', dtype='float32')
+  assert rate == 44100 and mix.ndim == 2 and mix.shape[1] == 2
+  assert np.abs(mix).max() > 1e-3
+  np.testing.assert_allclose(mix[:, 0], mix[:, 1], rtol=1e-6, atol=1e-9)
+  _, _, pans = recorder_lib.read_pans_csv(take / 'pans.csv')
+  assert pans.shape[0] > 10 and not pans.any()
+  info = json.loads((take / 'info.json').read_text())
+  assert info['mix'] == 'stereo' and info['model_pans'] is False

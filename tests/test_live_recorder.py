@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from alm_jax.live import controls as controls_lib
 from alm_jax.live import engine as engine_lib
@@ -22,20 +23,33 @@ def _digest(folder):
           if p.is_file()}
 
 
-def _record(folder, channels, seconds=0.2):
-  """A real recording of `channels` channels of noise into `folder` (engine + Recorder)."""
-  eng = engine_lib.Engine(channels, 2205, controls_lib.Controls(channels))
-  rec = recorder_lib.Recorder(eng, folder, [str(i + 1) for i in range(channels)],
-                              flush_seconds=0.01)
+def _record(folder, channels, seconds=0.2, stereo=False):
+  """A real recording of `channels` channels of noise into `folder` (engine + Recorder).
+
+  stereo: a stereo engine (a 2-channel mix.wav and pans.csv), with gain and pan rows for the
+  frames it mixed. Returns (inputs [c, n], the engine).
+  """
+  f2 = 2205
+  eng = engine_lib.Engine(channels, f2, controls_lib.Controls(channels, limit_db=None),
+                          stereo=stereo)
+  names = [str(i + 1) for i in range(channels)]
+  rec = recorder_lib.Recorder(eng, folder, names, flush_seconds=0.01)
   n = int(seconds * 44100) // 128 * 128
-  x = np.random.default_rng(channels).standard_normal((channels, n)).astype(np.float32) * 0.1
-  mix = np.zeros(128, np.float32)
+  rng = np.random.default_rng(channels)
+  x = rng.standard_normal((channels, n)).astype(np.float32) * 0.1
+  mix = np.zeros((2, 128) if stereo else 128, np.float32)
+  frames = n // f2 + 1
+  for f in range(2, frames + 1):  # the worker's side: frame f's gains and pans, and their rows
+    g = rng.uniform(0.1, 1.0, channels).astype(np.float32)
+    p = rng.uniform(-1.0, 1.0, channels).astype(np.float32)
+    eng.publish(f, g, p)
+    rec.add_gains(f, g, g, np.zeros(channels, bool), p, p)
   for a in range(0, n, 128):
     eng.process(list(x[:, a:a + 128]), mix)
   rec.start()
   rec.stop()
   rec.join(10)
-  return x
+  return x, eng
 
 
 def test_takes_are_numbered_and_an_earlier_take_is_never_touched(tmp_path):
@@ -107,3 +121,46 @@ def test_unwritable_and_overlapping_folders_are_refused_in_one_line(tmp_path):
     with pytest.raises(recorder_lib.RecordError, match='input folder'):
       recorder_lib.take_folder(bad, inputs=[str(song)])
   assert not (song / 'rec').exists()
+
+
+def test_a_stereo_recording_has_a_two_channel_mix_and_pans_beside_the_gains(tmp_path):
+  show = tmp_path / 'show'
+  take = recorder_lib.take_folder(show)
+  x, eng = _record(take, 3, stereo=True)
+  n = x.shape[1]
+  mix, rate = sf.read(take / 'mix.wav', dtype='float32')
+  assert rate == 44100 and mix.shape == (n, 2)
+  np.testing.assert_array_equal(mix.T, eng.read(0, n, mix=True))
+  assert np.abs(mix[:, 0] - mix[:, 1]).max() > 1e-3  # the two sides differ: panned
+  with open(take / 'pans.csv', encoding='utf-8') as fh:
+    header = fh.readline().strip().split(',')
+  assert header == ['frame', 'time_s', 'pred_pan_1', 'pred_pan_2', 'pred_pan_3', 'pan_1',
+                    'pan_2', 'pan_3']
+  frames, pred, pans = recorder_lib.read_pans_csv(take / 'pans.csv')
+  gain_frames = recorder_lib.read_gains_csv(take / 'gains.csv')[0]
+  np.testing.assert_array_equal(frames, gain_frames)
+  assert frames[0] == 2 and pans.shape == (len(frames), 3) and np.array_equal(pred, pans)
+  # Same file rules as a mono show: a second take beside it, --overwrite replaces it whole.
+  second = recorder_lib.take_folder(show)
+  assert second == show / 'take-002'
+  _record(second, 2)  # a mono show: no pans.csv
+  assert not (second / 'pans.csv').exists()
+  assert sf.info(str(second / 'mix.wav')).channels == 1
+  assert recorder_lib.take_folder(take, overwrite=True) == take
+  assert not os.listdir(take)
+
+
+def test_a_stereo_wav_is_valid_up_to_the_last_flush(tmp_path):
+  path = tmp_path / 'mix.wav'
+  w = recorder_lib.WavWriter(str(path), 44100, channels=2)
+  block = np.stack([np.arange(100, dtype=np.float32), -np.arange(100, dtype=np.float32)])
+  w.write(block)
+  w.flush()
+  w.write(np.ones((2, 50), np.float32))  # written, not flushed: as if killed now
+  w._fh.flush()  # pylint: disable=protected-access
+  data, rate = sf.read(path, dtype='float32')
+  assert rate == 44100 and data.shape == (100, 2)
+  np.testing.assert_array_equal(data.T, block)
+  with pytest.raises(ValueError, match='2 channels'):
+    w.write(np.ones(10, np.float32))
+  w.close()

@@ -80,3 +80,26 @@ def test_meter_table_renders_states():
   text = console.export_text()
   for word in ('kick', 'MUTE', 'OVR -6.0', 'FAULT HELD', 'late 0', 'xruns 0'):
     assert word in text, text
+
+
+def test_meter_table_shows_the_pans_of_a_stereo_engine():
+  rich_console = pytest.importorskip('rich.console', reason='rich is not installed')
+  import types  # pylint: disable=g-import-not-at-top
+  from alm_jax.live import engine as engine_lib  # pylint: disable=g-import-not-at-top
+  ctl = controls_lib.Controls(3)
+  live = {}
+  for stereo in (False, True):
+    eng = engine_lib.Engine(3, 2205, ctl, stereo=stereo)
+    worker = engine_lib.Worker(eng, types.SimpleNamespace(initial_gain=1.0))
+    worker.pans[:] = [-0.4, 0.0, 1.0]
+    live[stereo] = types.SimpleNamespace(
+        engine=eng, worker=worker, controls=ctl, names=['kick', 'hats', 'pad'],
+        driver=types.SimpleNamespace(message='JACK: test', xruns=0), last_message='')
+  texts = {}
+  for stereo, lv in live.items():
+    console = rich_console.Console(record=True, width=200)
+    console.print(ui.meter_table(lv))
+    texts[stereo] = console.export_text()
+  for word in ('pan', 'L 40', 'R100'):
+    assert word in texts[True] and word not in texts[False], texts
+  assert [ui.pan_text(p) for p in (-1.0, -0.001, 0.25)] == ['L100', 'C', 'R 25']

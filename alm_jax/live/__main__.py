@@ -1,6 +1,7 @@
 """`python -m alm_jax.live`: mix an interface's channels live through JACK (or a folder of files).
 
-    python -m alm_jax.live --checkpoint=/path/to/alm_mr --inputs=1-8 --output=1,2
+    python -m alm_jax.live --checkpoint=/path/to/alm_mr --inputs=1-8 --output=1,2   # stereo
+    python -m alm_jax.live --checkpoint=pretrained:alm_mr_stereo --inputs=1-8 --output=1,2
     python -m alm_jax.live --checkpoint=DIR --play=song_dir/ --no_jack --record=show/
 
 See docs/live.md for the controls, the OSC addresses, fault behaviour and latency.
@@ -41,7 +42,10 @@ restore.define_checkpoint_flag(FLAGS)
 flags.DEFINE_string('inputs', '', "Capture ports feeding the channels: '1-8' (system:capture_N) or "
                     'full port names, comma separated. Empty: no connections (--channels ports).')
 flags.DEFINE_integer('channels', 0, lower_bound=0, help='Input channels when --inputs/--play do not say (default 8).')
-flags.DEFINE_string('output', '', "Where the mix goes: '1,2' (system:playback_N) or port names.")
+flags.DEFINE_string('output', '', "Where the mix goes: '1,2' (system:playback_1 and _2) or two "
+                    "port names: stereo, left and right (a stereo model's pans; a mono model's "
+                    "mix at the centre); one: a mono mix; empty: no connection, stereo if the "
+                    'model pans.')
 flags.DEFINE_bool('channel_outputs', False, 'Also output each gained channel (out_XX ports).')
 flags.DEFINE_string('server', None, 'JACK server name (default: $JACK_DEFAULT_SERVER or default).')
 flags.DEFINE_string('name', 'alm_live', 'JACK client name.')
@@ -105,6 +109,23 @@ def _check_finite(name):
                            f'--{name} must be a finite number')
 
 
+def _output_ports(value: str) -> list[str]:
+  return drivers.parse_ports(value, 'system:playback_') if value else []
+
+
+def _check_output(value):
+  try:
+    app_lib.mix_outputs(_output_ports(value))
+  except ValueError as e:
+    if str(e).startswith('--output'):
+      raise flags.ValidationError(str(e)) from None
+    raise flags.ValidationError(f"--output={value} is not port numbers ('1,2': system:playback_1 "
+                                "and _2) or port names ('system:playback_1,system:playback_2')"
+                                ) from None
+  return True
+
+
+flags.register_validator('output', _check_output)
 _define_control_flags()
 for _name in ('play_delay', 'duration', 'absurd_db', 'switch_interval_ms'):
   _check_finite(_name)
@@ -135,7 +156,8 @@ def _build(loaded):
                            channel_outputs=FLAGS.channel_outputs,
                            info={'checkpoint': str(FLAGS.checkpoint), 'play': FLAGS.play},
                            rt_priority=FLAGS.rt_priority, callback=FLAGS.callback,
-                           overwrite=FLAGS.overwrite, inputs=[FLAGS.play] if FLAGS.play else [])
+                           overwrite=FLAGS.overwrite, inputs=[FLAGS.play] if FLAGS.play else [],
+                           stereo=app_lib.mix_outputs(_output_ports(FLAGS.output)))
   return live, song, sources
 
 
@@ -175,7 +197,7 @@ def main(argv):
                                 tail=live.spec.sample_rate)
     driver.rt_priority = FLAGS.rt_priority
   else:
-    dests = drivers.parse_ports(FLAGS.output, 'system:playback_') if FLAGS.output else []
+    dests = _output_ports(FLAGS.output)
     driver = drivers.JackDriver(live.engine, name=FLAGS.name, server=server,
                                 sources=[] if song is not None else sources,
                                 destinations=dests, channel_outputs=FLAGS.channel_outputs)

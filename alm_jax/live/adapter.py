@@ -2,8 +2,9 @@
 
 Everything else in `alm_jax.live` is NumPy and threads. The adapter drives any
 mixer of `alm_jax.models.build_mixer` through its protocol
-(`alm_jax.models.protocol.Mixer`): `init_state`, `step` over one whole F2
-frame, `gains_in_force`; pointing the live program at another implementation
+(`alm_jax.models.protocol.Mixer`): `init_state`, `step_stereo` over one whole
+F2 frame (a stereo mixer's own, a mono mixer's `step` with its pans at the
+centre), `gains_in_force` and `pans_in_force`; pointing the live program at another implementation
 means changing this file only.
 """
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from alm_jax import frames
 from alm_jax.models import compiler_options
+from alm_jax.models import protocol
 
 
 class StepAdapter:
@@ -21,6 +23,7 @@ class StepAdapter:
     channels: channels of the stream.
     spec: the model's `frames.FrameSpec` (f2 samples per call).
     initial_gain: the gain the model gives frame 0.
+    stereo: the model pans (`Capabilities.stereo`); a mono model's pans are 0.
     faults: [channels] F2 frames the step itself muted (its own guard).
   """
 
@@ -37,11 +40,14 @@ class StepAdapter:
     self.channels = int(channels)
     self.spec = frames.FrameSpec.from_config(config.model)
     self.initial_gain = float(caps.initial_gain)
+    self.stereo = caps.stereo
     mixer = self.mixer
 
     def frame_step(params, state, frame, mask):
-      state, _, _ = mixer.step(params, state, frame, mask)
-      return state, mixer.gains_in_force(state)
+      # The stereo step for a stereo mixer (its pans advance with its gains); the mixes it
+      # returns are not used here, so XLA leaves them out of the compiled step.
+      state, _ = protocol.step_stereo(mixer, params, state, frame, mask)
+      return state, mixer.gains_in_force(state), protocol.pans_in_force(mixer, state)
 
     self._step = jax.jit(frame_step, donate_argnums=1, compiler_options=compiler_options(config))
     self.faults = np.zeros(self.channels, np.int64)
@@ -68,9 +74,10 @@ class StepAdapter:
       block: [channels, f2] float32 samples of the frame.
       mask: [channels] bool, False for channels left out of this frame.
     Returns:
-      [channels] float32: the gains the model predicts for the next F2 frame
-      (0 for masked channels).
+      (gains [channels], pans [channels]) float32: what the model sets for the
+      next F2 frame (0 for masked channels; pans all 0 for a mono model).
     """
-    self._state, gains = self._step(self.params, self._state, block[None], mask[None])
-    gains = np.asarray(gains)[0]
-    return np.where(mask, gains, 0.0).astype(np.float32)
+    self._state, gains, pans = self._step(self.params, self._state, block[None], mask[None])
+    gains, pans = np.asarray(gains)[0], np.asarray(pans)[0]
+    return (np.where(mask, gains, 0.0).astype(np.float32),
+            np.where(mask, pans, 0.0).astype(np.float32))

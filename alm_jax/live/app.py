@@ -43,12 +43,15 @@ class LiveMixer:
       less), 0 for normal scheduling (`engine.set_realtime`).
     callback: 'native' (the C audio callback, rtcore.c), 'python'
       (`Engine.process_python`), or 'auto': native where it is built.
+    stereo: mix to two outputs, left and right, with the model's pans (a mono
+      model's mix at the centre), or to one (True/False); None: as the model
+      does (`Capabilities.stereo`). `mix_outputs` turns --output into it.
   """
 
   def __init__(self, loaded, channels: int, *, names=None, controls=None,
                gain_delay: int = 1, fault: str = 'hold', absurd_db: float = 40.0, record=None,
                channel_outputs: bool = False, adapter=None, info=None, rt_priority: int = 0,
-               callback: str = 'auto', overwrite: bool = False, inputs=()):
+               callback: str = 'auto', overwrite: bool = False, inputs=(), stereo=None):
     config, params = loaded.config, loaded.params
     max_c = config.model.get('max_channels', None)
     if max_c is not None and channels > max_c:
@@ -65,18 +68,22 @@ class LiveMixer:
     self.adapter = adapter or adapter_lib.StepAdapter(loaded, channels)
     if adapter is None:
       self.adapter.warm_up()
+    self.stereo = self.adapter.stereo if stereo is None else bool(stereo)
     self.engine = engine_lib.Engine(channels, spec.f2, self.controls,
                                     initial_gain=float(config.model.initial_gain),
                                     gain_delay=gain_delay, sample_rate=spec.sample_rate,
                                     channel_outputs=channel_outputs,
-                                    native=choose_callback(callback) == 'native')
+                                    native=choose_callback(callback) == 'native',
+                                    stereo=self.stereo)
     self._worker_args = dict(absurd=controls_lib.db_to_gain(absurd_db), fault=fault,
                              hold_frames=math.ceil(spec.f1 / spec.f2))
     self.recorder = None
     if self.record_dir is not None:
       self.recorder = recorder_lib.Recorder(self.engine, self.record_dir, self.names, info={
           'channels': channels, 'names': self.names, 'sample_rate': spec.sample_rate,
-          'f2': spec.f2, 'gain_delay': gain_delay, **(info or {})})
+          'f2': spec.f2, 'gain_delay': gain_delay,
+          'mix': 'stereo' if self.stereo else 'mono', 'model_pans': self.adapter.stereo,
+          **(info or {})})
     self.rt_priority = rt_priority
     self.worker = self._new_worker(start_frame=0)
     self.driver = None
@@ -116,14 +123,17 @@ class LiveMixer:
                            'silence (restart %d)' % self.worker_restarts)
       logging.error(self.last_message)
       self.adapter.reset()
+      pans = self.worker.pans.copy()
       self.worker = self._new_worker()
       self.worker.previous = self.engine.applied.copy()
+      self.worker.pans = pans  # the pans in force stay where they are, as the gains do
       self.worker.start()
 
   def status(self) -> dict:
     eng, w = self.engine, self.worker
     return {
         'callback': eng.callback,
+        'mix': 'stereo' if eng.stereo else 'mono',
         'samples': eng.written, 'periods': eng.periods, 'late': eng.late,
         'late_frames': sorted(int(f) for f in eng.late_frames if f >= 0),
         'xruns': getattr(self.driver, 'xruns', 0),
@@ -161,6 +171,19 @@ class LiveMixer:
 
 
 CALLBACKS = ('auto', 'native', 'python')
+
+
+def mix_outputs(destinations) -> bool | None:
+  """--output's ports -> `LiveMixer`'s `stereo`: 2 ports stereo (left, right), 1 mono, none: as the model.
+
+  Raises ValueError (one line naming the fix) for more than two.
+  """
+  n = len(destinations)
+  if n > 2:
+    raise ValueError(f'--output names {n} ports ({", ".join(destinations)}): the mix has one '
+                     'output (mono) or two (left, right). Pass --output=1 or --output=1,2 (or one '
+                     'or two port names); each channel on its own port is --channel_outputs.')
+  return None if n == 0 else n == 2
 
 
 def choose_callback(callback: str) -> str:

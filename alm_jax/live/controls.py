@@ -323,6 +323,25 @@ class Controls:
       g = stage(self, g, fr)
     return np.asarray(g, np.float32)
 
+  def apply_pans(self, predicted, previous, held):
+    """The pans to apply to the next frame (a stereo engine).
+
+    Args:
+      predicted: [c] the model's pans (0 for a mono model).
+      previous: [c] the pans applied to the frame before.
+      held: [c] bool: channels in a fault hold.
+    Returns:
+      [c] float32 in [-1, 1]: the previous pan where the channel is held, its
+      prediction is not finite (a pan is never NaN: the callback would put NaN
+      in both sides) or auto is off (the engineer has the channel: it stays
+      where it is, as its gain does); else the prediction. Mute, master and
+      the ceiling act on the gains, so on both sides alike.
+    """
+    predicted = np.asarray(predicted, np.float32)
+    keep = held | ~np.isfinite(predicted) | ~self.auto
+    pans = np.where(keep, previous, np.clip(np.nan_to_num(predicted), -1.0, 1.0))
+    return np.asarray(pans, np.float32)
+
   def snapshot(self) -> dict:
     """The controls as plain values, by name (for the UI and OSC queries; None: off)."""
     out = {}

@@ -1,7 +1,8 @@
 """What feeds the engine: a JACK client (`JackDriver`), a JACK file player (`JackPlayer`), or no JACK at all (`FileDriver`).
 
 `JackDriver` owns the mixer's JACK client: one input port per channel, a mono
-`mix` output (and `out_XX` gained channels with --channel_outputs). Its process
+`mix` output, or `mix_left` and `mix_right` for a stereo engine (and `out_XX`
+gained channels with --channel_outputs). Its process
 callback is the C one (`native.attach_mixer`: JACK's thread never takes the GIL)
 when the engine has one, else a Python function handing the port buffers to
 `Engine.process`; `JackPlayer` likewise. Server loss and port
@@ -78,8 +79,14 @@ def check_jack_server(server: str | None = None):
     jack.set_error_function(None)
 
 
+MIX_PORTS = {1: ('mix',), 2: ('mix_left', 'mix_right')}  # by the engine's buses
+
+
 class JackDriver:
   """The mixer's JACK client.
+
+  destinations: ports the mix goes to; a stereo engine's left and right go to
+  the first and second (none or two of them), a mono engine's mix to each.
 
   Attributes:
     xruns: xruns JACK reported while this driver ran.
@@ -92,6 +99,9 @@ class JackDriver:
                channel_outputs=False, retry_seconds=2.0):
     self.engine, self.name, self.server = engine, name, server
     self.sources, self.destinations = list(sources), list(destinations)
+    if engine.stereo and len(self.destinations) not in (0, 2):
+      raise ValueError(f'a stereo mix goes to two ports (left, right), got {self.destinations}: '
+                       'pass --output=L,R, or one port for a mono mix.')
     self.channel_outputs = channel_outputs
     self.retry_seconds = retry_seconds
     self.xruns = 0
@@ -126,13 +136,14 @@ class JackDriver:
       raise RuntimeError(f'JACK period {client.blocksize} > {engine_lib.MAX_PERIOD} samples: '
                          'restart jackd with a smaller -p.')
     ins = [client.inports.register(f'in_{i + 1:02d}') for i in range(eng.channels)]
-    mixport = client.outports.register('mix')
+    mixports = [client.outports.register(name) for name in MIX_PORTS[eng.buses]]
     outs = ([client.outports.register(f'out_{i + 1:02d}') for i in range(eng.channels)]
             if self.channel_outputs else [])
     if eng.native is not None:
-      self._attached = native_lib.attach_mixer(eng.native, client, ins, mixport, outs)
+      self._attached = native_lib.attach_mixer(eng.native, client, ins, mixports, outs)
     else:
       bufs, obufs = [None] * len(ins), [None] * len(outs)
+      mbufs = [None] * len(mixports)
       process, counters = eng.process, eng.counters
 
       def callback(frames):
@@ -141,16 +152,18 @@ class JackDriver:
           bufs[i] = p.get_array()
         for i, p in enumerate(outs):
           obufs[i] = p.get_array()
+        for i, p in enumerate(mixports):
+          mbufs[i] = p.get_array()
         if counters[native_lib.FIRST_TIME] < 0:
           counters[native_lib.FIRST_TIME] = client.last_frame_time
-        process(bufs, mixport.get_array(), obufs if outs else None)
+        process(bufs, mbufs if len(mbufs) == 2 else mbufs[0], obufs if outs else None)
 
       client.set_process_callback(callback)
     client.set_xrun_callback(self._on_xrun)
     client.set_shutdown_callback(self._on_shutdown)
     client.set_port_connect_callback(self._on_connect)
     client.set_blocksize_callback(self._on_blocksize)
-    self.ins, self.mixport, self.outs = ins, mixport, outs
+    self.ins, self.mixports, self.outs = ins, mixports, outs
     self._opened = time.monotonic()
     self._dead = self._told = False
     client.activate()
@@ -166,8 +179,12 @@ class JackDriver:
     """Makes the requested connections that are missing (sources -> in_XX, mix -> destinations)."""
     for src, port in zip(self.sources, self.ins):
       self._connect(src, port.name)
-    for dst in self.destinations:
-      self._connect(self.mixport.name, dst)
+    if len(self.mixports) == 2:  # left -> the first destination, right -> the second
+      pairs = zip(self.mixports, self.destinations)
+    else:
+      pairs = [(self.mixports[0], dst) for dst in self.destinations]
+    for port, dst in pairs:
+      self._connect(port.name, dst)
 
   def _connect(self, a, b):
     try:
@@ -344,7 +361,7 @@ class FileDriver(threading.Thread):
     eng, n = self.engine, self.period
     c, total = self.audio.shape[0], self.audio.shape[1] + self.tail
     bufs = np.zeros((c, n), np.float32)
-    mix = np.zeros(n, np.float32)
+    mix = np.zeros(eng.mix_ring.shape[:-1] + (n,), np.float32)  # [n], or [2, n] stereo
     t0 = time.monotonic()
     pos = 0
     while pos < total and not self._halt.is_set():

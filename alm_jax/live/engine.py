@@ -6,7 +6,9 @@ streaming step on each completed F2 frame and publishes the gains of a later
 frame. They share preallocated arrays only: each index has one writer (the
 callback writes `written`, the worker writes a slot and then its stamp), so no
 lock is taken and the callback never waits. Timing, fault handling and the
-gain delay are explained in docs/live.md.
+gain delay are explained in docs/live.md. A stereo engine (two mix outputs,
+`--output=L,R`) also publishes a pan per channel beside each gain and mixes a
+left and a right bus with `alm_jax.stereo`'s pan law.
 """
 
 import ctypes
@@ -18,6 +20,7 @@ import time
 
 import numpy as np
 
+from alm_jax import stereo as stereo_lib
 from alm_jax.live import controls as controls_lib
 from alm_jax.live import native as native_lib
 
@@ -94,8 +97,12 @@ class Engine:
   Attributes (the ones other threads read):
     written: samples received so far (the callback is its only writer).
     ring: [c, ring_size] float32 the latest inputs (sanitised: NaN/Inf -> 0).
-    mix_ring: [ring_size] float32 the latest mix output (after the limiter).
+    buses: 1 (a mono mix) or 2 (left and right: a stereo engine).
+    mix_ring: [ring_size] (mono) or [2, ring_size] (stereo) float32 the latest
+      mix output (after the limiter).
     applied: [c] float32 the gains the callback applies now.
+    amp: [2, c] float32 the pan-law amplitudes (left, right) the callback
+      applies now (stereo; `stereo.pan_law` of the published pans).
     late: F2 frames whose gains were not published in time (last gains held).
     bad_frame: [c] int64 the last F2 frame in which the callback saw a
       non-finite sample on the channel (-1: never).
@@ -104,11 +111,14 @@ class Engine:
   The scalars the callback writes live in two small arrays (`counters`,
   `values`; indices in `native.py`) so that the C callback (`rtcore.c`) and
   `process_python` share one state: `native=True` makes `process` the C one.
+  `stereo=True` makes the mix two buses: `process` then takes a [2, n] array
+  (or a pair of [n] arrays, the JACK port buffers) where a mono engine takes [n].
   """
 
   def __init__(self, channels: int, f2: int, controls: controls_lib.Controls, *,
                initial_gain: float = 1.0, gain_delay: int = 1, ring_seconds: float = 4.0,
-               sample_rate: int = 44100, channel_outputs: bool = False, native: bool = False):
+               sample_rate: int = 44100, channel_outputs: bool = False, native: bool = False,
+               stereo: bool = False):
     if gain_delay < 1:
       raise ValueError(f'gain_delay={gain_delay}: the gains of F2 frame t are only known when '
                        'frame t - 1 has ended, so a live mixer needs gain_delay >= 1 '
@@ -118,7 +128,8 @@ class Engine:
     size = max(int(ring_seconds * sample_rate), 4 * f2 + MAX_PERIOD)
     self.ring_size = size
     self.ring = np.zeros((c, size), np.float32)
-    self.mix_ring = np.zeros(size, np.float32)
+    self.buses = 2 if stereo else 1
+    self.mix_ring = np.zeros((size,) if self.buses == 1 else (2, size), np.float32)
     self.counters = np.zeros(native_lib.NUM_COUNTERS, np.int64)
     self.values = np.zeros(native_lib.NUM_VALUES, np.float64)
     self.controls = controls
@@ -135,6 +146,14 @@ class Engine:
     # Published gains: slot f % NUM_SLOTS holds frame f's gains once stamp[slot] == f.
     self.slot_gains = np.zeros((NUM_SLOTS, c), np.float32)
     self.slot_stamp = np.full(NUM_SLOTS, -1, np.int64)
+    # Stereo: the pan-law amplitudes of each published frame, and those in force (the centre
+    # until a frame is published, as a stereo mixer's initial state). Allocated in mono too:
+    # the C struct points at them either way.
+    centre = np.asarray(stereo_lib.pan_law(np.full(c, stereo_lib.CENTRE, np.float32)), np.float32)
+    self.slot_amps = np.broadcast_to(centre, (NUM_SLOTS, 2, c)).copy()
+    self.amp = centre.copy()
+    self.bus = np.zeros((2, c), np.float32)  # gm * amp: each channel's gain to the left, right
+    self.bus_first = np.zeros((2, c), np.float32)
     self.bad_frame = np.full(c, -1, np.int64)
     self.late_frames = np.full(256, -1, np.int64)  # the frames of the last 256 late results
     self.counters[[native_lib.LAST_LATE, native_lib.FRAME, native_lib.FIRST_TIME]] = -1
@@ -194,10 +213,25 @@ class Engine:
 
   # ---- called by the worker ----
 
-  def publish(self, frame: int, gains):
-    """Makes `gains` [c] the gains of F2 frame `frame` (the worker's only write)."""
+  @property
+  def stereo(self) -> bool:
+    return self.buses == 2
+
+  def publish(self, frame: int, gains, pans=None):
+    """Makes `gains` [c] (and on a stereo engine `pans` [c], finite) those of F2 frame `frame`.
+
+    The worker's only write. The pan law is evaluated here, outside the audio
+    callback, with `stereo.pan_law` (its one definition): the callbacks only
+    multiply by the amplitudes.
+    """
     slot = frame % NUM_SLOTS
     self.slot_gains[slot] = gains
+    if self.buses == 2:
+      if pans is None:
+        raise ValueError('a stereo engine needs the pans of each frame it publishes')
+      left, right = stereo_lib.pan_law(np.asarray(pans, np.float32))
+      self.slot_amps[slot, 0] = left
+      self.slot_amps[slot, 1] = right
     self.slot_stamp[slot] = frame  # after the data: the callback checks the stamp first
 
   # ---- the audio callback ----
@@ -207,41 +241,67 @@ class Engine:
     k = self.counters
     if self.slot_stamp[slot] == frame:
       np.copyto(self.applied, self.slot_gains[slot])
+      if self.buses == 2:
+        np.copyto(self.amp, self.slot_amps[slot])
     elif frame > self.gain_delay:  # frames up to gain_delay have the initial gain by design
       self.late_frames[k[native_lib.LATE] % self.late_frames.shape[0]] = frame
       k[native_lib.LATE] += 1
       k[native_lib.LAST_LATE] = frame
     k[native_lib.FRAME] = frame
-    np.multiply(self.applied, self.chan_mult, out=self.gm)
+    self._gains_now()
 
-  @staticmethod
-  def _mix(gm, x, mix, outs, a: int, b: int):
-    np.dot(gm, x[:, a:b], out=mix[a:b])
-    if outs is not None:
+  def _gains_now(self):
+    """gm = applied x chan_mult (and the buses' gm x amp): what this period applies."""
+    np.multiply(self.applied, self.chan_mult, out=self.gm)
+    if self.buses == 2:
+      np.multiply(self.gm, self.amp, out=self.bus)
+
+  def _mix(self, gm, bus, x, mixes, outs, a: int, b: int):
+    if self.buses == 1:
+      np.dot(gm, x[:, a:b], out=mixes[0][a:b])
+    else:  # left and right: Σ_c gm[c] · pan_law(pan[c])[side] · x[c]
+      for side, mix in enumerate(mixes):
+        np.dot(bus[side], x[:, a:b], out=mix[a:b])
+    if outs is not None:  # the gained channels, unpanned (--channel_outputs)
       for ch, out in enumerate(outs):
         np.multiply(x[ch, a:b], gm[ch], out=out[a:b])
 
-  def _mix_period(self, x, mix, outs, split: int):
-    n = mix.shape[0]
+  def _mix_period(self, x, mixes, outs, split: int):
+    n = mixes[0].shape[0]
     if split >= n:
-      self._mix(self.gm, x, mix, outs, 0, n)
+      self._mix(self.gm, self.bus, x, mixes, outs, 0, n)
     else:
-      self._mix(self.gm_first, x, mix, outs, 0, split)
-      self._mix(self.gm, x, mix, outs, split, n)
+      self._mix(self.gm_first, self.bus_first, x, mixes, outs, 0, split)
+      self._mix(self.gm, self.bus, x, mixes, outs, split, n)
+
+  def buses_of(self, mix):
+    """A `process` mix argument -> the tuple of its buses' [n] arrays (checked)."""
+    if self.buses == 1:
+      if getattr(mix, 'ndim', 0) != 1:
+        raise ValueError(f'a mono engine mixes into one [n] array, got {getattr(mix, "shape", mix)}')
+      return (mix,)
+    mixes = tuple(mix)
+    if len(mixes) != 2 or any(m.ndim != 1 or m.shape != mixes[0].shape for m in mixes):
+      raise ValueError('a stereo engine mixes into a [2, n] array or a pair of [n] arrays (left, '
+                       'right)')
+    return mixes
 
   def process_python(self, inputs, mix, outs=None):
     """One period: inputs -> ring, mix (and per-channel gained outputs); rtcore.c's `alm_process`.
 
     Args:
       inputs: c arrays [n] float32 (the JACK port buffers).
-      mix: [n] float32 array the mix is written into.
+      mix: [n] float32 array the mix is written into; on a stereo engine a
+        [2, n] array or a pair of [n] arrays (left, right).
       outs: None or c arrays [n] the gained channels are written into.
     """
     t0 = time.perf_counter()
     k, v = self.counters, self.values
-    n = mix.shape[0]
+    mixes = self.buses_of(mix)
+    n = mixes[0].shape[0]
     if n > MAX_PERIOD:
-      mix[:] = 0.0
+      for m in mixes:
+        m[:] = 0.0
       for out in outs or ():
         out[:] = 0.0
       k[native_lib.OVERSIZE] += 1
@@ -257,28 +317,32 @@ class Engine:
     if frame != k[native_lib.FRAME]:
       self._load(frame)
     else:  # a mute changed since the frame began acts from this period
-      np.multiply(self.applied, self.chan_mult, out=self.gm)
+      self._gains_now()
     split = (frame + 1) * self.f2 - s0  # samples left in this F2 frame
     if split < n:
       np.copyto(self.gm_first, self.gm)
+      np.copyto(self.bus_first, self.bus)
       self._load(frame + 1)
-    self._mix_period(x, mix, outs, split)
-    total = mix.sum()
+    self._mix_period(x, mixes, outs, split)
+    total = sum(m.sum() for m in mixes)
     if not np.isfinite(total):
-      self._sanitise(x, mix, outs, s0, split)
-    # Master gain and limiter: one gain per period, attack within the period.
+      self._sanitise(x, mixes, outs, s0, split)
+    # Master gain and limiter: one gain per period for both sides (the image stays where the
+    # model put it), attack within the period.
     g = np.float32(v[native_lib.MASTER])
     if g != 1.0:
-      np.multiply(mix, g, out=mix)
-    peak = float(np.abs(mix, out=self._abs[:n]).max())
+      for m in mixes:
+        np.multiply(m, g, out=m)
+    peak = max(float(np.abs(m, out=self._abs[:n]).max()) for m in mixes)
     lim = min(1.0, float(v[native_lib.LIMITER_GAIN] * v[native_lib.RELEASE]))
     if peak * lim > v[native_lib.LIMIT]:
       lim = float(v[native_lib.LIMIT]) / peak
       k[native_lib.LIMITED] += 1
     v[native_lib.LIMITER_GAIN] = lim
     if lim < 1.0:
-      np.multiply(mix, np.float32(lim), out=mix)
-    self._write(x, mix, s0, n)
+      for m in mixes:
+        np.multiply(m, np.float32(lim), out=m)
+    self._write(x, mixes, s0, n)
     k[native_lib.WRITTEN] = s0 + n  # publish last: readers only read samples before `written`
     k[native_lib.PERIODS] += 1
     dt = time.perf_counter() - t0
@@ -286,30 +350,37 @@ class Engine:
     if dt > v[native_lib.CB_MAX]:
       v[native_lib.CB_MAX] = dt
 
-  def _sanitise(self, x, mix, outs, s0, split):
+  def _sanitise(self, x, mixes, outs, s0, split):
     """Rare path: a non-finite sample reached the mix. Zero it, note the channel, mix again."""
     self.counters[native_lib.NONFINITE] += 1
     bad = ~np.isfinite(x).all(axis=1)
     frame = s0 // self.f2
-    self.bad_frame[bad] = frame + (1 if split < mix.shape[0] else 0)
+    self.bad_frame[bad] = frame + (1 if split < mixes[0].shape[0] else 0)
     np.nan_to_num(x, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-    self._mix_period(x, mix, outs, split)
-    np.nan_to_num(mix, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    self._mix_period(x, mixes, outs, split)
+    for m in mixes:
+      np.nan_to_num(m, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
 
-  def _write(self, x, mix, s0, n):
+  def _write(self, x, mixes, s0, n):
     size = self.ring_size
     p = s0 % size
     first = min(n, size - p)
+    rings = (self.mix_ring,) if self.buses == 1 else self.mix_ring
     self.ring[:, p:p + first] = x[:, :first]
-    self.mix_ring[p:p + first] = mix[:first]
+    for ring, mix in zip(rings, mixes):
+      ring[p:p + first] = mix[:first]
     if first < n:
       self.ring[:, :n - first] = x[:, first:]
-      self.mix_ring[:n - first] = mix[first:]
+      for ring, mix in zip(rings, mixes):
+        ring[:n - first] = mix[first:]
 
   # ---- readers (worker, recorder) ----
 
   def read(self, start: int, n: int, out=None, mix: bool = False):
-    """Samples [start, start + n) of the inputs ([c, n]) or of the mix ([n]); caller checks they are still in the ring."""
+    """Samples [start, start + n) of the inputs ([c, n]) or of the mix ([n], stereo [2, n]).
+
+    The caller checks they are still in the ring.
+    """
     size = self.ring_size
     src = self.mix_ring if mix else self.ring
     if out is None:
@@ -325,9 +396,15 @@ class Engine:
 class Worker(threading.Thread):
   """Runs the streaming step on each completed F2 frame and publishes the gains of frame k + 1 + gain_delay.
 
+  On a stereo engine it publishes the pans of that frame beside the gains (a
+  mono model's are the centre, 0).
+
   Attributes (read by the UI):
     frame: F2 frames processed.
     predicted: [c] the model's last gains.
+    predicted_pans: [c] the model's last pans (0 for a mono model).
+    pans: [c] the pans last published (`Controls.apply_pans`: finite, held
+      through a fault).
     held: [c] bool channels in a fault hold.
     levels_db: [c] RMS of the last frame per channel, dBFS; mix_db the mix's.
     cpu_share: the process's CPU time over the last second / wall time, in
@@ -349,6 +426,8 @@ class Worker(threading.Thread):
     self.frame = engine.written // engine.f2 if start_frame is None else start_frame
     self.predicted = np.full(c, adapter.initial_gain, np.float32)
     self.previous = engine.applied.copy()
+    self.predicted_pans = np.zeros(c, np.float32)
+    self.pans = np.full(c, stereo_lib.CENTRE, np.float32)  # a stereo mixer's initial pans
     self.last_bad = np.full(c, -10**9, np.int64)
     self.held = np.zeros(c, bool)
     self.levels_db = np.full(c, -120.0)
@@ -358,7 +437,7 @@ class Worker(threading.Thread):
     self.overruns = 0
     self.error = None
     self._block = np.zeros((c, engine.f2), np.float32)
-    self._mixblock = np.zeros(engine.f2, np.float32)
+    self._mixblock = np.zeros(engine.mix_ring.shape[:-1] + (engine.f2,), np.float32)
     self._halt = threading.Event()
     self.fail_after = None  # tests: raise in the thread after this frame
     self.rt_priority = 0
@@ -427,19 +506,22 @@ class Worker(threading.Thread):
       self.last_bad[bad] = k
       if not mask.any():
         mask[:] = True  # all bad: feed silence rather than an empty stream
-    pred = self.adapter.step(block, mask)
-    if not np.isfinite(pred).all():  # defence in depth: a state gone bad is restarted
-      self.adapter.reset()
+    pred, pred_pans = self.adapter.step(block, mask)
+    if not (np.isfinite(pred).all() and np.isfinite(pred_pans).all()):
+      self.adapter.reset()  # defence in depth: a state gone bad is restarted
     self.held = (k - self.last_bad) < self.hold_frames
     applied = eng.controls.apply(pred, self.previous, self.held, self.fault_mute)
-    eng.publish(k + 1 + eng.gain_delay, applied)
+    pans = eng.controls.apply_pans(pred_pans, self.pans, self.held)
+    eng.publish(k + 1 + eng.gain_delay, applied, pans)
     self.predicted = np.where(np.isfinite(pred), pred, 0.0).astype(np.float32)
-    self.previous = applied
+    self.predicted_pans = np.where(np.isfinite(pred_pans), pred_pans, 0.0).astype(np.float32)
+    self.previous, self.pans = applied, pans
     rms = np.sqrt(np.mean(np.square(block, dtype=np.float64), axis=1))
     self.levels_db = controls_lib.gain_to_db(rms)
     self.mix_db = float(controls_lib.gain_to_db(np.sqrt(np.mean(np.square(self._mixblock)))))
     if self.on_frame is not None:
-      self.on_frame(k + 1 + eng.gain_delay, self.predicted, applied, self.held)
+      self.on_frame(k + 1 + eng.gain_delay, self.predicted, applied, self.held,
+                    self.predicted_pans, pans)
 
   def p99_ms(self) -> float:
     n = min(self.frame, self.step_times.shape[0])

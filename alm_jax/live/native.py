@@ -26,22 +26,22 @@ VALUE = {name: 5 + i for i, name in enumerate(controls_lib.CALLBACK_SCALARS)}
 NUM_VALUES = 5 + len(VALUE)
 MASTER, LIMIT = VALUE['master'], VALUE['limit']
 
-ABI_VERSION = 2  # rtcore.c's ALM_ABI_VERSION: the layout of _EngineStruct and the values array
+ABI_VERSION = 3  # rtcore.c's ALM_ABI_VERSION: the layout of _EngineStruct and the values array
 _P = ctypes.c_void_p
 _I = ctypes.c_int64
 
 
 class _EngineStruct(ctypes.Structure):
   _fields_ = ([(n, _I) for n in ('channels', 'f2', 'gain_delay', 'num_slots', 'ring_size',
-                                 'max_period', 'late_cap', 'v_master', 'v_limit')] +
+                                 'max_period', 'late_cap', 'v_master', 'v_limit', 'buses')] +
               [(n, _P) for n in ('ring', 'mix_ring', 'applied', 'chan_mult', 'slot_gains', 'x',
-                                 'gm', 'gm_first', 'slot_stamp', 'bad_frame', 'late_frames',
-                                 'counters', 'values')])
+                                 'gm', 'gm_first', 'slot_amps', 'amp', 'bus', 'bus_first',
+                                 'slot_stamp', 'bad_frame', 'late_frames', 'counters', 'values')])
 
 
 class _MixerStruct(ctypes.Structure):
-  _fields_ = [('engine', _P), ('client', _P), ('n_out', _I), ('in_ports', _P), ('mix_port', _P),
-              ('out_ports', _P), ('in_bufs', _P), ('out_bufs', _P)]
+  _fields_ = [('engine', _P), ('client', _P), ('n_out', _I), ('in_ports', _P), ('mix_ports', _P),
+              ('out_ports', _P), ('in_bufs', _P), ('mix_bufs', _P), ('out_bufs', _P)]
 
 
 class _PlayerStruct(ctypes.Structure):
@@ -115,21 +115,25 @@ class NativeEngine:
     f32, i64 = np.float32, np.int64
     self.struct = _EngineStruct(
         e.channels, e.f2, e.gain_delay, e.slot_gains.shape[0], e.ring_size, e.x.shape[1],
-        e.late_frames.shape[0], MASTER, LIMIT,
+        e.late_frames.shape[0], MASTER, LIMIT, e.buses,
         _addr(e.ring, f32), _addr(e.mix_ring, f32), _addr(e.applied, f32),
         _addr(e.chan_mult, f32), _addr(e.slot_gains, f32), _addr(e.x, f32), _addr(e.gm, f32),
-        _addr(e.gm_first, f32), _addr(e.slot_stamp, i64), _addr(e.bad_frame, i64),
+        _addr(e.gm_first, f32), _addr(e.slot_amps, f32), _addr(e.amp, f32), _addr(e.bus, f32),
+        _addr(e.bus_first, f32), _addr(e.slot_stamp, i64), _addr(e.bad_frame, i64),
         _addr(e.late_frames, i64), _addr(e.counters, i64), _addr(e.values, np.float64))
     self.address = ctypes.addressof(self.struct)
 
   def process(self, inputs, mix, outs=None):
     """One period from Python (no JACK: FileDriver, tests); same arguments as `Engine.process`."""
+    mixes = self.engine.buses_of(mix)
+    n = mixes[0].shape[0]
     ins = _pointers(inputs)
-    if any(a.shape[0] != mix.shape[0] for a in inputs):
-      raise ValueError('every input buffer must have the mix buffer\'s length')
+    if any(a.shape[0] != n for a in inputs) or any(a.shape[0] != n for a in outs or ()):
+      raise ValueError('every input and output buffer must have the mix buffer\'s length')
+    m = _pointers(mixes)
     o = _pointers(outs) if outs is not None else None
-    self.lib.alm_process(self.address, ctypes.addressof(ins), _addr(mix, np.float32),
-                         ctypes.addressof(o) if o is not None else None, mix.shape[0])
+    self.lib.alm_process(self.address, ctypes.addressof(ins), ctypes.addressof(m),
+                         ctypes.addressof(o) if o is not None else None, n)
 
 
 def _jack_library():
@@ -159,24 +163,27 @@ class _Attached:
     self.struct, self.keep = struct, keep
 
 
-def attach_mixer(native: NativeEngine, client, in_ports, mix_port, out_ports=()):
+def attach_mixer(native: NativeEngine, client, in_ports, mix_ports, out_ports=()):
   """Makes the C mixer `client`'s process callback (call before `client.activate()`).
 
+  mix_ports: the engine's buses' ports ([mix], or [left, right] on a stereo engine).
   Returns an object to keep while the client lives: the callback reads it.
   """
   lib = _jack_library()
-  c = native.engine.channels
-  if len(in_ports) != c or (out_ports and len(out_ports) != c):
-    raise ValueError(f'{len(in_ports)} input and {len(out_ports)} output ports for {c} channels')
+  c, buses = native.engine.channels, native.engine.buses
+  if len(in_ports) != c or (out_ports and len(out_ports) != c) or len(mix_ports) != buses:
+    raise ValueError(f'{len(in_ports)} input, {len(mix_ports)} mix and {len(out_ports)} output '
+                     f'ports for {c} channels and {buses} mix buses')
   ins = (_P * c)(*[_jack_ptr(p) for p in in_ports])
+  mixes = (_P * buses)(*[_jack_ptr(p) for p in mix_ports])
   outs = (_P * max(len(out_ports), 1))(*[_jack_ptr(p) for p in out_ports])
-  in_bufs, out_bufs = (_P * c)(), (_P * max(len(out_ports), 1))()
+  in_bufs, mix_bufs, out_bufs = (_P * c)(), (_P * buses)(), (_P * max(len(out_ports), 1))()
   m = _MixerStruct(native.address, _jack_ptr(client), len(out_ports), ctypes.addressof(ins),
-                   _jack_ptr(mix_port), ctypes.addressof(outs), ctypes.addressof(in_bufs),
-                   ctypes.addressof(out_bufs))
+                   ctypes.addressof(mixes), ctypes.addressof(outs), ctypes.addressof(in_bufs),
+                   ctypes.addressof(mix_bufs), ctypes.addressof(out_bufs))
   if lib.alm_jack_set_mixer(ctypes.addressof(m)) != 0:
     raise RuntimeError('jack_set_process_callback failed for the mixer client')
-  return _Attached(m, native, ins, outs, in_bufs, out_bufs)
+  return _Attached(m, native, ins, mixes, outs, in_bufs, mix_bufs, out_bufs)
 
 
 def attach_player(client, ports, audio: np.ndarray, state: np.ndarray, capture: bool = False):

@@ -1,11 +1,13 @@
 """Streams a show to disk from a non-real-time thread: inputs, mix and gains.csv, valid if killed.
 
-Each channel and the mix go to a mono 32-bit float WAV written by `WavWriter`:
+Each channel goes to a mono 32-bit float WAV written by `WavWriter`, the mix to
+mix.wav (two channels, left and right, for a stereo engine, whose pans go to
+pans.csv beside gains.csv):
 samples are appended and, on every flush, the header's sizes are rewritten to
 cover exactly the samples written so far. A process killed at any moment
 (kill -9) leaves files whose headers describe the data up to the last flush
-(every `flush_seconds`); bytes after it are ignored by readers. gains.csv gets
-whole lines, flushed with the audio. `take_folder` picks where a show goes:
+(every `flush_seconds`); bytes after it are ignored by readers. gains.csv (and
+pans.csv) get whole lines, flushed with the audio. `take_folder` picks where a show goes:
 `--record=DIR` writes DIR/take-001, then DIR/take-002, ..., never touching an
 earlier take; only `--overwrite` records into DIR itself, replacing the one
 recording it holds.
@@ -29,7 +31,7 @@ _HEADER = 56  # RIFF + fmt (16) + fact + data chunk headers
 TAKE_PREFIX = 'take-'
 MARK = 'alm_jax.live recording'  # info.json's "written_by": what --overwrite may replace
 _TAKE = re.compile(r'^take-(\d+)$')
-_RECORDING_FILE = re.compile(r'^(in_\d+\.wav|mix\.wav|gains\.csv|info\.json)$')
+_RECORDING_FILE = re.compile(r'^(in_\d+\.wav|mix\.wav|gains\.csv|pans\.csv|info\.json)$')
 
 
 class RecordError(ValueError):
@@ -104,24 +106,36 @@ def _replace_recording(root: pathlib.Path) -> pathlib.Path:
 
 
 class WavWriter:
-  """A mono IEEE-float WAV file whose header is rewritten on each `flush` (valid up to the last one)."""
+  """An IEEE-float WAV file whose header is rewritten on each `flush` (valid up to the last one).
 
-  def __init__(self, path, rate: int):
-    self.path, self.rate, self.frames = path, int(rate), 0
+  Mono, or `channels` > 1 (the stereo mix): `write` then takes [channels, n]
+  and interleaves it, as WAV stores frames.
+  """
+
+  def __init__(self, path, rate: int, channels: int = 1):
+    self.path, self.rate, self.frames, self.channels = path, int(rate), 0, int(channels)
     self._fh = open(path, 'wb')
     self._fh.write(self._header())
     self._fh.flush()
 
   def _header(self) -> bytes:
-    data = 4 * self.frames
+    align = 4 * self.channels  # bytes per frame: one float32 per channel
+    data = align * self.frames
     return (b'RIFF' + struct.pack('<I', _HEADER - 8 + data) + b'WAVE'
-            + b'fmt ' + struct.pack('<IHHIIHH', 16, 3, 1, self.rate, 4 * self.rate, 4, 32)
+            + b'fmt ' + struct.pack('<IHHIIHH', 16, 3, self.channels, self.rate,
+                                    align * self.rate, align, 32)
             + b'fact' + struct.pack('<II', 4, self.frames)
             + b'data' + struct.pack('<I', data))
 
   def write(self, samples):
-    samples = np.ascontiguousarray(samples, np.float32)
-    self._fh.write(samples.tobytes())
+    """samples: [n] (mono) or [channels, n]."""
+    samples = np.asarray(samples, np.float32)
+    if self.channels > 1:
+      if samples.ndim != 2 or samples.shape[0] != self.channels:
+        raise ValueError(f'{self.path} has {self.channels} channels: write [channels, n], got '
+                         f'{samples.shape}')
+      samples = samples.T  # [n, channels]: frames interleaved
+    self._fh.write(np.ascontiguousarray(samples).tobytes())
     self.frames += samples.shape[0]
 
   def flush(self):
@@ -140,6 +154,10 @@ class WavWriter:
 class Recorder(threading.Thread):
   """Copies the engine's input and mix rings to DIR/in_XX.wav and DIR/mix.wav, gain rows to DIR/gains.csv.
 
+  A stereo engine's mix.wav has two channels (left, right) and its pan rows go
+  to DIR/pans.csv (`frame`, `time_s`, `pred_pan_<name>`: the model's,
+  `pan_<name>`: the one applied, -1 left ... +1 right).
+
   Attributes:
     lost: samples the recorder could not read in time (written as silence so
       the files stay aligned).
@@ -152,13 +170,20 @@ class Recorder(threading.Thread):
     rate = engine.sample_rate
     self.inputs = [WavWriter(os.path.join(out_dir, f'in_{i + 1:02d}.wav'), rate)
                    for i in range(engine.channels)]
-    self.mix = WavWriter(os.path.join(out_dir, 'mix.wav'), rate)
+    self.mix = WavWriter(os.path.join(out_dir, 'mix.wav'), rate, channels=engine.buses)
     self._csv_fh = open(os.path.join(out_dir, 'gains.csv'), 'w', newline='', encoding='utf-8')
     self._csv = csv.writer(self._csv_fh)
     names = list(channel_names)
     self._csv.writerow(['frame', 'time_s'] + [f'pred_{n}' for n in names]
                        + [f'gain_{n}' for n in names] + [f'held_{n}' for n in names])
     self._csv_fh.flush()
+    self._pans_fh = self._pans = None
+    if engine.stereo:
+      self._pans_fh = open(os.path.join(out_dir, 'pans.csv'), 'w', newline='', encoding='utf-8')
+      self._pans = csv.writer(self._pans_fh)
+      self._pans.writerow(['frame', 'time_s'] + [f'pred_pan_{n}' for n in names]
+                          + [f'pan_{n}' for n in names])
+      self._pans_fh.flush()
     self._rows = queue.SimpleQueue()
     self.pos = 0
     self.lost = 0
@@ -172,9 +197,15 @@ class Recorder(threading.Thread):
     outputs.atomic_write_text(os.path.join(self.out_dir, 'info.json'),
                               json.dumps(self.info, indent=1))
 
-  def add_gains(self, frame, predicted, applied, held):
-    """Called by the worker once per frame (a queue put: no file work on that thread)."""
-    self._rows.put((frame, predicted.copy(), applied.copy(), held.copy()))
+  def add_gains(self, frame, predicted, applied, held, predicted_pans=None, pans=None):
+    """Called by the worker once per frame (a queue put: no file work on that thread).
+
+    predicted, applied: [c] gains; held: [c] bool; predicted_pans, pans: [c]
+    (written to pans.csv on a stereo engine).
+    """
+    both = self._pans is not None and pans is not None
+    self._rows.put((frame, predicted.copy(), applied.copy(), held.copy(),
+                    (predicted_pans.copy(), pans.copy()) if both else None))
 
   def stop(self):
     self._halt.set()
@@ -188,6 +219,8 @@ class Recorder(threading.Thread):
     for w in self.inputs + [self.mix]:
       w.close()
     self._csv_fh.close()
+    if self._pans_fh is not None:
+      self._pans_fh.close()
 
   def _drain(self):
     eng = self.engine
@@ -197,7 +230,7 @@ class Recorder(threading.Thread):
       self.lost += skip
       for w in self.inputs:
         w.write(np.zeros(skip, np.float32))
-      self.mix.write(np.zeros(skip, np.float32))
+      self.mix.write(np.zeros(eng.mix_ring.shape[:-1] + (skip,), np.float32))
       self.pos += skip
     n = end - self.pos
     if n > 0:
@@ -210,14 +243,19 @@ class Recorder(threading.Thread):
     frame_s = eng.f2 / eng.sample_rate
     while True:
       try:
-        frame, pred, applied, held = self._rows.get_nowait()
+        frame, pred, applied, held, pans = self._rows.get_nowait()
       except queue.Empty:
         break
       self._csv.writerow([frame, f'{frame * frame_s:.6f}'] + [f'{v:.9g}' for v in pred]
                          + [f'{v:.9g}' for v in applied] + [int(h) for h in held])
+      if pans is not None:
+        self._pans.writerow([frame, f'{frame * frame_s:.6f}'] + [f'{v:.9g}' for v in pans[0]]
+                            + [f'{v:.9g}' for v in pans[1]])
     for w in self.inputs + [self.mix]:
       w.flush()
     self._csv_fh.flush()
+    if self._pans_fh is not None:
+      self._pans_fh.flush()
 
 
 def read_gains_csv(path):
@@ -230,6 +268,17 @@ def read_gains_csv(path):
   a = np.array([[float(v) for v in r] for r in rows]).reshape(-1, len(header))
   return (a[:, 0].astype(int), a[:, 2:2 + c].astype(np.float32),
           a[:, 2 + c:2 + 2 * c].astype(np.float32), a[:, 2 + 2 * c:].astype(bool))
+
+
+def read_pans_csv(path):
+  """pans.csv -> (frames [T] int, predicted [T, c], applied [T, c]); a torn last line is dropped."""
+  with open(path, newline='', encoding='utf-8') as fh:
+    rows = list(csv.reader(fh))
+  header, rows = rows[0], rows[1:]
+  c = (len(header) - 2) // 2
+  rows = [r for r in rows if len(r) == len(header)]
+  a = np.array([[float(v) for v in r] for r in rows]).reshape(-1, len(header))
+  return a[:, 0].astype(int), a[:, 2:2 + c].astype(np.float32), a[:, 2 + c:].astype(np.float32)
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:

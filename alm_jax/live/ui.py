@@ -146,13 +146,22 @@ def start_osc(controls, status_fn, host: str, port: int):
   return server
 
 
+def pan_text(pan: float) -> str:
+  """A pan (-1 left ... +1 right) as a console shows it: 'L 40', 'C', 'R100'."""
+  if abs(pan) < 0.005:
+    return 'C'
+  return f'{"L" if pan < 0 else "R"}{abs(pan) * 100:3.0f}'
+
+
 def meter_table(live):
-  """A rich renderable of the meters of a `__main__.LiveMixer`."""
+  """A rich renderable of the meters of a `__main__.LiveMixer` (a pan column on a stereo engine)."""
   from rich.table import Table  # pylint: disable=g-import-not-at-top
   eng, worker, ctl = live.engine, live.worker, live.controls
   table = Table(title=f'alm_jax.live  {live.driver.message}', expand=False)
-  for col in ('ch', 'name', 'input dBFS', 'pred dB', 'applied dB', 'weight', 'state'):
-    table.add_column(col, justify='right' if 'dB' in col or col == 'weight' else 'left')
+  cols = ('ch', 'name', 'input dBFS', 'pred dB', 'applied dB') + (
+      ('pan',) if eng.stereo else ()) + ('weight', 'state')
+  for col in cols:
+    table.add_column(col, justify='right' if 'dB' in col or col in ('weight', 'pan') else 'left')
   pred = controls_lib.gain_to_db(worker.predicted)
   applied = controls_lib.gain_to_db(eng.applied * eng.chan_mult)
   for ch in range(eng.channels):
@@ -166,8 +175,9 @@ def meter_table(live):
     if worker.held[ch]:
       state.append('[yellow]FAULT ' + ('MUTED' if worker.fault_mute else 'HELD') + '[/]')
     bar = '#' * int(max(0.0, min(20.0, (worker.levels_db[ch] + 60) / 3)))
+    pan = (pan_text(float(worker.pans[ch])),) if eng.stereo else ()
     table.add_row(str(ch + 1), live.names[ch], f'{worker.levels_db[ch]:6.1f} {bar:<20}',
-                  f'{pred[ch]:+6.1f}', f'{applied[ch]:+6.1f}', f'{ctl.weight_db[ch]:+.1f}',
+                  f'{pred[ch]:+6.1f}', f'{applied[ch]:+6.1f}', *pan, f'{ctl.weight_db[ch]:+.1f}',
                   ' '.join(state) or 'auto')
   table.caption = (
       f'mix {worker.mix_db:6.1f} dBFS  limiter {controls_lib.gain_to_db(eng.limiter_gain):+.1f} dB | '
