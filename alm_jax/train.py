@@ -29,6 +29,7 @@ from alm_jax import gradients
 from alm_jax import losses
 from alm_jax import optimizer
 from alm_jax import paths
+from alm_jax import restore
 from alm_jax import sharding
 from alm_jax import stereo
 from alm_jax import validation
@@ -306,6 +307,35 @@ def _check_finite(fetched, workdir, last_saved):
 # ---- the loop --------------------------------------------------------------
 
 
+def warm_start(params, path: str):
+  """`params` with every leaf the trained model at `path` holds at the same place, shape and dtype.
+
+  For a new model that extends a trained one (config.train.init_params_from: a stereo head on a
+  mono mixer, say): the shared networks start trained, the new ones fresh. `path` is anything
+  `--checkpoint` takes. Raises ValueError if no leaf matches (a different model altogether).
+  """
+  _, saved, step = restore.restore_params(path)
+  saved = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(saved)}
+  taken, fresh = [], []
+
+  def pick(key_path, leaf):
+    key = jax.tree_util.keystr(key_path)
+    old = saved.get(key)
+    if old is not None and old.shape == leaf.shape and old.dtype == leaf.dtype:
+      taken.append(key)
+      return np.asarray(old)
+    fresh.append(key)
+    return leaf
+
+  params = jax.tree_util.tree_map_with_path(pick, params)
+  if not taken:
+    raise ValueError(f'config.train.init_params_from={path}: none of its parameters has a name and '
+                     'shape of this model; give a checkpoint of the same architecture (or clear it).')
+  logging.info('Parameters initialised from %s (step %d): %d of %d leaves; fresh: %s', path, step,
+               len(taken), len(taken) + len(fresh), ', '.join(fresh) or 'none')
+  return params
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *,
                        make_train_iterator: Callable | None = None,
                        make_eval_batches: Callable | None = None,
@@ -378,6 +408,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
       logging.info('Embedding initialised from its pretrained weights (%s).',
                    config.model.embedding.get('weights', '') or 'shipped with the package')
       state = state.replace(params=jax.device_put(pretrained, state_sharding.params))
+    if tc.get('init_params_from', ''):
+      warm = warm_start(jax.device_get(state.params), tc.init_params_from)
+      state = state.replace(params=jax.device_put(warm, state_sharding.params))
   start_step = int(jax.device_get(state.step))
   if start_step >= num_steps:
     manager.close()

@@ -154,6 +154,9 @@ def get_config():
   train.lr_decay = 0.1
   train.weight_decay = 1e-2
   train.freeze_embedding_epochs = 100  # params['embedding'] not updated before this epoch
+  # A trained model (anything --checkpoint takes) whose parameters start every one of this model's
+  # that has the same name and shape (train.warm_start); '' = all fresh.
+  train.init_params_from = ''
   train.grad_clip_norm = 0.0  # 0 disables
   # Memory (alm_jax/gradients.py): k micro-batches per update (the same update as one batch
   # of batch_size), and the embedding run in rematerialised chunks of this many F1-frame

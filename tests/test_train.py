@@ -22,6 +22,7 @@ from alm_jax import restore
 from alm_jax import train
 from alm_jax.models import build_model
 from alm_jax.models import init_params
+from checkpoint_fixtures import TinyModel, save_checkpoint
 from tiny_training import (SAME_WORKER, FakeData, fake_batch, read_scalars, shared_data_dirs,
                            tiny_train_config)
 
@@ -509,3 +510,20 @@ def test_ctrl_c_keeps_the_step_reached_and_a_finished_run_trains_nothing(tmp_pat
     state = train.train_and_evaluate(config, workdir, make_train_iterator=interrupted,
                                      make_eval_batches=data.make_eval_batches)
   assert int(state.step) == 4 and 'This run is finished: step 4 of 4' in caplog.text
+
+
+def test_warm_start_takes_the_shared_parameters_and_keeps_the_new_ones(tmp_path):
+  """A stereo model started from a trained mono one: every gain-path leaf taken, the pan head fresh."""
+  mono = TinyModel('mr')
+  save_checkpoint(tmp_path / 'mono', mono.config, mono.params)
+  stereo_model = TinyModel('mr', outputs=('gain', 'pan'))
+  warm = train.warm_start(stereo_model.params, str(tmp_path / 'mono'))
+  flat = lambda tree: {jax.tree_util.keystr(k): np.asarray(v)  # pylint: disable=unnecessary-lambda-assignment
+                       for k, v in jax.tree_util.tree_leaves_with_path(tree)}
+  got, was, fresh = flat(warm), flat(mono.params), flat(stereo_model.params)
+  assert set(was) < set(got)
+  for key, value in got.items():
+    np.testing.assert_array_equal(value, was[key] if key in was else fresh[key])
+  assert any('pan_mlp' in k for k in got if k not in was)
+  with pytest.raises(ValueError, match='none of its parameters'):
+    train.warm_start({'unrelated': np.zeros(3, np.float32)}, str(tmp_path / 'mono'))
