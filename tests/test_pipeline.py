@@ -17,6 +17,7 @@ from alm_jax.data import medleydb
 from alm_jax.data import pipeline
 from alm_jax.data import placement
 from alm_jax.data import prefetch
+from alm_jax.data import stage
 from alm_jax import stereo
 from conftest import load_config
 
@@ -224,6 +225,45 @@ def test_switches_give_clean_inputs(config):
       j = int(np.argmax(np.abs(np.array([np.corrcoef(a, r)[0, 1] for r in raw]))))
       np.testing.assert_allclose(a, ratios[j] * raw[j], atol=1e-4 * np.abs(a).max())
       assert 10 ** (-24 / 20) - 1e-6 <= ratios[j] <= 10 ** (24 / 20) + 1e-6
+
+
+def test_stage_songs_bleed_through_their_own_layout(config, dirs):
+  """A `rendered_live/stage` song's inputs are its tracks through its stage's responses."""
+  config.data.bleed.severity_db = (-18.0, -18.0)  # offset 0: the geometry's own bleed
+  config.data.levels.enabled = False
+  maker = pipeline._Maker(config, dirs[1])  # pylint: disable=protected-access
+  band = ('kick:Standard', 'snare:Standard', 'hats:Standard', 'overheads:Standard',
+          'bass:Fingered', 'lead:Harmonica')  # quickstart: 6 channels at most
+  n = S + 2 * maker.preroll
+  tracks = np.random.default_rng(0).standard_normal((6, n)).astype(np.float32) * 0.1
+  raw, scale = common.quantize(tracks)
+  mix, mix_scale = common.quantize(tracks.sum(0))
+
+  def inputs(song_id):
+    song = pipeline.Song(song_id, raw, scale, mix, float(mix_scale), band)
+    batch = maker.batch([(song, maker.preroll, np.random.default_rng(1))], S)
+    return song, batch
+
+  song, batch = inputs('stage_train_005')
+  perm = np.random.default_rng(1).permutation(6)  # the first draw of an example's rng
+  np.testing.assert_array_equal(batch['channel_source'][0, :6], perm)
+  lay = stage.layout('stage_train_005', band)
+  h = stage.responses(lay, maker.preroll, common.SAMPLE_RATE, max_order=2)[np.ix_(perm, perm)]
+  # The responses used are the geometry's: direct paths at the layout's gains and delays.
+  gains, delays = stage.direct_gains(lay), stage.direct_delays(lay, common.SAMPLE_RATE)
+  for i in range(6):
+    for j in range(6):
+      t = delays[perm[i], perm[j]]
+      if t < maker.preroll:
+        assert abs(h[i, j, t] - gains[perm[i], perm[j]]) < 0.02 * gains[perm[i], perm[j]] + 1e-3
+  x = song.raw_segment(0, S + maker.preroll)[perm]
+  want = bleed.convolve_numpy(x, h.astype(np.float16).astype(np.float32))[:, maker.preroll:]
+  np.testing.assert_allclose(batch['audio'][0, :6], want, atol=1e-4 * np.abs(want).max())
+  assert batch['bleed_severity'][0] == pytest.approx(bleed.severity_of(h), abs=0.05)
+  # The same tracks under a song id with no stage bleed through a bank room instead.
+  _, plain = inputs('rendered_train_005')
+  assert plain['bleed_severity'][0] == pytest.approx(-18.0)
+  assert not np.allclose(plain['audio'][0, :6], batch['audio'][0, :6], atol=1e-3)
 
 
 def test_silent_segments_are_skipped():

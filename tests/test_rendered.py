@@ -1,6 +1,11 @@
-"""Tests for the `rendered_live` builder (alm_jax/data/rendered*.py): the tiny config end to end."""
+"""Tests for the `rendered_live` builder (alm_jax/data/rendered*.py): the tiny configs end to end.
+
+Every test of a build runs on `tiny` and on `stage_tiny` (bands on a stage, alm_jax.data.stage).
+"""
 
 import dataclasses
+import hashlib
+import json
 
 import ml_collections
 import numpy as np
@@ -12,26 +17,31 @@ from alm_jax.data import pipeline
 from alm_jax.data import rendered
 from alm_jax.data import rendered_music as music
 from alm_jax.data import rendered_synth as synth
+from alm_jax.data import stage
 
 SR = common.SAMPLE_RATE
-TINY = next(c for c in rendered.RenderedLive.BUILDER_CONFIGS if c.name == 'tiny')
+CONFIGS = {c.name: c for c in rendered.RenderedLive.BUILDER_CONFIGS}
+TINY = CONFIGS['tiny']
 SPLITS = ('train', 'validation', 'test')
+# generated_arrangement's songs (test_default_generated_songs_are_unchanged) as at commit 20444c5.
+DEFAULT_DIGEST = 'ab2e192a11ef65f61fefa5103ffd9b44f5b92ba0c46c144e59f769af7f0d1a6d'
 
 
-@pytest.fixture(scope='module')
-def built(tmp_path_factory):
+@pytest.fixture(scope='module', params=['tiny', 'stage_tiny'])
+def built(tmp_path_factory, request):
+  """(builder, songs by split, music cache, data dir, builder config) of a tiny config."""
   try:  # FluidSynth and the Debian soundfonts are optional parts: skip, naming the install
     synth.check_installed(list(synth.SOUNDFONTS))
   except synth.RenderError as e:
     pytest.skip(f'{e} (or run tools/setup.sh --test, which installs everything the tests use)')
   data_dir = tmp_path_factory.mktemp('rendered')
-  builder = tfds.builder('rendered_live/tiny', data_dir=str(data_dir))
+  builder = tfds.builder(f'rendered_live/{request.param}', data_dir=str(data_dir))
   builder.download_and_prepare()
   songs = {s: list(tfds.as_numpy(builder.as_dataset(split=s, shuffle_files=False)))
            for s in SPLITS}
   for s in SPLITS:
     songs[s].sort(key=lambda ex: ex['song_id'])
-  return builder, songs, rendered.music_cache_dir(), str(data_dir)
+  return builder, songs, rendered.music_cache_dir(), str(data_dir), CONFIGS[request.param]
 
 
 def _fields(ex, key):
@@ -39,12 +49,15 @@ def _fields(ex, key):
 
 
 def test_tiny_build_has_the_synthetic_live_contract(built):
-  builder, songs = built[:2]
+  builder, songs, cfg = built[0], built[1], built[4]
   assert {s: len(v) for s, v in songs.items()} == {'train': 3, 'validation': 1, 'test': 2}
   assert set(builder.info.features.keys()) == set(common.features().keys()) | {'mix_gains'}
+  for split, v in songs.items():
+    assert [ex['song_id'].decode() for ex in v] == [f'{cfg.song_prefix}_{split}_{i:03d}'
+                                                    for i in range(len(v))]
   for ex in (e for v in songs.values() for e in v):
     c = ex['raw'].shape[0]
-    assert 3 <= c <= 6 and ex['raw'].dtype == np.int16
+    assert cfg.min_channels <= c <= cfg.max_channels and ex['raw'].dtype == np.int16
     assert 3.0 * SR - 1 <= ex['raw'].shape[1] <= 4.0 * SR + 1
     assert ex['mix'].shape == (ex['raw'].shape[1],)
     assert ex['mix_gains'].shape == (c,) and np.all(ex['mix_gains'] > 0)
@@ -63,19 +76,22 @@ def test_mix_is_the_gains_times_the_raw_tracks(built):
 
 
 def test_each_channel_is_one_part(built):
-  songs, cache = built[1:3]
+  songs, cache, cfg = built[1], built[2], built[4]
   for split in SPLITS:
     for i, ex in enumerate(songs[split]):
-      arr, voices, _ = rendered.plan_song(TINY, split, i, cache)
+      arr, voices, _ = rendered.plan_song(cfg, split, i, cache)
       assert [f.split('|')[1] for f in _fields(ex, 'raw_files')] == [p.role for p in arr.parts]
       raw = common.dequantize(ex['raw'], ex['raw_scale'])
       frame = 2048
       for c, part in enumerate(arr.parts):
         x = raw[c, :raw.shape[1] // frame * frame].reshape(-1, frame)
         level = 10 * np.log10(np.mean(x.astype(np.float64) ** 2, axis=1) + 1e-20)
-        near = np.zeros(level.size, bool)  # frames during a note of this part, or 1.5 s after
+        # Frames during a note of this part, or 1.5 s after (a band's crash, on the overheads'
+        # own channel, rings for 4 s).
+        ring = 4.0 if part.role == 'overheads' else 1.5
+        near = np.zeros(level.size, bool)
         for start, dur, _, _ in part.notes:
-          lo, hi = int(start * SR) // frame, int((start + dur + 1.5) * SR) // frame + 1
+          lo, hi = int(start * SR) // frame, int((start + dur + ring) * SR) // frame + 1
           near[lo:hi] = True
         loud = level > level.max() - 50
         assert not np.any(loud & ~near), (split, i, c, part.role)
@@ -139,16 +155,16 @@ def test_no_bach_anywhere(built):
 
 
 def test_songs_are_deterministic_in_seed_split_index(built):
-  songs, cache = built[1:3]
+  songs, cache, cfg = built[1], built[2], built[4]
   ex = songs['train'][2]
-  song = rendered.make_song(TINY, 'train', 2, cache)  # alone, in another synth: the same song
+  song = rendered.make_song(cfg, 'train', 2, cache)  # alone, in another synth: the same song
   raw, scale = common.quantize(song.raw)
   np.testing.assert_allclose(scale, ex['raw_scale'], rtol=1e-5)
   assert np.max(np.abs(raw.astype(np.int32) - ex['raw'])) <= 1
   np.testing.assert_allclose(song.mix_gains, ex['mix_gains'], rtol=1e-5)
-  other = rendered.plan_song(dataclasses.replace(TINY, seed=1), 'train', 2, cache)[0]
+  other = rendered.plan_song(dataclasses.replace(cfg, seed=cfg.seed + 1), 'train', 2, cache)[0]
   assert [p.notes for p in other.parts] != [p.notes for p in
-                                            rendered.plan_song(TINY, 'train', 2, cache)[0].parts]
+                                            rendered.plan_song(cfg, 'train', 2, cache)[0].parts]
 
 
 def test_missing_soundfont_names_the_debian_package(monkeypatch, tmp_path):
@@ -159,12 +175,46 @@ def test_missing_soundfont_names_the_debian_package(monkeypatch, tmp_path):
 
 
 def test_the_pipeline_selects_rendered_live_by_name(built):
-  builder = built[0]
+  builder, cfg = built[0], built[4]
   config = ml_collections.ConfigDict({
-      'data': {'name': 'rendered_live/tiny', 'data_dir': built[3]},
+      'data': {'name': f'rendered_live/{cfg.name}', 'data_dir': built[3]},
       'model': {'max_channels': 8}})
   got = pipeline.get_builder(config)
   assert got.info.full_name == builder.info.full_name and got.is_prepared()
   loaded = pipeline.load_songs(config, 'validation')
-  assert [s.song_id for s in loaded] == ['rendered_validation_000']
+  assert [s.song_id for s in loaded] == [f'{cfg.song_prefix}_validation_000']
   assert all(s.mix_gains is not None and s.mix_gains.size == s.num_channels for s in loaded)
+
+
+def test_stage_songs_are_bands_with_a_layout(built):
+  songs, cfg = built[1], built[4]
+  for ex in (e for v in songs.values() for e in v):
+    song_id, instruments = ex['song_id'].decode(), _fields(ex, 'instruments')
+    assert stage.has_layout(song_id) == cfg.band
+    if not cfg.band:
+      continue
+    roles = [i.split(':')[0] for i in instruments]
+    # stage_tiny holds bands only: the kit miked piece by piece, bass, the lead at the front.
+    assert roles[:5] == ['kick', 'snare', 'hats', 'overheads', 'bass'] and roles[-1] == 'lead'
+    assert all(f.startswith('band:') for f in _fields(ex, 'raw_files'))
+    kit = {f.split('|')[2] for f in _fields(ex, 'raw_files')[:4]}
+    assert len(kit) == 1  # one kit, four mics
+    lay = stage.layout(song_id, instruments)
+    assert lay.places[:5] == ('kick', 'snare', 'hats', 'overheads', 'bass_amp')
+    assert lay.places[-1] == 'lead'
+
+
+def test_default_generated_songs_are_unchanged():
+  """The built `default` (and `small`, `tiny`) songs must not change: the band code is apart.
+
+  A digest of generated arrangements (no corpus needed) from before the band songs existed.
+  """
+  digest = hashlib.sha256()
+  for k, style in enumerate(music.STYLES):
+    for channels in range(3, 9):
+      arr = music.generated_arrangement(style, np.random.default_rng([k, channels]), 12.0,
+                                        channels, None, f'generated:{style}')
+      digest.update(json.dumps([[p.role, p.family, [[round(float(v), 9) for v in n]
+                                                     for n in p.notes]] for p in arr.parts]
+                               ).encode())
+  assert digest.hexdigest() == DEFAULT_DIGEST

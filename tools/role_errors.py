@@ -32,8 +32,8 @@ from alm_jax.evaluation import run as run_lib  # pylint: disable=wrong-import-po
 from alm_jax.evaluation import systems as systems_lib  # pylint: disable=wrong-import-position
 from alm_jax.inference import offline  # pylint: disable=wrong-import-position
 
-ROLE_ORDER = ('lead', 'melody', 'kick', 'snare', 'drums', 'hats', 'bass', 'bass_voice', 'comp',
-              'pad', 'inner')
+ROLE_ORDER = ('lead', 'melody', 'kick', 'snare', 'drums', 'hats', 'overheads', 'bass', 'bass_voice',
+              'comp', 'pad', 'inner')
 
 
 def main(argv=None):

@@ -4,8 +4,9 @@ A live stage puts one close microphone on each source, and every microphone also
 hears every other source through the room. Per example, `draw` picks a room of
 the bank (`alm_jax.data.rooms`), a bleed severity and input levels before and
 after bleed; `apply_numpy` (the input pipeline's path) or `apply_batch_jax`
-convolve them in; the target mix is never touched. The model of the levels and
-the severity is in docs/data.md ("Bleed simulation").
+convolve them in; the target mix is never touched. A song laid out on a stage
+(`alm_jax.data.stage`) brings its own responses instead of a bank room. The model
+of the levels and the severity is in docs/data.md ("Bleed simulation").
 """
 
 import dataclasses
@@ -59,11 +60,16 @@ class Draw(NamedTuple):
 
 
 def draw(rng: np.random.Generator, num_channels: int, bank: RirBank | None,
-         settings: Settings) -> Draw:
+         settings: Settings, responses: np.ndarray | None = None) -> Draw:
   """Draws levels, a room, channel slots and a severity (see module docstring).
 
   Every random number is drawn whatever the switches, so turning one
   randomisation off leaves the others' values unchanged for the same seed.
+
+  responses: float [c, c, L] the song's own stage (`alm_jax.data.stage.responses`, in the
+    channels' order) instead of a bank room: its bleed is scaled by the drawn severity's
+    offset from the middle of `severity_db` (the geometry's bleed at the middle), and the
+    severity reported is the result's (`severity_of`). The same numbers are drawn either way.
   """
   c = int(num_channels)
   pre_db = rng.uniform(*settings.pre_bleed_db, size=c)
@@ -76,6 +82,14 @@ def draw(rng: np.random.Generator, num_channels: int, bank: RirBank | None,
   pre, post = (10.0 ** (pre_db / 20)).astype(np.float32), (10.0 ** (post_db / 20)).astype(np.float32)
   if not settings.bleed or c < 2:
     return Draw(pre, post, None, BLEED_OFF_DB)
+  off = ~np.eye(c, dtype=bool)
+  if responses is not None:
+    h = np.array(responses, np.float32)
+    if h.shape[:2] != (c, c):
+      raise ValueError(f'Stage responses of shape {h.shape} for {c} channels.')
+    offset_db = severity_db - float(np.mean(settings.severity_db))
+    h[off] *= np.float32(10.0 ** (offset_db / 20))
+    return Draw(pre, post, h, severity_of(h))
   if bank is None:
     raise ValueError('Bleed is enabled but no RIR bank was given.')
   if c > bank.rirs.shape[1]:
@@ -83,10 +97,16 @@ def draw(rng: np.random.Generator, num_channels: int, bank: RirBank | None,
                      'rebuild it with config.model.max_channels >= the channel count.')
   h = bank.rirs[room][np.ix_(slots, slots)].astype(np.float32)
   e = bank.energy[room][np.ix_(slots, slots)].astype(np.float64)
-  off = ~np.eye(c, dtype=bool)
   natural = np.mean((e * off).sum(axis=1) / np.diag(e))
   h[off] *= np.float32(math.sqrt(10.0 ** (severity_db / 10) / natural))
   return Draw(pre, post, h, severity_db)
+
+
+def severity_of(h: np.ndarray) -> float:
+  """dB: the mean over mics of (bleed energy / own-source energy) of responses h [c, c, L]."""
+  e = np.sum(np.square(h, dtype=np.float64), axis=-1)
+  off = ~np.eye(e.shape[0], dtype=bool)
+  return float(10 * np.log10(np.mean((e * off).sum(axis=1) / np.diag(e))))
 
 
 def apply_numpy(sources: np.ndarray, d: Draw, workers: int = 1) -> np.ndarray:

@@ -29,6 +29,7 @@ from alm_jax.data import datasets
 from alm_jax.data import placement
 from alm_jax.data import prefetch
 from alm_jax.data import rooms
+from alm_jax.data import stage
 
 _TRAIN, _ORDER, _EVAL = 0, 1, 2  # rng stream tags
 _SILENCE_TRIES = 10
@@ -245,6 +246,15 @@ class _Maker:
     self.settings = bleed.Settings.from_config(config.data)
     self.bank = rooms.bank_for_config(config, _bank_dir(config, workdir))
     self.preroll = self.bank.rirs.shape[-1] if self.bank is not None else 0
+    self.max_order = rooms.BankSpec.from_config(config).max_order if self.bank is not None else 0
+
+  def stage_responses(self, song: Song, perm: np.ndarray) -> Optional[np.ndarray]:
+    """float32 [c, c, L]: the song's stage responses in `perm`'s channel order (None: no stage)."""
+    if self.bank is None or not stage.has_layout(song.song_id):
+      return None
+    h = stage.song_responses(song.song_id, tuple(song.instruments), self.preroll,
+                             common.SAMPLE_RATE, self.max_order)
+    return h[np.ix_(perm, perm)].astype(np.float32)
 
   def batch(self, picks, length: int, metadata: bool = True) -> dict:
     """picks: [(song, start, rng)] -> the batch arrays, plus the metadata (module docstring)."""
@@ -267,7 +277,8 @@ class _Maker:
       # evaluations would no longer see the same data.
       perm = rng.permutation(c)
       x = song.raw_segment(start - self.preroll, length + self.preroll)[perm]
-      d = bleed.draw(rng, c, self.bank, self.settings)
+      # A song laid out on a stage bleeds by its own geometry, the others through a bank room.
+      d = bleed.draw(rng, c, self.bank, self.settings, self.stage_responses(song, perm))
       draws.append(d)
       sources.append(x)
       mask[e, :c] = True

@@ -21,6 +21,7 @@ ROLE_WIDTH = {
     # The centre: what carries the song's weight and its message (the guides' "centre four").
     'lead': (0.0, 0.0), 'melody': (0.0, 0.0), 'kick': (0.0, 0.0), 'snare': (0.0, 0.0),
     'bass': (0.0, 0.0), 'bass_voice': (0.0, 0.0), 'drums': (0.0, 0.0), 'snare_hihat': (0.0, 0.0),
+    'overheads': (0.0, 0.0),  # one mono channel for the kit's toms and cymbals: the kit's centre
     # Off the centre: supporting parts, spread so they leave the centre to the above.
     'hats': (0.25, 0.5), 'hihat': (0.25, 0.5),
     'comp': (0.3, 0.7), 'keys': (0.3, 0.7), 'guitar': (0.3, 0.7),

@@ -3,11 +3,14 @@
     import alm_jax.data.rendered  # registers the builder
     ds = tfds.load('rendered_live', split='train')        # 240 / 40 / 40 songs of 20-40 s
     ds = tfds.load('rendered_live/tiny', split='train')   # 3 / 1 / 2 songs of 3-4 s, for tests
+    ds = tfds.load('rendered_live/stage', split='train')  # as default, bands on a stage
 
 The `synthetic_live` example contract (alm_jax.data.common features plus `mix_gains`), music
 from alm_jax.data.rendered_music, sound from FluidSynth (alm_jax.data.rendered_synth); needs
 the Debian packages in rendered_synth.APT_LINE and pip music21 and pyfluidsynth. Repertoire,
-splits (SPLITS), levels by role (ROLE_LEVELS_DB): docs/data.md ("`rendered_live`").
+splits (SPLITS), levels by role (ROLE_LEVELS_DB): docs/data.md ("`rendered_live`"). The
+`stage` configs' songs are bands whose kit is miked piece by piece, laid out on a stage
+(alm_jax.data.stage): docs/data.md ("`rendered_live/stage`").
 """
 
 import dataclasses
@@ -27,6 +30,7 @@ from alm_jax.data import rendered_synth as synth
 ROLE_LEVELS_DB = {
     'lead': 0.0, 'melody': 0.0, 'drums': -2.0, 'kick': -4.0, 'snare': -4.0, 'bass': -4.0,
     'bass_voice': -3.0, 'inner': -5.0, 'comp': -8.0, 'pad': -11.0, 'hats': -12.0,
+    'overheads': -10.0,  # a band kit's toms and cymbals other than the hi-hat (`stage`)
 }
 LEAD_DB = -20.0        # the lead's active RMS, dBFS, before the mix is kept below -1 dBFS peak
 LEVEL_JITTER_DB = 2.0  # each part's level: its role's +- this, uniform, per song
@@ -82,6 +86,11 @@ class RenderedLiveConfig(tfds.core.BuilderConfig):
   max_channels: int = 8
   corpus_fraction: float = 0.5
   seed: int = 0
+  # The generated songs are bands on a stage (rendered_music.generated_arrangement(band=True):
+  # the kit miked piece by piece, 6-8 channels) and every song is laid out on a stage
+  # (alm_jax.data.stage); song ids start with `song_prefix` (stage.has_layout reads it).
+  band: bool = False
+  song_prefix: str = 'rendered'
 
 
 def music_cache_dir() -> str:
@@ -153,7 +162,7 @@ def plan_song(cfg: RenderedLiveConfig, split: str, index: int, cache_dir: str | 
         continue
     else:
       style = str(rng.choice(spec.styles))
-      tune, source = None, f'generated:{style}'
+      tune, source = None, f'{"band" if cfg.band else "generated"}:{style}'
       if rng.random() < 0.5:
         pool = tune_pool(split)
         path = pool[int(rng.integers(len(pool)))]
@@ -161,7 +170,9 @@ def plan_song(cfg: RenderedLiveConfig, split: str, index: int, cache_dir: str | 
         if tune['quarters_per_bar'] not in (2.0, 4.0) or not tune['parts']:
           continue  # only duple-metre tunes fit the 4/4 grooves
         source += ':' + path
-      arr = music.generated_arrangement(style, rng, seconds, channels, tune, source)
+      if cfg.band:  # a band's kit alone is 4 channels: 6-8 (drawn after, so `default` is as ever)
+        channels = int(rng.integers(6, cfg.max_channels + 1))
+      arr = music.generated_arrangement(style, rng, seconds, channels, tune, source, cfg.band)
     kit = spec.kits[int(rng.integers(len(spec.kits)))]
     voices = [kit if p.family == 'drums' else
               (spec.melodic, 0, int(rng.choice(FAMILIES[p.family]))) for p in arr.parts]
@@ -214,6 +225,18 @@ class RenderedLive(tfds.core.GeneratorBasedBuilder):
       RenderedLiveConfig(name='tiny', description='3/1/2 songs of 3-4 s, 3-6 channels, for tests.',
                          num_train=3, num_validation=1, num_test=2, min_seconds=3.0,
                          max_seconds=4.0, max_channels=6),
+      # Bands on a stage (docs/data.md, "`rendered_live/stage`"): `default`'s design with the
+      # generated songs bands whose kit is miked piece by piece, every song with a stage layout.
+      # Seed 1: other excerpts and songs than `default`'s, so the two can be used together.
+      RenderedLiveConfig(name='stage', description=(
+          '240/40/40 songs of 20-40 s, 3-8 channels; half bands (kick, snare, hats, overheads, '
+          'bass, guitar, keys, lead mics), every song laid out on a stage (alm_jax.data.stage).'),
+                         band=True, song_prefix='stage', seed=1),
+      RenderedLiveConfig(name='stage_tiny', description=(
+          '3/1/2 songs of 3-4 s of `stage`, for tests: bands only (6-8 channels).'),
+                         num_train=3, num_validation=1, num_test=2, min_seconds=3.0,
+                         max_seconds=4.0, corpus_fraction=0.0, band=True, song_prefix='stage',
+                         seed=1),
   ]
   DEFAULT_CONFIG_NAME = 'default'
 
@@ -245,7 +268,7 @@ class RenderedLive(tfds.core.GeneratorBasedBuilder):
     cfg = self.builder_config
     cache_dir = music_cache_dir()
     for i in range(count):
-      song_id = f'rendered_{split}_{i:03d}'
+      song_id = f'{cfg.song_prefix}_{split}_{i:03d}'
       song = make_song(cfg, split, i, cache_dir)
       if i == 0:
         logging.info('rendered_live %s: %s', split, SPLITS[split])

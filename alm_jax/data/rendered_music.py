@@ -7,7 +7,9 @@ and an instrument family; `alm_jax.data.rendered` picks programs and renders):
     by register within an ensemble (voices, winds, brass, strings, organ, mixed);
   - generated songs in STYLES: a drum-kit groove, a bass line on the chords,
     comping, a pad and a lead line, either a fiddle tune from the corpus's
-    `ryansMammoth` collection (harmonised bar by bar) or a generated melody.
+    `ryansMammoth` collection (harmonised bar by bar) or a generated melody;
+    with band=True (`rendered_live/stage`) a band whose kit is four channels
+    (kick, snare, hi-hat, overheads: BAND_ROLES), a guitar and keys.
 No work of J. S. Bach (nor any corpus path naming 'bach') is ever read:
 `no_bach` filters every list of corpus paths. Parsed pieces are cached as
 small JSON files (music21 takes 0.5-6 s a piece).
@@ -208,6 +210,16 @@ _STYLE = {
                   comps=('guitar_nylon', 'piano', 'epiano')),
 }
 KICK, SNARE = (35, 36), (37, 38, 40)  # the rest of a kit's keys go to the 'hats' channel
+# A band song's kit miked piece by piece: the hats channel plays only the hi-hat; the
+# 'overheads' channel every other cymbal (crash, ride) and the toms.
+HIHAT = (42, 44, 46)
+DRUM_ROLES = ('drums', 'kick', 'snare', 'hats', 'overheads')
+BAND_ROLES = {6: ['kick', 'snare', 'hats', 'overheads', 'bass', 'lead'],
+              7: ['kick', 'snare', 'hats', 'overheads', 'bass', 'comp', 'lead'],
+              8: ['kick', 'snare', 'hats', 'overheads', 'bass', 'comp', 'keys', 'lead']}
+BAND_GUITARS = ('guitar', 'guitar_drive', 'guitar_nylon')  # the guitar amp's comp
+BAND_KEYS = ('piano', 'epiano', 'organ', 'clav')            # the keys: comping, or a pad
+_TOMS = (50, 48, 47, 45, 43, 41)  # high to low: a fill runs down them
 
 
 def _triad(tonic: int, degree: int) -> list[int]:
@@ -265,8 +277,14 @@ def _generated_melody(rng, degrees, bars: int):
 
 
 def generated_arrangement(style: str, rng, seconds: float, channels: int, tune: dict | None,
-                          source: str) -> Arrangement:
-  """A pop-style song of `channels` (3-8) parts; the lead is `tune` if given, else generated."""
+                          source: str, band: bool = False) -> Arrangement:
+  """A pop-style song of `channels` (3-8) parts; the lead is `tune` if given, else generated.
+
+  band: a band on a stage (`rendered_live/stage`, channels 6-8, BAND_ROLES): the kit in four
+  channels (kick, snare, the hi-hat alone, and 'overheads': the other cymbals and the toms,
+  with a tom fill ending each 4-bar section), a guitar comp (7-8 channels) and keys, comping
+  or a pad (8). Without it the draws are the same as ever (the built `default` songs).
+  """
   st = _STYLE[style]
   beat = 60.0 / rng.uniform(*st['bpm'])
   bars = max(2, math.ceil(seconds / (4 * beat)))
@@ -278,11 +296,18 @@ def generated_arrangement(style: str, rng, seconds: float, channels: int, tune: 
     melody = _generated_melody(rng, degrees, bars)
   key = int(rng.integers(-5, 7))
   chords = [[60 + key + p for p in _triad(0, d)] for d in degrees]
-  roles = {3: ['drums', 'bass', 'lead'], 4: ['drums', 'bass', 'comp', 'lead'],
-           5: ['drums', 'bass', 'comp', 'pad', 'lead'],
-           6: ['kick', 'snare', 'hats', 'bass', 'comp', 'lead'],
-           7: ['kick', 'snare', 'hats', 'bass', 'comp', 'pad', 'lead'],
-           8: ['kick', 'snare', 'hats', 'bass', 'comp', 'comp', 'pad', 'lead']}[channels]
+  if band:
+    if channels not in BAND_ROLES:
+      raise ValueError(f'A band song has 6-8 channels (BAND_ROLES), not {channels}.')
+    roles = list(BAND_ROLES[channels])
+    if 'keys' in roles:  # the keys comp or hold a pad
+      roles[roles.index('keys')] = 'pad' if rng.random() < 0.4 else 'comp'
+  else:
+    roles = {3: ['drums', 'bass', 'lead'], 4: ['drums', 'bass', 'comp', 'lead'],
+             5: ['drums', 'bass', 'comp', 'pad', 'lead'],
+             6: ['kick', 'snare', 'hats', 'bass', 'comp', 'lead'],
+             7: ['kick', 'snare', 'hats', 'bass', 'comp', 'pad', 'lead'],
+             8: ['kick', 'snare', 'hats', 'bass', 'comp', 'comp', 'pad', 'lead']}[channels]
   sections = math.ceil(bars / 4)
   plays = rng.random((sections, len(roles))) < 0.85
   plays[0] = True  # every part plays in the first section
@@ -297,9 +322,15 @@ def generated_arrangement(style: str, rng, seconds: float, channels: int, tune: 
   def vel(v, spread=8):
     return int(np.clip(v + rng.normal(0, spread), 20, 127))
 
-  comps = [str(rng.choice(st['comps']))]
-  others = [c for c in ('piano', 'epiano', 'organ', 'guitar') if c != comps[0]]
-  comps.append(str(rng.choice(others)))
+  if band:  # the guitar amp's part, then the keys'
+    guitars = [c for c in st['comps'] if c in BAND_GUITARS] or list(BAND_GUITARS[:2])
+    keys = [c for c in st['comps'] if c in BAND_KEYS] or list(BAND_KEYS)
+    comps = [str(rng.choice(guitars)), str(rng.choice(keys))]
+  else:
+    comps = [str(rng.choice(st['comps']))]
+    others = [c for c in ('piano', 'epiano', 'organ', 'guitar') if c != comps[0]]
+    comps.append(str(rng.choice(others)))
+  hihat_groove = any(k in HIHAT for k in st['drums'])
   parts, ncomp = [], 0
   for ch, role in enumerate(roles):
     notes = []
@@ -307,7 +338,9 @@ def generated_arrangement(style: str, rng, seconds: float, channels: int, tune: 
       if not active[bar, ch]:
         continue
       chord = chords[bar]
-      if role in ('drums', 'kick', 'snare', 'hats'):
+      if band and role in DRUM_ROLES:
+        notes += _band_drums(role, st, bar, bars, at, vel, hihat_groove)
+      elif role in ('drums', 'kick', 'snare', 'hats'):
         for k, hits in st['drums'].items():
           mine = (role == 'kick') == (k in KICK) and (role == 'snare') == (k in SNARE)
           if role == 'drums' or mine:
@@ -334,6 +367,29 @@ def generated_arrangement(style: str, rng, seconds: float, channels: int, tune: 
     if role == 'comp':
       family, ncomp = comps[ncomp], ncomp + 1
     else:
-      family = 'drums' if role in ('drums', 'kick', 'snare', 'hats') else role
+      family = 'drums' if role in DRUM_ROLES else role
     parts.append(Part(role, family, [(max(0.0, t), d, k, v) for t, d, k, v in notes]))
   return Arrangement(source, style, parts, seconds)
+
+
+def _band_drums(role: str, st: dict, bar: int, bars: int, at, vel, hihat_groove: bool) -> list:
+  """One bar of a band song's kit piece `role` (kick, snare, hats or overheads).
+
+  Kick and snare play the style's keys as ever; hats the style's hi-hat keys (a groove kept on
+  the ride gets the pedal hi-hat on 2 and 4); overheads the other cymbals, a crash opening each
+  4-bar section, and a tom fill over the second half of each section's last bar (and the song's).
+  """
+  notes = []
+  for k, hits in st['drums'].items():
+    if ((role == 'kick' and k in KICK) or (role == 'snare' and k in SNARE)
+        or (role == 'hats' and k in HIHAT)
+        or (role == 'overheads' and k not in KICK + SNARE + HIHAT)):
+      notes += [(at(bar, s), 0.2, k, vel(v)) for s, v in hits]
+  if role == 'hats' and not hihat_groove:
+    notes += [(at(bar, s), 0.2, 44, vel(75)) for s in (4, 12)]
+  if role == 'overheads':
+    if bar % 4 == 0:
+      notes.append((at(bar, 0), 0.5, 49, vel(100)))  # crash on each section
+    if bar % 4 == 3 or bar == bars - 1:  # a fill down the toms into the next section
+      notes += [(at(bar, s), 0.2, _TOMS[(s - 8) * len(_TOMS) // 8], vel(95)) for s in range(8, 16)]
+  return notes

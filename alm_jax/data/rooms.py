@@ -102,7 +102,7 @@ class RirBank(NamedTuple):
 # ---- room simulation ---------------------------------------------------------
 
 
-def _absorption(rt60: float, dims: np.ndarray, max_order_cap: int, rir_seconds: float):
+def absorption(rt60: float, dims: np.ndarray, max_order_cap: int, rir_seconds: float):
   """Sabine's inverse: wall energy absorption and image-source order for a target RT60.
 
   A short RT60 in a big room needs absorption > 1, which no wall has; such rooms
@@ -167,8 +167,8 @@ def simulate_room(spec: BankSpec, index: int) -> np.ndarray:
   rng = np.random.default_rng([spec.seed, index])
   dims = rng.uniform(spec.room_min, spec.room_max)
   rt60 = rng.uniform(*spec.rt60)
-  e_abs, order = _absorption(rt60, dims, spec.max_order,
-                              spec.rir_samples / spec.sample_rate)
+  e_abs, order = absorption(rt60, dims, spec.max_order,
+                             spec.rir_samples / spec.sample_rate)
   sources, mics = _place(rng, dims, spec)
   room = pra.ShoeBox(dims, fs=spec.sample_rate, materials=pra.Material(e_abs), max_order=order)
   for s in sources:
