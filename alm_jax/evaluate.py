@@ -19,8 +19,11 @@ gains/ it links to; with --results_doc also summary.md headed by this command
 line and followed by the --notes file; with --listening_test also a blind
 listening test (listening_test/index.html, its key kept outside that folder),
 whose downloaded answers --listening_results aggregates into
-listening_results.md. This module is the command line; the work is done in
-`alm_jax.evaluation`.
+listening_results.md. Where the data has a designed stereo placement, every
+system is also scored in stereo (`metrics.stereo_metrics`: a mixer whose
+capabilities say it pans with its own pans, every other one centre-panned) and
+summary.md gains a Stereo section, pans/ the stereo-image plots. This module is
+the command line; the work is done in `alm_jax.evaluation`.
 """
 
 import copy

@@ -24,7 +24,8 @@ from alm_jax import loudness
 # The names `mix_metrics` returns, in report order ('mr_stft' only when given a loss config).
 MIX_METRICS = ('mr_stft', 'loudness_diff_lu', 'si_sdr_db', 'gain_change_db_per_s',
                'clipping_fraction', 'balance_error_db')
-# What `mix_metrics` adds when given a stereo mix (every system: a mono one at the centre).
+# The names `stereo_metrics` returns: training validation (a model with pans) and
+# `alm_jax.evaluate` (every system: a mono one placed at the centre) report them.
 STEREO_METRICS = ('mr_stft_mid', 'mr_stft_side', 'pan_error')
 # One perfect example must not make a mean +inf; 100 dB is far above any real mix.
 SI_SDR_MAX_DB = 100.0

@@ -11,8 +11,10 @@ from absl import flags
 import jax
 import numpy as np
 import pytest
+import soundfile as sf
 
 from alm_jax import evaluate
+from alm_jax import frames
 from alm_jax import losses
 from alm_jax import metrics
 from alm_jax import train
@@ -23,7 +25,10 @@ from alm_jax.data import pipeline
 from alm_jax.evaluation import examples
 from alm_jax.evaluation import run
 from alm_jax.evaluation import systems
+from alm_jax.inference import offline
 from alm_jax.models import build_model
+from checkpoint_fixtures import random_params
+from checkpoint_fixtures import save_checkpoint
 from conftest import load_config
 from conftest import shrink_model
 from test_evaluation_listening_page import check_page
@@ -128,7 +133,7 @@ def test_writes_every_output(evaluated, dirs):
     summary = f.read()
   table = [line for line in summary.splitlines() if line.startswith('| RAW') or
            line.startswith('| ALM-MR')]
-  assert len(table) == 4  # the main table and the bleed table
+  assert len(table) == 6  # the main table, the bleed table and the stereo table
   assert ' ± ' in table[0]
 
 
@@ -343,6 +348,89 @@ def test_training_validation_reports_the_evaluation_metrics(evaluated):
   for name, values in reported.items():
     assert math.isfinite(values[0]), name
     assert float(row[name]) == pytest.approx(float(values[0]), rel=1e-4, abs=1e-6), name
+
+
+def designed_pan_means(config) -> dict:
+  """song id -> mean |designed pan| over its channels (the pipeline's songs, any channel order)."""
+  return {s.song_id: float(np.mean(np.abs(s.pans))) for s in pipeline.load_songs(config, 'test')}
+
+
+def stereo_section(summary: str) -> dict:
+  """summary.md's "Stereo" table: system -> its cells."""
+  section = summary.split('## Stereo\n', 1)[1]
+  table = section[section.index('| System | Pans | n |'):].split('\n\n', 1)[0].splitlines()[2:]
+  return {cells[0][2:]: cells[1:] for cells in (line.split(' | ') for line in table)}
+
+
+def test_a_mono_mixer_is_centre_panned(evaluated, dirs):
+  """synthetic_live has a designed placement: every mono system (RAW, IDEAL, the mono ALM-MR) is
+  scored at the centre, pan error = mean |designed pan|, and summary.md has the Stereo section."""
+  _, out = evaluated
+  means = designed_pan_means(tiny_config(dirs))
+  assert max(means.values()) > 0.05  # songs with channels off the centre: the check can fail
+  rows = read_csv(os.path.join(out, 'metrics.csv'))
+  for r in rows:
+    assert float(r['pan_error']) == pytest.approx(means[r['song_id']], abs=1e-6), r
+    assert math.isfinite(float(r['mr_stft_mid'])) and r['pan_plot'] == r['stereo_audio'] == ''
+  sides = {r['song_id']: set() for r in rows}
+  for r in rows:  # a centred mix has no side: every mono system has the same side error
+    sides[r['song_id']].add(r['mr_stft_side'])
+  assert all(len(v) == 1 for v in sides.values())
+  with open(os.path.join(out, 'summary.md'), encoding='utf-8') as f:
+    summary = f.read()
+  table = stereo_section(summary)
+  assert sorted(table) == ['ALM-MR', 'IDEAL', 'RAW'] and all(c[0] == 'centre' for c in table.values())
+  assert 'No evaluated system pans' in summary and '- Pan error:' in summary
+  assert not os.path.exists(os.path.join(out, 'pans'))  # no stereo-image plot of a mono mixer
+
+
+def test_a_stereo_mixer_gets_the_stereo_section(dirs):
+  """A mixer with pans (found by its capabilities): its stereo mix is scored against the designed
+  placement, its pans plotted per segment, its stereo mix on the listening page; paired figures."""
+  config = tiny_config(dirs)
+  config.model.outputs = ('gain', 'pan')
+  model = build_model(config)
+  params = random_params(model, frames.FrameSpec.from_config(config.model))
+  params['pan_mlp'] = jax.tree.map(lambda x: 2.0 * x, params['pan_mlp'])  # pans off the centre
+  workdir = os.path.join(dirs['work'], 'stereo')
+  save_checkpoint(workdir, config, params)
+  panner = systems.load_system('PANNER', workdir)
+  assert panner.stereo and not systems.raw_system(config).stereo  # RAW: centred, whatever config
+  c = tiny_config(dirs)
+  c.data.bleed.enabled = False
+  paths = run.evaluate([panner], c, 'test', os.path.join(dirs['out'], 'stereo'), progress=False)
+  out = os.path.dirname(paths['metrics'])
+  rows = read_csv(paths['metrics'])
+  means = designed_pan_means(c)
+  exs = {e.song_id: e for e in paths['examples']}
+  panned = [r for r in rows if r['system'] == 'PANNER']
+  assert len(panned) == len(exs) == 2
+  for r in panned:
+    ex = exs[r['song_id']]
+    stereo_mix, _ = sf.read(os.path.join(out, r['stereo_audio']))
+    assert stereo_mix.shape == (ex.audio.shape[1], 2)
+    assert np.abs(stereo_mix[:, 0] - stereo_mix[:, 1]).max() > 1e-3  # not centred
+    # Its pan error is its own pans' against the designed placement, not the centre's.
+    out_ = panner.mix_stereo(ex.audio, np.ones(len(ex.audio), bool),
+                             chunk_seconds=min(offline.DEFAULT_CHUNK_SECONDS, SEG))
+    want = np.mean(np.abs(out_['pans'].mean(-1) - ex.ideal_pans))
+    assert float(r['pan_error']) == pytest.approx(want, rel=1e-5)
+    assert abs(float(r['pan_error']) - means[r['song_id']]) > 1e-3
+    assert os.path.getsize(os.path.join(out, r['pan_plot'])) > 0
+  by = {(r['system'], r['song_id']): r for r in rows}
+  for song in exs:  # centred, RAW and IDEAL share the side error (none); IDEAL's mid is closer
+    raw, ideal, own = by['RAW', song], by['IDEAL', song], by['PANNER', song]
+    assert raw['mr_stft_side'] == ideal['mr_stft_side'] != own['mr_stft_side']
+    assert float(ideal['mr_stft_mid']) < 0.5 * float(raw['mr_stft_mid'])
+  with open(paths['summary'], encoding='utf-8') as f:
+    summary = f.read()
+  table = stereo_section(summary)
+  assert table['PANNER'][0] == 'its own' and table['RAW'][0] == 'centre'
+  assert '| PANNER | RAW | ' in summary and '| PANNER | IDEAL | ' in summary
+  assert 'No evaluated system pans' not in summary
+  parser = check_page(paths['index'])
+  assert all(r['pan_plot'] in parser.links and r['stereo_audio'] in parser.links for r in panned)
+  assert parser.tags.count('audio') == len(exs) * 5  # TARGET, TARGET (stereo), RAW, IDEAL, PANNER
 
 
 @pytest.mark.slow

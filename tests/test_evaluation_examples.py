@@ -18,6 +18,22 @@ def test_input_target_gains():
   assert examples.input_target_gains([2.0, math.nan], [0.0, 0.0]) is None  # MedleyDB
 
 
+def test_designed_placement_of_a_batch_example():
+  """The pipeline's stereo target and pans of example e, cut to its channels and samples; a song
+  without a designed placement (NaN pans, MedleyDB) has none, so no stereo metric."""
+  target_stereo = np.arange(2 * 2 * 6, dtype=np.float32).reshape(2, 2, 6)
+  pans = np.array([[0.5, -0.25, np.nan], [np.nan, np.nan, np.nan]], np.float32)
+  st, p = examples.designed_placement(target_stereo, pans, 0, 2, 4)
+  np.testing.assert_array_equal(st, target_stereo[0, :, :4])
+  np.testing.assert_array_equal(p, [0.5, -0.25])
+  assert examples.designed_placement(target_stereo, pans, 1, 2, 4) == (None, None)
+  assert examples.designed_placement(None, None, 0, 2, 4) == (None, None)
+  ex = examples.Example('s', 0, np.zeros((2, 4)), np.zeros(4), -20.0, [], None,
+                        target_stereo=st, ideal_pans=p)
+  assert ex.has_placement
+  assert not examples.Example('s', 0, np.zeros((2, 4)), np.zeros(4), -20.0, [], None).has_placement
+
+
 def test_segment_span_labels():
   ex = examples.Example('s', 1, np.zeros((2, 20 * common.SAMPLE_RATE)), None, -20.0, [], None,
                         start_seconds=59.96)

@@ -54,6 +54,15 @@ def test_listening_page_writes_only_live_relative_links(tmp_path):
   path = listening_page.write(tmp_path / 'index.html', page)
   parser = check_page(path)
   assert parser.tags.count('audio') == 1 and 'song &lt;1&gt;' in page
+  # A stereo mixer's cell: its stereo-image plot under the gains, checked like every link.
+  (tmp_path / 'p.png').write_bytes(b'PNG')
+  cell = listening_page.Cell('a b/x.wav', image='p.png', pan_image='p.png')
+  page = listening_page.render('t', ['ST'], [listening_page.Row('s', [], [cell])])
+  assert check_page(listening_page.write(tmp_path / 'st.html', page)).tags.count('img') == 2
+  assert 'alt="pans of ST"' in page
+  with pytest.raises(FileNotFoundError, match='gone.png'):
+    listening_page.write(tmp_path / 'x.html', listening_page.render('t', ['ST'], [
+        listening_page.Row('s', [], [listening_page.Cell('a b/x.wav', pan_image='gone.png')])]))
   with pytest.raises(FileNotFoundError, match='missing.wav'):
     listening_page.write(tmp_path / 'other.html', listening_page.render(
         't', ['A'], [listening_page.Row('s', [], [listening_page.Cell('missing.wav')])]))

@@ -1,6 +1,10 @@
 """Tests for alm_jax/evaluation/report.py: cells, summaries, bleed bins."""
 
 import math
+import types
+
+import numpy as np
+import pytest
 
 from alm_jax import metrics
 from alm_jax.data import bleed
@@ -9,7 +13,33 @@ from alm_jax.evaluation import report
 
 def test_metric_columns_are_the_metric_suite():
   assert tuple(m[0] for m in report.METRICS) == metrics.MIX_METRICS
-  assert set(metrics.MIX_METRICS) <= set(report.CSV_COLUMNS)
+  assert set(metrics.MIX_METRICS) | set(metrics.STEREO_METRICS) <= set(report.CSV_COLUMNS)
+  assert set(metrics.STEREO_METRICS) <= {m for m, _, _ in report.STEREO_COLUMNS}
+
+
+def test_paired_differences():
+  m, h = report.paired([1.0, 2.0, 3.0, math.nan], [0.0, 1.0, 2.5, 1.0])
+  assert m == pytest.approx(2.5 / 3)
+  assert h == pytest.approx(1.96 * np.std([1.0, 1.0, 0.5], ddof=1) / math.sqrt(3))
+  assert all(math.isnan(v) for v in report.paired([1.0, math.nan], [0.0, 0.0]))  # one pair
+
+
+def test_stereo_section():
+  """The table over the segments with a placement (a row without one is left out), which
+  systems pan, and each stereo system paired against the others."""
+  def row(system, e, pan, side, balance=1.0):
+    return {'system': system, '_example': e, 'pan_error': pan, 'mr_stft_mid': 1.0,
+            'mr_stft_side': side, 'mr_stft': 1.0, 'balance_error_db': balance}
+  systems = [types.SimpleNamespace(name='RAW', stereo=False),
+             types.SimpleNamespace(name='ST', stereo=True)]
+  rows = [row('RAW', 0, 0.2, 4.0), row('RAW', 1, 0.3, 5.0), row('ST', 0, 0.1, 2.0, 2.0),
+          row('ST', 1, 0.2, 2.0, 3.0), {**row('ST', 2, math.nan, math.nan), 'mr_stft_mid': math.nan}]
+  text = '\n'.join(report.stereo_lines(rows, systems))
+  assert 'over the 2 segments that have one' in text
+  assert '| RAW | centre | 2 | 0.250 ± 0.050 | 1.000 ± 0.000 | 4.500 ± 0.500 |' in text
+  assert '| ST | its own | 2 | 0.150 ± 0.050 |' in text
+  assert '| ST | RAW | -0.100 ± 0.000 | -2.500 ± 0.980 | +1.500 ± 0.980 |' in text
+  assert '| RAW | ST |' not in text and 'No evaluated system pans' not in text
 
 
 def test_summarize_handles_infinite_and_missing_values():

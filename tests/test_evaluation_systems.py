@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 
 from alm_jax import metrics
+from alm_jax import models
+from alm_jax import stereo
 from alm_jax.evaluation import systems
+from checkpoint_fixtures import TinyModel
 from conftest import load_config
 from conftest import shrink_model
 
@@ -54,6 +57,38 @@ def test_ideal_applies_the_examples_ideal_gains():
   # RAW, like a mixer, does not read the answer.
   raw_mix, _ = systems.raw_system(cfg).mix(audio, mask, target_gains=target_gains)
   np.testing.assert_allclose(raw_mix, audio[0] + audio[1], rtol=1e-6)
+
+
+def test_references_are_centred_and_a_stereo_mixer_pans():
+  """mix_stereo: RAW (even under a stereo config) and IDEAL at the centre (pans 0,
+  the mix at -3 dB both sides, as protocol.step_stereo); a mixer with pans (its capabilities)
+  gives its own pans and stereo mix, channels placed back where the example has them."""
+  rng = np.random.default_rng(0)
+  audio = (0.1 * rng.standard_normal((3, 3 * 13230 + 77))).astype(np.float32)
+  mask = np.array([True, False, True])
+  panning = TinyModel('mr', outputs=('gain', 'pan'), max_channels=4)
+  panning.params['pan_mlp'] = jax.tree.map(lambda x: 2.0 * x, panning.params['pan_mlp'])
+  for system in (systems.raw_system(panning.config),
+                 systems.ideal_system(load_config('quickstart'))):
+    out = system.mix_stereo(audio, mask, target_gains=np.array([0.5, np.nan, 2.0]))
+    assert not system.stereo and (out['pans'] == 0).all()
+    np.testing.assert_allclose(out['stereo'], stereo.centred(out['mix']), rtol=1e-6)
+  # (A mono mixer's centring: test_evaluate.py's ALM-MR, pan error = mean |designed pan|.)
+  system = systems.System('PANS', 'causal', panning.config, panning.params,
+                          loaded=models.load(panning.config, panning.params))
+  out = system.mix_stereo(audio, mask)
+  assert system.stereo and out['pans'].shape == out['gains'].shape == (3, -(-audio.shape[1] // 2205))
+  assert (out['pans'][1] == 0).all() and (out['gains'][1] == 0).all()  # the masked channel
+  assert np.ptp(out['pans'][[0, 2]]) > 0.05
+  # Its stereo mix is its pans' and gains' (the zero-latency frames as applied), not centred.
+  assert np.abs(out['stereo'][0] - out['stereo'][1]).max() > 1e-3
+  mix, gains = system.mix(audio, mask)  # the mono part, the same
+  np.testing.assert_array_equal(mix, out['mix'])
+  np.testing.assert_array_equal(gains, out['gains'])
+  left, right = stereo.pan_law(np.repeat(out['pans'], 2205, axis=-1)[:, :audio.shape[1]])
+  applied = np.repeat(out['gains'], 2205, axis=-1)[:, :audio.shape[1]] * audio
+  np.testing.assert_allclose(out['stereo'], [(left * applied).sum(0), (right * applied).sum(0)],
+                             atol=2e-5)
 
 
 def test_reference_systems_add_ideal_only_where_every_gain_is_known():

@@ -1,24 +1,23 @@
-r"""Stereo figures of mixers on rendered_live: placement, mid/side MR-STFT, balance, streaming, exports.
+r"""Stereo figures of mixers on rendered_live: the evaluation's Stereo section, streaming, exports.
 
     python tools/stereo_results.py --system="ALM-MR stereo=pretrained:alm_mr_stereo" \
         --system="ALM-MR=pretrained:alm_mr" --system="equal-loudness preset=configs/loudness_preset.py" \
-        --system="Dugan=configs/dugan.py" [--split=test] [--plots=DIR] [--check_streaming] \
+        --system="Dugan=configs/dugan.py" [--split=test] [--plots=DIR] [--check_streaming=N] \
         [--check_exports=DIR]
 
-On the evaluation's own examples (`evaluation.examples`: the split's segments with bleed and
-input levels drawn as `alm_jax.evaluate` draws them), each system is mixed offline
-(`offline.mix_arrays`; a mono mixer is placed at the centre, as `protocol.step_stereo` places
-it) and scored with the one metric suite: `metrics.mix_metrics` (the mono mix against the
-mono target: MR-STFT, balance error) and `metrics.stereo_metrics` (the stereo mix's mid and
-side MR-STFT against the stereo target's, the pan error against the designed placement,
-docs/data.md "Stereo placement"). Prints a markdown table (mean over the segments) and, for
-each system, the side MR-STFT paired against every other (mean difference ± 95 % interval).
-`--plots` writes a stereo-image plot per segment and stereo system (each channel's pan over
-time, its designed pan dashed). `--check_streaming` streams the first segments through
-`StreamingMixer` in blocks of random sizes and reports the largest difference from the offline
-stereo mix; `--check_exports` exports each stereo system as a SavedModel and an ONNX graph and
-reports their largest difference from JAX on the first segment. The figures are quoted in
-docs/results.md ("Stereo") and docs/pretrained.md.
+A thin caller of `alm_jax.evaluate`'s library, for the stereo figures alone (no audio written):
+the evaluation's examples (`evaluation.examples`), each system restored and mixed as there
+(`evaluation.systems`: a stereo mixer, found by its capabilities, with its pans, every other
+system at the centre), measured by `evaluation.run.measure` (`metrics.mix_metrics` and
+`metrics.stereo_metrics`) and printed as summary.md's "Stereo" section
+(`evaluation.report.stereo_lines`: pan error, mid and side MR-STFT, balance error, paired
+figures). `--plots` writes the stereo-image plot of each segment and stereo system
+(`evaluation.run.plot_stereo_image`). Beyond the evaluation: `--check_streaming` streams the
+first segments through `StreamingMixer` in blocks of random sizes and reports the largest
+difference from the offline stereo mix; `--check_exports` exports each stereo system as a
+SavedModel and an ONNX graph and reports their largest difference from JAX on the first
+segment. `python -m alm_jax.evaluate` writes the same Stereo section into summary.md and
+--results_doc (docs/evaluation.md); the figures are quoted in docs/results_stereo.md.
 """
 
 import argparse
@@ -29,75 +28,35 @@ import tempfile
 
 import numpy as np
 
-from alm_jax import metrics
-from alm_jax import restore
-from alm_jax import stereo
-from alm_jax.data import common
-from alm_jax.data import pipeline
 from alm_jax.evaluation import examples as examples_lib
-from alm_jax.evaluation import plots
+from alm_jax.evaluation import report
+from alm_jax.evaluation import run as run_lib
+from alm_jax.evaluation import systems as systems_lib
 from alm_jax.inference import offline
 from alm_jax.inference import streaming
 
-COLUMNS = (('mr_stft', 'MR-STFT (mono)'), ('mr_stft_mid', 'MR-STFT mid'),
-           ('mr_stft_side', 'MR-STFT side'), ('pan_error', 'pan error'),
-           ('balance_error_db', 'balance error (dB)'))
 
-
-def stereo_examples(config, split: str):
-  """[(song_id, audio [c, n], target [n], target_stereo [2, n], ideal_pans [c], ideal_gains [c])]."""
-  examples = []
-  for batch in pipeline.make_eval_batches(config, split):
-    for e in np.flatnonzero(batch['example_mask']):
-      c = int(np.sum(batch['channel_mask'][e]))
-      ideal = metrics.ideal_input_gains(batch['target_gains'][e, :c], batch['input_gain_db'][e, :c])
-      examples.append((batch['song_id'][e], batch['audio'][e, :c], batch['target'][e],
-                       batch['target_stereo'][e], batch['ideal_pans'][e, :c], ideal,
-                       batch['instruments'][e][:c]))
-  return examples
-
-
-def mix_stereo(loaded, audio):
-  """{'mix' [n], 'gains' [c, t], 'pans' [c, t], 'stereo' [2, n]} of one segment (mono: centred)."""
-  out = offline.mix_arrays(loaded, audio[None], np.ones((1, audio.shape[0]), bool))
-  out = {k: v[0] for k, v in out.items()}
-  if 'stereo' not in out:
-    out['pans'] = np.zeros_like(out['gains'])
-    out['stereo'] = stereo.centred(out['mix'])
-  return out
-
-
-def score(out, target, target_stereo, ideal_pans, ideal_gains, loss_config, frame_seconds):
-  """Every figure of one mixed segment (`COLUMNS`), as floats."""
-  found = metrics.mix_metrics(out['mix'], target, out['gains'], rate=common.SAMPLE_RATE,
-                              frame_seconds=frame_seconds, ideal_gains=ideal_gains,
-                              loss_config=loss_config)
-  found.update(metrics.stereo_metrics(out['stereo'], target_stereo, out['pans'], ideal_pans,
-                                      loss_config=loss_config))
-  return {k: float(found[k]) for k, _ in COLUMNS}
-
-
-def paired(a, b):
-  """Mean of a - b over the segments where both are finite, and its 95 % interval half-width."""
-  d = np.asarray(a) - np.asarray(b)
-  d = d[np.isfinite(d)]
-  if d.size < 2:
-    return float('nan'), float('nan')
-  return float(np.mean(d)), float(1.96 * np.std(d, ddof=1) / np.sqrt(d.size))
-
-
-def table(rows: dict) -> str:
-  """Markdown: one line per system, the mean of each column over its finite values."""
-  lines = ['| system | ' + ' | '.join(h for _, h in COLUMNS) + ' |',
-           '|---|' + '---|' * len(COLUMNS)]
-  for name, values in rows.items():
-    cells = []
-    for key, _ in COLUMNS:
-      v = np.array([r[key] for r in values])
-      v = v[np.isfinite(v)]
-      cells.append(f'{np.mean(v):.3f}' if v.size else 'n/a')
-    lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
-  return '\n'.join(lines)
+def measure_all(systems, examples, config, plots: str = '') -> list[dict]:
+  """Every system's metric rows over `examples` of `config` (`examples.eval_data_config`):
+  `run.measure`'s, with 'system' and '_example'; with `plots` a folder, also each stereo
+  system's stereo-image plot per segment there."""
+  rows = []
+  chunk = run_lib.chunk_seconds_of(config)  # as the evaluation mixes
+  for system in systems:
+    for i, ex in enumerate(examples):
+      out = system.mix_stereo(ex.audio, np.ones(ex.audio.shape[0], bool),
+                              target_gains=ex.target_gains, chunk_seconds=chunk, where=ex.where)
+      row = {'system': system.name, '_example': i}
+      row.update(run_lib.measure(system, ex, out['mix'], out['gains'], config.loss,
+                                 pans=out['pans'], stereo_mix=out['stereo']))
+      rows.append(row)
+      if plots and system.stereo:
+        os.makedirs(plots, exist_ok=True)
+        run_lib.plot_stereo_image(
+            out['pans'], ex, system.frame_seconds,
+            os.path.join(plots, f'{ex.key}_{systems_lib.slugify(system.name)}.png'),
+            f'{system.name}: {ex.where}')
+  return rows
 
 
 def stream_difference(loaded, audio, rng) -> float:
@@ -133,12 +92,6 @@ def export_differences(loaded, audio, folder) -> dict:
   return diffs
 
 
-def plot_placement(out, ideal_pans, names, frame_seconds, path, title):
-  """A stereo-image plot: each channel's pan over time (the designed pans in the legend)."""
-  labels = [f'{n} (designed {p:+.2f})' for n, p in zip(names, ideal_pans)]
-  plots.plot_gains(out['pans'], frame_seconds, labels, path, scale='pan', title=title)
-
-
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--system', action='append', required=True,
@@ -154,50 +107,24 @@ def main(argv=None):
   args = parser.parse_args(argv)
   base = runpy.run_path(args.config)['get_config']()
   config = examples_lib.eval_data_config(base, args.split, segment_seconds=args.segment_seconds)
-  examples = stereo_examples(config, args.split)
-  systems = [s.split('=', 1) for s in args.system]
-  rows = {}
-  for name, path in systems:
-    loaded = restore.load_mixer(path)
-    caps = loaded.capabilities
-    frame_seconds = caps.f2 / caps.sample_rate
-    rows[name] = []
-    for i, (song_id, audio, target, target_st, pans, ideal, names) in enumerate(examples):
-      out = mix_stereo(loaded, audio)
-      rows[name].append(score(out, target, target_st, pans, ideal, config.loss, frame_seconds))
-      if args.plots and caps.stereo:
-        os.makedirs(args.plots, exist_ok=True)
-        plot_placement(out, pans, names, frame_seconds,
-                       os.path.join(args.plots, f'{song_id}_{i:03d}_{name}.png'.replace(' ', '_')),
-                       f'{name}: {song_id} stereo placement')
+  examples = examples_lib.load_examples(config, args.split)
+  systems = [systems_lib.load_system(*s.split('=', 1)) for s in args.system]
+  rows = measure_all(systems, examples, config, args.plots)
   print(f'\n{config.data.name} {args.split}: {len(examples)} segments of '
         f'{args.segment_seconds:g} s\n')
-  print(table(rows), flush=True)
-  print('\nSide MR-STFT, paired (row - column, mean ± 95 % interval):')
-  for a in rows:
-    for b in rows:
-      if a != b:
-        m, h = paired([r['mr_stft_side'] for r in rows[a]], [r['mr_stft_side'] for r in rows[b]])
-        print(f'  {a} - {b}: {m:+.3f} ± {h:.3f}')
-  print('Balance error (dB), paired:')
-  for a in rows:
-    for b in rows:
-      if a != b:
-        m, h = paired([r['balance_error_db'] for r in rows[a]],
-                      [r['balance_error_db'] for r in rows[b]])
-        print(f'  {a} - {b}: {m:+.3f} ± {h:.3f}')
-  for name, path in systems:  # the slow checks last: the table is out first
-    loaded = restore.load_mixer(path)
-    if loaded.capabilities.stereo and args.check_streaming:
+  print('\n'.join(report.stereo_lines(rows, systems)), flush=True)
+  for system in systems:  # the slow checks last: the table is out first
+    if system.stereo and args.check_streaming:
       rng = np.random.default_rng(0)
-      worst = max(stream_difference(loaded, ex[1], rng) for ex in examples[:args.check_streaming])
-      print(f'{name}: streaming - offline, largest |difference| over {args.check_streaming} '
-            f'segments: {worst:.3g}', flush=True)
-    if loaded.capabilities.stereo and args.check_exports:
+      worst = max(stream_difference(system.loaded, ex.audio, rng)
+                  for ex in examples[:args.check_streaming])
+      print(f'{system.name}: streaming - offline, largest |difference| over '
+            f'{args.check_streaming} segments: {worst:.3g}', flush=True)
+    if system.stereo and args.check_exports:
       os.makedirs(args.check_exports, exist_ok=True)
-      diffs = export_differences(loaded, examples[0][1],
+      diffs = export_differences(system.loaded, examples[0].audio,
                                  tempfile.mkdtemp(dir=args.check_exports))
-      print(f'{name}: exports - JAX on {examples[0][0]}: ' +
+      print(f'{system.name}: exports - JAX on {examples[0].where}: ' +
             ', '.join(f'{k} {v:.3g}' for k, v in sorted(diffs.items())), flush=True)
 
 

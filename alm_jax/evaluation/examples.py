@@ -34,6 +34,10 @@ class Example:
       own source into its level in the target mix, or None when the dataset does
       not know them (MedleyDB).
     start_seconds: where the segment starts in the song.
+    target_stereo: float32 [2, samples], the target mix with the designed placement
+      (left, right), or None where the dataset has none (MedleyDB).
+    ideal_pans: float64 [channels], each input channel's designed pan
+      (`alm_jax.data.placement`), or None where the dataset has no placement.
   """
   song_id: str
   segment: int
@@ -43,6 +47,13 @@ class Example:
   channel_names: list
   target_gains: Optional[np.ndarray]
   start_seconds: float = 0.0
+  target_stereo: Optional[np.ndarray] = None
+  ideal_pans: Optional[np.ndarray] = None
+
+  @property
+  def has_placement(self) -> bool:
+    """Whether the stereo metrics are defined: a stereo target and every channel's designed pan."""
+    return self.target_stereo is not None and self.ideal_pans is not None
 
   @property
   def key(self) -> str:
@@ -129,8 +140,20 @@ def load_examples(config, split: str, *, workdir: Optional[str] = None) -> list[
           song_id, w, np.asarray(batch['audio'][e, :c, :n], np.float32),
           np.asarray(batch['target'][e, :n], np.float32), float(batch['bleed_severity'][e]),
           names, input_target_gains(batch['target_gains'][e, :c], batch['input_gain_db'][e, :c]),
-          float(batch['segment_start'][e])))
+          float(batch['segment_start'][e]),
+          *designed_placement(batch.get('target_stereo'), batch.get('ideal_pans'), e, c, n)))
   return examples
+
+
+def designed_placement(target_stereo, ideal_pans, e: int, c: int, n: int):
+  """(target_stereo float32 [2, n], ideal_pans float64 [c]) of batch example `e`, or (None, None)
+  where its song has no designed placement (the pipeline's pans are NaN there)."""
+  if target_stereo is None or ideal_pans is None:
+    return None, None
+  pans = np.asarray(ideal_pans[e, :c], np.float64)
+  if not np.isfinite(pans).all():
+    return None, None
+  return np.asarray(target_stereo[e, :, :n], np.float32), pans
 
 
 def input_target_gains(track_gains, input_gain_db) -> Optional[np.ndarray]:

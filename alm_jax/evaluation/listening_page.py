@@ -4,9 +4,9 @@
     listening_page.write('out/index.html', page)   # checks that every referenced file exists
 
 One table row per song segment, one column per system: an `<audio>` player and,
-below it, the image of that system's gains. All links are relative to the page's
-folder, so the folder opens in a browser straight from disk (file://), with no
-server, and can be copied or zipped as a whole.
+below it, the image of that system's gains (and of a stereo mixer's pans). All links
+are relative to the page's folder, so the folder opens in a browser straight from disk
+(file://), with no server, and can be copied or zipped as a whole.
 """
 
 import dataclasses
@@ -43,10 +43,12 @@ class Cell:
     audio: path of the audio file, relative to the page's folder ('/' separators).
     image: path of the gain plot, relative to the page's folder, or None.
     caption: a short line under the player (e.g. a few metrics).
+    pan_image: path of a stereo mixer's stereo-image plot (its pans), relative, or None.
   """
   audio: str
   image: Optional[str] = None
   caption: str = ''
+  pan_image: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +75,10 @@ def _cell_html(cell: Optional[Cell], column: str) -> str:
     alt = html.escape(f'gains of {column}', quote=True)
     parts.append(f'<a href="{_href(cell.image)}"><img class="gains" src="{_href(cell.image)}" '
                  f'alt="{alt}" loading="lazy"></a>')
+  if cell.pan_image:
+    alt = html.escape(f'pans of {column}', quote=True)
+    parts.append(f'<a href="{_href(cell.pan_image)}"><img class="gains" '
+                 f'src="{_href(cell.pan_image)}" alt="{alt}" loading="lazy"></a>')
   if cell.caption:
     parts.append(f'<div class="caption">{html.escape(cell.caption)}</div>')
   return '<td>' + ''.join(parts) + '</td>'

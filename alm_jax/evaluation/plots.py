@@ -10,7 +10,7 @@ import numpy as np
 
 
 def plot_gains(gains, frame_seconds: float, channel_names, path, *, scale: str = 'db',
-               floor_db: float = -60.0, title: str | None = None):
+               floor_db: float = -60.0, title: str | None = None, reference=None):
   """Plots every channel's gain over time and saves the figure.
 
   Args:
@@ -24,6 +24,8 @@ def plot_gains(gains, frame_seconds: float, channel_names, path, *, scale: str =
       (a stereo mixer's placement, -1 left, +1 right).
     floor_db: lowest value drawn in 'db' mode.
     title: optional figure title.
+    reference: optional [channels] values in the units of `gains` (e.g. the designed
+      pans of a stereo-image plot), each drawn dashed in its channel's colour; NaN: none.
   """
   gains = np.asarray(gains, np.float64)
   if gains.ndim != 2:
@@ -41,12 +43,22 @@ def plot_gains(gains, frame_seconds: float, channel_names, path, *, scale: str =
     ylabel = 'pan (-1 left, +1 right)'
   else:
     raise ValueError(f"scale must be 'linear', 'db' or 'pan', got {scale!r}.")
+  if reference is not None:
+    reference = np.asarray(reference, np.float64)
+    if reference.shape != gains.shape[:1]:
+      raise ValueError(f'reference must be [channels] = [{gains.shape[0]}], got shape '
+                       f'{reference.shape}.')
+    if scale == 'db':
+      reference = np.maximum(20.0 * np.log10(np.maximum(reference, 1e-30)), floor_db)
   # Each gain holds for a whole frame: draw steps, which is what was applied.
   t = np.arange(gains.shape[1] + 1) * frame_seconds
   fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
   try:
-    for name, v in zip(channel_names, values):
-      ax.stairs(v, t, label=str(name), linewidth=1.0, baseline=None)  # no edges down to 0 (dB)
+    for c, (name, v) in enumerate(zip(channel_names, values)):
+      drawn = ax.stairs(v, t, label=str(name), linewidth=1.0, baseline=None)  # no edges to 0 (dB)
+      if reference is not None and np.isfinite(reference[c]):
+        ax.hlines(reference[c], 0.0, t[-1], colors=[drawn.get_edgecolor()], linestyles='dashed',
+                  linewidth=1.0, alpha=0.8)
     ax.set_xlabel('time (s)')
     ax.set_ylabel(ylabel)
     ax.set_xlim(0.0, t[-1] if t[-1] > 0 else 1.0)

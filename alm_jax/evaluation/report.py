@@ -4,7 +4,9 @@ The metric columns are `alm_jax.metrics.MIX_METRICS`, the names training
 validation logs to TensorBoard too. NaN (not available or undefined) is an
 empty CSV cell; summaries average the finite values and count the rest.
 summary.md can also check an expected ranking of the systems per metric
-(`ranking_lines`), and `results_doc_text` turns it into a generated document.
+(`ranking_lines`), has a "Stereo" section where the data has a designed placement
+(`stereo_lines`: `metrics.STEREO_METRICS`, a mono system centre-panned), and
+`results_doc_text` turns it into a generated document.
 """
 
 import csv
@@ -38,8 +40,20 @@ BETTER = {
 }
 # The metrics whose ranking summary.md also gives per bleed-severity bin (the robustness claim).
 BIN_RANKING_METRICS = ('mr_stft', 'balance_error_db')
+# The stereo section's table (`stereo_lines`): the stereo metrics, then the mono ones the issue's
+# targets compare (the stereo mixer's balance no worse than the mono mixer's).
+STEREO_COLUMNS = (  # (csv column, heading, format)
+    ('pan_error', 'Pan error', '{:.3f}'),
+    ('mr_stft_mid', 'MR-STFT mid', '{:.3f}'),
+    ('mr_stft_side', 'MR-STFT side', '{:.3f}'),
+    ('mr_stft', 'MR-STFT (mono)', '{:.3f}'),
+    ('balance_error_db', 'Balance error (dB)', '{:.2f}'),
+)
+# What the stereo section pairs a stereo system against every other system on.
+STEREO_PAIRED = ('pan_error', 'mr_stft_side', 'balance_error_db')
 CSV_COLUMNS = ('song_id', 'segment', 'start_seconds', 'num_channels', 'seconds',
-               'bleed_severity_db', 'system', 'step') + metrics.MIX_METRICS + ('audio', 'gain_plot')
+               'bleed_severity_db', 'system', 'step') + metrics.MIX_METRICS + (
+                   metrics.STEREO_METRICS + ('audio', 'gain_plot', 'stereo_audio', 'pan_plot'))
 
 
 def format_value(v) -> str:
@@ -234,7 +248,7 @@ def write_metrics_csv(path, rows):
     writer = csv.writer(f)
     writer.writerow(CSV_COLUMNS)
     for r in rows:
-      writer.writerow([format_value(r[k]) for k in CSV_COLUMNS])
+      writer.writerow([format_value(r.get(k)) for k in CSV_COLUMNS])
 
 
 def write_bleed_csv(path, table, systems, labels, counts):
@@ -254,9 +268,11 @@ def mode_text(cfg, whole_songs: bool) -> str:
           f'{int(cfg.data.eval_segments_per_song)} per song')
 
 
-def page_notes(cfg, split, examples, has_balance, mode, *, ideal: bool = False):
+def page_notes(cfg, split, examples, has_balance, mode, *, ideal: bool = False,
+               stereo_target: str = ''):
   """The listening page's paragraphs: what was evaluated and how to read it (`ideal`: IDEAL is
-  among the systems)."""
+  among the systems; `stereo_target`: the column of the stereo target, where a stereo
+  system's cells play its stereo mix; '' where none does)."""
   songs = len({e.song_id for e in examples})
   bleed_on = bool(cfg.data.bleed.enabled)
   notes = [
@@ -272,9 +288,16 @@ def page_notes(cfg, split, examples, has_balance, mode, *, ideal: bool = False):
   if ideal:
     notes.append('IDEAL is not a mixer: it applies the dataset\'s ideal gains, constant, so '
                  'without bleed it is the target and with bleed the target plus the bleed.')
+  if stereo_target:
+    notes.append(f'A stereo system (one that pans) plays its stereo mix, and under its gains '
+                 f'is its stereo-image plot: each channel\'s pan over time (-1 left, +1 right), '
+                 f'the designed pan dashed. {stereo_target} is the target with the designed '
+                 'placement; the other systems are mono (the stereo metrics place them at the '
+                 'centre). The blind listening test compares the mono mixes.')
   if not has_balance:
     notes.append('This dataset does not store its target balance, so no balance error is given.')
   return notes
+
 
 
 _DEFINITIONS = (
@@ -291,8 +314,85 @@ _DEFINITIONS = (
 )
 
 
+def paired(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+  """Mean of a - b over the segments where both are finite, and its 95 % interval half-width
+  (1.96 standard errors); NaN, NaN with fewer than two such segments."""
+  d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+  d = d[np.isfinite(d)]
+  if d.size < 2:
+    return float('nan'), float('nan')
+  return float(np.mean(d)), float(1.96 * np.std(d, ddof=1) / np.sqrt(d.size))
+
+
+def stereo_lines(rows: Sequence[dict], systems) -> list[str]:
+  """summary.md's "Stereo" section: the placement metrics of every system, paired figures.
+
+  Args:
+    rows: the metric rows (`run.measure`'s columns, 'system', '_example').
+    systems: the evaluated `System`s, in table order; `System.stereo` says which pan
+      (the others are placed at the centre).
+  Returns:
+    Markdown lines: a table over the segments with a designed placement (finite
+    'mr_stft_mid'), mean ± std per system of `STEREO_COLUMNS`; per stereo system, its
+    `STEREO_PAIRED` figures paired against every other system; the stereo-image plots.
+  """
+  placed = [r for r in rows if math.isfinite(r.get('mr_stft_mid', float('nan')))]
+  segments = len({r['_example'] for r in placed})
+  lines = ['## Stereo', '',
+           f'Each system\'s stereo mix against the target mixed with the designed placement '
+           f'(docs/data.md, "Stereo placement"), over the {segments} segments that have one. A '
+           'stereo mixer (its capabilities say it pans) is heard with its own pans; every other '
+           'system is centre-panned: all pans 0, its mono mix at -3 dB on both sides, as '
+           '`protocol.step_stereo` places a mono mixer. Mean ± std over segments.', '']
+  header = ['System', 'Pans', 'n'] + [h for _, h, _ in STEREO_COLUMNS]
+  lines += ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  for s in systems:
+    sys_rows = [r for r in placed if r['system'] == s.name]
+    cells = [s.name, 'its own' if s.stereo else 'centre', str(len(sys_rows))]
+    cells += [summarize([r[m] for r in sys_rows], fmt) for m, _, fmt in STEREO_COLUMNS]
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  lines.append('')
+  stereo_names = [s.name for s in systems if s.stereo]
+  if not stereo_names:
+    lines += ['No evaluated system pans: each scores the mean |designed pan| as its pan error, and '
+              'all share one side MR-STFT (a silent side against the target\'s).', '']
+    return lines
+  headings = dict((m, h) for m, h, _ in STEREO_COLUMNS)
+  lines += ['Paired, per segment: stereo system − other system, mean ± 95 % interval (negative: '
+            'the stereo system is closer to the target).', '',
+            '| Stereo system | Other system | ' + ' | '.join(headings[m] for m in STEREO_PAIRED)
+            + ' |', '|' + '---|' * (2 + len(STEREO_PAIRED))]
+  by_example = {}
+  for r in placed:
+    by_example.setdefault(r['system'], {})[r['_example']] = r
+  for a in stereo_names:
+    for other in [s.name for s in systems if s.name != a]:
+      common = sorted(set(by_example.get(a, {})) & set(by_example.get(other, {})))
+      cells = []
+      for m in STEREO_PAIRED:
+        mean, half = paired([by_example[a][e][m] for e in common],
+                            [by_example[other][e][m] for e in common])
+        cells.append('n/a' if math.isnan(mean) else f'{mean:+.3f} ± {half:.3f}')
+      lines.append(f'| {a} | {other} | ' + ' | '.join(cells) + ' |')
+  lines += ['', 'Stereo-image plots (each channel\'s pan over time, its designed pan dashed): '
+            '`pans/<segment>/<system>.png`, on the listening page under each stereo system\'s '
+            'gains, whose player there plays its stereo mix (`audio/<segment>/stereo/`).', '']
+  return lines
+
+
+_STEREO_DEFINITIONS = (
+    '- Pan error: mean over channels of |pan − designed pan| (pan units, −1 left … +1 right, '
+    'constant-power law; a time-varying pan by its mean over the segment); a centre-panned '
+    'system scores the mean |designed pan|.',
+    '- MR-STFT mid / side: the MR-STFT distance of the stereo mix\'s mid (L + R)/√2 and side '
+    '(L − R)/√2 (`stereo.mid_side`) to the target\'s; the side is n/a where the target\'s is '
+    'silent (every channel designed at the centre).',
+)
+
+
 def summary_text(rows, systems, cfg, split, examples, labels, counts, table, has_balance, mode, *,
-                 skipped: Sequence[str] = (), expected_ranking: Sequence[str] = ()) -> str:
+                 skipped: Sequence[str] = (), expected_ranking: Sequence[str] = (),
+                 stereo: bool = False) -> str:
   """summary.md: mean ± std per system and metric, the MR-STFT per bleed bin, the definitions.
 
   Args:
@@ -304,6 +404,8 @@ def summary_text(rows, systems, cfg, split, examples, labels, counts, table, has
     mode: `mode_text`.
     skipped: sentences on the reference systems left out (`systems.reference_systems`).
     expected_ranking: system names, best first: adds the "Expected ranking" section.
+    stereo: some example has a designed placement: adds the "Stereo" section
+      (`stereo_lines`) and its metrics' definitions.
   """
   lines = [f'# Evaluation: {cfg.data.name}, {split} split', '',
            f'{len(examples)} segments of {len({e.song_id for e in examples})} songs '
@@ -337,6 +439,8 @@ def summary_text(rows, systems, cfg, split, examples, labels, counts, table, has
   if expected_ranking:
     lines += ranking_lines(rows, expected_ranking, table=table, labels=labels, counts=counts)
     lines.append('')
+  if stereo:
+    lines += stereo_lines(rows, systems)
   lines += ['## Metrics (`alm_jax.metrics.mix_metrics`, as in training validation)', '']
   lines += list(_DEFINITIONS)
   lines += [('- Balance error: mean absolute difference over channels of each channel\'s gain '
@@ -344,7 +448,10 @@ def summary_text(rows, systems, cfg, split, examples, labels, counts, table, has
              'dataset\'s designed balance (its mixing gains, corrected for the drawn input levels).'
              if has_balance else
              '- Balance error: n/a — this dataset does not store its target balance (MedleyDB '
-             'gives the mix, not per-track mixing gains).'), '']
+             'gives the mix, not per-track mixing gains).')]
+  if stereo:
+    lines += list(_STEREO_DEFINITIONS)
+  lines.append('')
   return '\n'.join(lines)
 
 

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from alm_jax import metrics
 from alm_jax import outputs
+from alm_jax import stereo
 from alm_jax.data import bleed
 from alm_jax.data import common
 from alm_jax.evaluation import examples as examples_lib
@@ -31,7 +32,7 @@ from alm_jax.inference import offline
 
 OUTPUT_FILES = ('metrics.csv', 'summary.md', 'bleed_robustness.png', 'bleed_robustness.csv',
                 'index.html')
-OUTPUT_DIRS = ('audio', 'gains')
+OUTPUT_DIRS = ('audio', 'gains', 'pans')
 # Written into --output: the results there that `--overwrite` may replace (alm_jax.outputs).
 EVALUATE_MARKER = 'alm_jax_evaluate.json'
 # Written with --listening_test (and by aggregating its answers): replaced with the rest.
@@ -112,12 +113,41 @@ def check_results_doc(path: str):
     raise systems_lib.EvaluationError(str(e)) from e
 
 
-def measure(system: systems_lib.System, ex: examples_lib.Example, mix, gains, loss_config) -> dict:
-  """The metrics of one system's mix of one example (`metrics.mix_metrics`), as floats."""
+def measure(system: systems_lib.System, ex: examples_lib.Example, mix, gains, loss_config, *,
+            pans=None, stereo_mix=None) -> dict:
+  """The metrics of one system's mix of one example, as floats.
+
+  `metrics.mix_metrics` of the mono mix, and `metrics.stereo_metrics` (NaN where the
+  example has no designed placement) of the stereo mix: `pans` [channels, frames] and
+  `stereo_mix` [2, samples] (`System.mix_stereo`); without them the system is placed at
+  the centre (pans 0, `stereo.centred(mix)`), as every mono mixer is.
+  """
   values = metrics.mix_metrics(mix, ex.target, gains, rate=common.SAMPLE_RATE,
                                frame_seconds=system.frame_seconds, ideal_gains=ex.target_gains,
                                loss_config=loss_config)
+  if ex.has_placement:
+    if pans is None:
+      pans, stereo_mix = np.zeros_like(gains), stereo.centred(np.asarray(mix, np.float32))
+    values.update(metrics.stereo_metrics(stereo_mix, ex.target_stereo, pans, ex.ideal_pans,
+                                         loss_config=loss_config))
+  else:
+    values.update({k: np.nan for k in metrics.STEREO_METRICS})
   return {k: float(v) for k, v in values.items()}
+
+
+def chunk_seconds_of(cfg) -> float:
+  """The chunk a causal system is mixed in: at most one evaluation segment (`eval_data_config`)."""
+  return min(offline.DEFAULT_CHUNK_SECONDS, float(cfg.data.eval_segment_seconds))
+
+
+def plot_stereo_image(pans, ex: examples_lib.Example, frame_seconds: float, path: str, title: str):
+  """A segment's stereo-image plot: each channel's pan over time [channels, frames], its designed
+  pan (where the data has a placement) dashed in the same colour and named in the legend."""
+  names = ex.channel_names
+  if ex.ideal_pans is not None:
+    names = [f'{n} (designed {p:+.2f})' for n, p in zip(names, ex.ideal_pans)]
+  plots.plot_gains(pans, frame_seconds, names, path, scale='pan', reference=ex.ideal_pans,
+                   title=f'{title}: stereo image')
 
 
 def evaluate(systems: Sequence[systems_lib.System], data_config, split: str, output: str, *,
@@ -182,8 +212,13 @@ def evaluate(systems: Sequence[systems_lib.System], data_config, split: str, out
                                       f'Leave {systems_lib.IDEAL} out of the ranking.')
   # Only now, with every check passed: --overwrite must not delete results for a run that stops.
   prepare_output(output, overwrite)
-  chunk_seconds = min(offline.DEFAULT_CHUNK_SECONDS, float(cfg.data.eval_segment_seconds))
+  chunk_seconds = chunk_seconds_of(cfg)
 
+  # A stereo mixer's page cell plays its stereo mix, beside the stereo target (TARGET stays the
+  # mono target every system's mono mix is measured against).
+  stereo_page = any(s.stereo for s in all_systems) and any(e.has_placement for e in examples)
+  columns = [target] + ([systems_lib.TARGET_STEREO] if stereo_page else []) + [
+      s.name for s in all_systems]
   rows, page_rows, trials = [], [], []
   slugs = {s.name: systems_lib.slugify(s.name) for s in all_systems}
   for ei, ex in enumerate(tqdm(examples, desc=f'Evaluating {split}', unit='segment',
@@ -193,29 +228,47 @@ def evaluate(systems: Sequence[systems_lib.System], data_config, split: str, out
     listening_page.write_wav(os.path.join(output, target_file), ex.target, rate)
     mask = np.ones(ex.audio.shape[0], bool)
     cells = [listening_page.Cell(audio=target_file)]
+    if stereo_page:
+      cells.append(None)
+      if ex.has_placement:
+        stereo_target = f'audio/{ex.key}/stereo/{target.lower()}.wav'
+        listening_page.write_wav(os.path.join(output, stereo_target), ex.target_stereo, rate)
+        cells[-1] = listening_page.Cell(audio=stereo_target, caption='the designed placement')
     trials.append(listening_test_lib.TrialAudio(f'{ex.song_id} segment {ex.segment} ({ex.span})',
                                                 ex.target, {}))
     for system in all_systems:
-      mix, gains = system.mix(ex.audio, mask, target_gains=ex.target_gains,
+      out = system.mix_stereo(ex.audio, mask, target_gains=ex.target_gains,
                               chunk_seconds=chunk_seconds, where=ex.where)
       audio_file = f'audio/{ex.key}/{slugs[system.name]}.wav'
       plot_file = f'gains/{ex.key}/{slugs[system.name]}.png'
-      listening_page.write_wav(os.path.join(output, audio_file), mix, rate)
-      plots.plot_gains(gains, system.frame_seconds, ex.channel_names,
-                       os.path.join(output, plot_file),
-                       title=f'{system.name}: {ex.song_id} segment {ex.segment} ({ex.span})')
+      listening_page.write_wav(os.path.join(output, audio_file), out['mix'], rate)
+      title = f'{ex.song_id} segment {ex.segment} ({ex.span})'
+      plots.plot_gains(out['gains'], system.frame_seconds, ex.channel_names,
+                       os.path.join(output, plot_file), title=f'{system.name}: {title}')
+      stereo_file = pan_file = ''
+      if system.stereo:
+        stereo_file = f'audio/{ex.key}/stereo/{slugs[system.name]}.wav'
+        listening_page.write_wav(os.path.join(output, stereo_file), out['stereo'], rate)
+        pan_file = f'pans/{ex.key}/{slugs[system.name]}.png'
+        os.makedirs(os.path.join(output, 'pans', ex.key), exist_ok=True)
+        plot_stereo_image(out['pans'], ex, system.frame_seconds, os.path.join(output, pan_file),
+                          f'{system.name}: {title}')
       row = {'song_id': ex.song_id, 'segment': ex.segment, 'start_seconds': ex.start_seconds,
              'num_channels': ex.audio.shape[0], 'seconds': ex.audio.shape[1] / rate,
              'bleed_severity_db': ex.bleed_severity_db, 'system': system.name,
              'step': system.step if system.step is not None else '', 'audio': audio_file,
-             'gain_plot': plot_file, '_example': ei}
-      row.update(measure(system, ex, mix, gains, cfg.loss))
+             'gain_plot': plot_file, 'stereo_audio': stereo_file, 'pan_plot': pan_file,
+             '_example': ei}
+      row.update(measure(system, ex, out['mix'], out['gains'], cfg.loss, pans=out['pans'],
+                         stereo_mix=out['stereo']))
       rows.append(row)
-      trials[-1].mixes[system.name] = audio_file
-      cells.append(listening_page.Cell(
-          audio=audio_file, image=plot_file,
-          caption=(f'MR-STFT {row["mr_stft"]:.3f} · ΔL {row["loudness_diff_lu"]:+.1f} LU · '
-                   f'SI-SDR {row["si_sdr_db"]:.1f} dB')))
+      trials[-1].mixes[system.name] = audio_file  # the blind test compares the mono mixes
+      caption = (f'MR-STFT {row["mr_stft"]:.3f} · ΔL {row["loudness_diff_lu"]:+.1f} LU · '
+                 f'SI-SDR {row["si_sdr_db"]:.1f} dB')
+      if system.stereo and ex.has_placement:
+        caption += f' · pan error {row["pan_error"]:.2f}'
+      cells.append(listening_page.Cell(audio=stereo_file or audio_file, image=plot_file,
+                                       caption=caption, pan_image=pan_file or None))
     severity = ('no bleed' if ex.bleed_severity_db == bleed.BLEED_OFF_DB
                 else f'bleed {ex.bleed_severity_db:.1f} dB')
     page_rows.append(listening_page.Row(
@@ -244,16 +297,19 @@ def evaluate(systems: Sequence[systems_lib.System], data_config, split: str, out
   mode = report.mode_text(cfg, segment_seconds == 0)
   summary = report.summary_text(rows, all_systems, cfg, split, examples, labels, counts, table,
                                has_balance, mode, skipped=[skipped] if skipped else [],
-                               expected_ranking=expected_ranking)
+                               expected_ranking=expected_ranking,
+                               stereo=any(e.has_placement for e in examples))
+
   outputs.atomic_write_text(paths['summary'], summary)
   if results_doc:
     os.makedirs(os.path.dirname(os.path.abspath(results_doc)), exist_ok=True)
     outputs.atomic_write_text(results_doc, report.results_doc_text(summary, command, notes))
     paths['results_doc'] = results_doc
   page = listening_page.render(
-      f'Listening page: {cfg.data.name}, {split} split', [target] + sys_names, page_rows,
+      f'Listening page: {cfg.data.name}, {split} split', columns, page_rows,
       notes=report.page_notes(cfg, split, examples, has_balance, mode,
-                              ideal=systems_lib.IDEAL in sys_names),
+                              ideal=systems_lib.IDEAL in sys_names,
+                              stereo_target=systems_lib.TARGET_STEREO if stereo_page else ''),
       systems_header=('system', 'checkpoint', 'step', 'how it was evaluated'),
       systems=[(s.name, s.checkpoint or '-', '' if s.step is None else s.step, s.note or '')
                for s in all_systems])

@@ -5,7 +5,9 @@ dataset's ideal input gains, where it knows them) or a restored checkpoint.
 How a checkpoint mixes follows from its mixer's capabilities
 (`alm_jax.models.protocol`), never from its name: a causal mixer is mixed chunk
 by chunk at zero latency, a per-segment one (DMC-OG) segment by segment as
-published; `alm_jax.inference.offline.mix_arrays` does both.
+published; `alm_jax.inference.offline.mix_arrays` does both. A stereo mixer
+(`capabilities.stereo`) also gives its pans and stereo mix; every other system
+is placed at the centre, so all are scored on the same stereo metrics.
 """
 
 import copy
@@ -19,6 +21,7 @@ import numpy as np
 
 from alm_jax import models
 from alm_jax import restore
+from alm_jax import stereo
 from alm_jax.data import common
 from alm_jax.inference import offline
 from alm_jax.models import protocol
@@ -26,8 +29,9 @@ from alm_jax.models import protocol
 RAW = 'RAW'
 IDEAL = 'IDEAL'
 TARGET = 'TARGET'
+TARGET_STEREO = 'TARGET (stereo)'  # the listening page's column of the stereo target
 # Added by the evaluation itself, so no checkpoint may be named so.
-RESERVED = (RAW, IDEAL, TARGET)
+RESERVED = (RAW, IDEAL, TARGET, TARGET_STEREO)
 
 
 class EvaluationError(ValueError):
@@ -40,7 +44,7 @@ class CheckpointError(EvaluationError):
 
 @dataclasses.dataclass
 class System:
-  """One mixer under evaluation: a name and a function (audio, mask) -> (mix, gains).
+  """One mixer under evaluation: a name and a function (audio, mask) -> (mix, gains[, pans, stereo]).
 
   Attributes:
     name: column name (unique).
@@ -73,10 +77,26 @@ class System:
     """Duration of one gain frame (the mixer's F2)."""
     return self.capabilities.f2 / self.capabilities.sample_rate
 
+  @property
+  def stereo(self) -> bool:
+    """Whether the system pans (its mixer's capabilities say so); RAW, IDEAL and every mono
+    mixer are placed at the centre (`protocol.step_stereo`)."""
+    return self.kind not in ('raw', 'ideal') and self.capabilities.stereo
+
   def mix(self, audio, mask, *, target_gains=None,
           chunk_seconds: float = offline.DEFAULT_CHUNK_SECONDS,
           where: str = '') -> tuple[np.ndarray, np.ndarray]:
-    """Mixes one example.
+    """Mixes one example: (mix float32 [samples], gains float32 [channels, frames]).
+
+    The mono part of `mix_stereo` (same arguments, same errors).
+    """
+    out = self.mix_stereo(audio, mask, target_gains=target_gains, chunk_seconds=chunk_seconds,
+                          where=where)
+    return out['mix'], out['gains']
+
+  def mix_stereo(self, audio, mask, *, target_gains=None,
+                 chunk_seconds: float = offline.DEFAULT_CHUNK_SECONDS, where: str = '') -> dict:
+    """Mixes one example, in stereo too.
 
     Args:
       audio: float32 [channels, samples].
@@ -87,7 +107,12 @@ class System:
       chunk_seconds: chunk length of a causal model.
       where: names the example in error messages.
     Returns:
-      (mix float32 [samples], gains float32 [channels, frames]); padding channels get gain 0.
+      {'mix': float32 [samples] (the mono mix: sum of gain x input),
+       'gains': float32 [channels, frames] (padding channels 0),
+       'pans': float32 [channels, frames] (0, the centre, for a mono system and padding),
+       'stereo': float32 [2, samples] (left, right: a stereo mixer's own mix with its
+       pans; a mono system's mix at the centre, `stereo.centred`, as
+       `protocol.step_stereo` places it)}.
     Raises:
       EvaluationError: more active channels than the model takes, NaN/Inf output,
         or IDEAL without the example's ideal gains.
@@ -100,7 +125,7 @@ class System:
                 else self._ideal_gains(target_gains, mask, where))
       # One gain per F2 frame, as a mixer's, so the gain metrics read them alike.
       gains = np.repeat(static[:, None], -(-n // self.capabilities.f2), axis=1)
-      return (audio * static[:, None]).sum(axis=0), gains
+      return _centred((audio * static[:, None]).sum(axis=0), gains)
     cmax = self.capabilities.max_channels
     active = np.flatnonzero(mask)
     if active.size > cmax:
@@ -112,18 +137,25 @@ class System:
     model_mask = np.zeros((1, cmax), bool)
     model_mask[0, :active.size] = True
     # Causal mixers chunk by chunk; per-segment ones segment by segment, each segment of
-    # its training length completed with silence (alm_jax.inference.offline).
+    # its training length completed with silence (alm_jax.inference.offline). A stereo
+    # mixer's outputs hold its pans and stereo mix too.
     loaded = self.loaded if self.loaded is not None else _load(self.name, self.checkpoint,
                                                                 self.config, self.params)
     out = offline.mix_arrays(loaded, padded, model_mask, chunk_seconds=chunk_seconds)
-    mix = out['mix'][0]
     gains = np.zeros((c, out['gains'].shape[-1]), np.float32)
     gains[active] = out['gains'][0, :active.size]
-    if not (np.isfinite(mix).all() and np.isfinite(gains).all()):
+    if 'stereo' in out:
+      pans = np.zeros_like(gains)
+      pans[active] = out['pans'][0, :active.size]
+      result = {'mix': np.asarray(out['mix'][0], np.float32), 'gains': gains, 'pans': pans,
+                'stereo': np.asarray(out['stereo'][0], np.float32)}
+    else:
+      result = _centred(np.asarray(out['mix'][0], np.float32), gains)
+    if not all(np.isfinite(v).all() for v in result.values()):
       raise EvaluationError(f'{self.name} ({self.checkpoint}) produced NaN/Inf on {where}: its '
                             'parameters are broken (diverged training?); evaluate an earlier '
                             'checkpoint.')
-    return mix, gains
+    return result
 
   def _ideal_gains(self, target_gains, mask, where) -> np.ndarray:
     """IDEAL's gains: float32 [channels], the ideal gains on active channels, 0 on padding."""
@@ -133,6 +165,12 @@ class System:
                             f'(Example.target_gains), got {target_gains!r}: evaluate it only on '
                             'data that knows its mixing gains (reference_systems decides).')
     return np.where(mask, ideal, 0.0).astype(np.float32)
+
+
+def _centred(mix, gains) -> dict:
+  """`System.mix_stereo`'s outputs of a mono system: every pan 0, the mix at the centre."""
+  return {'mix': mix, 'gains': gains, 'pans': np.zeros_like(gains),
+          'stereo': np.asarray(stereo.centred(mix), np.float32)}
 
 
 def raw_system(data_config) -> System:
