@@ -11,10 +11,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from alm_jax import frames as frames_lib
 from alm_jax import models
+from alm_jax import restore
 from alm_jax import stereo
 from alm_jax.live import adapter as adapter_lib
+from alm_jax.live import app
 from alm_jax.live import controls as controls_lib
+from alm_jax.live import drivers
 from alm_jax.live import native as native_lib
 from alm_jax.live import recorder as recorder_lib
 from checkpoint_fixtures import TinyModel
@@ -298,3 +302,31 @@ def test_pans_follow_the_controls_rule():
                         np.array([False, False, True, False]))
   np.testing.assert_array_equal(pans, np.array([1.0, -0.5, 0.25, -1.0], np.float32))
   assert pans.dtype == np.float32
+
+
+@pytest.mark.slow  # the shipped model's compile and 3 s of lockstep: ~40 s on 2 cores
+@pytest.mark.parametrize('callback', ['native', 'python'])
+def test_shipped_stereo_mixer_live_equals_its_offline_stereo_mix(callback):
+  """pretrained:alm_mr_stereo through the live engine (docs/pretrained_stereo.md, "Live")."""
+  if callback == 'native' and not native_lib.available():
+    pytest.skip(f'C callback not built: {native_lib.load_error()}')
+  loaded = restore.load_mixer('pretrained:alm_mr_stereo')
+  c = 6
+  audio = live_helpers.song(c, 3.0, seed=5)  # < the 4 s ring: read back whole
+  offline = live_helpers.offline_outputs(loaded.config, loaded.params, audio)
+  f2 = frames_lib.FrameSpec.from_config(loaded.config.model).f2
+  want = live_helpers.apply_stereo(audio, live_helpers.live_gains(offline['gains']),
+                                   live_helpers.live_gains(offline['pans']), f2)
+  live = app.LiveMixer(loaded, c, callback=callback, controls=controls_lib.Controls(
+      c, ceiling_db=60.0, slew_db=0.0, limit_db=None))
+  drv = drivers.FileDriver(live.engine, audio, period=128, pace=False,
+                           worker_frame=lambda: live.worker.frame)
+  live.start(drv)
+  while not drv.done.wait(0.05):
+    live.tick()
+  mixed = live.engine.read(0, audio.shape[1], mix=True)
+  live.stop()
+  assert live.engine.stereo and live.engine.late == 0
+  n = want.shape[1]
+  np.testing.assert_allclose(mixed[:, :n], want, atol=2e-6 * np.abs(want).max())
+  assert np.abs(offline['pans']).max() > 0.05  # the shipped model does pan
