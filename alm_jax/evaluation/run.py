@@ -3,9 +3,11 @@
 The references are RAW and, where the data knows its mixing gains, IDEAL
 (`systems.reference_systems`). Per example it writes the target, each system's
 mix (16-bit WAV, as a desk output would clip) and gain plot, and measures each
-mix with `alm_jax.metrics.mix_metrics`; at the end it writes the tables
-(`evaluation.report`), optionally a results document, the bleed-robustness
-figure and the listening page.
+mix with `alm_jax.metrics.mix_metrics` and, where the data has a designed
+placement, `metrics.stereo_metrics` (a stereo system with its pans, also its
+stereo WAV and stereo-image plot; every other one centre-panned); at the end it
+writes the tables (`evaluation.report`), optionally a results document, the
+bleed-robustness figure and the listening page.
 """
 
 import os
