@@ -109,7 +109,7 @@ def test_every_test_collects_without_the_optional_parts(tmp_path):
 def test_tests_of_missing_parts_skip_naming_the_install(tmp_path):
   """The ONNX extra's module and a rendered_live test, in one child run without them."""
   out = _pytest(_bare_env(tmp_path, hide_soundfonts=True), '-rs', '-n', '0',
-                'tests/test_onnx_export.py', 'tests/test_rendered.py::test_no_bach_anywhere')
+                'tests/test_onnx_export.py', 'tests/test_rendered.py::test_no_bach_anywhere[tiny]')
   report = out.stdout + out.stderr
   assert out.returncode == 0 and '2 skipped' in report and 'passed' not in report, report[-4000:]
   assert 'pip install -e ".[onnx]"' in report, report[-4000:]  # each reason names its command
