@@ -293,6 +293,36 @@ def test_stereo_nan_burst_holds_the_pan_and_never_makes_it_nan(tiny_stereo, tmp_
                              atol=2e-6 * np.abs(want).max())
 
 
+def test_stereo_killed_worker_keeps_the_pans_in_force(tiny_stereo, tmp_path):
+  """A worker that dies mid-show: the new one starts from the pans in force (not the centre), the
+  output stays finite on both sides and the stereo recording stays valid."""
+  tm = tiny_stereo
+  kept = {}
+
+  def kill_early(live, drv):
+    del drv
+    live.worker.fail_after = 20
+    tick = live.tick
+
+    def tick_and_note():
+      old = live.worker
+      tick()
+      if live.worker is not old and 'pans' not in kept:
+        kept['pans'], kept['new'] = old.pans.copy(), live.worker.pans.copy()
+    live.tick = tick_and_note
+
+  mixed, live = live_helpers.run_lockstep(tm.config, tm.params, tm.audio, adapter=tm.adapter,
+                                          record=str(tmp_path), before=kill_early)
+  assert live.worker_restarts == 1 and np.isfinite(mixed).all()
+  np.testing.assert_array_equal(kept['new'], kept['pans'])
+  assert np.abs(kept['pans']).max() > 0  # not the centre it would otherwise restart from
+  rec, _ = sf.read(live.record_dir / 'mix.wav', dtype='float32')
+  n = tm.audio.shape[1]
+  np.testing.assert_array_equal(rec[:n].T, mixed[:, :n])
+  frames, _, pans = recorder_lib.read_pans_csv(live.record_dir / 'pans.csv')
+  assert np.isfinite(pans).all() and len(frames) > 20
+
+
 def test_pans_follow_the_controls_rule():
   """Controls.apply_pans: held, non-finite or auto-off channels keep their pan; others clip."""
   ctl = controls_lib.Controls(4)
