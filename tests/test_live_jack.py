@@ -24,7 +24,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from alm_jax.live import controls as controls_lib
 from alm_jax.live import drivers
+from alm_jax.live import engine as engine_lib
 from alm_jax.live import native as native_lib
 from alm_jax.live import recorder as recorder_lib
 from checkpoint_fixtures import TinyModel, save_checkpoint
@@ -375,3 +377,18 @@ def test_jack_stereo_output_to_two_ports(stereo_setup, tmp_path):
   print(f'{len(offsets)} windows found on both captured ports; xruns {info["stats"]["xruns"]}')
   assert len(offsets) >= 3 and set(offsets) == {0}, offsets
   assert (take / 'pans.csv').exists()
+
+
+def test_a_jack_period_longer_than_an_f2_frame_is_refused_naming_the_fix():
+  """jackd -p 4096 against a 2205-sample F2 frame: the client is not opened (a period crossing two
+  frame boundaries would give a third frame the second one's gains); the message names -p."""
+  server = _jack_server(4096)
+  try:
+    for stereo in (False, True):
+      eng = engine_lib.Engine(2, 2205, controls_lib.Controls(2), stereo=stereo)
+      drv = drivers.JackDriver(eng, name='alm_period_test', server=server.name)
+      with pytest.raises(RuntimeError, match=r'4096 samples.*smaller -p.*<= 2205'):
+        drv.open()
+      assert drv.client is None and not drv.connected
+  finally:
+    server.close()

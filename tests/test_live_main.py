@@ -131,3 +131,17 @@ def test_two_outputs_make_a_stereo_show_of_a_mono_model(setup, tmp_path):
   assert pans.shape[0] > 10 and not pans.any()
   info = json.loads((take / 'info.json').read_text())
   assert info['mix'] == 'stereo' and info['model_pans'] is False
+
+
+def test_a_period_longer_than_an_f2_frame_is_refused_before_anything_starts(setup, tmp_path):
+  """--no_jack --period=4096 with a 2205-sample F2 frame: a period may cross one frame boundary
+  at most (the callbacks mix it in two parts), so it is one error: line, before any take."""
+  show = tmp_path / 'show'
+  proc = _live(setup, f'--play={setup.song}', '--no_jack', f'--record={show}', '--period=4096',
+               timeout=120)
+  assert proc.returncode == 1, proc.stdout + proc.stderr
+  errors = [l for l in proc.stderr.splitlines() if l.startswith('error:')]
+  assert len(errors) == 1 and 'Traceback' not in proc.stderr, proc.stderr
+  for words in ('--period=4096', '2205', '--period=2205 or less'):
+    assert words in errors[0], errors[0]
+  assert not show.exists()

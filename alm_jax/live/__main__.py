@@ -30,6 +30,7 @@ import jax
 import numpy as np
 
 from alm_jax import cli
+from alm_jax import frames
 from alm_jax import restore
 from alm_jax.live import app as app_lib
 from alm_jax.live import controls as controls_lib
@@ -179,6 +180,12 @@ def main(argv):
     except drivers.JackUnavailable as e:
       raise SystemExit(f'error: {e}') from None
   loaded = restore.load_mixer(FLAGS.checkpoint)
+  if FLAGS.no_jack:  # before the compile and the --record take: a period the mixer cannot mix
+    f2 = frames.FrameSpec.from_config(loaded.config.model).f2
+    try:
+      drivers.check_period(f2, FLAGS.period, f'pass --period={drivers.largest_period(f2)} or less')
+    except ValueError as e:
+      raise SystemExit(f'error: --period={FLAGS.period}: {e}') from None
   try:
     live, song, sources = _build(loaded)
   except ValueError as e:  # a refused --record folder, --play song or channel count

@@ -82,6 +82,24 @@ def check_jack_server(server: str | None = None):
 MIX_PORTS = {1: ('mix',), 2: ('mix_left', 'mix_right')}  # by the engine's buses
 
 
+def largest_period(f2: int) -> int:
+  """The longest period (samples) the engine mixes exactly: MAX_PERIOD, and at most one F2 frame.
+
+  A period crosses at most one F2 boundary only if it is no longer than F2: the callbacks mix a
+  period in at most two parts (the old and the new frame's gains), so a longer one would give
+  the samples of a third frame the second frame's gains.
+  """
+  return min(engine_lib.MAX_PERIOD, int(f2))
+
+
+def check_period(f2: int, period: int, fix: str):
+  """Raises ValueError naming `fix` where a model of F2 frame `f2` cannot be mixed in `period`s."""
+  most = largest_period(f2)
+  if period > most:
+    raise ValueError(f'a period of {period} samples is longer than the {most} the mixer handles '
+                     f'(at most one F2 frame, {f2} samples, and {engine_lib.MAX_PERIOD}): {fix}.')
+
+
 class JackDriver:
   """The mixer's JACK client.
 
@@ -131,10 +149,12 @@ class JackDriver:
       client.close()
       raise RuntimeError(f'The JACK server runs at {client.samplerate} Hz but the model mixes '
                          f'{eng.sample_rate} Hz audio: restart jackd with -r {eng.sample_rate}.')
-    if client.blocksize > engine_lib.MAX_PERIOD:
+    try:
+      check_period(eng.f2, client.blocksize, 'restart jackd with a smaller -p (a power of '
+                   f'two <= {largest_period(eng.f2)})')
+    except ValueError as e:
       client.close()
-      raise RuntimeError(f'JACK period {client.blocksize} > {engine_lib.MAX_PERIOD} samples: '
-                         'restart jackd with a smaller -p.')
+      raise RuntimeError(f'JACK: {e}') from None
     ins = [client.inports.register(f'in_{i + 1:02d}') for i in range(eng.channels)]
     mixports = [client.outports.register(name) for name in MIX_PORTS[eng.buses]]
     outs = ([client.outports.register(f'out_{i + 1:02d}') for i in range(eng.channels)]
@@ -213,8 +233,8 @@ class JackDriver:
       self._dirty.set()
 
   def _on_blocksize(self, blocksize):
-    if blocksize > engine_lib.MAX_PERIOD:
-      self.message = f'JACK period {blocksize} is too large (max {engine_lib.MAX_PERIOD})'
+    if blocksize > largest_period(self.engine.f2):
+      self.message = f'JACK period {blocksize} is too large (max {largest_period(self.engine.f2)})'
       raise RuntimeError(self.message)
 
   def poll(self):
@@ -338,6 +358,7 @@ class FileDriver(threading.Thread):
 
   def __init__(self, engine, audio, *, period=128, pace=True, worker_frame=None, tail=0):
     super().__init__(name='alm-live-file-driver', daemon=True)
+    check_period(engine.f2, int(period), f'pass --period={largest_period(engine.f2)} or less')
     self.engine, self.period, self.pace = engine, int(period), pace
     self.audio = np.ascontiguousarray(audio, np.float32)
     self.worker_frame = worker_frame  # callable -> frames the worker has processed
