@@ -5,6 +5,7 @@ import csv
 import json
 import math
 import os
+import runpy
 import shutil
 
 from absl import flags
@@ -430,6 +431,12 @@ def test_a_stereo_mixer_gets_the_stereo_section(dirs):
   assert 'No evaluated system pans' not in summary
   parser = check_page(paths['index'])
   assert all(r['pan_plot'] in parser.links and r['stereo_audio'] in parser.links for r in panned)
+  # tools/stereo_results.py, a caller of the same functions, reports the same figures.
+  tool = runpy.run_path(os.path.join(os.path.dirname(__file__), '..', 'tools', 'stereo_results.py'))
+  again = tool['measure_all']([panner], paths['examples'], examples.eval_data_config(c, 'test'))
+  for r, mine in zip(panned, again):
+    for m in metrics.STEREO_METRICS + ('mr_stft', 'balance_error_db'):
+      assert float(r[m]) == pytest.approx(mine[m], rel=1e-6), m
   assert parser.tags.count('audio') == len(exs) * 5  # TARGET, TARGET (stereo), RAW, IDEAL, PANNER
 
 

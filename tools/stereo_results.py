@@ -112,7 +112,10 @@ def main(argv=None):
   rows = measure_all(systems, examples, config, args.plots)
   print(f'\n{config.data.name} {args.split}: {len(examples)} segments of '
         f'{args.segment_seconds:g} s\n')
-  print('\n'.join(report.stereo_lines(rows, systems)), flush=True)
+  print('\n'.join(report.stereo_lines(rows, systems, plots_note=False)), flush=True)
+  if args.plots:
+    print(f'Stereo-image plots (each channel\'s pan over time, its designed pan dashed): '
+          f'{args.plots}/<segment>_<system>.png', flush=True)
   for system in systems:  # the slow checks last: the table is out first
     if system.stereo and args.check_streaming:
       rng = np.random.default_rng(0)

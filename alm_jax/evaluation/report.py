@@ -324,13 +324,14 @@ def paired(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
   return float(np.mean(d)), float(1.96 * np.std(d, ddof=1) / np.sqrt(d.size))
 
 
-def stereo_lines(rows: Sequence[dict], systems) -> list[str]:
+def stereo_lines(rows: Sequence[dict], systems, *, plots_note: bool = True) -> list[str]:
   """summary.md's "Stereo" section: the placement metrics of every system, paired figures.
 
   Args:
     rows: the metric rows (`run.measure`'s columns, 'system', '_example').
     systems: the evaluated `System`s, in table order; `System.stereo` says which pan
       (the others are placed at the centre).
+    plots_note: end with where the evaluation writes the stereo-image plots.
   Returns:
     Markdown lines: a table over the segments with a designed placement (finite
     'mr_stft_mid'), mean ± std per system of `STEREO_COLUMNS`; per stereo system, its
@@ -374,9 +375,11 @@ def stereo_lines(rows: Sequence[dict], systems) -> list[str]:
                             [by_example[other][e][m] for e in common])
         cells.append('n/a' if math.isnan(mean) else f'{mean:+.3f} ± {half:.3f}')
       lines.append(f'| {a} | {other} | ' + ' | '.join(cells) + ' |')
-  lines += ['', 'Stereo-image plots (each channel\'s pan over time, its designed pan dashed): '
-            '`pans/<segment>/<system>.png`, on the listening page under each stereo system\'s '
-            'gains, whose player there plays its stereo mix (`audio/<segment>/stereo/`).', '']
+  lines.append('')
+  if plots_note:
+    lines += ['Stereo-image plots (each channel\'s pan over time, its designed pan dashed): '
+              '`pans/<segment>/<system>.png`, on the listening page under each stereo system\'s '
+              'gains, whose player there plays its stereo mix (`audio/<segment>/stereo/`).', '']
   return lines
 
 
