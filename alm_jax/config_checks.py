@@ -109,6 +109,7 @@ RULES: dict[str, tuple[Callable, str]] = {
     'model.staging.offset_scale_db': POSITIVE,
     'model.staging.active_range_db': POSITIVE,
     'model.staging.time_constant_s': POSITIVE,
+    'model.staging.smooth_s': NON_NEGATIVE,
     'model.staging.min_gain_db': FINITE,
     'model.staging.max_gain_db': FINITE,
     'model.min_gain_db': FINITE,

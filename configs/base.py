@@ -82,6 +82,7 @@ def get_config():
   model.staging.offset_scale_db = 10.0  # dB per unit of the MLP's output
   model.staging.active_range_db = 40.0  # active frames: within this of the loudest so far
   model.staging.time_constant_s = 10.0  # the running level: mean of all active frames, then this
+  model.staging.smooth_s = 0.0  # then smoothed in dB with this time constant (0: not smoothed)
   model.staging.min_gain_db = -40.0
   model.staging.max_gain_db = 30.0
 

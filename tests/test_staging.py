@@ -39,7 +39,7 @@ def test_running_level_matches_the_rule_written_out():
   # The rests did not pull the level down: right after them it is the loud passage's mean.
   assert abs(ref[54] - 10 * np.log10(np.mean(np.square(rms[5:45])))) < 0.01
   # Carried state: two halves give the same levels as the whole.
-  s1, l1 = staging.running_level(jnp.zeros((1, 1, 3)), jnp.asarray(rms[:100])[None, None], rule)
+  s1, l1 = staging.running_level(jnp.zeros((1, 1, staging.STATE_SIZE)), jnp.asarray(rms[:100])[None, None], rule)
   _, l2 = staging.running_level(s1, jnp.asarray(rms[100:])[None, None], rule)
   np.testing.assert_allclose(np.concatenate([l1, l2], -1), level, rtol=0, atol=1e-5)
   assert state.shape == (1, 1, staging.STATE_SIZE)
@@ -66,3 +66,17 @@ def test_rule_uses_the_frame_rate_and_refuses_unknown_references():
   bad = ml_collections.ConfigDict({'gain_reference': 'loudness'})
   with pytest.raises(ValueError, match="'none' or 'staging'"):
     staging.enabled(bad)
+
+
+def test_smoothing_keeps_the_level_and_its_start_but_not_its_jitter():
+  rng = np.random.default_rng(1)
+  rms = rng.uniform(0.05, 0.2, 400).astype(np.float32)
+  x = jnp.asarray(rms)[None, None]
+  zeros = jnp.zeros((1, 1, staging.STATE_SIZE))
+  _, raw = staging.running_level(zeros, x, staging.Rule(40.0, 1.0 / 200))
+  _, smooth = staging.running_level(zeros, x, staging.Rule(40.0, 1.0 / 200, smooth=1.0 / 20))
+  raw, smooth = np.asarray(raw)[0, 0], np.asarray(smooth)[0, 0]
+  assert smooth[0] == raw[0]  # it starts at the first level, not from silence
+  assert abs(smooth[-1] - raw[-1]) < 0.3  # the same level once settled
+  jitter = lambda v: np.mean(np.abs(np.diff(v[100:])))  # pylint: disable=unnecessary-lambda-assignment
+  assert jitter(smooth) < 0.2 * jitter(raw)

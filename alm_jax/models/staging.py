@@ -6,7 +6,9 @@ running active level at `staging.level_db` plus that offset. The running active
 level is the measure `rendered_live` designs its balance with and the role-aware
 preset stages by: per F2 frame, the mean power of the frames within
 `staging.active_range_db` of the channel's loudest frame so far, averaged over
-all such frames at first and then with the time constant `staging.time_constant_s`.
+all such frames at first and then with the time constant `staging.time_constant_s`, and
+smoothed in dB with `staging.smooth_s` (the running power moves with every loud frame; the
+smoothing keeps that jitter out of the gain).
 A network that outputs 0 is therefore an equal-level preset, and what it learns is
 what each channel is worth relative to the others (its role), not the level
 arithmetic. Causal: the level after frame t uses frames up to t, and its gain
@@ -18,7 +20,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-STATE_SIZE = 3  # per channel: loudest frame power so far, running active power, active frames
+# Per channel: loudest frame power so far, running active power, active frames, smoothed level (dB).
+STATE_SIZE = 4
 NOT_SEEN_DB = -200.0  # level of a channel with no active frame yet
 
 
@@ -26,6 +29,7 @@ NOT_SEEN_DB = -200.0  # level of a channel with no active frame yet
 class Rule:
   range_db: float  # active: within this of the loudest frame so far
   slow: float  # the running mean's rate once 1 / count falls below it
+  smooth: float = 1.0  # the one-pole rate of the level in dB (1: no smoothing)
 
 
 def enabled(model_config) -> bool:
@@ -40,7 +44,8 @@ def rule(model_config, spec) -> Rule:
   s = model_config.staging
   frames_per_s = spec.sample_rate / spec.f2
   return Rule(range_db=float(s.active_range_db),
-              slow=1.0 / max(1.0, float(s.time_constant_s) * frames_per_s))
+              slow=1.0 / max(1.0, float(s.time_constant_s) * frames_per_s),
+              smooth=1.0 / max(1.0, float(s.get('smooth_s', 0.0)) * frames_per_s))
 
 
 def power_db(power):
@@ -59,15 +64,20 @@ def running_level(state, rms, level_rule: Rule):
     NOT_SEEN_DB before a channel's first active frame).
   """
   def step(st, r):
-    peak, power, count = st[..., 0], st[..., 1], st[..., 2]
+    peak, power, count, smoothed = st[..., 0], st[..., 1], st[..., 2], st[..., 3]
     p = jnp.square(r.astype(jnp.float32))
     peak = jnp.maximum(peak, p)
     active = (p > 0) & (power_db(p) > power_db(peak) - level_rule.range_db)
+    first = (count == 0) & active
     count = count + active
     rate = jnp.where(active, jnp.maximum(1.0 / jnp.maximum(count, 1.0), level_rule.slow), 0.0)
     power = power + rate * (p - power)
-    level = jnp.where(count > 0, power_db(power), NOT_SEEN_DB)
-    return jnp.stack([peak, power, count], axis=-1), level
+    # Every active frame nudges the running power: smoothed in dB, the gain's frame-to-frame
+    # jitter goes (the level starts at its first value, not at silence).
+    smoothed = jnp.where(first, power_db(power),
+                         smoothed + level_rule.smooth * (power_db(power) - smoothed))
+    level = jnp.where(count > 0, smoothed, NOT_SEEN_DB)
+    return jnp.stack([peak, power, count, smoothed], axis=-1), level
 
   state, level = jax.lax.scan(step, state.astype(jnp.float32), jnp.moveaxis(rms, -1, 0))
   return state, jnp.moveaxis(level, 0, -1)
