@@ -236,8 +236,12 @@ def test_stereo_live_mix_equals_offline_stereo_mix(tiny_stereo, tmp_path, callba
   frames, pred_pans, pans_applied = recorder_lib.read_pans_csv(live.record_dir / 'pans.csv')
   gain_frames = recorder_lib.read_gains_csv(live.record_dir / 'gains.csv')[0]
   np.testing.assert_array_equal(frames, gain_frames)
-  # Row k: the pans of frame k (= the offline pans of frame k - delay), none held.
-  np.testing.assert_allclose(pans_applied, pans[:, frames - delay].T, atol=1e-6)
+  # Row k: the pans of frame k (= the offline pans of frame k - delay), none held. The worker
+  # may have run a frame or two past the song (the driver's last period): those have no
+  # offline pans to compare with.
+  keep = frames - delay < pans.shape[1]
+  assert keep.sum() >= pans.shape[1] - delay - 2
+  np.testing.assert_allclose(pans_applied[keep], pans[:, frames[keep] - delay].T, atol=1e-6)
   np.testing.assert_array_equal(pred_pans, pans_applied)
   info = json.loads((live.record_dir / 'info.json').read_text())
   assert info['mix'] == 'stereo' and info['model_pans'] is True

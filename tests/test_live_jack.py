@@ -76,8 +76,15 @@ class Capture:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
       if all(self.client.get_ports(s) for s in self.sources):
-        for s, p in zip(self.sources, self.ports):
-          self.client.connect(s, p.name)
+        try:
+          for s, p in zip(self.sources, self.ports):
+            if p.name not in [q.name for q in self.client.get_all_connections(s)]:
+              self.client.connect(s, p.name)
+        except jack.JackError:
+          # A client's ports are listed as soon as they are registered, but jackd refuses
+          # to connect them until that client is activated: try again.
+          time.sleep(0.05)
+          continue
         self._state[1] = 1  # from now: the mixer has started, the song has not
         return
       if proc.poll() is not None:
