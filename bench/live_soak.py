@@ -34,7 +34,8 @@ import json
 import logging
 import resource
 import shutil
-import socket
+import signal
+import subprocess
 import tempfile
 import threading
 import time
@@ -171,59 +172,30 @@ class SoakDriver(threading.Thread):
     self._halt.set()
 
 
-class Surface(threading.Thread):
-  """Random OSC traffic over UDP: plausible control moves and, one in three, bad messages."""
+class Surface:
+  """The control surface: random OSC traffic over UDP from its own process (bench/osc_surface.py).
+
+  A separate process, as a console or tablet is: in the mixer's process its Python thread
+  would compete for the GIL with the real-time threads, which a real show does not have.
+  """
 
   def __init__(self, address, channels, rate, seed=0):
-    super().__init__(name='soak-osc', daemon=True)
-    from pythonosc import osc_message_builder  # pylint: disable=g-import-not-at-top
-    self.builder = osc_message_builder.OscMessageBuilder
-    self.address, self.channels, self.rate = address, channels, rate
-    self.rng = np.random.default_rng(seed + 2)
-    self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    self.sock.bind(('127.0.0.1', 0))
-    self.sock.settimeout(0.0)
+    self.args = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                              'osc_surface.py'),
+                 f'--host={address[0]}', f'--port={address[1]}', f'--channels={channels}',
+                 f'--rate={rate}', f'--seed={seed}']
+    self.proc = None
     self.sent = self.bad = self.status_replies = 0
-    self._halt = threading.Event()
+
+  def start(self):
+    self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, text=True)
 
   def stop(self):
-    self._halt.set()
-
-  def send(self, address, args):
-    b = self.builder(address=address)
-    for a in args:
-      b.add_arg(a)
-    self.sock.sendto(b.build().dgram, self.address)
-    self.sent += 1
-
-  def message(self):
-    r, c = self.rng, self.channels
-    ch = int(r.integers(1, c + 1))
-    if r.random() < 1 / 3:  # a bad one
-      self.bad += 1
-      return [(f'/alm/ch/{ch}/mute', ['no']), ('/alm/ceiling', [float('nan')]),
-              ('/alm/master', [float('nan')]), ('/alm/master', [float('inf')]),
-              ('/alm/limit', [12.0]), ('/alm/slew', [-3.0]), (f'/alm/ch/{c + 5}/mute', [1]),
-              (f'/alm/ch/{ch}/weight', ['loud']), (f'/alm/ch/{ch}/override', [1e9]),
-              ('/alm/nonsense', [1]), (f'/alm/ch/{ch}/auto', [0.5]), ('/alm/ceiling', []),
-              (f'/alm/ch/{ch}/weight', [1.0, 2.0]), ('/alm/master', [True])][
-                  int(r.integers(14))]
-    return [(f'/alm/ch/{ch}/weight', [float(r.uniform(-6, 6))]),
-            (f'/alm/ch/{ch}/mute', [int(r.random() < 0.1)]),
-            (f'/alm/ch/{ch}/override', [float(r.uniform(-20, 0))]),
-            (f'/alm/ch/{ch}/override/off', []), (f'/alm/ch/{ch}/auto', [int(r.random() < 0.9)]),
-            ('/alm/master', [float(r.uniform(-6, 0))]), ('/alm/ceiling', [float(r.uniform(0, 12))]),
-            ('/alm/slew', [float(r.uniform(0, 12))]), ('/alm/limit', [float(r.uniform(-6, -1))]),
-            ('/alm/status', [])][int(r.integers(10))]
-
-  def run(self):
-    while not self._halt.wait(self.rng.exponential(1.0 / self.rate)):
-      self.send(*self.message())
-      try:
-        while self.sock.recv(65536):
-          self.status_replies += 1
-      except (BlockingIOError, OSError):
-        pass
+    """Stops the traffic and reads the surface's counts."""
+    self.proc.send_signal(signal.SIGINT)
+    out, _ = self.proc.communicate(timeout=10)
+    counts = json.loads(out.strip().splitlines()[-1])
+    self.sent, self.bad, self.status_replies = counts['sent'], counts['bad'], counts['replies']
 
 
 class RefusalCounter(logging.Handler):
@@ -310,7 +282,8 @@ def main(argv=None):
         f'{live.engine.callback} callback, SCHED_FIFO {"on" if rt else "off"}, '
         f'{len(drv.bursts)} NaN/Inf/absurd bursts, OSC {args.osc_rate:g} msg/s (1/3 bad), '
         f'recording to {live.record_dir}', flush=True)
-  osc = ui.start_osc(live.controls, live.status_json, '127.0.0.1', 0)
+  osc = ui.start_osc(live.controls, live.status_json, '127.0.0.1', 0,
+                     rt_priority=max(args.rt_priority - 1, 0))
   surface = Surface(osc.server_address, args.channels, args.osc_rate, seed=args.seed)
   t0 = time.monotonic()
   live.start(drv)
@@ -333,11 +306,10 @@ def main(argv=None):
       late_after = s['late'] - (late_at_warmup or 0)
       print(f'{now / 60:6.1f} min: late {s["late"]} ({late_after} after the warm-up), worker p99 {s["worker_p99_ms"]:.1f} ms, cpu {100 * s["worker_cpu_share"]:.0f}%,'
             f' RSS {rss[-1][1]:.0f} MiB, held {len(s["held"])}, nonfinite periods '
-            f'{s["nonfinite_periods"]}, OSC sent {surface.sent} (refused {refusals.count}), '
+            f'{s["nonfinite_periods"]}, OSC refused {refusals.count}, '
             f'driver lag max {1e3 * drv.max_lag_s:.1f} ms (underruns {drv.underruns}), load {os.getloadavg()[0]:.1f}',
             flush=True)
   surface.stop()
-  surface.join(5)
   osc.shutdown()
   live.stop()
   s = live.status()
