@@ -74,6 +74,9 @@ def define_flags(flag_values):
   flags.DEFINE_string('expected_ranking', '', 'NAME,NAME,...: evaluated systems (checkpoints, '
                       'RAW, IDEAL), best first; summary.md then says per metric whether the '
                       'observed order reproduces it and which pairs are inverted.', **kw)
+  flags.DEFINE_string('balance_reference', '', 'NAME: the system the "Balance by role" section '
+                      "pairs every other one with (each segment's balance error minus its; e.g. "
+                      'PRESET); empty: no paired column.', **kw)
   flags.DEFINE_string('results_doc', None, "Also write summary.md's text to this file (e.g. "
                       'docs/results.md), headed by the command line that generated it.', **kw)
   flags.DEFINE_string('notes', None, 'Markdown file appended to --results_doc under "Notes" (the '
@@ -127,6 +130,11 @@ def run(f, argv: Optional[Sequence[str]] = None) -> int:
     expected = [n.strip() for n in f.expected_ranking.split(',') if n.strip()]
     if expected:  # before restoring anything (evaluate checks it again, for IDEAL)
       run_lib.check_ranking_names(expected, [name for name, _ in checkpoint_list])
+    known = [systems_lib.RAW, systems_lib.IDEAL] + [name for name, _ in checkpoint_list]
+    if f.balance_reference and f.balance_reference not in known:
+      raise systems_lib.EvaluationError(
+          f'--balance_reference={f.balance_reference} is not an evaluated system '
+          f'({", ".join(known)}; names are case-sensitive).')
     systems = [systems_lib.load_system(name, path) for name, path in checkpoint_list]
     data_config = f.data_config
     if data_config is None:
@@ -146,6 +154,7 @@ def run(f, argv: Optional[Sequence[str]] = None) -> int:
                              workdir=f.rir_workdir,
                              listening_test=f.listening_test_mode if f.listening_test else None,
                              expected_ranking=expected, results_doc=f.results_doc,
+                             balance_reference=f.balance_reference,
                              command=command_line(sys.argv if argv is None else argv),
                              notes=notes)
   except (systems_lib.EvaluationError, outputs.OutputError, FileExistsError,

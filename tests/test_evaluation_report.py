@@ -42,6 +42,26 @@ def test_stereo_section():
   assert '| RAW | ST |' not in text and 'No evaluated system pans' not in text
 
 
+def test_role_section():
+  """Signed errors averaged per role over every channel, roles by count, paired with a reference."""
+  def row(system, roles, signed, balance):
+    return {'system': system, '_roles': roles, '_signed_db': np.array(signed),
+            'balance_error_db': balance}
+  systems = [types.SimpleNamespace(name='PRESET'), types.SimpleNamespace(name='ALM')]
+  rows = [row('PRESET', ['lead', 'pad', 'pad'], [-6.0, 4.0, 2.0], 4.0),
+          row('PRESET', ['lead', 'kick'], [-2.0, 2.0], 2.0),
+          row('ALM', ['lead', 'pad', 'pad'], [-1.0, 1.0, np.nan], 1.0),
+          row('ALM', ['lead', 'kick'], [0.0, 0.0], 0.0),
+          {'system': 'RAW', 'balance_error_db': 9.0}]  # no signed errors: not in the section
+  text = '\n'.join(report.role_lines(rows, systems, 'PRESET'))
+  assert '| System | Balance error (dB) | vs PRESET (paired, 95 %) | lead (n=2) | pad (n=2) | kick (n=1) |' in text
+  assert '| PRESET | 3.00 ± 1.00 |  | -4.0 | +3.0 | +2.0 |' in text
+  assert '| ALM | 0.50 ± 0.50 | -2.50 ± 0.98 | -0.5 | +1.0 | +0.0 |' in text
+  assert 'RAW' not in text
+  assert 'vs PRESET' not in '\n'.join(report.role_lines(rows, systems))
+  assert report.role_lines([{'system': 'RAW', 'balance_error_db': 1.0}], systems) == []
+
+
 def test_summarize_handles_infinite_and_missing_values():
   assert report.summarize([1.0, 3.0], '{:.2f}') == '2.00 ± 1.00'
   # A silent mix has SI-SDR -inf: it is counted, not averaged into -inf.

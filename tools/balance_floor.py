@@ -33,8 +33,7 @@ from alm_jax.evaluation import run
 
 def role_of(channel_name: str) -> str:
   """'3: bass:Fingered Bs.' -> 'bass' (`evaluation.examples` labels, rendered_live instruments)."""
-  label = channel_name.split(': ', 1)[-1]
-  role = label.split(':', 1)[0]
+  role = examples_lib.role_of(channel_name)
   if role not in rendered.ROLE_LEVELS_DB:
     raise ValueError(f'Channel {channel_name!r} names no rendered_live role '
                      f'({sorted(rendered.ROLE_LEVELS_DB)}): this tool needs rendered_live data.')

@@ -45,7 +45,7 @@ BATCH = 32  # F1 frames per embedding call (fixed: one compilation)
 
 def role_of(channel_name: str) -> str:
   """'3: bass:Fingered Bs.' -> 'bass' (evaluation example labels of rendered_live)."""
-  role = channel_name.split(': ', 1)[-1].split(':', 1)[0]
+  role = examples_lib.role_of(channel_name)
   if role not in rendered.ROLE_LEVELS_DB:
     raise ValueError(f'Channel {channel_name!r} names no rendered_live role.')
   return role

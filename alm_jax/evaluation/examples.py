@@ -16,7 +16,13 @@ import numpy as np
 from alm_jax import metrics
 from alm_jax.data import common
 from alm_jax.data import pipeline
+from alm_jax.data import placement
 from alm_jax.evaluation import systems
+
+
+def role_of(channel_name: str) -> str:
+  """An example's channel label '3: bass:Fingered Bs.' -> its role 'bass' (`placement.role_of`)."""
+  return placement.role_of(channel_name.split(': ', 1)[-1])
 
 
 @dataclasses.dataclass
@@ -49,6 +55,11 @@ class Example:
   start_seconds: float = 0.0
   target_stereo: Optional[np.ndarray] = None
   ideal_pans: Optional[np.ndarray] = None
+
+  @property
+  def roles(self) -> list:
+    """Each channel's role: '3: bass:Fingered Bs.' -> 'bass' (the instrument label's part before ':')."""
+    return [role_of(n) for n in self.channel_names]
 
   @property
   def has_placement(self) -> bool:

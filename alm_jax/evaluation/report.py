@@ -324,6 +324,52 @@ def paired(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
   return float(np.mean(d)), float(1.96 * np.std(d, ddof=1) / np.sqrt(d.size))
 
 
+def role_lines(rows: Sequence[dict], systems, reference: str = '') -> list[str]:
+  """summary.md's "Balance by role" section: balance error, paired figure and signed error per role.
+
+  Args:
+    rows: the evaluation's rows; those with '_roles' and '_signed_db' (each channel's role and
+      signed balance error, `metrics.balance_error_db(per_channel=True)`) count.
+    systems: the `System`s, in table order.
+    reference: a system name to pair the others with (`paired`), or ''.
+  """
+  known = [r for r in rows if '_signed_db' in r]
+  if not known:
+    return []
+  names = [s.name for s in systems]
+  first = names[0]
+  roles = np.concatenate([np.asarray(r['_roles']) for r in known if r['system'] == first])
+  order = sorted(set(roles.tolist()), key=lambda r: (-int(np.sum(roles == r)), r))
+  header = ['System', 'Balance error (dB)'] + ([f'vs {reference} (paired, 95 %)'] if reference
+                                               else []) + [f'{r} (n={int(np.sum(roles == r))})'
+                                                           for r in order]
+  lines = ['## Balance by role', '',
+           'Mean signed balance error per channel role (dB; positive: the channel ends louder, '
+           'relative to the others, than the designed balance), over every channel of that role '
+           'in the split' + (f"; the paired column is each segment's balance error minus "
+                             f"{reference}'s (mean and 95 % interval; lower is better)."
+                             if reference else '.'), '',
+           '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  ref = [r['balance_error_db'] for r in known if r['system'] == reference]
+  for name in names:
+    own = [r for r in known if r['system'] == name]
+    if not own:
+      continue
+    signed = np.concatenate([np.asarray(r['_signed_db'], np.float64) for r in own])
+    role_of = np.concatenate([np.asarray(r['_roles']) for r in own])
+    cells = [name, summarize([r['balance_error_db'] for r in own], '{:.2f}')]
+    if reference:
+      mean, half = paired([r['balance_error_db'] for r in own], ref) if name != reference else (
+          float('nan'), float('nan'))
+      cells.append('' if math.isnan(mean) else f'{mean:+.2f} ± {half:.2f}')
+    for role in order:
+      vals = signed[(role_of == role) & np.isfinite(signed)]
+      cells.append(f'{np.mean(vals):+.1f}' if vals.size else '')
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  lines.append('')
+  return lines
+
+
 def stereo_lines(rows: Sequence[dict], systems, *, plots_note: bool = True) -> list[str]:
   """summary.md's "Stereo" section: the placement metrics of every system, paired figures.
 
@@ -395,7 +441,7 @@ _STEREO_DEFINITIONS = (
 
 def summary_text(rows, systems, cfg, split, examples, labels, counts, table, has_balance, mode, *,
                  skipped: Sequence[str] = (), expected_ranking: Sequence[str] = (),
-                 stereo: bool = False) -> str:
+                 stereo: bool = False, balance_reference: str = '') -> str:
   """summary.md: mean ± std per system and metric, the MR-STFT per bleed bin, the definitions.
 
   Args:
@@ -409,6 +455,8 @@ def summary_text(rows, systems, cfg, split, examples, labels, counts, table, has
     expected_ranking: system names, best first: adds the "Expected ranking" section.
     stereo: some example has a designed placement: adds the "Stereo" section
       (`stereo_lines`) and its metrics' definitions.
+    balance_reference: the system the "Balance by role" section (`role_lines`, where the
+      data knows its balance) pairs the others with; '': no paired column.
   """
   lines = [f'# Evaluation: {cfg.data.name}, {split} split', '',
            f'{len(examples)} segments of {len({e.song_id for e in examples})} songs '
@@ -442,6 +490,8 @@ def summary_text(rows, systems, cfg, split, examples, labels, counts, table, has
   if expected_ranking:
     lines += ranking_lines(rows, expected_ranking, table=table, labels=labels, counts=counts)
     lines.append('')
+  if has_balance:
+    lines += role_lines(rows, systems, balance_reference)
   if stereo:
     lines += stereo_lines(rows, systems)
   lines += ['## Metrics (`alm_jax.metrics.mix_metrics`, as in training validation)', '']

@@ -157,7 +157,8 @@ def evaluate(systems: Sequence[systems_lib.System], data_config, split: str, out
              severity_bins_count: int = DEFAULT_SEVERITY_BINS, overwrite: bool = False,
              progress: bool = True, workdir: Optional[str] = None,
              listening_test: Optional[str] = None, expected_ranking: Sequence[str] = (),
-             results_doc: Optional[str] = None, command: str = '', notes: str = '') -> dict:
+             results_doc: Optional[str] = None, command: str = '', notes: str = '',
+             balance_reference: str = '') -> dict:
   """Mixes every example of `split` with the references and `systems`, writes the results to `output`.
 
   Args:
@@ -176,6 +177,8 @@ def evaluate(systems: Sequence[systems_lib.System], data_config, split: str, out
       (`evaluation.listening_test`); None: don't.
     expected_ranking: system names, best first: summary.md says per metric
       whether the observed order reproduces it (`report.ranking_lines`).
+    balance_reference: a system name: the "Balance by role" section pairs every other
+      system's balance error with it (`report.role_lines`); '': no paired column.
     results_doc: also write summary.md's text there, headed by `command` (the
       command line that generated it) and followed by `notes` (markdown) under
       "Notes" (`report.results_doc_text`).
@@ -263,6 +266,10 @@ def evaluate(systems: Sequence[systems_lib.System], data_config, split: str, out
              '_example': ei}
       row.update(measure(system, ex, out['mix'], out['gains'], cfg.loss, pans=out['pans'],
                          stereo_mix=out['stereo']))
+      if ex.target_gains is not None:  # each channel's signed error, for the section by role
+        row['_roles'] = ex.roles
+        row['_signed_db'] = metrics.balance_error_db(out['gains'], ex.target_gains,
+                                                     per_channel=True)
       rows.append(row)
       trials[-1].mixes[system.name] = audio_file  # the blind test compares the mono mixes
       caption = (f'MR-STFT {row["mr_stft"]:.3f} · ΔL {row["loudness_diff_lu"]:+.1f} LU · '
@@ -300,7 +307,8 @@ def evaluate(systems: Sequence[systems_lib.System], data_config, split: str, out
   summary = report.summary_text(rows, all_systems, cfg, split, examples, labels, counts, table,
                                has_balance, mode, skipped=[skipped] if skipped else [],
                                expected_ranking=expected_ranking,
-                               stereo=any(e.has_placement for e in examples))
+                               stereo=any(e.has_placement for e in examples),
+                               balance_reference=balance_reference)
 
   outputs.atomic_write_text(paths['summary'], summary)
   if results_doc:
