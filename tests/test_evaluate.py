@@ -134,8 +134,10 @@ def test_writes_every_output(evaluated, dirs):
     summary = f.read()
   table = [line for line in summary.splitlines() if line.startswith('| RAW') or
            line.startswith('| ALM-MR')]
-  assert len(table) == 6  # the main table, the bleed table and the stereo table
+  assert len(table) == 8  # the main table, the bleed table, the role table and the stereo table
   assert ' ± ' in table[0]
+  # Balance by role: synthetic_live's roles, each system's mean signed error per role.
+  assert '## Balance by role' in summary and '| kick (n=' in summary
 
 
 def test_listening_page_is_well_formed(evaluated):
