@@ -2,14 +2,15 @@
 
     python -m alm_jax.main --config=configs/alm_mr_staged.py --workdir=/tmp/alm_staged
 
-configs/pretrained_alm_mr.py with three changes chosen on the validation split
-(docs/results_notes.md, "Staged gains"): (1) the `student` embedding (distilled from
-musicnn, alm_jax/embeddings/student.py; shipped weights, frozen throughout) on a 3 s F1
-frame read every second, so the mixer hears what each channel is; (2) the gain is an
-offset from a causal staging of each channel's running active level
-(config.model.gain_reference = 'staging', alm_jax/models/staging.py), so training starts
-from an equal-level preset and learns the role offsets; (3) wider networks (d_model and
-GRU 64) and 6 s segments. Resumable: the same command continues from the newest checkpoint.
+configs/pretrained_alm_mr.py (the first shipped recipe, which the baselines of docs/results.md
+keep) with three changes (why: docs/model.md, "Staged gains"; figures: docs/results_notes.md):
+(1) the `student` embedding (distilled from musicnn, alm_jax/embeddings/student.py; shipped
+weights, frozen throughout) on a 3 s F1 frame read every second, so the mixer hears what each
+channel is; (2) the gain is an offset from a causal staging of each channel's running active
+level (config.model.gain_reference = 'staging', alm_jax/models/staging.py), so training starts
+from an equal-level preset and learns the role offsets; (3) wider networks (d_model and GRU 64)
+and 6 s segments, 4200 steps. Resumable: the same command continues from the newest checkpoint.
+The shipped `pretrained:alm_mr` is this recipe's step 4200 (docs/pretrained.md).
 """
 import pathlib
 import runpy
@@ -34,5 +35,10 @@ def get_config():
   config.data.segment_seconds = 6.0
 
   train = config.train
+  # 60 steps per epoch: 4200 steps, the last 1200 at the decayed rate; about 70 minutes on this
+  # project's 2 CPU cores (1 step/s; validation on 4 s segments every 1200 steps).
+  train.num_epochs = 70
+  train.lr_boundaries_epochs = (50,)
+  train.eval_every_steps = 1200
   train.freeze_embedding_epochs = train.num_epochs  # the student stays as distilled
   return config

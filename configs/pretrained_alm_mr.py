@@ -1,12 +1,14 @@
-"""The shipped pretrained mixer `pretrained:alm_mr`: ALM-MR trained on `rendered_live`.
+"""The first shipped recipe (ALM-MR, small embedding), and the base of the baselines' recipes.
 
     python -m alm_jax.main --config=configs/pretrained_alm_mr.py --workdir=/tmp/alm_pretrained
 
 configs/rendered_mr.py (small networks, sampled-instrument songs, bleed and level
 randomisation on, zero-latency training) with a longer run, one learning-rate
-decay and the two gain terms on (docs/model.md: not in the paper). Resumable: the
-same command continues from the newest checkpoint. The model card
-(docs/pretrained.md) says which step was shipped and what it scores.
+decay and the two gain terms on (docs/model.md: not in the paper). It made the first
+`pretrained:alm_mr` (42k parameters, 26 minutes); configs/rendered_{sr,dmc_b_0l,dmc_og}.py
+derive from it, so the systems of docs/results.md train the same way. Today's shipped mixer is
+configs/alm_mr_staged.py (this recipe with the student embedding and staged gains). Resumable:
+the same command continues from the newest checkpoint.
 """
 import pathlib
 import runpy
