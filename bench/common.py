@@ -62,15 +62,22 @@ def machine() -> str:
 
 
 # F1 frame each embedding runs on (docs/embeddings.md: musicnn's choice is 3 s).
-EMBEDDING_F1_MS = {'musicnn': 3000.0}
+EMBEDDING_F1_MS = {'musicnn': 3000.0, 'student': 3000.0}  # musicnn's patch (the student's too)
 
 
 def with_embedding(config, name: str):
-  """`config` with its model's embedding switched to `name` (its size and F1 frame with it)."""
+  """`config` with its model's embedding switched to `name` (its size and F1 frame with it).
+
+  '' keeps the config's own embedding (e.g. configs/alm_mr_staged.py's student).
+  """
+  if not name:
+    return config
+  # Here, not at the top: importing common must not import JAX (see the module docstring).
+  from alm_jax import embeddings  # pylint: disable=g-import-not-at-top
   config.model.embedding.name = name
-  if name == 'musicnn':
-    from alm_jax.embeddings import musicnn_network  # pylint: disable=g-import-not-at-top
-    config.model.embedding.dim = musicnn_network.EMBEDDING_DIM
+  dim = embeddings.get(name).dim  # the only size an embedding gives, if it has one
+  if dim is not None:
+    config.model.embedding.dim = dim
   config.model.f1_ms = EMBEDDING_F1_MS.get(name, float(config.model.f1_ms))
   return config
 

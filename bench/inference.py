@@ -57,7 +57,7 @@ def child(args) -> dict:
   from alm_jax.inference import offline  # pylint: disable=g-import-not-at-top
   from alm_jax.models import build_model  # pylint: disable=g-import-not-at-top
 
-  config = with_embedding(load_config('mr'), args.embedding)
+  config = with_embedding(load_config(args.config), args.embedding)
   config.train.compute_dtype = args.dtype
   channels = int(config.model.max_channels)
   spec = frames.FrameSpec.from_config(config.model)
@@ -91,7 +91,7 @@ def child(args) -> dict:
   assert out['mix'].shape == (args.batch_songs, n) and np.all(np.isfinite(out['mix']))
   audio_s = args.batch_songs * args.seconds
   return {
-      'embedding': args.embedding, 'dtype': args.dtype, 'channels': channels,
+      'embedding': config.model.embedding.name, 'dtype': args.dtype, 'channels': channels,
       'batch_songs': args.batch_songs, 'seconds': args.seconds,
       'chunk_samples': mixer.chunk_samples, 'compiles': mixer.num_compiles,
       'compile_s': compile_s, 'best_s': min(times), 'median_s': float(np.median(times)),
@@ -105,7 +105,10 @@ def child(args) -> dict:
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  p.add_argument('--embeddings', default='small,vggish', help='comma-separated: small, vggish')
+  p.add_argument('--embeddings', default='small,vggish',
+                 help="comma-separated: small, vggish, student, musicnn; 'config': the config's own")
+  p.add_argument('--config', default='mr', help='configs/<name>.py (e.g. alm_mr_staged: the shipped '
+                 "recipe's model with --embeddings=config)")
   p.add_argument('--seconds', type=float, default=None,
                  help='seconds per song (default: 60 small, 12 vggish)')
   p.add_argument('--batch_songs', type=int, default=1)
@@ -116,7 +119,7 @@ def main():
   args = p.parse_args()
 
   if args.child:
-    args.embedding = args.child
+    args.embedding = '' if args.child == 'config' else args.child
     print(json.dumps(child(args)))
     return
 
@@ -125,14 +128,14 @@ def main():
     seconds = args.seconds or (60.0 if emb == 'small' else 12.0)
     cmd = [sys.executable, os.path.abspath(__file__), f'--child={emb}', f'--seconds={seconds}',
            f'--batch_songs={args.batch_songs}', f'--chunk_seconds={args.chunk_seconds}',
-           f'--repeats={args.repeats}', f'--dtype={args.dtype}']
+           f'--repeats={args.repeats}', f'--dtype={args.dtype}', f'--config={args.config}']
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if res.returncode != 0:
       print(res.stderr[-3000:], file=sys.stderr)
       raise SystemExit(f'{emb}: the measurement failed (exit {res.returncode}).')
     rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
 
-  print(f'Offline mixing, ALM-MR, {rows[0]["channels"]} channels, batch {args.batch_songs} song(s), '
+  print(f'Offline mixing, ALM-MR (configs/{args.config}.py), {rows[0]["channels"]} channels, batch {args.batch_songs} song(s), '
         f'chunks of {rows[0]["chunk_samples"]} samples')
   print(f'Machine: {machine()}')
   header = (f'{"embedding":<10}{"audio s":>8}{"compile s":>10}{"mix s":>8}{"CPU s":>8}'

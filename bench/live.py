@@ -86,7 +86,7 @@ def run_one(config, params, adapter, channels, period, seconds, rt, callback, ga
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--config', default='quickstart')
-  parser.add_argument('--embedding', default='small', help='small or musicnn (3 s F1 frame)')
+  parser.add_argument('--embedding', default='small', help="small, student or musicnn (3 s F1 frame); '': the config's own")
   parser.add_argument('--channels', default='8,16,32')
   parser.add_argument('--periods', default='64,128,256')
   parser.add_argument('--seconds', type=float, default=6.0)

@@ -282,8 +282,7 @@ def main(argv=None):
         f'{live.engine.callback} callback, SCHED_FIFO {"on" if rt else "off"}, '
         f'{len(drv.bursts)} NaN/Inf/absurd bursts, OSC {args.osc_rate:g} msg/s (1/3 bad), '
         f'recording to {live.record_dir}', flush=True)
-  osc = ui.start_osc(live.controls, live.status_json, '127.0.0.1', 0,
-                     rt_priority=max(args.rt_priority - 1, 0))
+  osc = ui.start_osc(live.controls, live.status_json, '127.0.0.1', 0)
   surface = Surface(osc.server_address, args.channels, args.osc_rate, seed=args.seed)
   t0 = time.monotonic()
   live.start(drv)

@@ -228,8 +228,7 @@ def main(argv):
   osc = None
   if FLAGS.osc_port:
     try:
-      osc = ui.start_osc(live.controls, live.status_json, FLAGS.osc_host, FLAGS.osc_port,
-                         rt_priority=max(FLAGS.rt_priority - 1, 0))
+      osc = ui.start_osc(live.controls, live.status_json, FLAGS.osc_host, FLAGS.osc_port)
     except OSError as e:
       logging.error('OSC off: cannot listen on %s:%d (%s); pass another --osc_port.',
                     FLAGS.osc_host, FLAGS.osc_port, e)

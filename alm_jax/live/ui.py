@@ -11,7 +11,6 @@ import logging
 import threading
 
 from alm_jax.live import controls as controls_lib
-from alm_jax.live import engine as engine_lib
 
 
 def command_help() -> str:
@@ -131,25 +130,20 @@ def osc_handler(controls, status_fn):
   return handle
 
 
-def start_osc(controls, status_fn, host: str, port: int, rt_priority: int = 0):
+def start_osc(controls, status_fn, host: str, port: int):
   """Serves OSC on host:port in a daemon thread; returns the server (call .shutdown()).
 
   One thread handles the messages in the order they arrive, so a fader's last
-  position is the one in force. `rt_priority` > 0 gives that thread SCHED_FIFO: it
-  takes the GIL for every message, and a normally scheduled thread preempted while
-  holding it stalls the real-time worker and callback (the soak saw results late by
-  up to 40 ms at load 6 before it was promoted).
+  position is the one in force. It is normally scheduled, unlike the audio
+  threads: given SCHED_FIFO it put the worker's p99 from 4.5 to 16 ms in the
+  16-channel soak (bench/live_soak.py, 20 messages a second).
   """
   from pythonosc import dispatcher as dispatcher_lib  # pylint: disable=g-import-not-at-top
   from pythonosc import osc_server  # pylint: disable=g-import-not-at-top
   disp = dispatcher_lib.Dispatcher()
   disp.set_default_handler(osc_handler(controls, status_fn), needs_reply_address=True)
   server = osc_server.BlockingOSCUDPServer((host, port), disp)
-  def serve():
-    engine_lib.set_realtime(rt_priority)
-    server.serve_forever()
-
-  threading.Thread(target=serve, name='alm-live-osc', daemon=True).start()
+  threading.Thread(target=server.serve_forever, name='alm-live-osc', daemon=True).start()
   logging.info('OSC on %s:%d', *server.server_address)
   return server
 
