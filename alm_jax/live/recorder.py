@@ -258,26 +258,27 @@ class Recorder(threading.Thread):
       self._pans_fh.flush()
 
 
-def read_gains_csv(path):
-  """gains.csv -> (frames [T] int, predicted [T, c], applied [T, c], held [T, c] bool); a torn last line is dropped."""
+def _read_frame_csv(path):
+  """A recorder CSV -> (header, rows [T, columns] float64); a torn last line is dropped."""
   with open(path, newline='', encoding='utf-8') as fh:
     rows = list(csv.reader(fh))
   header, rows = rows[0], rows[1:]
-  c = (len(header) - 2) // 3
   rows = [r for r in rows if len(r) == len(header)]
-  a = np.array([[float(v) for v in r] for r in rows]).reshape(-1, len(header))
+  return header, np.array([[float(v) for v in r] for r in rows]).reshape(-1, len(header))
+
+
+def read_gains_csv(path):
+  """gains.csv -> (frames [T] int, predicted [T, c], applied [T, c], held [T, c] bool); a torn last line is dropped."""
+  header, a = _read_frame_csv(path)
+  c = (len(header) - 2) // 3
   return (a[:, 0].astype(int), a[:, 2:2 + c].astype(np.float32),
           a[:, 2 + c:2 + 2 * c].astype(np.float32), a[:, 2 + 2 * c:].astype(bool))
 
 
 def read_pans_csv(path):
   """pans.csv -> (frames [T] int, predicted [T, c], applied [T, c]); a torn last line is dropped."""
-  with open(path, newline='', encoding='utf-8') as fh:
-    rows = list(csv.reader(fh))
-  header, rows = rows[0], rows[1:]
+  header, a = _read_frame_csv(path)
   c = (len(header) - 2) // 2
-  rows = [r for r in rows if len(r) == len(header)]
-  a = np.array([[float(v) for v in r] for r in rows]).reshape(-1, len(header))
   return a[:, 0].astype(int), a[:, 2:2 + c].astype(np.float32), a[:, 2 + c:].astype(np.float32)
 
 
