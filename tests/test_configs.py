@@ -80,6 +80,15 @@ _ADDED = {  # field: {config: [type, value]}, '*' for every config
     'model.outputs': {'*': ['tuple', ['gain']]},
     'loss.side_weight': {'*': ['float', 1.0]},
     'loss.pan_weight': {'*': ['float', 0.0]},
+    'model.gain_reference': {'*': ['str', 'none']},
+    'model.staging.level_db': {'*': ['float', -20.0]},
+    'model.staging.offset_scale_db': {'*': ['float', 10.0]},
+    'model.staging.active_range_db': {'*': ['float', 40.0]},
+    'model.staging.time_constant_s': {'*': ['float', 10.0]},
+    'model.staging.smooth_s': {'*': ['float', 0.0]},
+    'model.staging.min_gain_db': {'*': ['float', -40.0]},
+    'model.staging.max_gain_db': {'*': ['float', 30.0]},
+    'train.init_params_from': {'*': ['str', '']},
 }
 
 
