@@ -57,6 +57,7 @@ def test_centred_systems_score_the_placement_and_a_perfect_mix_scores_zero(tmp_p
   assert '| IDEAL | centre | 2 | 0.167 ± 0.167 |' in text and 'No evaluated system pans' in text
 
 
+@pytest.mark.slow  # 38 s; evaluate's own stereo test covers the section in the default run
 def test_a_stereo_mixer_is_measured_plotted_and_streams_as_offline(tmp_path):
   rng = np.random.default_rng(1)
   tiny = TinyModel('mr', outputs=('gain', 'pan'), max_channels=4)
