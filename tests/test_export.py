@@ -177,16 +177,23 @@ def test_per_frame_dmc_exports_a_streaming_step(tmp_path):
   audio = (rng.normal(size=(1, 3, 5 * block)) * 0.3).astype(np.float32)
   mask = np.array([[True, True, False]])
   ref = offline.mix_arrays(models.load(tiny.config, tiny.params), audio, mask)
-  loaded = tf.saved_model.load(str(tmp_path / 'streaming'))
-  state = loaded.signatures['init_state'](channel_mask=tf.constant(mask))
-  outs = []
-  for i in range(5):
-    result = loaded.signatures['step'](block=tf.constant(audio[..., i * block:(i + 1) * block]),
-                                       channel_mask=tf.constant(mask), **state)
-    state = {k: v for k, v in result.items() if k.startswith('state_')}
-    outs.append(result['out'].numpy())
+  outs, _ = _stream_saved_model(tmp_path / 'streaming', audio, mask, block, 5)
   assert np.ptp(ref['gains'][0, :2, :3]) > 1e-3  # the gains move between frames
   np.testing.assert_allclose(np.concatenate(outs, axis=-1), ref['mix'], rtol=1e-5, atol=1e-6)
+
+
+def _stream_saved_model(path, audio, mask, block: int, blocks: int):
+  """A streaming SavedModel's `out` for `blocks` blocks of audio [b, c, n], and its state before each
+  block and after the last (the `state_*` tensors)."""
+  loaded = tf.saved_model.load(str(path))
+  states = [loaded.signatures['init_state'](channel_mask=tf.constant(mask))]
+  outs = []
+  for i in range(blocks):
+    result = loaded.signatures['step'](block=tf.constant(audio[..., i * block:(i + 1) * block]),
+                                       channel_mask=tf.constant(mask), **states[-1])
+    states.append({k: v for k, v in result.items() if k.startswith('state_')})
+    outs.append(result['out'].numpy())
+  return outs, states
 
 
 def test_a_stereo_mixer_exports_its_pans_and_stereo_mix(tmp_path):
@@ -207,15 +214,9 @@ def test_a_stereo_mixer_exports_its_pans_and_stereo_mix(tmp_path):
   assert set(out) == {'mix', 'gains', 'pans', 'stereo'}
   for key in out:
     np.testing.assert_allclose(out[key].numpy(), ref[key], rtol=1e-5, atol=1e-5, err_msg=key)
-  loaded = tf.saved_model.load(str(tmp_path / 'streaming'))
-  state = loaded.signatures['init_state'](channel_mask=tf.constant(mask))
-  assert 'state_pan' in state
-  outs = []
-  for i in range(4):
-    result = loaded.signatures['step'](block=tf.constant(audio[..., i * BLOCK:(i + 1) * BLOCK]),
-                                       channel_mask=tf.constant(mask), **state)
-    state = {k: v for k, v in result.items() if k.startswith('state_')}
-    outs.append(result['out'].numpy())
+  outs, states = _stream_saved_model(tmp_path / 'streaming', audio, mask, BLOCK, 4)
+  assert 'state_pan' in states[0]
+  for i, state in enumerate(states[1:]):
     # The pans in force after the block: those of the next F2 frame.
     np.testing.assert_allclose(state['state_pan'].numpy() * mask, ref['pans'][..., 2 * (i + 1)],
                                atol=1e-5)
