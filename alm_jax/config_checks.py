@@ -81,6 +81,7 @@ RULES: dict[str, tuple[Callable, str]] = {
     'model.f1_ms': POSITIVE,
     'model.f2_ms': POSITIVE,
     'model.f1_stride': _integer(1),
+    'model.f1_lag': _integer(0),
     'model.max_channels': _integer(1),
     'model.initial_gain': NON_NEGATIVE,
     'model.d_model': _integer(1),
@@ -184,6 +185,10 @@ def _relations(get) -> list[str]:
   if v and v[1] > v[0]:
     problems.append(f'config.model.f2_ms = {v[1]!r} is longer than config.model.f1_ms = {v[0]!r}: '
                     'an F2 (gain) frame must fit in one F1 (embedding) frame, f2_ms <= f1_ms.')
+  v = both('model.f1_lag', 'model.f1_stride')
+  if v and v[0] and v[0] >= v[1]:
+    problems.append(f'config.model.f1_lag = {v[0]!r} is not below config.model.f1_stride = '
+                    f'{v[1]!r}: an F1 frame must be in force before the next one ends.')
   v = both('model.f2_ms', 'model.sample_rate')
   if v and round(v[0] * v[1] / 1000.0) < 1:
     problems.append(f'config.model.f2_ms = {v[0]!r} is less than one sample at '

@@ -107,9 +107,13 @@ def frames_ending(x, num_frames, hop: int, length: int):
   return jnp.concatenate(pieces, axis=-1)[..., k * hop - length:]
 
 
-def f1_index(num_f2_frames: int, spec: FrameSpec):
-  """[f2_frames] int: the F1 frame used by each F2 frame."""
-  return jnp.arange(num_f2_frames) // spec.stride
+def f1_index(num_f2_frames: int, spec: FrameSpec, lag: int = 0):
+  """[f2_frames] int: the F1 frame used by each F2 frame; -1 before the first is in force.
+
+  F1 frame g ends with F2 frame g * stride and is in force from F2 frame g * stride + lag
+  (config.model.f1_lag: the frames its embedding's work is spread over, docs/streaming.md).
+  """
+  return (jnp.arange(num_f2_frames) - lag) // spec.stride
 
 
 def frame_rms(frames, eps: float = 1e-12):

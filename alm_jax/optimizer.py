@@ -60,6 +60,9 @@ class OptimizerSpec:
   weight_decay: float
   freeze_steps: int  # updates with params['embedding'] frozen
   grad_clip_norm: float  # 0: no clipping
+  # (top-level parameter name, factor): that sub-tree's updates × factor (config.train.lr_scales),
+  # e.g. a fresh head learning faster than the trained networks it sits on.
+  lr_scales: tuple[tuple[str, float], ...] = ()
 
   @classmethod
   def from_config(cls, train_config, spe: int) -> 'OptimizerSpec':
@@ -73,7 +76,8 @@ class OptimizerSpec:
                boundaries_and_scales=tuple(sorted(boundaries.items())),
                weight_decay=float(tc.weight_decay),
                freeze_steps=freeze_steps(tc, spe),
-               grad_clip_norm=float(tc.grad_clip_norm))
+               grad_clip_norm=float(tc.grad_clip_norm),
+               lr_scales=tuple((str(k), float(v)) for k, v in tc.get('lr_scales', ())))
 
   def schedule(self) -> optax.Schedule:
     """lr × lr_decay at each boundary (update counts from 0)."""
@@ -134,8 +138,29 @@ def from_spec(spec: OptimizerSpec) -> optax.GradientTransformation:
   if spec.freeze_steps > 0:
     adamw = optax.multi_transform(
         {'delayed': start_after(adamw, spec.freeze_steps), 'trained': adamw}, embedding_labels)
-  return optax.chain(gradient_clipping(spec), adamw,
+  return optax.chain(gradient_clipping(spec), adamw, scale_subtrees(dict(spec.lr_scales)),
                      optax.scale_by_learning_rate(spec.schedule()))
+
+
+def scale_subtrees(scales: dict) -> optax.GradientTransformation:
+  """Updates of params[name] × scales[name] (the others unchanged); stateless.
+
+  Raises at the first update if a name is not a top-level parameter: a misspelt name would
+  otherwise scale nothing without a word.
+  """
+  if not scales:
+    return optax.identity()
+
+  def update_fn(updates, state, params=None):
+    del params
+    unknown = sorted(set(scales) - set(updates))
+    if unknown:
+      raise ValueError(f'config.train.lr_scales names {unknown}, which are not top-level '
+                       f'parameters of this model (it has {sorted(updates)}).')
+    return {k: (jax.tree.map(lambda u, f=scales[k]: u * f, v) if k in scales else v)
+            for k, v in updates.items()}, state
+
+  return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
 
 
 def gradient_clipping(spec: OptimizerSpec) -> optax.GradientTransformation:

@@ -35,6 +35,9 @@ def get_config():
   model.f1_ms = 975.0  # one VGGish example
   model.f2_ms = 50.0
   model.f1_stride = 6  # F2 frames per F1 frame: a new F1 frame every 300 ms
+  # F2 frames after an F1 frame's end before its embedding is used (0: at once). A lag L > 0
+  # spreads the embedding's work over L frames (a part of the channels each) when streaming.
+  model.f1_lag = 0
   model.max_channels = 8
   model.zero_latency = True
   model.initial_gain = 1.0  # applied to the first F2 frame in zero-latency mode
@@ -110,6 +113,7 @@ def get_config():
   data.name = 'medleydb'
   data.data_dir = ''  # tfds data_dir; '' = the tfds default
   data.manual_dir = ''  # where MedleyDB's Audio/ (and Metadata/) folders live
+  data.train_also = ()  # further datasets whose train splits join data.name's (pipeline.corpora)
   data.max_raw_tracks = 8
   data.has_bleed = 'any'  # MedleyDB: 'any' | 'yes' | 'no', the YAML's has_bleed flag
   data.split_file = ''  # MedleyDB: a JSON of track ids per split; '' = the hash split
@@ -153,6 +157,7 @@ def get_config():
   train.learning_rate = 1e-3
   train.lr_boundaries_epochs = (100, 1000, 2500)
   train.lr_decay = 0.1
+  train.lr_scales = ()  # ((top-level param name, factor), ...): that sub-tree's rate x factor
   train.weight_decay = 1e-2
   train.freeze_embedding_epochs = 100  # params['embedding'] not updated before this epoch
   # A trained model (anything --checkpoint takes) whose parameters start every one of this model's

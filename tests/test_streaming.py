@@ -58,12 +58,13 @@ def _random_params(model, audio, seed):
 class Setup:
   """A tiny model, its params, a song and the offline result, built once per config."""
 
-  def __init__(self, name, seconds, seed, gain_reference='none'):
+  def __init__(self, name, seconds, seed, gain_reference='none', num_samples=None, **model):
     self.config = shrink_model(load_config(name))
     self.config.model.gain_reference = gain_reference
+    self.config.model.update(model)
     self.model = build_model(self.config)
     self.spec = frames.FrameSpec.from_config(self.config.model)
-    self.audio = _song(int(seconds * SR), seed)
+    self.audio = _song(num_samples or int(seconds * SR), seed)
     self.params = _random_params(self.model, self.audio, seed)['params']
     self.offline = jax.jit(lambda p, a, m: self.model.apply({'params': p}, a, m))
     self.ref = self.run_offline(self.audio)
@@ -159,6 +160,37 @@ def test_staged_mr_stream_equals_offline(staged):
   assert staged.ref['pred_gains'][0, MASK[0]].std(axis=-1).min() > 1e-3
   mix, gains, ends = staged.stream(staged.audio, MIXED_SIZES)
   _check_against_offline(staged, mix, gains, ends)
+
+
+@pytest.mark.parametrize('model', [
+    # On the row grid, the parts embed from the kept log-mel patch; 8 hops of 6 x 2205 samples.
+    dict(f1_lag=2, num_samples=8 * 6 * 2205),
+    # Off it (1985-sample F2 frames), from the kept samples.
+    dict(f1_lag=4, f2_ms=45.0, num_samples=8 * 6 * 1985),
+], ids=['rows', 'samples'])
+def test_lagged_embedding_streams_like_offline(model):
+    """config.model.f1_lag: an F1 frame embedded in parts over the next frames, in force after them."""
+    lagged = Setup('mr', None, 3, **model)
+    lag, stride = lagged.config.model.f1_lag, lagged.spec.stride
+    # The lag is real: the offline gains differ from the same model's without it.
+    config = lagged.config.copy_and_resolve_references()
+    config.model.f1_lag = 0
+    plain = np.asarray(build_model(config).apply({'params': lagged.params}, jnp.asarray(lagged.audio),
+                                      jnp.asarray(MASK))['pred_gains'])
+    assert np.abs(plain - lagged.ref['pred_gains'])[0, MASK[0]].max() > 1e-4
+    mixer = build_mixer(lagged.config)
+    assert mixer.lag == lag and not mixer.plan.net_heights
+    f2 = lagged.spec.f2
+    for sizes in (MIXED_SIZES, (f2,), (stride * f2,), (stride * f2, f2, 3 * f2)):
+      mix, gains, ends = lagged.stream(lagged.audio, sizes)
+      _check_against_offline(lagged, mix, gains, ends)
+
+
+def test_a_lag_of_a_whole_hop_is_refused(tiny_config):
+  config = tiny_config('mr')
+  config.model.f1_lag = config.model.f1_stride
+  with pytest.raises(ValueError, match='f1_lag=6 must be below config.model.f1_stride'):
+    build_mixer(config)
 
 
 def test_mr_unspread_front_end_equals_offline(mr):

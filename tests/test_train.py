@@ -91,6 +91,26 @@ def test_learning_rate_schedule_in_epochs():
   assert spec.freeze_steps == config.train.freeze_embedding_epochs * 9
 
 
+def test_lr_scales_speed_up_one_subtree_only():
+  config = tiny_train_config('mr', '', '')
+  config.train.freeze_embedding_epochs = 0
+  config.train.grad_clip_norm = 0.0
+  config.train.weight_decay = 0.0
+  params = {'pan_mlp': {'w': jnp.ones(2)}, 'mlp': {'w': jnp.ones(2)}}
+  grads = {'pan_mlp': {'w': jnp.full(2, 0.5)}, 'mlp': {'w': jnp.full(2, 0.5)}}
+  plain, _ = optimizer.make(config.train, spe=9)
+  config.train.lr_scales = (('pan_mlp', 10.0),)
+  scaled, _ = optimizer.make(config.train, spe=9)
+  base, _ = plain.update(grads, plain.init(params), params)
+  up, _ = scaled.update(grads, scaled.init(params), params)
+  np.testing.assert_allclose(up['pan_mlp']['w'], 10.0 * base['pan_mlp']['w'], rtol=1e-6)
+  np.testing.assert_allclose(up['mlp']['w'], base['mlp']['w'], rtol=1e-6)
+  config.train.lr_scales = (('pan_head', 10.0),)
+  misspelt, _ = optimizer.make(config.train, spe=9)
+  with pytest.raises(ValueError, match=r"names \['pan_head'\], which are not top-level"):
+    misspelt.update(grads, misspelt.init(params), params)
+
+
 def test_steps_per_epoch():
   config = tiny_train_config('mr', '', '')
   config.train.steps_per_epoch = -1

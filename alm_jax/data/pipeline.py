@@ -174,13 +174,30 @@ def prepare(config, workdir=None):
   would otherwise prepare them on first use in every process.
   """
   builder = prepared_builder(config)
+  for other in corpora(config)[1:]:
+    prepared_builder(other)
   rooms.bank_for_config(config, _bank_dir(config, workdir))
   return builder
 
 
+def corpora(config) -> list:
+  """The configs whose training splits train: config itself, then one per config.data.train_also.
+
+  config.data.train_also names further datasets (e.g. ('rendered_live/stage',)) whose train
+  splits join config.data.name's; validation and test stay config.data.name's alone. Each copy
+  differs from config in data.name only, so every other data setting (bleed, levels) applies.
+  """
+  configs = [config]
+  for name in tuple(config.data.get('train_also', ())):
+    other = config.copy_and_resolve_references()
+    other.data.name = str(name)
+    configs.append(other)
+  return configs
+
+
 def num_train_songs(config) -> int:
-  """Songs in the training split (all processes together)."""
-  return _split_size(prepared_builder(config), 'train')
+  """Songs in the training splits of `corpora(config)` (all processes together)."""
+  return sum(_split_size(prepared_builder(c), 'train') for c in corpora(config))
 
 
 def local_batch_size(config, process_count: int) -> int:
@@ -347,10 +364,11 @@ def make_train_iterator(config, *, steps_per_epoch: int, start_step: int = 0,
   Returns an iterator with a `close()` that stops its threads.
   """
   bsz = local_batch_size(config, process_count)
-  songs = load_songs(config, 'train', process_index, process_count)
+  songs = [song for c in corpora(config)
+           for song in load_songs(c, 'train', process_index, process_count)]
   if not songs:
     raise ValueError(f'The training split of {config.data.name!r} has no songs; check '
-                     'config.data (dataset name, max_raw_tracks, manual_dir).')
+                     'config.data (dataset name, train_also, max_raw_tracks, manual_dir).')
   spe = int(steps_per_epoch)
   length = segment_samples(config.data.segment_seconds)
   maker = _Maker(config, workdir)

@@ -81,6 +81,11 @@ class AiLiveMixer(nn.Module):
     """Recurrent state per channel: the GRU's, then the staging's running level (if staged)."""
     return int(self.config.gru_hidden) + (staging.STATE_SIZE if self.staged else 0)
 
+  @property
+  def f1_lag(self) -> int:
+    """F2 frames from an F1 frame's end to its embedding's use (config.model.f1_lag; 0: none)."""
+    return int(self.config.get('f1_lag', 0))
+
   # ---- F1 rate -------------------------------------------------------------
 
   def embed(self, signal, num_frames, channel_mask, deterministic: bool = True):
@@ -190,7 +195,9 @@ class AiLiveMixer(nn.Module):
     signal, g = self.front.frame_input(audio, spec)
     emb = self.embed(signal, g, channel_mask, deterministic)  # [b, c, g, d]
     t = spec.num_f2_frames(audio.shape[-1])
-    emb = jnp.take(emb, frames.f1_index(t, spec), axis=2)  # [b, c, t, d]
+    index = frames.f1_index(t, spec, self.f1_lag)
+    # Before the first F1 frame is in force (lagged models only) the embedding is zero.
+    emb = jnp.where((index >= 0)[:, None], jnp.take(emb, jnp.maximum(index, 0), axis=2), 0.0)
     rms = frames.frame_rms(frames.f2_frames(audio, spec))  # [b, c, t]
     x = self.condition(emb, rms, channel_mask, deterministic)
     _, y = self.recur(self.initial_carry(b, c), x)

@@ -132,7 +132,15 @@ class StagedMixer:
     emb = embeddings.build_embedding(cfg.embedding)
     self.row_tiles = tuple(getattr(emb, 'row_tiles', ()))
     self.features = tuple(cfg.embedding.get('small_features', ()))
-    self.plan = make_plan(self.spec, self.front, self.row_tiles, spread)
+    # A lagged model (config.model.f1_lag = L > 0) embeds an F1 frame's channels in L parts, one
+    # on each of the L F2 frames after the frame's end, and uses it from the L-th: no F2 frame
+    # carries a whole F1 frame's embedding work. The row plan is not needed then.
+    self.lag = int(cfg.get('f1_lag', 0))
+    if self.lag and not 0 < self.lag < self.spec.stride:
+      raise ValueError(f'config.model.f1_lag={self.lag} must be below config.model.f1_stride='
+                       f'{self.spec.stride}: an F1 frame must be in force before the next one ends.')
+    self.plan = make_plan(self.spec, self.front, self.row_tiles, spread and not self.lag)
+    self.raw_dim = int(cfg.embedding.get('dim', 0))  # the embedding network's output, per frame
     self.stereo = capabilities.stereo  # the module's head also returns pans
 
   def refuse(self, use: str) -> None:
@@ -170,7 +178,10 @@ class StagedMixer:
       faults   [b, c] int32 F2 frames muted by `contain_faults`;
       mel      [b, c, patch_frames, n_mels] the last log-mel rows (MR only);
       prepared [] bool whether net<i> holds the next F1 frame's rows (spread only);
-      net<i>   [b, c, h_i, w_i, features_i] layer i of the F1 frame being prepared.
+      net<i>   [b, c, h_i, w_i, features_i] layer i of the F1 frame being prepared;
+      f1_input [b, c, ...] the last F1 frame's input: its log-mel patch (MR on the row
+               grid) or its samples (lagged models only);
+      raw_next [b, c, dim] its embedding-network outputs, part by part (lagged only).
     """
     if batch < 1 or channels < 1:
       raise ValueError(f'Need batch >= 1 and channels >= 1, got batch={batch}, channels={channels}.')
@@ -188,6 +199,9 @@ class StagedMixer:
     }
     if self.stereo:
       state['pan'] = jnp.full((batch, channels), stereo.CENTRE, jnp.float32)
+    if self.lag:
+      state['f1_input'] = jnp.zeros((batch, channels) + self._pending_shape(), jnp.float32)
+      state['raw_next'] = jnp.zeros((batch, channels, self.raw_dim), jnp.float32)
     for key, shape in self._work_shapes(batch, channels).items():
       if key == 'mel':  # rows of silence, exactly as the front end computes them
         state[key] = jnp.broadcast_to(self._silent_row(), shape)
@@ -196,6 +210,11 @@ class StagedMixer:
     if self.plan.net_heights:
       state['prepared'] = jnp.zeros((), bool)
     return state
+
+  def _pending_shape(self):
+    if self.plan.rows_per_f2:
+      return (self.fs.patch_frames, self.fs.n_mels)
+    return (self.fs.frame_input_samples,)
 
   def gains_in_force(self, state):
     return state['gain']
@@ -279,8 +298,13 @@ class StagedMixer:
     signal = signal[..., max(0, spec.f2 - fs.frame_input_samples):]
     emb = self._apply(params, signal, groups, mask, method=self.module.embed)  # [b, c, g, E]
     rms = frames.frame_rms(frames.f2_frames(chunk, spec))  # [b, c, t]
-    x = self._apply(params, jnp.repeat(emb, spec.stride, axis=2), rms, mask,
-                    method=self.module.condition)
+    per_frame = jnp.repeat(emb, spec.stride, axis=2)
+    if self.lag:  # a group's first `lag` frames still use the F1 frame before it
+      before = jnp.concatenate([state['emb'][:, :, None].astype(emb.dtype), emb[:, :, :-1]], axis=2)
+      phase = jnp.arange(per_frame.shape[2]) % spec.stride
+      per_frame = jnp.where((phase >= self.lag)[:, None], per_frame,
+                            jnp.repeat(before, spec.stride, axis=2))
+    x = self._apply(params, per_frame, rms, mask, method=self.module.condition)
     carry, y = self._apply(params, state['carry'], x, method=self.module.recur)
     pred, pred_pans = self._head(params, y, mask)
     gains = self._gains_applied(state, pred, mask)
@@ -348,7 +372,11 @@ class StagedMixer:
         return jax.lax.cond(st['prepared'], embed_prepared, embed_whole, st).astype(jnp.float32)
       return embed_whole(st).astype(jnp.float32)
 
-    emb = jax.lax.cond(phase == 0, embed_now, lambda st: st['emb'], st)
+    if self.lag:
+      st = self._lagged_embedding(params, st, ext, phase, mask)
+      emb = st['emb']
+    else:
+      emb = jax.lax.cond(phase == 0, embed_now, lambda st: st['emb'], st)
     rms = frames.frame_rms(frame)  # [b, c]
     x = self._apply(params, emb[:, :, None], rms[:, :, None], mask, method=m.condition)
     carry, y = self._apply(params, st['carry'], x, method=m.recur)
@@ -383,3 +411,44 @@ class StagedMixer:
                                                           starts[i], axis=2)
       x = st[f'net{i}']
     return st
+
+  def _lagged_embedding(self, params, st, ext, phase, mask):
+    """A lagged model's F1 work on phase `phase`: keep, embed one part, or put in force.
+
+    Phase 0 keeps the F1 frame that ends with it (`pending`); phases 1 .. lag each run the
+    embedding network on ceil(channels / lag) of its channels (`raw_next`); phase lag then
+    contextualises them (encoder 1) into the embedding in force (`emb`), as the offline model's
+    `frames.f1_index` with the lag reads it.
+    """
+    m, lag = self.module, self.lag
+    st = dict(st)
+    if self.plan.rows_per_f2:
+      source = st['mel']
+    else:
+      source = ext[..., ext.shape[-1] - self.fs.frame_input_samples:]
+    st['f1_input'] = jnp.where(phase == 0, source, st['f1_input'])
+    channels = st['f1_input'].shape[1]
+    part = -(-channels // lag)
+
+    def embed_part(st):
+      # The last part may overlap the one before (the slice is clamped): same values again.
+      start = jnp.minimum((phase - 1) * part, channels - part)
+      x = jax.lax.dynamic_slice_in_dim(st['f1_input'], start, part, axis=1)
+      if self.plan.rows_per_f2:
+        patches = x[:, :, None]
+      else:
+        hop = self.spec.stride * self.spec.f2
+        patches = self.front.log_mel_frames(x, 1, hop)
+      raw = self._apply(params, patches, method=lambda mod, p: mod.embedding(
+          p.reshape((-1,) + p.shape[-2:])).reshape(p.shape[:2] + (-1,)))
+      return dict(st, raw_next=jax.lax.dynamic_update_slice_in_dim(
+          st['raw_next'], raw.astype(jnp.float32), start, axis=1))
+
+    st = jax.lax.cond((phase >= 1) & (phase <= lag), embed_part, lambda st: st, st)
+
+    def in_force(st):
+      emb = self._apply(params, st['raw_next'][:, :, None], mask,
+                        method=lambda mod, e, msk: mod.contextualize(e, msk)[:, :, 0])
+      return dict(st, emb=emb.astype(jnp.float32))
+
+    return jax.lax.cond(phase == lag, in_force, lambda st: st, st)
