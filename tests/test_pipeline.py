@@ -196,6 +196,20 @@ def test_every_song_once_per_epoch_and_target_untouched(config):
     assert sorted(seen) == sorted(s.song_id for s in songs)
 
 
+def test_train_also_joins_further_training_splits(config):
+  """config.data.train_also: more corpora's train splits (here the same one again: twice the songs)."""
+  songs = pipeline.load_songs(config, 'train')
+  config.data.train_also = (config.data.name,)
+  assert [c.data.name for c in pipeline.corpora(config)] == [config.data.name] * 2
+  assert pipeline.num_train_songs(config) == 2 * len(songs)
+  assert steps_per_epoch(config) == 2  # 8 songs, batch 4
+  seen = [identify(songs, t)[0].song_id for batch in take(config, 2) for t in batch['target']]
+  assert sorted(seen) == sorted(2 * [s.song_id for s in songs])
+  config.data.train_also = ('no_such_dataset',)
+  with pytest.raises(ValueError, match='no_such_dataset'):
+    pipeline.num_train_songs(config)
+
+
 def test_switches_give_clean_inputs(config):
   config.data.bleed.enabled = False
   config.data.levels.enabled = False
