@@ -1,14 +1,17 @@
-"""ALM-MR trained on both corpora: configs/alm_mr_staged.py continued on `rendered_live` default + stage.
+"""The shipped `pretrained:alm_mr`: configs/alm_mr_staged.py continued on `rendered_live` default + stage.
 
+    python -m alm_jax.main --config=configs/alm_mr_staged.py --workdir=/tmp/alm_staged  # first
     python -m alm_jax.main --config=configs/alm_mr_stage.py --workdir=/tmp/alm_stage
 
-Starts from the shipped `pretrained:alm_mr` (train.init_params_from) and trains on the train
-splits of `rendered_live/default` and `rendered_live/stage` together (config.data.train_also:
-bands miked piece by piece, bleed from each song's stage layout; docs/data.md), with its embedding lagged by 8 F2 frames (config.model.f1_lag: live, an F1 frame's
-work spread over 8 frames) and the balance and gain-change terms weighed up (2 and 3 per dB, against 1 and 1) since validation put the
-shipped mixer's gain change at 1.9 dB/s and its melody 2.6 dB low. Validation and test stay
+Starts from the first command's mixer (train.init_params_from = /tmp/alm_staged, its step 4200;
+set it to where that run is) and trains on the train splits of `rendered_live/default` and
+`rendered_live/stage` together (config.data.train_also: bands miked piece by piece, bleed from
+each song's stage layout; docs/data.md), with its embedding lagged by 8 F2 frames
+(config.model.f1_lag: live, an F1 frame's work is spread over 8 frames) and the balance and
+gain-change terms weighed up (2 and 3 per dB, against 1 and 1), since validation put the first
+run's gain change at 1.9 dB/s and its melody 2.6 dB low. Validation and test stay
 `rendered_live/default`'s. 3600 steps (120 per epoch), the last 1200 at a tenth of the rate;
-about an hour on the 2 CPU cores. Resumable. Figures: docs/results_notes.md.
+about 55 minutes on the 2 CPU cores (1.1 steps/s). Resumable. Figures: docs/results_notes.md.
 """
 import pathlib
 import runpy
@@ -27,7 +30,7 @@ def get_config():
   config.loss.balance_weight = 2.0
   config.loss.gain_change_weight = 3.0
   train = config.train
-  train.init_params_from = 'pretrained:alm_mr'
+  train.init_params_from = '/tmp/alm_staged'  # configs/alm_mr_staged.py's workdir (4200 steps)
   train.learning_rate = 3e-4
   train.num_epochs = 30
   train.lr_boundaries_epochs = (20,)

@@ -10,7 +10,8 @@ channel is; (2) the gain is an offset from a causal staging of each channel's ru
 level (config.model.gain_reference = 'staging', alm_jax/models/staging.py), so training starts
 from an equal-level preset and learns the role offsets; (3) wider networks (d_model and GRU 64)
 and 6 s segments, 4200 steps. Resumable: the same command continues from the newest checkpoint.
-The shipped `pretrained:alm_mr` is this recipe's step 4200 (docs/pretrained.md).
+The shipped `pretrained:alm_mr` is this recipe's step 4200 continued by configs/alm_mr_stage.py
+(docs/pretrained.md).
 """
 import pathlib
 import runpy

@@ -222,3 +222,19 @@ def test_a_stereo_mixer_exports_its_pans_and_stereo_mix(tmp_path):
                                atol=1e-5)
   np.testing.assert_allclose(np.concatenate(outs, axis=-1), ref['stereo'][..., :4 * BLOCK],
                              rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow  # 30-40 s: a third streaming export; the lagged step is checked in JAX by default
+def test_a_lagged_mixer_streams_through_its_savedmodel_as_offline(tmp_path):
+  """config.model.f1_lag: the F1 work in parts (its state `f1_input`, `raw_next`) survives export."""
+  tiny = TinyModel('mr', f1_lag=3, max_channels=3)
+  save_checkpoint(tmp_path / 'run', tiny.config, tiny.params)
+  assert _run_cli(f'--checkpoint={tmp_path / "run"}', f'--output={tmp_path / "streaming"}',
+                  '--streaming', f'--block_size={BLOCK}') == 0
+  blocks = 10  # 20 F2 frames: the second F1 frame is in force from frame 9
+  audio = (np.random.default_rng(5).normal(size=(1, 3, blocks * BLOCK)) * 0.3).astype(np.float32)
+  mask = np.array([[True, False, True]])
+  ref = offline.mix_arrays(models.load(tiny.config, tiny.params), audio, mask)
+  outs, states = _stream_saved_model(tmp_path / 'streaming', audio, mask, BLOCK, blocks)
+  assert {'state_f1_input', 'state_raw_next'} <= set(states[0])
+  np.testing.assert_allclose(np.concatenate(outs, axis=-1), ref['mix'], rtol=1e-5, atol=1e-6)
