@@ -89,6 +89,9 @@ _ADDED = {  # field: {config: [type, value]}, '*' for every config
     'model.staging.min_gain_db': {'*': ['float', -40.0]},
     'model.staging.max_gain_db': {'*': ['float', 30.0]},
     'train.init_params_from': {'*': ['str', '']},
+    'model.f1_lag': {'*': ['int', 0]},
+    'data.train_also': {'*': ['tuple', []]},
+    'train.lr_scales': {'*': ['tuple', []]},
 }
 
 
