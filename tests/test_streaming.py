@@ -164,7 +164,8 @@ def test_staged_mr_stream_equals_offline(staged):
 
 @pytest.mark.parametrize('model', [
     # On the row grid, the parts embed from the kept log-mel patch; 8 hops of 6 x 2205 samples.
-    dict(f1_lag=2, num_samples=8 * 6 * 2205),
+    # Slow (27 s): the shipped mixer's student is off the grid, the case the default run keeps.
+    pytest.param(dict(f1_lag=2, num_samples=8 * 6 * 2205), marks=pytest.mark.slow),
     # Off it (1985-sample F2 frames), from the kept samples.
     dict(f1_lag=4, f2_ms=45.0, num_samples=8 * 6 * 1985),
 ], ids=['rows', 'samples'])
