@@ -18,6 +18,8 @@ from typing import Callable, Sequence
 
 import ml_collections
 
+from alm_jax import frames
+
 
 class ConfigError(ValueError):
   """One or more config values out of range (the message lists them all)."""
@@ -186,9 +188,8 @@ def _relations(get) -> list[str]:
     problems.append(f'config.model.f2_ms = {v[1]!r} is longer than config.model.f1_ms = {v[0]!r}: '
                     'an F2 (gain) frame must fit in one F1 (embedding) frame, f2_ms <= f1_ms.')
   v = both('model.f1_lag', 'model.f1_stride')
-  if v and v[0] and v[0] >= v[1]:
-    problems.append(f'config.model.f1_lag = {v[0]!r} is not below config.model.f1_stride = '
-                    f'{v[1]!r}: an F1 frame must be in force before the next one ends.')
+  if v and frames.lag_problem(*v):
+    problems.append(frames.lag_problem(*v))
   v = both('model.f2_ms', 'model.sample_rate')
   if v and round(v[0] * v[1] / 1000.0) < 1:
     problems.append(f'config.model.f2_ms = {v[0]!r} is less than one sample at '

@@ -107,6 +107,14 @@ def frames_ending(x, num_frames, hop: int, length: int):
   return jnp.concatenate(pieces, axis=-1)[..., k * hop - length:]
 
 
+def lag_problem(lag: int, stride: int):
+  """Why an F1 lag (config.model.f1_lag) cannot be, or None: 0, or 0 < lag < stride."""
+  if lag and not 0 < lag < stride:
+    return (f'config.model.f1_lag={lag} must be below config.model.f1_stride={stride}: an F1 '
+            'frame must be in force before the next one ends.')
+  return None
+
+
 def f1_index(num_f2_frames: int, spec: FrameSpec, lag: int = 0):
   """[f2_frames] int: the F1 frame used by each F2 frame; -1 before the first is in force.
 

@@ -135,10 +135,9 @@ class StagedMixer:
     # A lagged model (config.model.f1_lag = L > 0) embeds an F1 frame's channels in L parts, one
     # on each of the L F2 frames after the frame's end, and uses it from the L-th: no F2 frame
     # carries a whole F1 frame's embedding work. The row plan is not needed then.
-    self.lag = int(cfg.get('f1_lag', 0))
-    if self.lag and not 0 < self.lag < self.spec.stride:
-      raise ValueError(f'config.model.f1_lag={self.lag} must be below config.model.f1_stride='
-                       f'{self.spec.stride}: an F1 frame must be in force before the next one ends.')
+    self.lag = int(getattr(module, 'f1_lag', 0))  # the module's own (the ALM's; 0 for DMC)
+    if frames.lag_problem(self.lag, self.spec.stride):
+      raise ValueError(frames.lag_problem(self.lag, self.spec.stride))
     self.plan = make_plan(self.spec, self.front, self.row_tiles, spread and not self.lag)
     self.raw_dim = int(cfg.embedding.get('dim', 0))  # the embedding network's output, per frame
     self.stereo = capabilities.stereo  # the module's head also returns pans
@@ -200,7 +199,7 @@ class StagedMixer:
     if self.stereo:
       state['pan'] = jnp.full((batch, channels), stereo.CENTRE, jnp.float32)
     if self.lag:
-      state['f1_input'] = jnp.zeros((batch, channels) + self._pending_shape(), jnp.float32)
+      state['f1_input'] = jnp.zeros((batch, channels) + self._f1_input_shape(), jnp.float32)
       state['raw_next'] = jnp.zeros((batch, channels, self.raw_dim), jnp.float32)
     for key, shape in self._work_shapes(batch, channels).items():
       if key == 'mel':  # rows of silence, exactly as the front end computes them
@@ -211,7 +210,7 @@ class StagedMixer:
       state['prepared'] = jnp.zeros((), bool)
     return state
 
-  def _pending_shape(self):
+  def _f1_input_shape(self):
     if self.plan.rows_per_f2:
       return (self.fs.patch_frames, self.fs.n_mels)
     return (self.fs.frame_input_samples,)
@@ -415,18 +414,19 @@ class StagedMixer:
   def _lagged_embedding(self, params, st, ext, phase, mask):
     """A lagged model's F1 work on phase `phase`: keep, embed one part, or put in force.
 
-    Phase 0 keeps the F1 frame that ends with it (`pending`); phases 1 .. lag each run the
+    Phase 0 keeps the F1 frame that ends with it (`f1_input`); phases 1 .. lag each run the
     embedding network on ceil(channels / lag) of its channels (`raw_next`); phase lag then
     contextualises them (encoder 1) into the embedding in force (`emb`), as the offline model's
     `frames.f1_index` with the lag reads it.
     """
-    m, lag = self.module, self.lag
+    lag = self.lag
     st = dict(st)
     if self.plan.rows_per_f2:
       source = st['mel']
     else:
       source = ext[..., ext.shape[-1] - self.fs.frame_input_samples:]
-    st['f1_input'] = jnp.where(phase == 0, source, st['f1_input'])
+    # A cond, not a select: the whole frame's input is copied on phase 0 only, not every frame.
+    st['f1_input'] = jax.lax.cond(phase == 0, lambda: source, lambda: st['f1_input'])
     channels = st['f1_input'].shape[1]
     part = -(-channels // lag)
 
