@@ -86,6 +86,7 @@ RULES: dict[str, tuple[Callable, str]] = {
     'model.f1_lag': _integer(0),
     'model.max_channels': _integer(1),
     'model.initial_gain': NON_NEGATIVE,
+    'model.gain_smooth_s': NON_NEGATIVE,
     'model.d_model': _integer(1),
     'model.rms_floor_db': FINITE,
     'model.frontend.sample_rate': _integer(1),

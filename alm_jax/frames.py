@@ -3,13 +3,16 @@
 `FrameSpec` holds the F1 (embedding) and F2 (gain) frame sizes and the stride; `f2_frames`
 and `f1_frames` cut [..., samples] into [..., frames, f2] and [..., frames, f1] (an F1 frame
 ends where the first F2 frame of its group ends, left-padded with silence before the signal),
-`zero_latency_shift` applies the gain predicted on F2 frame t to frame t + 1, and `apply_gains`
+`zero_latency_shift` applies the gain predicted on F2 frame t to frame t + 1, `smooth_gains`
+ramps predicted gains in dB (config.model.gain_smooth_s), and `apply_gains`
 mixes [batch, channels, samples] with [batch, channels, f2_frames] gains. The framing diagram,
 the padding convention and the front end's frame input: docs/model.md ("Framing").
 """
 
 import dataclasses
+import math
 
+import jax
 import jax.numpy as jnp
 
 
@@ -140,6 +143,41 @@ def zero_latency_shift(gains, initial_gain: float):
   """
   first = jnp.full(gains.shape[:-1] + (1,), initial_gain, gains.dtype)
   return jnp.concatenate([first, gains[..., :-1]], axis=-1)
+
+
+def smoothing_rate(time_constant_s: float, spec: FrameSpec) -> float:
+  """The one-pole rate per F2 frame of a time constant in seconds (1.0: no smoothing)."""
+  if time_constant_s <= 0:
+    return 1.0
+  return float(1.0 - math.exp(-spec.f2 / (time_constant_s * spec.sample_rate)))
+
+
+_NOT_SET_DB = -1000.0  # no earlier gain to ramp from: a frame's gain starts where it is
+
+
+def smooth_gains(gains, previous, rate: float):
+  """A causal gain ramp: predicted gains [..., t] -> one-pole smoothed in dB [..., t].
+
+  s[t] = s[t - 1] + rate * (dB(gains[t]) - s[t - 1]), from s[-1] = dB(previous [...]). A zero
+  gain (a padded or muted channel) stays zero and the ramp restarts after it: a channel that
+  comes in starts at its own gain, not from silence. rate 1.0 returns `gains`.
+  """
+  if rate >= 1.0:
+    return gains
+  gains = gains.astype(jnp.float32)
+  on = gains > 0
+  db = 20.0 * jnp.log10(jnp.maximum(gains, 1e-20))
+  start = jnp.where(previous > 0, 20.0 * jnp.log10(jnp.maximum(previous, 1e-20)), _NOT_SET_DB)
+
+  def step(s, x):
+    x_db, x_on = x
+    s = jnp.where(x_on, jnp.where(s > _NOT_SET_DB, s + rate * (x_db - s), x_db), _NOT_SET_DB)
+    return s, s
+
+  _, s = jax.lax.scan(step, start.astype(jnp.float32),
+                      (jnp.moveaxis(db, -1, 0), jnp.moveaxis(on, -1, 0)))
+  s = jnp.moveaxis(s, 0, -1)
+  return jnp.where(on, jnp.power(10.0, jnp.maximum(s, -400.0) / 20.0), 0.0)
 
 
 def apply_gains(audio, gains, channel_mask, spec: FrameSpec):

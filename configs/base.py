@@ -41,6 +41,9 @@ def get_config():
   model.max_channels = 8
   model.zero_latency = True
   model.initial_gain = 1.0  # applied to the first F2 frame in zero-latency mode
+  # A causal ramp of the predicted gains in dB (frames.smooth_gains): a one-pole with this time
+  # constant, from the gain in force (0: none, the paper). Offline, streamed and exported alike.
+  model.gain_smooth_s = 0.0
   model.d_model = 128
   model.rms_floor_db = -100.0
 

@@ -92,6 +92,7 @@ _ADDED = {  # field: {config: [type, value]}, '*' for every config
     'model.f1_lag': {'*': ['int', 0]},
     'data.train_also': {'*': ['tuple', []]},
     'train.lr_scales': {'*': ['tuple', []]},
+    'model.gain_smooth_s': {'*': ['float', 0.0]},
 }
 
 

@@ -64,6 +64,29 @@ def test_zero_latency_shift():
   np.testing.assert_array_equal(frames.zero_latency_shift(g, 1.0), [[[1.0, 2.0, 3.0]]])
 
 
+def test_smooth_gains_is_a_one_pole_in_db_that_restarts_after_zero():
+  gains = np.array([[[10.0, 1.0, 1.0, 0.0, 0.1, 1.0]]], np.float32)
+  previous = np.array([[1.0]], np.float32)
+  rate = frames.smoothing_rate(0.1, frames.FrameSpec(sample_rate=100, f1=10, f2=10, stride=1))
+  assert rate == pytest.approx(1 - np.exp(-1.0))
+  want, s = [], 0.0  # dB of `previous`
+  for g in gains[0, 0]:
+    if g > 0:
+      s = 20 * np.log10(g) if s is None else s + rate * (20 * np.log10(g) - s)
+      want.append(10 ** (s / 20))
+    else:  # a muted frame stays muted; the next starts at its own gain
+      s = None
+      want.append(0.0)
+  got = np.asarray(frames.smooth_gains(jnp.asarray(gains), jnp.asarray(previous), rate))
+  np.testing.assert_allclose(got[0, 0], want, rtol=1e-5)
+  assert got[0, 0, 4] == pytest.approx(0.1, rel=1e-5)
+  # Nothing to ramp from (a channel coming in): its first gain as predicted.
+  got = frames.smooth_gains(jnp.asarray(gains), jnp.zeros((1, 1)), rate)
+  assert float(got[0, 0, 0]) == pytest.approx(10.0, rel=1e-5)
+  assert frames.smooth_gains(gains, previous, 1.0) is gains  # no ramp: the gains themselves
+  assert frames.smoothing_rate(0.0, frames.FrameSpec(sample_rate=100, f1=10, f2=10, stride=1)) == 1.0
+
+
 def test_apply_gains_masks_channels():
   spec = frames.FrameSpec(10, f1=4, f2=2, stride=1)
   audio = jnp.ones((1, 2, 4))

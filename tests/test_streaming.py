@@ -125,7 +125,8 @@ def sr():
 
 @pytest.fixture(scope='module')
 def staged():
-  return Setup('mr', 2.2, 2, gain_reference='staging')
+  # As the shipped mixer: staged gains, ramped (config.model.gain_smooth_s).
+  return Setup('mr', 2.2, 2, gain_reference='staging', gain_smooth_s=0.1)
 
 
 def _check_against_offline(setup, mix, gains, ends):
@@ -156,8 +157,14 @@ def test_mr_stream_equals_offline_for_every_block_size(mr):
 
 
 def test_staged_mr_stream_equals_offline(staged):
-  """Gains as offsets from the running-level staging: the level's state streams in the carry."""
+  """Gains as offsets from the running-level staging: the level's state streams in the carry,
+  and the gain ramp starts each block from the gain in force."""
   assert staged.ref['pred_gains'][0, MASK[0]].std(axis=-1).min() > 1e-3
+  config = staged.config.copy_and_resolve_references()
+  config.model.gain_smooth_s = 0.0
+  unramped = np.asarray(build_model(config).apply({'params': staged.params},
+                                                  jnp.asarray(staged.audio), jnp.asarray(MASK))['pred_gains'])
+  assert np.abs(unramped - staged.ref['pred_gains'])[0, MASK[0]].max() > 1e-3
   mix, gains, ends = staged.stream(staged.audio, MIXED_SIZES)
   _check_against_offline(staged, mix, gains, ends)
 

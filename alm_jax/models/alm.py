@@ -10,7 +10,9 @@
     causal staging (alm_jax.models.staging: each channel's running active level brought
     to staging.level_db), so the mixer starts where a loudness preset is and learns
     what each channel is worth
-    mix = sum_c gain[c, t - 1] * audio[c, frame t]     (zero-latency mode)
+    mix = sum_c gain[c, t - 1] * audio[c, frame t]     (zero-latency mode; the gains
+                                                        ramped in dB first with
+                                                        config.model.gain_smooth_s > 0)
     stereo = the same with pan[c, t - 1] on the constant-power law (alm_jax.stereo)
 
 Every network is shared across channels and no layer sees a channel index, so
@@ -80,6 +82,13 @@ class AiLiveMixer(nn.Module):
   def carry_size(self) -> int:
     """Recurrent state per channel: the GRU's, then the staging's running level (if staged)."""
     return int(self.config.gru_hidden) + (staging.STATE_SIZE if self.staged else 0)
+
+  @property
+  def gain_smooth(self) -> float:
+    """The gain ramp's one-pole rate per F2 frame (config.model.gain_smooth_s; 1.0: none)."""
+    # From the config, not setup's frame_spec: the stream reads it from the unbound module.
+    return frames.smoothing_rate(float(self.config.get('gain_smooth_s', 0.0)),
+                                 frames.FrameSpec.from_config(self.config))
 
   @property
   def f1_lag(self) -> int:
@@ -180,7 +189,8 @@ class AiLiveMixer(nn.Module):
       train: enables dropout (needs a 'dropout' rng).
     Returns:
       dict with `pred_gains` [b, c, t] (gain predicted on each F2 frame),
-      `gains` [b, c, t] (gain applied to each F2 frame: `pred_gains` shifted by
+      (ramped in dB with config.model.gain_smooth_s, if set), `gains` [b, c, t]
+      (gain applied to each F2 frame: `pred_gains` shifted by
       one frame in zero-latency mode) and `mix` [b, t * f2]; with pans also
       `pred_pans`, `pans` [b, c, t] (shifted the same way, the centre first) and
       `stereo` [b, 2, t * f2] (left, right).
@@ -205,6 +215,9 @@ class AiLiveMixer(nn.Module):
     pred_pans = None
     if self.pan_mlp is not None:
       pred, pred_pans = pred
+    # The ramp starts from the gain frame 0 gets; the stream keeps it in its state.
+    pred = frames.smooth_gains(pred, jnp.full((b, c), self.config.initial_gain, jnp.float32),
+                               self.gain_smooth)
     gains = (frames.zero_latency_shift(pred, self.config.initial_gain)
              if self.config.zero_latency else pred)
     gains = jnp.where(channel_mask[..., None], gains, 0.0)

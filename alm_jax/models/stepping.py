@@ -127,6 +127,8 @@ class StagedMixer:
     self.front.check_frame(self.spec.f1)
     self.embedding_dim = int(embedding_dim)
     self.carry_size = int(module.carry_size)  # the module's recurrent state per channel
+    # The module's gain ramp (the ALM's config.model.gain_smooth_s), 1.0 for modules without one.
+    self.gain_smooth = float(getattr(module, 'gain_smooth', 1.0))
     self.zero_latency = bool(cfg.zero_latency)
     self.history = max(0, self.fs.frame_input_samples - self.spec.f2)
     emb = embeddings.build_embedding(cfg.embedding)
@@ -271,11 +273,16 @@ class StagedMixer:
   def _apply(self, params, *args, method):
     return self.module.apply({'params': params}, *args, method=method)
 
-  def _head(self, params, y, mask):
-    """GRU output -> (predicted gains [b, c, t], pans [b, c, t] or None), float32."""
+  def _head(self, params, y, mask, previous):
+    """GRU output -> (predicted gains [b, c, t], pans [b, c, t] or None), float32.
+
+    previous [b, c]: the gain predicted on the frame before, which a gain ramp
+    (the module's `gain_smooth`, as offline) starts from.
+    """
     pred = self._apply(params, y, mask, method=self.module.head)
     gains, pans = pred if self.stereo else (pred, None)
-    return gains.astype(jnp.float32), None if pans is None else pans.astype(jnp.float32)
+    gains = frames.smooth_gains(gains.astype(jnp.float32), previous, self.gain_smooth)
+    return gains, None if pans is None else pans.astype(jnp.float32)
 
   def _gains_applied(self, state, pred, mask, key: str = 'gain'):
     """Predicted gains (or pans, key='pan') [b, c, t] -> those applied to the frames."""
@@ -305,7 +312,7 @@ class StagedMixer:
                             jnp.repeat(before, spec.stride, axis=2))
     x = self._apply(params, per_frame, rms, mask, method=self.module.condition)
     carry, y = self._apply(params, state['carry'], x, method=self.module.recur)
-    pred, pred_pans = self._head(params, y, mask)
+    pred, pred_pans = self._head(params, y, mask, state['gain'])
     gains = self._gains_applied(state, pred, mask)
     new_state = dict(state)
     new_state.update(
@@ -379,7 +386,7 @@ class StagedMixer:
     rms = frames.frame_rms(frame)  # [b, c]
     x = self._apply(params, emb[:, :, None], rms[:, :, None], mask, method=m.condition)
     carry, y = self._apply(params, st['carry'], x, method=m.recur)
-    pred, pred_pan = self._head(params, y, mask)
+    pred, pred_pan = self._head(params, y, mask, st['gain'])
     pred = pred[:, :, 0]
     applied = jnp.where(mask, st['gain'] if self.zero_latency else pred, 0.0)
     st.update(history=ext[..., ext.shape[-1] - self.history:], frame=st['frame'] + 1, emb=emb,
