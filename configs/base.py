@@ -91,6 +91,13 @@ def get_config():
   model.staging.smooth_s = 0.0  # then smoothed in dB with this time constant (0: not smoothed)
   model.staging.min_gain_db = -40.0
   model.staging.max_gain_db = 30.0
+  # Each channel's running register and the relation term the head adds from the others'
+  # (alm_jax/models/register.py; docs/model.md, "Register"). Off: the paper's model.
+  model.register = ml_collections.ConfigDict()
+  model.register.enabled = False
+  model.register.n_fft = 2048  # samples of each F2 frame's end its spectrum reads
+  model.register.time_constant_s = 10.0  # the running register: mean of all frames, then this
+  model.register.relation_dim = 32  # features per pair of channels
 
   # ---- loss --------------------------------------------------------------
   loss = config.loss = ml_collections.ConfigDict()

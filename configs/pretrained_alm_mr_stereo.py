@@ -2,8 +2,10 @@
 
     python -m alm_jax.main --config=configs/pretrained_alm_mr_stereo.py --workdir=/tmp/alm_stereo
 
-configs/alm_mr_stage.py (the shipped mono recipe: the student embedding lagged by 8 F2 frames,
-gains staged from each channel's level) with a pan per channel and F2 frame
+configs/alm_mr_register.py (the shipped mono recipe: the student embedding lagged by 8 F2 frames,
+gains staged from each channel's level and ramped, each channel's register and the relation
+term over the others, which tells the pan head where a part sits among them) with a pan per
+channel and F2 frame
 (config.model.outputs), trained on the MR-STFT of the stereo mix's mid and side and the
 known-pan term against rendered_live's designed placement (docs/model.md, "Stereo": not in the
 paper), on the default corpus. It starts from the shipped mono mixer (train.init_params_from):
@@ -20,7 +22,7 @@ _BASE = runpy.run_path(str(pathlib.Path(__file__).resolve().with_name('base.py')
 
 
 def get_config():
-  config = _BASE['load']('alm_mr_stage').get_config()
+  config = _BASE['load']('alm_mr_register').get_config()
   config.data.train_also = ()  # the default corpus: 60 steps per epoch
   config.model.outputs = ('gain', 'pan')
   config.loss.side_weight = 1.0

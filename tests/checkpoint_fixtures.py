@@ -47,11 +47,22 @@ class TinyModel:
 
   def __init__(self, name, **model_overrides):
     self.config = shrink_model(load_config(name))
-    for key, value in model_overrides.items():
-      self.config.model[key] = value
+    self.config.model.update_from_flattened_dict(model_overrides)  # 'register.enabled' too
     self.model = build_model(self.config)
     self.spec = frames.FrameSpec.from_config(self.config.model)
     self.params = random_params(self.model, self.spec)
+
+
+# A stereo mixer as the shipped one is built: pans, the register and a gain ramp.
+STEREO = {'outputs': ('gain', 'pan'), 'gain_smooth_s': 0.1, 'register.enabled': True,
+          'register.relation_dim': 4}
+
+
+def liven_stereo(tiny):
+  """Pans off the centre and a relation term that is not zero, so a mix-up in either shows."""
+  tiny.params['pan_mlp'] = jax.tree.map(lambda x: 2.0 * x, tiny.params['pan_mlp'])
+  out = tiny.params['relation']['out']
+  out['kernel'] = 0.02 * np.random.default_rng(0).normal(size=out['kernel'].shape).astype(np.float32)
 
 
 def save_checkpoint(workdir, config, params, step=3):

@@ -93,6 +93,10 @@ _ADDED = {  # field: {config: [type, value]}, '*' for every config
     'data.train_also': {'*': ['tuple', []]},
     'train.lr_scales': {'*': ['tuple', []]},
     'model.gain_smooth_s': {'*': ['float', 0.0]},
+    'model.register.enabled': {'*': ['bool', False]},
+    'model.register.n_fft': {'*': ['int', 2048]},
+    'model.register.time_constant_s': {'*': ['float', 10.0]},
+    'model.register.relation_dim': {'*': ['int', 32]},
 }
 
 

@@ -10,7 +10,7 @@ import tensorflow as tf
 from alm_jax import export
 from alm_jax import models
 from alm_jax.inference import offline
-from checkpoint_fixtures import TinyModel, parse_flags, save_checkpoint
+from checkpoint_fixtures import STEREO, TinyModel, liven_stereo, parse_flags, save_checkpoint
 
 SR = 44100
 BLOCK = 4410  # two F2 frames per streaming block
@@ -198,8 +198,8 @@ def _stream_saved_model(path, audio, mask, block: int, blocks: int):
 
 def test_a_stereo_mixer_exports_its_pans_and_stereo_mix(tmp_path):
   """A mixer with pans (config.model.outputs): the SavedModels carry `pans` and `stereo` = JAX."""
-  tiny = TinyModel('mr', outputs=('gain', 'pan'), max_channels=4)
-  tiny.params['pan_mlp'] = jax.tree.map(lambda x: 2.0 * x, tiny.params['pan_mlp'])  # off centre
+  tiny = TinyModel('mr', max_channels=4, **STEREO)
+  liven_stereo(tiny)
   save_checkpoint(tmp_path / 'run', tiny.config, tiny.params)
   assert _run_cli(f'--checkpoint={tmp_path / "run"}', f'--output={tmp_path / "offline"}') == 0
   assert _run_cli(f'--checkpoint={tmp_path / "run"}', f'--output={tmp_path / "streaming"}',

@@ -22,7 +22,7 @@ from alm_jax import restore
 from alm_jax.inference import offline
 from alm_jax.inference import onnx_export
 from alm_jax.inference import streaming
-from checkpoint_fixtures import TinyModel, parse_flags, save_checkpoint
+from checkpoint_fixtures import STEREO, TinyModel, liven_stereo, parse_flags, save_checkpoint
 
 # The extra's packages (setup.py extras_require['onnx']); without them these tests skip.
 ONNX_EXTRA = 'needs the ONNX extra: pip install -e ".[onnx]" (or tools/setup.sh --test)'
@@ -133,9 +133,9 @@ def checkpoint(request, tmp_path_factory):
     config, params, _ = restore.restore_params('pretrained:alm_mr')
     return types.SimpleNamespace(root=root, config=config, params=params,
                                  flag='--checkpoint=pretrained:alm_mr')
-  if request.param == 'mr_stereo':  # pans off the centre, so a pan mix-up shows
-    tiny = TinyModel('mr', outputs=('gain', 'pan'))
-    tiny.params['pan_mlp'] = jax.tree.map(lambda x: 2.0 * x, tiny.params['pan_mlp'])
+  if request.param == 'mr_stereo':  # with the register and a ramp, as the shipped one
+    tiny = TinyModel('mr', **STEREO)
+    liven_stereo(tiny)
   else:
     tiny = TinyModel(request.param)
   if request.param.startswith('dmc'):

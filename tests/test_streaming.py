@@ -61,7 +61,7 @@ class Setup:
   def __init__(self, name, seconds, seed, gain_reference='none', num_samples=None, **model):
     self.config = shrink_model(load_config(name))
     self.config.model.gain_reference = gain_reference
-    self.config.model.update(model)
+    self.config.model.update_from_flattened_dict(model)  # 'register.enabled': nested fields too
     self.model = build_model(self.config)
     self.spec = frames.FrameSpec.from_config(self.config.model)
     self.audio = _song(num_samples or int(seconds * SR), seed)
@@ -125,8 +125,9 @@ def sr():
 
 @pytest.fixture(scope='module')
 def staged():
-  # As the shipped mixer: staged gains, ramped (config.model.gain_smooth_s).
-  return Setup('mr', 2.2, 2, gain_reference='staging', gain_smooth_s=0.1)
+  # As the shipped mixer: staged gains, ramped (config.model.gain_smooth_s), with the register.
+  return Setup('mr', 2.2, 2, gain_reference='staging', gain_smooth_s=0.1,
+               **{'register.enabled': True, 'register.relation_dim': 4})
 
 
 def _check_against_offline(setup, mix, gains, ends):
@@ -157,8 +158,8 @@ def test_mr_stream_equals_offline_for_every_block_size(mr):
 
 
 def test_staged_mr_stream_equals_offline(staged):
-  """Gains as offsets from the running-level staging: the level's state streams in the carry,
-  and the gain ramp starts each block from the gain in force."""
+  """Gains as offsets from the running-level staging: the level's and the register's state
+  stream in the carry, and the gain ramp starts each block from the gain in force."""
   assert staged.ref['pred_gains'][0, MASK[0]].std(axis=-1).min() > 1e-3
   config = staged.config.copy_and_resolve_references()
   config.model.gain_smooth_s = 0.0

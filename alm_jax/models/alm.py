@@ -9,10 +9,11 @@
     with config.model.gain_reference = 'staging' the MLP gives an offset in dB from a
     causal staging (alm_jax.models.staging: each channel's running active level brought
     to staging.level_db), so the mixer starts where a loudness preset is and learns
-    what each channel is worth
-    mix = sum_c gain[c, t - 1] * audio[c, frame t]     (zero-latency mode; the gains
-                                                        ramped in dB first with
-                                                        config.model.gain_smooth_s > 0)
+    what each channel is worth; with config.model.register each channel's running
+    register rides in the recurrence and encoder 3's output gains a relation term over
+    the other channels (alm_jax.models.register: where it sits among them); with
+    config.model.gain_smooth_s the predicted gains are ramped in dB (frames.smooth_gains)
+    mix = sum_c gain[c, t - 1] * audio[c, frame t]     (zero-latency mode)
     stereo = the same with pan[c, t - 1] on the constant-power law (alm_jax.stereo)
 
 Every network is shared across channels and no layer sees a channel index, so
@@ -36,6 +37,7 @@ from alm_jax import frames
 from alm_jax import stereo
 from alm_jax.models import layers
 from alm_jax.models import protocol
+from alm_jax.models import register
 from alm_jax.models import staging
 from alm_jax.models import stepping
 
@@ -72,6 +74,9 @@ class AiLiveMixer(nn.Module):
     # model's parameter names and shapes (and a mono checkpoint's tree is unchanged).
     self.pan_mlp = (layers.PReLUMLP(tuple(cfg.mlp_dims) + (1,), dtype=dtype)
                     if stereo.has_pans(cfg) else None)
+    # Where each channel sits among the others (config.model.register; None: not used).
+    self.relation = (register.Relation(int(cfg.register.relation_dim), dtype=dtype)
+                     if register.enabled(cfg) else None)
 
   @property
   def staged(self) -> bool:
@@ -80,8 +85,10 @@ class AiLiveMixer(nn.Module):
 
   @property
   def carry_size(self) -> int:
-    """Recurrent state per channel: the GRU's, then the staging's running level (if staged)."""
-    return int(self.config.gru_hidden) + (staging.STATE_SIZE if self.staged else 0)
+    """Recurrent state per channel: the GRU's, the staging's running level (if staged), then
+    the running register (config.model.register)."""
+    return (int(self.config.gru_hidden) + (staging.STATE_SIZE if self.staged else 0)
+            + (register.STATE_SIZE if register.enabled(self.config) else 0))
 
   @property
   def gain_smooth(self) -> float:
@@ -122,43 +129,59 @@ class AiLiveMixer(nn.Module):
 
   # ---- F2 rate -------------------------------------------------------------
 
-  def condition(self, emb, rms, channel_mask, deterministic: bool = True):
-    """Embeddings [b, c, t, d] and F2-frame RMS [b, c, t] -> encoder 2 output [b, c, t, d]."""
+  def condition(self, emb, f2_frames, channel_mask, deterministic: bool = True):
+    """Embeddings [b, c, t, d] and F2 frames [b, c, t, f2] -> the recurrence's inputs.
+
+    A dict: `x` [b, c, t, d] (encoder 2's output), `rms` [b, c, t] (staged: the running
+    level's input) and with the register (config.model.register) `power`, `register`
+    [b, c, t] (`register.frame_stats`).
+    """
     floor = self.config.rms_floor_db
+    rms = frames.frame_rms(f2_frames)
     # Level in dB, scaled to about [-1, 0]: raw RMS spans orders of magnitude.
     level = jnp.maximum(20.0 * jnp.log10(rms), floor) / -floor
     x = jnp.concatenate([emb, level[..., None].astype(emb.dtype)], axis=-1)
     x = self.rms_act(self.rms_proj(x))
-    x = self.encoder2(x, channel_mask, deterministic)
-    # A staged model's recurrence also tracks each channel's running level, from the RMS.
-    return (x, rms) if self.staged else x
+    out = {'x': self.encoder2(x, channel_mask, deterministic), 'rms': rms}
+    if self.relation is not None:
+      out['power'], out['register'] = register.frame_stats(
+          f2_frames, register.rule(self.config, self.frame_spec))
+    return out
 
-  def recur(self, carry, x):
-    """GRU over frames: carry [b, c, carry_size], x [b, c, t, d] -> (carry, [b, c, t, h]).
+  def recur(self, carry, inputs):
+    """GRU over frames: carry [b, c, carry_size], `condition`'s dict -> (carry, the head's dict).
 
-    Staged: x is (x, rms [b, c, t]) and the output (GRU output, running active level
-    [b, c, t] dB after each frame); the carry's last STATE_SIZE values are the staging's.
+    The head's dict: `y` [b, c, t, h] (the GRU's output), staged also `level_db` [b, c, t]
+    (the running active level after each frame), with the register `register` [b, c, t]
+    (the running register after each frame). The carry is the GRU's state, then the
+    staging's STATE_SIZE values (staged), then the register's (register).
     """
-    if not self.staged:
-      return self.gru(carry, x)
-    x, rms = x
     h = int(self.config.gru_hidden)
-    gru_carry, y = self.gru(carry[..., :h], x)
-    level_state, level_db = staging.running_level(
-        carry[..., h:], rms, staging.rule(self.config, self.frame_spec))
-    return jnp.concatenate([gru_carry.astype(jnp.float32), level_state], axis=-1), (y, level_db)
+    gru_carry, y = self.gru(carry[..., :h], inputs['x'])
+    parts, out, at = [gru_carry.astype(jnp.float32)], {'y': y}, h
+    if self.staged:
+      level_state, out['level_db'] = staging.running_level(
+          carry[..., at:at + staging.STATE_SIZE], inputs['rms'],
+          staging.rule(self.config, self.frame_spec))
+      parts.append(level_state)
+      at += staging.STATE_SIZE
+    if self.relation is not None:
+      reg_state, out['register'] = register.running(
+          carry[..., at:at + register.STATE_SIZE], inputs['power'], inputs['register'],
+          register.rule(self.config, self.frame_spec))
+      parts.append(reg_state)
+    return jnp.concatenate(parts, axis=-1), out
 
-  def head(self, y, channel_mask, deterministic: bool = True):
-    """GRU output [b, c, t, h] -> predicted gains [b, c, t] (float32, >= 0, 0 on masked channels).
+  def head(self, inputs, channel_mask, deterministic: bool = True):
+    """`recur`'s dict -> predicted gains [b, c, t] (float32, >= 0, 0 on masked channels).
 
     With pans (config.model.outputs = ('gain', 'pan')): (gains, pans [b, c, t]
     float32 in [-1, 1] by tanh, 0 on masked channels).
     """
-    level_db = None
-    if self.staged:
-      y, level_db = y
-    y = self.encoder3(y, channel_mask, deterministic)
-    gains = jnp.where(channel_mask[..., None], self._gains(y, level_db), 0.0)
+    y = self.encoder3(inputs['y'], channel_mask, deterministic)
+    if self.relation is not None:
+      y = y + self.relation(y, inputs['register'], channel_mask)
+    gains = jnp.where(channel_mask[..., None], self._gains(y, inputs.get('level_db')), 0.0)
     if self.pan_mlp is None:
       return gains
     p = jnp.tanh(self.pan_mlp(y)[..., 0].astype(jnp.float32))
@@ -208,8 +231,7 @@ class AiLiveMixer(nn.Module):
     index = frames.f1_index(t, spec, self.f1_lag)
     # Before the first F1 frame is in force (lagged models only) the embedding is zero.
     emb = jnp.where((index >= 0)[:, None], jnp.take(emb, jnp.maximum(index, 0), axis=2), 0.0)
-    rms = frames.frame_rms(frames.f2_frames(audio, spec))  # [b, c, t]
-    x = self.condition(emb, rms, channel_mask, deterministic)
+    x = self.condition(emb, frames.f2_frames(audio, spec), channel_mask, deterministic)
     _, y = self.recur(self.initial_carry(b, c), x)
     pred = self.head(y, channel_mask, deterministic)
     pred_pans = None

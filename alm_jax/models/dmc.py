@@ -134,9 +134,9 @@ class DMC(nn.Module):
     del channel_mask, deterministic
     return e
 
-  def condition(self, emb, rms, channel_mask, deterministic: bool = True):
-    """The identity on the embeddings [b, c, t, d]: DMC does not see the frame level."""
-    del rms, channel_mask, deterministic
+  def condition(self, emb, f2_frames, channel_mask, deterministic: bool = True):
+    """The identity on the embeddings [b, c, t, d]: DMC does not see the frames' audio."""
+    del f2_frames, channel_mask, deterministic
     self._check_per_frame('condition')
     return emb
 

@@ -303,14 +303,14 @@ class StagedMixer:
     signal = ext[..., :ext.shape[-1] - (hop - spec.f2)]
     signal = signal[..., max(0, spec.f2 - fs.frame_input_samples):]
     emb = self._apply(params, signal, groups, mask, method=self.module.embed)  # [b, c, g, E]
-    rms = frames.frame_rms(frames.f2_frames(chunk, spec))  # [b, c, t]
     per_frame = jnp.repeat(emb, spec.stride, axis=2)
     if self.lag:  # a group's first `lag` frames still use the F1 frame before it
       before = jnp.concatenate([state['emb'][:, :, None].astype(emb.dtype), emb[:, :, :-1]], axis=2)
       phase = jnp.arange(per_frame.shape[2]) % spec.stride
       per_frame = jnp.where((phase >= self.lag)[:, None], per_frame,
                             jnp.repeat(before, spec.stride, axis=2))
-    x = self._apply(params, per_frame, rms, mask, method=self.module.condition)
+    x = self._apply(params, per_frame, frames.f2_frames(chunk, spec), mask,
+                    method=self.module.condition)
     carry, y = self._apply(params, state['carry'], x, method=self.module.recur)
     pred, pred_pans = self._head(params, y, mask, state['gain'])
     gains = self._gains_applied(state, pred, mask)
@@ -383,8 +383,7 @@ class StagedMixer:
       emb = st['emb']
     else:
       emb = jax.lax.cond(phase == 0, embed_now, lambda st: st['emb'], st)
-    rms = frames.frame_rms(frame)  # [b, c]
-    x = self._apply(params, emb[:, :, None], rms[:, :, None], mask, method=m.condition)
+    x = self._apply(params, emb[:, :, None], frame[:, :, None], mask, method=m.condition)
     carry, y = self._apply(params, st['carry'], x, method=m.recur)
     pred, pred_pan = self._head(params, y, mask, st['gain'])
     pred = pred[:, :, 0]

@@ -1,0 +1,116 @@
+"""Each channel's running register, and what a channel learns from the registers of the others.
+
+A channel's sound says what it is, not where it stands among the band's parts: the melody is
+often the same instrument as the inner voices, one of two comping keyboards is the lower, and
+the designed stereo placement sends spread parts to alternate sides in order of register
+(alm_jax.data.placement). With `config.model.register.enabled`, the ALM measures per F2 frame
+each channel's register (the power-weighted mean log2 frequency of its spectrum, the measure
+the placement orders by), keeps a causal running mean of it in the recurrent carry, and its
+head adds to every channel's features a relation term (`Relation`): a sum over the other
+channels of a learned function of their features and of how far above or below this channel
+they sit. A sum, not a mean, so it can count ("the parts like me above me"). Its last layer
+starts at zero, so a mixer trained without it starts where it was. Why, and the figures:
+docs/model.md ("Register").
+"""
+
+import dataclasses
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# Per channel: frames seen, running mean of power x register, running mean of power.
+STATE_SIZE = 3
+REFERENCE_HZ = 1000.0  # a register of 0; one unit is an octave
+_TOP_FRACTION = 4  # bins up to a quarter of the sample rate, as alm_jax.data.placement.register
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+  n_fft: int  # samples of the F2 frame's end each spectrum reads
+  sample_rate: int
+  slow: float  # the running mean's rate once 1 / frames falls below it
+
+
+def enabled(model_config) -> bool:
+  return bool(model_config.get('register', {}).get('enabled', False))
+
+
+def rule(model_config, spec) -> Rule:
+  """The register rule of `config.model.register` for F2 frames of `spec` (a frames.FrameSpec)."""
+  r = model_config.register
+  frames_per_s = spec.sample_rate / spec.f2
+  return Rule(n_fft=int(r.n_fft), sample_rate=int(spec.sample_rate),
+              slow=1.0 / max(1.0, float(r.time_constant_s) * frames_per_s))
+
+
+def frame_stats(f2_frames, register_rule: Rule):
+  """F2 frames [..., f2] -> (power [...], register [...] in octaves from REFERENCE_HZ).
+
+  The spectrum of the frame's last n_fft samples (Hann window; zero-padded in front if the frame
+  is shorter), bins 1 .. n_fft / 4; register = sum(power x log2(f / REFERENCE_HZ)) / sum(power),
+  0 for a silent frame.
+  """
+  n = register_rule.n_fft
+  x = f2_frames[..., -n:].astype(jnp.float32)
+  if x.shape[-1] < n:
+    x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(n - x.shape[-1], 0)])
+  window = 0.5 - 0.5 * jnp.cos(2.0 * math.pi * jnp.arange(n) / n)
+  top = n // _TOP_FRACTION
+  power = jnp.square(jnp.abs(jnp.fft.rfft(x * window, axis=-1)[..., 1:top]))
+  octaves = jnp.log2(jnp.arange(1, top) * register_rule.sample_rate / n / REFERENCE_HZ)
+  total = jnp.sum(power, axis=-1)
+  reg = jnp.sum(power * octaves, axis=-1) / jnp.maximum(total, 1e-20)
+  return total, jnp.where(total > 0, reg, 0.0)
+
+
+def running(state, power, reg, register_rule: Rule):
+  """Running power-weighted register over F2 frames.
+
+  Args:
+    state: [b, c, STATE_SIZE] (zeros before the first frame).
+    power, reg: [b, c, t] from `frame_stats`.
+  Returns:
+    (state after the last frame, register [b, c, t] after each frame: the power-weighted
+    mean over all frames at first, then with the rule's time constant; 0 before any sound).
+  """
+  def step(st, inputs):
+    p, m = inputs
+    count, pm, pp = st[..., 0], st[..., 1], st[..., 2]
+    heard = p > 0
+    count = count + heard
+    rate = jnp.where(heard, jnp.maximum(1.0 / jnp.maximum(count, 1.0), register_rule.slow), 0.0)
+    pm = pm + rate * (p * m - pm)
+    pp = pp + rate * (p - pp)
+    out = jnp.where(pp > 0, pm / jnp.maximum(pp, 1e-30), 0.0)
+    return jnp.stack([count, pm, pp], axis=-1), out
+
+  state, out = jax.lax.scan(step, state.astype(jnp.float32),
+                            (jnp.moveaxis(power.astype(jnp.float32), -1, 0),
+                             jnp.moveaxis(reg.astype(jnp.float32), -1, 0)))
+  return state, jnp.moveaxis(out, 0, -1)
+
+
+class Relation(nn.Module):
+  """Features [b, c, t, d] and registers [b, c, t] -> a term [b, c, t, d] to add to the features.
+
+  term_i = W_out [sum_{j != i, active} PReLU(A y_j + w * tanh(reg_j - reg_i) + bias), reg_i],
+  with W_out zero at initialisation. Shared across channels and blind to their order.
+  """
+  dim: int
+  dtype: object = jnp.float32
+
+  @nn.compact
+  def __call__(self, y, reg, channel_mask):
+    d = y.shape[-1]
+    a = nn.Dense(self.dim, dtype=self.dtype, name='other')(y)  # [b, c, t, k]: the j side
+    w = self.param('above', nn.initializers.normal(1.0), (self.dim,))
+    apart = jnp.tanh(reg[:, None] - reg[:, :, None])  # [b, i, j, t]: j above i is > 0
+    pair = nn.PReLU(negative_slope_init=0.25)(
+        a[:, None] + apart[..., None].astype(a.dtype) * w.astype(a.dtype))  # [b, i, j, t, k]
+    c = y.shape[1]
+    others = channel_mask[:, None, :] & ~jnp.eye(c, dtype=bool)[None]  # [b, i, j]
+    summed = jnp.sum(jnp.where(others[..., None, None], pair, 0.0), axis=2)  # [b, c, t, k]
+    x = jnp.concatenate([summed, reg[..., None].astype(summed.dtype)], axis=-1)
+    return nn.Dense(d, dtype=self.dtype, kernel_init=nn.initializers.zeros, name='out')(x)
