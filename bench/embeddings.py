@@ -8,7 +8,9 @@ them), the network alone on a [channels, rows, bands] batch of patches, and
 front end + network from each channel's F1 frame input (44.1 kHz): GFLOP per
 frame from XLA's cost analysis, and the wall time of front end + network per
 frame per channel (median over repeats of an 8-channel batch) and the p99 of
-the whole batch: one MR hop's embedding work at 8 channels. Agreement: General MIDI parts written here
+the whole batch: one MR hop's embedding work at 8 channels; and "in the mixer": a
+new F1 frame as the mixer computes it (the resampling of one F1 hop of new input,
+then the patch's log-mel rows and the network; `in_mixer`). Agreement: General MIDI parts written here
 rendered with fluidsynth and a Debian soundfont; for each patch length the
 tags of patches ending at the same instants as 3 s patches are compared with
 those (top-1 equal, top-5 overlap, mean |Δp|, embedding cosine), and, with
@@ -62,25 +64,55 @@ def musicnn_spec(seconds: float):
   return musicnn_frontend.MusicnnSpec.for_f1(framing.ms_to_samples(1000 * seconds, RATE))
 
 
+# F1 hops of the mixers these embeddings serve: a new 3 s (or 1-2 s) musicnn/student frame every
+# second (configs/alm_mr_staged.py: 20 F2 frames), a VGGish/small frame every 300 ms (configs/mr.py).
+MUSICNN_HOP_S = 1.0
+VGGISH_HOP_S = 0.3
+
+
 def candidates():
-  """(label, module, patch shape, frame input samples, front end (x [n, samples]) -> patches)."""
+  """(label, module, front end spec, front end (x [n, samples]) -> patches, F1 hop in seconds)."""
   out = []
   for seconds in (1.0, 2.0, 3.0):
     spec = musicnn_spec(seconds)
     out.append((f'musicnn F1 {seconds:g} s ({spec.patch_frames} rows)', musicnn_network.Musicnn(),
-                (spec.patch_frames, spec.n_mels), spec.frame_input_samples,
-                lambda x, s=spec: musicnn_frontend.log_mel_frames(x, 1, s.frame_input_samples, s)[:, 0]))
+                spec, lambda x, s=spec: musicnn_frontend.log_mel_frames(x, 1, s.frame_input_samples, s)[:, 0],
+                MUSICNN_HOP_S))
   for seconds in (1.0, 3.0):  # distilled from musicnn, on musicnn's front end
     spec = musicnn_spec(seconds)
     out.append((f'student F1 {seconds:g} s ({spec.patch_frames} rows)', student.Student(),
-                (spec.patch_frames, spec.n_mels), spec.frame_input_samples,
-                lambda x, s=spec: musicnn_frontend.log_mel_frames(x, 1, s.frame_input_samples, s)[:, 0]))
+                spec, lambda x, s=spec: musicnn_frontend.log_mel_frames(x, 1, s.frame_input_samples, s)[:, 0],
+                MUSICNN_HOP_S))
   vspec = frontend.FrontendSpec()
   for label, module in (('VGGish (0.975 s)', vggish_network.VGGish()),
                         ('small (0.975 s)', small.SmallEmbedding())):
-    out.append((label, module, (vspec.patch_frames, vspec.n_mels), vspec.frame_input_samples,
-                lambda x, s=vspec: frontend.log_mel_frames(x, 1, s.frame_input_samples, s)[:, 0]))
+    out.append((label, module, vspec,
+                lambda x, s=vspec: frontend.log_mel_frames(x, 1, s.frame_input_samples, s)[:, 0],
+                VGGISH_HOP_S))
   return out
+
+
+def in_mixer(module, spec, hop_s):
+  """Front end + network per F1 frame as the mixer runs them: (fn(params, new, x16), new shape, x16 shape).
+
+  Offline the mixer resamples each signal once and a lagged stream keeps a ring of resampled
+  samples (alm_jax.models.stepping, `resampled`), so a new F1 frame costs the resampling of one
+  F1 hop of new input (`new`, with the block before it) and the log-mel rows and network of its
+  patch (`x16`, the resampled samples the patch reads).
+  """
+  up, down = spec.ratio
+  hop = int(round(hop_s * RATE)) // down * down
+  if isinstance(spec, musicnn_frontend.MusicnnSpec):
+    rows_fn = lambda x16, s=spec: musicnn_frontend.log_mel_rows(x16, s.patch_frames, s)
+  else:
+    rows_fn = lambda x16, s=spec: frontend.log_mel_rows(x16, s.patch_frames, s)
+
+  resampler = getattr(spec, 'resampler', spec)
+
+  def fn(params, new, x16):
+    return frontend.resample(new, resampler), module.apply({'params': params}, rows_fn(x16))
+
+  return fn, (hop + down,), (spec.patch_samples,)
 
 
 def timed(fn, args, repeats):
@@ -96,7 +128,8 @@ def timed(fn, args, repeats):
 def cost(args):
   rows = []
   n = args.channels
-  for label, module, shape, input_samples, front in candidates():
+  for label, module, spec, front, hop_s in candidates():
+    shape, input_samples = (spec.patch_frames, spec.n_mels), spec.frame_input_samples
     params = module.init(jax.random.key(0), jnp.zeros((1,) + shape))['params']
     net = jax.jit(lambda p, x, m=module: m.apply({'params': p}, x))
     full = jax.jit(lambda p, a, m=module, f=front: m.apply({'params': p}, f(a)))
@@ -107,19 +140,35 @@ def cost(args):
     for key, fn, x in (('net', net, patches), ('total', full, audio)):
       compiled = fn.lower(params, x).compile()
       result[f'{key}_gflop'] = compiled.cost_analysis()['flops'] / n / 1e9
+    mixer_fn, new_shape, x16_shape = in_mixer(module, spec, hop_s)
+    mixer_fn = jax.jit(mixer_fn)
+    mixer_args = (params, 0.1 * jax.random.normal(jax.random.key(3), (n,) + new_shape),
+                  0.1 * jax.random.normal(jax.random.key(4), (n,) + x16_shape))
+    result['mixer_gflop'] = mixer_fn.lower(*mixer_args).compile().cost_analysis()['flops'] / n / 1e9
     # Timed: front end + network, the work of one hop (one new F1 frame per channel).
     t = timed(full, (params, audio), args.repeats)
     result['ms'] = 1e3 * float(np.median(t)) / n
     result['p99_batch_ms'] = 1e3 * float(np.percentile(t, 99))
+    result['mixer_ms'] = 1e3 * float(np.median(timed(mixer_fn, mixer_args, args.repeats))) / n
     rows.append(result)
     print(f'{label}: {result}', flush=True)
   print(f'\n{args.threads} thread(s), {n}-channel batch; {common.machine()}\n')
   print('| embedding | dim | params M | net GFLOP/frame | front end + net GFLOP/frame | ms/frame/ch '
-        f'| p99 ms, {n} ch |')
-  print('|---|---|---|---|---|---|---|')
+        f'| p99 ms, {n} ch | in the mixer GFLOP/frame | in the mixer ms/frame/ch |')
+  print('|---|---|---|---|---|---|---|---|---|')
   for r in rows:
     print(f"| {r['embedding']} | {r['dim']} | {r['params_M']:.2f} | {r['net_gflop']:.3f} | "
-          f"{r['total_gflop']:.3f} | {r['ms']:.1f} | {r['p99_batch_ms']:.0f} |")
+          f"{r['total_gflop']:.3f} | {r['ms']:.1f} | {r['p99_batch_ms']:.0f} | "
+          f"{r['mixer_gflop']:.3f} | {r['mixer_ms']:.1f} |")
+  by_label = {r['embedding'].split(' (')[0]: r for r in rows}
+  print('\nThe student against musicnn at the same F1 frame (times x):')
+  for f1 in ('1', '3'):
+    a, b = by_label.get(f'musicnn F1 {f1} s'), by_label.get(f'student F1 {f1} s')
+    if a and b:
+      print(f'- F1 {f1} s: network {a["net_gflop"] / b["net_gflop"]:.1f}, front end + network '
+            f'{a["total_gflop"] / b["total_gflop"]:.1f}, in the mixer '
+            f'{a["mixer_gflop"] / b["mixer_gflop"]:.1f} (GFLOP); in the mixer '
+            f'{a["mixer_ms"] / b["mixer_ms"]:.1f} (ms)')
   return rows
 
 

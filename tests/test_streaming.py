@@ -175,8 +175,12 @@ def test_staged_mr_stream_equals_offline(staged):
     # Slow (27 s): the shipped mixer's student is off the grid, the case the default run keeps.
     pytest.param(dict(f1_lag=2, num_samples=8 * 6 * 2205), marks=pytest.mark.slow),
     # Off it (1985-sample F2 frames), from the kept samples.
-    dict(f1_lag=4, f2_ms=45.0, num_samples=8 * 6 * 1985),
-], ids=['rows', 'samples'])
+    pytest.param(dict(f1_lag=4, f2_ms=45.0, num_samples=8 * 6 * 1985), marks=pytest.mark.slow),
+    # The shipped mixer's case: the student's 3 s frame (off the row grid) every 20 F2 frames of
+    # whole resampler blocks, from the ring of resampled samples each frame adds to.
+    dict(f1_lag=8, f1_stride=20, f1_ms=3000.0, num_samples=3 * 24 * 2205,  # whole cycles
+         **{'embedding.name': 'student', 'embedding.dim': 200}),
+], ids=['rows', 'samples', 'resampled'])
 def test_lagged_embedding_streams_like_offline(model):
     """config.model.f1_lag: an F1 frame embedded in parts over the next frames, in force after them."""
     lagged = Setup('mr', None, 3, **model)
@@ -189,6 +193,7 @@ def test_lagged_embedding_streams_like_offline(model):
     assert np.abs(plain - lagged.ref['pred_gains'])[0, MASK[0]].max() > 1e-4
     mixer = build_mixer(lagged.config)
     assert mixer.lag == lag and not mixer.plan.net_heights
+    assert mixer.resampled_ring == (lagged.config.model.embedding.name == 'student')
     f2 = lagged.spec.f2
     # Odd block sizes (frame by frame from any phase), then whole hops with single frames between.
     for sizes in (MIXED_SIZES, (stride * f2, f2, 3 * f2)):

@@ -142,6 +142,12 @@ class StagedMixer:
       raise ValueError(frames.lag_problem(self.lag, self.spec.stride))
     self.plan = make_plan(self.spec, self.front, self.row_tiles, spread and not self.lag)
     self.raw_dim = int(cfg.embedding.get('dim', 0))  # the embedding network's output, per frame
+    # Off the row grid (rows_per_f2 = 0) but with F2 frames of whole resampler blocks (the
+    # student's 3 s frame, 50 ms F2), a lagged stream resamples each F2 frame once into a ring of
+    # the last patch's resampled samples (`resampled`), so an F1 frame's parts read the ring
+    # instead of resampling its whole input again: the offline pass resamples each signal once too.
+    self.resampled_ring = bool(self.lag and not self.plan.rows_per_f2
+                               and self.spec.f2 % self.fs.ratio[1] == 0)
     self.stereo = capabilities.stereo  # the module's head also returns pans
 
   def refuse(self, use: str) -> None:
@@ -181,7 +187,10 @@ class StagedMixer:
       prepared [] bool whether net<i> holds the next F1 frame's rows (spread only);
       net<i>   [b, c, h_i, w_i, features_i] layer i of the F1 frame being prepared;
       f1_input [b, c, ...] the last F1 frame's input: its log-mel patch (MR on the row
-               grid) or its samples (lagged models only);
+               grid), its resampled samples (F2 on resampler blocks) or its samples
+               (lagged models only);
+      resampled [b, c, patch_samples] the last patch's resampled samples (lagged, off the
+               row grid, F2 on resampler blocks);
       raw_next [b, c, dim] its embedding-network outputs, part by part (lagged only).
     """
     if batch < 1 or channels < 1:
@@ -200,6 +209,8 @@ class StagedMixer:
     }
     if self.stereo:
       state['pan'] = jnp.full((batch, channels), stereo.CENTRE, jnp.float32)
+    if self.resampled_ring:  # silence before the signal resamples to silence, as offline
+      state['resampled'] = jnp.zeros((batch, channels, self.fs.patch_samples), jnp.float32)
     if self.lag:
       state['f1_input'] = jnp.zeros((batch, channels) + self._f1_input_shape(), jnp.float32)
       state['raw_next'] = jnp.zeros((batch, channels, self.raw_dim), jnp.float32)
@@ -215,6 +226,8 @@ class StagedMixer:
   def _f1_input_shape(self):
     if self.plan.rows_per_f2:
       return (self.fs.patch_frames, self.fs.n_mels)
+    if self.resampled_ring:
+      return (self.fs.patch_samples,)
     return (self.fs.frame_input_samples,)
 
   def gains_in_force(self, state):
@@ -329,6 +342,9 @@ class StagedMixer:
     if self.plan.rows_per_f2:
       n_in, rows = rows_reader(self.front, fs.patch_frames)
       new_state['mel'] = rows(ext[..., ext.shape[-1] - n_in:]).astype(jnp.float32)
+    if self.resampled_ring:
+      new_state['resampled'] = self.front.resample(
+          ext[..., ext.shape[-1] - fs.frame_input_samples:])[..., fs.patch_offset:]
     if self.plan.net_heights:
       new_state['prepared'] = jnp.zeros((), bool)  # the next F1 frame is embedded whole
     return new_state, gains, pans
@@ -359,6 +375,10 @@ class StagedMixer:
       st['mel'] = jnp.concatenate([st['mel'][:, :, plan.rows_per_f2:], new_rows], axis=2)
     if plan.net_heights:
       st = self._prepare_rows(params, st, phase)
+    if self.resampled_ring:  # this frame's blocks, each read with the block before it
+      down = fs.ratio[1]
+      new = self.front.resample(ext[..., ext.shape[-1] - spec.f2 - down:])
+      st['resampled'] = jnp.concatenate([st['resampled'][..., new.shape[-1]:], new], axis=-1)
 
     def embed_whole(st):
       if plan.rows_per_f2:
@@ -429,6 +449,8 @@ class StagedMixer:
     st = dict(st)
     if self.plan.rows_per_f2:
       source = st['mel']
+    elif self.resampled_ring:
+      source = st['resampled']
     else:
       source = ext[..., ext.shape[-1] - self.fs.frame_input_samples:]
     # A cond, not a select: the whole frame's input is copied on phase 0 only, not every frame.
@@ -442,6 +464,8 @@ class StagedMixer:
       x = jax.lax.dynamic_slice_in_dim(st['f1_input'], start, part, axis=1)
       if self.plan.rows_per_f2:
         patches = x[:, :, None]
+      elif self.resampled_ring:
+        patches = self.front.log_mel_rows(x, self.fs.patch_frames)[:, :, None]
       else:
         hop = self.spec.stride * self.spec.f2
         patches = self.front.log_mel_frames(x, 1, hop)
