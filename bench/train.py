@@ -3,6 +3,7 @@ r"""Training speed: steps/s and seconds of audio per second, compile time apart.
     python bench/train.py                                  # cpu shape, ALM-MR and ALM-SR, f32 and bf16
     python bench/train.py --shapes=paper --dtypes=float32 --steps=2 --time_limit=1800
     python bench/train.py --json=bench/results/train_cpu.json
+    python bench/train.py --config=configs/alm_mr_stage.py   # a recipe: steps/hour, where the time goes
 
 Each case (model x shape x compute dtype) runs in its own child process (fresh
 JAX, its own peak memory, killed at --time_limit seconds) and times
@@ -38,6 +39,23 @@ Shapes:
 The input pipeline is not part of these timings (bench/input_pipeline.py
 measures it). On a shared machine the load average is printed: numbers
 measured under load are lower bounds.
+
+--config=PATH times one training recipe as `python -m alm_jax.main` runs it, on
+its own data, in one process (`recipe`):
+  pipeline  make_train_iterator with the config's num_workers: batches/s over
+            --batches batches (a second pass over the same steps, so a stage
+            song's responses, computed once per process, are not counted);
+  step      the compiled update on a real batch (the phase the recipe starts
+            in), median of --steps, with the process's user and kernel CPU
+            seconds per step;
+  parts     jitted alone on that batch: the embedding's forward (front end +
+            network, frozen or not), the MR-STFT loss forward and backward on a
+            mix of the batch's shape, the model's forward with the loss;
+  loop      --loop_steps updates fed by the pipeline as train_and_evaluate
+            feeds them (dispatched without waiting, one sync at the end; no
+            checkpoints, logging or validation): steps/s and steps/hour.
+The process applies `alm_jax.allocator.tune_for_training()` first, as
+alm_jax.main does (--malloc_tuning=0: glibc's defaults, for comparison).
 """
 
 import argparse
@@ -144,6 +162,148 @@ def child(args) -> None:
   # where a later one was.
   timed = times[1:] if 'train_step' not in compiled and len(times) > 1 else times
   emit(stage='done', step_s=float(np.median(timed)), steps=len(timed))
+
+
+def recipe(args) -> dict:
+  """Times the recipe at args.config in this process (module docstring, --config); prints and returns it."""
+  if args.malloc_tuning:
+    try:
+      from alm_jax import allocator  # pylint: disable=g-import-not-at-top
+      # An editable install resolves a module this checkout lacks from another one: not ours.
+      if not os.path.abspath(allocator.__file__).startswith(os.path.join(REPO, '')):
+        raise ImportError(allocator.__file__)
+      tuned = allocator.tune_for_training()
+    except ImportError:  # a checkout from before alm_jax.allocator
+      tuned = False
+  else:
+    tuned = False
+  sys.path.insert(0, REPO)
+  sys.path.insert(0, BENCH)
+  import common  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from alm_jax import gradients  # pylint: disable=g-import-not-at-top
+  from alm_jax import losses  # pylint: disable=g-import-not-at-top
+  from alm_jax import optimizer  # pylint: disable=g-import-not-at-top
+  from alm_jax import train  # pylint: disable=g-import-not-at-top
+  from alm_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from alm_jax.models import build_model  # pylint: disable=g-import-not-at-top
+  from alm_jax.models import compiler_options  # pylint: disable=g-import-not-at-top
+
+  out = {'config': args.config, 'malloc_tuning': tuned, 'machine': common.machine()}
+  print(f'Machine: {out["machine"]}', flush=True)
+  config = common.load_config(args.config)
+  tc = config.train
+  workers = pipeline.num_workers(config)
+  t0 = time.perf_counter()
+  spe = optimizer.steps_per_epoch(tc, lambda: pipeline.num_train_songs(config))
+  out['setup_s'] = time.perf_counter() - t0
+
+  def stream(start=0):
+    return pipeline.make_train_iterator(config, steps_per_epoch=spe, start_step=start)
+
+  # ---- pipeline alone: a first pass fills the per-song caches, the second is timed.
+  n_batches = max(args.batches, args.loop_steps + 2)
+  for timed in (False, True):
+    it = stream()
+    first = next(it)
+    w, c = time.perf_counter(), time.process_time()
+    for _ in range(n_batches - 1):
+      next(it)
+    wall, cpu = time.perf_counter() - w, time.process_time() - c
+    it.close()
+  out.update(pipeline_workers=workers, pipeline_batches_per_s=(n_batches - 1) / wall,
+             pipeline_cpu_s_per_batch=cpu / (n_batches - 1))
+  print(f'pipeline ({workers} worker(s)): {out["pipeline_batches_per_s"]:.2f} batches/s, '
+        f'{out["pipeline_cpu_s_per_batch"]:.3f} CPU-s per batch', flush=True)
+
+  # ---- the step, as train_and_evaluate compiles it.
+  model = build_model(config)
+  tx = train.make_optimizer(config, spe)
+  spec = losses.MRSTFTSpec.from_config(config.loss)
+  statics = (model, tx, spec, *train.gain_term_weights(config), *train.stereo_term_weights(config))
+  fresh = lambda: jax.jit(train.create_train_state, static_argnums=tuple(range(1, 8)))(
+      jax.random.key(0), *statics)
+  state = fresh()
+  frozen = optimizer.freeze_steps(tc, spe) >= 1
+  xo = compiler_options(config)
+  update = train.compile_update(None, None, None, train.step_options(tc),
+                                gradients.accumulation_loop(tc), xo)
+  batch = jax.device_put(first)
+  key = jax.random.key(1)
+  t0 = time.perf_counter()
+  state, metrics = update(state, batch, key, frozen)
+  jax.block_until_ready(state)
+  out['compile_s'] = time.perf_counter() - t0
+  times, user, system = [], 0.0, 0.0
+  for _ in range(args.steps):
+    t0, c0 = time.perf_counter(), os.times()
+    state, metrics = update(state, batch, key, frozen)
+    jax.block_until_ready(state)
+    c1 = os.times()
+    times.append(time.perf_counter() - t0)
+    user, system = user + c1.user - c0.user, system + c1.system - c0.system
+  out.update(phase='frozen' if frozen else 'finetune', step_s=float(np.median(times)),
+             step_user_s=user / args.steps, step_sys_s=system / args.steps)
+  print(f'step ({out["phase"]}): {out["step_s"]:.3f} s median of {args.steps} (compile '
+        f'{out["compile_s"]:.1f} s); CPU per step: user {out["step_user_s"]:.3f} s, kernel '
+        f'{out["step_sys_s"]:.3f} s', flush=True)
+
+  # ---- parts of the step, each jitted alone on the same batch.
+  def part(name, fn, *fargs):
+    jax.block_until_ready(fn(*fargs))
+    ts = []
+    for _ in range(args.steps):
+      t0 = time.perf_counter()
+      jax.block_until_ready(fn(*fargs))
+      ts.append(time.perf_counter() - t0)
+    out[f'part_{name}_s'] = float(np.median(ts))
+    print(f'  {name:<28} {out[f"part_{name}_s"]:.3f} s', flush=True)
+
+  def embedding_forward(m, audio):
+    signal, g = m.front.frame_input(audio, m.frame_spec)
+    patches = m.front.log_mel_frames(signal, g, m.frame_spec.stride * m.frame_spec.f2)
+    return m.embedding(patches.reshape((-1,) + patches.shape[-2:]))
+
+  variables = {'params': state.params}
+  part('embedding forward', jax.jit(lambda v, a: model.apply(v, a, method=embedding_forward),
+                                    compiler_options=xo), variables, batch['audio'])
+  mix = model.apply(variables, batch['audio'], batch['channel_mask'])['mix']
+  mr = lambda m: jnp.sum(losses.mix_loss(m, batch['target'], spec))
+  part('MR-STFT loss fwd+bwd', jax.jit(jax.value_and_grad(mr)), mix)
+  example_losses = train.example_losses(state)
+  part('model + loss forward', jax.jit(lambda p, b: example_losses(p, b, key), compiler_options=xo),
+       state.params, batch)
+
+  # ---- the loop: the pipeline feeding the updates, as in train_and_evaluate.
+  state = fresh()
+  state, _ = update(state, batch, key, frozen)
+  it = stream()
+  for _ in range(workers + 2):  # the pool filled, as after the loop's first steps
+    state, _ = update(state, jax.device_put(next(it)), key, frozen)
+  jax.block_until_ready(state)
+  t0, c0 = time.perf_counter(), os.times()
+  for _ in range(args.loop_steps):
+    state, metrics = update(state, jax.device_put(next(it)), key, frozen)
+  jax.block_until_ready(state)
+  wall, c1 = time.perf_counter() - t0, os.times()
+  it.close()
+  out.update(loop_steps=args.loop_steps, loop_steps_per_s=args.loop_steps / wall,
+             loop_steps_per_hour=3600 * args.loop_steps / wall,
+             loop_cores=(c1.user - c0.user + c1.system - c0.system) / wall,
+             loop_sys_share=(c1.system - c0.system) / max(c1.user - c0.user + c1.system - c0.system, 1e-9))
+  print(f'loop: {out["loop_steps_per_s"]:.3f} steps/s = {out["loop_steps_per_hour"]:.0f} steps/hour '
+        f'over {args.loop_steps} steps; {out["loop_cores"]:.2f} cores busy, '
+        f'{100 * out["loop_sys_share"]:.0f} % of it in the kernel', flush=True)
+  import resource  # pylint: disable=g-import-not-at-top
+  out['peak_rss_gb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+  print(f'peak RSS {out["peak_rss_gb"]:.1f} GB (the training songs are held in memory as int16)',
+        flush=True)
+  out['machine_end'] = common.machine()
+  print(f'(malloc tuning: {"on" if tuned else "off"}; at the end: '
+        f'{out["machine_end"].rsplit(";", 1)[-1].strip()})', flush=True)
+  return out
 
 
 def _mem_available() -> float:
@@ -263,6 +423,13 @@ def main():
   p.add_argument('--memory_only', action='store_true',
                  help='compile and report XLA\'s buffer assignment only (no steps run)')
   p.add_argument('--json', default='')
+  p.add_argument('--config', default='',
+                 help='a training config (configs/alm_mr_stage.py): time that recipe on its data '
+                 '(pipeline, step, its parts, the loop; module docstring) instead of the table')
+  p.add_argument('--batches', type=int, default=32, help='--config: pipeline batches timed')
+  p.add_argument('--loop_steps', type=int, default=60, help='--config: loop steps timed')
+  p.add_argument('--malloc_tuning', type=int, default=1, choices=(0, 1),
+                 help='--config: apply alm_jax.allocator.tune_for_training() first (as alm_jax.main)')
   p.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
   p.add_argument('--phase', default='finetune', help=argparse.SUPPRESS)
   p.add_argument('--model', help=argparse.SUPPRESS)
@@ -272,6 +439,14 @@ def main():
   args = p.parse_args()
   if args.child:
     child(args)
+    return
+  if args.config:
+    sys.path.insert(0, REPO)
+    result = recipe(args)
+    if args.json:
+      os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+      with open(args.json, 'w') as f:
+        json.dump(result, f, indent=1)
     return
   sys.path.insert(0, REPO)
   sys.path.insert(0, BENCH)
