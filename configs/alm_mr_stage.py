@@ -1,4 +1,4 @@
-"""The shipped `pretrained:alm_mr`: configs/alm_mr_staged.py continued on `rendered_live` default + stage.
+"""The mixer shipped before as `pretrained:alm_mr`: configs/alm_mr_staged.py continued on both corpora.
 
     python -m alm_jax.main --config=configs/alm_mr_staged.py --workdir=/tmp/alm_staged  # first
     python -m alm_jax.main --config=configs/alm_mr_stage.py --workdir=/tmp/alm_stage
@@ -12,6 +12,7 @@ gain-change terms weighed up (2 and 3 per dB, against 1 and 1), since validation
 run's gain change at 1.9 dB/s and its melody 2.6 dB low. Validation and test stay
 `rendered_live/default`'s. 3600 steps (120 per epoch), the last 1200 at a tenth of the rate;
 about 55 minutes on the 2 CPU cores (1.1 steps/s). Resumable. Figures: docs/results_notes.md.
+configs/alm_mr_register.py continues it into the mixer shipped now.
 """
 import pathlib
 import runpy
