@@ -21,7 +21,7 @@ LAYERS = (
      'alm_jax.integrity', 'alm_jax.stereo', 'alm_jax.config_checks', 'alm_jax.sharding',
      'alm_jax.writers', 'alm_jax.losses', 'alm_jax.audio_io', 'alm_jax.outputs', 'alm_jax.cli',
      'alm_jax.optimizer', 'alm_jax.gradients', 'alm_jax.metrics', 'alm_jax.evaluation.plots',
-     'alm_jax.songio'),
+     'alm_jax.songio', 'alm_jax.allocator'),
     ('alm_jax.embeddings',),
     ('alm_jax.models',),
     ('alm_jax.data',),
@@ -32,7 +32,7 @@ LAYERS = (
     ('alm_jax.main', 'alm_jax.mix', 'alm_jax.export', 'alm_jax.evaluate', 'alm_jax.live.__main__'),
 )
 # What models/ may hold besides mixers (modules defining build_mixer): what they share.
-MODEL_HELPERS = {'__init__', 'protocol', 'layers', 'stepping', 'console', 'staging'}
+MODEL_HELPERS = {'__init__', 'protocol', 'layers', 'stepping', 'console', 'staging', 'register'}
 
 
 def modules() -> dict[str, pathlib.Path]:
