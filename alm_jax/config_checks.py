@@ -118,6 +118,8 @@ RULES: dict[str, tuple[Callable, str]] = {
     'model.register.n_fft': _integer(8),
     'model.register.time_constant_s': POSITIVE,
     'model.register.relation_dim': _integer(1),
+    'model.register.sharpness': POSITIVE,
+    'model.register.pan_sharpness': POSITIVE,
     'model.staging.max_gain_db': FINITE,
     'model.min_gain_db': FINITE,
     'model.max_gain_db': FINITE,

@@ -98,6 +98,11 @@ def get_config():
   model.register.n_fft = 2048  # samples of each F2 frame's end its spectrum reads
   model.register.time_constant_s = 10.0  # the running register: mean of all frames, then this
   model.register.relation_dim = 32  # features per pair of channels
+  model.register.sharpness = 1.0  # per octave: tanh(sharpness x register difference) in the term
+  # A stereo model's pan head with a relation term of its own, sharper (per octave) than the
+  # gain head's: a spread part's side is its rank among the parts like it (docs/model.md).
+  model.register.pan_relation = False
+  model.register.pan_sharpness = 4.0
 
   # ---- loss --------------------------------------------------------------
   loss = config.loss = ml_collections.ConfigDict()

@@ -53,16 +53,20 @@ class TinyModel:
     self.params = random_params(self.model, self.spec)
 
 
-# A stereo mixer as the shipped one is built: pans, the register and a gain ramp.
+# A stereo mixer as the shipped one is built: pans, the register (the pan head's relation term
+# too) and a gain ramp.
 STEREO = {'outputs': ('gain', 'pan'), 'gain_smooth_s': 0.1, 'register.enabled': True,
-          'register.relation_dim': 4}
+          'register.relation_dim': 4, 'register.pan_relation': True}
 
 
 def liven_stereo(tiny):
-  """Pans off the centre and a relation term that is not zero, so a mix-up in either shows."""
+  """Pans off the centre and relation terms that are not zero, so a mix-up in any shows."""
   tiny.params['pan_mlp'] = jax.tree.map(lambda x: 2.0 * x, tiny.params['pan_mlp'])
-  out = tiny.params['relation']['out']
-  out['kernel'] = 0.02 * np.random.default_rng(0).normal(size=out['kernel'].shape).astype(np.float32)
+  for seed, name in enumerate(('relation', 'pan_relation')):
+    if name in tiny.params:
+      out = tiny.params[name]['out']
+      out['kernel'] = 0.02 * np.random.default_rng(seed).normal(
+          size=out['kernel'].shape).astype(np.float32)
 
 
 def save_checkpoint(workdir, config, params, step=3):

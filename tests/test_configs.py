@@ -97,6 +97,9 @@ _ADDED = {  # field: {config: [type, value]}, '*' for every config
     'model.register.n_fft': {'*': ['int', 2048]},
     'model.register.time_constant_s': {'*': ['float', 10.0]},
     'model.register.relation_dim': {'*': ['int', 32]},
+    'model.register.sharpness': {'*': ['float', 1.0]},
+    'model.register.pan_relation': {'*': ['bool', False]},
+    'model.register.pan_sharpness': {'*': ['float', 4.0]},
 }
 
 

@@ -1,6 +1,7 @@
 """alm_jax.models.register: the per-frame register, its running mean, and the relation term."""
 
 import jax
+import ml_collections
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -69,3 +70,22 @@ def test_relation_is_blind_to_order_and_to_masked_channels():
   # It does depend on who sits above whom.
   swapped = np.asarray(rel.apply({'params': params}, y, reg.at[:, 0].set(reg[:, 0] + 3.0), mask))
   assert np.abs(swapped[:, 1:3] - out[:, 1:3]).max() > 1e-3
+
+
+def test_a_sharper_relation_tells_close_parts_apart():
+  # Two parts a third apart (0.3 octave): the sharper term sees them further apart.
+  y = jnp.zeros((1, 2, 1, 6), jnp.float32)
+  reg = jnp.asarray([[[0.0], [0.3]]], jnp.float32)
+  mask = jnp.ones((1, 2), bool)
+  soft, sharp = register.Relation(3), register.Relation(3, sharpness=4.0)
+  params = jax.tree.map(lambda p: p + 0.3, soft.init(jax.random.PRNGKey(0), y, reg, mask)['params'])
+  a = np.asarray(soft.apply({'params': params}, y, reg, mask))
+  b = np.asarray(sharp.apply({'params': params}, y, reg, mask))
+  assert np.abs(b[:, 0] - b[:, 1]).max() > np.abs(a[:, 0] - a[:, 1]).max() + 1e-3
+
+
+def test_pan_relation_needs_the_register():
+  config = ml_collections.ConfigDict({'register': {'enabled': False, 'pan_relation': True}})
+  with pytest.raises(ValueError, match='register.enabled'):
+    register.pan_relation(config)
+  assert not register.pan_relation(ml_collections.ConfigDict({}))  # older configs: off

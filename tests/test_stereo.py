@@ -13,6 +13,7 @@ from alm_jax import stereo
 from alm_jax.models import build_mixer
 from alm_jax.models import build_model
 from alm_jax.models import protocol
+from checkpoint_fixtures import STEREO, TinyModel, liven_stereo
 from conftest import load_config, shrink_model
 
 SAMPLES = 44100 * 2 + 2205 * 3  # 2 s and three F2 frames: whole hops and a partial hop
@@ -248,3 +249,17 @@ def test_console_automixers_pan_to_the_centre():
     np.testing.assert_array_equal(out['gains'], gains)
     np.testing.assert_array_equal(out['pans'], 0.0)
     np.testing.assert_allclose(out['stereo'], stereo.centred(mix), atol=0)
+
+
+def test_the_pan_relation_moves_the_pans_and_not_the_gains():
+  with_it = TinyModel('mr', **STEREO)
+  liven_stereo(with_it)
+  assert 'pan_relation' in with_it.params
+  without = dict(STEREO, **{'register.pan_relation': False})
+  other = TinyModel('mr', **without)
+  params = {k: v for k, v in with_it.params.items() if k != 'pan_relation'}
+  audio, mask = _audio(4, c=3), np.array([[1, 1, 1], [1, 1, 0]], bool)
+  a = with_it.model.apply({'params': with_it.params}, audio, mask)
+  b = other.model.apply({'params': params}, audio, mask)
+  np.testing.assert_array_equal(a['gains'], b['gains'])  # the gain path does not read it
+  assert np.abs(np.asarray(a['pans']) - np.asarray(b['pans'])).max() > 1e-3

@@ -75,8 +75,15 @@ class AiLiveMixer(nn.Module):
     self.pan_mlp = (layers.PReLUMLP(tuple(cfg.mlp_dims) + (1,), dtype=dtype)
                     if stereo.has_pans(cfg) else None)
     # Where each channel sits among the others (config.model.register; None: not used).
-    self.relation = (register.Relation(int(cfg.register.relation_dim), dtype=dtype)
+    self.relation = (register.Relation(int(cfg.register.relation_dim), dtype=dtype,
+                                       sharpness=float(cfg.register.get('sharpness', 1.0)))
                      if register.enabled(cfg) else None)
+    # The pan head's own relation term (config.model.register.pan_relation): which side a
+    # spread part goes to is its rank among the parts like it, which the gain head's term,
+    # trained for levels, does not tell apart (docs/model.md, "Stereo").
+    self.pan_relation = (register.Relation(int(cfg.register.relation_dim), dtype=dtype,
+                                           sharpness=float(cfg.register.get('pan_sharpness', 1.0)))
+                         if self.pan_mlp is not None and register.pan_relation(cfg) else None)
 
   @property
   def staged(self) -> bool:
@@ -184,6 +191,8 @@ class AiLiveMixer(nn.Module):
     gains = jnp.where(channel_mask[..., None], self._gains(y, inputs.get('level_db')), 0.0)
     if self.pan_mlp is None:
       return gains
+    if self.pan_relation is not None:
+      y = y + self.pan_relation(y, inputs['register'], channel_mask)
     p = jnp.tanh(self.pan_mlp(y)[..., 0].astype(jnp.float32))
     return gains, jnp.where(channel_mask[..., None], p, 0.0)
 

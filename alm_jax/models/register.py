@@ -37,6 +37,16 @@ def enabled(model_config) -> bool:
   return bool(model_config.get('register', {}).get('enabled', False))
 
 
+def pan_relation(model_config) -> bool:
+  """Whether a stereo ALM's pan head has its own relation term (needs the register)."""
+  r = model_config.get('register', {})
+  on = bool(r.get('pan_relation', False))
+  if on and not r.get('enabled', False):
+    raise ValueError('config.model.register.pan_relation needs config.model.register.enabled = '
+                     'True: the pan relation reads the running register.')
+  return on
+
+
 def rule(model_config, spec) -> Rule:
   """The register rule of `config.model.register` for F2 frames of `spec` (a frames.FrameSpec)."""
   r = model_config.register
@@ -95,18 +105,22 @@ def running(state, power, reg, register_rule: Rule):
 class Relation(nn.Module):
   """Features [b, c, t, d] and registers [b, c, t] -> a term [b, c, t, d] to add to the features.
 
-  term_i = W_out [sum_{j != i, active} PReLU(A y_j + w * tanh(reg_j - reg_i) + bias), reg_i],
-  with W_out zero at initialisation. Shared across channels and blind to their order.
+  term_i = W_out [sum_{j != i, active} PReLU(A y_j + w * tanh(s (reg_j - reg_i)) + bias), reg_i],
+  with W_out zero at initialisation. Shared across channels and blind to their order. The
+  sharpness s (per octave) sets how far apart two parts must sit to count as above or below:
+  the gain head's term has 1; the pan head's (`config.model.register.pan_relation`) has more,
+  since parts a third apart must land on opposite sides.
   """
   dim: int
   dtype: object = jnp.float32
+  sharpness: float = 1.0
 
   @nn.compact
   def __call__(self, y, reg, channel_mask):
     d = y.shape[-1]
     a = nn.Dense(self.dim, dtype=self.dtype, name='other')(y)  # [b, c, t, k]: the j side
     w = self.param('above', nn.initializers.normal(1.0), (self.dim,))
-    apart = jnp.tanh(reg[:, None] - reg[:, :, None])  # [b, i, j, t]: j above i is > 0
+    apart = jnp.tanh(self.sharpness * (reg[:, None] - reg[:, :, None]))  # [b, i, j, t]: j above i is > 0
     pair = nn.PReLU(negative_slope_init=0.25)(
         a[:, None] + apart[..., None].astype(a.dtype) * w.astype(a.dtype))  # [b, i, j, t, k]
     c = y.shape[1]
