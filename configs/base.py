@@ -93,6 +93,9 @@ def get_config():
   model.staging.max_gain_db = 30.0
   # Each channel's running register and the relation term the head adds from the others'
   # (alm_jax/models/register.py; docs/model.md, "Register"). Off: the paper's model.
+  # A stereo model's pan head also reads each channel's embedding (a projection that starts
+  # at zero; docs/model.md, "Stereo").
+  model.pan_embedding = False
   model.register = ml_collections.ConfigDict()
   model.register.enabled = False
   model.register.n_fft = 2048  # samples of each F2 frame's end its spectrum reads

@@ -39,7 +39,15 @@ def random_params(model, spec, seed=1):
     fan_in = int(np.prod(leaf.shape[:-1])) if len(leaf.shape) > 1 else 400
     return (rng.normal(size=leaf.shape) / np.sqrt(fan_in)).astype(np.float32)
 
-  return jax.tree_util.tree_map_with_path(draw, shapes)
+  # The pan head's optional inputs are drawn last, so that turning them on does not redraw
+  # (and perhaps saturate) the parameters every other model has.
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(shapes)
+  late = lambda path: jax.tree_util.keystr(path[:1]) in ("['pan_embed']", "['pan_relation']")
+  order = sorted(range(len(leaves)), key=lambda i: late(leaves[i][0]))
+  drawn = [None] * len(leaves)
+  for i in order:
+    drawn[i] = draw(*leaves[i])
+  return jax.tree_util.tree_unflatten(treedef, drawn)
 
 
 class TinyModel:
@@ -56,16 +64,20 @@ class TinyModel:
 # A stereo mixer as the shipped one is built: pans, the register (the pan head's relation term
 # too) and a gain ramp.
 STEREO = {'outputs': ('gain', 'pan'), 'gain_smooth_s': 0.1, 'register.enabled': True,
-          'register.relation_dim': 4, 'register.pan_relation': True}
+          'register.relation_dim': 4, 'register.pan_relation': True, 'pan_embedding': True}
 
 
 def liven_stereo(tiny):
   """Pans off the centre and relation terms that are not zero, so a mix-up in any shows."""
   tiny.params['pan_mlp'] = jax.tree.map(lambda x: 2.0 * x, tiny.params['pan_mlp'])
-  for seed, name in enumerate(('relation', 'pan_relation')):
+  # The embedding's features are large in a random model: a smaller projection keeps the
+  # pans off tanh's saturation.
+  for seed, (name, scale) in enumerate((('relation', 0.02), ('pan_relation', 0.02),
+                                        ('pan_embed', 0.001))):
     if name in tiny.params:
-      out = tiny.params[name]['out']
-      out['kernel'] = 0.02 * np.random.default_rng(seed).normal(
+      out = tiny.params[name].get('out', tiny.params[name])
+      out['bias'] = np.zeros_like(out['bias'])
+      out['kernel'] = scale * np.random.default_rng(seed).normal(
           size=out['kernel'].shape).astype(np.float32)
 
 

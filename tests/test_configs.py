@@ -99,6 +99,7 @@ _ADDED = {  # field: {config: [type, value]}, '*' for every config
     'model.register.relation_dim': {'*': ['int', 32]},
     'model.register.sharpness': {'*': ['float', 1.0]},
     'model.register.pan_relation': {'*': ['bool', False]},
+    'model.pan_embedding': {'*': ['bool', False]},
     'model.register.pan_sharpness': {'*': ['float', 4.0]},
 }
 

@@ -84,6 +84,11 @@ class AiLiveMixer(nn.Module):
     self.pan_relation = (register.Relation(int(cfg.register.relation_dim), dtype=dtype,
                                            sharpness=float(cfg.register.get('pan_sharpness', 1.0)))
                          if self.pan_mlp is not None and register.pan_relation(cfg) else None)
+    # The pan head reads the channel's embedding too (config.model.pan_embedding): encoder 3's
+    # features are trained for levels and carry little of what the part is; its projection
+    # starts at zero, so a model trained without it starts where it was.
+    self.pan_embed = (nn.Dense(int(cfg.gru_hidden), dtype=dtype, kernel_init=nn.initializers.zeros)
+                      if self.pan_mlp is not None and cfg.get('pan_embedding', False) else None)
 
   @property
   def staged(self) -> bool:
@@ -140,8 +145,9 @@ class AiLiveMixer(nn.Module):
     """Embeddings [b, c, t, d] and F2 frames [b, c, t, f2] -> the recurrence's inputs.
 
     A dict: `x` [b, c, t, d] (encoder 2's output), `rms` [b, c, t] (staged: the running
-    level's input) and with the register (config.model.register) `power`, `register`
-    [b, c, t] (`register.frame_stats`).
+    level's input), with the register (config.model.register) `power`, `register`
+    [b, c, t] (`register.frame_stats`), and with config.model.pan_embedding `emb` (the input
+    embeddings, for the pan head).
     """
     floor = self.config.rms_floor_db
     rms = frames.frame_rms(f2_frames)
@@ -150,6 +156,8 @@ class AiLiveMixer(nn.Module):
     x = jnp.concatenate([emb, level[..., None].astype(emb.dtype)], axis=-1)
     x = self.rms_act(self.rms_proj(x))
     out = {'x': self.encoder2(x, channel_mask, deterministic), 'rms': rms}
+    if self.pan_embed is not None:
+      out['emb'] = emb
     if self.relation is not None:
       out['power'], out['register'] = register.frame_stats(
           f2_frames, register.rule(self.config, self.frame_spec))
@@ -160,12 +168,15 @@ class AiLiveMixer(nn.Module):
 
     The head's dict: `y` [b, c, t, h] (the GRU's output), staged also `level_db` [b, c, t]
     (the running active level after each frame), with the register `register` [b, c, t]
-    (the running register after each frame). The carry is the GRU's state, then the
+    (the running register after each frame), and `emb` passed on from `condition` where it
+    has one. The carry is the GRU's state, then the
     staging's STATE_SIZE values (staged), then the register's (register).
     """
     h = int(self.config.gru_hidden)
     gru_carry, y = self.gru(carry[..., :h], inputs['x'])
     parts, out, at = [gru_carry.astype(jnp.float32)], {'y': y}, h
+    if 'emb' in inputs:  # for the pan head (config.model.pan_embedding)
+      out['emb'] = inputs['emb']
     if self.staged:
       level_state, out['level_db'] = staging.running_level(
           carry[..., at:at + staging.STATE_SIZE], inputs['rms'],
@@ -193,6 +204,8 @@ class AiLiveMixer(nn.Module):
       return gains
     if self.pan_relation is not None:
       y = y + self.pan_relation(y, inputs['register'], channel_mask)
+    if self.pan_embed is not None:
+      y = y + self.pan_embed(inputs['emb'])
     p = jnp.tanh(self.pan_mlp(y)[..., 0].astype(jnp.float32))
     return gains, jnp.where(channel_mask[..., None], p, 0.0)
 
