@@ -35,6 +35,8 @@ from conftest import shrink_model
 from test_evaluation_listening_page import check_page
 
 SEG = 2.0  # evaluation segment, s: > one F1 frame and the loss's largest FFT
+# One worker runs this module: its tiny dataset build and training run once, not once per worker.
+pytestmark = pytest.mark.xdist_group('evaluate')
 
 
 # ---- end to end ----------------------------------------------------------------------

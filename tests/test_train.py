@@ -130,7 +130,9 @@ def test_steps_per_epoch():
 # ---- training ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize('name', [pytest.param('mr', marks=SAME_WORKER), 'sr'])
+# SR runs the same loop on its own framing (slow): the default run trains and resumes MR.
+@pytest.mark.parametrize('name', [pytest.param('mr', marks=SAME_WORKER),
+                                  pytest.param('sr', marks=pytest.mark.slow)])
 def test_smoke_train_and_resume(name, data_dirs, tmp_path):
   """Two steps on the real pipeline (synthetic_live), then a restart that continues to step 3."""
   config = tiny_train_config(name, *data_dirs)
