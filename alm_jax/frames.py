@@ -14,6 +14,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,3 +196,13 @@ def apply_gains(audio, gains, channel_mask, spec: FrameSpec):
   g = jnp.where(channel_mask[..., None], gains, 0.0).astype(frames.dtype)
   mix = jnp.einsum('bctn,bct->btn', frames, g)
   return mix.reshape(mix.shape[0], -1)
+
+
+def stack(arrays, axis: int):
+  """np/jnp.stack(arrays, axis) as a concatenation of expanded arrays.
+
+  JAX has a `stack` primitive that jax2onnx cannot convert (inside a scan or a cond it fails the
+  whole export), so whatever an exported graph computes stacks through this. numpy in, numpy out.
+  """
+  xp = jnp if any(isinstance(a, jax.Array) for a in arrays) else np
+  return xp.concatenate([xp.expand_dims(a, axis) for a in arrays], axis=axis)

@@ -44,12 +44,6 @@ def _xp(x):
   return jnp if isinstance(x, jax.Array) else np
 
 
-def stack2(first, second, axis: int):
-  """np/jnp.stack([first, second], axis) as a concatenation (jax2onnx has no `stack` primitive)."""
-  xp = jnp if isinstance(first, jax.Array) or isinstance(second, jax.Array) else np
-  return xp.concatenate([xp.expand_dims(first, axis), xp.expand_dims(second, axis)], axis=axis)
-
-
 def pan_law(pans):
   """Constant-power pan law: pans [...] in [-1, 1] -> (left [...], right [...]) amplitudes.
 
@@ -64,7 +58,7 @@ def pan_law(pans):
 def bus_gains(gains, pans):
   """gains, pans [..., c, t] -> [..., 2, c, t]: each channel's amplitude to the left and right bus."""
   left, right = pan_law(pans)
-  return stack2(gains * left, gains * right, axis=-3)
+  return frames.stack([gains * left, gains * right], axis=-3)
 
 
 def apply_gains_stereo(audio, gains, pans, channel_mask, spec: frames.FrameSpec):
@@ -100,7 +94,7 @@ def mix_numpy(tracks, gains, pans):
 
 def centred(mix):
   """A mono mix [b, n] placed at the centre: [b, 2, n] (what `pan_law(0)` gives every channel)."""
-  return stack2(mix * SQRT_HALF, mix * SQRT_HALF, axis=-2)
+  return frames.stack([mix * SQRT_HALF, mix * SQRT_HALF], axis=-2)
 
 
 def mid_side(stereo):
@@ -110,7 +104,7 @@ def mid_side(stereo):
   (gain · input) in the mid and nothing in the side.
   """
   left, right = stereo[..., 0, :], stereo[..., 1, :]
-  return stack2((left + right) * SQRT_HALF, (left - right) * SQRT_HALF, axis=-2)
+  return frames.stack([(left + right) * SQRT_HALF, (left - right) * SQRT_HALF], axis=-2)
 
 
 def has_side(target_mid_side):

@@ -22,6 +22,8 @@ from alm_jax import restore
 from alm_jax.inference import offline
 from alm_jax.inference import onnx_export
 from alm_jax.inference import streaming
+from alm_jax.models import register
+from alm_jax.models import staging
 from checkpoint_fixtures import STEREO, TinyModel, liven_stereo, parse_flags, save_checkpoint
 
 # The extra's packages (setup.py extras_require['onnx']); without them these tests skip.
@@ -82,6 +84,34 @@ def test_rfft_modulus_and_nested_conds_in_a_scan_match_jax():
   ref = jax.jit(fn)(x, flags)
   np.testing.assert_allclose(out['carry'], ref[0], rtol=1e-5, atol=1e-4)
   np.testing.assert_allclose(out['sums'], ref[1], rtol=1e-5, atol=1e-3)
+
+
+def test_register_and_level_scans_convert_inside_a_cond():
+  """The register's spectrum and the running scans (`frames.stack`) in a cond, as the stream
+  runs them: a slice of a complex array and JAX's `stack` primitive both broke the export."""
+  rule = register.Rule(n_fft=2048, sample_rate=SR, slow=0.01)
+  level_rule = staging.Rule(range_db=40.0, slow=0.01, smooth=0.5)
+
+  def fn(f2_frames, flag):
+    def stats(x):
+      power, reg = register.frame_stats(x, rule)
+      st, running = register.running(jnp.zeros(power.shape[:2] + (register.STATE_SIZE,)),
+                                     power, reg, rule)
+      _, level = staging.running_level(jnp.zeros(power.shape[:2] + (staging.STATE_SIZE,)),
+                                       jnp.sqrt(power), level_rule)
+      return [running, level, st]
+
+    return jax.lax.cond(flag, stats, lambda x: [jnp.zeros(x.shape[:3]), jnp.zeros(x.shape[:3]),
+                                                jnp.zeros(x.shape[:2] + (3,))], f2_frames)
+
+  x = np.random.default_rng(2).normal(size=(1, 2, 3, 2205)).astype(np.float32)
+  specs = [jax.ShapeDtypeStruct(x.shape, jnp.float32), jax.ShapeDtypeStruct((), jnp.bool_)]
+  model = onnx_export.convert(fn, specs, ['x', 'flag'], ['running', 'level', 'state'])
+  session = ort.InferenceSession(model.SerializeToString(), providers=['CPUExecutionProvider'])
+  out = _run(session, x=x, flag=np.array(True))
+  ref = jax.jit(fn)(x, True)
+  for key, want in zip(('running', 'level', 'state'), ref):
+    np.testing.assert_allclose(out[key], want, rtol=1e-4, atol=1e-4, err_msg=key)
 
 
 def test_uniform_and_repeated_constants_are_not_stored_in_full():

@@ -16,6 +16,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from alm_jax import frames
+
 
 # musicnn/configuration.py MTT_LABELS: the order of the network's outputs.
 MTT_TAGS = (
@@ -102,7 +104,7 @@ class Musicnn(nn.Module):
   def backend(self, feature_map):
     """[n, rows, 753] -> (embedding [n, 200], tag logits [n, num_tags])."""
     # The release flattens [max, mean] per feature: max_0, mean_0, max_1, ...
-    pooled = jnp.stack([jnp.max(feature_map, axis=-2), jnp.mean(feature_map, axis=-2)], axis=-1)
+    pooled = frames.stack([jnp.max(feature_map, axis=-2), jnp.mean(feature_map, axis=-2)], axis=-1)
     pooled = self.pool_bn(pooled.reshape(pooled.shape[:-2] + (-1,)))
     embedding = self.dense_bn(nn.relu(self.dense(pooled)))
     return embedding, self.tags(embedding)

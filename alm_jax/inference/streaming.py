@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from alm_jax import frames
 from alm_jax import stereo
 from alm_jax.inference import offline
 from alm_jax.models import compiler_options
@@ -93,8 +94,8 @@ class BlockStream:
       gains_now, pans_now = in_force
       g = jnp.where(mask[None], gains_now[seg], 0.0)  # [n, b, c]
       left, right = stereo.pan_law(pans_now[seg])
-      out = stereo.stack2(jnp.einsum('bcn,nbc->bn', block, g * left),
-                          jnp.einsum('bcn,nbc->bn', block, g * right), axis=1)
+      out = frames.stack([jnp.einsum('bcn,nbc->bn', block, g * left),
+                          jnp.einsum('bcn,nbc->bn', block, g * right)], axis=1)
     else:
       g = jnp.where(mask[None], in_force[seg], 0.0)  # [n, b, c]
       out = jnp.einsum('bcn,nbc->bn', block, g)

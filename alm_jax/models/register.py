@@ -20,6 +20,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from alm_jax import frames
+
 # Per channel: frames seen, running mean of power x register, running mean of power.
 STATE_SIZE = 3
 REFERENCE_HZ = 1000.0  # a register of 0; one unit is an octave
@@ -68,7 +70,9 @@ def frame_stats(f2_frames, register_rule: Rule):
     x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(n - x.shape[-1], 0)])
   window = 0.5 - 0.5 * jnp.cos(2.0 * math.pi * jnp.arange(n) / n)
   top = n // _TOP_FRACTION
-  power = jnp.square(jnp.abs(jnp.fft.rfft(x * window, axis=-1)[..., 1:top]))
+  # The modulus before the slice: jax2onnx holds a complex array as a trailing (re, im) pair,
+  # and a slice of the last axis of the complex array there slices the pair.
+  power = jnp.square(jnp.abs(jnp.fft.rfft(x * window, axis=-1)))[..., 1:top]
   octaves = jnp.log2(jnp.arange(1, top) * register_rule.sample_rate / n / REFERENCE_HZ)
   total = jnp.sum(power, axis=-1)
   reg = jnp.sum(power * octaves, axis=-1) / jnp.maximum(total, 1e-20)
@@ -94,7 +98,7 @@ def running(state, power, reg, register_rule: Rule):
     pm = pm + rate * (p * m - pm)
     pp = pp + rate * (p - pp)
     out = jnp.where(pp > 0, pm / jnp.maximum(pp, 1e-30), 0.0)
-    return jnp.stack([count, pm, pp], axis=-1), out
+    return frames.stack([count, pm, pp], axis=-1), out  # exportable to ONNX
 
   state, out = jax.lax.scan(step, state.astype(jnp.float32),
                             (jnp.moveaxis(power.astype(jnp.float32), -1, 0),

@@ -20,6 +20,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from alm_jax import frames
+
 # Per channel: loudest frame power so far, running active power, active frames, smoothed level (dB).
 STATE_SIZE = 4
 NOT_SEEN_DB = -200.0  # level of a channel with no active frame yet
@@ -77,7 +79,7 @@ def running_level(state, rms, level_rule: Rule):
     smoothed = jnp.where(first, power_db(power),
                          smoothed + level_rule.smooth * (power_db(power) - smoothed))
     level = jnp.where(count > 0, smoothed, NOT_SEEN_DB)
-    return jnp.stack([peak, power, count, smoothed], axis=-1), level
+    return frames.stack([peak, power, count, smoothed], axis=-1), level  # exportable to ONNX
 
   state, level = jax.lax.scan(step, state.astype(jnp.float32), jnp.moveaxis(rms, -1, 0))
   return state, jnp.moveaxis(level, 0, -1)
