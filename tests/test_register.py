@@ -1,8 +1,8 @@
 """alm_jax.models.register: the per-frame register, its running mean, and the relation term."""
 
 import jax
-import ml_collections
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 

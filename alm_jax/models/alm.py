@@ -82,7 +82,7 @@ class AiLiveMixer(nn.Module):
     # spread part goes to is its rank among the parts like it, which the gain head's term,
     # trained for levels, does not tell apart (docs/model.md, "Stereo").
     self.pan_relation = (register.Relation(int(cfg.register.relation_dim), dtype=dtype,
-                                           sharpness=float(cfg.register.get('pan_sharpness', 1.0)))
+                                           sharpness=float(cfg.register.pan_sharpness))
                          if self.pan_mlp is not None and register.pan_relation(cfg) else None)
     # The pan head reads the channel's embedding too (config.model.pan_embedding): encoder 3's
     # features are trained for levels and carry little of what the part is; its projection

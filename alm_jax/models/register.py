@@ -70,9 +70,10 @@ def frame_stats(f2_frames, register_rule: Rule):
     x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(n - x.shape[-1], 0)])
   window = 0.5 - 0.5 * jnp.cos(2.0 * math.pi * jnp.arange(n) / n)
   top = n // _TOP_FRACTION
-  # The modulus before the slice: jax2onnx holds a complex array as a trailing (re, im) pair,
-  # and a slice of the last axis of the complex array there slices the pair.
-  power = jnp.square(jnp.abs(jnp.fft.rfft(x * window, axis=-1)))[..., 1:top]
+  # re^2 + im^2, sliced as real arrays: jax2onnx holds a complex array as a trailing (re, im)
+  # pair, and a slice of the complex array's last axis there slices the pair.
+  spectrum = jnp.fft.rfft(x * window, axis=-1)
+  power = jnp.square(jnp.real(spectrum)[..., 1:top]) + jnp.square(jnp.imag(spectrum)[..., 1:top])
   octaves = jnp.log2(jnp.arange(1, top) * register_rule.sample_rate / n / REFERENCE_HZ)
   total = jnp.sum(power, axis=-1)
   reg = jnp.sum(power * octaves, axis=-1) / jnp.maximum(total, 1e-20)
@@ -124,7 +125,8 @@ class Relation(nn.Module):
     d = y.shape[-1]
     a = nn.Dense(self.dim, dtype=self.dtype, name='other')(y)  # [b, c, t, k]: the j side
     w = self.param('above', nn.initializers.normal(1.0), (self.dim,))
-    apart = jnp.tanh(self.sharpness * (reg[:, None] - reg[:, :, None]))  # [b, i, j, t]: j above i is > 0
+    # [b, i, j, t]: j above i is > 0
+    apart = jnp.tanh(self.sharpness * (reg[:, None] - reg[:, :, None]))
     pair = nn.PReLU(negative_slope_init=0.25)(
         a[:, None] + apart[..., None].astype(a.dtype) * w.astype(a.dtype))  # [b, i, j, t, k]
     c = y.shape[1]
