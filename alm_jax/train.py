@@ -9,6 +9,7 @@ exactly where the saved one stopped (docs/checkpoints.md: steps, epochs and the
 resume order).
 """
 
+import functools
 import itertools
 import os
 import time
@@ -37,6 +38,7 @@ from alm_jax import writers
 from alm_jax.models import build_model
 from alm_jax.models import compiler_options
 from alm_jax.models import init_params
+from alm_jax.models import register
 from alm_jax.models import without_init_only
 
 # For programs that run once (initialisation) on the CPU, where XLA's backend
@@ -84,6 +86,8 @@ class TrainState(struct.PyTreeNode):
   # MR-STFT on mid and side, and config.loss.pan_weight, the known-pan term.
   side_weight: float = struct.field(pytree_node=False, default=1.0)
   pan_weight: float = struct.field(pytree_node=False, default=0.0)
+  # config.loss.spread_weight: which channels the pan layout spreads (register.Layout).
+  spread_weight: float = struct.field(pytree_node=False, default=0.0)
 
 
 # ---- schedule and optimiser (alm_jax.optimizer, from the full config) -----------
@@ -100,13 +104,13 @@ def make_optimizer(config, spe: int) -> optax.GradientTransformation:
 def create_train_state(rng, model: nn.Module, tx: optax.GradientTransformation,
                        loss_spec: losses.MRSTFTSpec, balance_weight: float = 0.0,
                        gain_change_weight: float = 0.0, side_weight: float = 1.0,
-                       pan_weight: float = 0.0) -> TrainState:
+                       pan_weight: float = 0.0, spread_weight: float = 0.0) -> TrainState:
   """Fresh state (traceable; everything but rng static)."""
   params = init_params(rng, model)
   return TrainState(step=jnp.zeros([], jnp.int32), params=params, opt_state=tx.init(params),
                     model=model, tx=tx, loss_spec=loss_spec, balance_weight=float(balance_weight),
                     gain_change_weight=float(gain_change_weight), side_weight=float(side_weight),
-                    pan_weight=float(pan_weight))
+                    pan_weight=float(pan_weight), spread_weight=float(spread_weight))
 
 
 # ---- steps -----------------------------------------------------------------
@@ -171,14 +175,22 @@ def example_losses(state: TrainState) -> Callable:
   """(params, micro-batch, dropout key) -> per-example training losses [b'] of `state`'s model."""
 
   def losses_fn(params, micro, key):
-    out = state.model.apply({'params': params}, micro['audio'], micro['channel_mask'], train=True,
-                            rngs={'dropout': key})
+    apply = functools.partial(state.model.apply, {'params': params}, micro['audio'],
+                              micro['channel_mask'], train=True, rngs={'dropout': key})
+    if state.spread_weight:  # the layout's spread, sown by register.Layout
+      out, sown = apply(mutable=['intermediates'])
+      spread = layout_spread(sown)
+    else:
+      out = apply()
     if 'stereo' in out:  # a model with pans: the MR-STFT on the stereo mix's mid and side
       loss = losses.stereo_loss(out['stereo'], micro['target_stereo'], state.loss_spec,
                                 state.side_weight)
       if state.pan_weight:
         loss = loss + state.pan_weight * losses.pan_loss(
             out['pans'][..., 1:], micro['ideal_pans'], micro['channel_mask'])
+      if state.spread_weight:
+        loss = loss + state.spread_weight * losses.spread_loss(
+            spread, micro['ideal_pans'], micro['channel_mask'])
     else:
       loss = losses.mix_loss(out['mix'], micro['target'], state.loss_spec)
     # Frame 0's gain is config.model.initial_gain under zero latency, not a prediction.
@@ -194,6 +206,11 @@ def example_losses(state: TrainState) -> Callable:
   return losses_fn
 
 
+def layout_spread(sown):
+  """The pan layout's spread [b, c, t] from an apply's sown 'intermediates' (register.Layout)."""
+  return sown['intermediates']['pan_layout']['spread_of_parts'][0]
+
+
 def _update(state: TrainState, loss, grads):
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
@@ -207,9 +224,19 @@ def gain_term_weights(config) -> tuple[float, float]:
           float(config.loss.get('gain_change_weight', 0.0)))
 
 
-def stereo_term_weights(config) -> tuple[float, float]:
-  """(side_weight, pan_weight) of config.loss (1 and 0 when absent: older configs)."""
-  return (float(config.loss.get('side_weight', 1.0)), float(config.loss.get('pan_weight', 0.0)))
+def stereo_term_weights(config) -> tuple[float, float, float]:
+  """(side_weight, pan_weight, spread_weight) of config.loss (1, 0, 0 when absent: older configs).
+
+  Raises:
+    ValueError: a spread weight for a model without the pan layout, which it trains.
+  """
+  spread = float(config.loss.get('spread_weight', 0.0))
+  if spread and not (stereo.has_pans(config.model) and register.pan_layout(config.model)):
+    raise ValueError(f'config.loss.spread_weight={spread} trains the pan layout\'s spread, and this '
+                     'model has none: set config.model.outputs = (\'gain\', \'pan\') and '
+                     'config.model.register.pan_layout = True, or the weight to 0.')
+  return (float(config.loss.get('side_weight', 1.0)), float(config.loss.get('pan_weight', 0.0)),
+          spread)
 
 
 def _check_pan_data(local_batch, config):
@@ -400,7 +427,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   else:
     # Runs once: XLA's backend optimisations would cost more compile time than they save.
     fast = _FAST_COMPILE if jax.default_backend() == 'cpu' else None
-    state = jax.jit(create_train_state, static_argnums=(1, 2, 3, 4, 5, 6, 7),
+    state = jax.jit(create_train_state, static_argnums=tuple(range(1, len(statics) + 1)),
                     out_shardings=state_sharding, compiler_options=fast)(init_rng, *statics)
     params = jax.device_get(state.params)
     pretrained = embeddings.load_pretrained(params, config.model.embedding)

@@ -223,7 +223,8 @@ def recipe(args) -> dict:
   tx = train.make_optimizer(config, spe)
   spec = losses.MRSTFTSpec.from_config(config.loss)
   statics = (model, tx, spec, *train.gain_term_weights(config), *train.stereo_term_weights(config))
-  fresh = lambda: jax.jit(train.create_train_state, static_argnums=tuple(range(1, 8)))(
+  statics_at = tuple(range(1, len(statics) + 1))
+  fresh = lambda: jax.jit(train.create_train_state, static_argnums=statics_at)(
       jax.random.key(0), *statics)
   state = fresh()
   frozen = optimizer.freeze_steps(tc, spe) >= 1

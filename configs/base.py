@@ -106,6 +106,11 @@ def get_config():
   # gain head's: a spread part's side is its rank among the parts like it (docs/model.md).
   model.register.pan_relation = False
   model.register.pan_sharpness = 4.0
+  model.register.pan_relation_own = False  # its pairs read the channel's own features too
+  # ... and the layout term: spread parts to alternate sides in order of register, the network
+  # saying which parts are spread and how wide (register.Layout; docs/model.md, "Stereo").
+  model.register.pan_layout = False
+  model.register.layout_width_init = 0.0  # the layout's width at the start (0: off until learnt)
 
   # ---- loss --------------------------------------------------------------
   loss = config.loss = ml_collections.ConfigDict()
@@ -125,6 +130,9 @@ def get_config():
   # (losses.pan_loss, data with a designed placement).
   loss.side_weight = 1.0
   loss.pan_weight = 0.0
+  # ... and spread_weight which channels the pan layout spreads (losses.spread_loss; with
+  # config.model.register.pan_layout only).
+  loss.spread_weight = 0.0
 
   # ---- data --------------------------------------------------------------
   data = config.data = ml_collections.ConfigDict()

@@ -42,7 +42,8 @@ def random_params(model, spec, seed=1):
   # The pan head's optional inputs are drawn last, so that turning them on does not redraw
   # (and perhaps saturate) the parameters every other model has.
   leaves, treedef = jax.tree_util.tree_flatten_with_path(shapes)
-  late = lambda path: jax.tree_util.keystr(path[:1]) in ("['pan_embed']", "['pan_relation']")
+  late = lambda path: jax.tree_util.keystr(path[:1]) in ("['pan_embed']", "['pan_relation']",
+                                                         "['pan_layout']")
   order = sorted(range(len(leaves)), key=lambda i: late(leaves[i][0]))
   drawn = [None] * len(leaves)
   for i in order:
@@ -64,7 +65,8 @@ class TinyModel:
 # A stereo mixer as the shipped one is built: pans, the register (the pan head's relation term
 # too) and a gain ramp.
 STEREO = {'outputs': ('gain', 'pan'), 'gain_smooth_s': 0.1, 'register.enabled': True,
-          'register.relation_dim': 4, 'register.pan_relation': True, 'pan_embedding': True}
+          'register.relation_dim': 4, 'register.pan_relation': True, 'pan_embedding': True,
+          'register.pan_layout': True}
 
 
 def liven_stereo(tiny):
@@ -79,6 +81,10 @@ def liven_stereo(tiny):
       out['bias'] = np.zeros_like(out['bias'])
       out['kernel'] = scale * np.random.default_rng(seed).normal(
           size=out['kernel'].shape).astype(np.float32)
+  if 'pan_layout' in tiny.params:  # its width starts at zero
+    width = tiny.params['pan_layout']['width']
+    width['kernel'] = 0.05 * np.random.default_rng(7).normal(size=width['kernel'].shape).astype(np.float32)
+    width['bias'] = np.full_like(width['bias'], 0.3)
 
 
 def save_checkpoint(workdir, config, params, step=3):

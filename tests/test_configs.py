@@ -101,6 +101,10 @@ _ADDED = {  # field: {config: [type, value]}, '*' for every config
     'model.register.pan_relation': {'*': ['bool', False]},
     'model.pan_embedding': {'*': ['bool', False]},
     'model.register.pan_sharpness': {'*': ['float', 4.0]},
+    'model.register.pan_layout': {'*': ['bool', False]},
+    'model.register.layout_width_init': {'*': ['float', 0.0]},
+    'loss.spread_weight': {'*': ['float', 0.0]},
+    'model.register.pan_relation_own': {'*': ['bool', False]},
 }
 
 

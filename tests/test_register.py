@@ -72,6 +72,26 @@ def test_relation_is_blind_to_order_and_to_masked_channels():
   assert np.abs(swapped[:, 1:3] - out[:, 1:3]).max() > 1e-3
 
 
+def test_a_relation_that_reads_its_own_channel_counts_the_parts_like_it():
+  # Channels 0 and 1 alike (feature 0 = 1), channel 2 not; all with the same register.
+  y = jnp.asarray([[[[1.0, 0.0]], [[1.0, 0.0]], [[-1.0, 0.0]]]], jnp.float32)
+  reg = jnp.zeros((1, 3, 1), jnp.float32)
+  mask = jnp.ones((1, 3), bool)
+  rel = register.Relation(2, reads_own=True)
+  params = rel.init(jax.random.PRNGKey(0), y, reg, mask)['params']
+  plain = register.Relation(2).init(jax.random.PRNGKey(0), y, reg, mask)['params']
+  # Its own projection starts at zero: it is the plain relation until it learns.
+  np.testing.assert_allclose(rel.apply({'params': params}, y, reg, mask),
+                             register.Relation(2).apply({'params': plain}, y, reg, mask), atol=1e-6)
+  # PReLU(y_j - y_i) + PReLU(y_i - y_j) over the others: small for a part like me.
+  params = dict(params, other={'kernel': jnp.asarray([[1.0, -1.0], [0.0, 0.0]]), 'bias': jnp.zeros(2)},
+                own={'kernel': jnp.asarray([[-1.0, 1.0], [0.0, 0.0]])}, above=jnp.zeros(2),
+                PReLU_0={'negative_slope': jnp.asarray(0.0)},
+                out={'kernel': jnp.asarray([[1.0, 0.0], [1.0, 0.0], [0.0, 0.0]]), 'bias': jnp.zeros(2)})
+  term = np.asarray(rel.apply({'params': params}, y, reg, mask))[0, :, 0, 0]
+  np.testing.assert_allclose(term, [2.0, 2.0, 4.0], atol=1e-6)  # 0 and 1 each have one like them
+
+
 def test_a_sharper_relation_tells_close_parts_apart():
   # Two parts a third apart (0.3 octave): the sharper term sees them further apart.
   y = jnp.zeros((1, 2, 1, 6), jnp.float32)
@@ -84,8 +104,38 @@ def test_a_sharper_relation_tells_close_parts_apart():
   assert np.abs(b[:, 0] - b[:, 1]).max() > np.abs(a[:, 0] - a[:, 1]).max() + 1e-3
 
 
-def test_pan_relation_needs_the_register():
-  config = ml_collections.ConfigDict({'register': {'enabled': False, 'pan_relation': True}})
+@pytest.mark.parametrize('flag', ['pan_relation', 'pan_layout'])
+def test_the_pan_heads_register_terms_need_the_register(flag):
+  config = ml_collections.ConfigDict({'register': {'enabled': False, flag: True}})
   with pytest.raises(ValueError, match='register.enabled'):
-    register.pan_relation(config)
-  assert not register.pan_relation(ml_collections.ConfigDict({}))  # older configs: off
+    getattr(register, flag)(config)
+  assert not getattr(register, flag)(ml_collections.ConfigDict({}))  # older configs: off
+
+
+def _layout(spread, reg, mask, width=0.5):
+  """Layout's term where feature 0 says which channels are spread parts (1) or not (-1)."""
+  y = jnp.asarray(spread, jnp.float32)[None, :, None, None] * jnp.ones((1, 1, 1, 3))
+  reg = jnp.asarray(reg, jnp.float32)[None, :, None]
+  layout = register.Layout(sharpness=8.0)
+  params = layout.init(jax.random.PRNGKey(0), y, reg, jnp.asarray(mask)[None])['params']
+  params['spread'] = {'kernel': jnp.asarray([[20.0], [0.0], [0.0]]), 'bias': jnp.zeros(1)}
+  params['width']['bias'] = jnp.full(1, width)
+  return np.asarray(layout.apply({'params': params}, y, reg, jnp.asarray(mask)[None]))[0, :, 0]
+
+
+def test_the_layout_sends_spread_parts_to_alternate_sides_in_order_of_register():
+  # Spread parts at 0.5, -1 and 1.5 octaves, a centred part (a bass) below them all.
+  term = _layout([1, 1, 1, -1], [0.5, -1.0, 1.5, -2.0], [True] * 4)
+  np.testing.assert_allclose(term, [0.5, -0.5, -0.5, 0.0], atol=1e-3)  # lowest left, alternating
+  # Blind to channel order; a masked channel is not counted, whatever it holds.
+  order = [2, 0, 3, 1]
+  np.testing.assert_allclose(_layout(np.array([1, 1, 1, -1])[order],
+                                     np.array([0.5, -1.0, 1.5, -2.0])[order], [True] * 4),
+                             term[order], atol=1e-5)
+  masked = _layout([1, 1, 1, 1, 1], [0.5, -1.0, 1.5, -2.0, -3.0], [True, True, True, True, False])
+  np.testing.assert_allclose(masked[:4], [-0.5, 0.5, 0.5, -0.5], atol=1e-3)
+  # Its width starts at zero: a mixer trained without the term starts where it was.
+  y, reg, mask = jnp.ones((1, 3, 2, 4)), jnp.zeros((1, 3, 2)), jnp.ones((1, 3), bool)
+  layout = register.Layout()
+  params = layout.init(jax.random.PRNGKey(1), y, reg, mask)
+  np.testing.assert_array_equal(layout.apply(params, y, reg, mask), 0.0)

@@ -10,6 +10,7 @@ import pytest
 
 from alm_jax import frames
 from alm_jax import stereo
+from alm_jax import train
 from alm_jax.models import build_mixer
 from alm_jax.models import build_model
 from alm_jax.models import protocol
@@ -146,6 +147,7 @@ def test_pans_are_causal_and_permutation_equivariant():
   np.testing.assert_array_equal(changed['pans'][..., :21], out['pans'][..., :21])
 
 
+@pytest.mark.slow  # ~22 s; the default run streams stereo in test_live_engine (live = offline)
 def test_step_stereo_equals_the_module_in_any_chunks():
   """Whole signal, whole hops and frame by frame (streaming's path): the same gains, pans, mix."""
   _, st, params = _models()
@@ -255,8 +257,12 @@ def test_the_pan_heads_own_inputs_move_the_pans_and_not_the_gains():
   with_it = TinyModel('mr', **STEREO)
   liven_stereo(with_it)
   audio, mask = _audio(4, c=3), np.array([[1, 1, 1], [1, 1, 0]], bool)
-  a = with_it.model.apply({'params': with_it.params}, audio, mask)
-  for part, flag in (('pan_relation', 'register.pan_relation'), ('pan_embed', 'pan_embedding')):
+  # The layout's spread is where the training's spread term reads it (train.layout_spread).
+  a, sown = with_it.model.apply({'params': with_it.params}, audio, mask, mutable=['intermediates'])
+  spread = np.asarray(train.layout_spread(sown))
+  assert spread.shape == a['pans'].shape and np.all((spread >= 0) & (spread <= 1))
+  for part, flag in (('pan_relation', 'register.pan_relation'), ('pan_embed', 'pan_embedding'),
+                     ('pan_layout', 'register.pan_layout')):
     other = TinyModel('mr', **dict(STEREO, **{flag: False}))
     params = {k: v for k, v in with_it.params.items() if k != part}
     b = other.model.apply({'params': params}, audio, mask)

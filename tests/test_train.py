@@ -6,6 +6,7 @@ compiles once per model kind in a test session.
 
 import os
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -489,6 +490,51 @@ def test_pan_term_alone_trains_the_pans(tmp_path):
     errors.append(float(np.mean(losses.pan_loss(out['pans'][..., 1:], batch['ideal_pans'],
                                                  batch['channel_mask']))))
   assert errors[1] < 0.5 * errors[0], errors
+
+
+class _Layout(nn.Module):
+  @nn.compact
+  def __call__(self, shape):
+    s = jax.nn.sigmoid(self.param('logit', nn.initializers.constant(0.3), ()) * jnp.ones(shape))
+    self.sow('intermediates', 'spread_of_parts', s)  # where register.Layout sows it
+    return s
+
+
+class _Stereo(nn.Module):
+  """A stand-in for a stereo ALM with the layout: pans from the spread, the centred sum's mix."""
+
+  @nn.compact
+  def __call__(self, audio, channel_mask, train=False):
+    b, c, n = audio.shape
+    spread = _Layout(name='pan_layout')((b, c, 4))
+    mix = jnp.sum(audio, axis=1)
+    return {'gains': jnp.ones((b, c, 4)), 'pans': spread - 0.5,
+            'stereo': jnp.stack([mix, mix], axis=1) * 0.7}
+
+
+def test_the_spread_term_is_added_to_the_loss_and_needs_the_layout():
+  config = _stereo_config('', '')
+  config.model.update_from_flattened_dict({'register.enabled': True, 'register.pan_layout': True})
+  config.loss.spread_weight = 2.0
+  side, pan, spread_weight = train.stereo_term_weights(config)
+  state = train.TrainState(step=0, params={}, opt_state=None, model=_Stereo(), tx=None,
+                           loss_spec=losses.MRSTFTSpec.from_config(config.loss), side_weight=side,
+                           pan_weight=pan, spread_weight=spread_weight)
+  batch = _placed(fake_batch(config, 0))
+  params = _Stereo().init(jax.random.key(0), batch['audio'], batch['channel_mask'])['params']
+  key = jax.random.key(1)
+  with_it = train.example_losses(state)(params, batch, key)
+  without = train.example_losses(state.replace(spread_weight=0.0))(params, batch, key)
+  spread = jax.nn.sigmoid(0.3) * jnp.ones(batch['channel_mask'].shape + (4,))
+  np.testing.assert_allclose(with_it - without, 2.0 * losses.spread_loss(
+      spread, batch['ideal_pans'], batch['channel_mask']), rtol=1e-5)
+  grad = jax.grad(lambda p: jnp.sum(train.example_losses(state)(p, batch, key)
+                                    - train.example_losses(state.replace(spread_weight=0.0))(p, batch, key)))
+  assert float(grad(params)['pan_layout']['logit']) != 0.0  # it trains the spread
+  # Without the layout there is no spread to train: refused, naming the fix.
+  config.model.register.pan_layout = False
+  with pytest.raises(ValueError, match='register.pan_layout = True'):
+    train.stereo_term_weights(config)
 
 
 def test_pans_refuse_data_without_a_placement(tmp_path):

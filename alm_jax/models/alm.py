@@ -82,8 +82,13 @@ class AiLiveMixer(nn.Module):
     # spread part goes to is its rank among the parts like it, which the gain head's term,
     # trained for levels, does not tell apart (docs/model.md, "Stereo").
     self.pan_relation = (register.Relation(int(cfg.register.relation_dim), dtype=dtype,
-                                           sharpness=float(cfg.register.pan_sharpness))
+                                           sharpness=float(cfg.register.pan_sharpness),
+                                           reads_own=bool(cfg.register.get('pan_relation_own', False)))
                          if self.pan_mlp is not None and register.pan_relation(cfg) else None)
+    # Spread parts to alternate sides in order of register (config.model.register.pan_layout).
+    self.pan_layout = (register.Layout(dtype=dtype, sharpness=float(cfg.register.pan_sharpness),
+                                       width_init=float(cfg.register.get('layout_width_init', 0.0)))
+                       if self.pan_mlp is not None and register.pan_layout(cfg) else None)
     # The pan head reads the channel's embedding too (config.model.pan_embedding): encoder 3's
     # features are trained for levels and carry little of what the part is; its projection
     # starts at zero, so a model trained without it starts where it was.
@@ -206,7 +211,10 @@ class AiLiveMixer(nn.Module):
       y = y + self.pan_relation(y, inputs['register'], channel_mask)
     if self.pan_embed is not None:
       y = y + self.pan_embed(inputs['emb'])
-    p = jnp.tanh(self.pan_mlp(y)[..., 0].astype(jnp.float32))
+    z = self.pan_mlp(y)[..., 0].astype(jnp.float32)
+    if self.pan_layout is not None:
+      z = z + self.pan_layout(y, inputs['register'], channel_mask)
+    p = jnp.tanh(z)
     return gains, jnp.where(channel_mask[..., None], p, 0.0)
 
   def _gains(self, y, level_db):

@@ -49,6 +49,16 @@ def pan_relation(model_config) -> bool:
   return on
 
 
+def pan_layout(model_config) -> bool:
+  """Whether a stereo ALM's pans add the alternating-sides layout term (`Layout`; needs the register)."""
+  r = model_config.get('register', {})
+  on = bool(r.get('pan_layout', False))
+  if on and not r.get('enabled', False):
+    raise ValueError('config.model.register.pan_layout needs config.model.register.enabled = '
+                     'True: the layout orders the parts by their running register.')
+  return on
+
+
 def rule(model_config, spec) -> Rule:
   """The register rule of `config.model.register` for F2 frames of `spec` (a frames.FrameSpec)."""
   r = model_config.register
@@ -111,7 +121,8 @@ class Relation(nn.Module):
   """Features [b, c, t, d] and registers [b, c, t] -> a term [b, c, t, d] to add to the features.
 
   term_i = W_out [sum_{j != i, active} PReLU(A y_j + w * tanh(s (reg_j - reg_i)) + bias), reg_i],
-  with W_out zero at initialisation. Shared across channels and blind to their order. The
+  with W_out zero at initialisation; with `reads_own` the pair also reads B y_i (B zero at
+  first), so the sum can count the parts like this one above and below it. Shared across channels and blind to their order. The
   sharpness s (per octave) sets how far apart two parts must sit to count as above or below:
   the gain head's term has 1; the pan head's (`config.model.register.pan_relation`) has more,
   since parts a third apart must land on opposite sides.
@@ -119,6 +130,7 @@ class Relation(nn.Module):
   dim: int
   dtype: object = jnp.float32
   sharpness: float = 1.0
+  reads_own: bool = False
 
   @nn.compact
   def __call__(self, y, reg, channel_mask):
@@ -127,10 +139,47 @@ class Relation(nn.Module):
     w = self.param('above', nn.initializers.normal(1.0), (self.dim,))
     # [b, i, j, t]: j above i is > 0
     apart = jnp.tanh(self.sharpness * (reg[:, None] - reg[:, :, None]))
-    pair = nn.PReLU(negative_slope_init=0.25)(
-        a[:, None] + apart[..., None].astype(a.dtype) * w.astype(a.dtype))  # [b, i, j, t, k]
+    pre = a[:, None] + apart[..., None].astype(a.dtype) * w.astype(a.dtype)  # [b, i, j, t, k]
+    if self.reads_own:  # the i side too (zero at first): "the parts like me above me"
+      pre = pre + nn.Dense(self.dim, dtype=self.dtype, use_bias=False,
+                           kernel_init=nn.initializers.zeros, name='own')(y)[:, :, None]
+    pair = nn.PReLU(negative_slope_init=0.25)(pre)
     c = y.shape[1]
     others = channel_mask[:, None, :] & ~jnp.eye(c, dtype=bool)[None]  # [b, i, j]
     summed = jnp.sum(jnp.where(others[..., None, None], pair, 0.0), axis=2)  # [b, c, t, k]
     x = jnp.concatenate([summed, reg[..., None].astype(summed.dtype)], axis=-1)
     return nn.Dense(d, dtype=self.dtype, kernel_init=nn.initializers.zeros, name='out')(x)
+
+
+class Layout(nn.Module):
+  """Features [b, c, t, d] and registers [b, c, t] -> a pan term [b, c, t] (before the tanh).
+
+  The layout the mixing guides teach for supporting parts: spread them to alternate sides in
+  order of register. The network says, per channel, whether it is such a part (s in [0, 1])
+  and how wide it goes (w); the side comes from its rank among the spread parts below it:
+
+      rank_i = sum_{j != i, active} s_j (1 + tanh(k (reg_i - reg_j))) / 2
+      term_i = s_i w_i (-cos(pi rank_i))      (the lowest to the left, then alternating)
+
+  A parity of a count is what an MLP over a sum learns worst (two inner voices of one sound
+  stayed near the centre, docs/results_notes.md); here it is the layer's shape, and what is
+  learnt is which parts are spread and how far. w starts at zero, so a mixer trained without
+  the term starts where it was. Shared across channels and blind to their order.
+  """
+  dtype: object = jnp.float32
+  sharpness: float = 4.0
+  width_init: float = 0.0
+
+  @nn.compact
+  def __call__(self, y, reg, channel_mask):
+    s = jax.nn.sigmoid(nn.Dense(1, dtype=self.dtype, name='spread')(y)[..., 0].astype(jnp.float32))
+    w = nn.Dense(1, dtype=self.dtype, kernel_init=nn.initializers.zeros,
+                 bias_init=nn.initializers.constant(self.width_init),
+                 name='width')(y)[..., 0].astype(jnp.float32)
+    self.sow('intermediates', 'spread_of_parts', s)  # for config.loss.spread_weight (losses.spread_loss)
+    reg = reg.astype(jnp.float32)
+    below = 0.5 * (1.0 + jnp.tanh(self.sharpness * (reg[:, :, None] - reg[:, None])))  # [b, i, j, t]
+    c = y.shape[1]
+    others = channel_mask[:, None, :] & ~jnp.eye(c, dtype=bool)[None]  # [b, i, j]
+    rank = jnp.sum(jnp.where(others[..., None], below * s[:, None], 0.0), axis=2)  # [b, c, t]
+    return s * w * -jnp.cos(math.pi * rank)
