@@ -39,24 +39,25 @@ def enabled(model_config) -> bool:
   return bool(model_config.get('register', {}).get('enabled', False))
 
 
+def _needs_register(model_config, flag: str, why: str) -> bool:
+  """config.model.register.<flag> (False when absent: older configs); raises without the register."""
+  r = model_config.get('register', {})
+  on = bool(r.get(flag, False))
+  if on and not r.get('enabled', False):
+    raise ValueError(f'config.model.register.{flag} needs config.model.register.enabled = True: '
+                     f'{why}.')
+  return on
+
+
 def pan_relation(model_config) -> bool:
   """Whether a stereo ALM's pan head has its own relation term (needs the register)."""
-  r = model_config.get('register', {})
-  on = bool(r.get('pan_relation', False))
-  if on and not r.get('enabled', False):
-    raise ValueError('config.model.register.pan_relation needs config.model.register.enabled = '
-                     'True: the pan relation reads the running register.')
-  return on
+  return _needs_register(model_config, 'pan_relation', 'the pan relation reads the running register')
 
 
 def pan_layout(model_config) -> bool:
   """Whether a stereo ALM's pans add the alternating-sides layout term (`Layout`; needs the register)."""
-  r = model_config.get('register', {})
-  on = bool(r.get('pan_layout', False))
-  if on and not r.get('enabled', False):
-    raise ValueError('config.model.register.pan_layout needs config.model.register.enabled = '
-                     'True: the layout orders the parts by their running register.')
-  return on
+  return _needs_register(model_config, 'pan_layout',
+                         'the layout orders the parts by their running register')
 
 
 def rule(model_config, spec) -> Rule:
