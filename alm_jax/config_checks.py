@@ -120,6 +120,7 @@ RULES: dict[str, tuple[Callable, str]] = {
     'model.register.relation_dim': _integer(1),
     'model.register.sharpness': POSITIVE,
     'model.register.pan_sharpness': POSITIVE,
+    'model.register.layout_width_init': FINITE,
     'model.staging.max_gain_db': FINITE,
     'model.min_gain_db': FINITE,
     'model.max_gain_db': FINITE,
@@ -197,6 +198,11 @@ def _relations(get) -> list[str]:
   v = both('model.f1_lag', 'model.f1_stride')
   if v and frames.lag_problem(*v):
     problems.append(frames.lag_problem(*v))
+  v = both('loss.spread_weight', 'model.register.pan_layout')
+  if v and v[0] > 0 and not v[1]:
+    problems.append(f'config.loss.spread_weight = {v[0]!r} trains the pan layout\'s spread, and '
+                    'config.model.register.pan_layout is off: turn the layout on or set the '
+                    'weight to 0.')
   v = both('model.f2_ms', 'model.sample_rate')
   if v and round(v[0] * v[1] / 1000.0) < 1:
     problems.append(f'config.model.f2_ms = {v[0]!r} is less than one sample at '
@@ -379,7 +385,11 @@ def _flatten(d, prefix=''):
 
 # config.model keys added after models were saved with them absent: absent means this value,
 # so a checkpoint saved before the key existed matches a config that states the default.
-MODEL_DEFAULTS = {'outputs': ['gain']}
+# What a saved config.model without a key meant (a run saved before the key came), so that resuming
+# it with today's config is not refused for a key it never had.
+MODEL_DEFAULTS = {'outputs': ['gain'], 'pan_embedding': False, 'register.pan_relation': False,
+                  'register.pan_sharpness': 4.0, 'register.pan_layout': False,
+                  'register.layout_width_init': 0.0, 'register.pan_relation_own': False}
 
 
 def model_differences(saved_model, model, ignore=()) -> list[str]:

@@ -331,21 +331,23 @@ def pan_loss(pans, ideal_pans, channel_mask):
   return jnp.where(known, per_example, 0.0)
 
 
-def spread_loss(spread, ideal_pans, channel_mask, *, off_centre: float = 0.05):
-  """Per-example cross-entropy [b] of the pan layout's spread [b, c, t] (register.Layout).
+def spread_loss(spread_logit, ideal_pans, channel_mask, *, off_centre: float = 0.05):
+  """Per-example cross-entropy [b] of the pan layout's spread from its logit [b, c, t].
+
+  The spread is register.Layout's s = sigmoid(logit).
 
   The target: 1 where the designed pan is off the centre (|p| > off_centre: the spread parts,
   and the hats, which sit above them all and so shift no other part's rank), else 0; over the
-  active channels and frames. An example whose pans are unknown on an active channel gives 0,
-  as `pan_loss`.
+  active channels and frames. From the logit (log-sigmoid), so a confidently wrong spread still
+  learns. An example whose pans are unknown on an active channel gives 0, as `pan_loss`.
   """
   mask = jnp.asarray(channel_mask, bool)
   ideal = jnp.asarray(ideal_pans, jnp.float32)
   known = jnp.all(jnp.where(mask, jnp.isfinite(ideal), True), axis=-1)  # [b]
   target = (jnp.abs(jnp.where(mask & known[:, None], ideal, 0.0)) > off_centre)[..., None]
-  s = jnp.clip(spread.astype(jnp.float32), 1e-6, 1.0 - 1e-6)
-  bce = -jnp.where(target, jnp.log(s), jnp.log1p(-s))
+  logit = spread_logit.astype(jnp.float32)
+  bce = -jnp.where(target, jax.nn.log_sigmoid(logit), jax.nn.log_sigmoid(-logit))
   m = mask.astype(jnp.float32)[..., None]
   per_example = jnp.sum(bce * m, axis=(1, 2)) / (jnp.maximum(jnp.sum(m, axis=(1, 2)), 1.0)
-                                                 * spread.shape[-1])
+                                                 * logit.shape[-1])
   return jnp.where(known, per_example, 0.0)

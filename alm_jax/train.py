@@ -179,7 +179,7 @@ def example_losses(state: TrainState) -> Callable:
                               micro['channel_mask'], train=True, rngs={'dropout': key})
     if state.spread_weight:  # the layout's spread, sown by register.Layout
       out, sown = apply(mutable=['intermediates'])
-      spread = layout_spread(sown)
+      spread_logit = layout_spread_logit(sown)
     else:
       out = apply()
     if 'stereo' in out:  # a model with pans: the MR-STFT on the stereo mix's mid and side
@@ -190,7 +190,7 @@ def example_losses(state: TrainState) -> Callable:
             out['pans'][..., 1:], micro['ideal_pans'], micro['channel_mask'])
       if state.spread_weight:
         loss = loss + state.spread_weight * losses.spread_loss(
-            spread, micro['ideal_pans'], micro['channel_mask'])
+            spread_logit, micro['ideal_pans'], micro['channel_mask'])
     else:
       loss = losses.mix_loss(out['mix'], micro['target'], state.loss_spec)
     # Frame 0's gain is config.model.initial_gain under zero latency, not a prediction.
@@ -206,9 +206,12 @@ def example_losses(state: TrainState) -> Callable:
   return losses_fn
 
 
-def layout_spread(sown):
-  """The pan layout's spread [b, c, t] from an apply's sown 'intermediates' (register.Layout)."""
-  return sown['intermediates']['pan_layout']['spread_of_parts'][0]
+def layout_spread_logit(sown):
+  """The pan layout's spread logit [b, c, t] from an apply's sown 'intermediates'.
+
+  register.Layout sows it; `example_losses` reads it for config.loss.spread_weight.
+  """
+  return sown['intermediates']['pan_layout']['spread_logit'][0]
 
 
 def _update(state: TrainState, loss, grads):
@@ -232,8 +235,8 @@ def stereo_term_weights(config) -> tuple[float, float, float]:
   """
   spread = float(config.loss.get('spread_weight', 0.0))
   if spread and not (stereo.has_pans(config.model) and register.pan_layout(config.model)):
-    raise ValueError(f'config.loss.spread_weight={spread} trains the pan layout\'s spread, and this '
-                     'model has none: set config.model.outputs = (\'gain\', \'pan\') and '
+    raise ValueError(f'config.loss.spread_weight={spread} trains the pan layout\'s spread, and '
+                     'this model has none: set config.model.outputs = (\'gain\', \'pan\') and '
                      'config.model.register.pan_layout = True, or the weight to 0.')
   return (float(config.loss.get('side_weight', 1.0)), float(config.loss.get('pan_weight', 0.0)),
           spread)

@@ -23,7 +23,7 @@ def get_config():
   # Which parts are spread is taught (losses.spread_loss): left to the pan term alone it was
   # never found, from a width of zero (validation pan error 0.183 -> 0.181 in 1200 steps: no
   # width, no gradient for the spread) or of 0.5 (the spread of every part went to 0 within
-  # 600 steps, 0.188: while the spread parts are unknown the sides the layout gives are noise).
+  # 600 steps, 0.187: while the spread parts are unknown the sides the layout gives are noise).
   config.loss.spread_weight = 1.0
   train = config.train
   train.init_params_from = 'pretrained:alm_mr_stereo'

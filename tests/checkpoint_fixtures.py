@@ -62,8 +62,8 @@ class TinyModel:
     self.params = random_params(self.model, self.spec)
 
 
-# A stereo mixer as the shipped one is built: pans, the register (the pan head's relation term
-# too) and a gain ramp.
+# A stereo mixer as the shipped one is built, and the layout term too: pans, the register (the
+# pan head's relation term too) and a gain ramp.
 STEREO = {'outputs': ('gain', 'pan'), 'gain_smooth_s': 0.1, 'register.enabled': True,
           'register.relation_dim': 4, 'register.pan_relation': True, 'pan_embedding': True,
           'register.pan_layout': True}
@@ -83,7 +83,8 @@ def liven_stereo(tiny):
           size=out['kernel'].shape).astype(np.float32)
   if 'pan_layout' in tiny.params:  # its width starts at zero
     width = tiny.params['pan_layout']['width']
-    width['kernel'] = 0.05 * np.random.default_rng(7).normal(size=width['kernel'].shape).astype(np.float32)
+    width['kernel'] = 0.05 * np.random.default_rng(7).normal(
+        size=width['kernel'].shape).astype(np.float32)
     width['bias'] = np.full_like(width['bias'], 0.3)
 
 

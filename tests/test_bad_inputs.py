@@ -466,6 +466,8 @@ CONFIG_CASES = [
      r'one F1 frame'),
     ({'model': {'f2_ms': 2000.0}}, r'f2_ms = 2000\.0 is longer than config\.model\.f1_ms'),
     ({'train': {'steps_per_epoch': 0}}, r'config\.train\.steps_per_epoch = 0: valid are -1'),
+    ({'loss': {'spread_weight': 1.0}}, r'config\.loss\.spread_weight = 1\.0 trains the pan '
+     r"layout's spread, and config\.model\.register\.pan_layout is off"),
     ({'train': {'compute_dtype': 'float8'}}, r"compute_dtype = 'float8': valid are float32"),
     ({'model': {'encoder': {'dropout': 1.0}}}, r'dropout = 1\.0: must be a finite number >= 0 '
      r'and < 1'),

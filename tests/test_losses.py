@@ -273,14 +273,20 @@ def test_stereo_loss_mid_side_and_silent_side():
 def test_spread_loss_teaches_which_parts_are_off_the_centre():
   ideal = np.array([[0.0, -0.4, 0.3, 0.0], [0.5, np.nan, 0.0, 0.0]], np.float32)
   mask = np.array([[True, True, True, False], [True, True, True, True]])
-  right = np.broadcast_to(np.array([[0.0, 1.0, 1.0, 0.5], [1.0, 0.5, 0.0, 0.0]])[..., None], (2, 4, 3))
+  # Logits: the centre part sure it is not spread, the two off-centre parts sure they are; the
+  # masked channel says anything.
+  right = np.array([[-20.0, 20.0, 20.0, 3.0], [20.0, 0.0, -20.0, -20.0]])
+  right = np.broadcast_to(right[..., None], (2, 4, 3))
   out = np.asarray(losses.spread_loss(jnp.asarray(right), ideal, mask))
-  assert out[0] < 1e-4  # the centre part 0, the two off-centre 1; the masked one is free
+  assert out[0] < 1e-4  # the masked one is free
   assert out[1] == 0.0  # an unknown pan on an active channel: no term
-  half = np.asarray(losses.spread_loss(jnp.full((2, 4, 3), 0.5), ideal, mask))
+  half = np.asarray(losses.spread_loss(jnp.zeros((2, 4, 3)), ideal, mask))
   np.testing.assert_allclose(half[0], np.log(2.0), rtol=1e-5)
-  wrong = np.asarray(losses.spread_loss(jnp.asarray(1.0 - right), ideal, mask))
-  assert wrong[0] > 10.0
+  wrong = jnp.asarray(-right)
+  assert np.asarray(losses.spread_loss(wrong, ideal, mask))[0] > 10.0
+  # A confidently wrong spread still learns (from the logit, not a clipped probability).
+  g = jax.grad(lambda x: jnp.sum(losses.spread_loss(x, ideal, mask)))(wrong)
+  assert np.abs(np.asarray(g)[0, :3]).min() > 0
 
 
 def test_pan_loss():

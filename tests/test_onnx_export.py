@@ -163,7 +163,7 @@ def checkpoint(request, tmp_path_factory):
     config, params, _ = restore.restore_params('pretrained:alm_mr')
     return types.SimpleNamespace(root=root, config=config, params=params,
                                  flag='--checkpoint=pretrained:alm_mr')
-  if request.param == 'mr_stereo':  # with the register and a ramp, as the shipped one
+  if request.param == 'mr_stereo':  # the register and a ramp, as the shipped one; the layout too
     tiny = TinyModel('mr', **STEREO)
     liven_stereo(tiny)
   else:

@@ -79,15 +79,24 @@ def test_a_relation_that_reads_its_own_channel_counts_the_parts_like_it():
   mask = jnp.ones((1, 3), bool)
   rel = register.Relation(2, reads_own=True)
   params = rel.init(jax.random.PRNGKey(0), y, reg, mask)['params']
-  plain = register.Relation(2).init(jax.random.PRNGKey(0), y, reg, mask)['params']
-  # Its own projection starts at zero: it is the plain relation until it learns.
-  np.testing.assert_allclose(rel.apply({'params': params}, y, reg, mask),
-                             register.Relation(2).apply({'params': plain}, y, reg, mask), atol=1e-6)
+  # Its own projection starts at zero: it is the plain relation until it learns (the output
+  # layer made live in both, or both would be 0).
+  live = {'kernel': jnp.ones((3, 2)), 'bias': jnp.zeros(2)}
+  other = {'kernel': jnp.asarray([[1.0, -2.0], [0.5, 1.0]]), 'bias': jnp.ones(2)}
+  params = dict(params, other=other, out=live)
+  plain = {k: v for k, v in params.items() if k != 'own'}
+  y_var = y.at[0, 2, 0, 1].set(3.0)
+  ours = np.asarray(rel.apply({'params': params}, y_var, reg, mask))
+  np.testing.assert_allclose(ours, register.Relation(2).apply({'params': plain}, y_var, reg, mask),
+                             atol=1e-6)
+  assert np.abs(ours).max() > 0.1
   # PReLU(y_j - y_i) + PReLU(y_i - y_j) over the others: small for a part like me.
-  params = dict(params, other={'kernel': jnp.asarray([[1.0, -1.0], [0.0, 0.0]]), 'bias': jnp.zeros(2)},
+  params = dict(params,
+                other={'kernel': jnp.asarray([[1.0, -1.0], [0.0, 0.0]]), 'bias': jnp.zeros(2)},
                 own={'kernel': jnp.asarray([[-1.0, 1.0], [0.0, 0.0]])}, above=jnp.zeros(2),
                 PReLU_0={'negative_slope': jnp.asarray(0.0)},
-                out={'kernel': jnp.asarray([[1.0, 0.0], [1.0, 0.0], [0.0, 0.0]]), 'bias': jnp.zeros(2)})
+                out={'kernel': jnp.asarray([[1.0, 0.0], [1.0, 0.0], [0.0, 0.0]]),
+                     'bias': jnp.zeros(2)})
   term = np.asarray(rel.apply({'params': params}, y, reg, mask))[0, :, 0, 0]
   np.testing.assert_allclose(term, [2.0, 2.0, 4.0], atol=1e-6)  # 0 and 1 each have one like them
 

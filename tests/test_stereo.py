@@ -257,10 +257,10 @@ def test_the_pan_heads_own_inputs_move_the_pans_and_not_the_gains():
   with_it = TinyModel('mr', **STEREO)
   liven_stereo(with_it)
   audio, mask = _audio(4, c=3), np.array([[1, 1, 1], [1, 1, 0]], bool)
-  # The layout's spread is where the training's spread term reads it (train.layout_spread).
+  # The layout's spread is where the training's spread term reads it (train.layout_spread_logit).
   a, sown = with_it.model.apply({'params': with_it.params}, audio, mask, mutable=['intermediates'])
-  spread = np.asarray(train.layout_spread(sown))
-  assert spread.shape == a['pans'].shape and np.all((spread >= 0) & (spread <= 1))
+  logit = np.asarray(train.layout_spread_logit(sown))
+  assert logit.shape == a['pans'].shape and np.isfinite(logit).all()
   for part, flag in (('pan_relation', 'register.pan_relation'), ('pan_embed', 'pan_embedding'),
                      ('pan_layout', 'register.pan_layout')):
     other = TinyModel('mr', **dict(STEREO, **{flag: False}))

@@ -495,9 +495,9 @@ def test_pan_term_alone_trains_the_pans(tmp_path):
 class _Layout(nn.Module):
   @nn.compact
   def __call__(self, shape):
-    s = jax.nn.sigmoid(self.param('logit', nn.initializers.constant(0.3), ()) * jnp.ones(shape))
-    self.sow('intermediates', 'spread_of_parts', s)  # where register.Layout sows it
-    return s
+    logit = self.param('logit', nn.initializers.constant(0.3), ()) * jnp.ones(shape)
+    self.sow('intermediates', 'spread_logit', logit)  # where register.Layout sows it
+    return jax.nn.sigmoid(logit)
 
 
 class _Stereo(nn.Module):
@@ -525,12 +525,18 @@ def test_the_spread_term_is_added_to_the_loss_and_needs_the_layout():
   key = jax.random.key(1)
   with_it = train.example_losses(state)(params, batch, key)
   without = train.example_losses(state.replace(spread_weight=0.0))(params, batch, key)
-  spread = jax.nn.sigmoid(0.3) * jnp.ones(batch['channel_mask'].shape + (4,))
+  logit = jnp.full(batch['channel_mask'].shape + (4,), 0.3)
   np.testing.assert_allclose(with_it - without, 2.0 * losses.spread_loss(
-      spread, batch['ideal_pans'], batch['channel_mask']), rtol=1e-5)
+      logit, batch['ideal_pans'], batch['channel_mask']), rtol=1e-5)
+  plain = train.example_losses(state.replace(spread_weight=0.0))
   grad = jax.grad(lambda p: jnp.sum(train.example_losses(state)(p, batch, key)
-                                    - train.example_losses(state.replace(spread_weight=0.0))(p, batch, key)))
+                                    - plain(p, batch, key)))
   assert float(grad(params)['pan_layout']['logit']) != 0.0  # it trains the spread
+  # Through the real update, micro-batches scanned: the spread moves.
+  tx = optax.sgd(0.1)
+  stepped, _ = train.train_step(state.replace(params=params, tx=tx, opt_state=tx.init(params)),
+                                batch, key, False, 2)
+  assert float(stepped.params['pan_layout']['logit']) != 0.3
   # Without the layout there is no spread to train: refused, naming the fix.
   config.model.register.pan_layout = False
   with pytest.raises(ValueError, match='register.pan_layout = True'):

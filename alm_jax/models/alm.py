@@ -81,9 +81,10 @@ class AiLiveMixer(nn.Module):
     # The pan head's own relation term (config.model.register.pan_relation): which side a
     # spread part goes to is its rank among the parts like it, which the gain head's term,
     # trained for levels, does not tell apart (docs/model.md, "Stereo").
+    reads_own = bool(cfg.get('register', {}).get('pan_relation_own', False))  # older: absent
     self.pan_relation = (register.Relation(int(cfg.register.relation_dim), dtype=dtype,
                                            sharpness=float(cfg.register.pan_sharpness),
-                                           reads_own=bool(cfg.register.get('pan_relation_own', False)))
+                                           reads_own=reads_own)
                          if self.pan_mlp is not None and register.pan_relation(cfg) else None)
     # Spread parts to alternate sides in order of register (config.model.register.pan_layout).
     self.pan_layout = (register.Layout(dtype=dtype, sharpness=float(cfg.register.pan_sharpness),

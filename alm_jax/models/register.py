@@ -40,7 +40,11 @@ def enabled(model_config) -> bool:
 
 
 def _needs_register(model_config, flag: str, why: str) -> bool:
-  """config.model.register.<flag> (False when absent: older configs); raises without the register."""
+  """config.model.register.<flag> (False when absent: older configs).
+
+  Raises:
+    ValueError: the flag on and the register off.
+  """
   r = model_config.get('register', {})
   on = bool(r.get(flag, False))
   if on and not r.get('enabled', False):
@@ -51,11 +55,12 @@ def _needs_register(model_config, flag: str, why: str) -> bool:
 
 def pan_relation(model_config) -> bool:
   """Whether a stereo ALM's pan head has its own relation term (needs the register)."""
-  return _needs_register(model_config, 'pan_relation', 'the pan relation reads the running register')
+  return _needs_register(model_config, 'pan_relation',
+                         'the pan relation reads the running register')
 
 
 def pan_layout(model_config) -> bool:
-  """Whether a stereo ALM's pans add the alternating-sides layout term (`Layout`; needs the register)."""
+  """Whether a stereo ALM's pans add the layout term (`Layout`; needs the register)."""
   return _needs_register(model_config, 'pan_layout',
                          'the layout orders the parts by their running register')
 
@@ -123,10 +128,11 @@ class Relation(nn.Module):
 
   term_i = W_out [sum_{j != i, active} PReLU(A y_j + w * tanh(s (reg_j - reg_i)) + bias), reg_i],
   with W_out zero at initialisation; with `reads_own` the pair also reads B y_i (B zero at
-  first), so the sum can count the parts like this one above and below it. Shared across channels and blind to their order. The
-  sharpness s (per octave) sets how far apart two parts must sit to count as above or below:
-  the gain head's term has 1; the pan head's (`config.model.register.pan_relation`) has more,
-  since parts a third apart must land on opposite sides.
+  first), so the sum can count the parts like this one above and below it. Shared across
+  channels and blind to their order. The sharpness s (per octave) sets how far apart two parts
+  must sit to count as above or below: the gain head's term has 1; the pan head's
+  (`config.model.register.pan_relation`) has more, since parts a third apart must land on
+  opposite sides.
   """
   dim: int
   dtype: object = jnp.float32
@@ -173,13 +179,16 @@ class Layout(nn.Module):
 
   @nn.compact
   def __call__(self, y, reg, channel_mask):
-    s = jax.nn.sigmoid(nn.Dense(1, dtype=self.dtype, name='spread')(y)[..., 0].astype(jnp.float32))
+    logit = nn.Dense(1, dtype=self.dtype, name='spread')(y)[..., 0].astype(jnp.float32)
+    s = jax.nn.sigmoid(logit)
     w = nn.Dense(1, dtype=self.dtype, kernel_init=nn.initializers.zeros,
                  bias_init=nn.initializers.constant(self.width_init),
                  name='width')(y)[..., 0].astype(jnp.float32)
-    self.sow('intermediates', 'spread_of_parts', s)  # for config.loss.spread_weight (losses.spread_loss)
+    # The spread's logit, for config.loss.spread_weight (losses.spread_loss).
+    self.sow('intermediates', 'spread_logit', logit)
     reg = reg.astype(jnp.float32)
-    below = 0.5 * (1.0 + jnp.tanh(self.sharpness * (reg[:, :, None] - reg[:, None])))  # [b, i, j, t]
+    # [b, i, j, t]: j below i is near 1
+    below = 0.5 * (1.0 + jnp.tanh(self.sharpness * (reg[:, :, None] - reg[:, None])))
     c = y.shape[1]
     others = channel_mask[:, None, :] & ~jnp.eye(c, dtype=bool)[None]  # [b, i, j]
     rank = jnp.sum(jnp.where(others[..., None], below * s[:, None], 0.0), axis=2)  # [b, c, t]
