@@ -1,10 +1,17 @@
 """Shared test fixtures: tiny configs so the suite stays fast on 2 CPU cores."""
 
 import importlib.util
+import os
 import pathlib
 
-import jax
-import pytest
+# The suite is bound by XLA:CPU compiles of many small programs, not by running them: LLVM's
+# optimisation passes off (set before JAX starts its backend; subprocesses inherit it). The
+# same programs, less optimised machine code; the tools and the benchmarks keep the default.
+os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '')
+                           + ' --xla_backend_optimization_level=0').strip()
+
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Threefry's unrolled hash makes every init and dropout compile 2-3x slower on
 # CPU; tests need reproducible randomness, not that generator in particular.

