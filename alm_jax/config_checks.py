@@ -183,6 +183,15 @@ def _get(config, key: str):
   return node
 
 
+def spread_problem(spread_weight: float, layout_on: bool) -> str | None:
+  """Why config.loss.spread_weight cannot train this model (None: it can)."""
+  if spread_weight and not layout_on:
+    return (f'config.loss.spread_weight = {spread_weight!r} trains the pan layout\'s spread, and '
+            'config.model.register.pan_layout is off: set config.model.register.pan_layout = '
+            'True (with config.model.outputs = (\'gain\', \'pan\')), or the weight to 0.')
+  return None
+
+
 def _relations(get) -> list[str]:
   """Checks between keys (each value alone already passed its rule)."""
   problems = []
@@ -199,10 +208,8 @@ def _relations(get) -> list[str]:
   if v and frames.lag_problem(*v):
     problems.append(frames.lag_problem(*v))
   v = both('loss.spread_weight', 'model.register.pan_layout')
-  if v and v[0] > 0 and not v[1]:
-    problems.append(f'config.loss.spread_weight = {v[0]!r} trains the pan layout\'s spread, and '
-                    'config.model.register.pan_layout is off: turn the layout on or set the '
-                    'weight to 0.')
+  if v and spread_problem(*v):
+    problems.append(spread_problem(*v))
   v = both('model.f2_ms', 'model.sample_rate')
   if v and round(v[0] * v[1] / 1000.0) < 1:
     problems.append(f'config.model.f2_ms = {v[0]!r} is less than one sample at '
@@ -385,8 +392,6 @@ def _flatten(d, prefix=''):
 
 # config.model keys added after models were saved with them absent: absent means this value,
 # so a checkpoint saved before the key existed matches a config that states the default.
-# What a saved config.model without a key meant (a run saved before the key came), so that resuming
-# it with today's config is not refused for a key it never had.
 MODEL_DEFAULTS = {'outputs': ['gain'], 'pan_embedding': False, 'register.pan_relation': False,
                   'register.pan_sharpness': 4.0, 'register.pan_layout': False,
                   'register.layout_width_init': 0.0, 'register.pan_relation_own': False}

@@ -25,6 +25,7 @@ import numpy as np
 import optax
 
 from alm_jax import checkpoints
+from alm_jax import config_checks
 from alm_jax import embeddings
 from alm_jax import gradients
 from alm_jax import losses
@@ -234,10 +235,10 @@ def stereo_term_weights(config) -> tuple[float, float, float]:
     ValueError: a spread weight for a model without the pan layout, which it trains.
   """
   spread = float(config.loss.get('spread_weight', 0.0))
-  if spread and not (stereo.has_pans(config.model) and register.pan_layout(config.model)):
-    raise ValueError(f'config.loss.spread_weight={spread} trains the pan layout\'s spread, and '
-                     'this model has none: set config.model.outputs = (\'gain\', \'pan\') and '
-                     'config.model.register.pan_layout = True, or the weight to 0.')
+  problem = config_checks.spread_problem(
+      spread, stereo.has_pans(config.model) and register.pan_layout(config.model))
+  if problem:
+    raise ValueError(problem)
   return (float(config.loss.get('side_weight', 1.0)), float(config.loss.get('pan_weight', 0.0)),
           spread)
 

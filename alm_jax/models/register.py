@@ -65,6 +65,12 @@ def pan_layout(model_config) -> bool:
                          'the layout orders the parts by their running register')
 
 
+def _others(channel_mask):
+  """[b, c] mask -> [b, i, j]: j is another active channel than i."""
+  c = channel_mask.shape[1]
+  return channel_mask[:, None, :] & ~jnp.eye(c, dtype=bool)[None]
+
+
 def rule(model_config, spec) -> Rule:
   """The register rule of `config.model.register` for F2 frames of `spec` (a frames.FrameSpec)."""
   r = model_config.register
@@ -151,8 +157,7 @@ class Relation(nn.Module):
       pre = pre + nn.Dense(self.dim, dtype=self.dtype, use_bias=False,
                            kernel_init=nn.initializers.zeros, name='own')(y)[:, :, None]
     pair = nn.PReLU(negative_slope_init=0.25)(pre)
-    c = y.shape[1]
-    others = channel_mask[:, None, :] & ~jnp.eye(c, dtype=bool)[None]  # [b, i, j]
+    others = _others(channel_mask)  # [b, i, j]
     summed = jnp.sum(jnp.where(others[..., None, None], pair, 0.0), axis=2)  # [b, c, t, k]
     x = jnp.concatenate([summed, reg[..., None].astype(summed.dtype)], axis=-1)
     return nn.Dense(d, dtype=self.dtype, kernel_init=nn.initializers.zeros, name='out')(x)
@@ -189,7 +194,6 @@ class Layout(nn.Module):
     reg = reg.astype(jnp.float32)
     # [b, i, j, t]: j below i is near 1
     below = 0.5 * (1.0 + jnp.tanh(self.sharpness * (reg[:, :, None] - reg[:, None])))
-    c = y.shape[1]
-    others = channel_mask[:, None, :] & ~jnp.eye(c, dtype=bool)[None]  # [b, i, j]
+    others = _others(channel_mask)  # [b, i, j]
     rank = jnp.sum(jnp.where(others[..., None], below * s[:, None], 0.0), axis=2)  # [b, c, t]
     return s * w * -jnp.cos(math.pi * rank)
