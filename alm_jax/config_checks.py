@@ -135,6 +135,7 @@ RULES: dict[str, tuple[Callable, str]] = {
     'loss.side_weight': NON_NEGATIVE,
     'loss.pan_weight': NON_NEGATIVE,
     'loss.spread_weight': NON_NEGATIVE,
+    'loss.pan_width_weight': NON_NEGATIVE,
     'data.max_raw_tracks': _integer(1),
     'data.segment_seconds': POSITIVE,
     'data.eval_segment_seconds': POSITIVE,

@@ -315,18 +315,26 @@ def stereo_loss(stereo_mix, target_stereo, loss_spec, side_weight: float = 1.0):
   return both[:, 0] + side_weight * jnp.where(stereo.has_side(target), both[:, 1], 0.0)
 
 
-def pan_loss(pans, ideal_pans, channel_mask):
+def pan_loss(pans, ideal_pans, channel_mask, *, width_only: bool = False):
   """Per-example mean |pan - designed pan| [b] of pans [b, c, t] against ideal_pans [b, c].
 
   Over the active channels and frames. An example whose pans are unknown on an
   active channel (NaN: data without a designed placement) gives 0.
+
+  width_only: the error of the pan's width, | |pan| - |designed pan| |, blind to the side
+  (config.loss.pan_width_weight). Where a part's side is uncertain the full error pays a
+  wrong side as much as a right one earns, and the widths stay near the centre; this term
+  teaches how far each part goes on its own.
   """
   mask = jnp.asarray(channel_mask, bool)
   ideal = jnp.asarray(ideal_pans, jnp.float32)
   known = jnp.all(jnp.where(mask, jnp.isfinite(ideal), True), axis=-1)  # [b]
   ideal = jnp.where(mask & known[:, None], ideal, 0.0)
   m = mask.astype(jnp.float32)
-  err = jnp.abs(pans.astype(jnp.float32) - ideal[..., None]) * m[..., None]
+  pans = pans.astype(jnp.float32)
+  if width_only:
+    pans, ideal = jnp.abs(pans), jnp.abs(ideal)
+  err = jnp.abs(pans - ideal[..., None]) * m[..., None]
   per_example = jnp.sum(err, axis=(1, 2)) / (jnp.maximum(jnp.sum(m, axis=-1), 1.0) * pans.shape[-1])
   return jnp.where(known, per_example, 0.0)
 

@@ -89,6 +89,8 @@ class TrainState(struct.PyTreeNode):
   pan_weight: float = struct.field(pytree_node=False, default=0.0)
   # config.loss.spread_weight: which channels the pan layout spreads (register.Layout).
   spread_weight: float = struct.field(pytree_node=False, default=0.0)
+  # config.loss.pan_width_weight: the pans' widths, blind to their sides (losses.pan_loss).
+  pan_width_weight: float = struct.field(pytree_node=False, default=0.0)
 
 
 # ---- schedule and optimiser (alm_jax.optimizer, from the full config) -----------
@@ -105,13 +107,15 @@ def make_optimizer(config, spe: int) -> optax.GradientTransformation:
 def create_train_state(rng, model: nn.Module, tx: optax.GradientTransformation,
                        loss_spec: losses.MRSTFTSpec, balance_weight: float = 0.0,
                        gain_change_weight: float = 0.0, side_weight: float = 1.0,
-                       pan_weight: float = 0.0, spread_weight: float = 0.0) -> TrainState:
+                       pan_weight: float = 0.0, spread_weight: float = 0.0,
+                       pan_width_weight: float = 0.0) -> TrainState:
   """Fresh state (traceable; everything but rng static)."""
   params = init_params(rng, model)
   return TrainState(step=jnp.zeros([], jnp.int32), params=params, opt_state=tx.init(params),
                     model=model, tx=tx, loss_spec=loss_spec, balance_weight=float(balance_weight),
                     gain_change_weight=float(gain_change_weight), side_weight=float(side_weight),
-                    pan_weight=float(pan_weight), spread_weight=float(spread_weight))
+                    pan_weight=float(pan_weight), spread_weight=float(spread_weight),
+                    pan_width_weight=float(pan_width_weight))
 
 
 # ---- steps -----------------------------------------------------------------
@@ -189,6 +193,9 @@ def example_losses(state: TrainState) -> Callable:
       if state.pan_weight:
         loss = loss + state.pan_weight * losses.pan_loss(
             out['pans'][..., 1:], micro['ideal_pans'], micro['channel_mask'])
+      if state.pan_width_weight:
+        loss = loss + state.pan_width_weight * losses.pan_loss(
+            out['pans'][..., 1:], micro['ideal_pans'], micro['channel_mask'], width_only=True)
       if state.spread_weight:
         loss = loss + state.spread_weight * losses.spread_loss(
             spread_logit, micro['ideal_pans'], micro['channel_mask'])
@@ -228,8 +235,9 @@ def gain_term_weights(config) -> tuple[float, float]:
           float(config.loss.get('gain_change_weight', 0.0)))
 
 
-def stereo_term_weights(config) -> tuple[float, float, float]:
-  """(side_weight, pan_weight, spread_weight) of config.loss (1, 0, 0 when absent: older configs).
+def stereo_term_weights(config) -> tuple[float, float, float, float]:
+  """(side_weight, pan_weight, spread_weight, pan_width_weight) of config.loss (1, 0, 0, 0 when
+  absent: older configs).
 
   Raises:
     ValueError: a spread weight for a model without the pan layout, which it trains.
@@ -240,7 +248,7 @@ def stereo_term_weights(config) -> tuple[float, float, float]:
   if problem:
     raise ValueError(problem)
   return (float(config.loss.get('side_weight', 1.0)), float(config.loss.get('pan_weight', 0.0)),
-          spread)
+          spread, float(config.loss.get('pan_width_weight', 0.0)))
 
 
 def _check_pan_data(local_batch, config):

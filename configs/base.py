@@ -133,6 +133,8 @@ def get_config():
   # ... and spread_weight which channels the pan layout spreads (losses.spread_loss; with
   # config.model.register.pan_layout only).
   loss.spread_weight = 0.0
+  # ... and pan_width_weight the pans' widths, blind to their sides (losses.pan_loss, width_only).
+  loss.pan_width_weight = 0.0
 
   # ---- data --------------------------------------------------------------
   data = config.data = ml_collections.ConfigDict()

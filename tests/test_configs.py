@@ -104,6 +104,7 @@ _ADDED = {  # field: {config: [type, value]}, '*' for every config
     'model.register.pan_layout': {'*': ['bool', False]},
     'model.register.layout_width_init': {'*': ['float', 0.0]},
     'loss.spread_weight': {'*': ['float', 0.0]},
+    'loss.pan_width_weight': {'*': ['float', 0.0]},
     'model.register.pan_relation_own': {'*': ['bool', False]},
 }
 

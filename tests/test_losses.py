@@ -299,3 +299,20 @@ def test_pan_loss():
   assert out[1] == 0.0  # an unknown pan on an active channel: no term
   g = jax.grad(lambda p: jnp.sum(losses.pan_loss(p, ideal, mask)))(jnp.asarray(pans))
   assert np.all(np.asarray(g)[0, 2] == 0) and np.all(np.asarray(g)[1] == 0)
+
+
+def test_pan_width_loss_is_blind_to_the_side():
+  ideal = np.array([[-0.5, 0.3, 0.0]], np.float32)
+  mask = np.ones((1, 3), bool)
+  mirrored = jnp.asarray(-ideal[..., None] * np.ones((1, 3, 4), np.float32))
+  # The mirror image: every side wrong, every width right.
+  np.testing.assert_allclose(losses.pan_loss(mirrored, ideal, mask), [2 * 0.8 / 3], rtol=1e-6)
+  np.testing.assert_allclose(losses.pan_loss(mirrored, ideal, mask, width_only=True), [0.0])
+  # At the centre both say how far the parts should go; a width too wide costs as much.
+  centre = jnp.zeros((1, 3, 4))
+  np.testing.assert_allclose(losses.pan_loss(centre, ideal, mask, width_only=True), [0.8 / 3],
+                             rtol=1e-6)
+  np.testing.assert_allclose(losses.pan_loss(mirrored * 2, ideal, mask, width_only=True),
+                             [0.8 / 3], rtol=1e-6)
+  # Unknown pans: no term, as the full error.
+  assert float(losses.pan_loss(centre, np.full((1, 3), np.nan), mask, width_only=True)[0]) == 0.0

@@ -512,14 +512,16 @@ class _Stereo(nn.Module):
             'stereo': jnp.stack([mix, mix], axis=1) * 0.7}
 
 
-def test_the_spread_term_is_added_to_the_loss_and_needs_the_layout():
+def test_the_spread_and_width_terms_are_added_to_the_loss():
   config = _stereo_config('', '')
   config.model.update_from_flattened_dict({'register.enabled': True, 'register.pan_layout': True})
   config.loss.spread_weight = 2.0
-  side, pan, spread_weight = train.stereo_term_weights(config)
+  config.loss.pan_width_weight = 3.0
+  side, pan, spread_weight, width_weight = train.stereo_term_weights(config)
   state = train.TrainState(step=0, params={}, opt_state=None, model=_Stereo(), tx=None,
                            loss_spec=losses.MRSTFTSpec.from_config(config.loss), side_weight=side,
-                           pan_weight=pan, spread_weight=spread_weight)
+                           pan_weight=pan, spread_weight=spread_weight,
+                           pan_width_weight=width_weight)
   batch = _placed(fake_batch(config, 0))
   params = _Stereo().init(jax.random.key(0), batch['audio'], batch['channel_mask'])['params']
   key = jax.random.key(1)
@@ -528,7 +530,12 @@ def test_the_spread_term_is_added_to_the_loss_and_needs_the_layout():
   logit = jnp.full(batch['channel_mask'].shape + (4,), 0.3)
   np.testing.assert_allclose(with_it - without, 2.0 * losses.spread_loss(
       logit, batch['ideal_pans'], batch['channel_mask']), rtol=1e-5)
-  plain = train.example_losses(state.replace(spread_weight=0.0))
+  # The width term too, on the pans after frame 0 as the known-pan term.
+  no_width = train.example_losses(state.replace(pan_width_weight=0.0))(params, batch, key)
+  pans = _Stereo().apply({'params': params}, batch['audio'], batch['channel_mask'])['pans']
+  np.testing.assert_allclose(with_it - no_width, 3.0 * losses.pan_loss(
+      pans[..., 1:], batch['ideal_pans'], batch['channel_mask'], width_only=True), rtol=1e-5)
+  plain = train.example_losses(state.replace(spread_weight=0.0, pan_width_weight=0.0))
   grad = jax.grad(lambda p: jnp.sum(train.example_losses(state)(p, batch, key)
                                     - plain(p, batch, key)))
   assert float(grad(params)['pan_layout']['logit']) != 0.0  # it trains the spread
