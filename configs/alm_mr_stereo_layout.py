@@ -6,8 +6,9 @@ The shipped stereo recipe (configs/pretrained_alm_mr_stereo.py) with
 config.model.register.pan_layout (alm_jax/models/register.py, `Layout`): the pan head says per
 channel whether it is a spread part and how wide it goes, and the side follows from its rank in
 register among the spread parts, as the designed placement lays them out. It starts from the
-shipped stereo mixer (every leaf but the layout's trained; the layout's width starts at zero, so
-at step 0 it is that mixer) and trains 1200 steps (about 13 minutes on the 2 CPU cores), the pan
+stereo mixer of configs/pretrained_alm_mr_stereo.py, trained in /tmp/alm_stereo (shipped as
+`pretrained:alm_mr_stereo` until this chain's last run replaced it; every leaf but the layout's
+trained; the layout's width starts at zero, so at step 0 it is that mixer) and trains 1200 steps (about 13 minutes on the 2 CPU cores), the pan
 head's parts at ten times the rate of the rest. Resumable.
 """
 import pathlib
@@ -26,7 +27,7 @@ def get_config():
   # 600 steps, 0.187: while the spread parts are unknown the sides the layout gives are noise).
   config.loss.spread_weight = 1.0
   train = config.train
-  train.init_params_from = 'pretrained:alm_mr_stereo'
+  train.init_params_from = '/tmp/alm_stereo'
   train.lr_scales = tuple(train.lr_scales) + (('pan_layout', 10.0),)
   # 120 steps per epoch: 1200 steps, the last 360 at the decayed rate.
   train.num_epochs = 10
