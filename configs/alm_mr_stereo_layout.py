@@ -1,15 +1,16 @@
-"""`pretrained:alm_mr_stereo` with the layout term: spread parts to alternate sides by register.
+"""The stereo recipe with the layout term: spread parts to alternate sides by register.
 
     python -m alm_jax.main --config=configs/alm_mr_stereo_layout.py --workdir=/tmp/alm_stereo_layout
 
-The shipped stereo recipe (configs/pretrained_alm_mr_stereo.py) with
+The first stereo recipe (configs/pretrained_alm_mr_stereo.py) with
 config.model.register.pan_layout (alm_jax/models/register.py, `Layout`): the pan head says per
 channel whether it is a spread part and how wide it goes, and the side follows from its rank in
 register among the spread parts, as the designed placement lays them out. It starts from the
 stereo mixer of configs/pretrained_alm_mr_stereo.py, trained in /tmp/alm_stereo (shipped as
-`pretrained:alm_mr_stereo` until this chain's last run replaced it; every leaf but the layout's
-trained; the layout's width starts at zero, so at step 0 it is that mixer) and trains 1200 steps (about 13 minutes on the 2 CPU cores), the pan
-head's parts at ten times the rate of the rest. Resumable.
+`pretrained:alm_mr_stereo` until this chain's last run replaced it; every leaf but the
+layout's trained; the layout's width starts at zero, so at step 0 it is that mixer) and trains
+1200 steps (about 13 minutes on the 2 CPU cores), the pan head's parts at ten times the rate of
+the rest. The chain to the shipped mixer: docs/pretrained_stereo.md. Resumable.
 """
 import pathlib
 import runpy

@@ -3,8 +3,8 @@
     python -m alm_jax.main --config=configs/alm_mr_stereo_layout_wide.py \
         --workdir=/tmp/alm_stereo_layout_wide
 
-The run before (the own-channel config continued with the spread term at 5, in
-/tmp/alm_stereo_layout_sw5) placed the spread parts on the designed side (the inner voices 84 %
+The run before (configs/alm_mr_stereo_layout_spread5.py: the own-channel config with the
+spread term at 5, in /tmp/alm_stereo_layout_sw5) placed the spread parts on the designed side (the inner voices 84 %
 of the time) but at a third of the designed width: its layout's width w grew to about 0.25
 where about 1 is needed, and at forty times the base rate it did not grow faster (validation
 pan error 0.170 -> 0.177 at step 600). Where a part's side is uncertain the known-pan term pays

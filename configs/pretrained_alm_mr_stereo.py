@@ -1,4 +1,4 @@
-"""The shipped stereo mixer `pretrained:alm_mr_stereo`: the `pretrained:alm_mr` mixer with pans.
+"""The first run of `pretrained:alm_mr_stereo`'s chain: the `pretrained:alm_mr` mixer with pans.
 
     python -m alm_jax.main --config=configs/pretrained_alm_mr_stereo.py --workdir=/tmp/alm_stereo
 

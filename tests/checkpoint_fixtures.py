@@ -62,11 +62,11 @@ class TinyModel:
     self.params = random_params(self.model, self.spec)
 
 
-# A stereo mixer as the shipped one is built, and the layout term too: pans, the register (the
-# pan head's relation term too) and a gain ramp.
+# A stereo mixer as the shipped one is built: pans, the register (the pan head's relation term
+# too, reading its own channel), the layout term and a gain ramp.
 STEREO = {'outputs': ('gain', 'pan'), 'gain_smooth_s': 0.1, 'register.enabled': True,
-          'register.relation_dim': 4, 'register.pan_relation': True, 'pan_embedding': True,
-          'register.pan_layout': True}
+          'register.relation_dim': 4, 'register.pan_relation': True,
+          'register.pan_relation_own': True, 'pan_embedding': True, 'register.pan_layout': True}
 
 
 def liven_stereo(tiny):
@@ -81,6 +81,10 @@ def liven_stereo(tiny):
       out['bias'] = np.zeros_like(out['bias'])
       out['kernel'] = scale * np.random.default_rng(seed).normal(
           size=out['kernel'].shape).astype(np.float32)
+  own = tiny.params.get('pan_relation', {}).get('own')
+  if own is not None:  # the pan relation's own-channel side starts at zero
+    own['kernel'] = 0.05 * np.random.default_rng(5).normal(
+        size=own['kernel'].shape).astype(np.float32)
   if 'pan_layout' in tiny.params:  # its width starts at zero
     width = tiny.params['pan_layout']['width']
     width['kernel'] = 0.05 * np.random.default_rng(7).normal(

@@ -508,16 +508,24 @@ class _Stereo(nn.Module):
     b, c, n = audio.shape
     spread = _Layout(name='pan_layout')((b, c, 4))
     mix = jnp.sum(audio, axis=1)
-    return {'gains': jnp.ones((b, c, 4)), 'pans': spread - 0.5,
+    # Pans that change over the frames, so the terms' frames (after frame 0) matter.
+    return {'gains': jnp.ones((b, c, 4)), 'pans': spread - 0.5 + jnp.linspace(0.0, 0.3, 4),
             'stereo': jnp.stack([mix, mix], axis=1) * 0.7}
 
 
-def test_the_spread_and_width_terms_are_added_to_the_loss():
+def test_the_spread_and_width_terms_are_added_to_the_loss(monkeypatch):
   config = _stereo_config('', '')
   config.model.update_from_flattened_dict({'register.enabled': True, 'register.pan_layout': True})
   config.loss.spread_weight = 2.0
   config.loss.pan_width_weight = 3.0
   side, pan, spread_weight, width_weight = train.stereo_term_weights(config)
+  # train_and_evaluate's positional statics land in the state's fields.
+  monkeypatch.setattr(train, 'init_params', lambda rng, model: {})
+  built = train.create_train_state(jax.random.key(0), _Stereo(), optax.sgd(0.1),
+                                   losses.MRSTFTSpec.from_config(config.loss),
+                                   *train.gain_term_weights(config),
+                                   *train.stereo_term_weights(config))
+  assert (built.pan_weight, built.spread_weight, built.pan_width_weight) == (pan, 2.0, 3.0)
   state = train.TrainState(step=0, params={}, opt_state=None, model=_Stereo(), tx=None,
                            loss_spec=losses.MRSTFTSpec.from_config(config.loss), side_weight=side,
                            pan_weight=pan, spread_weight=spread_weight,
