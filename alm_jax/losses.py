@@ -326,17 +326,14 @@ def pan_loss(pans, ideal_pans, channel_mask, *, width_only: bool = False):
   wrong side as much as a right one earns, and the widths stay near the centre; this term
   teaches how far each part goes on its own.
   """
-  mask = jnp.asarray(channel_mask, bool)
-  ideal = jnp.asarray(ideal_pans, jnp.float32)
-  known = jnp.all(jnp.where(mask, jnp.isfinite(ideal), True), axis=-1)  # [b]
-  ideal = jnp.where(mask & known[:, None], ideal, 0.0)
-  m = mask.astype(jnp.float32)
   pans = pans.astype(jnp.float32)
-  if width_only:
-    pans, ideal = jnp.abs(pans), jnp.abs(ideal)
-  err = jnp.abs(pans - ideal[..., None]) * m[..., None]
-  per_example = jnp.sum(err, axis=(1, 2)) / (jnp.maximum(jnp.sum(m, axis=-1), 1.0) * pans.shape[-1])
-  return jnp.where(known, per_example, 0.0)
+
+  def error(ideal):  # [b, c] -> [b, c, t]
+    if width_only:
+      return jnp.abs(jnp.abs(pans) - jnp.abs(ideal)[..., None])
+    return jnp.abs(pans - ideal[..., None])
+
+  return _mean_over_placed(error, ideal_pans, channel_mask)
 
 
 def spread_loss(spread_logit, ideal_pans, channel_mask, *, off_centre: float = 0.05):
@@ -349,13 +346,26 @@ def spread_loss(spread_logit, ideal_pans, channel_mask, *, off_centre: float = 0
   active channels and frames. From the logit (log-sigmoid), so a confidently wrong spread still
   learns. An example whose pans are unknown on an active channel gives 0, as `pan_loss`.
   """
+  logit = spread_logit.astype(jnp.float32)
+
+  def cross_entropy(ideal):  # [b, c] -> [b, c, t]
+    target = (jnp.abs(ideal) > off_centre)[..., None]
+    return -jnp.where(target, jax.nn.log_sigmoid(logit), jax.nn.log_sigmoid(-logit))
+
+  return _mean_over_placed(cross_entropy, ideal_pans, channel_mask)
+
+
+def _mean_over_placed(term, ideal_pans, channel_mask):
+  """Per-example mean [b] of term(designed pans [b, c]) [b, c, t] over active channels and frames.
+
+  The pans' terms' one rule for unknown placements: an example whose designed pan is unknown
+  (NaN) on an active channel gives 0, and `term` sees 0 there rather than the NaN.
+  """
   mask = jnp.asarray(channel_mask, bool)
   ideal = jnp.asarray(ideal_pans, jnp.float32)
   known = jnp.all(jnp.where(mask, jnp.isfinite(ideal), True), axis=-1)  # [b]
-  target = (jnp.abs(jnp.where(mask & known[:, None], ideal, 0.0)) > off_centre)[..., None]
-  logit = spread_logit.astype(jnp.float32)
-  bce = -jnp.where(target, jax.nn.log_sigmoid(logit), jax.nn.log_sigmoid(-logit))
+  values = term(jnp.where(mask & known[:, None], ideal, 0.0))
   m = mask.astype(jnp.float32)[..., None]
-  per_example = jnp.sum(bce * m, axis=(1, 2)) / (jnp.maximum(jnp.sum(m, axis=(1, 2)), 1.0)
-                                                 * logit.shape[-1])
+  per_example = jnp.sum(values * m, axis=(1, 2)) / (jnp.maximum(jnp.sum(m, axis=(1, 2)), 1.0)
+                                                    * values.shape[-1])
   return jnp.where(known, per_example, 0.0)

@@ -21,13 +21,10 @@ _BASE = runpy.run_path(str(pathlib.Path(__file__).resolve().with_name('base.py')
 
 
 def get_config():
-  config = _BASE['load']('alm_mr_stereo_layout_own').get_config()
-  config.loss.spread_weight = 5.0
+  config = _BASE['load']('alm_mr_stereo_layout_spread5').get_config()
   config.loss.pan_width_weight = 10.0
   train = config.train
   train.init_params_from = '/tmp/alm_stereo_layout_sw5'
-  # 120 steps per epoch: 1200 steps, the last 240 at the decayed rate.
-  train.num_epochs = 10
+  # Its 1200 steps (embedding frozen throughout), the last 240 at the decayed rate.
   train.lr_boundaries_epochs = (8,)
-  train.freeze_embedding_epochs = train.num_epochs
   return config
