@@ -176,6 +176,13 @@ def get_config():
   data.levels.enabled = True
   data.levels.pre_bleed_db = (-12.0, 12.0)
   data.levels.post_bleed_db = (-12.0, 12.0)
+  # Each training source through its own random equaliser, RMS kept (alm_jax/data/timbre.py).
+  data.timbre = ml_collections.ConfigDict()
+  data.timbre.enabled = False
+  data.timbre.tilt_db = 6.0  # uniform +-, at 125 Hz and 8 kHz against 1 kHz
+  data.timbre.bell_db = 6.0  # each bell's gain, uniform +-
+  data.timbre.bells = 2
+  data.timbre.in_eval = False  # also the evaluation batches (unseen-sounding channels)
 
   # ---- training ----------------------------------------------------------
   train = config.train = ml_collections.ConfigDict()

@@ -106,6 +106,11 @@ _ADDED = {  # field: {config: [type, value]}, '*' for every config
     'loss.spread_weight': {'*': ['float', 0.0]},
     'loss.pan_width_weight': {'*': ['float', 0.0]},
     'model.register.pan_relation_own': {'*': ['bool', False]},
+    'data.timbre.enabled': {'*': ['bool', False]},
+    'data.timbre.tilt_db': {'*': ['float', 6.0]},
+    'data.timbre.bell_db': {'*': ['float', 6.0]},
+    'data.timbre.bells': {'*': ['int', 2]},
+    'data.timbre.in_eval': {'*': ['bool', False]},
 }
 
 

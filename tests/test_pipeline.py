@@ -402,3 +402,51 @@ def test_bad_configs(config, tmp_path):
   config.data.data_dir = str(tmp_path)
   with pytest.raises(medleydb.MedleyDBError, match='manual_dir'):
     pipeline.num_train_songs(config)
+
+
+def test_timbre_equalises_the_training_sources_and_resums_the_target(config):
+  """config.data.timbre: each source through its own equaliser, the target re-summed, no other
+  draw changed; evaluation batches only with in_eval."""
+  plain, = take(config, 1, metadata=True)
+  config.data.timbre.enabled = True
+  eq, = take(config, 1, metadata=True)
+  for k in ('channel_source', 'input_gain_db', 'target_gains', 'segment_start', 'ideal_gains',
+            'bleed_severity', 'channel_mask'):
+    np.testing.assert_array_equal(eq[k], plain[k], err_msg=k)
+  assert np.max(np.abs(eq['audio'] - plain['audio'])) > 1e-3
+  assert np.max(np.abs(eq['target'] - plain['target'])) > 1e-3
+  # Without bleed each input is its equalised track at its level: the designed gains on those
+  # tracks are the target, and each track keeps its RMS.
+  config.data.bleed.enabled = False
+  config.data.timbre.enabled = False
+  songs = pipeline.load_songs(config, 'train')
+  found = check_metadata(take(config, 1, metadata=True)[0], songs)
+  config.data.timbre.enabled = True
+  b, = take(config, 1, metadata=True)
+  for e, (song, start) in enumerate(found):
+    c = song.num_channels
+    tracks = b['audio'][e, :c] / 10.0 ** (b['input_gain_db'][e, :c, None] / 20)
+    np.testing.assert_allclose(b['target_gains'][e, :c] @ tracks, b['target'][e], atol=1e-5)
+    raw = song.raw_segment(start, S)[b['channel_source'][e, :c]]
+    np.testing.assert_allclose(np.sqrt(np.mean(tracks**2, -1)), np.sqrt(np.mean(raw**2, -1)),
+                               rtol=1e-4)
+    assert not np.allclose(tracks, raw, atol=1e-3)
+  # Evaluation batches: untouched unless asked for.
+  config.data.timbre.enabled = False
+  before = pipeline.make_eval_batches(config, 'validation')
+  config.data.timbre.enabled = True
+  after = pipeline.make_eval_batches(config, 'validation')
+  config.data.timbre.in_eval = True
+  shifted = pipeline.make_eval_batches(config, 'validation')
+  for x, y, z in zip(before, after, shifted):
+    np.testing.assert_array_equal(x['audio'], y['audio'])
+    assert np.max(np.abs(z['audio'] - x['audio'])) > 1e-3
+
+
+def test_timbre_needs_designed_gains(config):
+  config.data.timbre.enabled = True
+  song = dataclasses.replace(pipeline.load_songs(config, 'validation')[0], mix_gains=None)
+  with pytest.raises(ValueError, match=r'no_gains.*config\.data\.timbre\.enabled = False'):
+    pipeline._Maker(config, None).batch(  # pylint: disable=protected-access
+        [(dataclasses.replace(song, song_id='no_gains'), 0, np.random.default_rng(0))], S,
+        equalise=True)

@@ -30,6 +30,7 @@ from alm_jax.data import placement
 from alm_jax.data import prefetch
 from alm_jax.data import rooms
 from alm_jax.data import stage
+from alm_jax.data import timbre
 
 _TRAIN, _ORDER, _EVAL = 0, 1, 2  # rng stream tags
 _SILENCE_TRIES = 10
@@ -264,6 +265,7 @@ class _Maker:
     self.bank = rooms.bank_for_config(config, _bank_dir(config, workdir))
     self.preroll = self.bank.rirs.shape[-1] if self.bank is not None else 0
     self.max_order = rooms.BankSpec.from_config(config).max_order if self.bank is not None else 0
+    self.timbre = timbre.Settings.from_config(config.data)
 
   def stage_responses(self, song: Song, perm: np.ndarray) -> Optional[np.ndarray]:
     """float32 [c, c, L]: the song's stage responses in `perm`'s channel order (None: no stage)."""
@@ -273,8 +275,12 @@ class _Maker:
                              common.SAMPLE_RATE, self.max_order)
     return h[np.ix_(perm, perm)].astype(np.float32)
 
-  def batch(self, picks, length: int, metadata: bool = True) -> dict:
-    """picks: [(song, start, rng)] -> the batch arrays, plus the metadata (module docstring)."""
+  def batch(self, picks, length: int, metadata: bool = True, equalise: bool = False) -> dict:
+    """picks: [(song, start, rng)] -> the batch arrays, plus the metadata (module docstring).
+
+    equalise: each source through its own random equaliser (`alm_jax.data.timbre`), the target
+    re-summed from them; needs the songs' designed gains.
+    """
     bsz = len(picks)
     audio = np.zeros((bsz, self.cmax, length), np.float32)
     mask = np.zeros((bsz, self.cmax), bool)
@@ -296,10 +302,18 @@ class _Maker:
       x = song.raw_segment(start - self.preroll, length + self.preroll)[perm]
       # A song laid out on a stage bleeds by its own geometry, the others through a bank room.
       d = bleed.draw(rng, c, self.bank, self.settings, self.stage_responses(song, perm))
+      if equalise:
+        if song.mix_gains is None:
+          raise ValueError(f'config.data.timbre needs designed mix gains, and song {song.song_id!r} '
+                           'has none (its mix is not a sum of its tracks): set '
+                           'config.data.timbre.enabled = False for this dataset.')
+        x = timbre.apply(x, rng, self.timbre)
+        target[e] = np.tensordot(song.mix_gains[perm], x[:, self.preroll:], axes=1)
+      else:
+        target[e] = song.mix_segment(start, length)
       draws.append(d)
       sources.append(x)
       mask[e, :c] = True
-      target[e] = song.mix_segment(start, length)
       severity[e] = d.severity_db
       source[e, :c] = perm
       gain_db[e, :c] = 20 * (np.log10(d.pre_gain.astype(np.float64))
@@ -384,7 +398,7 @@ def make_train_iterator(config, *, steps_per_epoch: int, start_step: int = 0,
       rng = np.random.default_rng(seed + [_TRAIN, step, process_index, e])
       song = songs[int(i)]
       picks.append((song, _random_start(song, length, rng, silence_db), rng))
-    return maker.batch(picks, length, metadata)
+    return maker.batch(picks, length, metadata, equalise=maker.timbre.enabled)
 
   return prefetch.ordered(build, int(start_step), num_workers(config),
                          int(config.data.get('prefetch', 2)))
@@ -422,7 +436,7 @@ def make_eval_batches(config, split: str, *, process_index: int = 0, process_cou
     # spectral-convergence loss NaN, and NaN * 0 still poisons a masked mean.
     padded = real + [chunk[0]] * (bsz - len(real))
     picks = [(song, start, np.random.default_rng(seed + key)) for song, start, key in padded]
-    batch = maker.batch(picks, length)
+    batch = maker.batch(picks, length, equalise=maker.timbre.enabled and maker.timbre.in_eval)
     batch['example_mask'] = np.arange(bsz) < len(real)
     batch['song_id'] = [s.song_id for s, _, _ in real] + [''] * (bsz - len(real))
     return batch
