@@ -12,7 +12,8 @@ the metric suite (`evaluation.run.measure`, as docs/results.md) is taken, and it
 per system: the balance error (mean ± std over segments, as docs/results.md), the paired
 difference against --reference (mean, 95 % interval, segments where it is lower), and the mean
 signed error per role (the channel's `rendered_live` role label; roles with fewer than 3 channels
-marked), plus the two static oracle rules of tools/balance_floor.py.
+marked), plus the two static oracle rules of tools/balance_floor.py. --json also keeps each
+channel's signed error and role, for medians and spreads.
 """
 
 import argparse
@@ -81,7 +82,8 @@ def main(argv=None):
   print('| System | Balance error (dB) | vs ' + args.reference + ' (paired, 95 %) | ' +
         ' | '.join(f'{r} (n={counts[r]})' for r in present) + ' |')
   print('|---' * (3 + len(present)) + '|')
-  out = {'split': args.split, 'segments': len(examples), 'counts': counts, 'systems': {}}
+  out = {'split': args.split, 'segments': len(examples), 'counts': counts,
+         'roles': flat_roles.tolist(), 'systems': {}}
   ref = np.array(overall.get(args.reference, []))
   for name in signed:
     errs = np.concatenate(signed[name])
@@ -96,7 +98,8 @@ def main(argv=None):
     print(f'| {name} | {vals.mean():.2f} ± {vals.std():.2f} | {paired} | ' +
           ' | '.join(f'{per_role[r]:+.1f}' for r in present) + ' |')
     out['systems'][name] = {'balance_error_db': vals.tolist(), 'per_role_signed_db': per_role,
-                            'paired': paired, 'suite': suite[name]}
+                            'per_channel_signed_db': errs.tolist(), 'paired': paired,
+                            'suite': suite[name]}
   if args.json:
     with open(args.json, 'w') as f:
       json.dump(out, f, indent=1)
