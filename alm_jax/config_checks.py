@@ -214,6 +214,10 @@ def _relations(get) -> list[str]:
   v = both('loss.spread_weight', 'model.register.pan_layout')
   if v and spread_problem(*v):
     problems.append(spread_problem(*v))
+  v = both('data.timbre.in_eval', 'data.timbre.enabled')
+  if v and v[0] and not v[1]:
+    problems.append('config.data.timbre.in_eval = True needs config.data.timbre.enabled = True '
+                    '(the evaluation batches are equalised only with the augmentation on).')
   v = both('model.f2_ms', 'model.sample_rate')
   if v and round(v[0] * v[1] / 1000.0) < 1:
     problems.append(f'config.model.f2_ms = {v[0]!r} is less than one sample at '

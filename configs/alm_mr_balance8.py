@@ -1,4 +1,4 @@
-"""Run 5 (issue 33): `pretrained:alm_mr` (run 3) continued with the balance term at 8 per dB.
+"""Run 5 (issue 33): `pretrained:alm_mr` (run 3) continued with the balance term at 8 per dB. Not shipped.
 
     python -m alm_jax.main --config=configs/alm_mr_balance8.py --workdir=/tmp/alm_balance8
 
@@ -10,8 +10,8 @@ into every mic wants less of its own channel; a pad under the others, more). Run
 (configs/alm_mr_balance.py: the balance term at 3 against 2, a third of the rate) did not move
 them. This run weighs the balance term at 8, at run 3's rate: configs/alm_mr_register.py
 continued from its mixer (train.init_params_from = 'pretrained:alm_mr') for 2400 steps on both
-corpora, the last 720 at a tenth of the rate; about 30 minutes on the 2 CPU cores. Resumable.
-Figures: docs/results_notes.md.
+corpora, the last 720 at a tenth of the rate; about 20 minutes on the 2 CPU cores. Resumable.
+It changed nothing on validation (docs/results_notes.md, "Runs 5 and 6").
 """
 import pathlib
 import runpy

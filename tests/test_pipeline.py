@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
+from alm_jax import config_checks
 from alm_jax import metrics
 from alm_jax import optimizer
 from alm_jax.data import bleed
@@ -411,10 +412,18 @@ def test_timbre_equalises_the_training_sources_and_resums_the_target(config):
   config.data.timbre.enabled = True
   eq, = take(config, 1, metadata=True)
   for k in ('channel_source', 'input_gain_db', 'target_gains', 'segment_start', 'ideal_gains',
-            'bleed_severity', 'channel_mask'):
+            'bleed_severity', 'channel_mask', 'ideal_pans'):
     np.testing.assert_array_equal(eq[k], plain[k], err_msg=k)
   assert np.max(np.abs(eq['audio'] - plain['audio'])) > 1e-3
   assert np.max(np.abs(eq['target'] - plain['target'])) > 1e-3
+  # A flat equaliser (the same draws, no gain) re-sums the stored target over the same window,
+  # bleed's preroll and all.
+  config.data.timbre.tilt_db = config.data.timbre.bell_db = 0.0
+  flat, = take(config, 1, metadata=True)
+  np.testing.assert_allclose(flat['target'], plain['target'],
+                             atol=2e-3 * np.abs(plain['target']).max())
+  np.testing.assert_allclose(flat['audio'], plain['audio'], atol=1e-5)
+  config.data.timbre.tilt_db = config.data.timbre.bell_db = 6.0
   # Without bleed each input is its equalised track at its level: the designed gains on those
   # tracks are the target, and each track keeps its RMS.
   config.data.bleed.enabled = False
@@ -439,14 +448,23 @@ def test_timbre_equalises_the_training_sources_and_resums_the_target(config):
   config.data.timbre.in_eval = True
   shifted = pipeline.make_eval_batches(config, 'validation')
   for x, y, z in zip(before, after, shifted):
-    np.testing.assert_array_equal(x['audio'], y['audio'])
-    assert np.max(np.abs(z['audio'] - x['audio'])) > 1e-3
+    for k in ('audio', 'target'):
+      np.testing.assert_array_equal(x[k], y[k])
+      assert np.max(np.abs(z[k] - x[k])) > 1e-3
 
 
-def test_timbre_needs_designed_gains(config):
+def test_timbre_needs_designed_gains(config, monkeypatch):
+  """Songs without designed gains (MedleyDB) are refused before the stream starts."""
+  songs = pipeline.load_songs(config, 'train')
+  songs[1] = dataclasses.replace(songs[1], song_id='no_gains', mix_gains=None)
+  monkeypatch.setattr(pipeline, 'load_songs', lambda *args, **kwargs: list(songs))
+  take(config, 1)  # off: such songs are fine
   config.data.timbre.enabled = True
-  song = dataclasses.replace(pipeline.load_songs(config, 'validation')[0], mix_gains=None)
   with pytest.raises(ValueError, match=r'no_gains.*config\.data\.timbre\.enabled = False'):
-    pipeline._Maker(config, None).batch(  # pylint: disable=protected-access
-        [(dataclasses.replace(song, song_id='no_gains'), 0, np.random.default_rng(0))], S,
-        equalise=True)
+    take(config, 1)
+  config.data.timbre.in_eval = True
+  with pytest.raises(ValueError, match='no_gains'):
+    pipeline.make_eval_batches(config, 'validation')
+  config.data.timbre.enabled = False
+  with pytest.raises(Exception, match=r'in_eval = True needs config\.data\.timbre\.enabled'):
+    config_checks.check(config)

@@ -28,18 +28,21 @@ def test_rms_kept_silence_kept_and_deterministic():
 
 
 def test_the_drawn_tilt_is_applied():
-  """Two equal sines an octave span apart come out at the curve's level difference."""
+  """Equal sines at 125 Hz and 8 kHz, three octaves either side of the tilt's 1 kHz hinge, come
+  out at +-tilt: the curve's level difference."""
   settings = timbre.Settings(enabled=True, tilt_db=6.0, bells=0)
   t = np.arange(2 * RATE) / RATE
   lo, hi = np.sin(2 * np.pi * 125 * t), np.sin(2 * np.pi * 8000 * t)
   y = timbre.apply((lo + hi)[None].astype(np.float32), np.random.default_rng(5), settings)[0]
   mid = slice(RATE // 2, 3 * RATE // 2)  # away from the window's edges
-  amp = [2 * np.dot(y[mid], s[mid]) / (RATE) for s in (lo, hi)]
+  amp = [2 * np.dot(y[mid], s[mid]) / RATE for s in (lo, hi)]
   want = timbre.draw_curves(np.random.default_rng(5), 1, np.array([125.0, 8000.0]), settings)[0]
   assert abs(want[1] - want[0]) > 0.5  # the draw tilts
   np.testing.assert_allclose(20 * np.log10(amp[1] / amp[0]), want[1] - want[0], atol=0.05)
-  # At most +-tilt_db at 125 Hz and 8 kHz, three octaves either side of 1 kHz.
-  assert np.all(np.abs(want) <= 6.0 + 1e-9)
+  # Three octaves either side of the hinge: the tilt's full value, opposite signs.
+  np.testing.assert_allclose(want[0], -want[1], atol=1e-9)
+  tilt = np.random.default_rng(5).uniform(-6.0, 6.0)  # the first draw is the tilt
+  np.testing.assert_allclose(want[1], tilt, atol=1e-9)
 
 
 def test_zero_phase_and_linear_not_circular():

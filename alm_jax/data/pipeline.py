@@ -295,19 +295,19 @@ class _Maker:
     draws, sources, instruments = [], [], []
     for e, (song, start, rng) in enumerate(picks):
       c = song.num_channels
-      # Draw order (channel permutation, then bleed.draw's) is part of what a seed
-      # means: changing it changes every stream, so resumed runs and repeated
-      # evaluations would no longer see the same data.
+      # Draw order (channel permutation, then bleed.draw's, then the equaliser's curves, last
+      # so that switching it on leaves the others) is part of what a seed means: changing it
+      # changes every stream, so resumed runs and repeated evaluations would no longer see the
+      # same data.
       perm = rng.permutation(c)
       x = song.raw_segment(start - self.preroll, length + self.preroll)[perm]
       # A song laid out on a stage bleeds by its own geometry, the others through a bank room.
       d = bleed.draw(rng, c, self.bank, self.settings, self.stage_responses(song, perm))
       if equalise:
-        if song.mix_gains is None:
-          raise ValueError(f'config.data.timbre needs designed mix gains, and song {song.song_id!r} '
-                           'has none (its mix is not a sum of its tracks): set '
-                           'config.data.timbre.enabled = False for this dataset.')
+        check_timbre([song])
         x = timbre.apply(x, rng, self.timbre)
+        # The stored mix is of the tracks as recorded: re-sum the designed mix from the
+        # equalised ones, over the samples the inputs keep (after the preroll).
         target[e] = np.tensordot(song.mix_gains[perm], x[:, self.preroll:], axes=1)
       else:
         target[e] = song.mix_segment(start, length)
@@ -353,6 +353,16 @@ class _Maker:
     return out
 
 
+def check_timbre(songs) -> None:
+  """Raises ValueError naming the songs the timbre augmentation cannot equalise (no designed gains)."""
+  bad = [s.song_id for s in songs if s.mix_gains is None]
+  if bad:
+    raise ValueError(f'config.data.timbre needs designed mix gains, and {len(bad)} song(s) have none '
+                     f'(their mix is not a sum of their tracks, e.g. MedleyDB), first {bad[:3]}: set '
+                     'config.data.timbre.enabled = False, or leave their dataset out of '
+                     'config.data.name / train_also.')
+
+
 # ---- training stream --------------------------------------------------------------------
 
 
@@ -386,6 +396,8 @@ def make_train_iterator(config, *, steps_per_epoch: int, start_step: int = 0,
   spe = int(steps_per_epoch)
   length = segment_samples(config.data.segment_seconds)
   maker = _Maker(config, workdir)
+  if maker.timbre.enabled:
+    check_timbre(songs)  # here, not on a worker thread at the first such song drawn
   seed = [int(config.seed), int(config.data.shuffle_seed)]
   silence_db = float(config.data.silence_db)
 
@@ -428,6 +440,9 @@ def make_eval_batches(config, split: str, *, process_index: int = 0, process_cou
   if not examples:
     return []
   maker = _Maker(config, workdir)
+  equalise = maker.timbre.enabled and maker.timbre.in_eval
+  if equalise:
+    check_timbre(songs)
 
   def build(j: int) -> dict:
     chunk = examples[j * global_bsz:(j + 1) * global_bsz]
@@ -436,7 +451,7 @@ def make_eval_batches(config, split: str, *, process_index: int = 0, process_cou
     # spectral-convergence loss NaN, and NaN * 0 still poisons a masked mean.
     padded = real + [chunk[0]] * (bsz - len(real))
     picks = [(song, start, np.random.default_rng(seed + key)) for song, start, key in padded]
-    batch = maker.batch(picks, length, equalise=maker.timbre.enabled and maker.timbre.in_eval)
+    batch = maker.batch(picks, length, equalise=equalise)
     batch['example_mask'] = np.arange(bsz) < len(real)
     batch['song_id'] = [s.song_id for s, _, _ in real] + [''] * (bsz - len(real))
     return batch

@@ -1,9 +1,8 @@
 """Timbre augmentation: each training channel's source heard through a random, smooth equaliser.
 
 `rendered_live`'s training split takes its pitched parts from one soundfont and its kits from
-two; the test split's come from others (docs/data.md, "Splits"), and a mixer that has learned
-those exact timbres misjudges the roles of instruments that sound different (docs/results_notes.md).
-With `config.data.timbre.enabled`, each channel's clean source, before bleed, passes through its
+two; the test split's come from others (docs/data.md, "Splits"), so a mixer may learn those exact
+timbres (on the shipped one it changed nothing: docs/results_notes.md, "Runs 5 and 6"). With `config.data.timbre.enabled`, each channel's clean source, before bleed, passes through its
 own random equaliser: a spectral tilt and a few bell bands, smooth in log-frequency and of zero
 phase, its RMS over the window kept, so the designed gains still put it at its role's level;
 the pipeline re-sums the target mix from the equalised sources. The draws come from the

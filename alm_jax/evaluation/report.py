@@ -19,6 +19,7 @@ import numpy as np
 
 from alm_jax import metrics
 from alm_jax.data import bleed
+from alm_jax.data import timbre
 
 METRICS = (  # (csv column, summary heading, format)
     ('mr_stft', 'MR-STFT distance', '{:.3f}'),
@@ -268,6 +269,16 @@ def mode_text(cfg, whole_songs: bool) -> str:
           f'{int(cfg.data.eval_segments_per_song)} per song')
 
 
+def timbre_text(cfg) -> str:
+  """'; every channel through a random equaliser (...)' where the evaluation equalised its
+  channels (config.data.timbre.in_eval, alm_jax.data.timbre), else ''."""
+  settings = timbre.Settings.from_config(cfg.data)
+  if not (settings.enabled and settings.in_eval):
+    return ''
+  return (f'; every channel through a random equaliser (tilt and {settings.bells} bells, '
+          f'+-{settings.tilt_db:g} / +-{settings.bell_db:g} dB: config.data.timbre.in_eval)')
+
+
 def page_notes(cfg, split, examples, has_balance, mode, *, ideal: bool = False,
                stereo_target: str = ''):
   """The listening page's paragraphs: what was evaluated and how to read it (`ideal`: IDEAL is
@@ -462,7 +473,8 @@ def summary_text(rows, systems, cfg, split, examples, labels, counts, table, has
            f'{len(examples)} segments of {len({e.song_id for e in examples})} songs '
            f'({mode}); seed {int(cfg.seed)}; bleed simulation '
            f'{"on" if cfg.data.bleed.enabled else "off"}; input level randomisation '
-           f'{"on" if cfg.data.levels.enabled else "off"}. Mean ± std over segments.', '']
+           f'{"on" if cfg.data.levels.enabled else "off"}'
+           f'{timbre_text(cfg)}. Mean ± std over segments.', '']
   header = ['System', 'Checkpoint', 'Step', 'n'] + [m[1] for m in METRICS]
   lines.append('| ' + ' | '.join(header) + ' |')
   lines.append('|' + '---|' * len(header))
