@@ -279,7 +279,7 @@ class _Maker:
     """picks: [(song, start, rng)] -> the batch arrays, plus the metadata (module docstring).
 
     equalise: each source through its own random equaliser (`alm_jax.data.timbre`), the target
-    re-summed from them; needs the songs' designed gains.
+    re-summed from them; the songs must have designed gains (`check_timbre`).
     """
     bsz = len(picks)
     audio = np.zeros((bsz, self.cmax, length), np.float32)
@@ -303,8 +303,7 @@ class _Maker:
       x = song.raw_segment(start - self.preroll, length + self.preroll)[perm]
       # A song laid out on a stage bleeds by its own geometry, the others through a bank room.
       d = bleed.draw(rng, c, self.bank, self.settings, self.stage_responses(song, perm))
-      if equalise:
-        check_timbre([song])
+      if equalise:  # the callers checked the songs' designed gains (check_timbre)
         x = timbre.apply(x, rng, self.timbre)
         # The stored mix is of the tracks as recorded: re-sum the designed mix from the
         # equalised ones, over the samples the inputs keep (after the preroll).
@@ -440,7 +439,7 @@ def make_eval_batches(config, split: str, *, process_index: int = 0, process_cou
   if not examples:
     return []
   maker = _Maker(config, workdir)
-  equalise = maker.timbre.enabled and maker.timbre.in_eval
+  equalise = maker.timbre.equalises_evaluation
   if equalise:
     check_timbre(songs)
 

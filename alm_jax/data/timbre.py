@@ -2,8 +2,9 @@
 
 `rendered_live`'s training split takes its pitched parts from one soundfont and its kits from
 two; the test split's come from others (docs/data.md, "Splits"), so a mixer may learn those exact
-timbres (on the shipped one it changed nothing: docs/results_notes.md, "Runs 5 and 6"). With `config.data.timbre.enabled`, each channel's clean source, before bleed, passes through its
-own random equaliser: a spectral tilt and a few bell bands, smooth in log-frequency and of zero
+timbres (on the shipped one it changed nothing: docs/results_notes.md, "Runs 5 and 6"). With
+`config.data.timbre.enabled`, each channel's clean source, before bleed, passes through its own
+random equaliser: a spectral tilt and a few bell bands, smooth in log-frequency and of zero
 phase, its RMS over the window kept, so the designed gains still put it at its role's level;
 the pipeline re-sums the target mix from the equalised sources. The draws come from the
 example's generator after every other draw, so switching it on changes nothing else a seed
@@ -38,7 +39,12 @@ class Settings:
     if t is None:  # configs from before the augmentation existed
       return cls()
     return cls(enabled=bool(t.enabled), tilt_db=float(t.tilt_db), bell_db=float(t.bell_db),
-               bells=int(t.bells), in_eval=bool(t.get('in_eval', False)))
+               bells=int(t.bells), in_eval=bool(t.in_eval))
+
+  @property
+  def equalises_evaluation(self) -> bool:
+    """Whether evaluation batches are equalised too (the one rule: on, and in_eval)."""
+    return self.enabled and self.in_eval
 
 
 def draw_curves(rng: np.random.Generator, num_channels: int, freqs_hz: np.ndarray,
@@ -49,11 +55,11 @@ def draw_curves(rng: np.random.Generator, num_channels: int, freqs_hz: np.ndarra
   centre = np.exp(rng.uniform(*np.log(_BELL_RANGE_HZ), size=(c, settings.bells, 1)))
   width = rng.uniform(*_BELL_OCTAVES, size=(c, settings.bells, 1))
   gain = rng.uniform(-settings.bell_db, settings.bell_db, size=(c, settings.bells, 1))
-  octaves = np.log2(np.maximum(freqs_hz, 20.0) / _PIVOT_HZ)  # below 20 Hz: held
-  curve = tilt * np.clip(octaves / 3.0, -1.5, 1.0)  # at most 1.5x the tilt in the deep bass
+  freqs = np.maximum(freqs_hz, 20.0)  # below 20 Hz: held
+  curve = tilt * np.clip(np.log2(freqs / _PIVOT_HZ) / 3.0, -1.5, 1.0)  # <= 1.5x tilt in the bass
   # A bell is a Gaussian in octaves whose full width at half its gain is `width`.
   sigma = width / (2.0 * np.sqrt(2.0 * np.log(2.0)))
-  rel = np.log2(np.maximum(freqs_hz, 20.0)[None, None, :] / centre)
+  rel = np.log2(freqs[None, None, :] / centre)
   return curve + np.sum(gain * np.exp(-0.5 * np.square(rel / sigma)), axis=1)
 
 

@@ -273,7 +273,7 @@ def timbre_text(cfg) -> str:
   """'; every channel through a random equaliser (...)' where the evaluation equalised its
   channels (config.data.timbre.in_eval, alm_jax.data.timbre), else ''."""
   settings = timbre.Settings.from_config(cfg.data)
-  if not (settings.enabled and settings.in_eval):
+  if not settings.equalises_evaluation:
     return ''
   return (f'; every channel through a random equaliser (tilt and {settings.bells} bells, '
           f'+-{settings.tilt_db:g} / +-{settings.bell_db:g} dB: config.data.timbre.in_eval)')
