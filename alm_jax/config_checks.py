@@ -119,6 +119,7 @@ RULES: dict[str, tuple[Callable, str]] = {
     'model.register.time_constant_s': POSITIVE,
     'model.register.relation_dim': _integer(1),
     'model.register.sharpness': POSITIVE,
+    'model.register.ends_sharpness': POSITIVE,
     'model.register.pan_sharpness': POSITIVE,
     'model.register.layout_width_init': FINITE,
     'model.staging.max_gain_db': FINITE,
@@ -402,7 +403,8 @@ def _flatten(d, prefix=''):
 # so a checkpoint saved before the key existed matches a config that states the default.
 MODEL_DEFAULTS = {'outputs': ['gain'], 'pan_embedding': False, 'register.pan_relation': False,
                   'register.pan_sharpness': 4.0, 'register.pan_layout': False,
-                  'register.layout_width_init': 0.0, 'register.pan_relation_own': False}
+                  'register.layout_width_init': 0.0, 'register.pan_relation_own': False,
+                  'register.ends': False, 'register.ends_sharpness': 8.0}
 
 
 def model_differences(saved_model, model, ignore=()) -> list[str]:

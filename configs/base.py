@@ -102,6 +102,9 @@ def get_config():
   model.register.time_constant_s = 10.0  # the running register: mean of all frames, then this
   model.register.relation_dim = 32  # features per pair of channels
   model.register.sharpness = 1.0  # per octave: tanh(sharpness x register difference) in the term
+  # The ends term: whether each channel is the top part or the bottom one (register.Ends).
+  model.register.ends = False
+  model.register.ends_sharpness = 8.0  # per octave
   # A stereo model's pan head with a relation term of its own, sharper (per octave) than the
   # gain head's: a spread part's side is its rank among the parts like it (docs/model.md).
   model.register.pan_relation = False

@@ -39,11 +39,11 @@ def random_params(model, spec, seed=1):
     fan_in = int(np.prod(leaf.shape[:-1])) if len(leaf.shape) > 1 else 400
     return (rng.normal(size=leaf.shape) / np.sqrt(fan_in)).astype(np.float32)
 
-  # The pan head's optional inputs are drawn last, so that turning them on does not redraw
+  # The pan head's optional inputs (and the ends term) are drawn last, so that turning them on does not redraw
   # (and perhaps saturate) the parameters every other model has.
   leaves, treedef = jax.tree_util.tree_flatten_with_path(shapes)
   late = lambda path: jax.tree_util.keystr(path[:1]) in ("['pan_embed']", "['pan_relation']",
-                                                         "['pan_layout']")
+                                                         "['pan_layout']", "['ends']")
   order = sorted(range(len(leaves)), key=lambda i: late(leaves[i][0]))
   drawn = [None] * len(leaves)
   for i in order:
@@ -63,10 +63,11 @@ class TinyModel:
 
 
 # A stereo mixer as the shipped one is built: pans, the register (the pan head's relation term
-# too, reading its own channel), the layout term and a gain ramp.
+# too, reading its own channel), the layout term and a gain ramp; with the ends term besides.
 STEREO = {'outputs': ('gain', 'pan'), 'gain_smooth_s': 0.1, 'register.enabled': True,
           'register.relation_dim': 4, 'register.pan_relation': True,
-          'register.pan_relation_own': True, 'pan_embedding': True, 'register.pan_layout': True}
+          'register.pan_relation_own': True, 'pan_embedding': True, 'register.pan_layout': True,
+          'register.ends': True}
 
 
 def liven_stereo(tiny):
@@ -75,7 +76,7 @@ def liven_stereo(tiny):
   # The embedding's features are large in a random model: a smaller projection keeps the
   # pans off tanh's saturation.
   for seed, (name, scale) in enumerate((('relation', 0.02), ('pan_relation', 0.02),
-                                        ('pan_embed', 0.001))):
+                                        ('pan_embed', 0.001), ('ends', 0.02))):
     if name in tiny.params:
       out = tiny.params[name].get('out', tiny.params[name])
       out['bias'] = np.zeros_like(out['bias'])

@@ -111,6 +111,8 @@ _ADDED = {  # field: {config: [type, value]}, '*' for every config
     'data.timbre.bell_db': {'*': ['float', 6.0]},
     'data.timbre.bells': {'*': ['int', 2]},
     'data.timbre.in_eval': {'*': ['bool', False]},
+    'model.register.ends': {'*': ['bool', False]},
+    'model.register.ends_sharpness': {'*': ['float', 8.0]},
 }
 
 

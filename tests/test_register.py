@@ -113,7 +113,36 @@ def test_a_sharper_relation_tells_close_parts_apart():
   assert np.abs(b[:, 0] - b[:, 1]).max() > np.abs(a[:, 0] - a[:, 1]).max() + 1e-3
 
 
-@pytest.mark.parametrize('flag', ['pan_relation', 'pan_layout'])
+def _ends(reg, mask, sharpness=8.0):
+  """Ends' (top, bottom) per channel: its projection set to read them out as features 0 and 1."""
+  reg = jnp.asarray(reg, jnp.float32)[None, :, None]
+  y = jnp.zeros(reg.shape + (4,), jnp.float32)
+  ends = register.Ends(sharpness=sharpness)
+  params = ends.init(jax.random.PRNGKey(0), y, reg, jnp.asarray(mask)[None])['params']
+  assert not np.any(np.asarray(ends.apply({'params': params}, y, reg, jnp.asarray(mask)[None])))
+  params['out']['kernel'] = jnp.eye(2, 4)
+  return np.asarray(ends.apply({'params': params}, y, reg, jnp.asarray(mask)[None]))[0, :, 0, :2]
+
+
+def test_ends_name_the_top_and_the_bottom_part_a_third_apart():
+  # Four parts, the top one a third (0.3 octave) above the next; the starting term is zero.
+  out = _ends([0.3, 0.0, -0.5, -1.2], [True] * 4)
+  assert out[0, 0] > 0.85 and out[3, 1] > 0.95  # the top; the bottom
+  assert out[1:, 0].max() < 0.1 and out[:3, 1].max() < 0.05  # nobody else
+  # The softer relation sums tanh(0.3) ~ 0.29 for that third: the reason for this term.
+  assert np.tanh(0.3) < 0.3
+
+
+def test_ends_are_blind_to_order_and_to_masked_channels():
+  out = _ends([0.0, 2.0, -1.0, 5.0], [True, True, True, False])  # the masked 5.0 is no top
+  assert out[1, 0] > 0.99 and out[2, 1] > 0.99
+  perm = [2, 0, 3, 1]
+  swapped = _ends(np.asarray([0.0, 2.0, -1.0, 5.0])[perm], np.asarray([True, True, True, False])[perm])
+  np.testing.assert_allclose(swapped[[0, 1, 3]], out[[2, 0, 1]], atol=1e-6)
+  np.testing.assert_allclose(_ends([0.4], [True]), [[1.0, 1.0]], atol=1e-6)  # alone: both
+
+
+@pytest.mark.parametrize('flag', ['pan_relation', 'pan_layout', 'ends'])
 def test_the_pan_heads_register_terms_need_the_register(flag):
   config = ml_collections.ConfigDict({'register': {'enabled': False, flag: True}})
   with pytest.raises(ValueError, match='register.enabled'):

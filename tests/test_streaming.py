@@ -125,9 +125,10 @@ def sr():
 
 @pytest.fixture(scope='module')
 def staged():
-  # As the shipped mixer: staged gains, ramped (config.model.gain_smooth_s), with the register.
+  # As the shipped mixer: staged gains, ramped (config.model.gain_smooth_s), with the register
+  # (and the ends term: its projection is drawn at random here, as every kernel).
   return Setup('mr', 2.2, 2, gain_reference='staging', gain_smooth_s=0.1,
-               **{'register.enabled': True, 'register.relation_dim': 4})
+               **{'register.enabled': True, 'register.relation_dim': 4, 'register.ends': True})
 
 
 def _check_against_offline(setup, mix, gains, ends):

@@ -78,6 +78,9 @@ class AiLiveMixer(nn.Module):
     self.relation = (register.Relation(int(cfg.register.relation_dim), dtype=dtype,
                                        sharpness=float(cfg.register.get('sharpness', 1.0)))
                      if register.enabled(cfg) else None)
+    # Which channel is the top part and which the bottom (config.model.register.ends).
+    self.ends = (register.Ends(dtype=dtype, sharpness=float(cfg.register.ends_sharpness))
+                 if register.ends(cfg) else None)
     # The pan head's own relation term (config.model.register.pan_relation): which side a
     # spread part goes to is its rank among the parts like it, which the gain head's term,
     # trained for levels, does not tell apart (docs/model.md, "Stereo").
@@ -205,6 +208,8 @@ class AiLiveMixer(nn.Module):
     y = self.encoder3(inputs['y'], channel_mask, deterministic)
     if self.relation is not None:
       y = y + self.relation(y, inputs['register'], channel_mask)
+    if self.ends is not None:
+      y = y + self.ends(y, inputs['register'], channel_mask)
     gains = jnp.where(channel_mask[..., None], self._gains(y, inputs.get('level_db')), 0.0)
     if self.pan_mlp is None:
       return gains

@@ -59,6 +59,11 @@ def pan_relation(model_config) -> bool:
                          'the pan relation reads the running register')
 
 
+def ends(model_config) -> bool:
+  """Whether the head adds the ends term (`Ends`: which channel is the top or the bottom part)."""
+  return _needs_register(model_config, 'ends', 'the ends term reads the running register')
+
+
 def pan_layout(model_config) -> bool:
   """Whether a stereo ALM's pans add the layout term (`Layout`; needs the register)."""
   return _needs_register(model_config, 'pan_layout',
@@ -197,3 +202,34 @@ class Layout(nn.Module):
     others = _others(channel_mask)  # [b, i, j]
     rank = jnp.sum(jnp.where(others[..., None], below * s[:, None], 0.0), axis=2)  # [b, c, t]
     return s * w * -jnp.cos(math.pi * rank)
+
+
+class Ends(nn.Module):
+  """Features [b, c, t, d] and registers [b, c, t] -> a term [b, c, t, d] to add to the features.
+
+  Whether each channel is the top part and whether it is the bottom one, as soft products over
+  the other active channels:
+
+      top_i = prod_{j != i} sigmoid(k (reg_i - reg_j)),  bottom_i = prod_{j != i} sigmoid(k (reg_j - reg_i))
+
+  then a projection of (top_i, bottom_i) to the features, zero at first. A corpus work's
+  melody is its top voice and its bass voice the bottom one, and both are often the same sample
+  as the inner voices between them: the melody is designed 5 dB above them, and the top and
+  the bottom stay at the centre where the inner voices are spread. `Relation` sums a soft
+  count of the parts above (tanh of one unit per octave), which does not tell a top voice from
+  one a third below it; here the sharpness k (per octave) makes "none above" a feature of its
+  own. Shared across channels and blind to their order; one active channel is both.
+  """
+  dtype: object = jnp.float32
+  sharpness: float = 8.0
+
+  @nn.compact
+  def __call__(self, y, reg, channel_mask):
+    reg = reg.astype(jnp.float32)
+    above = self.sharpness * (reg[:, :, None] - reg[:, None])  # [b, i, j, t]: i above j > 0
+    others = _others(channel_mask)[..., None]  # [b, i, j, 1]
+    top = jnp.sum(jnp.where(others, jax.nn.log_sigmoid(above), 0.0), axis=2)
+    bottom = jnp.sum(jnp.where(others, jax.nn.log_sigmoid(-above), 0.0), axis=2)
+    x = frames.stack([jnp.exp(top), jnp.exp(bottom)], axis=-1).astype(y.dtype)  # [b, c, t, 2]
+    return nn.Dense(y.shape[-1], dtype=self.dtype, kernel_init=nn.initializers.zeros,
+                    name='out')(x)
