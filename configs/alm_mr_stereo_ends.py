@@ -7,7 +7,8 @@ sides; its spread classifier gives a corpus work's melody and bass voice s ~ 0.2
 they are the top and the bottom of an ensemble of one sample), and every inner voice's rank
 counts the bass voice below it, so its side blurs (docs/results_notes.md, "Where the spread
 parts' sides are lost"). The ends term (config.model.register.ends, register.Ends: soft
-products "no part above" and "no part below", through a projection that starts at zero) gives
+products "no part above" and "no part below" of a running pitch, through a projection that
+starts at zero) gives
 the features that the spread classifier and the gain head read which channel is the top and
 which the bottom. configs/alm_mr_stereo_layout_wide2.py from the shipped mixer, 1200 steps
 (about 15 minutes on the 2 CPU cores), the new projection at ten times the rate. Resumable.

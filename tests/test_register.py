@@ -113,6 +113,30 @@ def test_a_sharper_relation_tells_close_parts_apart():
   assert np.abs(b[:, 0] - b[:, 1]).max() > np.abs(a[:, 0] - a[:, 1]).max() + 1e-3
 
 
+def _voice(hz, n=2205, partials=(1.0, 0.6, 0.4, 0.3)):
+  """A harmonic tone (its second partial close to the first in level, as a voice's)."""
+  t = np.arange(n) / SR
+  return sum(a * np.sin(2 * np.pi * hz * (k + 1) * t) for k, a in enumerate(partials)).astype(np.float32)
+
+
+def test_frame_pitch_names_each_channels_own_fundamental_through_bleed():
+  # Three voices (no partial of one on another's), each microphone hearing the other two 6 dB down;
+  # the fourth channel is padding (silent).
+  # The top voice dark, the bottom one bright: the centroid would order them by timbre.
+  hz = (415.0, 262.0, 131.0)
+  own = [_voice(415.0, partials=(1.0, 0.1, 0.05)), _voice(262.0),
+         _voice(131.0, partials=(0.3, 0.5, 0.8, 1.0, 1.0, 0.9, 0.8, 0.8))]
+  x = np.stack([own[i] + 0.5 * sum(own[j] for j in range(3) if j != i) for i in range(3)]
+               + [np.zeros(2205, np.float32)])
+  weight, pitch = register.frame_pitch(jnp.asarray(x)[None, :, None], RULE)
+  np.testing.assert_allclose(pitch[0, :3, 0], np.log2(np.asarray(hz) / 1000.0), atol=0.03)
+  assert float(pitch[0, 3, 0]) == 0.0 and float(weight[0, 3, 0]) == 0.0  # silence: no weight
+  assert np.all(np.asarray(weight[0, :3, 0]) > 0)
+  # The spectral centroid of the same channels puts the bottom voice above the top one.
+  _, centroid = register.frame_stats(jnp.asarray(x), RULE)
+  assert float(centroid[2]) > float(centroid[0])
+
+
 def _ends(reg, mask, sharpness=8.0):
   """Ends' (top, bottom) per channel: its projection set to read them out as features 0 and 1."""
   reg = jnp.asarray(reg, jnp.float32)[None, :, None]

@@ -109,7 +109,8 @@ class AiLiveMixer(nn.Module):
     """Recurrent state per channel: the GRU's, the staging's running level (if staged), then
     the running register (config.model.register)."""
     return (int(self.config.gru_hidden) + (staging.STATE_SIZE if self.staged else 0)
-            + (register.STATE_SIZE if register.enabled(self.config) else 0))
+            + (register.STATE_SIZE if register.enabled(self.config) else 0)
+            + (register.STATE_SIZE if register.ends(self.config) else 0))
 
   @property
   def gain_smooth(self) -> float:
@@ -170,6 +171,9 @@ class AiLiveMixer(nn.Module):
     if self.relation is not None:
       out['power'], out['register'] = register.frame_stats(
           f2_frames, register.rule(self.config, self.frame_spec))
+    if self.ends is not None:
+      out['pitch_weight'], out['pitch'] = register.frame_pitch(
+          f2_frames, register.rule(self.config, self.frame_spec))
     return out
 
   def recur(self, carry, inputs):
@@ -179,7 +183,8 @@ class AiLiveMixer(nn.Module):
     (the running active level after each frame), with the register `register` [b, c, t]
     (the running register after each frame), and `emb` passed on from `condition` where it
     has one. The carry is the GRU's state, then the
-    staging's STATE_SIZE values (staged), then the register's (register).
+    staging's STATE_SIZE values (staged), then the register's (register), then the running
+    pitch's (config.model.register.ends).
     """
     h = int(self.config.gru_hidden)
     gru_carry, y = self.gru(carry[..., :h], inputs['x'])
@@ -197,6 +202,12 @@ class AiLiveMixer(nn.Module):
           carry[..., at:at + register.STATE_SIZE], inputs['power'], inputs['register'],
           register.rule(self.config, self.frame_spec))
       parts.append(reg_state)
+      at += register.STATE_SIZE
+    if self.ends is not None:  # the running pitch, kept as the register is
+      pitch_state, out['pitch'] = register.running(
+          carry[..., at:at + register.STATE_SIZE], inputs['pitch_weight'], inputs['pitch'],
+          register.rule(self.config, self.frame_spec))
+      parts.append(pitch_state)
     return jnp.concatenate(parts, axis=-1), out
 
   def head(self, inputs, channel_mask, deterministic: bool = True):
@@ -209,7 +220,7 @@ class AiLiveMixer(nn.Module):
     if self.relation is not None:
       y = y + self.relation(y, inputs['register'], channel_mask)
     if self.ends is not None:
-      y = y + self.ends(y, inputs['register'], channel_mask)
+      y = y + self.ends(y, inputs['pitch'], channel_mask)
     gains = jnp.where(channel_mask[..., None], self._gains(y, inputs.get('level_db')), 0.0)
     if self.pan_mlp is None:
       return gains

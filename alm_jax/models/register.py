@@ -61,7 +61,7 @@ def pan_relation(model_config) -> bool:
 
 def ends(model_config) -> bool:
   """Whether the head adds the ends term (`Ends`: which channel is the top or the bottom part)."""
-  return _needs_register(model_config, 'ends', 'the ends term reads the running register')
+  return _needs_register(model_config, 'ends', 'the ends term rides with the running register')
 
 
 def pan_layout(model_config) -> bool:
@@ -105,6 +105,64 @@ def frame_stats(f2_frames, register_rule: Rule):
   total = jnp.sum(power, axis=-1)
   reg = jnp.sum(power * octaves, axis=-1) / jnp.maximum(total, 1e-20)
   return total, jnp.where(total > 0, reg, 0.0)
+
+
+PITCH_HZ = (65.0, 1600.0)  # the fundamentals `frame_pitch` looks for (lags up to n_fft / 3)
+_PITCH_NEAR = 0.9  # the shortest period within this fraction of the best one: no octave below
+_OWN_POWER = 4.0  # how sharply a bin is given to the channel that holds most of it
+
+
+def frame_pitch(f2_frames, register_rule: Rule):
+  """F2 frames [b, c, t, f2] -> (weight [b, c, t], pitch [b, c, t] in octaves from REFERENCE_HZ).
+
+  Each channel's fundamental, from the part of the spectrum it holds more of than the other
+  channels do: the power spectrum of the frame's last n_fft samples (zero-padded to twice that,
+  so the autocorrelation is linear) times, per bin, the channel's share of the level-normalised
+  power of all channels to the power 4 (bleed puts every part in every microphone; each part is
+  loudest, relative to the rest, in its own); its autocorrelation from that, normalised by the
+  energies of the two overlapping halves; the period the peak at the shortest lag between
+  PITCH_HZ's bounds within 0.9 of the best (so not an octave below). Weight: the frame's power times that best
+  correlation (0 for noise and silence). Unlike `frame_stats`' centroid, which orders by timbre
+  as much as by pitch, this names the top and the bottom voice of a corpus work on validation
+  three times in four with bleed (docs/results_notes.md, "Run 7"). Cross-channel, so it takes
+  all the channels at once; silent (padding) channels hold no share.
+  """
+  n = register_rule.n_fft
+  x = f2_frames[..., -n:].astype(jnp.float32)
+  if x.shape[-1] < n:
+    x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(n - x.shape[-1], 0)])
+  window = 0.5 - 0.5 * jnp.cos(2.0 * math.pi * jnp.arange(n) / n)
+  x = (x - jnp.mean(x, axis=-1, keepdims=True)) * window
+  spectrum = jnp.fft.rfft(x, 2 * n, axis=-1)  # [b, c, t, n + 1]
+  power = jnp.square(jnp.real(spectrum)) + jnp.square(jnp.imag(spectrum))
+  normed = power / jnp.maximum(jnp.sum(power, axis=-1, keepdims=True), 1e-20)
+  share = normed / jnp.maximum(jnp.sum(normed, axis=1, keepdims=True), 1e-20)
+  held = power * share ** _OWN_POWER
+  # The autocorrelation: the DFT of the even extension of a real spectrum is real (rfft only,
+  # as frame_stats: what the ONNX export converts). Divided by the window's own (Boersma's
+  # correction), so a period's peak is near 1 at any lag.
+  even = jnp.concatenate([held, held[..., -2:0:-1]], axis=-1)  # [..., 2n]
+  r = jnp.real(jnp.fft.rfft(even, axis=-1))[..., :n]
+  w_power = jnp.square(jnp.abs(jnp.fft.rfft(window, 2 * n)))
+  r_window = jnp.fft.irfft(w_power, 2 * n)[:n]  # a constant: folded at trace time
+  lags = jnp.arange(n)
+  lo = int(register_rule.sample_rate / PITCH_HZ[1])
+  hi = min(int(register_rule.sample_rate / PITCH_HZ[0]), n // 3)
+  inside = (lags >= lo) & (lags <= hi)
+  corr = (r / jnp.maximum(r[..., :1], 1e-30)) / (r_window / r_window[0])
+  corr = jnp.where(inside, corr, -1.0)
+  best = jnp.max(corr, axis=-1, keepdims=True)
+  # Masking a part's spectrum narrows its peaks, so the corrected correlation can creep above
+  # 1 at long lags: the bar is 0.9 of the best, at most 0.9.
+  first = jnp.argmax(inside & (corr >= _PITCH_NEAR * jnp.minimum(best, 1.0)), axis=-1)[..., None]
+  # That lag is on its peak's rising side: the peak is the best lag up to half a period on.
+  period = jnp.argmax(jnp.where((lags >= first) & (2 * lags <= 3 * first), corr, -2.0), axis=-1)
+  pitch = jnp.log2(register_rule.sample_rate / jnp.maximum(period, 1).astype(jnp.float32)
+                   / REFERENCE_HZ)
+  total = jnp.sum(power, axis=-1, keepdims=True)
+  heard = total[..., 0] > 0
+  weight = jnp.where(heard, total[..., 0] * jnp.maximum(best[..., 0], 0.0), 0.0)
+  return weight, jnp.where(heard, pitch, 0.0)
 
 
 def running(state, power, reg, register_rule: Rule):
@@ -205,7 +263,7 @@ class Layout(nn.Module):
 
 
 class Ends(nn.Module):
-  """Features [b, c, t, d] and registers [b, c, t] -> a term [b, c, t, d] to add to the features.
+  """Features [b, c, t, d] and running pitches [b, c, t] -> a term [b, c, t, d] to add to the features.
 
   Whether each channel is the top part and whether it is the bottom one, as soft products over
   the other active channels:
@@ -218,7 +276,9 @@ class Ends(nn.Module):
   the bottom stay at the centre where the inner voices are spread. `Relation` sums a soft
   count of the parts above (tanh of one unit per octave), which does not tell a top voice from
   one a third below it; here the sharpness k (per octave) makes "none above" a feature of its
-  own. Shared across channels and blind to their order; one active channel is both.
+  own. It reads the running pitch (`frame_pitch`), not the register: the centroid orders parts
+  by timbre as much as by pitch. Shared across channels and blind to their order; one active
+  channel is both.
   """
   dtype: object = jnp.float32
   sharpness: float = 8.0
