@@ -19,6 +19,7 @@ import math
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from alm_jax import frames
 
@@ -112,6 +113,12 @@ _PITCH_NEAR = 0.9  # the shortest period within this fraction of the best one: n
 _OWN_POWER = 4.0  # how sharply a bin is given to the channel that holds most of it
 
 
+def _window_autocorrelation(n: int) -> np.ndarray:
+  """The Hann window's autocorrelation at lags 0 .. n - 1: a constant (numpy, not in the graph)."""
+  window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
+  return np.correlate(window, window, 'full')[n - 1:].astype(np.float32)
+
+
 def frame_pitch(f2_frames, register_rule: Rule):
   """F2 frames [b, c, t, f2] -> (weight [b, c, t], pitch [b, c, t] in octaves from REFERENCE_HZ).
 
@@ -143,8 +150,7 @@ def frame_pitch(f2_frames, register_rule: Rule):
   # correction), so a period's peak is near 1 at any lag.
   even = jnp.concatenate([held, held[..., -2:0:-1]], axis=-1)  # [..., 2n]
   r = jnp.real(jnp.fft.rfft(even, axis=-1))[..., :n]
-  w_power = jnp.square(jnp.abs(jnp.fft.rfft(window, 2 * n)))
-  r_window = jnp.fft.irfft(w_power, 2 * n)[:n]  # a constant: folded at trace time
+  r_window = _window_autocorrelation(n)
   lags = jnp.arange(n)
   lo = int(register_rule.sample_rate / PITCH_HZ[1])
   hi = min(int(register_rule.sample_rate / PITCH_HZ[0]), n // 3)
