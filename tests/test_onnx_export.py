@@ -114,6 +114,29 @@ def test_register_and_level_scans_convert_inside_a_cond():
     np.testing.assert_allclose(out[key], want, rtol=1e-4, atol=1e-4, err_msg=key)
 
 
+def test_the_ends_pitch_converts():
+  """`register.frame_pitch` (the ends term's): shares across channels, a real DFT of the even
+  spectrum, argmaxes over lags. Tones a channel each, with bleed, so the periods are clear."""
+  rule = register.Rule(n_fft=2048, sample_rate=SR, slow=0.01)
+  t = np.arange(2205) / SR
+  tones = np.stack([np.sin(2 * np.pi * f * t) + 0.5 * np.sin(4 * np.pi * f * t)
+                    for f in (415.0, 262.0, 131.0)])
+  x = (tones + 0.3 * tones[[1, 2, 0]])[None, :, None].repeat(2, axis=2).astype(np.float32)
+
+  def fn(f2_frames):
+    return list(register.frame_pitch(f2_frames, rule))
+
+  model = onnx_export.convert(fn, [jax.ShapeDtypeStruct(x.shape, jnp.float32)], ['x'],
+                              ['weight', 'pitch'])
+  session = ort.InferenceSession(model.SerializeToString(), providers=['CPUExecutionProvider'])
+  out = _run(session, x=x)
+  weight, pitch = jax.jit(fn)(x)
+  np.testing.assert_allclose(out['pitch'], pitch, atol=1e-4)
+  np.testing.assert_allclose(out['weight'], weight, rtol=1e-3)
+  np.testing.assert_allclose(out['pitch'][0, :, 0], np.log2(np.array([415.0, 262.0, 131.0]) / 1000),
+                             atol=0.03)
+
+
 def test_uniform_and_repeated_constants_are_not_stored_in_full():
   """A broadcast 0 of `where` and a table used twice: 2 small constants instead of 3 big ones."""
   table = jnp.asarray(np.random.default_rng(3).normal(size=(64, 1024)), jnp.float32)
