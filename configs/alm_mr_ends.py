@@ -12,7 +12,7 @@ that reads each channel's own share of the spectrum (register.frame_pitch), thro
 projection that starts at zero, so step 0 is run 3. configs/alm_mr_register.py
 continued from its mixer (train.init_params_from = 'pretrained:alm_mr') for 2400 steps on both
 corpora, the last 720 at a tenth of the rate, the new projection at ten times the rate (it
-starts at zero and is small); about 25 minutes on the 2 CPU cores. Resumable. Figures:
+starts at zero and is small); about 35 minutes on the 2 CPU cores. Resumable. Figures:
 docs/results_notes.md.
 """
 import pathlib
@@ -25,5 +25,5 @@ _BASE = runpy.run_path(str(pathlib.Path(__file__).resolve().with_name('base.py')
 def get_config():
   config = _BASE['load']('alm_mr_register').get_config()
   config.model.register.ends = True
-  config.train.lr_scales = (('relation', 3.0), ('ends', 10.0))
+  config.train.lr_scales = tuple(config.train.lr_scales) + (('ends', 10.0),)
   return config

@@ -11,7 +11,7 @@ products "no part above" and "no part below" of a running pitch, through a proje
 starts at zero) gives
 the features that the spread classifier and the gain head read which channel is the top and
 which the bottom. configs/alm_mr_stereo_layout_wide2.py from the shipped mixer, 1200 steps
-(about 15 minutes on the 2 CPU cores), the new projection at ten times the rate. Resumable.
+(about 21 minutes on the 2 CPU cores), the new projection at ten times the rate. Resumable.
 """
 import pathlib
 import runpy

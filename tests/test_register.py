@@ -120,7 +120,7 @@ def _voice(hz, n=2205, partials=(1.0, 0.6, 0.4, 0.3)):
 
 
 def test_frame_pitch_names_each_channels_own_fundamental_through_bleed():
-  # Three voices (no partial of one on another's), each microphone hearing the other two 6 dB down;
+  # Three voices, each microphone hearing the other two 6 dB down;
   # the fourth channel is padding (silent).
   # The top voice dark, the bottom one bright: the centroid would order them by timbre.
   hz = (415.0, 262.0, 131.0)
@@ -135,6 +135,15 @@ def test_frame_pitch_names_each_channels_own_fundamental_through_bleed():
   # The spectral centroid of the same channels puts the bottom voice above the top one.
   _, centroid = register.frame_stats(jnp.asarray(x), RULE)
   assert float(centroid[2]) > float(centroid[0])
+  # A masked channel holds no share, whatever it carries.
+  loud = x.copy()
+  loud[3] = 3.0 * _voice(330.0)
+  mask = jnp.asarray([[True, True, True, False]])
+  w_masked, masked = register.frame_pitch(jnp.asarray(loud)[None, :, None], RULE, mask)
+  np.testing.assert_allclose(masked[0, :3], pitch[0, :3], atol=1e-6)
+  np.testing.assert_allclose(w_masked[0, :3], weight[0, :3], rtol=1e-5)
+  w_unmasked, _ = register.frame_pitch(jnp.asarray(loud)[None, :, None], RULE)
+  assert np.abs(np.asarray(w_unmasked[0, :3] / weight[0, :3]) - 1).max() > 0.01  # it would
 
 
 def _ends(reg, mask, sharpness=8.0):
@@ -153,8 +162,20 @@ def test_ends_name_the_top_and_the_bottom_part_a_third_apart():
   out = _ends([0.3, 0.0, -0.5, -1.2], [True] * 4)
   assert out[0, 0] > 0.85 and out[3, 1] > 0.95  # the top; the bottom
   assert out[1:, 0].max() < 0.1 and out[:3, 1].max() < 0.05  # nobody else
-  # The softer relation sums tanh(0.3) ~ 0.29 for that third: the reason for this term.
-  assert np.tanh(0.3) < 0.3
+
+
+def test_ends_leave_out_channels_not_heard_yet():
+  # Channel 2 has no running pitch yet (0, i.e. 1 kHz, above the others): not the top.
+  reg = jnp.asarray([0.3, 0.0, 0.0, -1.2], jnp.float32)[None, :, None]
+  heard = jnp.asarray([True, True, False, True])[None, :, None]
+  y = jnp.zeros(reg.shape + (4,), jnp.float32)
+  mask = jnp.ones((1, 4), bool)
+  ends = register.Ends(sharpness=8.0)
+  params = ends.init(jax.random.PRNGKey(0), y, reg, mask, heard)['params']
+  params['out']['kernel'] = jnp.eye(2, 4)
+  out = np.asarray(ends.apply({'params': params}, y, reg, mask, heard))[0, :, 0, :2]
+  assert out[0, 0] > 0.85 and out[3, 1] > 0.95
+  np.testing.assert_array_equal(out[2], [0.0, 0.0])
 
 
 def test_ends_are_blind_to_order_and_to_masked_channels():

@@ -79,7 +79,7 @@ class AiLiveMixer(nn.Module):
                                        sharpness=float(cfg.register.get('sharpness', 1.0)))
                      if register.enabled(cfg) else None)
     # Which channel is the top part and which the bottom (config.model.register.ends).
-    self.ends = (register.Ends(dtype=dtype, sharpness=float(cfg.register.ends_sharpness))
+    self.ends = (register.Ends(float(cfg.register.ends_sharpness), dtype=dtype)
                  if register.ends(cfg) else None)
     # The pan head's own relation term (config.model.register.pan_relation): which side a
     # spread part goes to is its rank among the parts like it, which the gain head's term,
@@ -107,7 +107,7 @@ class AiLiveMixer(nn.Module):
   @property
   def carry_size(self) -> int:
     """Recurrent state per channel: the GRU's, the staging's running level (if staged), then
-    the running register (config.model.register)."""
+    the running register (config.model.register), then the running pitch (its ends term)."""
     return (int(self.config.gru_hidden) + (staging.STATE_SIZE if self.staged else 0)
             + (register.STATE_SIZE if register.enabled(self.config) else 0)
             + (register.STATE_SIZE if register.ends(self.config) else 0))
@@ -156,7 +156,8 @@ class AiLiveMixer(nn.Module):
 
     A dict: `x` [b, c, t, d] (encoder 2's output), `rms` [b, c, t] (staged: the running
     level's input), with the register (config.model.register) `power`, `register`
-    [b, c, t] (`register.frame_stats`), and with config.model.pan_embedding `emb` (the input
+    [b, c, t] (`register.frame_stats`), with its ends term `pitch_weight`, `pitch` [b, c, t]
+    (`register.frame_pitch`), and with config.model.pan_embedding `emb` (the input
     embeddings, for the pan head).
     """
     floor = self.config.rms_floor_db
@@ -173,7 +174,7 @@ class AiLiveMixer(nn.Module):
           f2_frames, register.rule(self.config, self.frame_spec))
     if self.ends is not None:
       out['pitch_weight'], out['pitch'] = register.frame_pitch(
-          f2_frames, register.rule(self.config, self.frame_spec))
+          f2_frames, register.rule(self.config, self.frame_spec), channel_mask)
     return out
 
   def recur(self, carry, inputs):
@@ -181,8 +182,9 @@ class AiLiveMixer(nn.Module):
 
     The head's dict: `y` [b, c, t, h] (the GRU's output), staged also `level_db` [b, c, t]
     (the running active level after each frame), with the register `register` [b, c, t]
-    (the running register after each frame), and `emb` passed on from `condition` where it
-    has one. The carry is the GRU's state, then the
+    (the running register after each frame), with the ends term `pitch` and `pitch_heard`
+    [b, c, t] (the running pitch, and whether the channel has one yet), and `emb` passed on
+    from `condition` where it has one. The carry is the GRU's state, then the
     staging's STATE_SIZE values (staged), then the register's (register), then the running
     pitch's (config.model.register.ends).
     """
@@ -204,9 +206,9 @@ class AiLiveMixer(nn.Module):
       parts.append(reg_state)
       at += register.STATE_SIZE
     if self.ends is not None:  # the running pitch, kept as the register is
-      pitch_state, out['pitch'] = register.running(
+      pitch_state, out['pitch'], out['pitch_heard'] = register.running(
           carry[..., at:at + register.STATE_SIZE], inputs['pitch_weight'], inputs['pitch'],
-          register.rule(self.config, self.frame_spec))
+          register.rule(self.config, self.frame_spec), with_heard=True)
       parts.append(pitch_state)
     return jnp.concatenate(parts, axis=-1), out
 
@@ -220,7 +222,7 @@ class AiLiveMixer(nn.Module):
     if self.relation is not None:
       y = y + self.relation(y, inputs['register'], channel_mask)
     if self.ends is not None:
-      y = y + self.ends(y, inputs['pitch'], channel_mask)
+      y = y + self.ends(y, inputs['pitch'], channel_mask, inputs['pitch_heard'])
     gains = jnp.where(channel_mask[..., None], self._gains(y, inputs.get('level_db')), 0.0)
     if self.pan_mlp is None:
       return gains

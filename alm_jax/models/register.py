@@ -85,6 +85,19 @@ def rule(model_config, spec) -> Rule:
               slow=1.0 / max(1.0, float(r.time_constant_s) * frames_per_s))
 
 
+def _hann(n: int, xp=jnp):
+  """The periodic Hann window of n samples, in jax.numpy (in the graph) or numpy (a constant)."""
+  return 0.5 - 0.5 * xp.cos(2.0 * math.pi * xp.arange(n) / n)
+
+
+def _tail(f2_frames, n: int):
+  """[..., f2] -> the last n samples [..., n] (float32), zero-padded in front if f2 < n."""
+  x = f2_frames[..., -n:].astype(jnp.float32)
+  if x.shape[-1] < n:
+    x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(n - x.shape[-1], 0)])
+  return x
+
+
 def frame_stats(f2_frames, register_rule: Rule):
   """F2 frames [..., f2] -> (power [...], register [...] in octaves from REFERENCE_HZ).
 
@@ -93,10 +106,8 @@ def frame_stats(f2_frames, register_rule: Rule):
   0 for a silent frame.
   """
   n = register_rule.n_fft
-  x = f2_frames[..., -n:].astype(jnp.float32)
-  if x.shape[-1] < n:
-    x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(n - x.shape[-1], 0)])
-  window = 0.5 - 0.5 * jnp.cos(2.0 * math.pi * jnp.arange(n) / n)
+  x = _tail(f2_frames, n)
+  window = _hann(n)
   top = n // _TOP_FRACTION
   # re^2 + im^2, sliced as real arrays: jax2onnx holds a complex array as a trailing (re, im)
   # pair, and a slice of the complex array's last axis there slices the pair.
@@ -113,33 +124,33 @@ _PITCH_NEAR = 0.9  # the shortest period within this fraction of the best one: n
 _OWN_POWER = 4.0  # how sharply a bin is given to the channel that holds most of it
 
 
-def _window_autocorrelation(n: int) -> np.ndarray:
-  """The Hann window's autocorrelation at lags 0 .. n - 1: a constant (numpy, not in the graph)."""
-  window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)
-  return np.correlate(window, window, 'full')[n - 1:].astype(np.float32)
+def _window_autocorrelation(n: int, lags: int) -> np.ndarray:
+  """The Hann window's autocorrelation at lags 0 .. lags - 1: a constant (numpy, not in the graph)."""
+  window = _hann(n, np)
+  return np.correlate(window, window, 'full')[n - 1:n - 1 + lags].astype(np.float32)
 
 
-def frame_pitch(f2_frames, register_rule: Rule):
+def frame_pitch(f2_frames, register_rule: Rule, channel_mask=None):
   """F2 frames [b, c, t, f2] -> (weight [b, c, t], pitch [b, c, t] in octaves from REFERENCE_HZ).
 
   Each channel's fundamental, from the part of the spectrum it holds more of than the other
   channels do: the power spectrum of the frame's last n_fft samples (zero-padded to twice that,
   so the autocorrelation is linear) times, per bin, the channel's share of the level-normalised
   power of all channels to the power 4 (bleed puts every part in every microphone; each part is
-  loudest, relative to the rest, in its own); its autocorrelation from that, normalised by the
-  energies of the two overlapping halves; the period the peak at the shortest lag between
-  PITCH_HZ's bounds within 0.9 of the best (so not an octave below). Weight: the frame's power times that best
+  loudest, relative to the rest, in its own); its autocorrelation from that, over its value at
+  lag 0 and divided by the window's own (Boersma's correction); the period the peak at the
+  shortest lag between PITCH_HZ's bounds within 0.9 of the best (so not an octave below). Weight: the frame's power times that best
   correlation (0 for noise and silence). Unlike `frame_stats`' centroid, which orders by timbre
   as much as by pitch, this names the top and the bottom voice of a corpus work on validation
-  three times in four with bleed (docs/results_notes.md, "Run 7"). Cross-channel, so it takes
-  all the channels at once; silent (padding) channels hold no share.
+  three times in four with bleed (docs/results_notes.md, "The ends term"). Cross-channel, so it
+  takes all the channels at once; channels off `channel_mask` [b, c] are silenced first, so they
+  hold no share whatever they carry.
   """
   n = register_rule.n_fft
-  x = f2_frames[..., -n:].astype(jnp.float32)
-  if x.shape[-1] < n:
-    x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(n - x.shape[-1], 0)])
-  window = 0.5 - 0.5 * jnp.cos(2.0 * math.pi * jnp.arange(n) / n)
-  x = (x - jnp.mean(x, axis=-1, keepdims=True)) * window
+  x = _tail(f2_frames, n)
+  if channel_mask is not None:
+    x = jnp.where(jnp.asarray(channel_mask, bool)[:, :, None, None], x, 0.0)
+  x = (x - jnp.mean(x, axis=-1, keepdims=True)) * _hann(n)
   spectrum = jnp.fft.rfft(x, 2 * n, axis=-1)  # [b, c, t, n + 1]
   power = jnp.square(jnp.real(spectrum)) + jnp.square(jnp.imag(spectrum))
   normed = power / jnp.maximum(jnp.sum(power, axis=-1, keepdims=True), 1e-20)
@@ -148,13 +159,13 @@ def frame_pitch(f2_frames, register_rule: Rule):
   # The autocorrelation: the DFT of the even extension of a real spectrum is real (rfft only,
   # as frame_stats: what the ONNX export converts). Divided by the window's own (Boersma's
   # correction), so a period's peak is near 1 at any lag.
-  even = jnp.concatenate([held, held[..., -2:0:-1]], axis=-1)  # [..., 2n]
-  r = jnp.real(jnp.fft.rfft(even, axis=-1))[..., :n]
-  r_window = _window_autocorrelation(n)
-  lags = jnp.arange(n)
   lo = int(register_rule.sample_rate / PITCH_HZ[1])
   hi = min(int(register_rule.sample_rate / PITCH_HZ[0]), n // 3)
-  inside = (lags >= lo) & (lags <= hi)
+  even = jnp.concatenate([held, held[..., -2:0:-1]], axis=-1)  # [..., 2n]
+  r = jnp.real(jnp.fft.rfft(even, axis=-1))[..., :hi + 1]  # lags 0 .. hi
+  r_window = _window_autocorrelation(n, hi + 1)
+  lags = jnp.arange(hi + 1)
+  inside = lags >= lo
   corr = (r / jnp.maximum(r[..., :1], 1e-30)) / (r_window / r_window[0])
   corr = jnp.where(inside, corr, -1.0)
   best = jnp.max(corr, axis=-1, keepdims=True)
@@ -171,15 +182,17 @@ def frame_pitch(f2_frames, register_rule: Rule):
   return weight, jnp.where(heard, pitch, 0.0)
 
 
-def running(state, power, reg, register_rule: Rule):
-  """Running power-weighted register over F2 frames.
+def running(state, power, reg, register_rule: Rule, with_heard: bool = False):
+  """Running power-weighted register (or pitch) over F2 frames.
 
   Args:
     state: [b, c, STATE_SIZE] (zeros before the first frame).
-    power, reg: [b, c, t] from `frame_stats`.
+    power, reg: [b, c, t] from `frame_stats` (or weight, pitch from `frame_pitch`).
+    with_heard: also return heard [b, c, t] bool: whether any frame so far had weight.
   Returns:
     (state after the last frame, register [b, c, t] after each frame: the power-weighted
-    mean over all frames at first, then with the rule's time constant; 0 before any sound).
+    mean over all frames at first, then with the rule's time constant; 0 before any sound),
+    and heard with `with_heard`.
   """
   def step(st, inputs):
     p, m = inputs
@@ -192,9 +205,15 @@ def running(state, power, reg, register_rule: Rule):
     out = jnp.where(pp > 0, pm / jnp.maximum(pp, 1e-30), 0.0)
     return frames.stack([count, pm, pp], axis=-1), out  # exportable to ONNX
 
-  state, out = jax.lax.scan(step, state.astype(jnp.float32),
+  def step_heard(st, inputs):  # the same, and whether the channel was heard yet (frames > 0)
+    st, out = step(st, inputs)
+    return st, (out, st[..., 0] > 0)
+
+  state, out = jax.lax.scan(step_heard if with_heard else step, state.astype(jnp.float32),
                             (jnp.moveaxis(power.astype(jnp.float32), -1, 0),
                              jnp.moveaxis(reg.astype(jnp.float32), -1, 0)))
+  if with_heard:
+    return state, jnp.moveaxis(out[0], 0, -1), jnp.moveaxis(out[1], 0, -1)
   return state, jnp.moveaxis(out, 0, -1)
 
 
@@ -286,16 +305,19 @@ class Ends(nn.Module):
   by timbre as much as by pitch. Shared across channels and blind to their order; one active
   channel is both.
   """
+  sharpness: float  # per octave (config.model.register.ends_sharpness)
   dtype: object = jnp.float32
-  sharpness: float = 8.0
 
   @nn.compact
-  def __call__(self, y, reg, channel_mask):
-    reg = reg.astype(jnp.float32)
-    above = self.sharpness * (reg[:, :, None] - reg[:, None])  # [b, i, j, t]: i above j > 0
-    others = _others(channel_mask)[..., None]  # [b, i, j, 1]
+  def __call__(self, y, pitch, channel_mask, heard=None):
+    """`heard` [b, c, t] (None: all): channels with a running pitch yet; the others (whose
+    running pitch is still 0, i.e. 1 kHz) are left out of every product and get (0, 0)."""
+    pitch = pitch.astype(jnp.float32)
+    heard = jnp.ones(pitch.shape, bool) if heard is None else heard
+    above = self.sharpness * (pitch[:, :, None] - pitch[:, None])  # [b, i, j, t]: i above j > 0
+    others = _others(channel_mask)[..., None] & heard[:, None]  # [b, i, j, t]
     top = jnp.sum(jnp.where(others, jax.nn.log_sigmoid(above), 0.0), axis=2)
     bottom = jnp.sum(jnp.where(others, jax.nn.log_sigmoid(-above), 0.0), axis=2)
-    x = frames.stack([jnp.exp(top), jnp.exp(bottom)], axis=-1).astype(y.dtype)  # [b, c, t, 2]
+    x = jnp.where(heard[..., None], frames.stack([jnp.exp(top), jnp.exp(bottom)], axis=-1), 0.0)
     return nn.Dense(y.shape[-1], dtype=self.dtype, kernel_init=nn.initializers.zeros,
-                    name='out')(x)
+                    name='out')(x.astype(y.dtype))  # x: [b, c, t, 2]
