@@ -139,8 +139,8 @@ def frame_pitch(f2_frames, register_rule: Rule, channel_mask=None):
   power of all channels to the power 4 (bleed puts every part in every microphone; each part is
   loudest, relative to the rest, in its own); its autocorrelation from that, over its value at
   lag 0 and divided by the window's own (Boersma's correction); the period the peak at the
-  shortest lag between PITCH_HZ's bounds within 0.9 of the best (so not an octave below). Weight: the frame's power times that best
-  correlation (0 for noise and silence). Unlike `frame_stats`' centroid, which orders by timbre
+  shortest lag between PITCH_HZ's bounds within 0.9 of the best (so not an octave below).
+  Weight: the frame's power times that best correlation (0 for noise and silence). Unlike `frame_stats`' centroid, which orders by timbre
   as much as by pitch, this names the top and the bottom voice of a corpus work on validation
   three times in four with bleed (docs/results_notes.md, "The ends term"). Cross-channel, so it
   takes all the channels at once; channels off `channel_mask` [b, c] are silenced first, so they
@@ -293,7 +293,7 @@ class Ends(nn.Module):
   Whether each channel is the top part and whether it is the bottom one, as soft products over
   the other active channels:
 
-      top_i = prod_{j != i} sigmoid(k (reg_i - reg_j)),  bottom_i = prod_{j != i} sigmoid(k (reg_j - reg_i))
+      top_i = prod_{j != i} sigmoid(k (p_i - p_j)),  bottom_i = prod_{j != i} sigmoid(k (p_j - p_i))
 
   then a projection of (top_i, bottom_i) to the features, zero at first. A corpus work's
   melody is its top voice and its bass voice the bottom one, and both are often the same sample
