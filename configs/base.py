@@ -66,6 +66,16 @@ def get_config():
   model.embedding.weights = ''  # path to vggish_model.ckpt or vggish-*.pth
   model.embedding.fc2_relu = False  # TF release: linear fc2; torchvggish: ReLU
   model.embedding.small_features = (32, 64, 64)
+  # Each F1 frame's log-mel patch brought to one level before the embedding (Frontend.at_level):
+  # the student was distilled on frames at one active level, and a channel's input level is not
+  # what it is. Off: the paper's model (and every mixer shipped before it).
+  model.embed_level = ml_collections.ConfigDict()
+  model.embed_level.enabled = False
+  # Mean mel-band power in dB (Frontend.mel_power's units): for musicnn's front end (the
+  # student's), the median over 3 s frames of the example song's channels each at -20 dBFS
+  # active level, the level the student was distilled at.
+  model.embed_level.db = -9.0
+  model.embed_level.max_boost_db = 30.0  # near-silence is not raised further
 
   model.encoder = ml_collections.ConfigDict()
   model.encoder.num_layers = 1

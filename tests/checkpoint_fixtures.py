@@ -63,11 +63,12 @@ class TinyModel:
 
 
 # A stereo mixer as the shipped one is built: pans, the register (the pan head's relation term
-# too, reading its own channel), the layout term and a gain ramp; with the ends term besides.
+# too, reading its own channel), the layout term and a gain ramp; with the ends term and the
+# embedding's patches at one level besides.
 STEREO = {'outputs': ('gain', 'pan'), 'gain_smooth_s': 0.1, 'register.enabled': True,
           'register.relation_dim': 4, 'register.pan_relation': True,
           'register.pan_relation_own': True, 'pan_embedding': True, 'register.pan_layout': True,
-          'register.ends': True}
+          'register.ends': True, 'embed_level.enabled': True}
 
 
 def liven_stereo(tiny):

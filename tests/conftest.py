@@ -1,14 +1,27 @@
 """Shared test fixtures: tiny configs so the suite stays fast on 2 CPU cores."""
 
+import atexit
 import importlib.util
 import os
 import pathlib
+import shutil
+import tempfile
 
 # The suite is bound by XLA:CPU compiles of many small programs, not by running them: LLVM's
 # optimisation passes off (set before JAX starts its backend; subprocesses inherit it). The
 # same programs, less optimised machine code; the tools and the benchmarks keep the default.
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '')
                            + ' --xla_backend_optimization_level=0').strip()
+# Many tests compile the same tiny programs afresh (a new jit per model, per CLI run, per training
+# run): JAX's persistent compilation cache serves the repeats from disk. One cache per test run,
+# made by the first process (pytest, or xdist's controller) and inherited through the environment
+# by the workers and the CLI subprocesses, removed when that process exits, so no run reuses
+# another's compiles (and a timing is the suite's own).
+if not os.environ.get('JAX_COMPILATION_CACHE_DIR'):
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='alm_jax_tests_xla_cache_')
+  atexit.register(shutil.rmtree, os.environ['JAX_COMPILATION_CACHE_DIR'], ignore_errors=True)
+# Compiles shorter than this cost less than the cache's file round trip.
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.2')
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position

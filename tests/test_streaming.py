@@ -126,9 +126,11 @@ def sr():
 @pytest.fixture(scope='module')
 def staged():
   # As the shipped mixer: staged gains, ramped (config.model.gain_smooth_s), with the register
-  # (and the ends term: its projection is drawn at random here, as every kernel).
+  # (and the ends term: its projection is drawn at random here, as every kernel), each F1
+  # patch brought to one level before the embedding.
   return Setup('mr', 2.2, 2, gain_reference='staging', gain_smooth_s=0.1,
-               **{'register.enabled': True, 'register.relation_dim': 4, 'register.ends': True})
+               **{'register.enabled': True, 'register.relation_dim': 4, 'register.ends': True,
+                  'embed_level.enabled': True})
 
 
 def _check_against_offline(setup, mix, gains, ends):

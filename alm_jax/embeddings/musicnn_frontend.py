@@ -175,3 +175,10 @@ class MusicnnFrontend(frontend.Frontend):
 
   def shares_rows(self, hop: int) -> bool:
     return shares_rows(hop, self.spec)
+
+  def mel_power(self, log_mel):
+    # log10(s x + 1) inverted with expm1: exact for the quiet rows where 10**r - 1 cancels.
+    return jnp.expm1(log_mel * math.log(10.0)) / self.spec.log_scale
+
+  def log_of_power(self, power):
+    return jnp.log1p(self.spec.log_scale * power) / math.log(10.0)

@@ -262,3 +262,10 @@ class VGGishFrontend(frontend.Frontend):
 
   def shares_rows(self, hop: int) -> bool:
     return shares_rows(hop, self.spec)
+
+  # VGGish's mel bands sum magnitudes, not powers: their square scales as the signal's power.
+  def mel_power(self, log_mel):
+    return jnp.square(jnp.maximum(jnp.exp(log_mel) - self.spec.log_offset, 0.0))
+
+  def log_of_power(self, power):
+    return jnp.log(jnp.sqrt(power) + self.spec.log_offset)

@@ -142,8 +142,25 @@ class AiLiveMixer(nn.Module):
   def embed_patches(self, patches, channel_mask, deterministic: bool = True):
     """Log-mel patches [b, c, g, 96, 64] -> [b, c, g, d_model] (`embed` after its front end)."""
     lead = patches.shape[:-2]
-    e = self.embedding(patches.reshape((-1,) + patches.shape[-2:]))
+    e = self.embedding_of(patches.reshape((-1,) + patches.shape[-2:]))
     return self.contextualize(e.reshape(lead + e.shape[-1:]), channel_mask, deterministic)
+
+  @property
+  def embeds_whole_patches(self) -> bool:
+    """Whether `embedding_of` reads each patch whole first (config.model.embed_level), so the
+    streaming step may not spread the embedding over the patch's rows as they arrive."""
+    return bool(self.config.get('embed_level', {}).get('enabled', False))
+
+  def embedding_of(self, patches):
+    """Log-mel patches [n, rows, bands] -> the embedding network's outputs [n, dim].
+
+    With config.model.embed_level.enabled each patch is first brought to one level
+    (`Frontend.at_level`): the embedding then names what a channel is at any input level.
+    """
+    if self.embeds_whole_patches:
+      level = self.config.embed_level
+      patches = self.front.at_level(patches, float(level.db), float(level.max_boost_db))
+    return self.embedding(patches)
 
   def contextualize(self, e, channel_mask, deterministic: bool = True):
     """Embedding-network outputs [b, c, g, dim] -> projected, encoder 1 over channels [b, c, g, d_model]."""

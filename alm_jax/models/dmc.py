@@ -126,8 +126,12 @@ class DMC(nn.Module):
     del channel_mask, deterministic
     self._check_per_frame('embed_patches')
     lead = patches.shape[:-2]
-    e = self.embedding(patches.reshape((-1,) + patches.shape[-2:]))
+    e = self.embedding_of(patches.reshape((-1,) + patches.shape[-2:]))
     return e.reshape(lead + e.shape[-1:])
+
+  def embedding_of(self, patches):
+    """Log-mel patches [n, rows, bands] -> the embedding network's outputs [n, dim]."""
+    return self.embedding(patches)
 
   def contextualize(self, e, channel_mask, deterministic: bool = True):
     """The identity: DMC forms its context in `head`."""
@@ -164,7 +168,7 @@ class DMC(nn.Module):
     hop = self.frame_spec.stride * self.frame_spec.f2
     patches = self.front.log_mel_frames(signal, num_frames, hop)  # [b, c, g, rows, bands]
     lead = patches.shape[:-2]
-    e = self.embedding(patches.reshape((-1,) + patches.shape[-2:]))
+    e = self.embedding_of(patches.reshape((-1,) + patches.shape[-2:]))
     return e.reshape(lead + e.shape[-1:])
 
   def _gains(self, emb, channel_mask, deterministic: bool):

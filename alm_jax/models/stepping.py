@@ -140,7 +140,10 @@ class StagedMixer:
     self.lag = int(getattr(module, 'f1_lag', 0))  # the module's own (the ALM's; 0 for DMC)
     if frames.lag_problem(self.lag, self.spec.stride):
       raise ValueError(frames.lag_problem(self.lag, self.spec.stride))
-    self.plan = make_plan(self.spec, self.front, self.row_tiles, spread and not self.lag)
+    # A module whose embedding reads each patch whole before its first layer (the ALM's
+    # config.model.embed_level: the patch's own level) cannot have it spread row by row.
+    whole = bool(getattr(module, 'embeds_whole_patches', False))
+    self.plan = make_plan(self.spec, self.front, self.row_tiles, spread and not self.lag and not whole)
     self.raw_dim = int(cfg.embedding.get('dim', 0))  # the embedding network's output, per frame
     # Off the row grid (rows_per_f2 = 0) but with F2 frames of whole resampler blocks (the
     # student's 3 s frame, 50 ms F2), a lagged stream resamples each F2 frame once into a ring of
@@ -469,7 +472,7 @@ class StagedMixer:
       else:
         hop = self.spec.stride * self.spec.f2
         patches = self.front.log_mel_frames(x, 1, hop)
-      raw = self._apply(params, patches, method=lambda mod, p: mod.embedding(
+      raw = self._apply(params, patches, method=lambda mod, p: mod.embedding_of(
           p.reshape((-1,) + p.shape[-2:])).reshape(p.shape[:2] + (-1,)))
       return dict(st, raw_next=jax.lax.dynamic_update_slice_in_dim(
           st['raw_next'], raw.astype(jnp.float32), start, axis=1))
