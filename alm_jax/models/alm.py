@@ -155,7 +155,7 @@ class AiLiveMixer(nn.Module):
     """Log-mel patches [n, rows, bands] -> the embedding network's outputs [n, dim].
 
     With config.model.embed_level.enabled each patch is first brought to one level
-    (`Frontend.at_level`): the embedding then names what a channel is at any input level.
+    (`Frontend.at_level`): the embedding then reads a channel alike at any input level.
     """
     if self.embeds_whole_patches:
       level = self.config.embed_level
