@@ -76,6 +76,12 @@ def get_config():
   # active level, the level the student was distilled at.
   model.embed_level.db = -9.0
   model.embed_level.max_boost_db = 30.0  # near-silence is not raised further
+  # What a patch's level is: 'patch', its own mean mel-band power (brought to `db`); 'running',
+  # the channel's running active level as the patch ends (the staging's; brought to
+  # `active_db`, so a patch of bleed while the channel rests stays quiet). 'running' needs
+  # gain_reference = 'staging'.
+  model.embed_level.reference = 'patch'
+  model.embed_level.active_db = -20.0  # dBFS RMS: the student's distillation level
 
   model.encoder = ml_collections.ConfigDict()
   model.encoder.num_layers = 1

@@ -165,3 +165,56 @@ def test_vggish_architecture_and_names():
   assert 72e6 < total < 73e6
   out = jax.eval_shape(vggish.apply, {'params': shapes}, jnp.zeros((5, 96, 64)))
   assert out.shape == (5, 128)
+
+
+@functools.lru_cache(maxsize=None)
+def _running_level_setup():
+  """A staged MR model whose patches are levelled by the channel's running level."""
+  from conftest import load_config, shrink_model  # pylint: disable=g-import-not-at-top
+  config = shrink_model(load_config('mr'))
+  config.model.update_from_flattened_dict({
+      'gain_reference': 'staging', 'embed_level.enabled': True,
+      'embed_level.reference': 'running'})
+  model = build_model(config)
+  f1 = frames.FrameSpec.from_config(config.model).f1
+  params = jax.jit(model.init)(jax.random.PRNGKey(1), jnp.zeros((1, 1, f1)), jnp.ones((1, 1), bool))
+  return config, model, params, jax.jit(model.apply)
+
+
+def test_running_level_embedding_is_causal_and_blind_to_a_channels_input_level():
+  config, model, params, apply = _running_level_setup()
+  spec = frames.FrameSpec.from_config(config.model)
+  audio, mask = _audio(9, 3), jnp.ones((2, 3), bool)
+  base = apply(params, audio, mask)
+  # Causal: the level an F1 frame is brought to uses no audio after the frame's end.
+  n = 7 * spec.f2 + 100
+  changed = audio.at[..., n + 1:].set(_audio(10, 3, NUM_SAMPLES - n - 1) * 5)
+  np.testing.assert_array_equal(np.asarray(apply(params, changed, mask)['mix'])[:, :n + 1],
+                                np.asarray(base['mix'])[:, :n + 1])
+
+  def embeddings(a):
+    def run(mod, a):
+      signal, g = mod.front.frame_input(a, spec)
+      rms = frames.frame_rms(frames.f2_frames(a, spec))
+      level = mod.level_after(mod.initial_carry(*a.shape[:2]), rms)[..., ::spec.stride][..., :g]
+      patches = mod.front.log_mel_frames(signal, g, spec.stride * spec.f2)
+      return mod.embedding_of(patches.reshape((-1,) + patches.shape[-2:]), level.reshape(-1))
+    return np.asarray(model.apply(params, a, method=run))
+
+  # A channel 12 dB hotter: its running level moves with it, so the embedding reads the same.
+  louder = audio.at[:, 1].multiply(10 ** (12 / 20))
+  np.testing.assert_allclose(embeddings(louder), embeddings(audio), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize('overrides,match', [
+    ({'embed_level.reference': 'running'}, "gain_reference = 'staging'"),
+    ({'embed_level.reference': 'own'}, "'patch' or 'running'"),
+])
+def test_running_level_embedding_refuses_what_it_cannot_read(overrides, match):
+  from conftest import load_config, shrink_model  # pylint: disable=g-import-not-at-top
+  config = shrink_model(load_config('mr'))
+  config.model.update_from_flattened_dict(dict(overrides, **{'embed_level.enabled': True}))
+  model = build_model(config)
+  with pytest.raises(ValueError, match=match):
+    jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 1, NUM_SAMPLES)),
+                   jnp.ones((1, 1), bool))

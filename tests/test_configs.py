@@ -96,6 +96,8 @@ _ADDED = {  # field: {config: [type, value]}, '*' for every config
     'model.embed_level.enabled': {'*': ['bool', False]},
     'model.embed_level.db': {'*': ['float', -9.0]},
     'model.embed_level.max_boost_db': {'*': ['float', 30.0]},
+    'model.embed_level.reference': {'*': ['str', 'patch']},
+    'model.embed_level.active_db': {'*': ['float', -20.0]},
     'model.register.enabled': {'*': ['bool', False]},
     'model.register.n_fft': {'*': ['int', 2048]},
     'model.register.time_constant_s': {'*': ['float', 10.0]},

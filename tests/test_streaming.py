@@ -127,10 +127,10 @@ def sr():
 def staged():
   # As the shipped mixer: staged gains, ramped (config.model.gain_smooth_s), with the register
   # (and the ends term: its projection is drawn at random here, as every kernel), each F1
-  # patch brought to one level before the embedding.
+  # patch brought to one level (the channel's running level) before the embedding.
   return Setup('mr', 2.2, 2, gain_reference='staging', gain_smooth_s=0.1,
                **{'register.enabled': True, 'register.relation_dim': 4, 'register.ends': True,
-                  'embed_level.enabled': True})
+                  'embed_level.enabled': True, 'embed_level.reference': 'running'})
 
 
 def _check_against_offline(setup, mix, gains, ends):
@@ -180,9 +180,12 @@ def test_staged_mr_stream_equals_offline(staged):
     # Off it (1985-sample F2 frames), from the kept samples.
     pytest.param(dict(f1_lag=4, f2_ms=45.0, num_samples=8 * 6 * 1985), marks=pytest.mark.slow),
     # The shipped mixer's case: the student's 3 s frame (off the row grid) every 20 F2 frames of
-    # whole resampler blocks, from the ring of resampled samples each frame adds to.
+    # whole resampler blocks, from the ring of resampled samples each frame adds to; staged,
+    # each patch levelled by its channel's running level as its F1 frame ended (kept for its parts).
     dict(f1_lag=8, f1_stride=20, f1_ms=3000.0, num_samples=3 * 24 * 2205,  # whole cycles
-         **{'embedding.name': 'student', 'embedding.dim': 200}),
+         gain_reference='staging', **{'embedding.name': 'student', 'embedding.dim': 200,
+                                      'embed_level.enabled': True,
+                                      'embed_level.reference': 'running'}),
 ], ids=['rows', 'samples', 'resampled'])
 def test_lagged_embedding_streams_like_offline(model):
     """config.model.f1_lag: an F1 frame embedded in parts over the next frames, in force after them."""

@@ -135,18 +135,24 @@ class Frontend(abc.ABC):
   def log_of_power(self, power):
     """Mel-band power [...] -> log-mel values [...] (`mel_power`'s inverse)."""
 
-  def at_level(self, patches, level_db: float, max_boost_db: float):
+  def at_level(self, patches, level_db: float, max_boost_db: float, measured_db=None):
     """Log-mel patches [..., rows, n_mels], each as if its signal were scaled to one level.
 
-    A patch's level is the mean of its mel-band power over rows and bands, in dB; each patch
-    is scaled (in the power domain, which is the signal scaled by the root) so that level
-    is `level_db`, by at most `max_boost_db` up, so near-silence is not raised to the level
-    (digital silence stays silence). An embedding trained on frames at one level (the
-    student's distillation frames) then reads the same from a channel whatever its fader
-    and input gain; the mixer hears the level from its F2 frames' RMS. A function of the
-    patch alone, so every path to the embedding (offline, streamed, exported) agrees.
+    A patch's level is the mean of its mel-band power over rows and bands, in dB, or, given
+    `measured_db` [...] (one per patch), that level in whatever measure `level_db` is in (the
+    ALM's running active level of the channel, dBFS RMS). Each patch is scaled (in the power
+    domain, which is the signal scaled by the root) so that its level is `level_db`, by at
+    most `max_boost_db` up, so near-silence is not raised to the level (digital silence
+    stays silence). An embedding trained on frames at one level (the student's distillation
+    frames) then reads the same from a channel whatever its fader and input gain; the mixer
+    hears the level from its F2 frames' RMS. A function of the patch (and its measured
+    level) alone, so every path to the embedding (offline, streamed, exported) agrees.
     """
     power = self.mel_power(patches)
-    mean = jnp.mean(power, axis=(-2, -1), keepdims=True)
-    gain_db = jnp.minimum(level_db - 10.0 * jnp.log10(jnp.maximum(mean, 1e-30)), max_boost_db)
+    if measured_db is None:
+      mean = jnp.mean(power, axis=(-2, -1), keepdims=True)
+      measured_db = 10.0 * jnp.log10(jnp.maximum(mean, 1e-30))
+    else:
+      measured_db = jnp.asarray(measured_db, power.dtype)[..., None, None]
+    gain_db = jnp.minimum(level_db - measured_db, max_boost_db)
     return self.log_of_power(power * jnp.power(10.0, gain_db / 10.0))

@@ -46,6 +46,18 @@ def compute_dtype(model_config):
   return jnp.dtype(model_config.get('dtype', 'float32'))
 
 
+def embed_level_reference(model_config) -> str:
+  """config.model.embed_level.reference, checked: 'patch' or 'running' (docs/model.md)."""
+  level = model_config.get('embed_level', {})
+  ref = level.get('reference', 'patch')  # absent in checkpoints made before it
+  if ref not in ('patch', 'running'):
+    raise ValueError(f"config.model.embed_level.reference must be 'patch' or 'running', got {ref!r}.")
+  if ref == 'running' and level.get('enabled', False) and not staging.enabled(model_config):
+    raise ValueError("config.model.embed_level.reference = 'running' reads the staging's running "
+                     "level: set config.model.gain_reference = 'staging' too, or use 'patch'.")
+  return ref
+
+
 class AiLiveMixer(nn.Module):
   """The AiLive Mixer.
 
@@ -58,6 +70,7 @@ class AiLiveMixer(nn.Module):
     cfg = self.config
     dtype = compute_dtype(cfg)
     self.frame_spec = frames.FrameSpec.from_config(cfg)
+    embed_level_reference(cfg)  # a bad reference fails here, before any frame
     self.front = embeddings.frontend_for(cfg)  # the embedding's own front end
     self.embedding = embeddings.build_embedding(cfg.embedding, dtype)
     enc = dict(num_layers=cfg.encoder.num_layers, num_heads=cfg.encoder.num_heads,
@@ -126,7 +139,7 @@ class AiLiveMixer(nn.Module):
 
   # ---- F1 rate -------------------------------------------------------------
 
-  def embed(self, signal, num_frames, channel_mask, deterministic: bool = True):
+  def embed(self, signal, num_frames, channel_mask, deterministic: bool = True, level_db=None):
     """F1 frames -> channel-contextual embeddings [b, c, g, d_model].
 
     Args:
@@ -134,15 +147,18 @@ class AiLiveMixer(nn.Module):
         input (`embeddings.Frontend.frame_input`): the last F1 frame ends at its end and
         the others every hop = stride * f2 samples before.
       num_frames: g (may be a symbolic dimension).
+      level_db: [b, c, g] each channel's running active level as each F1 frame ends
+        (`level_after`), for an embedding at the running level (`embeds_at_running_level`).
     """
     hop = self.frame_spec.stride * self.frame_spec.f2
     patches = self.front.log_mel_frames(signal, num_frames, hop)  # [b, c, g, rows, bands]
-    return self.embed_patches(patches, channel_mask, deterministic)
+    return self.embed_patches(patches, channel_mask, deterministic, level_db)
 
-  def embed_patches(self, patches, channel_mask, deterministic: bool = True):
+  def embed_patches(self, patches, channel_mask, deterministic: bool = True, level_db=None):
     """Log-mel patches [b, c, g, 96, 64] -> [b, c, g, d_model] (`embed` after its front end)."""
     lead = patches.shape[:-2]
-    e = self.embedding_of(patches.reshape((-1,) + patches.shape[-2:]))
+    e = self.embedding_of(patches.reshape((-1,) + patches.shape[-2:]),
+                          None if level_db is None else level_db.reshape(-1))
     return self.contextualize(e.reshape(lead + e.shape[-1:]), channel_mask, deterministic)
 
   @property
@@ -151,16 +167,41 @@ class AiLiveMixer(nn.Module):
     streaming step may not spread the embedding over the patch's rows as they arrive."""
     return bool(self.config.get('embed_level', {}).get('enabled', False))
 
-  def embedding_of(self, patches):
+  @property
+  def embeds_at_running_level(self) -> bool:
+    """Whether each patch is brought to one level by its channel's running active level
+    (config.model.embed_level.reference = 'running'), which `embed` then needs (`level_after`)."""
+    return self.embeds_whole_patches and embed_level_reference(self.config) == 'running'
+
+  def embedding_of(self, patches, level_db=None):
     """Log-mel patches [n, rows, bands] -> the embedding network's outputs [n, dim].
 
     With config.model.embed_level.enabled each patch is first brought to one level
-    (`Frontend.at_level`): the embedding then reads a channel alike at any input level.
+    (`Frontend.at_level`): the embedding then reads a channel alike at any input level. By
+    the patch's own mean power (reference 'patch'), or by `level_db` [n], the channel's
+    running active level as the patch ends (reference 'running'): a frame where the channel
+    rests and only its bleed sounds then stays as quiet as it is, where its own mean power
+    would raise it to the level of the channel playing.
     """
     if self.embeds_whole_patches:
       level = self.config.embed_level
-      patches = self.front.at_level(patches, float(level.db), float(level.max_boost_db))
+      if self.embeds_at_running_level:
+        if level_db is None:
+          raise ValueError('config.model.embed_level.reference is "running": embedding_of needs '
+                           "each patch's running level (level_db; AiLiveMixer.level_after).")
+        patches = self.front.at_level(patches, float(level.active_db), float(level.max_boost_db),
+                                      measured_db=level_db)
+      else:
+        patches = self.front.at_level(patches, float(level.db), float(level.max_boost_db))
     return self.embedding(patches)
+
+  def level_after(self, carry, rms):
+    """Each channel's running active level after each F2 frame [b, c, t] dB (the staging's,
+    `staging.running_level`), from the carry before them [b, c, carry_size] and their RMS
+    [b, c, t]; the carry itself is advanced by `recur`."""
+    h = int(self.config.gru_hidden)
+    return staging.running_level(carry[..., h:h + staging.STATE_SIZE], rms,
+                                 staging.rule(self.config, self.frame_spec))[1]
 
   def contextualize(self, e, channel_mask, deterministic: bool = True):
     """Embedding-network outputs [b, c, g, dim] -> projected, encoder 1 over channels [b, c, g, d_model]."""
@@ -292,12 +333,17 @@ class AiLiveMixer(nn.Module):
     b, c, _ = audio.shape
 
     signal, g = self.front.frame_input(audio, spec)
-    emb = self.embed(signal, g, channel_mask, deterministic)  # [b, c, g, d]
     t = spec.num_f2_frames(audio.shape[-1])
+    f2_frames = frames.f2_frames(audio, spec)
+    level_db = None
+    if self.embeds_at_running_level:  # F1 frame k ends with F2 frame k * stride
+      level_db = self.level_after(self.initial_carry(b, c), frames.frame_rms(f2_frames))
+      level_db = level_db[..., ::spec.stride][..., :g]
+    emb = self.embed(signal, g, channel_mask, deterministic, level_db)  # [b, c, g, d]
     index = frames.f1_index(t, spec, self.f1_lag)
     # Before the first F1 frame is in force (lagged models only) the embedding is zero.
     emb = jnp.where((index >= 0)[:, None], jnp.take(emb, jnp.maximum(index, 0), axis=2), 0.0)
-    x = self.condition(emb, frames.f2_frames(audio, spec), channel_mask, deterministic)
+    x = self.condition(emb, f2_frames, channel_mask, deterministic)
     _, y = self.recur(self.initial_carry(b, c), x)
     pred = self.head(y, channel_mask, deterministic)
     pred_pans = None

@@ -143,6 +143,9 @@ class StagedMixer:
     # A module whose embedding reads each patch whole before its first layer (the ALM's
     # config.model.embed_level: the patch's own level) cannot have it spread row by row.
     whole = bool(getattr(module, 'embeds_whole_patches', False))
+    # One whose patches are levelled by the channel's running level (the ALM's
+    # config.model.embed_level.reference = 'running') reads it as each F1 frame ends.
+    self.running_level = bool(getattr(module, 'embeds_at_running_level', False))
     self.plan = make_plan(self.spec, self.front, self.row_tiles, spread and not self.lag and not whole)
     self.raw_dim = int(cfg.embedding.get('dim', 0))  # the embedding network's output, per frame
     # Off the row grid (rows_per_f2 = 0) but with F2 frames of whole resampler blocks (the
@@ -194,7 +197,8 @@ class StagedMixer:
                (lagged models only);
       resampled [b, c, patch_samples] the last patch's resampled samples (lagged, off the
                row grid, F2 on resampler blocks);
-      raw_next [b, c, dim] its embedding-network outputs, part by part (lagged only).
+      raw_next [b, c, dim] its embedding-network outputs, part by part (lagged only);
+      f1_level [b, c] the running level as that F1 frame ended (lagged, levelled by it).
     """
     if batch < 1 or channels < 1:
       raise ValueError(f'Need batch >= 1 and channels >= 1, got batch={batch}, channels={channels}.')
@@ -216,6 +220,8 @@ class StagedMixer:
       state['resampled'] = jnp.zeros((batch, channels, self.fs.patch_samples), jnp.float32)
     if self.lag:
       state['f1_input'] = jnp.zeros((batch, channels) + self._f1_input_shape(), jnp.float32)
+      if self.running_level:
+        state['f1_level'] = jnp.zeros((batch, channels), jnp.float32)
       state['raw_next'] = jnp.zeros((batch, channels, self.raw_dim), jnp.float32)
     for key, shape in self._work_shapes(batch, channels).items():
       if key == 'mel':  # rows of silence, exactly as the front end computes them
@@ -308,6 +314,14 @@ class StagedMixer:
       gains = pred
     return jnp.where(mask[..., None], gains, 0.0)
 
+  def _level_after(self, params, state, f2_frames):
+    """The running level after each of these F2 frames [b, c, t] dB where the module's
+    patches are levelled by it (`self.running_level`), else None."""
+    if not self.running_level:
+      return None
+    return self._apply(params, state['carry'], frames.frame_rms(f2_frames),
+                       method=self.module.level_after)
+
   def _whole_hops(self, params, state, chunk, mask):
     """A chunk of whole hops starting on a hop: every stage once over the chunk."""
     spec, fs = self.spec, self.fs
@@ -318,15 +332,19 @@ class StagedMixer:
     # F2 frame longer than the front end's input (no history then) reads only its end.
     signal = ext[..., :ext.shape[-1] - (hop - spec.f2)]
     signal = signal[..., max(0, spec.f2 - fs.frame_input_samples):]
-    emb = self._apply(params, signal, groups, mask, method=self.module.embed)  # [b, c, g, E]
+    f2_frames = frames.f2_frames(chunk, spec)
+    # F1 frame k of the chunk ends with its F2 frame k * stride.
+    level = self._level_after(params, state, f2_frames)
+    emb = self._apply(params, signal, groups, mask,
+                      *(() if level is None else (True, level[..., ::spec.stride])),
+                      method=self.module.embed)  # [b, c, g, E]
     per_frame = jnp.repeat(emb, spec.stride, axis=2)
     if self.lag:  # a group's first `lag` frames still use the F1 frame before it
       before = jnp.concatenate([state['emb'][:, :, None].astype(emb.dtype), emb[:, :, :-1]], axis=2)
       phase = jnp.arange(per_frame.shape[2]) % spec.stride
       per_frame = jnp.where((phase >= self.lag)[:, None], per_frame,
                             jnp.repeat(before, spec.stride, axis=2))
-    x = self._apply(params, per_frame, frames.f2_frames(chunk, spec), mask,
-                    method=self.module.condition)
+    x = self._apply(params, per_frame, f2_frames, mask, method=self.module.condition)
     carry, y = self._apply(params, state['carry'], x, method=self.module.recur)
     pred, pred_pans = self._head(params, y, mask, state['gain'])
     gains = self._gains_applied(state, pred, mask)
@@ -384,10 +402,13 @@ class StagedMixer:
       st['resampled'] = jnp.concatenate([st['resampled'][..., new.shape[-1]:], new], axis=-1)
 
     def embed_whole(st):
+      level = self._level_after(params, st, frame[:, :, None])  # [b, c, 1] or None
+      at_level = () if level is None else (True, level)
       if plan.rows_per_f2:
-        return self._apply(params, st['mel'][:, :, None], mask, method=m.embed_patches)[:, :, 0]
+        return self._apply(params, st['mel'][:, :, None], mask, *at_level,
+                           method=m.embed_patches)[:, :, 0]
       frame_in = fs.frame_input_samples
-      return self._apply(params, ext[..., ext.shape[-1] - frame_in:], 1, mask,
+      return self._apply(params, ext[..., ext.shape[-1] - frame_in:], 1, mask, *at_level,
                          method=m.embed)[:, :, 0]
 
     def embed_prepared(st):
@@ -458,6 +479,11 @@ class StagedMixer:
       source = ext[..., ext.shape[-1] - self.fs.frame_input_samples:]
     # A cond, not a select: the whole frame's input is copied on phase 0 only, not every frame.
     st['f1_input'] = jax.lax.cond(phase == 0, lambda: source, lambda: st['f1_input'])
+    if self.running_level:  # the level as the F1 frame ends, for its parts' patches
+      frame = ext[..., ext.shape[-1] - self.spec.f2:][:, :, None]
+      st['f1_level'] = jax.lax.cond(phase == 0,
+                                    lambda: self._level_after(params, st, frame)[..., 0],
+                                    lambda: st['f1_level'])
     channels = st['f1_input'].shape[1]
     part = -(-channels // lag)
 
@@ -472,8 +498,11 @@ class StagedMixer:
       else:
         hop = self.spec.stride * self.spec.f2
         patches = self.front.log_mel_frames(x, 1, hop)
+      level = None
+      if self.running_level:
+        level = jax.lax.dynamic_slice_in_dim(st['f1_level'], start, part, axis=1).reshape(-1)
       raw = self._apply(params, patches, method=lambda mod, p: mod.embedding_of(
-          p.reshape((-1,) + p.shape[-2:])).reshape(p.shape[:2] + (-1,)))
+          p.reshape((-1,) + p.shape[-2:]), level).reshape(p.shape[:2] + (-1,)))
       return dict(st, raw_next=jax.lax.dynamic_update_slice_in_dim(
           st['raw_next'], raw.astype(jnp.float32), start, axis=1))
 
