@@ -82,6 +82,12 @@ def get_config():
   # gain_reference = 'staging'.
   model.embed_level.reference = 'patch'
   model.embed_level.active_db = -20.0  # dBFS RMS: the student's distillation level
+  # Each channel's role named from its running mean embedding, with a learned level per role
+  # added to the staging's (alm_jax/models/roles.py; needs gain_reference = 'staging').
+  model.roles = ml_collections.ConfigDict()
+  model.roles.enabled = False
+  model.roles.centroids = ''  # '' = alm_jax/embeddings/weights/role_centroids_<embedding>.npz
+  model.roles.gate_db = 15.0  # a frame names the role if within this of the running level
 
   model.encoder = ml_collections.ConfigDict()
   model.encoder.num_layers = 1

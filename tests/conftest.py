@@ -25,6 +25,7 @@ if not os.environ.get('JAX_COMPILATION_CACHE_DIR'):
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.2')
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Threefry's unrolled hash makes every init and dropout compile 2-3x slower on
@@ -75,3 +76,13 @@ def pytest_configure(config):
         f'pytest {importlib.metadata.version("pytest")} with pytest-xdist '
         f'{importlib.metadata.version("pytest-xdist")} spreads the xdist groups this suite needs: '
         'install the tested versions with pip install -e ".[test]" (setup.py pins pytest below 9.2).')
+
+
+def write_role_centroids(path, dim, num_roles=3, seed=0):
+  """A role centroid file (role_preset.load_centroids' format) for a `dim`-wide embedding."""
+  rng = np.random.default_rng(seed)
+  c = rng.normal(size=(num_roles, dim)).astype(np.float32)
+  np.savez(path, roles=np.array([f'role{i}' for i in range(num_roles)]),
+           levels_db=np.zeros(num_roles, np.float32), center=np.zeros(dim, np.float32),
+           centroids=c / np.linalg.norm(c, axis=-1, keepdims=True))
+  return str(path)

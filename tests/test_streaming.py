@@ -15,7 +15,7 @@ from alm_jax.models import build_mixer
 from alm_jax.models import build_model
 from alm_jax.models import protocol
 from alm_jax.models import stepping
-from conftest import load_config, shrink_model
+from conftest import load_config, shrink_model, write_role_centroids
 
 SR = 44100
 # A single sample, the MR hop, and an odd size spanning one or two MR
@@ -46,6 +46,8 @@ def _random_params(model, audio, seed):
 
   def draw(path, leaf):
     name = jax.tree_util.keystr(path)
+    if 'role_offsets' in name:  # dB per named role (config.model.roles): large enough to show
+      return 6.0 * rng.normal(size=leaf.shape)
     if leaf.ndim >= 2:  # kernels: fan-in scaling keeps activations O(1)
       return rng.normal(size=leaf.shape) / np.sqrt(np.prod(leaf.shape[:-1]))
     base = 1.0 if 'scale' in name else 0.25 if 'negative_slope' in name else 0.0
@@ -124,13 +126,16 @@ def sr():
 
 
 @pytest.fixture(scope='module')
-def staged():
+def staged(tmp_path_factory):
   # As the shipped mixer: staged gains, ramped (config.model.gain_smooth_s), with the register
   # (and the ends term: its projection is drawn at random here, as every kernel), each F1
-  # patch brought to one level (the channel's running level) before the embedding.
+  # patch brought to one level (the channel's running level) before the embedding, and each
+  # channel's named role with its level (centroids drawn at random for the tiny embedding).
+  centroids = write_role_centroids(tmp_path_factory.mktemp('roles') / 'c.npz', 16)
   return Setup('mr', 2.2, 2, gain_reference='staging', gain_smooth_s=0.1,
                **{'register.enabled': True, 'register.relation_dim': 4, 'register.ends': True,
-                  'embed_level.enabled': True, 'embed_level.reference': 'running'})
+                  'embed_level.enabled': True, 'embed_level.reference': 'running',
+                  'roles.enabled': True, 'roles.centroids': centroids})
 
 
 def _check_against_offline(setup, mix, gains, ends):
@@ -181,11 +186,12 @@ def test_staged_mr_stream_equals_offline(staged):
     pytest.param(dict(f1_lag=4, f2_ms=45.0, num_samples=8 * 6 * 1985), marks=pytest.mark.slow),
     # The shipped mixer's case: the student's 3 s frame (off the row grid) every 20 F2 frames of
     # whole resampler blocks, from the ring of resampled samples each frame adds to; staged,
-    # each patch levelled by its channel's running level as its F1 frame ended (kept for its parts).
+    # each patch levelled by its channel's running level as its F1 frame ended (kept for its
+    # parts), the roles named by the shipped centroids.
     dict(f1_lag=8, f1_stride=20, f1_ms=3000.0, num_samples=3 * 24 * 2205,  # whole cycles
          gain_reference='staging', **{'embedding.name': 'student', 'embedding.dim': 200,
                                       'embed_level.enabled': True,
-                                      'embed_level.reference': 'running'}),
+                                      'embed_level.reference': 'running', 'roles.enabled': True}),
 ], ids=['rows', 'samples', 'resampled'])
 def test_lagged_embedding_streams_like_offline(model):
     """config.model.f1_lag: an F1 frame embedded in parts over the next frames, in force after them."""

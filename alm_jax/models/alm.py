@@ -38,6 +38,8 @@ from alm_jax import stereo
 from alm_jax.models import layers
 from alm_jax.models import protocol
 from alm_jax.models import register
+from alm_jax.models import role_preset
+from alm_jax.models import roles
 from alm_jax.models import staging
 from alm_jax.models import stepping
 
@@ -111,6 +113,15 @@ class AiLiveMixer(nn.Module):
     # starts at zero, so a model trained without it starts where it was.
     self.pan_embed = (nn.Dense(int(cfg.gru_hidden), dtype=dtype, kernel_init=nn.initializers.zeros)
                       if self.pan_mlp is not None and cfg.get('pan_embedding', False) else None)
+    # Each channel's named role and a learned level per role (config.model.roles).
+    self.role_centroids = None
+    if roles.enabled(cfg):
+      if not self.staged:
+        raise ValueError("config.model.roles adds a level per role to the staging's: set "
+                         "config.model.gain_reference = 'staging' too.")
+      self.role_centroids = roles.load_centroids(cfg)
+      self.role_offsets = self.param('role_offsets', nn.initializers.zeros,
+                                     (self.role_centroids['centroids'].shape[0],), jnp.float32)
 
   @property
   def staged(self) -> bool:
@@ -120,10 +131,12 @@ class AiLiveMixer(nn.Module):
   @property
   def carry_size(self) -> int:
     """Recurrent state per channel: the GRU's, the staging's running level (if staged), then
-    the running register (config.model.register), then the running pitch (its ends term)."""
+    the running register (config.model.register), then the running pitch (its ends term), then
+    the running mean embedding that names the role (config.model.roles)."""
     return (int(self.config.gru_hidden) + (staging.STATE_SIZE if self.staged else 0)
             + (register.STATE_SIZE if register.enabled(self.config) else 0)
-            + (register.STATE_SIZE if register.ends(self.config) else 0))
+            + (register.STATE_SIZE if register.ends(self.config) else 0)
+            + (roles.state_size(self.config) if roles.enabled(self.config) else 0))
 
   @property
   def gain_smooth(self) -> float:
@@ -204,8 +217,15 @@ class AiLiveMixer(nn.Module):
                                  staging.rule(self.config, self.frame_spec))[1]
 
   def contextualize(self, e, channel_mask, deterministic: bool = True):
-    """Embedding-network outputs [b, c, g, dim] -> projected, encoder 1 over channels [b, c, g, d_model]."""
-    return self.encoder1(self.embed_proj(e), channel_mask, deterministic)
+    """Embedding-network outputs [b, c, g, dim] -> projected, encoder 1 over channels [b, c, g, d_model].
+
+    With config.model.roles the outputs themselves follow ([b, c, g, d_model + dim]): the
+    running mean that names the role is taken of them, before encoder 1 mixes the channels.
+    """
+    x = self.encoder1(self.embed_proj(e), channel_mask, deterministic)
+    if self.role_centroids is not None:
+      x = jnp.concatenate([x, e.astype(x.dtype)], axis=-1)
+    return x
 
   # ---- F2 rate -------------------------------------------------------------
 
@@ -220,11 +240,17 @@ class AiLiveMixer(nn.Module):
     """
     floor = self.config.rms_floor_db
     rms = frames.frame_rms(f2_frames)
+    raw = None
+    if self.role_centroids is not None:  # `contextualize` put the raw embedding after d_model
+      d = int(self.config.d_model)
+      emb, raw = emb[..., :d], emb[..., d:]
     # Level in dB, scaled to about [-1, 0]: raw RMS spans orders of magnitude.
     level = jnp.maximum(20.0 * jnp.log10(rms), floor) / -floor
     x = jnp.concatenate([emb, level[..., None].astype(emb.dtype)], axis=-1)
     x = self.rms_act(self.rms_proj(x))
     out = {'x': self.encoder2(x, channel_mask, deterministic), 'rms': rms}
+    if raw is not None:
+      out['raw'] = raw
     if self.pan_embed is not None:
       out['emb'] = emb
     if self.relation is not None:
@@ -268,6 +294,19 @@ class AiLiveMixer(nn.Module):
           carry[..., at:at + register.STATE_SIZE], inputs['pitch_weight'], inputs['pitch'],
           register.rule(self.config, self.frame_spec), with_heard=True)
       parts.append(pitch_state)
+      at += register.STATE_SIZE
+    if self.role_centroids is not None:
+      # The channel plays: its frame within roles.gate_db of its running level, and an F1
+      # embedding is in force (a lagged model's first frames have none: zeros).
+      played = ((staging.power_db(jnp.square(inputs['rms'])) > out['level_db']
+                 - float(self.config.roles.gate_db))
+                & jnp.any(inputs['raw'] != 0, axis=-1))
+      role_state, mean, named = roles.running(
+          carry[..., at:at + roles.state_size(self.config)], inputs['raw'], played)
+      parts.append(role_state)
+      c = self.role_centroids
+      idx = role_preset.nearest_role(mean, c['center'], c['centroids'])
+      out['role'] = jnp.where(named, idx, -1)
     return jnp.concatenate(parts, axis=-1), out
 
   def head(self, inputs, channel_mask, deterministic: bool = True):
@@ -281,7 +320,10 @@ class AiLiveMixer(nn.Module):
       y = y + self.relation(y, inputs['register'], channel_mask)
     if self.ends is not None:
       y = y + self.ends(y, inputs['pitch'], channel_mask, inputs['pitch_heard'])
-    gains = jnp.where(channel_mask[..., None], self._gains(y, inputs.get('level_db')), 0.0)
+    role_db = 0.0
+    if 'role' in inputs:  # the named role's level moves the staging's (config.model.roles)
+      role_db = jnp.where(inputs['role'] >= 0, self.role_offsets[jnp.maximum(inputs['role'], 0)], 0.0)
+    gains = jnp.where(channel_mask[..., None], self._gains(y, inputs.get('level_db'), role_db), 0.0)
     if self.pan_mlp is None:
       return gains
     if self.pan_relation is not None:
@@ -294,11 +336,12 @@ class AiLiveMixer(nn.Module):
     p = jnp.tanh(z)
     return gains, jnp.where(channel_mask[..., None], p, 0.0)
 
-  def _gains(self, y, level_db):
-    """The MLP's output -> gains >= 0: an offset from the staging (staged), else the activation."""
+  def _gains(self, y, level_db, role_db=0.0):
+    """The MLP's output -> gains >= 0: an offset from the staging (staged; its target moved by
+    the named role's level, config.model.roles), else the activation."""
     g = self.mlp(y)[..., 0].astype(jnp.float32)
     if level_db is not None:
-      return staging.gains(self.config, g, level_db)
+      return staging.gains(self.config, g, level_db, role_db)
     if self.config.gain_activation == 'softplus':
       return jax.nn.softplus(g)
     if self.config.gain_activation == 'relu':
@@ -387,5 +430,7 @@ def capabilities(model_config) -> protocol.Capabilities:
 
 
 def build_mixer(model_config) -> stepping.StagedMixer:
+  # With config.model.roles the embedding carries the raw outputs too (`contextualize`).
+  extra = int(model_config.embedding.dim) if roles.enabled(model_config) else 0
   return stepping.StagedMixer(build_module(model_config), capabilities(model_config),
-                              embedding_dim=int(model_config.d_model))
+                              embedding_dim=int(model_config.d_model) + extra)

@@ -85,14 +85,15 @@ def running_level(state, rms, level_rule: Rule):
   return state, jnp.moveaxis(level, 0, -1)
 
 
-def gains(model_config, offset, level_db):
+def gains(model_config, offset, level_db, target_db=0.0):
   """MLP outputs [b, c, t] and running levels [b, c, t] dB -> linear gains [b, c, t] >= 0.
 
-  gain dB = level_db target + offset * offset_scale_db - running level, bounded to
-  [min_gain_db, max_gain_db]; before a channel's first active frame, the offset alone.
+  gain dB = level_db target (+ target_db [b, c, t]: a named role's level) + offset *
+  offset_scale_db - running level, bounded to [min_gain_db, max_gain_db]; before a channel's
+  first active frame, the offset alone.
   """
   s = model_config.staging
   offset_db = offset * float(s.offset_scale_db)
-  staged = jnp.where(level_db > NOT_SEEN_DB, float(s.level_db) - level_db, 0.0)
+  staged = jnp.where(level_db > NOT_SEEN_DB, float(s.level_db) + target_db - level_db, 0.0)
   gain_db = jnp.clip(staged + offset_db, float(s.min_gain_db), float(s.max_gain_db))
   return jnp.power(10.0, gain_db / 20.0)
