@@ -88,6 +88,9 @@ def get_config():
   model.roles.enabled = False
   model.roles.centroids = ''  # '' = alm_jax/embeddings/weights/role_centroids_<embedding>.npz
   model.roles.gate_db = 15.0  # a frame names the role if within this of the running level
+  # What the networks read of each F1 frame: 'embedding' (the embedding network's outputs) or
+  # 'similarity' (their cosine to each role centroid, docs/model.md "Named roles").
+  model.roles.input = 'embedding'
 
   model.encoder = ml_collections.ConfigDict()
   model.encoder.num_layers = 1

@@ -101,6 +101,7 @@ _ADDED = {  # field: {config: [type, value]}, '*' for every config
     'model.roles.enabled': {'*': ['bool', False]},
     'model.roles.centroids': {'*': ['str', '']},
     'model.roles.gate_db': {'*': ['float', 15.0]},
+    'model.roles.input': {'*': ['str', 'embedding']},
     'model.register.enabled': {'*': ['bool', False]},
     'model.register.n_fft': {'*': ['int', 2048]},
     'model.register.time_constant_s': {'*': ['float', 10.0]},

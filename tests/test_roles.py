@@ -71,3 +71,24 @@ def test_roles_refuse_what_they_cannot_read(tmp_path):
   config.model.roles.centroids = str(tmp_path / 'missing.npz')
   with pytest.raises(FileNotFoundError, match='missing.npz'):
     jax.eval_shape(build_model(config).init, jax.random.PRNGKey(0), x, mask)
+
+
+def test_similarity_input_reads_only_the_frames_likeness_to_each_role(tmp_path):
+  config, model = _model(tmp_path, **{'roles.input': 'similarity'})
+  spec = frames.FrameSpec.from_config(config.model)
+  audio = 0.1 * jax.random.normal(jax.random.PRNGKey(2), (1, 2, spec.f1 + 6 * spec.f2))
+  mask = jnp.ones((1, 2), bool)
+  params = jax.jit(model.init)(jax.random.PRNGKey(1), audio, mask)
+  assert params['params']['embed_proj']['kernel'].shape == (3, config.model.d_model)
+  raw = jax.random.normal(jax.random.PRNGKey(3), (4, config.model.embedding.dim))
+  sims = np.asarray(roles.similarity(raw, roles.load_centroids(config.model)))
+  assert sims.shape == (4, 3) and np.all(np.abs(sims) <= 1.0 + 1e-6)
+  # The networks see the frame through its similarities only: a scaled embedding reads the same.
+  ctx = lambda p, e: model.apply(p, e[None, None], mask[:, :1],  # pylint: disable=unnecessary-lambda-assignment
+                                 method=model.contextualize)
+  d = config.model.d_model
+  np.testing.assert_allclose(np.asarray(ctx(params, raw))[..., :d],
+                             np.asarray(ctx(params, 3.0 * raw))[..., :d], rtol=1e-4, atol=1e-5)
+  with pytest.raises(ValueError, match="'embedding' or 'similarity'"):
+    jax.eval_shape(_model(tmp_path, **{'roles.input': 'names'})[1].init, jax.random.PRNGKey(0),
+                   audio, mask)

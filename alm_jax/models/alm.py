@@ -222,7 +222,10 @@ class AiLiveMixer(nn.Module):
     With config.model.roles the outputs themselves follow ([b, c, g, d_model + dim]): the
     running mean that names the role is taken of them, before encoder 1 mixes the channels.
     """
-    x = self.encoder1(self.embed_proj(e), channel_mask, deterministic)
+    # config.model.roles.input = 'similarity': the networks read only how like each role the
+    # frame sounds, a name that carries to timbres the training songs lack.
+    heard = roles.similarity(e, self.role_centroids) if roles.uses_similarity(self.config) else e
+    x = self.encoder1(self.embed_proj(heard.astype(e.dtype)), channel_mask, deterministic)
     if self.role_centroids is not None:
       x = jnp.concatenate([x, e.astype(x.dtype)], axis=-1)
     return x

@@ -41,6 +41,24 @@ def load_centroids(model_config) -> dict:
   return {k: np.asarray(c[k], np.float32) for k in ('center', 'centroids')}
 
 
+def uses_similarity(model_config) -> bool:
+  """Whether the mixer reads each F1 frame as its similarity to the role centroids instead of
+  the embedding itself (config.model.roles.input = 'similarity')."""
+  value = model_config.get('roles', {}).get('input', 'embedding')
+  if value not in ('embedding', 'similarity'):
+    raise ValueError("config.model.roles.input must be 'embedding' or 'similarity', "
+                     f'got {value!r}.')
+  return enabled(model_config) and value == 'similarity'
+
+
+def similarity(raw, centroids: dict):
+  """Embedding-network outputs [..., D] -> cosine to each role centroid [..., R] (after centring,
+  as `role_preset.nearest_role` compares them)."""
+  x = raw.astype(jnp.float32) - centroids['center']
+  x = x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+  return x @ jnp.asarray(centroids['centroids']).T
+
+
 def running(state, raw, played):
   """The running mean embedding over played frames and the role it names, after each F2 frame.
 
