@@ -79,7 +79,7 @@ def pytest_configure(config):
 
 
 def write_role_centroids(path, dim, num_roles=3, seed=0):
-  """A role centroid file (role_preset.load_centroids' format) for a `dim`-wide embedding."""
+  """A role centroid file (roles.load_centroids' format) for a `dim`-wide embedding."""
   rng = np.random.default_rng(seed)
   c = rng.normal(size=(num_roles, dim)).astype(np.float32)
   np.savez(path, roles=np.array([f'role{i}' for i in range(num_roles)]),

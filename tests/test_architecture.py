@@ -32,7 +32,8 @@ LAYERS = (
     ('alm_jax.main', 'alm_jax.mix', 'alm_jax.export', 'alm_jax.evaluate', 'alm_jax.live.__main__'),
 )
 # What models/ may hold besides mixers (modules defining build_mixer): what they share.
-MODEL_HELPERS = {'__init__', 'protocol', 'layers', 'stepping', 'console', 'staging', 'register'}
+MODEL_HELPERS = {'__init__', 'protocol', 'layers', 'stepping', 'console', 'staging', 'register',
+                 'roles'}
 
 
 def modules() -> dict[str, pathlib.Path]:

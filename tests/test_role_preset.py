@@ -11,6 +11,7 @@ import pytest
 from alm_jax import models
 from alm_jax.data import rendered
 from alm_jax.models import role_preset
+from alm_jax.models import roles
 
 F2 = 2205
 
@@ -116,8 +117,8 @@ def test_bad_centroid_files_are_refused(tmp_path):
 
 
 def test_shipped_centroids_match_the_designed_role_levels():
-  path = role_preset.default_centroids_path('musicnn')
-  c = role_preset.load_centroids(path)
+  path = roles.default_centroids_path('musicnn')
+  c = roles.load_centroids(path)
   for role, level in zip(c['roles'], c['levels_db']):
     assert level == rendered.ROLE_LEVELS_DB[str(role)]
   np.testing.assert_allclose(np.linalg.norm(c['centroids'], axis=1), 1.0, atol=1e-5)
@@ -128,7 +129,7 @@ def test_nearest_role_is_cosine_after_centring():
   center = np.array([1.0, 1.0], np.float32)
   cents = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
   x = np.array([[3.0, 1.1], [1.2, 5.0], [0.0, 1.0]], np.float32)
-  np.testing.assert_array_equal(role_preset.nearest_role(x, center, cents), [0, 1, 1])
+  np.testing.assert_array_equal(roles.nearest_role(x, center, cents), [0, 1, 1])
 
 
 def test_offline_engine_mixes_it(mixer_and_run, tmp_path):

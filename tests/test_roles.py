@@ -81,7 +81,8 @@ def test_similarity_input_reads_only_the_frames_likeness_to_each_role(tmp_path):
   params = jax.jit(model.init)(jax.random.PRNGKey(1), audio, mask)
   assert params['params']['embed_proj']['kernel'].shape == (3, config.model.d_model)
   raw = jax.random.normal(jax.random.PRNGKey(3), (4, config.model.embedding.dim))
-  sims = np.asarray(roles.similarity(raw, roles.load_centroids(config.model)))
+  c = roles.centroids_for(config.model)
+  sims = np.asarray(roles.similarity(raw, c['center'], c['centroids']))
   assert sims.shape == (4, 3) and np.all(np.abs(sims) <= 1.0 + 1e-6)
   # The networks see the frame through its similarities only: a scaled embedding reads the same.
   ctx = lambda p, e: model.apply(p, e[None, None], mask[:, :1],  # pylint: disable=unnecessary-lambda-assignment

@@ -158,9 +158,9 @@ def main(argv=None):
   for split in ('validation', 'test'):
     m, r = role_centroids.channel_means(args.cache, split, role_centroids.features_fn(emb_path))
     tm, _ = role_centroids.channel_means(args.cache, split, role_centroids.features_fn('musicnn'))
-    same = np.mean(np.asarray(role_centroids.role_preset.nearest_role(m, cents['center'],
+    same = np.mean(np.asarray(role_centroids.role_naming.nearest_role(m, cents['center'],
                                                                       cents['centroids'])) ==
-                   np.asarray(role_centroids.role_preset.nearest_role(tm, cents['center'],
+                   np.asarray(role_centroids.role_naming.nearest_role(tm, cents['center'],
                                                                       cents['centroids'])))
     print(f'student with the teacher\'s centroids, {split}: '
           f'{role_centroids.accuracy(cents, m, r)}; names the teacher\'s role for {same:.2f}')

@@ -26,6 +26,7 @@ from alm_jax.data import pipeline
 from alm_jax.data import rendered
 from alm_jax.evaluation import examples as examples_lib
 from alm_jax.models import role_preset
+from alm_jax.models import roles as role_naming  # its locals name role lists `roles`
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import role_centroids  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -56,7 +57,7 @@ def main(argv=None):
     return net.apply({'params': params}, patches), net.apply({'params': params}, levelled)
 
   def nearest(e):
-    return roles[np.asarray(role_preset.nearest_role(jnp.asarray(e, jnp.float32), center,
+    return roles[np.asarray(role_naming.nearest_role(jnp.asarray(e, jnp.float32), center,
                                                      centroids))]
 
   data_config = runpy.run_path(args.data_config)['get_config']()

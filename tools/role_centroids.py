@@ -17,8 +17,8 @@ Also the distillation cache of tools/distill_student.py.
 train channels' means; centroids are those minus their common mean, normalised (cosine). Prints
 the nearest-centroid role accuracy on the validation and test channels (overall, per role, and
 'by level': a confusion between roles of the same designed level, lead/melody, costs nothing),
-and writes the centroid file `role_preset.load_centroids` reads (with --output). `--embedding`
-is musicnn (the cached teacher), logmel (each frame's mean log-mel spectrum) or an .npz with an
+and writes the centroid file alm_jax/models/roles.py's `load_centroids` reads (with --output).
+`--embedding` is musicnn (the cached teacher), logmel (each frame's mean log-mel spectrum) or an .npz with an
 `embeddings` array per cache file (tools/distill_student.py writes the student's).
 """
 
@@ -38,6 +38,7 @@ from alm_jax.data import pipeline
 from alm_jax.data import rendered
 from alm_jax.evaluation import examples as examples_lib
 from alm_jax.models import role_preset
+from alm_jax.models import roles as role_naming  # its locals name role lists `roles`
 
 DEFAULT_CACHE = '/tmp/team/r33/role_cache'
 BATCH = 32  # F1 frames per embedding call (fixed: one compilation)
@@ -160,7 +161,7 @@ def make_centroids(means, roles):
 
 
 def accuracy(cents, means, roles) -> dict:
-  idx = np.asarray(role_preset.nearest_role(jnp.asarray(means, jnp.float32), cents['center'],
+  idx = np.asarray(role_naming.nearest_role(jnp.asarray(means, jnp.float32), cents['center'],
                                             cents['centroids']))
   pred = cents['roles'][idx]
   level = dict(zip(cents['roles'], cents['levels_db']))

@@ -38,7 +38,6 @@ from alm_jax import stereo
 from alm_jax.models import layers
 from alm_jax.models import protocol
 from alm_jax.models import register
-from alm_jax.models import role_preset
 from alm_jax.models import roles
 from alm_jax.models import staging
 from alm_jax.models import stepping
@@ -119,7 +118,7 @@ class AiLiveMixer(nn.Module):
       if not self.staged:
         raise ValueError("config.model.roles adds a level per role to the staging's: set "
                          "config.model.gain_reference = 'staging' too.")
-      self.role_centroids = roles.load_centroids(cfg)
+      self.role_centroids = roles.centroids_for(cfg)
       self.role_offsets = self.param('role_offsets', nn.initializers.zeros,
                                      (self.role_centroids['centroids'].shape[0],), jnp.float32)
 
@@ -224,7 +223,9 @@ class AiLiveMixer(nn.Module):
     """
     # config.model.roles.input = 'similarity': the networks read only how like each role the
     # frame sounds, a name that carries to timbres the training songs lack.
-    heard = roles.similarity(e, self.role_centroids) if roles.uses_similarity(self.config) else e
+    c = self.role_centroids
+    heard = (roles.similarity(e, c['center'], c['centroids']) if roles.uses_similarity(self.config)
+             else e)
     x = self.encoder1(self.embed_proj(heard.astype(e.dtype)), channel_mask, deterministic)
     if self.role_centroids is not None:
       x = jnp.concatenate([x, e.astype(x.dtype)], axis=-1)
@@ -308,7 +309,7 @@ class AiLiveMixer(nn.Module):
           carry[..., at:at + roles.state_size(self.config)], inputs['raw'], played)
       parts.append(role_state)
       c = self.role_centroids
-      idx = role_preset.nearest_role(mean, c['center'], c['centroids'])
+      idx = roles.nearest_role(mean, c['center'], c['centroids'])
       out['role'] = jnp.where(named, idx, -1)
     return jnp.concatenate(parts, axis=-1), out
 

@@ -20,8 +20,6 @@ pretrained weights and the centroids) are fixed: nothing is trained. Design
 notes and figures: docs/results_notes.md.
 """
 
-import os
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -31,40 +29,10 @@ from alm_jax import embeddings
 from alm_jax import frames
 from alm_jax.models import console
 from alm_jax.models import protocol
+from alm_jax.models import roles
 
 EMBED_LEVEL_DB = -20.0  # active level (dBFS RMS) every F1 frame is scaled to before embedding
-# Shipped with the embeddings' weights (setup.py's package data): centroids live in an embedding's space.
-_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'embeddings',
-                        'weights')
 _NOT_SEEN_DB = -200.0   # level of a channel with no active frame yet
-
-
-def default_centroids_path(embedding_name: str) -> str:
-  """The centroid file shipped for an embedding: alm_jax/embeddings/weights/role_centroids_<name>.npz."""
-  return os.path.join(_WEIGHTS, f'role_centroids_{embedding_name}.npz')
-
-
-def load_centroids(path: str) -> dict:
-  """{'roles' [R] str, 'levels_db' float32 [R], 'center' float32 [D], 'centroids' float32 [R, D]}.
-
-  `centroids` are unit vectors of the role means minus `center` (their common mean).
-  """
-  if not os.path.exists(path):
-    raise FileNotFoundError(f'Role centroid file {path} does not exist: make it with '
-                            '`python tools/role_centroids.py` or set config.model.role_centroids.')
-  with np.load(path) as f:
-    missing = {'roles', 'levels_db', 'center', 'centroids'} - set(f.files)
-    if missing:
-      raise ValueError(f'Role centroid file {path} lacks {sorted(missing)}: remake it with '
-                       '`python tools/role_centroids.py`.')
-    return {k: np.asarray(f[k]) for k in ('roles', 'levels_db', 'center', 'centroids')}
-
-
-def nearest_role(mean_embedding, center, centroids):
-  """Mean embeddings [..., D] -> index [...] of the nearest centroid (cosine after centring)."""
-  x = mean_embedding - center
-  x = x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-  return jnp.argmax(x @ centroids.T, axis=-1)
 
 
 def power_db(power):
@@ -96,11 +64,11 @@ class RolePreset:
     self.net = embeddings.build_embedding(m.embedding)
     self.params = self._embedding_params(m)
     self.dim = int(m.embedding.dim)
-    path = m.role_centroids or default_centroids_path(m.embedding.name)
+    path = m.role_centroids or roles.default_centroids_path(m.embedding.name)
     if path == 'none':  # only measuring embeddings (tools/role_centroids.py)
       self.centroids = None
     else:
-      c = load_centroids(path)
+      c = roles.load_centroids(path)
       if c['centroids'].shape[1] != self.dim:
         raise ValueError(f'Role centroid file {path} holds {c["centroids"].shape[1]}-dimensional '
                          f'centroids, config.model.embedding ({m.embedding.name}) gives {self.dim}: '
@@ -187,7 +155,7 @@ class RolePreset:
       offset = jnp.full(p.shape, m.unknown_role_db, jnp.float32)
     else:
       named = e_weight > 0
-      idx = nearest_role(e_sum / jnp.maximum(e_weight, 1.0)[..., None], self.centroids['center'],
+      idx = roles.nearest_role(e_sum / jnp.maximum(e_weight, 1.0)[..., None], self.centroids['center'],
                          self.centroids['centroids'])
       role = jnp.where(named, idx, -1).astype(jnp.int32)
       offset = jnp.where(named, self.centroids['levels_db'][idx], m.unknown_role_db)

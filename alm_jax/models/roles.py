@@ -1,21 +1,25 @@
-"""Which role each channel plays, named as the role-aware preset names it, for the ALM's staged gains.
+"""Roles named by their sound: the centroid files, the naming rule, and the ALM's named roles.
 
-With `config.model.roles.enabled` a staged ALM keeps, per channel, the running mean of its
-embedding network's outputs (the F1 embedding in force, before encoder 1) over the F2 frames
-where the channel plays (within `roles.gate_db` of its running active level: its rests and its
-bleed do not name it), names the nearest role centroid (`role_preset.nearest_role`: the centroids
-of `roles.centroids`, by default the file shipped for the embedding, made on `rendered_live`'s
-train split) and adds a learned level per named role (`role_offsets`, dB, one per centroid,
-starting at 0, so a mixer trained without it starts where it was) to the staging's. The network
-hears its embedding every frame; what this adds is a steady, causal name for the channel and
-one level for each name, the part of the balance the role-aware preset gets right and the
-network's own offsets did not (docs/model.md, "Named roles").
+One rule names a channel's role, for the role-aware preset and the ALM alike: the nearest role
+centroid (cosine after the centroids' common mean is removed, `nearest_role`) to the channel's
+mean embedding, the centroids from a file made on `rendered_live`'s train split by
+tools/role_centroids.py (`load_centroids`; by default the one shipped for the embedding). With
+`config.model.roles.enabled` a staged ALM keeps, per channel, the running mean of its embedding
+network's outputs (the F1 embedding in force, before encoder 1) over the F2 frames where the
+channel plays (within `roles.gate_db` of its running active level: its rests and its bleed do
+not name it), names its role so, and adds a learned level per named role (`role_offsets`, dB,
+one per centroid, starting at 0, so a mixer trained without it starts where it was) to the
+staging's (docs/model.md, "Named roles").
 """
+
+import os
 
 import jax.numpy as jnp
 import numpy as np
 
-from alm_jax.models import role_preset
+# Shipped with the embeddings' weights (setup.py's package data): centroids live in an embedding's space.
+_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'embeddings',
+                        'weights')
 
 
 def enabled(model_config) -> bool:
@@ -27,11 +31,34 @@ def state_size(model_config) -> int:
   return int(model_config.embedding.dim) + 1
 
 
-def load_centroids(model_config) -> dict:
+def default_centroids_path(embedding_name: str) -> str:
+  """The centroid file shipped for an embedding: alm_jax/embeddings/weights/role_centroids_<name>.npz."""
+  return os.path.join(_WEIGHTS, f'role_centroids_{embedding_name}.npz')
+
+
+def load_centroids(path: str) -> dict:
+  """{'roles' [R] str, 'levels_db' float32 [R], 'center' float32 [D], 'centroids' float32 [R, D]}.
+
+  `centroids` are unit vectors of the role means minus `center` (their common mean).
+  """
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'Role centroid file {path} does not exist: make it with '
+                            '`python tools/role_centroids.py` or set the config\'s centroid file (the '
+                            'role-aware preset\'s config.model.role_centroids, the ALM\'s '
+                            'config.model.roles.centroids).')
+  with np.load(path) as f:
+    missing = {'roles', 'levels_db', 'center', 'centroids'} - set(f.files)
+    if missing:
+      raise ValueError(f'Role centroid file {path} lacks {sorted(missing)}: remake it with '
+                       '`python tools/role_centroids.py`.')
+    return {k: np.asarray(f[k]) for k in ('roles', 'levels_db', 'center', 'centroids')}
+
+
+def centroids_for(model_config) -> dict:
   """{'center' [D], 'centroids' [R, D]} float32 of config.model.roles.centroids, checked."""
   path = (model_config.roles.get('centroids', '')
-          or role_preset.default_centroids_path(model_config.embedding.name))
-  c = role_preset.load_centroids(path)
+          or default_centroids_path(model_config.embedding.name))
+  c = load_centroids(path)
   dim = int(model_config.embedding.dim)
   if c['centroids'].shape[1] != dim:
     raise ValueError(f'Role centroid file {path} holds {c["centroids"].shape[1]}-dimensional '
@@ -51,12 +78,16 @@ def uses_similarity(model_config) -> bool:
   return enabled(model_config) and value == 'similarity'
 
 
-def similarity(raw, centroids: dict):
-  """Embedding-network outputs [..., D] -> cosine to each role centroid [..., R] (after centring,
-  as `role_preset.nearest_role` compares them)."""
-  x = raw.astype(jnp.float32) - centroids['center']
+def similarity(embedding, center, centroids):
+  """Embeddings [..., D] -> cosine to each role centroid [..., R], after `center` is removed."""
+  x = embedding.astype(jnp.float32) - center
   x = x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-  return x @ jnp.asarray(centroids['centroids']).T
+  return x @ jnp.asarray(centroids).T
+
+
+def nearest_role(mean_embedding, center, centroids):
+  """Mean embeddings [..., D] -> index [...] of the nearest centroid (cosine after centring)."""
+  return jnp.argmax(similarity(mean_embedding, center, centroids), axis=-1)
 
 
 def running(state, raw, played):
