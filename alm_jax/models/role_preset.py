@@ -68,11 +68,7 @@ class RolePreset:
     if path == 'none':  # only measuring embeddings (tools/role_centroids.py)
       self.centroids = None
     else:
-      c = roles.load_centroids(path)
-      if c['centroids'].shape[1] != self.dim:
-        raise ValueError(f'Role centroid file {path} holds {c["centroids"].shape[1]}-dimensional '
-                         f'centroids, config.model.embedding ({m.embedding.name}) gives {self.dim}: '
-                         'make centroids for this embedding with tools/role_centroids.py.')
+      c = roles.load_centroids(path, m.embedding)
       self.roles = [str(r) for r in c['roles']]
       self.centroids = {k: jnp.asarray(c[k], jnp.float32)
                         for k in ('levels_db', 'center', 'centroids')}
@@ -155,8 +151,8 @@ class RolePreset:
       offset = jnp.full(p.shape, m.unknown_role_db, jnp.float32)
     else:
       named = e_weight > 0
-      idx = roles.nearest_role(e_sum / jnp.maximum(e_weight, 1.0)[..., None], self.centroids['center'],
-                         self.centroids['centroids'])
+      idx = roles.nearest_role(e_sum / jnp.maximum(e_weight, 1.0)[..., None],
+                               self.centroids['center'], self.centroids['centroids'])
       role = jnp.where(named, idx, -1).astype(jnp.int32)
       offset = jnp.where(named, self.centroids['levels_db'][idx], m.unknown_role_db)
     gain_db = jnp.clip(m.lead_db + offset - level_db, m.min_gain_db, m.max_gain_db)

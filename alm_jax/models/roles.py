@@ -36,10 +36,11 @@ def default_centroids_path(embedding_name: str) -> str:
   return os.path.join(_WEIGHTS, f'role_centroids_{embedding_name}.npz')
 
 
-def load_centroids(path: str) -> dict:
+def load_centroids(path: str, embedding=None) -> dict:
   """{'roles' [R] str, 'levels_db' float32 [R], 'center' float32 [D], 'centroids' float32 [R, D]}.
 
-  `centroids` are unit vectors of the role means minus `center` (their common mean).
+  `centroids` are unit vectors of the role means minus `center` (their common mean). Given
+  `embedding` (a config.model.embedding), D must be its dim.
   """
   if not os.path.exists(path):
     raise FileNotFoundError(f'Role centroid file {path} does not exist: make it with '
@@ -51,20 +52,20 @@ def load_centroids(path: str) -> dict:
     if missing:
       raise ValueError(f'Role centroid file {path} lacks {sorted(missing)}: remake it with '
                        '`python tools/role_centroids.py`.')
-    return {k: np.asarray(f[k]) for k in ('roles', 'levels_db', 'center', 'centroids')}
+    c = {k: np.asarray(f[k]) for k in ('roles', 'levels_db', 'center', 'centroids')}
+  if embedding is not None and c['centroids'].shape[1] != int(embedding.dim):
+    raise ValueError(f'Role centroid file {path} holds {c["centroids"].shape[1]}-dimensional '
+                     f'centroids; config.model.embedding ({embedding.name}) gives {embedding.dim}: '
+                     'make centroids for it with tools/role_centroids.py or point the config at '
+                     'another file.')
+  return c
 
 
 def centroids_for(model_config) -> dict:
   """{'center' [D], 'centroids' [R, D]} float32 of config.model.roles.centroids, checked."""
   path = (model_config.roles.get('centroids', '')
           or default_centroids_path(model_config.embedding.name))
-  c = load_centroids(path)
-  dim = int(model_config.embedding.dim)
-  if c['centroids'].shape[1] != dim:
-    raise ValueError(f'Role centroid file {path} holds {c["centroids"].shape[1]}-dimensional '
-                     f'centroids; config.model.embedding ({model_config.embedding.name}) gives '
-                     f'{dim}: make centroids for it with tools/role_centroids.py or set '
-                     'config.model.roles.centroids.')
+  c = load_centroids(path, model_config.embedding)
   return {k: np.asarray(c[k], np.float32) for k in ('center', 'centroids')}
 
 
