@@ -69,6 +69,8 @@ def get_config():
   # Each F1 frame's log-mel patch brought to one level before the embedding (Frontend.at_level):
   # the student was distilled on frames at one active level, and a channel's input level is not
   # what it is. Off: the paper's model (and every mixer shipped before it).
+  # Training only: the fraction of channels whose segment is heard without its embedding.
+  model.embed_dropout = 0.0
   model.embed_level = ml_collections.ConfigDict()
   model.embed_level.enabled = False
   # Mean mel-band power in dB (Frontend.mel_power's units): for musicnn's front end (the

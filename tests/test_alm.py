@@ -218,3 +218,24 @@ def test_running_level_embedding_refuses_what_it_cannot_read(overrides, match):
   with pytest.raises(ValueError, match=match):
     jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 1, NUM_SAMPLES)),
                    jnp.ones((1, 1), bool))
+
+
+def test_embed_dropout_drops_whole_channels_in_training_only():
+  from conftest import load_config, shrink_model  # pylint: disable=g-import-not-at-top
+  config = shrink_model(load_config('mr'))
+  config.model.embed_dropout = 0.5
+  model = build_model(config)
+  # One channel per batch element, so encoder 1's attention mixes none of them.
+  e = jax.random.normal(jax.random.PRNGKey(0), (16, 1, 3, config.model.embedding.dim)) + 1.0
+  mask = jnp.ones((16, 1), bool)
+  params = model.init(jax.random.PRNGKey(1), e, mask, method=model.contextualize)
+  run = lambda x, train: np.asarray(model.apply(  # pylint: disable=unnecessary-lambda-assignment
+      params, x, mask, not train, method=model.contextualize, rngs={'dropout': jax.random.PRNGKey(2)}))
+  plain = run(e, False)
+  np.testing.assert_array_equal(plain, np.asarray(model.apply(params, e, mask,
+                                                              method=model.contextualize)))
+  # In training each channel keeps its embedding or reads as all zeros, over the whole segment.
+  seen, zeros = run(e, True), run(jnp.zeros_like(e), False)
+  dropped = np.all(np.isclose(seen, zeros, atol=1e-5), axis=(1, 2, 3))
+  kept = np.all(np.isclose(seen, plain, atol=1e-5), axis=(1, 2, 3))
+  assert np.all(dropped ^ kept) and 0 < dropped.sum() < 16

@@ -93,6 +93,7 @@ _ADDED = {  # field: {config: [type, value]}, '*' for every config
     'data.train_also': {'*': ['tuple', []]},
     'train.lr_scales': {'*': ['tuple', []]},
     'model.gain_smooth_s': {'*': ['float', 0.0]},
+    'model.embed_dropout': {'*': ['float', 0.0]},
     'model.embed_level.enabled': {'*': ['bool', False]},
     'model.embed_level.db': {'*': ['float', -9.0]},
     'model.embed_level.max_boost_db': {'*': ['float', 30.0]},

@@ -221,6 +221,14 @@ class AiLiveMixer(nn.Module):
     With config.model.roles the outputs themselves follow ([b, c, g, d_model + dim]): the
     running mean that names the role is taken of them, before encoder 1 mixes the channels.
     """
+    rate = float(self.config.get('embed_dropout', 0.0))
+    if rate > 0.0 and not deterministic:
+      # config.model.embed_dropout: in training, a channel's whole segment without its embedding
+      # (zeros), so the networks also learn to place a channel by its level, register and
+      # dynamics, which carry to unseen sounds where what they learned of timbre may not.
+      keep = jax.random.bernoulli(self.make_rng('dropout'), 1.0 - rate,
+                                  e.shape[:2] + (1,) * (e.ndim - 2))
+      e = jnp.where(keep, e, jnp.zeros_like(e))
     # config.model.roles.input = 'similarity': the networks read only how like each role the
     # frame sounds, a name that carries to timbres the training songs lack.
     c = self.role_centroids
