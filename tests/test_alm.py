@@ -195,8 +195,7 @@ def test_running_level_embedding_is_causal_and_blind_to_a_channels_input_level()
   def embeddings(a):
     def run(mod, a):
       signal, g = mod.front.frame_input(a, spec)
-      rms = frames.frame_rms(frames.f2_frames(a, spec))
-      level = mod.level_after(mod.initial_carry(*a.shape[:2]), rms)[..., ::spec.stride][..., :g]
+      level = mod.f1_levels(mod.initial_carry(*a.shape[:2]), frames.f2_frames(a, spec), g)
       patches = mod.front.log_mel_frames(signal, g, spec.stride * spec.f2)
       return mod.embedding_of(patches.reshape((-1,) + patches.shape[-2:]), level.reshape(-1))
     return np.asarray(model.apply(params, a, method=run))

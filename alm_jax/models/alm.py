@@ -160,7 +160,7 @@ class AiLiveMixer(nn.Module):
         the others every hop = stride * f2 samples before.
       num_frames: g (may be a symbolic dimension).
       level_db: [b, c, g] each channel's running active level as each F1 frame ends
-        (`level_after`), for an embedding at the running level (`embeds_at_running_level`).
+        (`f1_levels`), for an embedding at the running level (`embeds_at_running_level`).
     """
     hop = self.frame_spec.stride * self.frame_spec.f2
     patches = self.front.log_mel_frames(signal, num_frames, hop)  # [b, c, g, rows, bands]
@@ -182,7 +182,7 @@ class AiLiveMixer(nn.Module):
   @property
   def embeds_at_running_level(self) -> bool:
     """Whether each patch is brought to one level by its channel's running active level
-    (config.model.embed_level.reference = 'running'), which `embed` then needs (`level_after`)."""
+    (config.model.embed_level.reference = 'running'), which `embed` then needs (`f1_levels`)."""
     return self.embeds_whole_patches and embed_level_reference(self.config) == 'running'
 
   def embedding_of(self, patches, level_db=None):
@@ -200,20 +200,24 @@ class AiLiveMixer(nn.Module):
       if self.embeds_at_running_level:
         if level_db is None:
           raise ValueError('config.model.embed_level.reference is "running": embedding_of needs '
-                           "each patch's running level (level_db; AiLiveMixer.level_after).")
+                           "each patch's running level (level_db; AiLiveMixer.f1_levels).")
         patches = self.front.at_level(patches, float(level.active_db), float(level.max_boost_db),
                                       measured_db=level_db)
       else:
         patches = self.front.at_level(patches, float(level.db), float(level.max_boost_db))
     return self.embedding(patches)
 
-  def level_after(self, carry, rms):
-    """Each channel's running active level after each F2 frame [b, c, t] dB (the staging's,
-    `staging.running_level`), from the carry before them [b, c, carry_size] and their RMS
-    [b, c, t]; the carry itself is advanced by `recur`."""
+  def f1_levels(self, carry, f2_frames, num_frames):
+    """Each channel's running active level as each F1 frame ends [b, c, num_frames] dB.
+
+    The staging's level (`staging.running_level`) after F2 frames [b, c, t, f2] that start
+    with an F1 frame's end, from the carry before them [b, c, carry_size]: F1 frame k ends
+    with F2 frame k * stride. The carry itself is advanced by `recur`.
+    """
     h = int(self.config.gru_hidden)
-    return staging.running_level(carry[..., h:h + staging.STATE_SIZE], rms,
-                                 staging.rule(self.config, self.frame_spec))[1]
+    level = staging.running_level(carry[..., h:h + staging.STATE_SIZE], frames.frame_rms(f2_frames),
+                                  staging.rule(self.config, self.frame_spec))[1]
+    return level[..., ::self.frame_spec.stride][..., :num_frames]
 
   def contextualize(self, e, channel_mask, deterministic: bool = True):
     """Embedding-network outputs [b, c, g, dim] -> projected, encoder 1 over channels [b, c, g, d_model].
@@ -391,9 +395,8 @@ class AiLiveMixer(nn.Module):
     t = spec.num_f2_frames(audio.shape[-1])
     f2_frames = frames.f2_frames(audio, spec)
     level_db = None
-    if self.embeds_at_running_level:  # F1 frame k ends with F2 frame k * stride
-      level_db = self.level_after(self.initial_carry(b, c), frames.frame_rms(f2_frames))
-      level_db = level_db[..., ::spec.stride][..., :g]
+    if self.embeds_at_running_level:
+      level_db = self.f1_levels(self.initial_carry(b, c), f2_frames, g)
     emb = self.embed(signal, g, channel_mask, deterministic, level_db)  # [b, c, g, d]
     index = frames.f1_index(t, spec, self.f1_lag)
     # Before the first F1 frame is in force (lagged models only) the embedding is zero.

@@ -314,13 +314,14 @@ class StagedMixer:
       gains = pred
     return jnp.where(mask[..., None], gains, 0.0)
 
-  def _level_after(self, params, state, f2_frames):
-    """The running level after each of these F2 frames [b, c, t] dB where the module's
-    patches are levelled by it (`self.running_level`), else None."""
+  def _f1_levels(self, params, state, f2_frames, num_frames: int = 1):
+    """The running level as each F1 frame these F2 frames [b, c, t, f2] start with ends
+    [b, c, num_frames] dB where the module's patches are levelled by it
+    (`self.running_level`), else None."""
     if not self.running_level:
       return None
-    return self._apply(params, state['carry'], frames.frame_rms(f2_frames),
-                       method=self.module.level_after)
+    return self._apply(params, state['carry'], f2_frames, num_frames,
+                       method=self.module.f1_levels)
 
   def _whole_hops(self, params, state, chunk, mask):
     """A chunk of whole hops starting on a hop: every stage once over the chunk."""
@@ -333,10 +334,8 @@ class StagedMixer:
     signal = ext[..., :ext.shape[-1] - (hop - spec.f2)]
     signal = signal[..., max(0, spec.f2 - fs.frame_input_samples):]
     f2_frames = frames.f2_frames(chunk, spec)
-    # F1 frame k of the chunk ends with its F2 frame k * stride.
-    level = self._level_after(params, state, f2_frames)
-    emb = self._apply(params, signal, groups, mask,
-                      *(() if level is None else (True, level[..., ::spec.stride])),
+    level = self._f1_levels(params, state, f2_frames, groups)
+    emb = self._apply(params, signal, groups, mask, *(() if level is None else (True, level)),
                       method=self.module.embed)  # [b, c, g, E]
     per_frame = jnp.repeat(emb, spec.stride, axis=2)
     if self.lag:  # a group's first `lag` frames still use the F1 frame before it
@@ -402,7 +401,7 @@ class StagedMixer:
       st['resampled'] = jnp.concatenate([st['resampled'][..., new.shape[-1]:], new], axis=-1)
 
     def embed_whole(st):
-      level = self._level_after(params, st, frame[:, :, None])  # [b, c, 1] or None
+      level = self._f1_levels(params, st, frame[:, :, None])  # [b, c, 1] or None
       at_level = () if level is None else (True, level)
       if plan.rows_per_f2:
         return self._apply(params, st['mel'][:, :, None], mask, *at_level,
@@ -482,7 +481,7 @@ class StagedMixer:
     if self.running_level:  # the level as the F1 frame ends, for its parts' patches
       frame = ext[..., ext.shape[-1] - self.spec.f2:][:, :, None]
       st['f1_level'] = jax.lax.cond(phase == 0,
-                                    lambda: self._level_after(params, st, frame)[..., 0],
+                                    lambda: self._f1_levels(params, st, frame)[..., 0],
                                     lambda: st['f1_level'])
     channels = st['f1_input'].shape[1]
     part = -(-channels // lag)
