@@ -17,6 +17,7 @@ from alm_jax.data import pipeline
 from alm_jax.data import rendered
 from alm_jax.data import rendered_music as music
 from alm_jax.data import rendered_synth as synth
+from alm_jax.data import sample_kits
 from alm_jax.data import stage
 
 SR = common.SAMPLE_RATE
@@ -25,13 +26,16 @@ TINY = CONFIGS['tiny']
 SPLITS = ('train', 'validation', 'test')
 # generated_arrangement's songs (test_default_generated_songs_are_unchanged) as at commit 20444c5.
 DEFAULT_DIGEST = 'ab2e192a11ef65f61fefa5103ffd9b44f5b92ba0c46c144e59f769af7f0d1a6d'
+# Test-split song plans (source, voices, the generator's next draw) of `tiny` and `stage_tiny`
+# as of version 1.0.0: adding training kits and soundfonts (1.1.0) must not move the test split.
+TEST_PLAN_DIGEST = '3dbd969fe712c193f9104cf7b61d049fdf86ffef0c5536cbf61bc70b286afd61'
 
 
 @pytest.fixture(scope='module', params=['tiny', 'stage_tiny'])
 def built(tmp_path_factory, request):
   """(builder, songs by split, music cache, data dir, builder config) of a tiny config."""
   try:  # FluidSynth and the Debian soundfonts are optional parts: skip, naming the install
-    synth.check_installed(list(synth.SOUNDFONTS))
+    synth.check_installed(list(synth.SOUNDFONTS) + list(sample_kits.KITS))
   except synth.RenderError as e:
     pytest.skip(f'{e} (or run tools/setup.sh --test, which installs everything the tests use)')
   data_dir = tmp_path_factory.mktemp('rendered')
@@ -79,7 +83,7 @@ def test_each_channel_is_one_part(built):
   songs, cache, cfg = built[1], built[2], built[4]
   for split in SPLITS:
     for i, ex in enumerate(songs[split]):
-      arr, voices, _ = rendered.plan_song(cfg, split, i, cache)
+      arr, voices = rendered.plan_song(cfg, split, i, cache)[:2]
       assert [f.split('|')[1] for f in _fields(ex, 'raw_files')] == [p.role for p in arr.parts]
       raw = common.dequantize(ex['raw'], ex['raw_scale'])
       frame = 2048
@@ -128,10 +132,10 @@ def test_test_split_timbre_and_repertoire_are_unseen(built):
     fonts, rep = used(split)
     assert not fonts & test_fonts and not rep & test_rep
   spec, train = rendered.SPLITS['test'], rendered.SPLITS['train']
-  assert test_fonts <= {spec.melodic} | {k[0] for k in spec.kits}
+  assert test_fonts <= set(spec.melodic) | {k[0] for k in spec.kits}
   assert test_rep <= set(spec.composers) | set(spec.styles)
-  assert not ({train.melodic} | {k[0] for k in train.kits}) & ({spec.melodic} |
-                                                                 {k[0] for k in spec.kits})
+  assert not (set(train.melodic) | {k[0] for k in train.kits}) & (set(spec.melodic) |
+                                                                    {k[0] for k in spec.kits})
   assert not (set(train.composers) | set(train.styles)) & (set(spec.composers) | set(spec.styles))
   # Validation pieces and tunes are not train's either; test tunes are no one else's.
   pools = {s: {p for c in rendered.SPLITS[s].composers for p in rendered.corpus_pool(s, c)}
@@ -218,3 +222,24 @@ def test_default_generated_songs_are_unchanged():
                                                      for n in p.notes]] for p in arr.parts]
                                ).encode())
   assert digest.hexdigest() == DEFAULT_DIGEST
+
+
+def test_test_split_plans_are_as_in_version_1_0():
+  cache = rendered.music_cache_dir()
+  digest = hashlib.sha256()
+  for name in ('tiny', 'stage_tiny'):
+    cfg = CONFIGS[name]
+    for i in range(cfg.num_test):
+      arr, voices, rng, _ = rendered.plan_song(cfg, 'test', i, cache)
+      digest.update(json.dumps([arr.source, [list(v) for v in voices], float(rng.random())]
+                               ).encode())
+  assert digest.hexdigest() == TEST_PLAN_DIGEST
+
+
+def test_training_kits_come_from_many_sources():
+  """A snare's level is learned across kits: soundfont kits and the Hydrogen sample kits."""
+  kits = rendered.SPLITS['train'].kits
+  sources = {k[0] for k in kits}
+  assert len(kits) >= 20 and set(sample_kits.KITS) <= sources
+  assert {'timgm6mb', 'csound_gm', 'avl_black_pearl'} <= sources
+  assert len(rendered.SPLITS['train'].melodic) == 2 and len(rendered.SPLITS['test'].melodic) == 1

@@ -23,11 +23,11 @@ done
 # What mixing needs from the system: a venv-capable python3; gcc builds the live mixer's C audio
 # callback (optional: without it `alm_jax.live` uses its Python callback).
 BASE_PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev)
-# What the tests use as well: FluidSynth and the Debian General MIDI soundfonts and AVL drum kits
-# (rendered_live renders instrument parts with all four); chromium (the listening-test page in a
+# What the tests use as well: FluidSynth, the Debian General MIDI soundfonts, the AVL and Hydrogen
+# drum kits (rendered_live renders instrument parts with all of them); chromium (the listening-test page in a
 # real headless browser); jackd2 (the live mixer's tests run a real JACK server, jackd -d dummy).
 TEST_PACKAGES=(fluidsynth timgm6mb-soundfont musescore-general-soundfont-small
-               avldrums.lv2-soundfont chromium jackd2)
+               avldrums.lv2-soundfont csound-soundfont hydrogen-drumkits chromium jackd2)
 
 apt_install() {
   if ! command -v apt-get >/dev/null; then

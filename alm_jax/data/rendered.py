@@ -24,6 +24,7 @@ import tensorflow_datasets as tfds
 from alm_jax.data import common
 from alm_jax.data import rendered_music as music
 from alm_jax.data import rendered_synth as synth
+from alm_jax.data import sample_kits
 
 # Level of each role in the target mix, dB relative to the lead (RMS over the
 # 46 ms frames where the part plays: within 40 dB of its loudest frame).
@@ -50,24 +51,29 @@ FAMILIES = {  # GM programs (0-based) an instrument family draws from
 
 @dataclasses.dataclass(frozen=True)
 class SplitSpec:
-  melodic: str       # the soundfont of every pitched part
-  kits: tuple        # drum kits: (soundfont, bank, preset)
+  melodic: tuple     # soundfonts of the pitched parts: one per song, drawn (if more than one)
+  kits: tuple        # drum kits: (soundfont or sample kit, bank, preset)
   composers: tuple   # corpus works
   styles: tuple      # generated songs
   pieces: tuple      # (lo, hi): the part of each composer's works and of the tunes (by path hash)
 
 
-_TRAIN_KITS = (('avl_black_pearl', 0, 0),) + tuple(('timgm6mb', 128, p) for p in (0, 8, 16, 32, 40))
+# Training kits from four sources (a snare's level is learned across many snares): the AVL
+# Black Pearl, TimGM6mb's and Csound's GM kits, and nine Hydrogen kits played from their samples.
+_TRAIN_KITS = ((('avl_black_pearl', 0, 0),) + tuple(('timgm6mb', 128, p) for p in (0, 8, 16, 32, 40))
+               + tuple(('csound_gm', 128, p) for p in synth.SOUNDFONTS['csound_gm'].drum_presets)
+               + tuple((k, 0, 0) for k in sample_kits.KITS))
 _TEST_KITS = ((('avl_red_zeppelin', 0, 0),)
               + tuple(('musescore_lite', 128, p) for p in (0, 8, 16, 32, 40)))
+_TRAIN_MELODIC = ('timgm6mb', 'csound_gm')
 _TRAIN_REP = dict(composers=('palestrina', 'trecento', 'haydn', 'mozart'),
                   styles=('rock', 'pop', 'funk', 'ballad'))
 _TEST_REP = dict(composers=('monteverdi', 'beethoven'), styles=('shuffle', 'bossa'))
 SPLITS = {
-    'train': SplitSpec('timgm6mb', _TRAIN_KITS, pieces=(0.0, 0.85), **_TRAIN_REP),
-    'validation': SplitSpec('timgm6mb', _TRAIN_KITS, pieces=(0.85, 1.0), **_TRAIN_REP),
+    'train': SplitSpec(_TRAIN_MELODIC, _TRAIN_KITS, pieces=(0.0, 0.85), **_TRAIN_REP),
+    'validation': SplitSpec(_TRAIN_MELODIC, _TRAIN_KITS, pieces=(0.85, 1.0), **_TRAIN_REP),
     # Fiddle tunes for test leads: a part of the collection train/validation never use.
-    'test': SplitSpec('musescore_lite', _TEST_KITS, pieces=(0.0, 1.0), **_TEST_REP),
+    'test': SplitSpec(('musescore_lite',), _TEST_KITS, pieces=(0.0, 1.0), **_TEST_REP),
 }
 _SPLIT_IDS = {'train': 0, 'validation': 1, 'test': 2}
 _TEST_TUNES = (0.8, 1.0)  # train / validation tunes: hash in [0, 0.8) split 0.85 / 0.15 inside
@@ -145,10 +151,14 @@ class Song:
   source: str
 
 
-def plan_song(cfg: RenderedLiveConfig, split: str, index: int, cache_dir: str | None):
-  """(arrangement, voices [(soundfont, bank, preset)], rng) for song `index` of `split`."""
+def plan_song(cfg: RenderedLiveConfig, split: str, index: int, cache_dir: str | None,
+              first_attempt: int = 0):
+  """(arrangement, voices [(soundfont, bank, preset)], rng, attempt) for song `index` of `split`.
+
+  Draws attempt `first_attempt`, then the next, until one makes a playable song.
+  """
   spec = SPLITS[split]
-  for attempt in range(_MAX_TRIES):
+  for attempt in range(first_attempt, _MAX_TRIES):
     rng = np.random.default_rng([cfg.seed, _SPLIT_IDS[split], index, attempt])
     seconds = float(rng.uniform(cfg.min_seconds, cfg.max_seconds))
     channels = int(rng.integers(cfg.min_channels, cfg.max_channels + 1))
@@ -174,33 +184,45 @@ def plan_song(cfg: RenderedLiveConfig, split: str, index: int, cache_dir: str | 
         channels = int(rng.integers(6, cfg.max_channels + 1))
       arr = music.generated_arrangement(style, rng, seconds, channels, tune, source, cfg.band)
     kit = spec.kits[int(rng.integers(len(spec.kits)))]
+    # A split of one melodic soundfont draws nothing here, so its songs are as before 1.1.0.
+    melodic = spec.melodic[int(rng.integers(len(spec.melodic)))] if len(spec.melodic) > 1 else (
+        spec.melodic[0])
     voices = [kit if p.family == 'drums' else
-              (spec.melodic, 0, int(rng.choice(FAMILIES[p.family]))) for p in arr.parts]
-    return arr, voices, rng
+              (melodic, 0, int(rng.choice(FAMILIES[p.family]))) for p in arr.parts]
+    return arr, voices, rng, attempt
   raise RuntimeError(f'rendered_live: no playable song {index} of {split!r} in {_MAX_TRIES} tries; '
                      'check min_channels / the seconds range of the config.')
 
 
 def make_song(cfg: RenderedLiveConfig, split: str, index: int, cache_dir: str | None = None,
               sample_rate: int = common.SAMPLE_RATE) -> Song:
-  """Song `index` of `split`: a function of (cfg.seed, split, index) and the config."""
-  arr, voices, rng = plan_song(cfg, split, index, cache_dir)
-  n = int(round(arr.seconds * sample_rate))
-  names = sorted({v[0] for v in voices})
-  raw = np.zeros((len(arr.parts), n), np.float32)
+  """Song `index` of `split`: a function of (cfg.seed, split, index) and the config.
+
+  A part that renders silence (a preset without samples for the part's notes) makes the next
+  attempt's song instead, as an unplayable arrangement does.
+  """
+  attempt, silent = 0, None
+  while True:
+    arr, voices, rng, attempt = plan_song(cfg, split, index, cache_dir, attempt)
+    n = int(round(arr.seconds * sample_rate))
+    with synth.Renderer(sorted({v[0] for v in voices}), sample_rate) as renderer:
+      raw = np.stack([renderer.render(synth.Voice(*voice, tuple(part.notes)), n)
+                      for part, voice in zip(arr.parts, voices)])
+      names_of = [renderer.preset_name(*v) for v in voices]
+    peaks = np.max(np.abs(raw), axis=1)
+    if peaks.min() >= 1e-6:
+      break
+    silent = (arr.source, [(p.role, v) for p, v, pk in zip(arr.parts, voices, peaks) if pk < 1e-6])
+    attempt += 1
+    if attempt >= _MAX_TRIES:
+      raise RuntimeError(f'rendered_live: song {index} of {split!r}: every attempt had a part '
+                         f'that rendered silence (the last: {silent}).')
   gains = np.zeros(len(arr.parts), np.float32)
-  with synth.Renderer(names, sample_rate) as renderer:
-    for c, (part, voice) in enumerate(zip(arr.parts, voices)):
-      x = renderer.render(synth.Voice(*voice, tuple(part.notes)), n)
-      peak = float(np.max(np.abs(x)))
-      if peak < 1e-6:
-        raise RuntimeError(f'rendered_live: {arr.source} part {c} ({part.role}) on {voice} '
-                           'rendered silence.')
-      x *= 10 ** (rng.uniform(-20, -1) / 20) / peak  # the recorded level
-      raw[c] = x
-      level = LEAD_DB + ROLE_LEVELS_DB[part.role] + rng.uniform(-LEVEL_JITTER_DB, LEVEL_JITTER_DB)
-      gains[c] = 10 ** ((level - active_level_db(x)) / 20)
-    names_of = [renderer.preset_name(*v) for v in voices]
+  for c, part in enumerate(arr.parts):
+    x = raw[c]
+    x *= 10 ** (rng.uniform(-20, -1) / 20) / peaks[c]  # the recorded level
+    level = LEAD_DB + ROLE_LEVELS_DB[part.role] + rng.uniform(-LEVEL_JITTER_DB, LEVEL_JITTER_DB)
+    gains[c] = 10 ** ((level - active_level_db(x)) / 20)
   mix = gains @ raw
   peak = float(np.max(np.abs(mix)))
   if peak > 10 ** (-1 / 20):  # keep the target below -1 dBFS: a common factor, balance unchanged
@@ -215,8 +237,11 @@ def make_song(cfg: RenderedLiveConfig, split: str, index: int, cache_dir: str | 
 class RenderedLive(tfds.core.GeneratorBasedBuilder):
   """Multitrack songs rendered with sampled instruments, with a known target mix."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {'1.0.0': 'Initial release.',
+                   '1.1.0': ('Training and validation songs draw their kits from 22 (Csound GM '
+                             'and Hydrogen sample kits added) and their pitched parts from '
+                             'TimGM6mb or Csound GM; the test split is unchanged.')}
   BUILDER_CONFIGS = [
       RenderedLiveConfig(name='default', description='240/40/40 songs of 20-40 s, 3-8 channels.'),
       # The first 60 / 10 / 20 songs of 'default' (a song depends on its split and index only).
@@ -255,7 +280,7 @@ class RenderedLive(tfds.core.GeneratorBasedBuilder):
       raise ValueError(f'rendered_live channels must lie in 3..8, got {cfg.min_channels}..'
                        f'{cfg.max_channels}.')
     synth.check_installed(sorted({n for s in SPLITS.values() for n in
-                                  [s.melodic] + [k[0] for k in s.kits]}))
+                                  list(s.melodic) + [k[0] for k in s.kits]}))
     try:
       import music21  # pylint: disable=import-outside-toplevel,unused-import
     except ImportError as e:

@@ -1,7 +1,8 @@
 """FluidSynth rendering for `rendered_live`: the soundfonts, and one part as a dry mono track.
 
 The soundfonts are Debian packages (nothing is downloaded): SOUNDFONTS maps a
-short name to its file and package. `check_installed` raises RenderError naming
+short name to its file and package; the drum kits played from their samples
+(alm_jax.data.sample_kits.KITS) are named like soundfonts and render alike. `check_installed` raises RenderError naming
 the `apt-get install` line for whatever is missing (the FluidSynth library or a
 soundfont). `Renderer` loads the soundfonts once into one pyfluidsynth synth
 (reverb and chorus off, pan centred) and renders a note list sample-accurately
@@ -17,6 +18,7 @@ import os
 import numpy as np
 
 from alm_jax.data import common
+from alm_jax.data import sample_kits
 
 SF2, SF3 = '/usr/share/sounds/sf2', '/usr/share/sounds/sf3'
 
@@ -40,12 +42,16 @@ SOUNDFONTS = {
                                  False),
     'avl_red_zeppelin': Soundfont(f'{SF2}/Red_Zeppelin_4_LV2.sf2', 'avldrums.lv2-soundfont', 0,
                                   (0,), False),
+    # Csound's public-domain GM bank: a third set of timbres and kits (incl. TR 808, 25).
+    'csound_gm': Soundfont(f'{SF2}/sf_GMbank.sf2', 'csound-soundfont', 128,
+                           (0, 8, 16, 24, 25, 32, 40), True),
 }
 _BLOCK = 64  # FluidSynth's internal block (FLUID_BUFSIZE)
 _FLUID_WARN = 2  # its log level enum: PANIC, ERR, WARN, INFO, DBG
 _FORBIDDEN = ('fluidr3', 'fluid_r3', 'fluid-soundfont')
 APT_LINE = ('apt-get install -y --no-install-recommends fluidsynth timgm6mb-soundfont '
-            'musescore-general-soundfont-small avldrums.lv2-soundfont')
+            'musescore-general-soundfont-small avldrums.lv2-soundfont csound-soundfont '
+            f'{sample_kits.PACKAGE}')
 
 
 class RenderError(RuntimeError):
@@ -62,16 +68,26 @@ def _fluidsynth_module():
   return fluidsynth
 
 
+def _where(name: str) -> tuple[str, str]:
+  """(file or folder, Debian package) of a soundfont or sample kit name."""
+  if name in SOUNDFONTS:
+    return SOUNDFONTS[name].path, SOUNDFONTS[name].package
+  if name in sample_kits.KITS:
+    return os.path.join(sample_kits.folder(name), 'drumkit.xml'), sample_kits.PACKAGE
+  raise RenderError(f'rendered_live: no soundfont or sample kit {name!r}; known: '
+                    f'{sorted(SOUNDFONTS) + sorted(sample_kits.KITS)}.')
+
+
 def check_installed(names) -> None:
   """Raises RenderError naming the Debian packages of the missing soundfonts (or FluidSynth)."""
   _fluidsynth_module()
-  missing = [SOUNDFONTS[n] for n in names if not os.path.isfile(SOUNDFONTS[n].path)]
+  missing = [_where(n) for n in names if not os.path.isfile(_where(n)[0])]
   if missing:
-    pkgs = sorted({sf.package for sf in missing})
-    raise RenderError(f'rendered_live: soundfont(s) {[sf.path for sf in missing]} missing; install '
+    pkgs = sorted({pkg for _, pkg in missing})
+    raise RenderError(f'rendered_live: soundfont(s) {[p for p, _ in missing]} missing; install '
                       f'the Debian package(s) {pkgs}: `{APT_LINE}`.')
   for n in names:
-    if any(f in SOUNDFONTS[n].path.lower() for f in _FORBIDDEN):
+    if any(f in _where(n)[0].lower() for f in _FORBIDDEN):
       raise RenderError(f'{SOUNDFONTS[n].path} is a FluidR3 soundfont, reserved for evaluation.')
 
 
@@ -112,7 +128,12 @@ class Renderer:
                            ('loff', ctypes.c_int, 1), ('lincr', ctypes.c_int, 1),
                            ('rout', ctypes.c_void_p, 1), ('roff', ctypes.c_int, 1),
                            ('rincr', ctypes.c_int, 1))
-    self._ids = {n: self._synth.sfload(SOUNDFONTS[n].path) for n in names}
+    self._ids = {n: self._synth.sfload(SOUNDFONTS[n].path) for n in names if n in SOUNDFONTS}
+    try:
+      self._kits = {n: sample_kits.SampleKit.load(n, self.sample_rate) for n in names
+                    if n in sample_kits.KITS}
+    except sample_kits.KitError as e:
+      raise RenderError(str(e)) from e
     bad = [n for n, i in self._ids.items() if i < 0]
     if bad:
       raise RenderError(f'FluidSynth could not load {[SOUNDFONTS[n].path for n in bad]}; reinstall '
@@ -158,10 +179,14 @@ class Renderer:
     self.close()
 
   def preset_name(self, soundfont: str, bank: int, preset: int) -> str:
+    if soundfont in self._kits:
+      return sample_kits.KITS[soundfont]
     return self._synth.sfpreset_name(self._ids[soundfont], bank, preset) or ''
 
   def render(self, voice: Voice, num_samples: int) -> np.ndarray:
     """float32 [num_samples]: the voice's notes, dry and mono, from a silent synth."""
+    if voice.soundfont in self._kits:
+      return self._kits[voice.soundfont].render(voice.notes, num_samples)
     synth, chan = self._synth, 0
     self._reset()
     if synth.program_select(chan, self._ids[voice.soundfont], voice.bank, voice.preset) != 0:
