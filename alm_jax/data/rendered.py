@@ -201,28 +201,32 @@ def make_song(cfg: RenderedLiveConfig, split: str, index: int, cache_dir: str | 
   A part that renders silence (a preset without samples for the part's notes) makes the next
   attempt's song instead, as an unplayable arrangement does.
   """
-  attempt, silent = 0, None
+  attempt = 0
   while True:
     arr, voices, rng, attempt = plan_song(cfg, split, index, cache_dir, attempt)
     n = int(round(arr.seconds * sample_rate))
+    raw = np.zeros((len(arr.parts), n), np.float32)
+    gains = np.zeros(len(arr.parts), np.float32)
+    silent = None
     with synth.Renderer(sorted({v[0] for v in voices}), sample_rate) as renderer:
-      raw = np.stack([renderer.render(synth.Voice(*voice, tuple(part.notes)), n)
-                      for part, voice in zip(arr.parts, voices)])
+      for c, (part, voice) in enumerate(zip(arr.parts, voices)):
+        x = renderer.render(synth.Voice(*voice, tuple(part.notes)), n)
+        peak = float(np.max(np.abs(x)))
+        if peak < 1e-6:
+          silent = f'{arr.source} part {c} ({part.role}) on {voice}'
+          break
+        x *= 10 ** (rng.uniform(-20, -1) / 20) / peak  # the recorded level
+        raw[c] = x
+        level = LEAD_DB + ROLE_LEVELS_DB[part.role] + rng.uniform(-LEVEL_JITTER_DB,
+                                                                  LEVEL_JITTER_DB)
+        gains[c] = 10 ** ((level - active_level_db(x)) / 20)
       names_of = [renderer.preset_name(*v) for v in voices]
-    peaks = np.max(np.abs(raw), axis=1)
-    if peaks.min() >= 1e-6:
+    if silent is None:
       break
-    silent = (arr.source, [(p.role, v) for p, v, pk in zip(arr.parts, voices, peaks) if pk < 1e-6])
     attempt += 1
     if attempt >= _MAX_TRIES:
       raise RuntimeError(f'rendered_live: song {index} of {split!r}: every attempt had a part '
                          f'that rendered silence (the last: {silent}).')
-  gains = np.zeros(len(arr.parts), np.float32)
-  for c, part in enumerate(arr.parts):
-    x = raw[c]
-    x *= 10 ** (rng.uniform(-20, -1) / 20) / peaks[c]  # the recorded level
-    level = LEAD_DB + ROLE_LEVELS_DB[part.role] + rng.uniform(-LEVEL_JITTER_DB, LEVEL_JITTER_DB)
-    gains[c] = 10 ** ((level - active_level_db(x)) / 20)
   mix = gains @ raw
   peak = float(np.max(np.abs(mix)))
   if peak > 10 ** (-1 / 20):  # keep the target below -1 dBFS: a common factor, balance unchanged
