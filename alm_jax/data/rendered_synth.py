@@ -20,7 +20,7 @@ import numpy as np
 from alm_jax.data import common
 # sample_kits imports soundfile, whose libsndfile then also decodes FluidSynth's sf3 samples (one
 # libsndfile.so.1 per process): imported here, before FluidSynth, so every build decodes alike
-# whatever else the process imported (1.0.0's songs were decoded by the system's; within 2 LSB).
+# whatever else the process imported (1.0.0's songs were decoded by the system's; within 3 LSB).
 from alm_jax.data import sample_kits
 
 SF2, SF3 = '/usr/share/sounds/sf2', '/usr/share/sounds/sf3'
