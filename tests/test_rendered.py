@@ -243,3 +243,39 @@ def test_training_kits_come_from_many_sources():
   assert len(kits) >= 20 and set(sample_kits.KITS) <= sources
   assert {'timgm6mb', 'csound_gm', 'avl_black_pearl'} <= sources
   assert len(rendered.SPLITS['train'].melodic) == 2 and len(rendered.SPLITS['test'].melodic) == 1
+
+
+def test_a_part_that_renders_silence_redraws_the_song(monkeypatch):
+  """A preset without samples for a part's notes must not stop a build: the next draw plays."""
+  cfg = CONFIGS['tiny']
+  cache = rendered.music_cache_dir()
+  first = rendered.plan_song(cfg, 'train', 0, cache)
+  second = rendered.plan_song(cfg, 'train', 0, cache, first[3] + 1)
+  calls = []
+
+  class Renderer:  # silent on the first song's first part, else a tone per part
+    def __init__(self, names, sample_rate):
+      del names, sample_rate
+
+    def __enter__(self):
+      return self
+
+    def __exit__(self, *exc):
+      pass
+
+    def render(self, voice, n):
+      calls.append(voice.notes)
+      t = np.arange(n) / common.SAMPLE_RATE
+      return np.float32(len(calls) > 1) * np.sin(2 * np.pi * 220 * t).astype(np.float32)
+
+    def preset_name(self, *voice):
+      return str(voice)
+
+  monkeypatch.setattr(synth, 'Renderer', Renderer)
+  song = rendered.make_song(cfg, 'train', 0, cache)
+  assert calls[0] == tuple(first[0].parts[0].notes)
+  assert song.source == second[0].source and len(song.roles) == len(second[0].parts)
+  assert np.all(np.max(np.abs(song.raw), axis=1) > 0)
+  monkeypatch.setattr(Renderer, 'render', lambda self, voice, n: np.zeros(n, np.float32))
+  with pytest.raises(RuntimeError, match='rendered silence'):
+    rendered.make_song(cfg, 'train', 0, cache)

@@ -201,9 +201,15 @@ def make_song(cfg: RenderedLiveConfig, split: str, index: int, cache_dir: str | 
   A part that renders silence (a preset without samples for the part's notes) makes the next
   attempt's song instead, as an unplayable arrangement does.
   """
-  attempt = 0
+  attempt, silent = 0, None
   while True:
-    arr, voices, rng, attempt = plan_song(cfg, split, index, cache_dir, attempt)
+    try:
+      arr, voices, rng, attempt = plan_song(cfg, split, index, cache_dir, attempt)
+    except RuntimeError as e:
+      if silent is None:
+        raise
+      raise RuntimeError(f'rendered_live: song {index} of {split!r}: every playable draw had a '
+                         f'part that rendered silence (the last: {silent}).') from e
     n = int(round(arr.seconds * sample_rate))
     raw = np.zeros((len(arr.parts), n), np.float32)
     gains = np.zeros(len(arr.parts), np.float32)
@@ -224,9 +230,6 @@ def make_song(cfg: RenderedLiveConfig, split: str, index: int, cache_dir: str | 
     if silent is None:
       break
     attempt += 1
-    if attempt >= _MAX_TRIES:
-      raise RuntimeError(f'rendered_live: song {index} of {split!r}: every attempt had a part '
-                         f'that rendered silence (the last: {silent}).')
   mix = gains @ raw
   peak = float(np.max(np.abs(mix)))
   if peak > 10 ** (-1 / 20):  # keep the target below -1 dBFS: a common factor, balance unchanged
