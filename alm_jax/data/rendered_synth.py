@@ -2,11 +2,12 @@
 
 The soundfonts are Debian packages (nothing is downloaded): SOUNDFONTS maps a
 short name to its file and package; the drum kits played from their samples
-(alm_jax.data.sample_kits.KITS) are named like soundfonts and render alike. `check_installed` raises RenderError naming
-the `apt-get install` line for whatever is missing (the FluidSynth library or a
-soundfont). `Renderer` loads the soundfonts once into one pyfluidsynth synth
-(reverb and chorus off, pan centred) and renders a note list sample-accurately
-into float32 [samples] at 44.1 kHz, the mean of the left and right outputs.
+(alm_jax.data.sample_kits.KITS) are named like soundfonts and render alike.
+`check_installed` raises RenderError naming the `apt-get install` line for
+whatever is missing (the FluidSynth library, a soundfont or a kit). `Renderer`
+loads the soundfonts once into one pyfluidsynth synth (reverb and chorus off, pan
+centred) and renders a note list sample-accurately into float32 [samples] at
+44.1 kHz, the mean of the left and right outputs.
 The FluidR3 soundfonts (fluid-soundfont-gm / -gs, fluidr3mono) are never used:
 they are reserved for an independent evaluation.
 """
@@ -91,7 +92,7 @@ def check_installed(names) -> None:
                       f'the Debian package(s) {pkgs}: `{APT_LINE}`.')
   for n in names:
     if any(f in _where(n)[0].lower() for f in _FORBIDDEN):
-      raise RenderError(f'{SOUNDFONTS[n].path} is a FluidR3 soundfont, reserved for evaluation.')
+      raise RenderError(f'{_where(n)[0]} is a FluidR3 soundfont, reserved for evaluation.')
 
 
 @dataclasses.dataclass(frozen=True)
