@@ -60,7 +60,8 @@ class SplitSpec:
 
 # Training kits from four sources (a snare's level is learned across many snares): the AVL
 # Black Pearl, TimGM6mb's and Csound's GM kits, and nine Hydrogen kits played from their samples.
-_TRAIN_KITS = ((('avl_black_pearl', 0, 0),) + tuple(('timgm6mb', 128, p) for p in (0, 8, 16, 32, 40))
+_TRAIN_KITS = ((('avl_black_pearl', 0, 0),)
+               + tuple(('timgm6mb', 128, p) for p in (0, 8, 16, 32, 40))
                + tuple(('csound_gm', 128, p) for p in synth.SOUNDFONTS['csound_gm'].drum_presets)
                + tuple((k, 0, 0) for k in sample_kits.KITS))
 _TEST_KITS = ((('avl_red_zeppelin', 0, 0),)

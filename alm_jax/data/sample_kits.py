@@ -23,8 +23,9 @@ import soundfile
 
 HYDROGEN = '/usr/share/hydrogen/data/drumkits'
 PACKAGE = 'hydrogen-drumkits'
-# Acoustic kits and two drum machines; not the hand-percussion and djembe kits (no kick or snare),
-# nor 'The Black Pearl 1.0' (the kit of the AVL Black Pearl soundfont, already in training).
+# Acoustic kits, a kit of collected samples and a breakbeat kit; not the hand-percussion and
+# djembe kits (no kick or snare), nor 'The Black Pearl 1.0' (the AVL Black Pearl soundfont's kit,
+# already in training).
 KITS = {
     'h2_bja_pacific': 'BJA_Pacific',
     'h2_colombo': 'ColomboAcousticDrumkit',
@@ -138,8 +139,8 @@ class SampleKit:
       missing.append('crash 49 / ride 51 / a tom')
     if missing:
       raise KitError(f'Drum kit {name!r} ({path}) has no instrument named for GM key(s) '
-                     f'{missing} (kick 36, snare 38, closed hi-hat 42, and a cymbal or tom); drop it '
-                     'from KITS.')
+                     f'{missing} (kick 36, snare 38, closed hi-hat 42, and a cymbal or tom); '
+                     'drop it from KITS.')
     cache = {}
     keys = {}
     for key, (iname, volume, layers) in chosen.items():
