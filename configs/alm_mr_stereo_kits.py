@@ -8,7 +8,7 @@ split (unseen soundfonts and kits) its pan error is 0.182 against 0.150 on valid
 from four sources"), which took the mono mixer's validation and README figures down (run 15,
 docs/results_notes.md). configs/alm_mr_stereo_layout_wide2.py (the shipped stereo recipe) from
 the shipped stereo mixer on the new songs: 1200 steps, the last 240 at a tenth of the rate; about
-20 minutes on the 2 CPU cores. Resumable. Figures: docs/results_notes.md.
+20 minutes on the 2 CPU cores. Resumable. Not yet run (2026-12-07): the next step for issue 32.
 """
 import pathlib
 import runpy
