@@ -99,8 +99,12 @@ def test_each_channel_is_one_part(built):
           near[lo:hi] = True
         loud = level > level.max() - 50
         assert not np.any(loud & ~near), (split, i, c, part.role)
-        onsets = [int(s * SR) // frame for s, _, _, _ in part.notes if s * SR < x.size]
-        assert np.mean(loud[np.minimum(onsets, level.size - 1)]) > 0.5
+        # A note sounds in its onset's frame or the next: a recorded drum sample (the Hydrogen
+        # kits) starts a few ms after its note, and a 46 ms frame may end before that.
+        onsets = np.array([int(s * SR) // frame for s, _, _, _ in part.notes if s * SR < x.size])
+        heard = loud[np.minimum(onsets, level.size - 1)] | loud[np.minimum(onsets + 1,
+                                                                           level.size - 1)]
+        assert np.mean(heard) > 0.5
       # No channel is another's copy.
       corr = np.corrcoef(raw[:, :raw.shape[1]])
       assert np.all(np.abs(corr[~np.eye(len(corr), dtype=bool)]) < 0.95)
