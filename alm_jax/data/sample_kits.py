@@ -12,14 +12,14 @@ float32 [samples] at the renderer's rate, as FluidSynth's parts are (alm_jax.dat
 """
 
 import dataclasses
-import math
 import os
 import re
 import xml.etree.ElementTree as ET
 
 import numpy as np
-import scipy.signal
 import soundfile
+
+from alm_jax import audio_io
 
 HYDROGEN = '/usr/share/hydrogen/data/drumkits'
 PACKAGE = 'hydrogen-drumkits'
@@ -194,8 +194,4 @@ def _read(path: str, sample_rate: int, kit: str) -> np.ndarray:
   except (RuntimeError, soundfile.LibsndfileError) as e:
     raise KitError(f'Drum kit {kit!r}: cannot read sample {path} ({e}); reinstall '
                    f'{PACKAGE}.') from e
-  x = audio.mean(axis=1)
-  if sr != sample_rate:
-    g = math.gcd(int(sr), int(sample_rate))
-    x = scipy.signal.resample_poly(x, sample_rate // g, int(sr) // g).astype(np.float32)
-  return np.ascontiguousarray(x, dtype=np.float32)
+  return np.ascontiguousarray(audio_io.resample(audio.mean(axis=1), sr, sample_rate))
