@@ -138,6 +138,33 @@ def save_state(manager: ocp.CheckpointManager, step: int, state):
       **{CHECKSUMS: ocp.args.JsonSave(sums)}), force=True)
 
 
+def save_params(workdir, config, step: int, params):
+  """Writes a parameters-only checkpoint `step` (with checksums) and config.json into a new `workdir`.
+
+  What a shipped mixer holds (no optimizer state): inference, export, evaluation
+  and `train.init_params_from` read it like any step; training cannot resume it.
+  Used for mixers made from trained ones without training, e.g. the mean of
+  several runs' parameters (tools/average_checkpoints.py).
+
+  Raises:
+    CheckpointError: `workdir` already holds checkpoints (never overwritten).
+  """
+  ckpt_dir = checkpoint_dir(workdir)
+  if ckpt_dir.exists() and any(ckpt_dir.iterdir()):
+    raise CheckpointError(f'{ckpt_dir} already holds checkpoints: give a new --workdir.')
+  options = ocp.CheckpointManagerOptions(enable_async_checkpointing=False, create=True)
+  handlers = {'params': ocp.StandardCheckpointHandler(), CHECKSUMS: ocp.JsonCheckpointHandler()}
+  manager = ocp.CheckpointManager(ckpt_dir, options=options, item_handlers=handlers)
+  try:
+    manager.save(step, args=ocp.args.Composite(
+        params=ocp.args.StandardSave(params),
+        **{CHECKSUMS: ocp.args.JsonSave({'params': integrity.tree_checksums(params)})}))
+    manager.wait_until_finished()
+  finally:
+    manager.close()
+  outputs.atomic_write_text(config_path(workdir), config.to_json_best_effort(indent=2))
+
+
 def _abstract_with(tree, shardings):
   return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
 
