@@ -351,8 +351,13 @@ def warm_start(params, path: str):
 
   For a new model that extends a trained one (config.train.init_params_from: a stereo head on a
   mono mixer, say): the shared networks start trained, the new ones fresh. `path` is anything
-  `--checkpoint` takes. Raises ValueError if no leaf matches (a different model altogether).
+  `--checkpoint` takes, or several of them comma-separated, taken in turn (a later one's leaves
+  over an earlier one's). Raises ValueError if no leaf of one of them matches (a different model
+  altogether).
   """
+  for source in path.split(',')[:-1]:
+    params = warm_start(params, source.strip())
+  path = path.split(',')[-1].strip()
   _, saved, step = restore.restore_params(path)
   saved = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(saved)}
   taken, fresh = [], []

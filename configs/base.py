@@ -226,7 +226,9 @@ def get_config():
   train.weight_decay = 1e-2
   train.freeze_embedding_epochs = 100  # params['embedding'] not updated before this epoch
   # A trained model (anything --checkpoint takes) whose parameters start every one of this model's
-  # that has the same name and shape (train.warm_start); '' = all fresh.
+  # that has the same name and shape (train.warm_start); '' = all fresh. Several, comma-separated,
+  # are taken in turn, a later one over an earlier one (a stereo mixer's pan heads from one run,
+  # the networks they share with a newer mono mixer from that).
   train.init_params_from = ''
   train.grad_clip_norm = 0.0  # 0 disables
   # Memory (alm_jax/gradients.py): k micro-batches per update (the same update as one batch

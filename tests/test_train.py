@@ -617,3 +617,13 @@ def test_warm_start_takes_the_shared_parameters_and_keeps_the_new_ones(tmp_path)
   assert any('pan_mlp' in k for k in got if k not in was)
   with pytest.raises(ValueError, match='none of its parameters'):
     train.warm_start({'unrelated': np.zeros(3, np.float32)}, str(tmp_path / 'mono'))
+  # Two sources, in turn: the pan head from a stereo run, the shared networks from a newer mono one.
+  save_checkpoint(tmp_path / 'stereo', stereo_model.config, stereo_model.params)
+  newer = TinyModel('mr')
+  newer.params = jax.tree.map(lambda x: np.asarray(x) + 1.0, newer.params)
+  save_checkpoint(tmp_path / 'newer', newer.config, newer.params)
+  blank = jax.tree.map(np.zeros_like, stereo_model.params)
+  both = flat(train.warm_start(blank, f'{tmp_path / "stereo"}, {tmp_path / "newer"}'))
+  newer_flat = flat(newer.params)
+  for key, value in both.items():
+    np.testing.assert_array_equal(value, newer_flat[key] if key in newer_flat else fresh[key])
