@@ -245,8 +245,8 @@ def test_training_kits_come_from_many_sources():
   kits = rendered.SPLITS['train'].kits
   sources = {k[0] for k in kits}
   assert len(kits) >= 20 and set(sample_kits.KITS) <= sources
-  assert {'timgm6mb', 'csound_gm', 'avl_black_pearl', 'opl3'} <= sources
-  assert len(rendered.SPLITS['train'].melodic) == 3 and len(rendered.SPLITS['test'].melodic) == 1
+  assert {'timgm6mb', 'csound_gm', 'avl_black_pearl'} <= sources
+  assert len(rendered.SPLITS['train'].melodic) == 2 and len(rendered.SPLITS['test'].melodic) == 1
 
 
 def test_a_part_that_renders_silence_redraws_the_song(monkeypatch):

@@ -27,7 +27,7 @@ BASE_PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev)
 # drum kits (rendered_live renders instrument parts with all of them); chromium (the listening-test page in a
 # real headless browser); jackd2 (the live mixer's tests run a real JACK server, jackd -d dummy).
 TEST_PACKAGES=(fluidsynth timgm6mb-soundfont musescore-general-soundfont-small
-               avldrums.lv2-soundfont csound-soundfont opl3-soundfont hydrogen-drumkits chromium jackd2)
+               avldrums.lv2-soundfont csound-soundfont hydrogen-drumkits chromium jackd2)
 
 apt_install() {
   if ! command -v apt-get >/dev/null; then

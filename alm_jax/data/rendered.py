@@ -58,17 +58,15 @@ class SplitSpec:
   pieces: tuple      # (lo, hi): the part of each composer's works and of the tunes (by path hash)
 
 
-# Training kits from five sources (a snare's level is learned across many snares): the AVL
-# Black Pearl, TimGM6mb's and Csound's GM kits, nine Hydrogen kits played from their samples and
-# an OPL3 chip's FM kit.
+# Training kits from four sources (a snare's level is learned across many snares): the AVL
+# Black Pearl, TimGM6mb's and Csound's GM kits, and nine Hydrogen kits played from their samples.
 _TRAIN_KITS = ((('avl_black_pearl', 0, 0),)
                + tuple(('timgm6mb', 128, p) for p in (0, 8, 16, 32, 40))
                + tuple(('csound_gm', 128, p) for p in synth.SOUNDFONTS['csound_gm'].drum_presets)
-               + tuple((k, 0, 0) for k in sample_kits.KITS)
-               + (('opl3', 128, 0),))
+               + tuple((k, 0, 0) for k in sample_kits.KITS))
 _TEST_KITS = ((('avl_red_zeppelin', 0, 0),)
               + tuple(('musescore_lite', 128, p) for p in (0, 8, 16, 32, 40)))
-_TRAIN_MELODIC = ('timgm6mb', 'csound_gm', 'opl3')
+_TRAIN_MELODIC = ('timgm6mb', 'csound_gm')
 _TRAIN_REP = dict(composers=('palestrina', 'trecento', 'haydn', 'mozart'),
                   styles=('rock', 'pop', 'funk', 'ballad'))
 _TEST_REP = dict(composers=('monteverdi', 'beethoven'), styles=('shuffle', 'bossa'))
@@ -247,13 +245,11 @@ def make_song(cfg: RenderedLiveConfig, split: str, index: int, cache_dir: str | 
 class RenderedLive(tfds.core.GeneratorBasedBuilder):
   """Multitrack songs rendered with sampled instruments, with a known target mix."""
 
-  VERSION = tfds.core.Version('1.2.0')
+  VERSION = tfds.core.Version('1.1.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.',
                    '1.1.0': ('Training and validation songs draw their kits from 22 (Csound GM '
                              'and Hydrogen sample kits added) and their pitched parts from '
-                             'TimGM6mb or Csound GM; the test split is unchanged.'),
-                   '1.2.0': ('Training and validation songs also draw their pitched parts and '
-                             'kit from an OPL3 chip\'s FM soundfont; the test split is unchanged.')}
+                             'TimGM6mb or Csound GM; the test split is unchanged.')}
   BUILDER_CONFIGS = [
       RenderedLiveConfig(name='default', description='240/40/40 songs of 20-40 s, 3-8 channels.'),
       # The first 60 / 10 / 20 songs of 'default' (a song depends on its split and index only).

@@ -49,15 +49,13 @@ SOUNDFONTS = {
     # Csound's public-domain GM bank: a third set of timbres and kits (incl. TR 808, 25).
     'csound_gm': Soundfont(f'{SF2}/sf_GMbank.sf2', 'csound-soundfont', 128,
                            (0, 8, 16, 24, 25, 32, 40), True),
-    # An OPL3 chip's FM voices (GM programs and one kit): timbres no sampled soundfont has.
-    'opl3': Soundfont(f'{SF2}/OPL-3_FM_128M.sf2', 'opl3-soundfont', 128, (0,), True),
 }
 _BLOCK = 64  # FluidSynth's internal block (FLUID_BUFSIZE)
 _FLUID_WARN = 2  # its log level enum: PANIC, ERR, WARN, INFO, DBG
 _FORBIDDEN = ('fluidr3', 'fluid_r3', 'fluid-soundfont')
 APT_LINE = ('apt-get install -y --no-install-recommends fluidsynth timgm6mb-soundfont '
             'musescore-general-soundfont-small avldrums.lv2-soundfont csound-soundfont '
-            f'opl3-soundfont {sample_kits.PACKAGE}')
+            f'{sample_kits.PACKAGE}')
 
 
 class RenderError(RuntimeError):
