@@ -375,8 +375,9 @@ def warm_start(params, path: str):
   if not taken:
     raise ValueError(f'config.train.init_params_from={path}: none of its parameters has a name and '
                      'shape of this model; give a checkpoint of the same architecture (or clear it).')
-  logging.info('Parameters initialised from %s (step %d): %d of %d leaves; fresh: %s', path, step,
-               len(taken), len(taken) + len(fresh), ', '.join(fresh) or 'none')
+  logging.info('Parameters initialised from %s (step %d): %d of %d leaves; not in it (fresh, or '
+               'from an earlier source): %s', path, step, len(taken), len(taken) + len(fresh),
+               ', '.join(fresh) or 'none')
   return params
 
 

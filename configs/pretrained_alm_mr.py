@@ -6,8 +6,9 @@ configs/rendered_mr.py (small networks, sampled-instrument songs, bleed and leve
 randomisation on, zero-latency training) with a longer run, one learning-rate
 decay and the two gain terms on (docs/model.md: not in the paper). It made the first
 `pretrained:alm_mr` (42k parameters, 26 minutes); configs/rendered_{sr,dmc_b_0l,dmc_og}.py
-derive from it, so the systems of docs/results.md train the same way. Today's shipped mixer is
-configs/alm_mr_staged.py (this recipe with the student embedding and staged gains). Resumable:
+derive from it, so the systems of docs/results.md train the same way. Today's shipped mixer
+started from configs/alm_mr_staged.py (this recipe with the student embedding and staged gains;
+its chain of runs: docs/pretrained.md). Resumable:
 the same command continues from the newest checkpoint.
 """
 import pathlib
