@@ -7,7 +7,7 @@ Run 17 (configs/alm_mr_roles_kits.py: patches at each channel's running level, n
 and sounds it never heard, it leaves the hats and snare 5 to 6 dB low and loses to the
 equal-loudness preset. The random equaliser (`config.data.timbre`) made run 15's successor lean
 less on the training sounds (README 3.28 -> 3.14 dB, run 16). Run 17's recipe with it, continued
-from run 17: 2400 steps, the last 720 at a tenth of the rate; about 25 minutes on the 2 CPU cores.
+from run 17: 2400 steps, the last 720 at a tenth of the rate; 28 minutes on the 2 CPU cores.
 Resumable. Figures: docs/results_notes.md.
 """
 import pathlib
