@@ -355,9 +355,13 @@ def warm_start(params, path: str):
   over an earlier one's). Raises ValueError if no leaf of one of them matches (a different model
   altogether).
   """
-  for source in path.split(',')[:-1]:
-    params = warm_start(params, source.strip())
-  path = path.split(',')[-1].strip()
+  for source in path.split(','):
+    params = _take_from(params, source.strip())
+  return params
+
+
+def _take_from(params, path: str):
+  """`warm_start` from one trained model."""
   _, saved, step = restore.restore_params(path)
   saved = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_leaves_with_path(saved)}
   taken, fresh = [], []

@@ -32,14 +32,14 @@ def average(paths, weights=None):
   if len(weights) != len(paths) or np.any(weights < 0) or weights.sum() <= 0:
     raise ValueError(f'--weights needs {len(paths)} non-negative numbers, not all zero.')
   weights = weights / weights.sum()
-  config, total, step = None, None, 0
-  for path, w in zip(paths, weights):
+  config, trees, step = None, [], 0
+  for path in paths:  # each after the first checked against the first's model
     saved, params, at = restore.restore_params(path, config)
     config = config or saved
-    total = jax.tree.map(lambda p, w=w: w * p, params) if total is None else jax.tree.map(
-        lambda t, p, w=w: t + w * p, total, params)
+    trees.append(params)
     step = max(step, at)
-  return config, total, step
+  mean = jax.tree.map(lambda *leaves: sum(w * x for w, x in zip(weights, leaves)), *trees)
+  return config, mean, step
 
 
 def main(argv=None):
